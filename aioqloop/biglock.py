@@ -1,0 +1,949 @@
+"""The big lock: QEMU's Big QEMU Lock (BQL) for asyncio tasks and threads.
+
+:class:`BigLock` is one mutual-exclusion lock shared by coroutines on any number of
+event loops and by plain threads.  :data:`bql` is the process-wide instance.
+
+Owner identity
+--------------
+The owner is the current :class:`asyncio.Task` when there is one, else the current
+thread.  That also holds for ``with lock:`` and :meth:`BigLock.acquire_sync` called
+inside a coroutine: the task owns it, so the same task must release it, and
+:meth:`BigLock.held` answers for the task, not for the thread running it.  The lock is
+not recursive, like ``bql_lock()``; :meth:`BigLock.guard` is ``BQL_LOCK_GUARD``, which
+takes the lock only when the caller does not already hold it.
+
+One queue, direct hand-off
+--------------------------
+Tasks and threads wait in one FIFO queue.  Release never frees the lock while someone
+waits: it makes the head waiter the owner on the spot and then wakes it.  A newcomer
+therefore queues whenever anyone is waiting, so nobody can barge in between a release
+and the wake-up.  QEMU learned this the hard way: a plain mutex let the main loop
+"release the mutex and take it back again" while a vCPU thread starved, and its replay
+mutex grew a queue for exactly that reason.
+
+* A waiting task awaits a future on its own loop and never blocks that loop.  Hand-off
+  resolves the future directly when it runs on that loop's thread, and through
+  ``loop.call_soon_threadsafe`` otherwise (QEMU's ``aio_co_wake``).
+* A waiting thread blocks on a private ``threading.Lock`` that the hand-off releases.
+  It never spins or polls, and it gives up the GIL while it waits.
+
+Cancellation never leaks the lock.  A task cancelled while it waits leaves the queue.
+A task cancelled at the moment the lock was handed to it owns the lock already, so it
+passes it on to the next waiter (or frees it) before the ``CancelledError`` goes on.
+A thread whose timeout expires at the moment of hand-off simply returns ``True``.
+
+Thread safety and free-threaded builds
+--------------------------------------
+All state (owner, queue, statistics) changes inside a short critical section guarded
+by an internal ``threading.Lock``.  Correctness therefore does not rest on the GIL
+making attribute updates or deque operations atomic, and the lock is equally correct
+on free-threaded (``3.13t``/``3.14t``) builds.  The uncontended path costs that
+internal lock, a few attribute updates and one ``time.perf_counter()`` call each for
+acquire and release: no system call and no allocation.  Wake-ups (resolving a future,
+``call_soon_threadsafe``, releasing a thread's private lock, calling a ``retry``
+callback) always happen after the critical section ends.
+
+Deadlocks the lock refuses
+--------------------------
+A thread that runs an event loop must never block waiting for a coroutine of that
+same loop: the coroutine could never run.  :meth:`BigLock.acquire_sync` therefore
+raises :exc:`RuntimeError` instead of blocking when the holder, or any waiter ahead in
+the queue, is a task of the loop running in the calling thread, or is the calling
+thread itself.  Waiting behind threads and behind tasks of other loops is allowed.
+
+Owners that vanish
+------------------
+A task that finishes, or a thread that exits, while holding the lock can never release
+it.  The lock notices when someone next tries to acquire it (and, for a task, as soon
+as it finishes if a task of its own loop is already waiting).  It then logs an error
+on the ``aioqloop`` logger naming the dead owner, hands the lock to the next waiter as
+if the owner had released it, and counts the event in
+:attr:`BigLockStatistics.abandoned`.  ``with lock:`` and ``async with lock:`` release on
+every exit, including exceptions and cancellation, so only bare :meth:`BigLock.acquire`
+/ :meth:`BigLock.acquire_sync` calls can leak.  A dead *thread* holding the lock while
+others are already queued is only noticed at the next acquire attempt, because a
+thread's exit cannot be observed without polling.
+
+Event-loop integration
+----------------------
+A loop created with a big lock follows QEMU's ``os_host_main_loop_wait``: it holds the
+lock while it dispatches sources, releases it before it waits for events (unlock,
+poll, lock), and yields it between two dispatches whenever someone is waiting.  The
+private hooks :meth:`BigLock._acquire_for_dispatch` and :meth:`BigLock._has_waiters`
+serve that loop; their docstrings state the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import dataclasses
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar
+
+__all__ = ("BigLock", "BigLockOwnerStatistics", "BigLockStatistics", "bql")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+_logger: Final = logging.getLogger("aioqloop")
+
+# asyncio's cheap "which loop runs in this thread" (None outside a loop); it does not
+# raise, unlike get_running_loop().
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+_current_thread = threading.current_thread
+_new_private_lock = threading.Lock
+
+# Waiter kinds: how a waiter is woken.
+_TASK: Final = 0  # a future awaited on its own loop
+_THREAD: Final = 1  # a blocked thread (maybe running a task that called acquire_sync)
+_CALLBACK: Final = 2  # a loop thread that asked to be called back (_acquire_for_dispatch)
+
+# Waiter states, changed only with the internal mutex held.
+_PENDING: Final = 0  # in the queue
+_GRANTED: Final = 1  # ownership handed over; may not have woken yet
+_ABANDONED: Final = 2  # left the queue (cancelled, timed out, interrupted)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BigLockOwnerStatistics:
+    """Counters for one kind of owner (tasks or threads).  Times are in seconds.
+
+    :ivar acquisitions: times an owner of this kind got the lock.
+    :ivar contended_acquisitions: those of them that had to queue first.
+    :ivar total_wait_time: time spent queued, summed over contended acquisitions; a
+        wait ends when ownership is handed over, before the waiter wakes up.
+    :ivar max_wait_time: the longest single wait.
+    :ivar total_hold_time: time spent owning the lock, summed over completed holds.
+    :ivar max_hold_time: the longest completed hold.
+    """
+
+    acquisitions: int
+    contended_acquisitions: int
+    total_wait_time: float
+    max_wait_time: float
+    total_hold_time: float
+    max_hold_time: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BigLockStatistics:
+    """A snapshot of :meth:`BigLock.statistics`.  Times are in seconds.
+
+    The first six fields sum (or take the maximum of) :attr:`tasks` and :attr:`threads`.
+    A loop thread that owns the lock to dispatch sources counts as a thread.
+
+    :ivar locked: whether some task or thread owns the lock.
+    :ivar owner: the owning task or thread, or ``None``.
+    :ivar waiters: tasks and threads queued right now.
+    :ivar cancelled_waits: waits that ended without the lock: task cancellation,
+        ``KeyboardInterrupt`` in a waiting thread.
+    :ivar failed_attempts: :meth:`BigLock.acquire_sync` calls that returned ``False``
+        (non-blocking, or the timeout expired).
+    :ivar abandoned: times the lock was taken back from a task that had finished or a
+        thread that had exited while owning it, or from a waiter that could not be woken.
+    """
+
+    acquisitions: int
+    contended_acquisitions: int
+    total_wait_time: float
+    max_wait_time: float
+    total_hold_time: float
+    max_hold_time: float
+    locked: bool
+    owner: object | None
+    waiters: int
+    cancelled_waits: int
+    failed_attempts: int
+    abandoned: int
+    tasks: BigLockOwnerStatistics
+    threads: BigLockOwnerStatistics
+
+
+class _Counters:
+    """Mutable statistics for one owner kind; changed with the internal mutex held."""
+
+    __slots__ = ("acquisitions", "contended", "max_hold", "max_wait", "total_hold", "total_wait")
+
+    def __init__(self) -> None:
+        self.acquisitions = 0
+        self.contended = 0
+        self.total_wait = 0.0
+        self.max_wait = 0.0
+        self.total_hold = 0.0
+        self.max_hold = 0.0
+
+    def snapshot(self) -> BigLockOwnerStatistics:
+        return BigLockOwnerStatistics(
+            self.acquisitions,
+            self.contended,
+            self.total_wait,
+            self.max_wait,
+            self.total_hold,
+            self.max_hold,
+        )
+
+
+class _Waiter:
+    """One queued acquirer.  ``state`` changes only with the lock's mutex held."""
+
+    __slots__ = ("counters", "future", "kind", "loop", "owner", "retry", "since", "state", "wakeup")
+
+    def __init__(self, kind: int, owner: object, counters: _Counters) -> None:
+        self.kind = kind
+        self.owner = owner
+        self.counters = counters
+        self.state = _PENDING
+        self.since = perf_counter()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[None] | None = None
+        self.wakeup: threading.Lock | None = None
+        self.retry: Callable[[], None] | None = None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    # The future may have been cancelled with its task; the task then finds its waiter
+    # granted and passes the lock on (see BigLock.acquire).
+    if not future.done():
+        future.set_result(None)
+
+
+def _task_loop(owner: object) -> object:
+    """The loop of a task owner, or None for a thread owner."""
+    if isinstance(owner, threading.Thread):
+        return None
+    get_loop = getattr(owner, "get_loop", None)
+    return get_loop() if get_loop is not None else None
+
+
+def _owner_kind(owner: object) -> str:
+    return "thread" if isinstance(owner, threading.Thread) else "task"
+
+
+class BigLock:
+    """A fair lock shared by asyncio tasks (on any loop) and threads: QEMU's BQL.
+
+    Use ``async with lock:`` / ``await lock.acquire()`` in coroutines and ``with lock:`` /
+    ``lock.acquire_sync()`` in threads; :meth:`release` serves both.  Waiters are served
+    first come, first served, with ownership handed directly to the next one.  The lock
+    is not recursive; use :meth:`guard` to take it only when not already held.
+
+    :param name: shown in :func:`repr` and in error messages.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_abandoned",
+        "_acquired_at",
+        "_cancelled_waits",
+        "_dispatch_waiters",
+        "_failed_attempts",
+        "_mutex",
+        "_name",
+        "_owner",
+        "_owner_counters",
+        "_task_counters",
+        "_thread_counters",
+        "_waiters",
+        "_watched",
+    )
+
+    def __init__(self, *, name: str | None = None) -> None:
+        self._name = name
+        # Guards every field below.  Held only for short sections that never block,
+        # never call user code and never wake anyone.
+        self._mutex = threading.Lock()
+        self._owner: object | None = None
+        # Invariant: _owner is None implies _waiters is empty (hand-off never leaves the
+        # lock free while someone waits), so the fast path only tests _owner.
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        # At most one _CALLBACK waiter per loop thread.
+        self._dispatch_waiters: dict[threading.Thread, _Waiter] = {}
+        # The owner task carries our done-callback (see _watch_owner_locked).
+        self._watched = False
+        self._task_counters = _Counters()
+        self._thread_counters = _Counters()
+        self._owner_counters = self._thread_counters
+        self._acquired_at = 0.0
+        self._cancelled_waits = 0
+        self._failed_attempts = 0
+        self._abandoned = 0
+
+    # ------------------------------------------------------------------ #
+    # Introspection
+    # ------------------------------------------------------------------ #
+
+    @property
+    def name(self) -> str | None:
+        """The name given at construction, or ``None``."""
+        return self._name
+
+    def __repr__(self) -> str:
+        # Lock-free on purpose: error messages built inside the critical section use it.
+        label = f"{self._name!r}" if self._name is not None else f"at {id(self):#x}"
+        owner = self._owner
+        if owner is None:
+            return f"<BigLock {label} unlocked>"
+        return f"<BigLock {label} locked by {owner!r} waiters={len(self._waiters)}>"
+
+    def locked(self) -> bool:
+        """Return whether any task or thread owns the lock."""
+        return self._owner is not None
+
+    def held(self) -> bool:
+        """Return whether the caller owns the lock: the current task, else the current thread.
+
+        Like ``bql_locked()``.  Inside a coroutine this asks about the task: a loop
+        thread that owns the lock while it dispatches sources does not make its tasks
+        owners.
+        """
+        owner = self._owner
+        if owner is None:
+            return False
+        return owner is self._caller()
+
+    def assert_held(self) -> None:
+        """Raise :exc:`AssertionError` unless the caller owns the lock (see :meth:`held`).
+
+        An explicit check, not an ``assert`` statement, so it also works under ``-O``.
+        """
+        if not self.held():
+            kind = _owner_kind(self._caller())
+            raise AssertionError(f"the current {kind} must hold {self!r}")
+
+    def statistics(self) -> BigLockStatistics:
+        """Return a consistent snapshot of the counters; see :class:`BigLockStatistics`."""
+        with self._mutex:
+            tasks = self._task_counters.snapshot()
+            threads = self._thread_counters.snapshot()
+            owner = self._owner
+            waiters = len(self._waiters)
+            cancelled, failed, abandoned = (
+                self._cancelled_waits,
+                self._failed_attempts,
+                self._abandoned,
+            )
+        return BigLockStatistics(
+            acquisitions=tasks.acquisitions + threads.acquisitions,
+            contended_acquisitions=tasks.contended_acquisitions + threads.contended_acquisitions,
+            total_wait_time=tasks.total_wait_time + threads.total_wait_time,
+            max_wait_time=max(tasks.max_wait_time, threads.max_wait_time),
+            total_hold_time=tasks.total_hold_time + threads.total_hold_time,
+            max_hold_time=max(tasks.max_hold_time, threads.max_hold_time),
+            locked=owner is not None,
+            owner=owner,
+            waiters=waiters,
+            cancelled_waits=cancelled,
+            failed_attempts=failed,
+            abandoned=abandoned,
+            tasks=tasks,
+            threads=threads,
+        )
+
+    def _waiter_count(self) -> int:
+        """Queued waiters right now (for tests and the loop's diagnostics)."""
+        return len(self._waiters)
+
+    # ------------------------------------------------------------------ #
+    # Coroutines
+    # ------------------------------------------------------------------ #
+
+    async def acquire(self) -> bool:
+        """Wait until the current task owns the lock, then return ``True``.
+
+        Does not yield when the lock is free and nobody waits.  Raises
+        :exc:`RuntimeError` if the task already holds it, or outside a task.
+        """
+        task = _current_task()
+        if task is None:
+            raise RuntimeError(
+                "BigLock.acquire() must be awaited inside an asyncio task; "
+                "threads use 'with lock:' or lock.acquire_sync()"
+            )
+        while True:
+            with self._mutex:
+                owner = self._owner
+                if owner is None:
+                    self._owner = task
+                    self._owner_counters = counters = self._task_counters
+                    counters.acquisitions += 1
+                    self._acquired_at = perf_counter()
+                    return True
+                if owner is task:
+                    raise RuntimeError(self._recursion_message("task"))
+                if not self._owner_is_gone_locked(owner):
+                    loop = task.get_loop()
+                    future: asyncio.Future[None] = loop.create_future()
+                    waiter = _Waiter(_TASK, task, self._task_counters)
+                    waiter.loop = loop
+                    waiter.future = future
+                    self._waiters.append(waiter)
+                    self._watch_owner_locked(owner, loop)
+                    break
+                woken = self._reclaim_locked()
+            self._report_gone(owner, _gone_reason(owner))
+            self._wake(woken)
+        try:
+            await future
+        except BaseException:
+            # Cancelled (or the loop is shutting down).  Whether the lock was already
+            # handed to us is decided under the mutex, not by the future's state: the
+            # hand-off may have happened on another thread a moment ago.
+            with self._mutex:
+                granted = waiter.state == _GRANTED
+                if not granted:
+                    self._waiters.remove(waiter)
+                    waiter.state = _ABANDONED
+                    self._cancelled_waits += 1
+            if granted:
+                self._pass_on(task)
+            raise
+        return True
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    # ------------------------------------------------------------------ #
+    # Threads (and synchronous code anywhere)
+    # ------------------------------------------------------------------ #
+
+    def acquire_sync(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock from synchronous code; return whether it was taken.
+
+        :param blocking: if false, return ``False`` at once when the lock is not free.
+        :param timeout: longest wait in seconds; ``-1`` waits forever.
+
+        The owner is the current task if called inside a coroutine, else the current
+        thread.  Raises :exc:`RuntimeError` if that owner already holds the lock, or if
+        waiting would block this thread behind a coroutine of the event loop running in
+        it (or behind this thread itself): that wait could never end.
+        """
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout must be a non-negative number of seconds or -1")
+        loop = _get_running_loop()
+        task = _current_task(loop) if loop is not None else None
+        thread = _current_thread()
+        me: object
+        if task is not None:
+            me, counters = task, self._task_counters
+        else:
+            me, counters = thread, self._thread_counters
+        while True:
+            with self._mutex:
+                owner = self._owner
+                if owner is None:
+                    self._owner = me
+                    self._owner_counters = counters
+                    counters.acquisitions += 1
+                    self._acquired_at = perf_counter()
+                    return True
+                if owner is me:
+                    raise RuntimeError(self._recursion_message(_owner_kind(me)))
+                if not self._owner_is_gone_locked(owner):
+                    if not blocking:
+                        self._failed_attempts += 1
+                        return False
+                    blocker = self._blocker_locked(loop, thread)
+                    if blocker is not None:
+                        raise RuntimeError(self._deadlock_message(blocker, thread))
+                    waiter = self._enqueue_thread_locked(me, counters)
+                    break
+                woken = self._reclaim_locked()
+            self._report_gone(owner, _gone_reason(owner))
+            self._wake(woken)
+        return self._wait_thread(waiter, timeout)
+
+    def __enter__(self) -> None:
+        self.acquire_sync()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock held by the caller and hand it to the next waiter, if any.
+
+        Raises :exc:`RuntimeError` if the caller (current task, else current thread)
+        does not own it.
+        """
+        me = self._caller()
+        with self._mutex:
+            if self._owner is not me:
+                raise RuntimeError(self._not_owner_message(me, "release()"))
+            woken = self._handoff_locked(perf_counter())
+        if woken is not None:
+            self._wake(woken)
+
+    # ------------------------------------------------------------------ #
+    # Helpers built on the above
+    # ------------------------------------------------------------------ #
+
+    def guard(self) -> _Guard:
+        """Hold the lock for a block, taking it only if the caller does not hold it yet.
+
+        QEMU's ``BQL_LOCK_GUARD``.  Works as ``with lock.guard():`` and as
+        ``async with lock.guard():``; on exit it releases only what it took.
+        """
+        return _Guard(self)
+
+    def released(self) -> _Released:
+        """Drop the lock for a blocking section and take it back afterwards.
+
+        ``with lock.released():`` (threads) or ``async with lock.released():``
+        (coroutines), like QEMU's ``bql_unlock(); poll(); bql_lock()``.  Raises
+        :exc:`RuntimeError` on entry if the caller does not hold the lock.  The async
+        form re-acquires even if cancelled meanwhile, then re-raises the cancellation,
+        so an enclosing ``async with lock:`` still owns what it releases.
+        """
+        return _Released(self)
+
+    def wrap(self, fn: Callable[_P, _T]) -> Callable[_P, _T]:
+        """Return a function that calls ``fn`` with the lock held (``with lock:``).
+
+        Recipe for executor users::
+
+            result = await loop.run_in_executor(None, bql.wrap(fn), arg1, arg2)
+
+        The wrapper runs in the executor thread, so that thread owns the lock while
+        ``fn`` runs.  Do not await it while the calling task holds the lock.
+        """
+
+        @functools.wraps(fn)
+        def locked_call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            with self:
+                return fn(*args, **kwargs)
+
+        return locked_call
+
+    async def run_in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` in the loop's default executor holding the lock; return its result.
+
+        The executor thread takes the lock with ``with lock:``, so it queues fairly with
+        everyone else.  The current context variables are copied, as in
+        :func:`asyncio.to_thread`.  Raises :exc:`RuntimeError` if the calling task holds
+        the lock, since the thread would then wait for it forever.
+        """
+        if self.held():
+            raise RuntimeError(
+                f"run_in_thread() called by a task holding {self!r}: the worker thread "
+                "would wait for it forever; release it first (async with lock.released():)"
+            )
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, self.wrap(fn), *args)
+        return await loop.run_in_executor(None, call)
+
+    # ------------------------------------------------------------------ #
+    # Event-loop hooks (private: used by aioqloop's loops)
+    # ------------------------------------------------------------------ #
+
+    def _acquire_for_dispatch(
+        self, loop: asyncio.AbstractEventLoop, retry: Callable[[], None]
+    ) -> bool:
+        """Take the lock for the loop thread before it dispatches sources.
+
+        Called on ``loop``'s thread outside any task step.  Returns ``True`` when the
+        calling thread owns the lock: it already did (for instance it was handed over
+        after an earlier ``False``), or the lock could be had without waiting for a
+        coroutine of ``loop`` (then this blocks in FIFO order behind threads and tasks
+        of other loops).  Otherwise the holder or an earlier waiter needs ``loop`` to
+        run, so this queues a callback waiter and returns ``False`` at once; when the
+        lock reaches it the calling thread becomes the owner and ``retry()`` is called,
+        from whichever thread released the lock.  ``retry`` must be thread-safe and
+        should not raise; if it does, the error is logged and the lock passed on.  While
+        a callback waiter is pending, further calls from the same thread return
+        ``False`` without queueing again.
+        """
+        thread = _current_thread()
+        counters = self._thread_counters
+        while True:
+            with self._mutex:
+                owner = self._owner
+                if owner is thread:
+                    return True
+                if owner is None:
+                    self._owner = thread
+                    self._owner_counters = counters
+                    counters.acquisitions += 1
+                    self._acquired_at = perf_counter()
+                    return True
+                if thread in self._dispatch_waiters:
+                    return False
+                if not self._owner_is_gone_locked(owner):
+                    if self._blocker_locked(loop, thread) is not None:
+                        waiter = _Waiter(_CALLBACK, thread, counters)
+                        waiter.retry = retry
+                        self._waiters.append(waiter)
+                        self._dispatch_waiters[thread] = waiter
+                        return False
+                    waiter = self._enqueue_thread_locked(thread, counters)
+                    break
+                woken = self._reclaim_locked()
+            self._report_gone(owner, _gone_reason(owner))
+            self._wake(woken)
+        return self._wait_thread(waiter, -1)
+
+    def _has_waiters(self) -> bool:
+        """Whether anyone is queued.  A cheap hint, read without the mutex.
+
+        Between two dispatches the loop calls :meth:`release` then
+        :meth:`_acquire_for_dispatch` when this is true; the FIFO hand-off lets the
+        waiters in first.
+        """
+        return bool(self._waiters)
+
+    def _cancel_dispatch(self) -> bool:
+        """Withdraw the calling thread's pending callback waiter, if any.
+
+        For a loop that closes while it waits for the lock.  Returns ``True`` if a
+        waiter was withdrawn; ``False`` if there was none or it was already granted (then
+        the thread owns the lock and must release it).
+        """
+        thread = _current_thread()
+        with self._mutex:
+            waiter = self._dispatch_waiters.pop(thread, None)
+            if waiter is None:
+                return False
+            self._waiters.remove(waiter)
+            waiter.state = _ABANDONED
+            self._cancelled_waits += 1
+            return True
+
+    # ------------------------------------------------------------------ #
+    # Internals
+    # ------------------------------------------------------------------ #
+
+    @staticmethod
+    def _caller() -> object:
+        """The caller's owner identity: the current task, else the current thread."""
+        loop = _get_running_loop()
+        if loop is not None:
+            task = _current_task(loop)
+            if task is not None:
+                return task
+        return _current_thread()
+
+    def _enqueue_thread_locked(self, me: object, counters: _Counters) -> _Waiter:
+        """Queue a waiter that blocks its thread.  Holds ``_mutex``."""
+        wakeup = _new_private_lock()
+        wakeup.acquire()  # the hand-off releases it; the waiter's second acquire blocks
+        waiter = _Waiter(_THREAD, me, counters)
+        waiter.wakeup = wakeup
+        self._waiters.append(waiter)
+        return waiter
+
+    def _wait_thread(self, waiter: _Waiter, timeout: float) -> bool:
+        """Block until ``waiter`` is granted or ``timeout`` seconds pass.  Mutex not held."""
+        wakeup = waiter.wakeup
+        assert wakeup is not None
+        try:
+            woke = wakeup.acquire(True, timeout)
+        except BaseException:
+            # KeyboardInterrupt or similar while blocked: leave without leaking.
+            with self._mutex:
+                granted = waiter.state == _GRANTED
+                if not granted:
+                    self._waiters.remove(waiter)
+                    waiter.state = _ABANDONED
+                    self._cancelled_waits += 1
+            if granted:
+                self._pass_on(waiter.owner)
+            raise
+        if woke:
+            return True
+        with self._mutex:
+            if waiter.state == _GRANTED:
+                # Handed over just as the timeout expired: we own it, so keep it.
+                return True
+            self._waiters.remove(waiter)
+            waiter.state = _ABANDONED
+            self._failed_attempts += 1
+        return False
+
+    def _blocker_locked(self, loop: object, thread: threading.Thread) -> object | None:
+        """Who would make waiting here a deadlock, or ``None``.  Holds ``_mutex``.
+
+        ``thread`` is about to block and ``loop`` is the loop running in it (or None).
+        Blocked, the thread cannot run ``loop``'s coroutines, nor release a lock that
+        it owns itself, nor run a callback waiter queued for itself.
+        """
+        owner = self._owner
+        if owner is thread or (loop is not None and _task_loop(owner) is loop):
+            return owner
+        for waiter in self._waiters:
+            kind = waiter.kind
+            if kind == _TASK:
+                if waiter.loop is loop:
+                    return waiter.owner
+            elif kind == _CALLBACK and waiter.owner is thread:
+                return waiter.owner
+        return None
+
+    def _handoff_locked(self, now: float) -> _Waiter | None:
+        """End the current hold at ``now`` and give the lock to the head waiter.
+
+        Holds ``_mutex``.  Frees the lock if nobody waits.  Returns the waiter to wake
+        (after the mutex is released), or ``None``.
+        """
+        counters = self._owner_counters
+        held_for = now - self._acquired_at
+        counters.total_hold += held_for
+        counters.max_hold = max(counters.max_hold, held_for)
+        if self._watched:
+            self._watched = False
+            remove = getattr(self._owner, "remove_done_callback", None)
+            if remove is not None:
+                remove(self._on_owner_done)
+        if not self._waiters:
+            self._owner = None
+            return None
+        waiter = self._waiters.popleft()
+        waiter.state = _GRANTED
+        self._owner = waiter.owner
+        self._owner_counters = counters = waiter.counters
+        counters.acquisitions += 1
+        counters.contended += 1
+        waited = now - waiter.since
+        counters.total_wait += waited
+        counters.max_wait = max(counters.max_wait, waited)
+        self._acquired_at = now
+        if waiter.kind == _CALLBACK:
+            del self._dispatch_waiters[waiter.owner]  # type: ignore[arg-type]
+        return waiter
+
+    def _wake(self, waiter: _Waiter | None) -> None:
+        """Tell a granted waiter it owns the lock.  Mutex not held; any thread."""
+        if waiter is None:
+            return
+        kind = waiter.kind
+        if kind == _THREAD:
+            assert waiter.wakeup is not None
+            waiter.wakeup.release()
+            return
+        error: BaseException | None = None
+        if kind == _TASK:
+            loop, future = waiter.loop, waiter.future
+            assert loop is not None and future is not None
+            if _get_running_loop() is loop:
+                _resolve(future)
+                return
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+                return
+            except RuntimeError as exc:  # the waiter's loop is closed
+                error = exc
+            reason = "its event loop is closed"
+        else:
+            assert waiter.retry is not None
+            try:
+                waiter.retry()
+                return
+            except Exception as exc:
+                error = exc
+            reason = "its retry callback failed"
+        # The new owner will never run: take the lock back and pass it on.
+        with self._mutex:
+            self._abandoned += 1
+        _logger.error(
+            "%r could not hand the lock to %r (%s); passing it on",
+            self,
+            waiter.owner,
+            reason,
+            exc_info=error,
+        )
+        self._pass_on(waiter.owner)
+
+    def _pass_on(self, owner: object) -> None:
+        """Release on behalf of ``owner`` if it still owns the lock.  Mutex not held."""
+        with self._mutex:
+            if self._owner is not owner:
+                return
+            woken = self._handoff_locked(perf_counter())
+        self._wake(woken)
+
+    def _owner_is_gone_locked(self, owner: object) -> bool:
+        """Whether ``owner`` (a task or thread) can no longer release.  Holds ``_mutex``."""
+        if isinstance(owner, threading.Thread):
+            return not owner.is_alive()
+        done = getattr(owner, "done", None)
+        return bool(done()) if done is not None else False
+
+    def _reclaim_locked(self) -> _Waiter | None:
+        """Take the lock back from a finished owner.  Holds ``_mutex``."""
+        self._abandoned += 1
+        return self._handoff_locked(perf_counter())
+
+    def _report_gone(self, owner: object, reason: str) -> None:
+        _logger.error(
+            "%r: %r never released the lock (%s); handing it to the next waiter",
+            self,
+            owner,
+            reason,
+        )
+
+    def _watch_owner_locked(self, owner: object, loop: asyncio.AbstractEventLoop) -> None:
+        """Notice when a task owner of ``loop`` finishes while others wait.
+
+        Holds ``_mutex``; only on the contended path.  Limited to owners on the caller's
+        own loop, because a future's callbacks may only be touched from its loop's thread.
+        """
+        if self._watched or _task_loop(owner) is not loop:
+            return
+        add = getattr(owner, "add_done_callback", None)
+        if add is not None:
+            add(self._on_owner_done)
+            self._watched = True
+
+    def _on_owner_done(self, task: object) -> None:
+        """Done-callback of a watched owner task: reclaim the lock if it was leaked."""
+        with self._mutex:
+            if self._owner is not task:
+                return
+            self._watched = False  # the callback has fired; nothing left to remove
+            woken = self._reclaim_locked()
+        self._report_gone(task, "it finished while holding it")
+        self._wake(woken)
+
+    def _recursion_message(self, kind: str) -> str:
+        return (
+            f"the current {kind} already holds {self!r} and it is not recursive; "
+            "use 'with lock.guard():' or 'async with lock.guard():' to take it only "
+            "when it is not already held"
+        )
+
+    def _not_owner_message(self, me: object, action: str) -> str:
+        owner = self._owner
+        state = "it is not locked" if owner is None else f"it is held by {owner!r}"
+        return (
+            f"{action} called by the current {_owner_kind(me)}, which is not holding "
+            f"this lock ({state})"
+        )
+
+    def _deadlock_message(self, blocker: object, thread: threading.Thread) -> str:
+        if blocker is thread:
+            who = "this thread itself (for instance its event loop, while it dispatches)"
+        else:
+            who = f"{blocker!r}, which needs this thread's event loop to run"
+        return (
+            f"acquire_sync() would deadlock: waiting for {self!r} here blocks the thread "
+            f"behind {who}; in a coroutine use 'async with lock:' or 'await lock.acquire()'"
+        )
+
+
+def _gone_reason(owner: object) -> str:
+    if isinstance(owner, threading.Thread):
+        return "its thread exited while holding it"
+    return "it finished while holding it"
+
+
+class _Guard:
+    """Context manager returned by :meth:`BigLock.guard` (sync and async)."""
+
+    __slots__ = ("_lock", "_took")
+
+    def __init__(self, lock: BigLock) -> None:
+        self._lock = lock
+        self._took = False
+
+    def __enter__(self) -> None:
+        if not self._lock.held():
+            self._lock.acquire_sync()
+            self._took = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._took:
+            self._took = False
+            self._lock.release()
+
+    async def __aenter__(self) -> None:
+        if not self._lock.held():
+            await self._lock.acquire()
+            self._took = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class _Released:
+    """Context manager returned by :meth:`BigLock.released` (sync and async)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: BigLock) -> None:
+        self._lock = lock
+
+    def _drop(self) -> None:
+        lock = self._lock
+        if not lock.held():
+            raise RuntimeError(
+                f"released() called by the current {_owner_kind(lock._caller())}, "
+                f"which is not holding {lock!r}"
+            )
+        lock.release()
+
+    def __enter__(self) -> None:
+        self._drop()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lock.acquire_sync()
+
+    async def __aenter__(self) -> None:
+        self._drop()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Take the lock back even if cancelled meanwhile (as asyncio.Condition.wait
+        # does): the enclosing 'async with lock:' will release it.
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                await self._lock.acquire()
+                break
+            except asyncio.CancelledError as error:
+                cancelled = error
+        if cancelled is not None:
+            raise cancelled
+
+
+#: The process-wide big lock, QEMU's BQL.
+bql: Final = BigLock(name="bql")

@@ -1,0 +1,424 @@
+"""`Source`: one event source of a `MainContext`, like GLib's ``GSource``.
+
+A source is described by four hooks (``prepare``, ``check``, ``dispatch``, ``finalize``)
+and by state the context can index without calling Python code: a priority, an absolute
+ready time (like ``g_source_set_ready_time``), unix fds with the events wanted, and child
+sources.  Built-in sources need no ``prepare``/``check`` at all: a timeout is a ready time,
+an fd watch is an fd record, an idle is "ready time 0".  The context only calls the hooks
+of subclasses that override them, which is what keeps an iteration O(ready).
+
+Units: times are seconds on the owning loop's clock (``loop.time()``); ``-1`` means never.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .constants import PRIORITY_DEFAULT, IOCondition
+
+if TYPE_CHECKING:
+    from .context import MainContext
+
+__all__ = ("Source",)
+
+_HOOK_NAMES = ("prepare", "check")
+
+
+class _FileLike(Protocol):
+    def fileno(self) -> int: ...
+
+
+def _fd_of(fd_or_fileobj: int | _FileLike) -> int:
+    """Return the fd number of an int or of an object with ``fileno()``; validate it."""
+    if isinstance(fd_or_fileobj, bool):
+        raise TypeError("an fd must be an int or have a fileno() method, not bool")
+    if isinstance(fd_or_fileobj, int):
+        fd = fd_or_fileobj
+    else:
+        fileno = getattr(fd_or_fileobj, "fileno", None)
+        if fileno is None:
+            raise TypeError(
+                f"an fd must be an int or have a fileno() method, not {type(fd_or_fileobj).__name__}"
+            )
+        fd = fileno()
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(f"fileno() returned {type(fd).__name__}, not int")
+    if fd < 0:
+        raise ValueError(f"invalid file descriptor {fd}")
+    return fd
+
+
+def _check_events(events: object) -> IOCondition:
+    if isinstance(events, bool) or not isinstance(events, int):
+        raise TypeError(f"events must be an IOCondition, not {type(events).__name__}")
+    cond = IOCondition(int(events) & 0x3F)
+    if int(events) & ~0x3F:
+        raise ValueError(f"unknown IOCondition bits in {int(events):#x}")
+    return cond
+
+
+def _check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, not {type(priority).__name__}")
+    return int(priority)
+
+
+class _FdRecord:
+    """One ``add_unix_fd`` registration; the opaque tag handed to the user."""
+
+    __slots__ = ("events", "fd", "revents", "source")
+
+    def __init__(self, source: Source, fd: int, events: IOCondition) -> None:
+        self.source = source
+        self.fd = fd
+        self.events = events
+        self.revents = 0
+
+    def __repr__(self) -> str:
+        return f"<fd tag fd={self.fd} events={self.events!r} revents={IOCondition(self.revents)!r}>"
+
+
+class SourceStatistics:
+    """Per-source counters kept by the context (see `MainContext.statistics`)."""
+
+    __slots__ = ("dispatch_time", "dispatches", "max_dispatch_time", "waited")
+
+    def __init__(self) -> None:
+        self.dispatches = 0
+        self.dispatch_time = 0.0
+        self.max_dispatch_time = 0.0
+        self.waited = 0
+
+
+class Source:
+    """An event source, like GLib's ``GSource``: subclass it and override the hooks.
+
+    ``priority`` follows GLib (lower is more urgent, ``PRIORITY_DEFAULT`` = 0).  A source
+    is attached to one `MainContext` with `attach`, dispatched when ready, and destroyed
+    when its callback returns ``SOURCE_REMOVE`` or `destroy` is called; a destroyed source
+    cannot be attached again.  Times are seconds on the context's loop clock.
+
+    Thread safety: `attach`, `destroy` and `set_ready_time` may be called from any thread
+    (like GLib); the rest belongs to the thread that runs the context.
+    """
+
+    # Built-in idles are "always ready" without a prepare hook (see context.py).
+    _idle = False
+    # Hook overrides are looked up once per class, not per iteration.
+    _hooks_cache: dict[type, tuple[bool, bool]] = {}  # noqa: RUF012
+
+    def __init__(self, *, priority: int = PRIORITY_DEFAULT, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        self._priority = _check_priority(priority)
+        self._name = name
+        self._id = 0
+        self._context: MainContext | None = None
+        self._callback: Callable[..., Any] | None = None
+        self._args: tuple[Any, ...] = ()
+        self._can_recurse = False
+        self._destroyed = False
+        self._finalized = False
+        self._ready_time = -1.0
+        self._fds: list[_FdRecord] = []
+        self._parent: Source | None = None
+        self._children: list[Source] = []
+        # Context bookkeeping (owned by MainContext; see context.py for the invariants).
+        self._order: tuple[int, ...] = ()
+        self._ready = False
+        self._blocked = False
+        self._ready_while_blocked = False
+        self._in_heap = False
+        self._heap_seq = 0
+        self._dispatching = 0
+        self._stats = SourceStatistics()
+        cls = type(self)
+        hooks = Source._hooks_cache.get(cls)
+        if hooks is None:
+            hooks = (cls.prepare is not Source.prepare, cls.check is not Source.check)
+            Source._hooks_cache[cls] = hooks
+        self._has_prepare, self._has_check = hooks
+
+    # ----------------------------------------------------------------- hooks
+    def prepare(self) -> tuple[bool, float | None]:
+        """Called before the poll: return (ready now?, longest wait in seconds or None).
+
+        Like ``GSourceFuncs.prepare``; only called for subclasses that override it.
+        """
+        return (False, None)
+
+    def check(self) -> bool:
+        """Called after the poll: return True if the source is ready (``GSourceFuncs.check``)."""
+        return False
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        """Run the source's work; return True to keep it (``SOURCE_CONTINUE``).
+
+        The default calls ``callback(*args)`` and returns its truth.
+        """
+        if callback is None:
+            warnings.warn(
+                f"{self!r} was dispatched with no callback; it is destroyed (call "
+                "set_callback() before attaching)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return False
+        return bool(callback(*args))
+
+    def finalize(self) -> None:
+        """Called once after the source is destroyed and no dispatch of it is running."""
+
+    def _attached(self, context: MainContext) -> None:
+        """Internal hook: the source is being inserted into ``context`` (loop thread)."""
+
+    # ------------------------------------------------------------ properties
+    @property
+    def priority(self) -> int:
+        """The GLib priority (lower is more urgent); settable while attached."""
+        return self._priority
+
+    @priority.setter
+    def priority(self, priority: int) -> None:
+        priority = _check_priority(priority)
+        if self._parent is not None:
+            raise RuntimeError("a child source follows its parent's priority; set the parent's")
+        self._set_priority_tree(priority)
+
+    def _set_priority_tree(self, priority: int) -> None:
+        ctx = self._context
+        if ctx is not None and not self._destroyed:
+            ctx._change_priority(self, priority)
+        else:
+            self._priority = priority
+        for child in self._children:
+            child._set_priority_tree(priority)
+
+    @property
+    def name(self) -> str | None:
+        """A name for reprs, statistics and warnings (``g_source_set_name``)."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str | None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        self._name = name
+
+    @property
+    def id(self) -> int:
+        """The id in its context (> 0), or 0 before `attach`."""
+        return self._id
+
+    @property
+    def context(self) -> MainContext | None:
+        """The context it is attached to (still set after `destroy`, like GLib)."""
+        return self._context
+
+    @property
+    def can_recurse(self) -> bool:
+        """If False (the default) the source is blocked while it dispatches."""
+        return self._can_recurse
+
+    @can_recurse.setter
+    def can_recurse(self, value: bool) -> None:
+        self._can_recurse = bool(value)
+
+    @property
+    def is_destroyed(self) -> bool:
+        """True after `destroy` or after the callback returned ``SOURCE_REMOVE``."""
+        return self._destroyed
+
+    @property
+    def ready_time(self) -> float:
+        """Absolute ``loop.time()`` seconds at which the source becomes ready; -1 = never."""
+        return self._ready_time
+
+    # --------------------------------------------------------------- methods
+    def set_callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        """Set the callback passed to `dispatch` with ``args`` (``g_source_set_callback``)."""
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        self._check_not_destroyed("set_callback")
+        self._callback = callback
+        self._args = args
+
+    def attach(self, context: MainContext | None = None) -> int:
+        """Attach to ``context`` (default: `MainContext.default`) and return the id (> 0).
+
+        Raises `RuntimeError` if the source is attached already, destroyed, or a child.
+        """
+        from .context import MainContext
+
+        if context is None:
+            context = MainContext.default()
+        elif not isinstance(context, MainContext):
+            raise TypeError(f"context must be a MainContext, not {type(context).__name__}")
+        if self._destroyed:
+            raise RuntimeError(f"{self!r} is destroyed; a destroyed source cannot be attached")
+        if self._context is not None:
+            raise RuntimeError(f"{self!r} is already attached to a context")
+        if self._parent is not None:
+            raise RuntimeError("a child source is attached through its parent")
+        return context._attach(self)
+
+    def destroy(self) -> None:
+        """Remove the source from its context; idempotent (``g_source_destroy``).
+
+        Its fds stop being watched and its children are destroyed too.  A dispatch of it
+        already running finishes; `finalize` runs after that.
+        """
+        if self._destroyed:
+            return
+        self._destroyed = True
+        ctx = self._context
+        if ctx is not None:
+            ctx._destroy(self)
+        else:
+            for child in list(self._children):
+                child.destroy()
+            self._maybe_finalize()
+
+    def _maybe_finalize(self) -> None:
+        if self._finalized or self._dispatching:
+            return
+        self._finalized = True
+        self._callback = None
+        self._args = ()
+        ctx = self._context
+        try:
+            self.finalize()
+        except Exception as exc:
+            if ctx is not None:
+                ctx._report(exc, self, "finalize")
+            else:
+                raise
+
+    def set_ready_time(self, when: float) -> None:
+        """Make the source ready at ``when`` (absolute ``loop.time()`` seconds).
+
+        Like ``g_source_set_ready_time``: ``-1`` means never, 0 or a past time means now.
+        Dispatch does not reset it.  Callable from any thread; wakes the loop.
+        """
+        if isinstance(when, bool) or not isinstance(when, (int, float)):
+            raise TypeError(f"ready time must be a number of seconds, not {type(when).__name__}")
+        when = float(when)
+        if math.isnan(when):
+            raise ValueError("ready time must not be NaN")
+        self._check_not_destroyed("set_ready_time")
+        if when == self._ready_time:
+            return
+        self._ready_time = when
+        ctx = self._context
+        if ctx is not None:
+            ctx._ready_time_changed(self)
+
+    def add_unix_fd(self, fd: int | _FileLike, events: IOCondition | int) -> _FdRecord:
+        """Watch ``fd`` for ``events`` (poll(2) bits); return an opaque tag.
+
+        Like ``g_source_add_unix_fd``: after the poll, `query_unix_fd` gives the revents,
+        and a source with revents is ready even if its `check` says no.  Raises `OSError`
+        if the fd is not open.
+        """
+        fdnum = _fd_of(fd)
+        cond = _check_events(events)
+        self._check_not_destroyed("add_unix_fd")
+        os.fstat(fdnum)  # EBADF here, at the call, not later inside the loop
+        record = _FdRecord(self, fdnum, cond)
+        self._fds.append(record)
+        if self._context is not None:
+            self._context._fd_add(record)
+        return record
+
+    def modify_unix_fd(self, tag: _FdRecord, events: IOCondition | int) -> None:
+        """Change the events watched for ``tag`` (``g_source_modify_unix_fd``)."""
+        record = self._record(tag)
+        record.events = _check_events(events)
+        if self._context is not None and not self._destroyed:
+            self._context._fd_changed(record.fd)
+
+    def remove_unix_fd(self, tag: _FdRecord) -> None:
+        """Stop watching the fd of ``tag`` (``g_source_remove_unix_fd``)."""
+        record = self._record(tag)
+        self._fds.remove(record)
+        if self._context is not None and not self._destroyed:
+            self._context._fd_remove(record)
+
+    def query_unix_fd(self, tag: _FdRecord) -> IOCondition:
+        """The events that were ready for ``tag`` at the last poll (``g_source_query_unix_fd``)."""
+        return IOCondition(self._record(tag).revents)
+
+    def _record(self, tag: object) -> _FdRecord:
+        if not isinstance(tag, _FdRecord):
+            raise TypeError(f"expected a tag from add_unix_fd(), not {type(tag).__name__}")
+        if tag.source is not self or tag not in self._fds:
+            raise ValueError(f"{tag!r} is not an fd tag of {self!r}")
+        return tag
+
+    def add_child_source(self, child: Source) -> None:
+        """Add ``child`` (``g_source_add_child_source``).
+
+        The child takes this source's priority, is dispatched before it, makes it ready
+        when ready itself, and is destroyed with it.
+        """
+        if not isinstance(child, Source):
+            raise TypeError(f"child must be a Source, not {type(child).__name__}")
+        self._check_not_destroyed("add_child_source")
+        if child._destroyed:
+            raise RuntimeError(f"{child!r} is destroyed")
+        if child._context is not None or child._parent is not None:
+            raise RuntimeError(f"{child!r} is already attached or has a parent")
+        if child is self or self._is_descendant_of(child):
+            raise RuntimeError("a source cannot be its own ancestor")
+        child._parent = self
+        child._priority = self._priority
+        self._children.append(child)
+        if self._context is not None:
+            self._context._attach_child(self, child)
+
+    def _is_descendant_of(self, other: Source) -> bool:
+        node = self._parent
+        while node is not None:
+            if node is other:
+                return True
+            node = node._parent
+        return False
+
+    def remove_child_source(self, child: Source) -> None:
+        """Detach and destroy ``child`` (``g_source_remove_child_source``)."""
+        if child not in self._children:
+            raise ValueError(f"{child!r} is not a child of {self!r}")
+        self._children.remove(child)
+        child.destroy()
+        child._parent = None
+
+    def time(self) -> float:
+        """The context's cached time for this iteration (``g_source_get_time``), in seconds."""
+        ctx = self._context
+        if ctx is None:
+            raise RuntimeError(f"{self!r} is not attached to a context")
+        return ctx._time()
+
+    # --------------------------------------------------------------- helpers
+    def _check_not_destroyed(self, what: str) -> None:
+        if self._destroyed:
+            raise RuntimeError(f"{what}() on destroyed {self!r}")
+
+    def __repr__(self) -> str:
+        parts = [type(self).__name__]
+        if self._name:
+            parts.append(repr(self._name))
+        if self._id:
+            parts.append(f"id={self._id}")
+        parts.append(f"priority={self._priority}")
+        if self._destroyed:
+            parts.append("destroyed")
+        elif self._ready:
+            parts.append("ready")
+        if self._ready_time != -1:
+            parts.append(f"ready_time={self._ready_time:.6f}")
+        return f"<{' '.join(parts)}>"

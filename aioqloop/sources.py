@@ -1,0 +1,185 @@
+"""Built-in sources: timeouts, idles and fd watches, and the GLib-style ``*_add`` functions.
+
+None of them has a ``prepare`` or ``check`` hook: a timeout is a ready time in the
+context's heap, an idle is always ready, an fd watch is an fd record in the context's
+epoll set.  That is why thousands of them cost nothing per iteration until they fire.
+Intervals are seconds (floats); GLib's millisecond forms are in `aioqloop.glib`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .constants import PRIORITY_DEFAULT, PRIORITY_DEFAULT_IDLE, IOCondition
+from .source import Source, _FileLike, _fd_of
+
+if TYPE_CHECKING:
+    from .context import MainContext
+
+__all__ = (
+    "FdSource",
+    "IdleSource",
+    "TimeoutSource",
+    "fd_add",
+    "idle_add",
+    "source_remove",
+    "timeout_add",
+)
+
+
+def _check_interval(interval: object) -> float:
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError(f"interval must be a number of seconds, not {type(interval).__name__}")
+    value = float(interval)
+    if math.isnan(value) or value < 0 or math.isinf(value):
+        raise ValueError(f"interval must be a finite number of seconds >= 0, not {interval!r}")
+    return value
+
+
+def _check_callback(callback: object) -> None:
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+
+
+class TimeoutSource(Source):
+    """Ready every ``interval`` seconds, like ``g_timeout_source_new``.
+
+    The first expiry is ``interval`` after attach; when the callback returns True it
+    rearms at the iteration's time plus ``interval`` (no catch-up after a late firing,
+    and time spent in the callback does not shift it).
+    """
+
+    def __init__(
+        self, interval: float, *, priority: int = PRIORITY_DEFAULT, name: str | None = None
+    ) -> None:
+        self._interval = _check_interval(interval)
+        super().__init__(priority=priority, name=name)
+
+    @property
+    def interval(self) -> float:
+        """The interval in seconds."""
+        return self._interval
+
+    def _attached(self, context: MainContext) -> None:
+        if self._ready_time == -1:
+            self._ready_time = context._clock() + self._interval
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        keep = super().dispatch(callback, args)
+        if keep and not self._destroyed:
+            self.set_ready_time(self.time() + self._interval)
+        return keep
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f" interval={self._interval}>"
+
+
+class IdleSource(Source):
+    """Ready whenever nothing more urgent is, like ``g_idle_source_new``.
+
+    Default priority `PRIORITY_DEFAULT_IDLE`.  While one is attached the loop does not
+    sleep.
+    """
+
+    _idle = True
+
+    def __init__(
+        self, *, priority: int = PRIORITY_DEFAULT_IDLE, name: str | None = None
+    ) -> None:
+        super().__init__(priority=priority, name=name)
+
+
+class FdSource(Source):
+    """Watch one fd for ``condition``, like ``g_unix_fd_source_new``.
+
+    The callback gets ``(fd_or_fileobj, revents, *args)`` where ``revents`` is an
+    `IOCondition` exactly as poll(2) reports it: ERR, HUP and NVAL are reported even when
+    not asked for (HUP when the peer closes).  Level-triggered: it fires again while the
+    condition holds.
+    """
+
+    def __init__(
+        self,
+        fd_or_fileobj: int | _FileLike,
+        condition: IOCondition | int,
+        *,
+        priority: int = PRIORITY_DEFAULT,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(priority=priority, name=name)
+        self._fd = _fd_of(fd_or_fileobj)
+        self._fileobj = fd_or_fileobj
+        self._tag = self.add_unix_fd(fd_or_fileobj, condition)
+
+    @property
+    def fd(self) -> int:
+        """The watched fd number."""
+        return self._fd
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        if callback is None:
+            return super().dispatch(None, args)
+        return bool(callback(self._fileobj, self.query_unix_fd(self._tag), *args))
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f" fd={self._fd}>"
+
+
+def _attach(src: Source, callback: Callable[..., Any], args: tuple[Any, ...],
+            context: MainContext | None) -> int:
+    _check_callback(callback)
+    src.set_callback(callback, *args)
+    return src.attach(context)
+
+
+def timeout_add(
+    interval: float,
+    callback: Callable[..., Any],
+    *args: Any,
+    priority: int = PRIORITY_DEFAULT,
+    context: MainContext | None = None,
+) -> int:
+    """Call ``callback(*args)`` every ``interval`` seconds while it returns True; return the id."""
+    return _attach(TimeoutSource(interval, priority=priority), callback, args, context)
+
+
+def idle_add(
+    callback: Callable[..., Any],
+    *args: Any,
+    priority: int = PRIORITY_DEFAULT_IDLE,
+    context: MainContext | None = None,
+) -> int:
+    """Call ``callback(*args)`` whenever nothing more urgent is ready, while it returns True."""
+    return _attach(IdleSource(priority=priority), callback, args, context)
+
+
+def fd_add(
+    fd: int | _FileLike,
+    condition: IOCondition | int,
+    callback: Callable[..., Any],
+    *args: Any,
+    priority: int = PRIORITY_DEFAULT,
+    context: MainContext | None = None,
+) -> int:
+    """Call ``callback(fd, revents, *args)`` while ``condition`` holds on ``fd``; return the id."""
+    _check_callback(callback)
+    return _attach(FdSource(fd, condition, priority=priority), callback, args, context)
+
+
+def source_remove(source_id: int, context: MainContext | None = None) -> bool:
+    """Destroy the source with this id; True if there was one (``g_source_remove``)."""
+    from .context import MainContext
+
+    if isinstance(source_id, bool) or not isinstance(source_id, int):
+        raise TypeError(f"source id must be an int, not {type(source_id).__name__}")
+    ctx = context if context is not None else MainContext.default()
+    src = ctx.find_source_by_id(source_id)
+    if src is None:
+        return False
+    src.destroy()
+    return True
+
+
+_ = IOCondition

@@ -1,0 +1,87 @@
+"""Statistics records returned by `MainContext.statistics`, and a rich table of them.
+
+Times are seconds measured with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from .context import MainContext
+
+__all__ = ("ContextStatistics", "SourceStats", "statistics_table")
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """One source's figures.
+
+    :ivar dispatches: how many times it was dispatched.
+    :ivar dispatch_time: total seconds spent in its dispatch.
+    :ivar max_dispatch_time: longest single dispatch, seconds.
+    :ivar waited: iterations in which it was ready but a more urgent priority ran instead.
+    """
+
+    id: int
+    name: str
+    priority: int
+    dispatches: int
+    dispatch_time: float
+    max_dispatch_time: float
+    waited: int
+
+
+@dataclass(frozen=True)
+class ContextStatistics:
+    """A context's figures.
+
+    :ivar iterations: iterations that dispatched something.
+    :ivar poll_time: seconds spent waiting in the context's own poll (hand-run iterations).
+    :ivar dispatch_time: seconds spent dispatching sources.
+    :ivar sources: one `SourceStats` per attached source.
+    """
+
+    iterations: int
+    poll_time: float
+    dispatch_time: float
+    sources: tuple[SourceStats, ...]
+
+
+def statistics_table(ctx: MainContext, *, title: str | None = None) -> Table:
+    """A `rich.table.Table` of ``ctx``'s per-source statistics, busiest first."""
+    from rich.table import Table
+
+    stats = ctx.statistics()
+    table = Table(
+        title=title
+        or f"sources: {stats.iterations} dispatching iterations, "
+        f"{stats.dispatch_time * 1e3:.1f} ms dispatching",
+    )
+    for col, justify in (
+        ("id", "right"),
+        ("name", "left"),
+        ("priority", "right"),
+        ("dispatches", "right"),
+        ("total ms", "right"),
+        ("mean µs", "right"),
+        ("max µs", "right"),
+        ("waited", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in sorted(stats.sources, key=lambda r: r.dispatch_time, reverse=True):
+        mean = row.dispatch_time / row.dispatches * 1e6 if row.dispatches else 0.0
+        table.add_row(
+            str(row.id),
+            row.name,
+            str(row.priority),
+            str(row.dispatches),
+            f"{row.dispatch_time * 1e3:.2f}",
+            f"{mean:.1f}",
+            f"{row.max_dispatch_time * 1e6:.1f}",
+            str(row.waited),
+        )
+    return table

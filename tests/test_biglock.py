@@ -1,0 +1,1258 @@
+"""Tests for aioqloop.biglock: the big lock shared by tasks and threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aioqloop.biglock import BigLock, BigLockStatistics, bql
+
+T = TypeVar("T")
+
+# Every wait on a condition below is bounded, so a bug fails the test instead of hanging.
+DEADLINE = 5.0
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Yield to the loop until ``predicate()`` holds (a condition set by another thread)."""
+    give_up = time.monotonic() + DEADLINE
+    while not predicate():
+        assert time.monotonic() < give_up, "condition never became true"
+        await asyncio.sleep(0.0005)
+
+
+def waiters_are(lock: BigLock, count: int) -> Callable[[], bool]:
+    return lambda: lock._waiter_count() == count
+
+
+async def take_and_release(lock: BigLock) -> None:
+    async with lock:
+        pass
+
+
+def until_sync(predicate: Callable[[], bool]) -> None:
+    """Block this thread until ``predicate()`` holds (a condition set by another thread)."""
+    give_up = time.monotonic() + DEADLINE
+    while not predicate():
+        assert time.monotonic() < give_up, "condition never became true"
+        time.sleep(0.0005)
+
+
+async def outside_task(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on this loop's thread as a plain callback (no current task)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def call() -> None:
+        assert asyncio.current_task() is None
+        try:
+            future.set_result(fn())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    loop.call_soon(call)
+    return await future
+
+
+class HolderThread:
+    """A thread that takes the lock, then releases it when told to (or when a condition holds)."""
+
+    def __init__(self, lock: BigLock, release_when: Callable[[], bool] | None = None) -> None:
+        self.lock = lock
+        self.release_when = release_when
+        self.holding = threading.Event()
+        self.go = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="holder")
+
+    def _run(self) -> None:
+        with self.lock:
+            self.holding.set()
+            if self.release_when is not None:
+                until_sync(self.release_when)
+            else:
+                assert self.go.wait(DEADLINE)
+
+    def start(self) -> HolderThread:
+        self.thread.start()
+        assert self.holding.wait(DEADLINE)
+        return self
+
+    async def join(self) -> None:
+        self.go.set()
+        await asyncio.to_thread(self.thread.join, DEADLINE)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running forever in its own thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="other-loop")
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(DEADLINE)
+        loop.close()
+
+
+def assert_idle(lock: BigLock) -> BigLockStatistics:
+    stats = lock.statistics()
+    assert not stats.locked
+    assert stats.owner is None
+    assert stats.waiters == 0
+    assert not lock._has_waiters()
+    assert not lock._dispatch_waiters
+    return stats
+
+
+# --------------------------------------------------------------------------- #
+# Basics
+# --------------------------------------------------------------------------- #
+
+
+def test_process_wide_instance() -> None:
+    assert isinstance(bql, BigLock)
+    assert bql.name == "bql"
+    assert repr(bql) == "<BigLock 'bql' unlocked>"
+
+
+def test_repr_shows_owner_and_waiters() -> None:
+    lock = BigLock(name="x")
+    assert repr(lock) == "<BigLock 'x' unlocked>"
+    with lock:
+        me = threading.current_thread()
+        assert repr(lock) == f"<BigLock 'x' locked by {me!r} waiters=0>"
+    anonymous = BigLock()
+    assert re.fullmatch(r"<BigLock at 0x[0-9a-f]+ unlocked>", repr(anonymous))
+
+
+def test_sync_acquire_release_in_thread() -> None:
+    lock = BigLock()
+    assert not lock.locked() and not lock.held()
+    assert lock.acquire_sync() is True
+    assert lock.locked() and lock.held()
+    lock.assert_held()
+    lock.release()
+    assert not lock.locked() and not lock.held()
+    with pytest.raises(AssertionError, match=r"^the current thread must hold <BigLock"):
+        lock.assert_held()
+    with lock:
+        assert lock.held()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_async_acquire_release() -> None:
+    lock = BigLock()
+    assert await lock.acquire() is True
+    assert lock.held()
+    lock.assert_held()
+    # Held by this task, not by the thread running it.
+    assert not await outside_task(lock.held)
+    lock.release()
+    async with lock:
+        assert lock.held()
+    with pytest.raises(AssertionError, match=r"^the current task must hold"):
+        lock.assert_held()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_sync_acquire_inside_coroutine_is_owned_by_the_task() -> None:
+    lock = BigLock()
+    with lock:
+        assert lock.held()
+        assert lock.statistics().owner is asyncio.current_task()
+        assert not await outside_task(lock.held)
+    assert lock.acquire_sync(blocking=False)
+    lock.release()
+    assert_idle(lock)
+
+
+RECURSION = (
+    r"^the current (task|thread) already holds <BigLock .*> and it is not recursive; "
+    r"use 'with lock\.guard\(\):'"
+)
+
+
+def test_not_recursive_sync() -> None:
+    lock = BigLock(name="r")
+    with lock:
+        with pytest.raises(RuntimeError, match=RECURSION):
+            lock.acquire_sync()
+        with pytest.raises(RuntimeError, match=RECURSION):
+            lock.acquire_sync(blocking=False)
+        with pytest.raises(RuntimeError, match=RECURSION), lock:
+            pass
+        assert lock.held()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_not_recursive_async_and_mixed() -> None:
+    lock = BigLock()
+    async with lock:
+        with pytest.raises(RuntimeError, match=RECURSION):
+            await lock.acquire()
+        with pytest.raises(RuntimeError, match=RECURSION):
+            lock.acquire_sync()
+    with lock:
+        with pytest.raises(RuntimeError, match=RECURSION):
+            await lock.acquire()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_release_by_non_owner() -> None:
+    lock = BigLock()
+    with pytest.raises(
+        RuntimeError,
+        match=r"^release\(\) called by the current task, which is not holding this lock "
+        r"\(it is not locked\)$",
+    ):
+        lock.release()
+    async with lock:
+        with pytest.raises(
+            RuntimeError,
+            match=r"^release\(\) called by the current thread, which is not holding this "
+            r"lock \(it is held by <Task",
+        ):
+            await asyncio.to_thread(lock.release)
+        with pytest.raises(RuntimeError, match=r"current thread, which is not holding"):
+            await outside_task(lock.release)
+        assert lock.held()
+    assert_idle(lock)
+
+
+def test_acquire_sync_argument_checks() -> None:
+    lock = BigLock()
+    with pytest.raises(ValueError, match=r"^can't specify a timeout for a non-blocking call$"):
+        lock.acquire_sync(blocking=False, timeout=1)
+    with pytest.raises(ValueError, match=r"non-negative"):
+        lock.acquire_sync(timeout=-2)
+    assert_idle(lock)
+
+
+@pytest.mark.timeout(10)
+def test_acquire_sync_non_blocking_and_timeout() -> None:
+    lock = BigLock()
+    holder = threading.Event()
+    done = threading.Event()
+
+    def hold() -> None:
+        with lock:
+            holder.set()
+            assert done.wait(DEADLINE)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holder.wait(DEADLINE)
+    assert lock.acquire_sync(blocking=False) is False
+    started = time.monotonic()
+    assert lock.acquire_sync(timeout=0.05) is False
+    assert time.monotonic() - started >= 0.04
+    assert lock.acquire_sync(timeout=0) is False
+    stats = lock.statistics()
+    assert stats.failed_attempts == 3
+    assert stats.waiters == 0
+    done.set()
+    thread.join(DEADLINE)
+    assert lock.acquire_sync(timeout=1) is True
+    lock.release()
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# guard() and released()
+# --------------------------------------------------------------------------- #
+
+
+def test_guard_sync() -> None:
+    lock = BigLock()
+    with lock.guard():
+        assert lock.held()
+        with lock.guard():
+            assert lock.held()
+        assert lock.held(), "the inner guard must not release what it did not take"
+    assert_idle(lock)
+    with lock:
+        with lock.guard():
+            assert lock.held()
+        assert lock.held()
+    assert_idle(lock)
+    with pytest.raises(KeyError), lock.guard():
+        raise KeyError
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_guard_async() -> None:
+    lock = BigLock()
+    async with lock.guard():
+        assert lock.held()
+        async with lock.guard():
+            assert lock.held()
+        with lock.guard():
+            assert lock.held()
+        assert lock.held()
+    assert_idle(lock)
+    async with lock:
+        async with lock.guard():
+            pass
+        assert lock.held()
+    assert_idle(lock)
+
+
+@pytest.mark.timeout(10)
+def test_released_sync() -> None:
+    lock = BigLock()
+    got_in = threading.Event()
+
+    def other() -> None:
+        with lock:
+            got_in.set()
+
+    not_held = r"^released\(\) called by the current thread, which is not holding <BigLock"
+    with pytest.raises(RuntimeError, match=not_held):
+        with lock.released():
+            pass
+    with lock:
+        with lock.released():
+            assert not lock.locked()
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join(DEADLINE)
+            assert got_in.is_set()
+        assert lock.held()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_released_async() -> None:
+    lock = BigLock()
+    order: list[str] = []
+
+    async def other() -> None:
+        async with lock:
+            order.append("other")
+
+    with pytest.raises(RuntimeError, match=r"^released\(\) called by the current task"):
+        async with lock.released():
+            pass
+    async with lock:
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)  # let it queue behind us
+        assert lock.statistics().waiters == 1
+        async with lock.released():
+            await task
+            order.append("released")
+        assert lock.held()
+    assert order == ["other", "released"]
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_released_async_reacquires_even_when_cancelled() -> None:
+    lock = BigLock()
+    let_go = asyncio.Event()
+    inside = asyncio.Event()
+    reacquired: list[bool] = []
+
+    async def rival() -> None:
+        async with lock:
+            await let_go.wait()
+
+    async def user() -> None:
+        async with lock:
+            async with lock.released():
+                rival_task = asyncio.create_task(rival())
+                await asyncio.sleep(0)  # rival now owns it
+                assert lock.statistics().owner is rival_task
+                inside.set()
+            reacquired.append(lock.held())
+
+    task = asyncio.create_task(user())
+    await inside.wait()
+    await asyncio.sleep(0)  # user now waits to take it back
+    assert lock.statistics().waiters == 1
+    task.cancel()
+    await asyncio.sleep(0)
+    assert not task.done(), "the re-acquire must outlive the cancellation"
+    let_go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert reacquired == []  # the cancellation surfaced right after re-acquiring
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# Fairness
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(15)
+async def test_fifo_across_tasks_threads_and_loops(other_loop: asyncio.AbstractEventLoop) -> None:
+    lock = BigLock()
+    order: list[str] = []
+
+    def thread_user(name: str) -> None:
+        with lock:
+            order.append(name)
+
+    async def task_user(name: str) -> None:
+        async with lock:
+            order.append(name)
+
+    await lock.acquire()
+    threads: list[threading.Thread] = []
+    futures: list[Any] = []
+    plan = ["T1", "A1", "T2", "B1", "A2", "T3", "B2"]  # A: this loop, B: other loop
+    for position, name in enumerate(plan, start=1):
+        if name.startswith("T"):
+            thread = threading.Thread(target=thread_user, args=(name,))
+            thread.start()
+            threads.append(thread)
+        elif name.startswith("A"):
+            futures.append(asyncio.create_task(task_user(name)))
+        else:
+            futures.append(
+                asyncio.wrap_future(asyncio.run_coroutine_threadsafe(task_user(name), other_loop))
+            )
+        await until(waiters_are(lock, position))
+    # No barging: a non-blocking attempt fails even at the moment of hand-off.
+    lock.release()
+    assert not lock.acquire_sync(blocking=False)
+    await asyncio.gather(*futures, *(asyncio.to_thread(t.join, DEADLINE) for t in threads))
+    assert order == plan
+    stats = assert_idle(lock)
+    assert stats.contended_acquisitions == len(plan)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_stress_threads_and_tasks_on_several_loops() -> None:
+    lock = BigLock()
+    rounds = 300
+    counter = [0]
+
+    def bump_sync() -> None:
+        value = counter[0]
+        time.sleep(0)
+        counter[0] = value + 1
+
+    def thread_worker(style: int) -> None:
+        for i in range(rounds):
+            if style == 0:
+                with lock:
+                    bump_sync()
+            elif style == 1:
+                assert lock.acquire_sync()
+                try:
+                    bump_sync()
+                finally:
+                    lock.release()
+            else:
+                while not lock.acquire_sync(timeout=0.001 * (1 + i % 3)):
+                    pass
+                try:
+                    bump_sync()
+                finally:
+                    lock.release()
+
+    async def task_worker(style: int) -> None:
+        for _ in range(rounds):
+            cm = lock.guard() if style else lock
+            async with cm:
+                value = counter[0]
+                await asyncio.sleep(0)
+                counter[0] = value + 1
+
+    async def loop_main() -> None:
+        await asyncio.gather(*(task_worker(s % 2) for s in range(3)))
+
+    threads = [threading.Thread(target=thread_worker, args=(s,)) for s in range(3)]
+    threads += [threading.Thread(target=asyncio.run, args=(loop_main(),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    await asyncio.gather(task_worker(0), task_worker(1))
+    for thread in threads:
+        await asyncio.to_thread(thread.join, 20)
+        assert not thread.is_alive()
+    expected = rounds * (3 + 2 * 3 + 2)
+    assert counter[0] == expected
+    stats = assert_idle(lock)
+    assert stats.acquisitions == expected
+    assert stats.tasks.acquisitions == rounds * 8
+    assert stats.threads.acquisitions == rounds * 3
+
+
+@pytest.mark.timeout(20)
+def test_stress_timeouts_never_lose_ownership() -> None:
+    lock = BigLock()
+    counter = [0]
+    successes = [0] * 4
+
+    def worker(index: int) -> None:
+        rng = random.Random(index)
+        for _ in range(300):
+            if lock.acquire_sync(timeout=rng.choice([0, 0.00001, 0.0001, 0.001])):
+                try:
+                    value = counter[0]
+                    time.sleep(0)
+                    counter[0] = value + 1
+                    successes[index] += 1
+                finally:
+                    lock.release()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert counter[0] == sum(successes)
+    stats = assert_idle(lock)
+    assert stats.acquisitions == sum(successes)
+    assert stats.failed_attempts == 4 * 300 - sum(successes)
+
+
+# --------------------------------------------------------------------------- #
+# Cancellation
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.asyncio
+async def test_cancel_while_waiting_leaves_the_queue() -> None:
+    lock = BigLock()
+    got: list[str] = []
+
+    async def user(name: str) -> None:
+        async with lock:
+            got.append(name)
+
+    async with lock:
+        first = asyncio.create_task(user("first"))
+        second = asyncio.create_task(user("second"))
+        await asyncio.sleep(0)
+        assert lock._waiter_count() == 2
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert lock._waiter_count() == 1
+    await second
+    assert got == ["second"]
+    stats = assert_idle(lock)
+    assert stats.cancelled_waits == 1
+
+
+@pytest.mark.asyncio
+async def test_cancel_at_the_hand_off_instant_passes_the_lock_on() -> None:
+    lock = BigLock()
+    got: list[str] = []
+
+    async def user(name: str) -> None:
+        async with lock:
+            got.append(name)
+
+    await lock.acquire()
+    first = asyncio.create_task(user("first"))
+    second = asyncio.create_task(user("second"))
+    await asyncio.sleep(0)
+    lock.release()
+    # Ownership now belongs to `first`, whose future is resolved but who has not run.
+    assert lock.statistics().owner is first
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    assert got == ["second"]
+    stats = assert_idle(lock)
+    assert stats.cancelled_waits == 0  # `first` was an owner, briefly
+    assert stats.acquisitions == 3
+
+
+@pytest.mark.asyncio
+async def test_cancel_at_hand_off_with_nobody_behind_frees_the_lock() -> None:
+    lock = BigLock()
+    await lock.acquire()
+    waiter = asyncio.create_task(lock.acquire())
+    await asyncio.sleep(0)
+    lock.release()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_cancellation_races_with_cross_thread_hand_off() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    rng = random.Random(1234)
+    outcomes = {"got it": 0, "cancelled while queued": 0, "cancelled when handed": 0}
+    held = asyncio.Event()
+    go = threading.Event()
+    stop = False
+
+    def holder() -> None:
+        while True:
+            with lock:
+                loop.call_soon_threadsafe(held.set)
+                assert go.wait(DEADLINE)
+                go.clear()
+                if stop:
+                    return
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    inside: list[int] = []
+
+    async def user(tag: int) -> None:
+        async with lock:
+            inside.append(tag)
+
+    for round_no in range(300):
+        await held.wait()
+        held.clear()
+        first = asyncio.create_task(user(1))
+        second = asyncio.create_task(user(2))
+        await asyncio.sleep(0)
+        assert lock._waiter_count() == 2
+        task_grants = lock.statistics().tasks.acquisitions
+        go.set()
+        if round_no % 2:
+            # Deterministic: wait (holding the loop) until the holder thread has handed
+            # the lock to `first`, then cancel before its wake-up callback runs.
+            until_sync(lambda f=first: lock.statistics().owner is f)  # type: ignore[misc]
+        else:
+            for _ in range(rng.randrange(4)):
+                await asyncio.sleep(0)
+            deadline = time.perf_counter() + rng.random() * 0.0002
+            while time.perf_counter() < deadline:
+                pass
+        first.cancel()
+        inside.clear()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert results[1] is None and 2 in inside
+        if results[0] is None:
+            outcomes["got it"] += 1
+        elif lock.statistics().tasks.acquisitions - task_grants == 2:
+            outcomes["cancelled when handed"] += 1
+        else:
+            outcomes["cancelled while queued"] += 1
+    stop = True
+    await held.wait()
+    go.set()
+    await asyncio.to_thread(thread.join, DEADLINE)
+    assert_idle(lock)
+    assert outcomes["cancelled when handed"] >= 150
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(20)
+async def test_many_tasks_cancelled_at_random_across_loops(
+    other_loop: asyncio.AbstractEventLoop,
+) -> None:
+    lock = BigLock()
+    counter = [0]
+    rng = random.Random(99)
+
+    async def user() -> None:
+        async with lock:
+            value = counter[0]
+            await asyncio.sleep(0)
+            counter[0] = value + 1
+
+    async def spawn_and_cancel(seed: int) -> int:
+        local = random.Random(seed)
+        tasks = [asyncio.create_task(user()) for _ in range(200)]
+        for _ in range(60):
+            await asyncio.sleep(0)
+            local.choice(tasks).cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return sum(r is None for r in results)
+
+    def threads_work() -> int:
+        done = 0
+        for _ in range(200):
+            with lock:
+                counter[0] += 1
+                done += 1
+        return done
+
+    remote = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(spawn_and_cancel(1), other_loop))
+    results = await asyncio.gather(
+        spawn_and_cancel(rng.randrange(1000)), remote, asyncio.to_thread(threads_work)
+    )
+    assert counter[0] == sum(results)
+    stats = assert_idle(lock)
+    assert stats.acquisitions >= counter[0]
+    assert stats.acquisitions + stats.cancelled_waits <= 2 * 200 + 200
+
+
+# A single-loop model: random spawn / release / cancel / step sequences, checked
+# against FIFO order and the lock's invariants after every operation.
+OPERATIONS = st.lists(
+    st.sampled_from(["spawn", "spawn", "release", "cancel", "step", "step", "try"]),
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPERATIONS, seed=st.integers(0, 2**16))
+def test_model_random_acquire_release_cancel(ops: list[str], seed: int) -> None:
+    asyncio.run(_run_model(ops, random.Random(seed)))
+
+
+async def _run_model(ops: list[str], rng: random.Random) -> None:
+    lock = BigLock()
+    entered: list[int] = []
+    inside = [0]
+    events: list[asyncio.Event] = []
+    tasks: list[asyncio.Task[None]] = []
+    cancelled: set[int] = set()
+
+    async def user(index: int) -> None:
+        async with lock:
+            assert inside[0] == 0, "two owners at once"
+            inside[0] += 1
+            entered.append(index)
+            try:
+                await events[index].wait()
+            finally:
+                inside[0] -= 1
+
+    for op in ops:
+        if op == "spawn":
+            events.append(asyncio.Event())
+            tasks.append(asyncio.create_task(user(len(tasks))))
+        elif op == "release":
+            if inside[0]:
+                events[entered[-1]].set()
+        elif op == "cancel":
+            live = [i for i, t in enumerate(tasks) if not t.done()]
+            if live:
+                victim = rng.choice(live)
+                tasks[victim].cancel()
+                cancelled.add(victim)
+        elif op == "step":
+            await asyncio.sleep(0)
+        else:
+            was_locked = lock.locked()
+            assert lock.acquire_sync(blocking=False) is (not was_locked)
+            if not was_locked:
+                lock.release()
+        stats = lock.statistics()
+        assert inside[0] <= 1
+        assert stats.locked == (stats.owner is not None)
+        if not stats.locked:
+            assert stats.waiters == 0, "free lock with waiters: hand-off was skipped"
+        else:
+            assert stats.owner in tasks
+    for event in events:
+        event.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert entered == sorted(set(entered)), "not served in FIFO order"
+    for index in range(len(tasks)):
+        if index not in cancelled:
+            assert index in entered
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# Deadlock detection on loop threads
+# --------------------------------------------------------------------------- #
+
+DEADLOCK = (
+    r"^acquire_sync\(\) would deadlock: waiting for <BigLock .*> here blocks the thread behind "
+)
+
+
+@pytest.mark.asyncio
+async def test_loop_thread_refuses_to_wait_for_its_own_tasks() -> None:
+    lock = BigLock()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with lock:
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    assert lock.statistics().owner is task
+    behind_task = DEADLOCK + r"<Task .*which needs this thread's event loop to run"
+    with pytest.raises(RuntimeError, match=behind_task):
+        lock.acquire_sync()
+    with pytest.raises(RuntimeError, match=DEADLOCK), lock:
+        pass
+    with pytest.raises(RuntimeError, match=DEADLOCK):
+        await outside_task(lock.acquire_sync)
+    with pytest.raises(RuntimeError, match=DEADLOCK):
+        await outside_task(lambda: lock.acquire_sync(timeout=1))
+    # Non-blocking attempts simply fail.
+    assert lock.acquire_sync(blocking=False) is False
+    release.set()
+    await task
+    assert lock.statistics().waiters == 0
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_loop_thread_refuses_to_queue_behind_its_own_waiting_task() -> None:
+    lock = BigLock()
+    holder = HolderThread(lock).start()
+    queued = asyncio.create_task(take_and_release(lock))
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match=DEADLOCK + r"<Task"):
+        await outside_task(lock.acquire_sync)
+    await holder.join()
+    await queued
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_task_refuses_to_wait_for_its_own_loop_thread() -> None:
+    lock = BigLock()
+    assert await outside_task(lock.acquire_sync)  # owned by the loop thread itself
+    with pytest.raises(RuntimeError, match=DEADLOCK + r"this thread itself"):
+        lock.acquire_sync()
+    await outside_task(lock.release)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_loop_thread_may_block_behind_a_thread() -> None:
+    lock = BigLock()
+    holder = HolderThread(lock, release_when=lambda: lock._waiter_count() == 1).start()
+    assert lock.acquire_sync() is True  # blocks this loop until the thread lets go
+    assert lock.held()
+    lock.release()
+    assert await outside_task(lock.acquire_sync)
+    await outside_task(lock.release)
+    await holder.join()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_loop_thread_may_block_behind_a_task_of_another_loop(
+    other_loop: asyncio.AbstractEventLoop,
+) -> None:
+    lock = BigLock()
+    holding = threading.Event()
+
+    async def remote() -> None:
+        async with lock:
+            holding.set()
+            await until(lambda: lock._waiter_count() == 1)
+
+    future = asyncio.run_coroutine_threadsafe(remote(), other_loop)
+    await asyncio.to_thread(holding.wait, DEADLINE)
+    with lock:  # blocks this loop, but the other loop makes progress
+        assert lock.held()
+    future.result(DEADLINE)
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# Executor helpers
+# --------------------------------------------------------------------------- #
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_run_in_thread() -> None:
+    lock = BigLock()
+    main = threading.current_thread()
+
+    def work(a: int, b: int) -> tuple[int, bool, bool, str]:
+        return a * b, lock.held(), threading.current_thread() is main, request_id.get()
+
+    request_id.set("abc")
+    assert await lock.run_in_thread(work, 6, 7) == (42, True, False, "abc")
+
+    def fail() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        await lock.run_in_thread(fail)
+    async with lock:
+        with pytest.raises(RuntimeError, match=r"^run_in_thread\(\) called by a task holding"):
+            await lock.run_in_thread(work, 1, 1)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_run_in_thread_waits_its_turn() -> None:
+    lock = BigLock()
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with lock:
+            order.append("holder")
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    job = asyncio.create_task(lock.run_in_thread(order.append, "thread"))
+    await until(lambda: lock._waiter_count() == 1)
+    assert order == ["holder"]
+    release.set()
+    await asyncio.gather(task, job)
+    assert order == ["holder", "thread"]
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_wrap_for_run_in_executor() -> None:
+    lock = BigLock()
+
+    def compute(x: int, *, scale: int = 1) -> tuple[int, bool]:
+        """Multiply."""
+        return x * scale, lock.held()
+
+    wrapped = lock.wrap(compute)
+    assert wrapped.__name__ == "compute" and wrapped.__doc__ == "Multiply."
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, wrapped, 5) == (5, True)
+    assert wrapped(3, scale=2) == (6, True)
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# Statistics
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_statistics_count_exactly() -> None:
+    lock = BigLock()
+    stats = lock.statistics()
+    assert stats.acquisitions == 0 and stats.total_hold_time == 0.0
+
+    for _ in range(3):  # 3 uncontended task acquisitions
+        async with lock:
+            pass
+
+    def twice() -> None:  # 2 uncontended thread acquisitions
+        for _ in range(2):
+            with lock:
+                pass
+
+    await asyncio.to_thread(twice)
+
+    async with lock:  # 1 task acquisition, then a contended thread one
+        thread = threading.Thread(target=lock.wrap(lambda: None))
+        thread.start()
+        await until(lambda: lock._waiter_count() == 1)
+        assert lock.statistics().waiters == 1
+        assert not await asyncio.to_thread(lock.acquire_sync, False)  # 1 failed attempt
+        loser = asyncio.create_task(lock.acquire())
+        await asyncio.sleep(0)
+        loser.cancel()  # 1 cancelled wait
+        with pytest.raises(asyncio.CancelledError):
+            await loser
+        await asyncio.sleep(0.002)  # a measurable hold for the timing assertions
+    await asyncio.to_thread(thread.join, DEADLINE)
+
+    stats = assert_idle(lock)
+    assert (stats.tasks.acquisitions, stats.tasks.contended_acquisitions) == (4, 0)
+    assert (stats.threads.acquisitions, stats.threads.contended_acquisitions) == (3, 1)
+    assert (stats.acquisitions, stats.contended_acquisitions) == (7, 1)
+    assert (stats.failed_attempts, stats.cancelled_waits, stats.abandoned) == (1, 1, 0)
+    assert stats.tasks.total_wait_time == 0.0
+    assert stats.threads.total_wait_time == stats.threads.max_wait_time >= 0.002
+    assert stats.max_wait_time == stats.threads.max_wait_time
+    assert stats.tasks.max_hold_time >= 0.002
+    assert stats.total_hold_time == pytest.approx(
+        stats.tasks.total_hold_time + stats.threads.total_hold_time
+    )
+    assert stats.max_hold_time == max(stats.tasks.max_hold_time, stats.threads.max_hold_time)
+    assert stats.total_hold_time >= stats.max_hold_time
+    with pytest.raises(AttributeError):
+        stats.acquisitions = 0  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- #
+# Loop-integration hooks
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.asyncio
+async def test_acquire_for_dispatch_when_free() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    retried: list[bool] = []
+
+    def dispatch() -> bool:
+        return lock._acquire_for_dispatch(loop, lambda: retried.append(True))
+
+    assert await outside_task(dispatch) is True
+    assert lock.statistics().owner is threading.current_thread()
+    assert await outside_task(lock.held)
+    assert not lock.held()  # this task is not the owner
+    assert await outside_task(dispatch) is True  # already owned: still True
+    assert not lock._has_waiters()
+    await outside_task(lock.release)
+    assert retried == []
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_acquire_for_dispatch_blocks_behind_a_thread() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    holder = HolderThread(lock, release_when=lambda: lock._waiter_count() == 1).start()
+    assert lock._has_waiters() is False
+    assert await outside_task(lambda: lock._acquire_for_dispatch(loop, pytest.fail)) is True
+    assert lock.statistics().owner is threading.current_thread()
+    await outside_task(lock.release)
+    await holder.join()
+    stats = assert_idle(lock)
+    assert stats.threads.contended_acquisitions == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_acquire_for_dispatch_blocks_behind_another_loops_task(
+    other_loop: asyncio.AbstractEventLoop,
+) -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    holding = threading.Event()
+
+    async def remote() -> None:
+        async with lock:
+            holding.set()
+            await until(lambda: lock._waiter_count() == 1)
+
+    future = asyncio.run_coroutine_threadsafe(remote(), other_loop)
+    await asyncio.to_thread(holding.wait, DEADLINE)
+    assert await outside_task(lambda: lock._acquire_for_dispatch(loop, pytest.fail)) is True
+    await outside_task(lock.release)
+    future.result(DEADLINE)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_acquire_for_dispatch_defers_to_own_loop_task() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    retries: list[threading.Thread] = []
+
+    def retry() -> None:
+        retries.append(threading.current_thread())
+
+    def dispatch() -> bool:
+        return lock._acquire_for_dispatch(loop, retry)
+
+    await lock.acquire()
+    assert await outside_task(dispatch) is False
+    assert await outside_task(dispatch) is False  # one callback waiter per thread
+    assert lock._waiter_count() == 1 and lock._has_waiters()
+    lock.release()  # hands the lock to the loop thread and calls retry()
+    assert retries == [threading.current_thread()]
+    assert lock.statistics().owner is threading.current_thread()
+    assert await outside_task(lock.held)
+    assert await outside_task(dispatch) is True
+    # Between dispatches the loop yields to waiters: a task queues, the loop releases.
+    let_go = asyncio.Event()
+
+    async def user() -> None:
+        async with lock:
+            await let_go.wait()
+
+    waiter = asyncio.create_task(user())
+    await asyncio.sleep(0)
+    assert lock._has_waiters()
+    await outside_task(lock.release)
+    assert lock.statistics().owner is waiter
+    assert await outside_task(dispatch) is False  # queued behind the task
+    let_go.set()
+    await waiter  # its release hands the lock back to the loop thread
+    assert retries == [threading.current_thread()] * 2
+    assert lock.statistics().owner is threading.current_thread()
+    await outside_task(lock.release)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_acquire_for_dispatch_retry_from_another_thread() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    retried = asyncio.Event()
+    retry_threads: list[threading.Thread] = []
+
+    def retry() -> None:
+        retry_threads.append(threading.current_thread())
+        loop.call_soon_threadsafe(retried.set)
+
+    holder = HolderThread(lock).start()
+    # Queue: [own-loop task, thread, loop callback].
+    queued = asyncio.create_task(take_and_release(lock))
+    await asyncio.sleep(0)
+    thread_after = threading.Thread(target=lock.wrap(lambda: None), name="after")
+    thread_after.start()
+    await until(lambda: lock._waiter_count() == 2)
+    assert await outside_task(lambda: lock._acquire_for_dispatch(loop, retry)) is False
+    assert lock._waiter_count() == 3
+    await holder.join()
+    await queued  # its release lets the "after" thread in, which hands over to the loop
+    await retried.wait()
+    await asyncio.to_thread(thread_after.join, DEADLINE)
+    assert [t.name for t in retry_threads] == ["after"]
+    assert lock.statistics().owner is threading.current_thread()
+    await outside_task(lock.release)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_cancel_dispatch_withdraws_the_callback_waiter() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    await lock.acquire()
+    assert await outside_task(lambda: lock._acquire_for_dispatch(loop, pytest.fail)) is False
+    assert await outside_task(lock._cancel_dispatch) is True
+    assert await outside_task(lock._cancel_dispatch) is False
+    lock.release()
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_failing_retry_is_logged_and_the_lock_passed_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+
+    def retry() -> None:
+        raise OSError("loop gone")
+
+    await lock.acquire()
+    assert await outside_task(lambda: lock._acquire_for_dispatch(loop, retry)) is False
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        lock.release()
+    assert "its retry callback failed" in caplog.text
+    assert "loop gone" in caplog.text
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+
+
+# --------------------------------------------------------------------------- #
+# Owners that vanish
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.asyncio
+async def test_task_finishing_with_the_lock_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    lock = BigLock(name="leaky")
+
+    async def leak() -> None:
+        await lock.acquire()
+
+    task = asyncio.create_task(leak())
+    await task
+    assert lock.statistics().owner is task
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        async with lock:
+            assert lock.held()
+    assert re.search(r"<BigLock 'leaky' .*<Task .*never released the lock", caplog.text)
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+
+
+@pytest.mark.asyncio
+async def test_task_finishing_with_the_lock_wakes_waiters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lock = BigLock()
+    finish = asyncio.Event()
+
+    async def leak() -> None:
+        await lock.acquire()
+        await finish.wait()
+
+    leaker = asyncio.create_task(leak())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(lock.acquire())
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        finish.set()
+        await leaker
+        assert await asyncio.wait_for(waiter, DEADLINE) is True
+    assert "never released the lock" in caplog.text
+    assert lock.statistics().abandoned == 1
+    lock_owner = lock.statistics().owner
+    assert lock_owner is waiter
+    # The waiter task is done too, so the next acquirer reclaims again.
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        assert lock.acquire_sync(blocking=False)
+    lock.release()
+    assert_idle(lock)
+
+
+@pytest.mark.timeout(10)
+def test_thread_exiting_with_the_lock_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    lock = BigLock()
+    thread = threading.Thread(target=lock.acquire_sync, name="quitter")
+    thread.start()
+    thread.join(DEADLINE)
+    assert lock.locked()
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        with lock:
+            pass
+    assert re.search(r"<Thread\(quitter.*never released the lock \(its thread exited", caplog.text)
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+
+
+def test_waiter_on_a_closed_loop_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    lock = BigLock()
+    dead_loop = asyncio.new_event_loop()
+
+    async def queue_up() -> asyncio.Task[bool]:
+        task = asyncio.create_task(lock.acquire())
+        await asyncio.sleep(0)
+        return task
+
+    lock.acquire_sync()
+    task = dead_loop.run_until_complete(queue_up())
+    assert lock._waiter_count() == 1
+    dead_loop.close()
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        lock.release()
+    assert "its event loop is closed" in caplog.text
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    del task
