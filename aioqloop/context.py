@@ -48,6 +48,7 @@ import logging
 import math
 import os
 import select
+import sys
 import threading
 import time
 import weakref
@@ -74,6 +75,7 @@ _ALWAYS_EVENTS = int(IOCondition.ERR | IOCondition.HUP | IOCondition.NVAL)
 _EPOLL_MASK = int(IOCondition.IN | IOCondition.OUT | IOCondition.PRI)
 _get_ident = threading.get_ident
 _perf = time.perf_counter
+_FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class _ThreadState(threading.local):
@@ -225,6 +227,8 @@ class MainContext:
         self._bh_pending = 0
         self._bh_count = 0
         self._bql: BigLock | None = None
+        # Debug-mode slow dispatch warning threshold (loop.slow_callback_duration, seconds).
+        self._slow = getattr(loop, "slow_callback_duration", 0.1) if loop is not None else _INF
         self._lock_deferred = False
         # driver hooks (see bridge.py / loop.py)
         self._kick: Callable[[], None] | None = None
@@ -650,6 +654,15 @@ class MainContext:
         not prepared (gmain.c: the walk stops at the first lower-priority source).
         """
         self._serial += 1  # a nested prepare takes over the outer pending dispatches
+        if not (
+            self._ready_by_prio
+            or self._heap
+            or self._prepare_prios
+            or self._foreign_ops
+            or self._bh_pending
+            or self._fd_mask
+        ):
+            return None  # nothing attached that could need a wait or a dispatch
         if self._foreign_ops:
             self._run_foreign_ops()
         now = self._now = self._clock()
@@ -701,6 +714,14 @@ class MainContext:
     def _check(self) -> float:
         """GLib's check: refresh the cached time, collect ready sources; return the priority
         to dispatch (``inf`` if none).  Loop thread only."""
+        if not (
+            self._ready_by_prio
+            or self._heap
+            or self._check_prios
+            or self._foreign_ops
+            or self._bh_pending
+        ):
+            return _INF
         if self._foreign_ops:
             self._run_foreign_ops()
         now = self._now = self._clock()
@@ -741,15 +762,17 @@ class MainContext:
 
         This is the only place where source callbacks are called.
         """
-        bucket = self._ready_by_prio.get(prio)  # type: ignore[call-overload]
+        ready = self._ready_by_prio
+        bucket = ready.get(prio)  # type: ignore[call-overload]
         if not bucket:
             return
         self._iterations += 1
-        pending = list(bucket)
-        if len(pending) > 1:
-            pending.sort(key=_order_key)
-        if len(self._ready_by_prio) > 1:
-            for p, waiting in self._ready_by_prio.items():
+        if len(bucket) == 1:
+            pending = list(bucket)
+        else:
+            pending = sorted(bucket, key=_order_key)
+        if len(ready) > 1:
+            for p, waiting in ready.items():
                 if p > prio:
                     for src in waiting:
                         src._stats.waited += 1
@@ -788,15 +811,25 @@ class MainContext:
         self._notify()
 
     def _dispatch_one(self, src: Source) -> None:
-        self._unmark_ready(src)
-        if src._fds:
-            src._ready_while_blocked = False
+        # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
+        if src._ready:
+            src._ready = False
+            bucket = self._ready_by_prio.get(src._priority)
+            if bucket is not None:
+                bucket.pop(src, None)
+                if not bucket:
+                    del self._ready_by_prio[src._priority]
         blocked = not src._can_recurse
         if blocked:
-            self._block(src)
+            if src._children:
+                self._block(src)
+            else:  # the common case, inlined: a leaf source blocked for its dispatch
+                src._blocked = True
+                self._blocked.append(src)
         tls = _tls
         tls.depth += 1
-        tls.current.append(src)
+        current = tls.current
+        current.append(src)
         self._in_iteration += 1
         src._dispatching += 1
         t0 = _perf()
@@ -812,7 +845,7 @@ class MainContext:
             elapsed = _perf() - t0
             src._dispatching -= 1
             self._in_iteration -= 1
-            tls.current.pop()
+            current.pop()
             tls.depth -= 1
             if blocked:
                 self._unblock(src)
@@ -821,8 +854,7 @@ class MainContext:
             st.dispatch_time += elapsed
             if elapsed > st.max_dispatch_time:
                 st.max_dispatch_time = elapsed
-        loop = self._loop
-        if loop is not None and elapsed >= loop.slow_callback_duration and loop.get_debug():
+        if elapsed >= self._slow and self._loop is not None and self._loop.get_debug():
             logger.warning("Executing %r took %.3f seconds", src, elapsed)
         if src._destroyed:
             src._maybe_finalize()
@@ -848,11 +880,16 @@ class MainContext:
 
     def _unblock(self, src: Source) -> None:
         src._blocked = False
-        with contextlib.suppress(ValueError):
-            self._blocked.remove(src)
-        for child in src._children:
-            self._unblock(child)
-        if src._fds:
+        blocked = self._blocked
+        if blocked and blocked[-1] is src:
+            blocked.pop()
+        else:
+            with contextlib.suppress(ValueError):
+                blocked.remove(src)
+        if src._children:
+            for child in src._children:
+                self._unblock(child)
+        if src._fds and self._unpolled:
             for rec in src._fds:
                 if rec.fd in self._unpolled:
                     self._unpolled.discard(rec.fd)
@@ -1020,7 +1057,13 @@ class MainContext:
 
     # ---------------------------------------------------------- cross-thread
     def _poll_waiting_set(self, value: bool) -> None:
-        with self._lock:
+        # Publishing "may sleep" must be ordered before the loop re-reads the queues
+        # (QEMU's notify_me + smp_mb).  The GIL orders it on GIL builds; a free-threaded
+        # build needs the lock's barrier.
+        if _FREE_THREADED:
+            with self._lock:
+                self._poll_waiting = value
+        else:
             self._poll_waiting = value
 
     def _notify(self, force: bool = False) -> None:

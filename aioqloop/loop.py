@@ -43,7 +43,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .constants import PRIORITY_DEFAULT
-from .context import MainContext
+from .context import _FREE_THREADED, MainContext
 
 if TYPE_CHECKING:
     from .biglock import BigLock
@@ -72,13 +72,12 @@ class QTask(asyncio.Task):  # type: ignore[type-arg]
         old = self._aioq_priority
         if old == priority:
             return
-        counter = getattr(loop, "_aioq_prio_tasks", None)
-        if counter is not None:
+        if isinstance(loop, _QLoopMixin):
             if old == PRIORITY_DEFAULT:
-                loop._aioq_prio_tasks += 1  # type: ignore[attr-defined]
+                loop._aioq_priorities_in_use(+1)
                 self.add_done_callback(_forget_priority)
             elif priority == PRIORITY_DEFAULT:
-                loop._aioq_prio_tasks -= 1  # type: ignore[attr-defined]
+                loop._aioq_priorities_in_use(-1)
         self._aioq_priority = priority
 
     def get_priority(self) -> int:
@@ -90,7 +89,8 @@ def _forget_priority(task: asyncio.Future[Any]) -> None:
     if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
         task._aioq_priority = PRIORITY_DEFAULT
         loop = task.get_loop()
-        loop._aioq_prio_tasks -= 1  # type: ignore[attr-defined]
+        if isinstance(loop, _QLoopMixin):
+            loop._aioq_priorities_in_use(-1)
 
 
 def _run_handle(handle: asyncio.Handle) -> None:
@@ -135,20 +135,27 @@ class _QLoopMixin:
             del task._source_traceback[-1]  # type: ignore[attr-defined]
         return task
 
-    def call_soon(
+    def _aioq_call_soon_prio(
         self, callback: Callable[..., Any], *args: Any, context: Any = None
     ) -> asyncio.Handle:
-        if self._aioq_prio_tasks:
-            task = getattr(callback, "__self__", None)
-            if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
-                loop: Any = self
-                loop._check_closed()
-                handle = asyncio.Handle(callback, args, loop, context)
-                self._aioqloop_context._call_at_priority(
-                    task._aioq_priority, _run_handle, (handle,)
-                )
-                return handle
-        return super().call_soon(callback, *args, context=context)  # type: ignore[misc,no-any-return]
+        """``call_soon`` while some task has a non-default priority: route its steps."""
+        task = getattr(callback, "__self__", None)
+        if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
+            loop: Any = self
+            loop._check_closed()
+            handle = asyncio.Handle(callback, args, loop, context)
+            self._aioqloop_context._call_at_priority(task._aioq_priority, _run_handle, (handle,))
+            return handle
+        return type(self).call_soon(self, callback, *args, context=context)  # type: ignore[attr-defined,no-any-return]
+
+    def _aioq_priorities_in_use(self, delta: int) -> None:
+        # The routing call_soon is installed on the instance only while a task has a
+        # non-default priority, so plain asyncio work pays nothing for the feature.
+        self._aioq_prio_tasks += delta
+        if self._aioq_prio_tasks > 0:
+            self.call_soon = self._aioq_call_soon_prio  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("call_soon", None)
 
 
 class _SelectorProxy:
@@ -160,6 +167,10 @@ class _SelectorProxy:
     def __init__(self, loop: QSelectorEventLoop, selector: selectors.BaseSelector) -> None:
         self._loop = loop
         self._real = selector
+        self._select = selector.select
+        self._ctx: MainContext | None = None
+        self._clock: VirtualClock | None = None
+        self._epfd = -1
         self.register = selector.register
         self.unregister = selector.unregister
         self.modify = selector.modify
@@ -168,7 +179,47 @@ class _SelectorProxy:
         self.close = selector.close
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        return self._loop._aioq_select(self._real, timeout)
+        """prepare → the real select → check → place the dispatch (module docstring)."""
+        ctx: Any = self._ctx
+        # Publish "may sleep" before looking at the queues (QEMU's notify_me).
+        if _FREE_THREADED:
+            ctx._poll_waiting_set(True)
+        else:
+            ctx._poll_waiting = True  # the GIL orders it before the reads below
+        busy = (
+            ctx._ready_by_prio
+            or ctx._heap
+            or ctx._prepare_prios
+            or ctx._check_prios
+            or ctx._foreign_ops
+            or ctx._bh_pending
+            or ctx._fd_mask
+        )
+        if busy:
+            wait = ctx._prepare()
+            if wait is not None and (timeout is None or wait < timeout):
+                timeout = wait
+        clock = self._clock
+        if clock is not None and timeout != 0:
+            events = self._select(0)
+            if not events:
+                events = clock._idle_select(self._real, timeout)
+        else:
+            events = self._select(timeout)
+        ctx._poll_waiting = False
+        if events:
+            epfd = self._epfd
+            for i, (key, _mask) in enumerate(events):
+                if key.fd == epfd:
+                    del events[i]
+                    ctx._poll_ready_fds()
+                    busy = True
+                    break
+        if busy:
+            prio = ctx._check()
+            if prio != math.inf:
+                self._loop._aioq_place(ctx, prio, bool(events))
+        return events
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -189,50 +240,31 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         if clock is not None:
             clock._bind(self)
             self.time = clock.time  # type: ignore[method-assign]
-        self._selector: Any = _SelectorProxy(self, self._selector)
+        proxy = _SelectorProxy(self, self._selector)
+        self._selector: Any = proxy
         ctx = MainContext(self, _driver="hooked")
         self._aioq_setup(ctx, bql)
         self._aioq_epfd = ctx._epoll.fileno()
+        proxy._ctx = ctx
+        proxy._clock = clock
+        proxy._epfd = self._aioq_epfd
         self._add_reader(self._aioq_epfd, _never_called)  # type: ignore[attr-defined]
 
-    # -- the two hooks around the poll -------------------------------------
-    def _aioq_select(
-        self, real: selectors.BaseSelector, timeout: float | None
-    ) -> list[tuple[selectors.SelectorKey, int]]:
-        ctx = self._aioqloop_context
-        ctx._poll_waiting_set(True)
-        wait = ctx._prepare()
-        if wait is not None and (timeout is None or wait < timeout):
-            timeout = wait
-        clock = self._aioq_clock
-        if clock is not None and timeout != 0:
-            events = real.select(0)
-            if not events:
-                events = clock._idle_select(real, timeout)
-        else:
-            events = real.select(timeout)
-        ctx._poll_waiting_set(False)
-        if events:
-            epfd = self._aioq_epfd
-            for i, (key, _mask) in enumerate(events):
-                if key.fd == epfd:
-                    del events[i]
-                    ctx._poll_ready_fds()
-                    break
-        return events
-
-    def _process_events(self, event_list: Any) -> None:
-        super()._process_events(event_list)  # type: ignore[misc]
-        ctx = self._aioqloop_context
-        prio = ctx._check()
-        if prio == math.inf:
-            return
+    # -- the check phase, right after the poll -----------------------------
+    def _aioq_place(self, ctx: MainContext, prio: float, fd_events: bool) -> None:
+        """Run or queue the dispatch of ``prio`` against asyncio's work (PRIORITY_DEFAULT)."""
         if prio < PRIORITY_DEFAULT:
-            ctx._dispatch(prio)
-        elif prio == PRIORITY_DEFAULT:
-            asyncio.SelectorEventLoop.call_soon(self, ctx._dispatch, prio)
-        elif not self._ready and not self._timer_due():  # type: ignore[attr-defined]
-            ctx._dispatch(prio)
+            ctx._dispatch(prio)  # before every asyncio callback of this iteration
+            return
+        asyncio_busy = fd_events or self._ready or self._timer_due()  # type: ignore[attr-defined]
+        if prio == PRIORITY_DEFAULT:
+            if asyncio_busy:
+                # FIFO with the asyncio work already due in this iteration.
+                asyncio.SelectorEventLoop.call_soon(self, ctx._dispatch, prio)
+            else:
+                ctx._dispatch(prio)
+        elif not asyncio_busy:
+            ctx._dispatch(prio)  # idle-class: only when asyncio has nothing to run
 
     def _timer_due(self) -> bool:
         scheduled = self._scheduled  # type: ignore[attr-defined]

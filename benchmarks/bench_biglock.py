@@ -140,7 +140,9 @@ def _bench_uncontended_sync(ops: int, repeats: int) -> dict[str, Any]:
 _TaskOps = tuple[Callable[[], Awaitable[Any]], Callable[[], None]]
 
 
-def _contended_once(lock: Any, task_ops: _TaskOps, ops_per_worker: int) -> tuple[float, list[float]]:
+def _contended_once(
+    lock: Any, task_ops: _TaskOps, ops_per_worker: int
+) -> tuple[float, list[float]]:
     """Run the 2+2 workload once; return (ops per second, wait samples in seconds)."""
     waits: list[list[float]] = [[] for _ in range(4)]
     counter = [0]
