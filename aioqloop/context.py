@@ -564,6 +564,13 @@ class MainContext:
             self._index_remove(self._check_by_prio, self._check_prios, old, src)
             self._index_add(self._check_by_prio, self._check_prios, prio, src)
         src._priority = prio
+        # GLib re-adds the source at the tail of its new priority's list (children still
+        # just before their parent; the parent is renumbered first).
+        parent = src._parent
+        if parent is None:
+            src._order = (next(self._seq), 1)
+        else:
+            src._order = (*parent._order[:-1], 0, next(self._seq), 1)
         if was_ready:
             self._mark_ready(src)
 
@@ -605,7 +612,7 @@ class MainContext:
         if src._destroyed or src._context is not self:
             return
         when = src._ready_time
-        if when == -1 or when == _INF:
+        if when in (-1, _INF):
             src._in_heap = False
             return
         seq = next(self._heap_counter)
@@ -619,7 +626,7 @@ class MainContext:
     def _pop_due(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            when, seq, src = heapq.heappop(heap)
+            _when, seq, src = heapq.heappop(heap)
             if not src._in_heap or src._heap_seq != seq or src._destroyed:
                 continue
             src._in_heap = False
@@ -767,10 +774,7 @@ class MainContext:
         if not bucket:
             return
         self._iterations += 1
-        if len(bucket) == 1:
-            pending = list(bucket)
-        else:
-            pending = sorted(bucket, key=_order_key)
+        pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
         if len(ready) > 1:
             for p, waiting in ready.items():
                 if p > prio:
@@ -852,8 +856,7 @@ class MainContext:
             st = src._stats
             st.dispatches += 1
             st.dispatch_time += elapsed
-            if elapsed > st.max_dispatch_time:
-                st.max_dispatch_time = elapsed
+            st.max_dispatch_time = max(st.max_dispatch_time, elapsed)
         if elapsed >= self._slow and self._loop is not None and self._loop.get_debug():
             logger.warning("Executing %r took %.3f seconds", src, elapsed)
         if src._destroyed:

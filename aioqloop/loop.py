@@ -34,6 +34,8 @@ its poll and no view of its ready queue, so the context runs through the public 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import selectors
 import sys
@@ -93,12 +95,51 @@ def _forget_priority(task: asyncio.Future[Any]) -> None:
             loop._aioq_priorities_in_use(-1)
 
 
+class _SeqTimerHandle(asyncio.TimerHandle):
+    """A timer ordered by (deadline, creation order): equal deadlines run FIFO.
+
+    asyncio's heap compares deadlines only and heapq is not stable; with a virtual clock
+    ties are the norm, and QEMU's virtual clock runs them in insertion order.
+    """
+
+    __slots__ = ("_aioq_seq",)
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, _SeqTimerHandle):
+            return (self._when, self._aioq_seq) < (other._when, other._aioq_seq)
+        return super().__lt__(other)  # type: ignore[operator]
+
+    def __le__(self, other: object) -> bool:
+        if isinstance(other, _SeqTimerHandle):
+            return (self._when, self._aioq_seq) <= (other._when, other._aioq_seq)
+        return super().__le__(other)  # type: ignore[operator]
+
+    def __gt__(self, other: object) -> bool:
+        if isinstance(other, _SeqTimerHandle):
+            return (self._when, self._aioq_seq) > (other._when, other._aioq_seq)
+        return super().__gt__(other)  # type: ignore[operator]
+
+    def __ge__(self, other: object) -> bool:
+        if isinstance(other, _SeqTimerHandle):
+            return (self._when, self._aioq_seq) >= (other._when, other._aioq_seq)
+        return super().__ge__(other)  # type: ignore[operator]
+
+
+_timer_seq = itertools.count()
+
+
 def _run_handle(handle: asyncio.Handle) -> None:
     if not handle.cancelled():
-        handle._run()  # type: ignore[attr-defined]
+        handle._run()
 
 
-class _QLoopMixin:
+if TYPE_CHECKING:
+    _MixinBase = asyncio.AbstractEventLoop
+else:
+    _MixinBase = object
+
+
+class _QLoopMixin(_MixinBase):
     """What both bases share: the owned context, prioritized tasks, thread ownership."""
 
     _aioqloop_context: MainContext
@@ -120,19 +161,23 @@ class _QLoopMixin:
         return self._aioqloop_context
 
     def create_task(
-        self, coro: Coroutine[Any, Any, _T], *, name: str | None = None, context: Any = None
-    ) -> asyncio.Task[_T]:
+        self, coro: Any, *, name: Any = None, context: Any = None
+    ) -> asyncio.Task[Any]:
         """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``)."""
         loop: Any = self
-        if loop._task_factory is not None:
-            return super().create_task(coro, name=name, context=context)  # type: ignore[misc,no-any-return]
-        loop._check_closed()
+        if loop.get_task_factory() is not None:
+            parent: Any = super().create_task
+            return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
+        if loop.is_closed():
+            raise RuntimeError("Event loop is closed")
         if context is None:
             task = QTask(coro, loop=loop, name=name)
         else:
-            task = QTask(coro, loop=loop, name=name, context=context)  # type: ignore[call-arg]
-        if task._source_traceback:  # type: ignore[attr-defined]
-            del task._source_traceback[-1]  # type: ignore[attr-defined]
+            task_cls: Any = QTask
+            task = task_cls(coro, loop=loop, name=name, context=context)
+        tb = getattr(task, "_source_traceback", None)
+        if tb:
+            del tb[-1]
         return task
 
     def _aioq_call_soon_prio(
@@ -142,18 +187,20 @@ class _QLoopMixin:
         task = getattr(callback, "__self__", None)
         if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
             loop: Any = self
-            loop._check_closed()
+            if loop.is_closed():
+                raise RuntimeError("Event loop is closed")
             handle = asyncio.Handle(callback, args, loop, context)
             self._aioqloop_context._call_at_priority(task._aioq_priority, _run_handle, (handle,))
             return handle
-        return type(self).call_soon(self, callback, *args, context=context)  # type: ignore[attr-defined,no-any-return]
+        plain: Any = type(self).call_soon  # the class's, not this instance attribute
+        return plain(self, callback, *args, context=context)  # type: ignore[no-any-return]
 
     def _aioq_priorities_in_use(self, delta: int) -> None:
         # The routing call_soon is installed on the instance only while a task has a
         # non-default priority, so plain asyncio work pays nothing for the feature.
         self._aioq_prio_tasks += delta
         if self._aioq_prio_tasks > 0:
-            self.call_soon = self._aioq_call_soon_prio  # type: ignore[method-assign]
+            self.call_soon = self._aioq_call_soon_prio  # type: ignore[method-assign,assignment]
         else:
             self.__dict__.pop("call_soon", None)
 
@@ -240,6 +287,7 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         if clock is not None:
             clock._bind(self)
             self.time = clock.time  # type: ignore[method-assign]
+            self.call_at = self._aioq_call_at_fifo  # type: ignore[method-assign]
         proxy = _SelectorProxy(self, self._selector)
         self._selector: Any = proxy
         ctx = MainContext(self, _driver="hooked")
@@ -251,6 +299,24 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         self._add_reader(self._aioq_epfd, _never_called)  # type: ignore[attr-defined]
 
     # -- the check phase, right after the poll -----------------------------
+    def _aioq_call_at_fifo(
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        """``call_at`` with FIFO ties (installed with a virtual clock, where ties are common)."""
+        loop: Any = self
+        loop._check_closed()
+        if loop._debug:
+            loop._check_thread()
+            loop._check_callback(callback, "call_at")
+        timer = _SeqTimerHandle(when, callback, args, self, context)
+        timer._aioq_seq = next(_timer_seq)
+        tb = timer._source_traceback  # type: ignore[attr-defined]
+        if tb:
+            del tb[-1]
+        heapq.heappush(loop._scheduled, timer)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
     def _aioq_place(self, ctx: MainContext, prio: float, fd_events: bool) -> None:
         """Run or queue the dispatch of ``prio`` against asyncio's work (PRIORITY_DEFAULT)."""
         if prio < PRIORITY_DEFAULT:
@@ -307,7 +373,7 @@ def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
         return _QUVLoop
     import uvloop
 
-    class QUVLoop(_QLoopMixin, uvloop.Loop):  # type: ignore[misc,name-defined]
+    class QUVLoop(_QLoopMixin, uvloop.Loop):  # type: ignore[misc]
         """aioqloop on uvloop: the context runs through public loop API only."""
 
         def __init__(self, *, bql: BigLock | None = None) -> None:
@@ -380,7 +446,9 @@ def run(
     if sys.version_info >= (3, 11):
         runner_cls: Any = asyncio.Runner
     else:  # pragma: no cover - exercised on 3.10 only
-        from backports.asyncio.runner import Runner as runner_cls
+        from backports.asyncio.runner import (  # type: ignore[import-not-found]
+            Runner as runner_cls,
+        )
     with runner_cls(debug=debug, loop_factory=factory) as runner:
         return runner.run(coro)  # type: ignore[no-any-return]
 
@@ -409,7 +477,7 @@ def _event_loop_policy_class() -> type:
         warnings.simplefilter("ignore", DeprecationWarning)
         base_policy: Any = asyncio.DefaultEventLoopPolicy
 
-    class EventLoopPolicy(base_policy):  # type: ignore[misc,valid-type]
+    class EventLoopPolicy(base_policy):  # type: ignore[misc]
         """An asyncio policy whose loops are aioqloop loops (``base`` as in new_event_loop)."""
 
         def __init__(self, base: str = "asyncio") -> None:

@@ -41,9 +41,8 @@ def _fd_of(fd_or_fileobj: int | _FileLike) -> int:
     else:
         fileno = getattr(fd_or_fileobj, "fileno", None)
         if fileno is None:
-            raise TypeError(
-                f"an fd must be an int or have a fileno() method, not {type(fd_or_fileobj).__name__}"
-            )
+            kind = type(fd_or_fileobj).__name__
+            raise TypeError(f"an fd must be an int or have a fileno() method, not {kind}")
         fd = fileno()
         if not isinstance(fd, int) or isinstance(fd, bool):
             raise TypeError(f"fileno() returned {type(fd).__name__}, not int")
