@@ -103,25 +103,29 @@ class _SeqTimerHandle(asyncio.TimerHandle):
     """
 
     __slots__ = ("_aioq_seq",)
+    _aioq_seq: int
+
+    def _key(self) -> tuple[float, int]:
+        return (self.when(), self._aioq_seq)
 
     def __lt__(self, other: object) -> bool:
         if isinstance(other, _SeqTimerHandle):
-            return (self._when, self._aioq_seq) < (other._when, other._aioq_seq)
+            return self._key() < other._key()
         return super().__lt__(other)  # type: ignore[operator]
 
     def __le__(self, other: object) -> bool:
         if isinstance(other, _SeqTimerHandle):
-            return (self._when, self._aioq_seq) <= (other._when, other._aioq_seq)
+            return self._key() <= other._key()
         return super().__le__(other)  # type: ignore[operator]
 
     def __gt__(self, other: object) -> bool:
         if isinstance(other, _SeqTimerHandle):
-            return (self._when, self._aioq_seq) > (other._when, other._aioq_seq)
+            return self._key() > other._key()
         return super().__gt__(other)  # type: ignore[operator]
 
     def __ge__(self, other: object) -> bool:
         if isinstance(other, _SeqTimerHandle):
-            return (self._when, self._aioq_seq) >= (other._when, other._aioq_seq)
+            return self._key() >= other._key()
         return super().__ge__(other)  # type: ignore[operator]
 
 
@@ -287,7 +291,7 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         if clock is not None:
             clock._bind(self)
             self.time = clock.time  # type: ignore[method-assign]
-            self.call_at = self._aioq_call_at_fifo  # type: ignore[method-assign]
+            self.call_at = self._aioq_call_at_fifo  # type: ignore[method-assign,assignment]
         proxy = _SelectorProxy(self, self._selector)
         self._selector: Any = proxy
         ctx = MainContext(self, _driver="hooked")
