@@ -463,7 +463,7 @@ class BigLock:
         if timeout != -1 or not blocking:
             if not blocking and timeout != -1:
                 raise ValueError("can't specify a timeout for a non-blocking call")
-            if timeout < 0:
+            if timeout < 0 and timeout != -1:
                 raise ValueError("timeout must be a non-negative number of seconds or -1")
         loop = _get_running_loop()
         me: object | None = _current_task(loop) if loop is not None else None
@@ -586,7 +586,10 @@ class BigLock:
         (coroutines), like QEMU's ``bql_unlock(); poll(); bql_lock()``.  Raises
         :exc:`RuntimeError` on entry if the caller does not hold the lock.  The async
         form re-acquires even if cancelled meanwhile, then re-raises the cancellation,
-        so an enclosing ``async with lock:`` still owns what it releases.
+        so an enclosing ``async with lock:`` still owns what it releases.  In a
+        coroutine prefer the async form: the sync one blocks the loop thread while it
+        takes the lock back, and raises :exc:`RuntimeError` rather than wait behind a
+        task of that loop.
         """
         return _Released(self)
 

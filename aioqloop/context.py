@@ -230,6 +230,7 @@ class MainContext:
         # Debug-mode slow dispatch warning threshold (loop.slow_callback_duration, seconds).
         self._slow = getattr(loop, "slow_callback_duration", 0.1) if loop is not None else _INF
         self._lock_deferred = False
+        self._bql_handed = False
         # driver hooks (see bridge.py / loop.py)
         self._kick: Callable[[], None] | None = None
         self._deadline_changed: Callable[[float], None] | None = None
@@ -803,16 +804,37 @@ class MainContext:
             if bql is not None:
                 bql.release()
 
+    def _set_bql(self, bql: BigLock | None) -> None:
+        """Dispatch with ``bql`` held (QEMU: callbacks run under the BQL).  Loop thread."""
+        self._bql = bql
+        if bql is None:
+            self.__dict__.pop("_check", None)
+        else:
+            self._check = self._check_with_bql  # type: ignore[method-assign]
+
+    def _check_with_bql(self) -> float:
+        prio = MainContext._check(self)
+        if self._bql_handed and prio == _INF and self._bql is not None:
+            # The lock was handed to us for a dispatch that no longer has anything to
+            # run (e.g. the sources were destroyed meanwhile): give it straight back.
+            self._bql_handed = False
+            self._bql.release()
+        return prio
+
     def _take_bql(self, bql: BigLock) -> bool:
-        if bql._acquire_for_dispatch(self._loop, self._bql_granted):  # type: ignore[arg-type]
+        loop: Any = self._loop
+        if bql._acquire_for_dispatch(loop, self._bql_granted):
+            self._bql_handed = False
             return True
         self._lock_deferred = True
         return False
 
     def _bql_granted(self) -> None:
-        # Called from whichever thread handed the lock over: let the loop look again.
+        # Called from whichever thread handed the lock over: the loop thread owns it now,
+        # so the loop must look again and either dispatch or release it.
+        self._bql_handed = True
         self._lock_deferred = False
-        self._notify()
+        self._notify(force=True)
 
     def _dispatch_one(self, src: Source) -> None:
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.

@@ -157,7 +157,7 @@ class _QLoopMixin(_MixinBase):
 
             if not isinstance(bql, BigLock):
                 raise TypeError(f"bql must be a BigLock, not {type(bql).__name__}")
-            ctx._bql = bql
+            ctx._set_bql(bql)
 
     @property
     def main_context(self) -> MainContext:
