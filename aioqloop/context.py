@@ -42,6 +42,7 @@ so a context can also be iterated by hand, nested inside a callback, or without 
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import logging
@@ -163,7 +164,7 @@ class MainContext:
     """
 
     #: Seconds between two audits of watched fds for ones closed behind the context's back.
-    fd_audit_interval = 0.25
+    fd_audit_interval = 1.0
 
     def __init__(
         self,
@@ -212,7 +213,6 @@ class MainContext:
         self._fd_mask: dict[int, int] = {}
         self._always_ready: set[int] = set()
         self._unpolled: set[int] = set()
-        self._revents: list[_FdRecord] = []
         self._audit_poll: select.poll | None = None
         self._last_audit = 0.0
         # cross-thread
@@ -319,8 +319,7 @@ class MainContext:
             timeout = self._prepare()
             if not may_block:
                 timeout = 0.0
-            self._poll(timeout)
-            self._poll_waiting_set(waiting_was)
+            self._poll(timeout, waiting_was)
             prio = self._check()
             if prio == _INF:
                 return False
@@ -448,7 +447,7 @@ class MainContext:
             raise RuntimeError("the MainContext is closed")
 
     def _time(self) -> float:
-        return self._now if self._in_iteration else self._clock()
+        return self._now if (self._in_iteration or self._in_hook) else self._clock()
 
     # --------------------------------------------------- attach and destroy
     def _attach(self, src: Source) -> int:
@@ -595,6 +594,7 @@ class MainContext:
             src = src._parent  # type: ignore[assignment]
 
     def _unmark_ready(self, src: Source) -> None:
+        src._ready_by_time = False
         if src._ready:
             src._ready = False
             bucket = self._ready_by_prio.get(src._priority)
@@ -613,6 +613,11 @@ class MainContext:
         if src._destroyed or src._context is not self:
             return
         when = src._ready_time
+        if src._ready_by_time and src._ready and not src._dispatching and (
+            when == -1 or when > self._clock()
+        ):
+            # READY came only from the old ready time; GLib would not see it ready now.
+            self._unmark_ready(src)
         if when in (-1, _INF):
             src._in_heap = False
             return
@@ -633,8 +638,9 @@ class MainContext:
             src._in_heap = False
             if src._blocked:
                 self._blocked_due.append(src)
-            else:
+            elif not src._ready:
                 self._mark_ready(src)
+                src._ready_by_time = src._ready
 
     def _next_deadline(self) -> float:
         heap = self._heap
@@ -713,10 +719,15 @@ class MainContext:
         deadline = self._next_deadline()
         if deadline != _INF:
             timeout = min(timeout, max(0.0, deadline - now))
-        if self._fd_mask and timeout != 0.0 and now - self._last_audit >= self.fd_audit_interval:
-            self._audit_fds(now)
-            if self._ready_by_prio and not self._lock_deferred:
-                return 0.0
+        if self._fd_mask and timeout != 0.0:
+            # A watched fd closed behind our back vanishes from epoll without an event:
+            # look for NVAL at most every fd_audit_interval, and never sleep past that.
+            interval = self.fd_audit_interval
+            if now - self._last_audit >= interval:
+                self._audit_fds(now)
+                if self._ready_by_prio and not self._lock_deferred:
+                    return 0.0
+            timeout = min(timeout, max(0.0, self._last_audit + interval - now))
         return None if timeout == _INF else timeout
 
     def _check(self) -> float:
@@ -846,6 +857,14 @@ class MainContext:
                 if not bucket:
                     del self._ready_by_prio[src._priority]
         blocked = not src._can_recurse
+        premarked = False
+        if not blocked and (
+            src._idle or (0 <= src._ready_time <= self._now and not src._in_heap)
+        ):
+            # GLib prepares a recursive source again in a nested iteration, and an idle
+            # or a passed ready time makes it ready there.
+            self._mark_ready(src)
+            premarked = True
         if blocked:
             if src._children:
                 self._block(src)
@@ -881,6 +900,11 @@ class MainContext:
             st.max_dispatch_time = max(st.max_dispatch_time, elapsed)
         if elapsed >= self._slow and self._loop is not None and self._loop.get_debug():
             logger.warning("Executing %r took %.3f seconds", src, elapsed)
+        if src._fds:
+            for rec in src._fds:
+                rec.revents = 0
+        if premarked and src._ready and not src._idle and not 0 <= src._ready_time <= self._now:
+            self._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
         if src._destroyed:
             src._maybe_finalize()
         elif not keep:
@@ -889,7 +913,9 @@ class MainContext:
             self._mark_ready(src)
         elif src._ready_time != -1 and not src._in_heap:
             if src._ready_time <= self._now:
-                self._mark_ready(src)
+                if not src._ready:
+                    self._mark_ready(src)
+                    src._ready_by_time = src._ready
             else:
                 self._schedule_ready_time(src)
 
@@ -1003,10 +1029,19 @@ class MainContext:
         except FileExistsError:
             ep.modify(fd, mask)
         except FileNotFoundError:
-            ep.register(fd, mask)
+            try:
+                ep.register(fd, mask)
+            except OSError as exc:
+                if old is None or exc.errno != errno.EBADF:
+                    raise
+                # Closed behind our back: keep the mask so the audit reports NVAL.
         except PermissionError:
             # epoll refuses regular files; poll(2) reports them always ready.
             self._always_ready.add(fd)
+        except OSError as exc:
+            if old is None or exc.errno != errno.EBADF:
+                raise
+            # Closed behind our back: keep the mask so the audit reports NVAL.
         self._fd_mask[fd] = mask
         if self._audit_poll is not None:
             self._audit_poll.register(fd, select.POLLIN)
@@ -1016,12 +1051,10 @@ class MainContext:
             for rec in self._fd_records.get(fd, ()):
                 revents = int(rec.events) & int(IOCondition.IN | IOCondition.OUT)
                 if revents and not rec.source._blocked:
-                    if not rec.revents:
-                        self._revents.append(rec)
                     rec.revents = revents
                     self._mark_ready(rec.source)
 
-    def _poll(self, timeout: float | None) -> None:
+    def _poll(self, timeout: float | None, waiting_after: bool | None = None) -> None:
         """Wait in the context's own epoll set (the ``poll`` of a hand-run iteration)."""
         if timeout is None:
             wait = -1.0
@@ -1035,6 +1068,8 @@ class MainContext:
         except InterruptedError:
             events = []
         self._poll_time += _perf() - t0
+        if waiting_after is not None:
+            self._poll_waiting_set(waiting_after)  # awake again: producers need not write
         self._apply_events(events)
 
     def _poll_ready_fds(self) -> None:
@@ -1042,25 +1077,23 @@ class MainContext:
         self._apply_events(self._epoll.poll(0))
 
     def _apply_events(self, events: list[tuple[int, int]]) -> None:
-        old = self._revents
-        if old:
-            for rec in old:
-                rec.revents = 0
-            self._revents = []
+        """Record poll results: revents of each reported fd, and READY on its sources.
+
+        A record keeps its revents until its source has been dispatched (so
+        `Source.query_unix_fd` sees what made it ready), or until the next report.
+        """
         if not events:
             return
         efd = self._efd
         records = self._fd_records
-        out = self._revents
         for fd, ev in events:
             if fd == efd:
                 self._drain_wakeup()
                 continue
             for rec in records.get(fd, ()):
                 revents = ev & (int(rec.events) | _ALWAYS_EVENTS)
+                rec.revents = revents
                 if revents:
-                    rec.revents = revents
-                    out.append(rec)
                     src = rec.source
                     if not src._blocked:
                         self._mark_ready(src)
@@ -1077,7 +1110,6 @@ class MainContext:
             if ev & select.POLLNVAL:
                 for rec in self._fd_records.get(fd, ()):
                     rec.revents = int(IOCondition.NVAL)
-                    self._revents.append(rec)
                     self._mark_ready(rec.source)
 
     # ---------------------------------------------------------- cross-thread
@@ -1104,10 +1136,14 @@ class MainContext:
                 raise
 
     def _drain_wakeup(self) -> None:
-        with self._lock:
-            self._notified = False
+        # Read first, then clear: clearing first would let a producer set `_notified`
+        # and write between the two, and our read would swallow that write while the
+        # flag stays set, so no producer would ever write again (a lost wake-up).  The
+        # other order at worst costs one spurious wake-up.
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._efd)
+        with self._lock:
+            self._notified = False
 
     def _run_foreign(self, op: Callable[[], None]) -> None:
         self._foreign_ops.append(op)

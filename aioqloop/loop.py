@@ -237,7 +237,7 @@ class _SelectorProxy:
             ctx._poll_waiting_set(True)
         else:
             ctx._poll_waiting = True  # the GIL orders it before the reads below
-        busy = (
+        busy = bool(
             ctx._ready_by_prio
             or ctx._heap
             or ctx._prepare_prios

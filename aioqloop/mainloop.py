@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from typing import Any
 
 from .context import MainContext
@@ -49,6 +50,14 @@ class MainLoop:
         """Iterate until `quit` (see the module docstring for the cases)."""
         ctx = self._context
         ctx._check_closed()
+        if ctx._in_hook:
+            warnings.warn(
+                "MainLoop.run() called recursively from within a source's check() or "
+                "prepare()",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
         loop = ctx.loop
         self._running = True
         try:

@@ -129,6 +129,7 @@ class Source:
         # Context bookkeeping (owned by MainContext; see context.py for the invariants).
         self._order: tuple[int, ...] = ()
         self._ready = False
+        self._ready_by_time = False  # READY came from a passed ready time only
         self._blocked = False
         self._ready_while_blocked = False
         self._in_heap = False
