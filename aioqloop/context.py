@@ -493,6 +493,8 @@ class MainContext:
             self._index_add(self._prepare_by_prio, self._prepare_prios, prio, src)
         if src._has_check:
             self._index_add(self._check_by_prio, self._check_prios, prio, src)
+        if (src._has_prepare or src._has_check) and self._kick is not None:
+            self._kick()  # a driver without a pre-poll hook must run its prepare now
         for rec in src._fds:
             self._fd_add(rec)
         if src._ready_time != -1:
@@ -974,6 +976,9 @@ class MainContext:
         if rec.source._destroyed or rec not in rec.source._fds:
             return
         self._fd_records.setdefault(rec.fd, []).append(rec)
+        # Re-register even if the mask looks unchanged: an fd number can be closed and
+        # reused while an old watch on it lingers, and epoll forgot the old file.
+        self._fd_mask.pop(rec.fd, None)
         self._fd_sync(rec.fd)
 
     def _fd_remove(self, rec: _FdRecord) -> None:
