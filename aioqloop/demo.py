@@ -58,6 +58,8 @@ TIMER_PERIOD = 0.02
 CONSOLE_PERIOD = 0.05
 #: Seconds between two housekeeping passes (the idle source is re-added this often).
 HOUSEKEEPING_PERIOD = 0.1
+#: Seconds ``stop`` waits for the vCPUs to park before it reports an error.
+STOP_TIMEOUT = 5.0
 
 
 class Machine:
@@ -256,12 +258,12 @@ class Machine:
         """The counters as a dict (the ``query-stats`` reply).  Caller holds the lock."""
         self.lock.assert_held()
         return {
-            "serial-echoes": self.serial_echoes,
-            "interrupts": self.interrupts,
-            "vcpu-lock-acquisitions": list(self.vcpu_lock_acquisitions),
+            "serial": self.serial_echoes,
+            "irqs": self.interrupts,
+            "vcpu-locks": list(self.vcpu_lock_acquisitions),
             "io-requests": self.io_requests,
             "bh-runs": self.bh_runs,
-            "housekeeping-runs": self.housekeeping_runs,
+            "housekeeping": self.housekeeping_runs,
             "registers": dict(self.regs),
         }
 
@@ -320,7 +322,11 @@ class Monitor:
                     m.pause_locked()
             if was_running:
                 # pause_all_vcpus waits for every vCPU to park, without the lock.
-                await m.all_parked.wait()
+                try:
+                    await asyncio.wait_for(m.all_parked.wait(), STOP_TIMEOUT)
+                except asyncio.TimeoutError:
+                    return {"error": {"class": "GenericError",
+                                      "desc": "vCPUs did not stop in time"}}, None
             return {"return": {}}, "STOP" if was_running else None
         if name == "cont":
             async with m.lock:
@@ -336,7 +342,7 @@ def _brief(msg: dict[str, Any]) -> str:
     """One short line for a QMP reply: big ``return`` objects as ``key=value`` pairs."""
     ret = msg.get("return")
     if isinstance(ret, dict) and len(ret) > 2:
-        return "return: " + " ".join(
+        return "ok: " + " ".join(
             f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in ret.items()
             if k != "registers"
         )
@@ -367,10 +373,10 @@ async def _monitor_client(path: str, seconds: float, console: Console) -> None:
         await call("query-status")
         await call("query-stats")
         await call("stop")
-        before = (await call("query-stats"))["return"]["interrupts"]
+        before = (await call("query-stats"))["return"]["irqs"]
         await asyncio.sleep(seconds * 0.2)
         await call("query-status")
-        after = (await call("query-stats"))["return"]["interrupts"]
+        after = (await call("query-stats"))["return"]["irqs"]
         console.print(
             f"[magenta]QMP[/] while stopped: interrupts {before} -> {after} "
             f"({'frozen' if before == after else 'MOVED'})"
@@ -475,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:
-        console = Console(width=110)  # logs and pipes: wide enough for the tables
+        console = Console(width=120)  # logs and pipes: wide enough for the tables
     if not args.seconds > 0 or args.vcpus < 1:
         console.print("[red]--seconds must be > 0 and --vcpus >= 1[/]")
         return 2
@@ -491,3 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(_machine_table(machine))
     console.print(_lock_table(lock))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

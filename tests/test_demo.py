@@ -1,0 +1,125 @@
+"""``python -m aioqloop demo`` runs a working machine on both bases; the CLI dispatches."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aioqloop import __main__ as cli
+
+ROOT = Path(__file__).resolve().parent.parent
+BASES = ("asyncio", "uvloop")
+_procs: dict[str, subprocess.Popen[str]] = {}
+
+
+def _start_all() -> None:
+    """Start the demo on every available base at once: the file costs one run, not two."""
+    if _procs:
+        return
+    env = dict(os.environ)
+    env.pop("FORCE_COLOR", None)
+    env["NO_COLOR"] = "1"
+    for base in BASES:
+        if base == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            continue
+        _procs[base] = subprocess.Popen(
+            [sys.executable, "-m", "aioqloop", "demo", "--seconds", "1", "--base", base],
+            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+
+
+def _counter(out: str, label: str) -> int:
+    m = re.search(rf"{re.escape(label)}\s*│\s*(\d+)", out)
+    assert m, f"{label!r} missing from the machine table:\n{out}"
+    return int(m.group(1))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("base", BASES)
+def test_demo_machine_works(base: str) -> None:
+    if base == "uvloop":
+        pytest.importorskip("uvloop")
+    _start_all()
+    proc = _procs[base]
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    assert err == "", err
+    assert f"machine up: base={base}, 2 vCPUs" in out
+    assert "serial0 guest says: 'guest line 1'" in out
+    # the monitor answered, and stop/cont round-tripped
+    assert 'QMP -> query-status     <- {"return":{"running":true,"status":"running"}}' in out
+    assert '{"return":{"running":false,"status":"paused"}}' in out
+    assert "event STOP" in out and "event RESUME" in out
+    assert re.search(r"while stopped: interrupts (\d+) -> \1 \(frozen\)", out), out
+    assert "CommandNotFound" in out
+    assert re.search(r"machine down after [\d.]+ s; 10 monitor replies", out), out
+    # every device did work
+    assert _counter(out, "serial lines echoed") > 0
+    assert _counter(out, "echoes read by guest") > 0
+    assert _counter(out, "timer interrupts") > 0
+    assert _counter(out, "housekeeping runs") > 0
+    requests = _counter(out, "io requests (vCPU MMIO)")
+    assert requests > 0
+    assert 0 < _counter(out, "bottom-half runs") <= requests
+    assert _counter(out, "dma completed") == requests
+    assert _counter(out, "vcpu0 lock acquisitions") > 0
+    assert _counter(out, "vcpu1 lock acquisitions") > 0
+    # the tables
+    assert "main context sources" in out
+    for name in ("serial0", "timer0", "bottom halves", "housekeeping-kick"):
+        assert re.search(rf"│\s*{name}\s*│", out), f"{name} missing from statistics table"
+    assert "big lock contention" in out
+    m = re.search(r"│ threads\s*│\s*(\d+)", out)
+    assert m and int(m.group(1)) > 0
+
+
+def test_cli_without_arguments_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: aioqloop" in out
+    assert "demo" in out and "bench" in out
+
+
+def test_cli_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["frobnicate"])
+    assert info.value.code == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_cli_passes_arguments_to_the_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioqloop.demo
+
+    seen: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(list(argv))
+        return 7
+
+    monkeypatch.setattr(aioqloop.demo, "main", fake_main)
+    assert cli.main(["demo", "--seconds", "2"]) == 7
+    assert seen == [["--seconds", "2"]]
+
+
+def test_cli_reports_a_missing_subcommand_module(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(cli._COMMANDS, "bench", ("aioqloop._no_such_module", "x"))
+    assert cli.main(["bench"]) == 1
+    err = capsys.readouterr().err
+    assert "'bench' command is not available" in err
+
+
+def test_demo_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    import aioqloop.demo
+
+    assert aioqloop.demo.main(["--seconds", "0"]) == 2
+    assert "--seconds must be > 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        aioqloop.demo.main(["--base", "trio"])
