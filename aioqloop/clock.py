@@ -1,102 +1,171 @@
 """`VirtualClock`: deterministic loop time for tests (QEMU's ``QEMU_CLOCK_VIRTUAL``).
 
 A loop made with ``new_event_loop(clock=VirtualClock())`` reads ``loop.time()`` from the
-clock.  Time moves only when the loop has nothing to do: with ``autojump`` (the default)
-it jumps straight to the next deadline (asyncio's timers and the context's ready times),
-like trio's ``MockClock(autojump_threshold=0)``; without it, only up to the target set by
-`advance`, one deadline at a time, so each timer runs at its own deadline in deadline
-order (QEMU's ``qemu_clock_advance_virtual_time``).  The poll still happens, with timeout
-0, so real fds and other threads keep working while time skips.
+clock, and so does everything scheduled on it: ``asyncio.sleep``, ``asyncio.timeout``,
+``call_later``/``call_at``, `TimeoutSource`, ``Source.set_ready_time`` and the GLib
+namespace's timeouts.  Time moves only when the loop has nothing to do:
+
+* with ``autojump`` (the default) it jumps straight to the next deadline, the earliest of
+  asyncio's timers, the context's ready times and the sources' ``prepare`` waits, like
+  trio's ``MockClock(autojump_threshold=0)``;
+* without it, only up to the target set by `advance`, one deadline at a time, so each
+  timer runs at its own deadline, in deadline order, equal deadlines first-in first-out
+  (QEMU's ``qemu_clock_advance_virtual_time``, used by qtest to step a machine).
+
+The loop still polls its fds before every jump, with timeout 0, so sockets, pipes and
+other threads keep working while time skips; when no deadline is left (or a manual clock
+has reached its target) the loop blocks in a real poll until an fd or a thread wakes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import selectors
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import asyncio
+from typing import Any
 
 __all__ = ("VirtualClock",)
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{what} must be a finite number of seconds, not {value!r}")
+    return float(value)
 
 
 class VirtualClock:
     """Loop time in seconds that starts at ``start`` and moves only when the loop is idle.
 
     ``autojump=True`` jumps to the next deadline whenever nothing is ready; with False,
-    time moves only through `advance`.
+    time moves only through `advance` / `advance_async`.  ``autojump_threshold`` (real
+    seconds, default 0) makes an idle loop first wait that long for real events (fds,
+    executor threads finishing) before it jumps, like trio's ``autojump_threshold``.
+    One clock drives one loop at a time (stock base only: ``base="uvloop"`` refuses it).
     """
 
-    def __init__(self, start: float = 0.0, *, autojump: bool = True) -> None:
-        if isinstance(start, bool) or not isinstance(start, (int, float)):
-            raise TypeError(f"start must be a number of seconds, not {type(start).__name__}")
-        if math.isnan(start) or math.isinf(start):
-            raise ValueError(f"start must be a finite number of seconds, not {start!r}")
-        self._now = float(start)
-        self._target = float(start)
+    def __init__(
+        self, start: float = 0.0, *, autojump: bool = True, autojump_threshold: float = 0.0
+    ) -> None:
+        self._now = _seconds(start, "start")
+        self._target = self._now
         self.autojump = bool(autojump)
+        threshold = _seconds(autojump_threshold, "autojump_threshold")
+        if threshold < 0:
+            raise ValueError(f"autojump_threshold can't be negative: {autojump_threshold!r}")
+        self.autojump_threshold = threshold
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._base_resolution = 1e-9
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this clock drives (None until a loop is created with it)."""
+        return self._loop
 
     def time(self) -> float:
-        """The current virtual time in seconds."""
+        """The current virtual time in seconds (what ``loop.time()`` returns)."""
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Let time move ``seconds`` further (manual stepping).
+        """Let time move ``seconds`` further (manual stepping; any thread).
 
-        The loop then moves it deadline by deadline while idle, so each timer fires at its
-        own deadline; with no timer in between, time lands on the target.
+        Running loop: the target moves now and the loop then steps deadline by deadline
+        whenever it is idle, so each timer fires at its own deadline; time lands on the
+        target once nothing is due before it.  From a coroutine, ``await``
+        `advance_async` to also wait for those timers.  Loop not running: time is set to
+        the target at once (timers that became due run when the loop next iterates).
         """
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
-        if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
-            raise ValueError(f"time can't go backwards or jump to infinity: {seconds!r}")
-        self._target = max(self._target, self._now) + float(seconds)
+        step = _seconds(seconds, "seconds")
+        if step < 0:
+            raise ValueError(f"time can't go backwards: {seconds!r}")
+        self._target = max(self._target, self._now) + step
         loop = self._loop
-        if loop is None or not loop.is_running():
-            self._now = self._target  # no loop to step through the deadlines
-        else:
-            loop.call_soon_threadsafe(_noop)  # wake it so it can move time
+        if loop is None or loop.is_closed() or not loop.is_running():
+            self._set(self._target)  # nothing runs timers: just move
+        elif asyncio._get_running_loop() is not loop:
+            loop.call_soon_threadsafe(_noop)  # wake it from its poll so it can step
+        # In the loop thread the loop is awake; it steps once the current callback returns.
 
+    async def advance_async(self, seconds: float) -> None:
+        """``advance(seconds)``, then return once time has reached the target and every
+        timer and source due up to it has run (call from a coroutine on this loop)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise RuntimeError("advance_async() must be awaited on the loop this clock drives")
+        self.advance(seconds)
+        waiter: asyncio.Future[None] = loop.create_future()
+        # A timer at the target itself: stepping stops at it after the earlier deadlines
+        # (and, FIFO, after timers already set for that same instant).
+        handle = loop.call_at(self._target, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+        # One more turn so the callbacks those timers scheduled (task wake-ups) run too.
+        await asyncio.sleep(0)
+
+    # -- hooks called by QSelectorEventLoop ------------------------------------
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not None and self._loop is not loop and not self._loop.is_closed():
             raise RuntimeError("a VirtualClock drives one loop at a time")
         self._loop = loop
+        self._base_resolution = float(getattr(loop, "_clock_resolution", 1e-9))
+        self._set(self._now)
+
+    def _set(self, now: float) -> None:
+        self._now = now
+        loop: Any = self._loop
+        if loop is not None:
+            # asyncio runs a timer when ``when < time() + _clock_resolution``.  Far from 0
+            # a nanosecond is below one ulp, so a timer due exactly now would never run
+            # (time does not move by itself here): keep the resolution at least one ulp.
+            loop._clock_resolution = max(self._base_resolution, math.ulp(now))
 
     def _next_deadline(self) -> float:
+        """The earliest deadline of asyncio's timers and the context's ready times."""
         loop: Any = self._loop
         best = math.inf
         scheduled = getattr(loop, "_scheduled", None)
         if scheduled:
-            for handle in scheduled:
-                if not handle._cancelled:
-                    best = min(best, handle._when)
-                    break
+            best = scheduled[0]._when  # heap head; asyncio pruned cancelled heads already
         ctx = getattr(loop, "_aioqloop_context", None)
         if ctx is not None:
             best = min(best, ctx._next_deadline())
-        return best
+        return float(best)
 
     def _idle_select(
         self, real: selectors.BaseSelector, timeout: float | None
     ) -> list[tuple[selectors.SelectorKey, int]]:
-        """Called by the loop when nothing was ready in a zero-timeout poll."""
+        """The loop's poll when a zero-timeout poll found nothing and nothing is ready.
+
+        ``timeout`` is the loop's wait in virtual seconds (None = no deadline).  Moves
+        time to the next deadline (bounded by the target for a manual clock) and returns
+        no events, so the loop runs what became due; blocks in a real poll only when
+        time cannot move.
+        """
+        if self.autojump_threshold > 0 and self.autojump:
+            events = real.select(self.autojump_threshold)
+            if events:
+                return events
         now = self._now
         limit = math.inf if self.autojump else self._target
         if timeout is not None:
+            wait_end = now + timeout
             deadline = self._next_deadline()
-            if deadline == math.inf:
-                deadline = now + timeout
-            step = min(max(deadline, now), limit)
+            # Land exactly on the timer's own deadline (now + (when - now) may be off by
+            # one ulp); a shorter wait (a source's prepare timeout) wins otherwise.
+            step = deadline if now < deadline <= wait_end + 1e-9 else wait_end
+            step = min(step, limit)
             if step > now:
-                self._now = step
+                self._set(step)
                 return []
-        if not self.autojump and self._target > now:
-            self._now = self._target
+        if limit != math.inf and limit > now:
+            self._set(limit)  # manual: nothing due before the target; land on it
             return []
-        # Nothing can make time move: wait for real events (fds, other threads).
-        return real.select(None if timeout is None else None)
+        # Time cannot move (no deadline, or a manual clock at its target): wait for real
+        # events; advance() from another thread and fds wake this poll.
+        return real.select(None)
 
     def __repr__(self) -> str:
         mode = "autojump" if self.autojump else "manual"
@@ -105,3 +174,8 @@ class VirtualClock:
 
 def _noop() -> None:
     pass
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
