@@ -237,15 +237,21 @@ class _SelectorProxy:
             ctx._poll_waiting_set(True)
         else:
             ctx._poll_waiting = True  # the GIL orders it before the reads below
-        busy = bool(
-            ctx._ready_by_prio
-            or ctx._heap
-            or ctx._prepare_prios
-            or ctx._check_prios
-            or ctx._foreign_ops
-            or ctx._bh_pending
-            or ctx._fd_mask
-        )
+        # Every source, carrier or fd watch is in _sources, and so is a source attached
+        # from another thread (its insertion waits in _foreign_ops): an empty context
+        # costs plain asyncio work a couple of lookups.
+        busy = bool(ctx._sources or ctx._foreign_ops)
+        if not busy and self._clock is None:
+            events = self._select(timeout)
+            ctx._poll_waiting = False
+            # The epoll fd can only be ready if someone wrote the eventfd, and writers
+            # set _notified first.
+            if events and ctx._notified:
+                self._take_epfd(ctx, events)
+                prio = ctx._check()
+                if prio != math.inf:
+                    self._loop._aioq_place(ctx, prio, bool(events))
+            return events
         if busy:
             wait = ctx._prepare()
             if wait is not None and (timeout is None or wait < timeout):
@@ -258,19 +264,23 @@ class _SelectorProxy:
         else:
             events = self._select(timeout)
         ctx._poll_waiting = False
-        if events:
-            epfd = self._epfd
-            for i, (key, _mask) in enumerate(events):
-                if key.fd == epfd:
-                    del events[i]
-                    ctx._poll_ready_fds()
-                    busy = True
-                    break
+        if events and self._take_epfd(ctx, events):
+            busy = True
         if busy:
             prio = ctx._check()
             if prio != math.inf:
                 self._loop._aioq_place(ctx, prio, bool(events))
         return events
+
+    def _take_epfd(self, ctx: Any, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        """Remove the context's epoll fd from ``events``; poll it if it was there."""
+        epfd = self._epfd
+        for i, (key, _mask) in enumerate(events):
+            if key.fd == epfd:
+                del events[i]
+                ctx._poll_ready_fds()
+                return True
+        return False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
