@@ -23,6 +23,8 @@ import math
 import threading
 from typing import TYPE_CHECKING
 
+from .context import _is_uvloop
+
 if TYPE_CHECKING:
     from .context import MainContext
 
@@ -39,6 +41,8 @@ class PlainDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = math.inf
         self._closed = False
+        # libuv rounds timers to milliseconds from a cached clock: aim just past it.
+        self._slack = 0.001 if _is_uvloop(loop) else 0.0
         loop.add_reader(ctx._epoll.fileno(), self._on_readable)
         ctx._kick = self._kick
         ctx._deadline_changed = self._on_deadline
@@ -64,15 +68,25 @@ class PlainDriver:
             self._handle = self._loop.call_soon(self._run)
 
     def _on_readable(self) -> None:
+        # Dispatch right here, as an add_reader callback would, instead of one more loop
+        # iteration later (unless an iteration is already queued: keep FIFO order).
+        queued = self._handle is not None
         self._ctx._poll_ready_fds()
-        self._kick()
+        if queued:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._run()
 
     def _on_deadline(self, when: float) -> None:
         if when < self._timer_when:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_when = when
-            self._timer = self._loop.call_at(when, self._on_timer)
+            # A timer that fires a little early only costs a re-arm: _run re-checks the
+            # heap against the context's own clock, so nothing is dispatched early.
+            self._timer = self._loop.call_at(when + self._slack, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

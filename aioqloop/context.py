@@ -185,6 +185,10 @@ class MainContext:
                 raise RuntimeError("cannot bind a MainContext to a closed event loop")
         self._loop = loop
         self._clock: Callable[[], float] = loop.time if loop is not None else time.monotonic
+        if loop is not None and _is_uvloop(loop):
+            # uvloop's time() is libuv's cached, millisecond-truncated clock: deadlines
+            # computed from it fire up to 1 ms early.  Same epoch, fresh reading.
+            self._clock = time.monotonic
         self._closed = False
         self._sources: dict[int, Source] = {}
         self._next_id = 1
@@ -670,6 +674,14 @@ class MainContext:
         not prepared (gmain.c: the walk stops at the first lower-priority source).
         """
         self._serial += 1  # a nested prepare takes over the outer pending dispatches
+        if (
+            self._ready_by_prio
+            and not self._lock_deferred
+            and not self._prepare_prios
+            and not self._foreign_ops
+            and not self._bh_pending
+        ):
+            return 0.0  # something is ready and no hook needs calling: poll without waiting
         if not (
             self._ready_by_prio
             or self._heap
@@ -867,12 +879,13 @@ class MainContext:
             # or a passed ready time makes it ready there.
             self._mark_ready(src)
             premarked = True
+        leaf = not (src._children or src._fds)
         if blocked:
-            if src._children:
-                self._block(src)
-            else:  # the common case, inlined: a leaf source blocked for its dispatch
+            if leaf:  # the common case, inlined: a leaf source blocked for its dispatch
                 src._blocked = True
                 self._blocked.append(src)
+            else:
+                self._block(src)
         tls = _tls
         tls.depth += 1
         current = tls.current
@@ -895,11 +908,20 @@ class MainContext:
             current.pop()
             tls.depth -= 1
             if blocked:
-                self._unblock(src)
+                if leaf and not src._ready_while_blocked and not self._blocked_due:
+                    src._blocked = False
+                    stack = self._blocked
+                    if stack and stack[-1] is src:
+                        stack.pop()
+                    else:
+                        self._unblock(src)
+                else:
+                    self._unblock(src)
             st = src._stats
             st.dispatches += 1
             st.dispatch_time += elapsed
-            st.max_dispatch_time = max(st.max_dispatch_time, elapsed)
+            if elapsed > st.max_dispatch_time:  # noqa: PLR1730 (hot path: no call)
+                st.max_dispatch_time = elapsed
         if elapsed >= self._slow and self._loop is not None and self._loop.get_debug():
             logger.warning("Executing %r took %.3f seconds", src, elapsed)
         if src._fds:
@@ -1200,6 +1222,10 @@ class MainContext:
 
     def _sources_iter(self) -> Iterator[Source]:
         return iter(list(self._sources.values()))
+
+
+def _is_uvloop(loop: object) -> bool:
+    return any(cls.__module__.split(".")[0] == "uvloop" for cls in type(loop).__mro__)
 
 
 def _order_key(src: Source) -> tuple[int, ...]:

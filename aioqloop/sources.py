@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .constants import PRIORITY_DEFAULT, PRIORITY_DEFAULT_IDLE, IOCondition
-from .source import Source, _FileLike, _fd_of
+from .source import Source, _fd_of, _FileLike
 
 if TYPE_CHECKING:
     from .context import MainContext

@@ -1,25 +1,569 @@
-"""Unix signal and child-process sources (placeholder until implemented)."""
+"""Unix signal and child-process sources: GLib's ``g_unix_signal_source_new`` and
+``g_child_watch_source_new``.
+
+Signals
+-------
+One process-wide registry keeps, per signal number, the sources that watch it and the
+disposition that was there before the first one.  While a signal is watched, its Python
+handler is aioqloop's: it runs in the main thread (Python runs signal handlers nowhere
+else) and writes the private eventfd of every watching source.  That eventfd is an fd of
+the source, so it sits in its context's epoll set: the source becomes ready through the
+ordinary fd path, whichever driver runs the context (stock or uvloop base, a plain
+asyncio loop, a hand-run `MainContext.iteration`), in whichever thread.  Every source
+fires once per delivery; deliveries that come before the dispatch coalesce, as in GLib.
+Removing the last source restores the previous disposition (``SIG_DFL``, ``SIG_IGN`` or a
+Python callable) if aioqloop's handler is still the installed one.
+
+The handler takes no lock that normal code may hold (it can interrupt the main thread
+between any two bytecodes): it reads an immutable tuple of wakers, and a waker it cannot
+lock at once is being closed, so skipping it is right.
+
+Waking a main thread that sleeps.  A signal delivered to the main thread interrupts its
+``epoll_wait`` (Python installs handlers without ``SA_RESTART``); Python then runs the
+handler and retries the wait, which returns at once on the poked eventfd.  On uvloop,
+libuv retries the wait itself, but uvloop points Python's *wakeup fd* at its own socket
+while it runs, and runs the Python handlers when that socket is readable.  What is left
+is a signal the kernel hands to another thread (the main thread blocks it, or it was sent
+with ``pthread_kill``) while the main thread sleeps: only the C-level wakeup fd can reach
+it.  So while any signal is watched and no one else owns the wakeup fd, aioqloop sets it
+to a process-wide non-blocking pipe whose read end every `SignalSource` also watches
+(one whose context turns out to run in another thread stops watching it, so that only
+the main thread drains it); being woken lets the main thread run the Python handler.
+There is one wakeup fd per process, so the rule is "take it only when it is free, give
+it back only if it is still ours": probing swaps our pipe in for an instant and, if
+someone else (asyncio's ``add_signal_handler``, a running uvloop) owned it, swaps theirs
+back and forwards any byte that arrived meanwhile, so they lose nothing.  The pipe is
+never closed (a closed fd number could be reused while some loop still holds it as its
+saved wakeup fd).
+
+Unlike GLib (HUP, INT, TERM, USR1, USR2 and WINCH only) any catchable signal may be
+watched; SIGKILL and SIGSTOP cannot be.  The handler is installed with ``signal.signal``,
+so the *first* source for a signal must be created in the main thread; later ones, and
+removals, may happen in any thread (a removal outside the main thread restores the
+disposition at the next delivery or the next main-thread watch change).
+
+Child processes
+---------------
+A `ChildWatchSource` opens a pidfd (Linux ≥ 5.3) and watches it in its context's epoll
+set; when it is readable the source reaps the child with ``waitid(P_PIDFD)``, which cannot
+hit a recycled pid, and passes a raw ``waitpid``-style status.  Without pidfds a helper
+thread waits for the exit *without reaping* (``waitid(WNOWAIT)``) and makes the source
+ready; the dispatch reaps.  Either way a watch removed before it fires leaves the zombie
+for the caller's own ``waitpid``.
+"""
 
 from __future__ import annotations
 
-from .source import Source
+import contextlib
+import errno
+import logging
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .constants import PRIORITY_DEFAULT, IOCondition
+from .source import Source, _FdRecord
+
+if TYPE_CHECKING:
+    from .context import MainContext
 
 __all__ = ("ChildWatchSource", "SignalSource", "child_watch_add", "signal_add")
 
+logger = logging.getLogger("aioqloop")
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    _Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+_UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+
+
+def _in_main_thread() -> bool:
+    return threading.get_ident() == threading.main_thread().ident
+
+
+def _check_signum(signum: object) -> int:
+    if isinstance(signum, bool) or not isinstance(signum, int):
+        raise TypeError(f"signum must be an int or signal.Signals, not {type(signum).__name__}")
+    num = int(signum)
+    if num in _UNCATCHABLE:
+        raise ValueError(f"signal {_signame(num)} cannot be caught, so it cannot be watched")
+    if num not in signal.valid_signals():
+        raise ValueError(f"invalid signal number {num}")
+    return num
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def _check_callback(callback: object) -> None:
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+
+
+# --------------------------------------------------------------------------
+# Signals: the process-wide registry
+# --------------------------------------------------------------------------
+
+
+class _Waker:
+    """The eventfd through which the signal handler makes one `SignalSource` ready."""
+
+    __slots__ = ("fd", "lock")
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # Only close() and poke() take it; poke() never waits for it (see module doc).
+        self.lock = threading.Lock()
+
+    def poke(self) -> None:
+        """Called from the signal handler (main thread)."""
+        if not self.lock.acquire(blocking=False):
+            return  # being closed right now
+        try:
+            if self.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.eventfd_write(self.fd, 1)
+        finally:
+            self.lock.release()
+
+    def consume(self) -> bool:
+        """Reset the counter; True if at least one delivery was pending."""
+        fd = self.fd
+        if fd < 0:
+            return False
+        try:
+            os.eventfd_read(fd)
+        except (BlockingIOError, OSError):
+            return False
+        return True
+
+    def close(self) -> None:
+        with self.lock:
+            fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class _SignalEntry:
+    """Per signal number: the watching sources' wakers and the disposition to restore."""
+
+    __slots__ = ("prev", "wakers")
+
+    def __init__(self) -> None:
+        self.prev: _Handler = signal.SIG_DFL
+        # Replaced, never mutated: the handler may read it between any two bytecodes.
+        self.wakers: tuple[_Waker, ...] = ()
+
+
+_entries: dict[int, _SignalEntry] = {}
+# Serializes watch changes between threads.  The signal handler never takes it.
+_registry_lock = threading.Lock()
+# Read and write ends of the process-wide wakeup pipe (created once, never closed).
+_wake_pipe: tuple[int, int] | None = None
+_wakeup_ours = False
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """aioqloop's Python-level handler (main thread): poke every watching source."""
+    entry = _entries.get(signum)
+    if entry is None:
+        return
+    wakers = entry.wakers
+    if wakers:
+        for waker in wakers:
+            waker.poke()
+        return
+    # The last watch went away outside the main thread: restore the old disposition now
+    # and give it this delivery, as if it had been restored at once.
+    prev = entry.prev
+    if _registry_lock.acquire(blocking=False):
+        try:
+            _sweep_unlocked()
+            _sync_wakeup_fd_unlocked()
+        finally:
+            _registry_lock.release()
+    elif signal.getsignal(signum) is _on_signal:
+        # A watch change is under way (maybe in the code this handler interrupted):
+        # restore just this disposition; that change will tidy the rest.
+        signal.signal(signum, prev)
+    if entry.wakers:  # a watch came back meanwhile (another thread)
+        for waker in entry.wakers:
+            waker.poke()
+        return
+    if prev is signal.SIG_DFL:
+        signal.raise_signal(signum)
+    elif callable(prev):
+        prev(signum, frame)
+
+
+def _get_wake_pipe() -> tuple[int, int]:
+    global _wake_pipe
+    pipe = _wake_pipe
+    if pipe is None:
+        with _registry_lock:
+            pipe = _wake_pipe
+            if pipe is None:
+                pipe = _wake_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    return pipe
+
+
+def _drain(fd: int) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _sync_wakeup_fd_unlocked() -> None:
+    """Own Python's wakeup fd while signals are watched and it is free (main thread).
+
+    Caller holds ``_registry_lock``.
+    """
+    global _wakeup_ours
+    want = any(entry.wakers for entry in _entries.values())
+    if not want and not _wakeup_ours:
+        return
+    pipe = _wake_pipe
+    if pipe is None:  # pragma: no cover - created by the first SignalSource
+        return
+    rfd, wfd = pipe
+    _drain(rfd)  # stale wake-ups: they have done their job
+    try:
+        current = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    except ValueError:  # pragma: no cover - only possible outside the main thread
+        return
+    if current in (-1, wfd):
+        if not want:
+            signal.set_wakeup_fd(-1)
+        _wakeup_ours = want
+        return
+    # Someone else's: put it back and hand over what was written during the swap.
+    signal.set_wakeup_fd(current, warn_on_full_buffer=False)
+    missed = _drain(rfd)
+    if missed:
+        with contextlib.suppress(OSError):
+            os.write(current, missed)
+    _wakeup_ours = False
+
+
+def _sweep_unlocked() -> None:
+    """Restore dispositions left installed by removals outside the main thread.
+
+    Caller holds ``_registry_lock``; main thread only.
+    """
+    for signum, entry in list(_entries.items()):
+        if not entry.wakers:
+            if signal.getsignal(signum) is _on_signal:
+                signal.signal(signum, entry.prev)
+            del _entries[signum]
+
+
+def _watch(signum: int, waker: _Waker) -> None:
+    """Register ``waker`` for ``signum``; install the handler if needed (main thread)."""
+    main = _in_main_thread()
+    with _registry_lock:
+        entry = _entries.get(signum)
+        if entry is None:
+            entry = _entries[signum] = _SignalEntry()
+        # Publish first: from here on a delivery pokes the new source.
+        entry.wakers = (*entry.wakers, waker)
+        current = signal.getsignal(signum)
+        if current is not _on_signal:
+            problem = None
+            if not main:
+                problem = (
+                    f"the first watch of {_signame(signum)} must be created in the main "
+                    "thread: Python installs signal handlers there only"
+                )
+            elif current is None:
+                problem = (
+                    f"{_signame(signum)} has a handler that was not installed from "
+                    "Python; it cannot be saved and restored"
+                )
+            if problem is not None:
+                entry.wakers = tuple(w for w in entry.wakers if w is not waker)
+                if not entry.wakers and main:
+                    del _entries[signum]
+                raise ValueError(problem)
+            entry.prev = current
+            signal.signal(signum, _on_signal)
+        if main:
+            _sweep_unlocked()
+            _sync_wakeup_fd_unlocked()
+
+
+def _unwatch(signum: int, waker: _Waker) -> None:
+    """Unregister ``waker``; the last one restores the old disposition (main thread)."""
+    with _registry_lock:
+        entry = _entries.get(signum)
+        if entry is not None and waker in entry.wakers:
+            entry.wakers = tuple(w for w in entry.wakers if w is not waker)
+        if _in_main_thread():
+            _sweep_unlocked()
+            _sync_wakeup_fd_unlocked()
+
+
+def _release(signum: int, waker: _Waker) -> None:
+    _unwatch(signum, waker)
+    waker.close()
+
 
 class SignalSource(Source):
-    """Placeholder."""
+    """Ready when the process receives ``signum``, like GLib's ``g_unix_signal_source_new``.
+
+    The callback gets ``(*args)`` and returns True to keep watching.  Several sources for
+    one signal, on one or several contexts (any threads), all fire once per delivery;
+    deliveries before the dispatch coalesce into one.  While a source exists the signal's
+    previous disposition is replaced; destroying the last source restores it.  The
+    default priority is `PRIORITY_DEFAULT`, as for ``g_unix_signal_add``.
+
+    Any catchable signal is accepted (GLib takes only HUP, INT, TERM, USR1, USR2 and
+    WINCH); SIGKILL and SIGSTOP raise `ValueError`.  The first source for a signal must
+    be created in the main thread (`ValueError` otherwise), because Python installs
+    signal handlers only there.  Watching SIGINT replaces ``KeyboardInterrupt``.
+    """
+
+    def __init__(
+        self, signum: int, *, priority: int = PRIORITY_DEFAULT, name: str | None = None
+    ) -> None:
+        num = _check_signum(signum)
+        super().__init__(priority=priority, name=name)
+        if name is None:
+            self._name = f"signal watch for {_signame(num)}"
+        self._signum = num
+        waker = _Waker()
+        try:
+            self._tag = self.add_unix_fd(waker.fd, IOCondition.IN)
+            self._wake_tag: _FdRecord | None = self.add_unix_fd(
+                _get_wake_pipe()[0], IOCondition.IN
+            )
+            _watch(num, waker)
+        except BaseException:
+            waker.close()
+            raise
+        self._waker = waker
+        # Installed at creation like GLib; a source dropped without destroy() lets go too.
+        self._releaser = weakref.finalize(self, _release, num, waker)
+
+    @property
+    def signum(self) -> int:
+        """The watched signal number."""
+        return self._signum
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        tag = self._wake_tag
+        if tag is not None and self.query_unix_fd(tag):
+            if _in_main_thread():
+                # Python's wakeup fd woke us: the main thread has run the handler by
+                # now, which poked the wakers that the delivery concerns.
+                _drain(tag.fd)
+            else:
+                # This context runs elsewhere: only the main thread must be woken (to
+                # run the handler), and draining here could steal its wake-up.
+                self.remove_unix_fd(tag)
+                self._wake_tag = None
+        if not self._waker.consume():
+            return True
+        return super().dispatch(callback, args)
+
+    def destroy(self) -> None:
+        """Like `Source.destroy`; the last source for the signal restores its disposition."""
+        super().destroy()
+        _unwatch(self._signum, self._waker)
+
+    def finalize(self) -> None:
+        self._releaser()
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f" signum={_signame(self._signum)}>"
+
+
+def signal_add(
+    signum: int,
+    callback: Callable[..., Any],
+    *args: Any,
+    priority: int = PRIORITY_DEFAULT,
+    context: MainContext | None = None,
+) -> int:
+    """Call ``callback(*args)`` on each delivery of ``signum`` while it returns True.
+
+    Like ``g_unix_signal_add``; returns the source id.  See `SignalSource`.
+    """
+    _check_callback(callback)
+    src = SignalSource(signum, priority=priority)
+    try:
+        src.set_callback(callback, *args)
+        return src.attach(context)
+    except BaseException:
+        src.destroy()
+        raise
+
+
+# --------------------------------------------------------------------------
+# Child processes
+# --------------------------------------------------------------------------
+
+_pidfd_open: Callable[[int], int] | None = getattr(os, "pidfd_open", None)
+#: The status reported when someone else reaped the child first (as asyncio does).
+_LOST_STATUS = 255 << 8
+
+
+def _status_from_siginfo(info: os.waitid_result) -> int:
+    """Turn a ``waitid`` result back into a ``waitpid`` status (``W_EXITCODE`` & co)."""
+    code = info.si_code
+    if code == os.CLD_EXITED:
+        return (info.si_status & 0xFF) << 8
+    if code == os.CLD_KILLED:
+        return info.si_status & 0x7F
+    if code == os.CLD_DUMPED:
+        return (info.si_status & 0x7F) | 0x80
+    return ((info.si_status & 0xFF) << 8) | 0x7F  # stopped/trapped (not asked for)
+
+
+def _wait_for_exit(pid: int, ref: weakref.ref[ChildWatchSource]) -> None:
+    """Fallback watcher thread: wait for the exit without reaping, then wake the source."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    src = ref()
+    if src is not None:
+        with contextlib.suppress(RuntimeError):  # destroyed meanwhile
+            src.set_ready_time(0)
 
 
 class ChildWatchSource(Source):
-    """Placeholder."""
+    """Ready when child process ``pid`` exits, like GLib's ``g_child_watch_source_new``.
+
+    The callback gets ``(pid, wait_status, *args)``; its return value is ignored and the
+    source is destroyed after it (a child exits once).  ``wait_status`` is the raw status
+    of ``os.waitpid``: use ``os.WIFEXITED``/``os.WEXITSTATUS``, ``os.WIFSIGNALED``/
+    ``os.WTERMSIG`` or ``os.waitstatus_to_exitcode``.  The source reaps only its own child,
+    and only when it dispatches: destroyed before that, it leaves the child to the
+    caller's ``os.waitpid``.
+
+    Raises `ValueError` for a pid ≤ 0, `ProcessLookupError` if there is no such process
+    and `ChildProcessError` if it is not a child of this process.
+
+    Reaping races: whoever waits first gets the status.  If ``Popen.wait``/``poll`` (or
+    asyncio's child watcher) reaps first, the callback still runs, with the status of exit
+    code 255 (as asyncio reports it) and a warning logged; if the source reaps first,
+    ``Popen.wait()`` returns 0 (``subprocess``'s rule for a child it cannot wait for).
+    Uses a pidfd (Linux ≥ 5.3); elsewhere a helper thread per watch.
+    """
+
+    def __init__(
+        self, pid: int, *, priority: int = PRIORITY_DEFAULT, name: str | None = None
+    ) -> None:
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise TypeError(f"pid must be an int, not {type(pid).__name__}")
+        if pid <= 0:
+            raise ValueError(f"pid must be > 0, not {pid}")
+        super().__init__(priority=priority, name=name)
+        if name is None:
+            self._name = f"child watch for pid {pid}"
+        self._pid = pid
+        self._pidfd = -1
+        pidfd = -1
+        if _pidfd_open is not None:
+            try:
+                pidfd = _pidfd_open(pid)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
+                    raise  # ProcessLookupError and friends belong to the caller
+                pidfd = -1
+        try:
+            if pidfd >= 0:
+                # Not our child?  ECHILD here, at the call.
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            else:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except BaseException:
+            if pidfd >= 0:
+                os.close(pidfd)
+            raise
+        if pidfd >= 0:
+            self._pidfd = pidfd
+            self._close_pidfd = weakref.finalize(self, os.close, pidfd)
+            self.add_unix_fd(pidfd, IOCondition.IN)
+        else:
+            thread = threading.Thread(
+                target=_wait_for_exit,
+                args=(pid, weakref.ref(self)),
+                name=f"aioqloop child watch {pid}",
+                daemon=True,
+            )
+            thread.start()
+
+    @property
+    def pid(self) -> int:
+        """The watched child's process id."""
+        return self._pid
+
+    def _reap(self) -> int | None:
+        """The child's wait status if it has exited (reaping it), else None."""
+        try:
+            if self._pidfd >= 0:
+                info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
+                return None if info is None else _status_from_siginfo(info)
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+            return None if pid == 0 else status
+        except ChildProcessError:
+            logger.warning(
+                "child process %d was reaped by someone else; reporting exit code 255",
+                self._pid,
+            )
+            return _LOST_STATUS
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        status = self._reap()
+        if status is None:  # spurious: not exited yet
+            if self._pidfd < 0:
+                self.set_ready_time(-1)
+            return True
+        if callback is None:
+            return super().dispatch(None, args)
+        callback(self._pid, status, *args)
+        return False
+
+    def finalize(self) -> None:
+        if self._pidfd >= 0:
+            self._close_pidfd()
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f" pid={self._pid}>"
 
 
-def signal_add(*args: object, **kwargs: object) -> int:
-    """Placeholder."""
-    raise NotImplementedError
+def child_watch_add(
+    pid: int,
+    callback: Callable[..., Any],
+    *args: Any,
+    priority: int = PRIORITY_DEFAULT,
+    context: MainContext | None = None,
+) -> int:
+    """Call ``callback(pid, wait_status, *args)`` once when child ``pid`` exits.
 
-
-def child_watch_add(*args: object, **kwargs: object) -> int:
-    """Placeholder."""
-    raise NotImplementedError
+    Like ``g_child_watch_add``; returns the source id.  See `ChildWatchSource`.
+    """
+    _check_callback(callback)
+    src = ChildWatchSource(pid, priority=priority)
+    try:
+        src.set_callback(callback, *args)
+        return src.attach(context)
+    except BaseException:
+        src.destroy()
+        raise
