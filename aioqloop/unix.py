@@ -441,9 +441,15 @@ def _wait_for_exit(pid: int, ref: weakref.ref[ChildWatchSource]) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     src = ref()
-    if src is not None:
-        with contextlib.suppress(RuntimeError):  # destroyed meanwhile
-            src.set_ready_time(0)
+    if src is None:
+        return
+    with contextlib.suppress(RuntimeError):  # destroyed meanwhile
+        src.set_ready_time(0)
+        ctx = src.context
+        if ctx is not None:
+            # set_ready_time() from a thread skips the wake-up when the context has no
+            # owner at that instant, which can race a hand-run iteration just starting.
+            ctx.wakeup()
 
 
 class ChildWatchSource(Source):
