@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .constants import PRIORITY_DEFAULT, PRIORITY_DEFAULT_IDLE, IOCondition
-from .source import Source, _FdRecord
+from .source import Source, SourceStatistics, _FdRecord
 from .statistics import ContextStatistics, SourceStats
 
 if TYPE_CHECKING:
@@ -383,7 +383,7 @@ class MainContext:
         """Per-source dispatch counts and times, and loop-level figures (seconds)."""
         rows = []
         for src in list(self._sources.values()):
-            st = src._stats
+            st = src._stats or SourceStatistics()
             rows.append(
                 SourceStats(
                     id=src._id,
@@ -464,7 +464,8 @@ class MainContext:
             src._id = sid
             src._context = self
             self._sources[sid] = src
-        if self._foreign():
+        owner = self._owner
+        if owner is not None and owner != _get_ident():
             self._run_foreign(lambda: self._insert_tree(src))
         else:
             self._insert_tree(src)
@@ -805,7 +806,10 @@ class MainContext:
             for p, waiting in ready.items():
                 if p > prio:
                     for src in waiting:
-                        src._stats.waited += 1
+                        st = src._stats
+                        if st is None:
+                            st = src._stats = SourceStatistics()
+                        st.waited += 1
         bql = self._bql
         if bql is not None and not self._take_bql(bql):
             return
@@ -918,6 +922,8 @@ class MainContext:
                 else:
                     self._unblock(src)
             st = src._stats
+            if st is None:
+                st = src._stats = SourceStatistics()
             st.dispatches += 1
             st.dispatch_time += elapsed
             if elapsed > st.max_dispatch_time:  # noqa: PLR1730 (hot path: no call)

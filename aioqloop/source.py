@@ -66,6 +66,19 @@ def _check_priority(priority: object) -> int:
     return int(priority)
 
 
+_MainContext: type[MainContext] | None = None
+
+
+def _context_class() -> type[MainContext]:
+    # context.py imports this module; resolve the class once, not on every attach.
+    global _MainContext
+    if _MainContext is None:
+        from .context import MainContext
+
+        _MainContext = MainContext
+    return _MainContext
+
+
 class _FdRecord:
     """One ``add_unix_fd`` registration; the opaque tag handed to the user."""
 
@@ -107,41 +120,47 @@ class Source:
 
     # Built-in idles are "always ready" without a prepare hook (see context.py).
     _idle = False
-    # Hook overrides are looked up once per class, not per iteration.
-    _hooks_cache: dict[type, tuple[bool, bool]] = {}  # noqa: RUF012
+    # Whether the class overrides prepare/check: computed once per class, so the context
+    # calls the hooks of only those sources (see __init_subclass__).
+    _has_prepare = False
+    _has_check = False
+
+    # Per-source state starts as these class defaults, so creating a source (100k timers)
+    # costs a few attribute writes.  Context bookkeeping is owned by MainContext; see
+    # context.py for the invariants.
+    _id = 0
+    _context: MainContext | None = None
+    _callback: Callable[..., Any] | None = None
+    _args: tuple[Any, ...] = ()
+    _can_recurse = False
+    _destroyed = False
+    _finalized = False
+    _ready_time = -1.0
+    _parent: Source | None = None
+    _order: tuple[int, ...] = ()
+    _ready = False
+    _ready_by_time = False  # READY came from a passed ready time only
+    _blocked = False
+    _ready_while_blocked = False
+    _in_heap = False
+    _heap_seq = 0
+    _dispatching = 0
+    _stats: SourceStatistics | None = None  # created at the first dispatch
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._has_prepare = cls.prepare is not Source.prepare
+        cls._has_check = cls.check is not Source.check
 
     def __init__(self, *, priority: int = PRIORITY_DEFAULT, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        self._priority = _check_priority(priority)
+        if type(priority) is not int:
+            priority = _check_priority(priority)
+        self._priority = priority
         self._name = name
-        self._id = 0
-        self._context: MainContext | None = None
-        self._callback: Callable[..., Any] | None = None
-        self._args: tuple[Any, ...] = ()
-        self._can_recurse = False
-        self._destroyed = False
-        self._finalized = False
-        self._ready_time = -1.0
         self._fds: list[_FdRecord] = []
-        self._parent: Source | None = None
         self._children: list[Source] = []
-        # Context bookkeeping (owned by MainContext; see context.py for the invariants).
-        self._order: tuple[int, ...] = ()
-        self._ready = False
-        self._ready_by_time = False  # READY came from a passed ready time only
-        self._blocked = False
-        self._ready_while_blocked = False
-        self._in_heap = False
-        self._heap_seq = 0
-        self._dispatching = 0
-        self._stats = SourceStatistics()
-        cls = type(self)
-        hooks = Source._hooks_cache.get(cls)
-        if hooks is None:
-            hooks = (cls.prepare is not Source.prepare, cls.check is not Source.check)
-            Source._hooks_cache[cls] = hooks
-        self._has_prepare, self._has_check = hooks
 
     # ----------------------------------------------------------------- hooks
     def prepare(self) -> tuple[bool, float | None]:
@@ -252,8 +271,7 @@ class Source:
 
         Raises `RuntimeError` if the source is attached already, destroyed, or a child.
         """
-        from .context import MainContext
-
+        MainContext = _context_class()
         if context is None:
             context = MainContext.default()
         elif not isinstance(context, MainContext):
