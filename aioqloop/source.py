@@ -66,6 +66,9 @@ def _check_priority(priority: object) -> int:
     return int(priority)
 
 
+# IntFlag construction costs about a microsecond; a dispatch needs it on every fd event.
+_CONDITIONS = tuple(IOCondition(bits) for bits in range(64))
+
 _MainContext: type[MainContext] | None = None
 
 
@@ -367,8 +370,11 @@ class Source:
             self._context._fd_remove(record)
 
     def query_unix_fd(self, tag: _FdRecord) -> IOCondition:
-        """The events that were ready for ``tag`` at the last poll (``g_source_query_unix_fd``)."""
-        return IOCondition(self._record(tag).revents)
+        """The events that were ready for ``tag`` at the last poll (``g_source_query_unix_fd``).
+
+        They stay readable until the end of the source's dispatch.
+        """
+        return _CONDITIONS[self._record(tag).revents & 0x3F]
 
     def _record(self, tag: object) -> _FdRecord:
         if not isinstance(tag, _FdRecord):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .constants import PRIORITY_DEFAULT, PRIORITY_DEFAULT_IDLE, IOCondition
-from .source import Source, _fd_of, _FileLike
+from .source import _CONDITIONS, Source, _fd_of, _FileLike
 
 if TYPE_CHECKING:
     from .context import MainContext
@@ -121,7 +121,7 @@ class FdSource(Source):
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
         if callback is None:
             return super().dispatch(None, args)
-        return bool(callback(self._fileobj, self.query_unix_fd(self._tag), *args))
+        return bool(callback(self._fileobj, _CONDITIONS[self._tag.revents & 0x3F], *args))
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f" fd={self._fd}>"
