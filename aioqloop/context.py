@@ -76,6 +76,9 @@ _ALWAYS_EVENTS = int(IOCondition.ERR | IOCondition.HUP | IOCondition.NVAL)
 _EPOLL_MASK = int(IOCondition.IN | IOCondition.OUT | IOCondition.PRI)
 _get_ident = threading.get_ident
 _perf = time.perf_counter
+# Debug mode warns about a dispatch slower than loop.slow_callback_duration (like
+# asyncio's "Executing ... took"); below this floor nothing is looked up.
+_SLOW_FLOOR = 0.001
 _FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
@@ -231,8 +234,6 @@ class MainContext:
         self._bh_pending = 0
         self._bh_count = 0
         self._bql: BigLock | None = None
-        # Debug-mode slow dispatch warning threshold (loop.slow_callback_duration, seconds).
-        self._slow = getattr(loop, "slow_callback_duration", 0.1) if loop is not None else _INF
         self._lock_deferred = False
         self._bql_handed = False
         # driver hooks (see bridge.py / loop.py)
@@ -928,7 +929,13 @@ class MainContext:
             st.dispatch_time += elapsed
             if elapsed > st.max_dispatch_time:  # noqa: PLR1730 (hot path: no call)
                 st.max_dispatch_time = elapsed
-        if elapsed >= self._slow and self._loop is not None and self._loop.get_debug():
+        loop = self._loop
+        if (
+            elapsed >= _SLOW_FLOOR
+            and loop is not None
+            and loop.get_debug()
+            and elapsed >= loop.slow_callback_duration
+        ):
             logger.warning("Executing %r took %.3f seconds", src, elapsed)
         if src._fds:
             for rec in src._fds:

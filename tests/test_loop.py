@@ -700,3 +700,71 @@ def test_bql_is_held_while_sources_dispatch_and_free_while_the_loop_sleeps(
     assert out["in_task"] == (False, False)
     assert out["thread_got_it"] is True
     assert not lock.locked()
+
+
+# ---------------------------------------------------------------- big lock discipline
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+@pytest.mark.timeout(30)
+def test_bql_waiting_thread_gets_in_between_dispatches_of_a_busy_loop(base: str) -> None:
+    # A continuous stream of ready sources must not starve a thread waiting for the lock:
+    # the loop yields it between two dispatches (FIFO hand-off), not after a batch.
+    lock = aioqloop.BigLock()
+    rounds = 30
+
+    async def main() -> list[int]:
+        dispatches = 0
+        stop = False
+
+        def busy() -> bool:
+            nonlocal dispatches
+            lock.assert_held()
+            dispatches += 1
+            return not stop
+
+        aioqloop.idle_add(busy, priority=aioqloop.PRIORITY_HIGH)
+        gaps: list[int] = []
+
+        def worker() -> None:
+            for _ in range(rounds):
+                before = dispatches
+                with lock:
+                    gaps.append(dispatches - before)
+                    assert lock.held()
+
+        await asyncio.wait_for(asyncio.to_thread(worker), 20)
+        stop = True
+        await asyncio.sleep(0)
+        assert dispatches > 0
+        return gaps
+
+    gaps = aioqloop.run(main(), base=base, bql=lock)
+    assert len(gaps) == rounds
+    # At most the dispatch that was running when the thread asked, plus one that may
+    # have started before the thread queued.
+    assert max(gaps) <= 2, gaps
+    assert not lock.locked()
+
+
+def test_debug_mode_warns_about_a_slow_dispatch(caplog: pytest.LogCaptureFixture) -> None:
+    import time as _time
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.01
+        done = asyncio.Event()
+
+        def slow() -> bool:
+            _time.sleep(0.03)
+            done.set()
+            return False
+
+        src = aioqloop.IdleSource(name="sluggish")
+        src.set_callback(slow)
+        src.attach()
+        await done.wait()
+
+    with caplog.at_level("WARNING", logger="aioqloop"):
+        aioqloop.run(main())
+    messages = [r.getMessage() for r in caplog.records if r.name == "aioqloop"]
+    assert any("sluggish" in m and "took" in m for m in messages), messages
