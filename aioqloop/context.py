@@ -84,7 +84,6 @@ _FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 class _ThreadState(threading.local):
     def __init__(self) -> None:
-        self.depth = 0
         self.current: list[Source] = []
         self.default_loop: asyncio.AbstractEventLoop | None = None
 
@@ -97,7 +96,7 @@ def main_depth() -> int:
 
     Like ``g_main_depth``.
     """
-    return _tls.depth
+    return len(_tls.current)  # one entry per dispatch level in this thread
 
 
 def current_source() -> Source | None:
@@ -891,9 +890,7 @@ class MainContext:
                 self._blocked.append(src)
             else:
                 self._block(src)
-        tls = _tls
-        tls.depth += 1
-        current = tls.current
+        current = _tls.current
         current.append(src)
         self._in_iteration += 1
         src._dispatching += 1
@@ -911,7 +908,6 @@ class MainContext:
             src._dispatching -= 1
             self._in_iteration -= 1
             current.pop()
-            tls.depth -= 1
             if blocked:
                 if leaf and not src._ready_while_blocked and not self._blocked_due:
                     src._blocked = False
