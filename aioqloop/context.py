@@ -469,6 +469,9 @@ class MainContext:
             self._run_foreign(lambda: self._insert_tree(src))
         else:
             self._insert_tree(src)
+            if owner is None:
+                # Unowned: another thread may be just starting a blocking iteration.
+                self._notify()
         return sid
 
     def _attach_child(self, parent: Source, child: Source) -> None:
@@ -611,10 +614,13 @@ class MainContext:
                     del self._ready_by_prio[src._priority]
 
     def _ready_time_changed(self, src: Source) -> None:
-        if self._foreign():
+        owner = self._owner
+        if owner is not None and owner != _get_ident():
             self._run_foreign(lambda: self._schedule_ready_time(src))
         else:
             self._schedule_ready_time(src)
+            if owner is None:
+                self._notify()  # as in _attach: a blocking iteration may be starting
 
     def _schedule_ready_time(self, src: Source) -> None:
         if src._destroyed or src._context is not self:
