@@ -129,9 +129,15 @@ class FdSource(Source):
 
 def _attach(src: Source, callback: Callable[..., Any], args: tuple[Any, ...],
             context: MainContext | None) -> int:
-    _check_callback(callback)
-    src.set_callback(callback, *args)
-    return src.attach(context)
+    """Set the callback and attach; a source that fails to attach is destroyed, so it
+    releases what it holds (a signal disposition, a pidfd) at once."""
+    try:
+        _check_callback(callback)
+        src.set_callback(callback, *args)
+        return src.attach(context)
+    except BaseException:
+        src.destroy()
+        raise
 
 
 def timeout_add(

@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 from .constants import PRIORITY_DEFAULT, IOCondition
 from .source import Source, _FdRecord
+from .sources import _attach
 
 if TYPE_CHECKING:
     from .context import MainContext
@@ -405,14 +406,8 @@ def signal_add(
 
     Like ``g_unix_signal_add``; returns the source id.  See `SignalSource`.
     """
-    _check_callback(callback)
-    src = SignalSource(signum, priority=priority)
-    try:
-        src.set_callback(callback, *args)
-        return src.attach(context)
-    except BaseException:
-        src.destroy()
-        raise
+    _check_callback(callback)  # before the source takes a disposition or a pidfd
+    return _attach(SignalSource(signum, priority=priority), callback, args, context)
 
 
 # --------------------------------------------------------------------------
@@ -565,11 +560,5 @@ def child_watch_add(
 
     Like ``g_child_watch_add``; returns the source id.  See `ChildWatchSource`.
     """
-    _check_callback(callback)
-    src = ChildWatchSource(pid, priority=priority)
-    try:
-        src.set_callback(callback, *args)
-        return src.attach(context)
-    except BaseException:
-        src.destroy()
-        raise
+    _check_callback(callback)  # before the source takes a disposition or a pidfd
+    return _attach(ChildWatchSource(pid, priority=priority), callback, args, context)
