@@ -91,6 +91,9 @@ class BottomHalf:
             raise RuntimeError(f"schedule() on deleted {self!r}")
         ctx = self._ctx
         with ctx._lock:
+            if ctx._closed:
+                # Its eventfd is closed, and the number may belong to another file now.
+                raise RuntimeError(f"schedule() of {self!r}: its MainContext is closed")
             if self._scheduled:
                 return
             self._scheduled = True
@@ -105,7 +108,9 @@ class BottomHalf:
                 kick()  # same thread under a plain driver: no pipe write needed
                 return
             ctx._notified = True
-        os.eventfd_write(ctx._efd, 1)
+            # Under the lock, so MainContext.close() cannot free the eventfd between the
+            # check above and this write.
+            os.eventfd_write(ctx._efd, 1)
 
     def cancel(self) -> None:
         """Unschedule it if it has not run yet (``qemu_bh_cancel``)."""

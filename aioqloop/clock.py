@@ -167,6 +167,28 @@ class VirtualClock:
         # events; advance() from another thread and fds wake this poll.
         return real.select(None)
 
+    def _idle_wait(self, timeout: float | None) -> bool:
+        """A hand-run or nested `MainContext.iteration` found nothing ready: move time.
+
+        The same rule as `_idle_select` for a context's own poll: returns True if time
+        moved (the caller polls again without waiting), False if it cannot move (the
+        caller waits for real events).
+        """
+        now = self._now
+        limit = math.inf if self.autojump else self._target
+        if timeout is not None:
+            wait_end = now + timeout
+            deadline = self._next_deadline()
+            step = deadline if now < deadline <= wait_end + 1e-9 else wait_end
+            step = min(step, limit)
+            if step > now:
+                self._set(step)
+                return True
+        if limit != math.inf and limit > now:
+            self._set(limit)
+            return True
+        return False
+
     def __repr__(self) -> str:
         mode = "autojump" if self.autojump else "manual"
         return f"<VirtualClock time={self._now:.6f} {mode} at {id(self):#x}>"

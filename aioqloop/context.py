@@ -105,7 +105,11 @@ def current_source() -> Source | None:
     return stack[-1] if stack else None
 
 
+# Fallback only, for a loop class that takes no attributes.  A weak-key mapping cannot
+# be the main store: its value (the context) holds the loop, so the key never dies and
+# each loop leaked with its context's epoll fd and eventfd.
 _contexts_by_loop: weakref.WeakKeyDictionary[Any, MainContext] = weakref.WeakKeyDictionary()
+_BOUND_ATTR = "_aioqloop_bound_context"
 
 
 def get_main_context(loop: asyncio.AbstractEventLoop | None = None) -> MainContext:
@@ -120,10 +124,15 @@ def get_main_context(loop: asyncio.AbstractEventLoop | None = None) -> MainConte
     own = getattr(loop, "_aioqloop_context", None)
     if isinstance(own, MainContext):
         return own
-    ctx = _contexts_by_loop.get(loop)
+    ctx = getattr(loop, _BOUND_ATTR, None) or _contexts_by_loop.get(loop)
     if ctx is None or ctx._closed:
         ctx = MainContext(loop)
-        _contexts_by_loop[loop] = ctx
+        # Kept on the loop itself: loop and context then form a cycle the garbage
+        # collector frees (closing the fds) once the loop is dropped.
+        try:
+            setattr(loop, _BOUND_ATTR, ctx)
+        except AttributeError:
+            _contexts_by_loop[loop] = ctx
     return ctx
 
 
@@ -202,6 +211,7 @@ class MainContext:
         self._prepare_prios: list[int] = []
         self._check_prios: list[int] = []
         self._heap: list[tuple[float, int, Source]] = []
+        self._heap_stale = 0  # entries of the heap dropped lazily, not yet popped
         self._blocked: list[Source] = []
         self._blocked_due: list[Source] = []
         self._now = self._clock()
@@ -412,7 +422,8 @@ class MainContext:
         if self._driver is not None:
             self._driver.close()
             self._driver = None
-        self._finalizer()
+        with self._lock:  # no _notify or BottomHalf.schedule writes the eventfd meanwhile
+            self._finalizer()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"sources={len(self._sources)}"
@@ -556,7 +567,9 @@ class MainContext:
             self._index_remove(self._check_by_prio, self._check_prios, prio, src)
         for rec in src._fds:
             self._fd_remove(rec)
-        src._in_heap = False  # lazily dropped from the heap
+        if src._in_heap:
+            src._in_heap = False  # lazily dropped from the heap
+            self._heap_dropped()
         src._maybe_finalize()
 
     def _change_priority(self, src: Source, prio: int) -> None:
@@ -631,8 +644,10 @@ class MainContext:
         ):
             # READY came only from the old ready time; GLib would not see it ready now.
             self._unmark_ready(src)
-        if when in (-1, _INF):
+        if src._in_heap:
             src._in_heap = False
+            self._heap_dropped()  # its old entry stays in the heap, stale
+        if when in (-1, _INF):
             return
         seq = next(self._heap_counter)
         src._heap_seq = seq
@@ -642,11 +657,30 @@ class MainContext:
         if heap[0][1] == seq and self._deadline_changed is not None:
             self._deadline_changed(when)
 
+    def _heap_dropped(self) -> None:
+        """Count one stale heap entry; rebuild the heap once most entries are stale.
+
+        Lazy deletion alone let the heap grow without bound: a source re-armed far in the
+        future on every event (a debounce), or timeouts removed long before they expire
+        (request timeouts), each left an entry that is only popped when its time comes.
+        Like asyncio's cancelled-timer cleanup, an O(n) rebuild once more than half the
+        entries are stale keeps the heap within twice the live ready times, amortized O(1).
+        """
+        self._heap_stale = stale = self._heap_stale + 1
+        heap = self._heap
+        if stale > 64 and stale * 2 > len(heap):
+            heap[:] = [e for e in heap if e[2]._in_heap and e[2]._heap_seq == e[1]
+                       and not e[2]._destroyed]
+            heapq.heapify(heap)
+            self._heap_stale = 0
+
     def _pop_due(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
             _when, seq, src = heapq.heappop(heap)
             if not src._in_heap or src._heap_seq != seq or src._destroyed:
+                if self._heap_stale:
+                    self._heap_stale -= 1
                 continue
             src._in_heap = False
             if src._blocked:
@@ -662,6 +696,8 @@ class MainContext:
             if src._in_heap and src._heap_seq == seq and not src._destroyed:
                 return when
             heapq.heappop(heap)
+            if self._heap_stale:
+                self._heap_stale -= 1
         return _INF
 
     # ---------------------------------------------------------------- phases
@@ -931,6 +967,10 @@ class MainContext:
             st.dispatch_time += elapsed
             if elapsed > st.max_dispatch_time:  # noqa: PLR1730 (hot path: no call)
                 st.max_dispatch_time = elapsed
+            if src._destroyed:
+                # Here, not after the try: a source destroyed in its callback must be
+                # finalized even if KeyboardInterrupt or SystemExit escapes it.
+                src._maybe_finalize()
         loop = self._loop
         if (
             elapsed >= _SLOW_FLOOR
@@ -945,7 +985,7 @@ class MainContext:
         if premarked and src._ready and not src._idle and not 0 <= src._ready_time <= self._now:
             self._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
         if src._destroyed:
-            src._maybe_finalize()
+            pass  # finalized in the finally above
         elif not keep:
             src.destroy()
         elif src._idle:
@@ -1012,6 +1052,10 @@ class MainContext:
     def _fd_add_local(self, rec: _FdRecord) -> None:
         if rec.source._destroyed or rec not in rec.source._fds:
             return
+        if not rec.source._blocked:
+            # An fd unpolled for a nested iteration must be polled again for a new
+            # watcher that is not blocked.
+            self._unpolled.discard(rec.fd)
         self._fd_records.setdefault(rec.fd, []).append(rec)
         # Re-register even if the mask looks unchanged: an fd number can be closed and
         # reused while an old watch on it lingers, and epoll forgot the old file.
@@ -1030,6 +1074,10 @@ class MainContext:
             records.remove(rec)
             if not records:
                 del self._fd_records[rec.fd]
+                # A record removed during its blocked source's dispatch is no longer in
+                # the source's _fds, so _unblock would not re-poll the fd: forget it
+                # here, or a later watch of the same fd number would never be polled.
+                self._unpolled.discard(rec.fd)
             self._fd_sync(rec.fd)
 
     def _fd_changed(self, fd: int) -> None:
@@ -1168,14 +1216,12 @@ class MainContext:
     def _notify(self, force: bool = False) -> None:
         """Wake the loop if it may be sleeping (any thread): QEMU's ``aio_notify``."""
         with self._lock:
-            if self._notified or not (self._poll_waiting or force):
+            # A closed context's eventfd number may already belong to another file.
+            # Checked, and written, under the lock that close() takes to free the fds.
+            if self._closed or self._notified or not (self._poll_waiting or force):
                 return
             self._notified = True
-        try:
             os.eventfd_write(self._efd, 1)
-        except OSError:
-            if not self._closed:
-                raise
 
     def _drain_wakeup(self) -> None:
         # Read first, then clear: clearing first would let a producer set `_notified`

@@ -137,6 +137,16 @@ def _run_handle(handle: asyncio.Handle) -> None:
         handle._run()
 
 
+def _check_bql(bql: object) -> None:
+    # Checked before the base loop is built: raising later left a half-built loop with
+    # its selector, self-pipe and context fds open (and an "unclosed loop" warning at GC).
+    if bql is not None:
+        from .biglock import BigLock
+
+        if not isinstance(bql, BigLock):
+            raise TypeError(f"bql must be a BigLock, not {type(bql).__name__}")
+
+
 if TYPE_CHECKING:
     _MixinBase = asyncio.AbstractEventLoop
 else:
@@ -153,10 +163,6 @@ class _QLoopMixin(_MixinBase):
         self._aioqloop_context = ctx
         self._aioq_prio_tasks = 0
         if bql is not None:
-            from .biglock import BigLock
-
-            if not isinstance(bql, BigLock):
-                raise TypeError(f"bql must be a BigLock, not {type(bql).__name__}")
             ctx._set_bql(bql)
 
     @property
@@ -296,6 +302,7 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         clock: VirtualClock | None = None,
         bql: BigLock | None = None,
     ) -> None:
+        _check_bql(bql)
         super().__init__(selector)
         self._aioq_clock = clock
         if clock is not None:
@@ -355,11 +362,14 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
     # -- lifecycle ----------------------------------------------------------
     def run_forever(self) -> None:
         ctx = self._aioqloop_context
+        # Restore, not clear: a refused nested run_forever/run_until_complete (the loop
+        # already runs) must leave the running loop's thread the owner.
+        owner = ctx._owner
         ctx._owner = _get_ident()
         try:
             super().run_forever()
         finally:
-            ctx._owner = None
+            ctx._owner = owner
 
     def close(self) -> None:
         if self.is_running():
@@ -391,16 +401,22 @@ def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
         """aioqloop on uvloop: the context runs through public loop API only."""
 
         def __init__(self, *, bql: BigLock | None = None) -> None:
-            super().__init__()
+            super().__init__()  # libuv's loop and fds exist already (__cinit__)
+            try:
+                _check_bql(bql)
+            except TypeError:
+                uvloop.Loop.close(self)
+                raise
             self._aioq_setup(MainContext(self), bql)
 
         def run_forever(self) -> None:
             ctx = self._aioqloop_context
+            owner = ctx._owner  # restored: see QSelectorEventLoop.run_forever
             ctx._owner = _get_ident()
             try:
                 super().run_forever()
             finally:
-                ctx._owner = None
+                ctx._owner = owner
 
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():

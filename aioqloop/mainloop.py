@@ -82,6 +82,10 @@ class MainLoop:
             if loop.is_closed():
                 raise RuntimeError("MainLoop.run(): the context's event loop is closed")
             with self._lock:
+                # A quit() from another thread since _running was set above found no
+                # stopper to call: honour it here instead of running forever.
+                if not self._running:
+                    return
                 self._stoppers.append(loop)
             try:
                 loop.run_forever()
@@ -98,6 +102,8 @@ class MainLoop:
         fut: asyncio.Future[None] = loop.create_future()
         self._running = True
         with self._lock:
+            if not self._running:  # quit() from another thread just now: see run()
+                return
             self._stoppers.append(fut)
         try:
             await fut

@@ -419,6 +419,12 @@ class Source:
         self._children.remove(child)
         child.destroy()
         child._parent = None
+        ctx = self._context
+        if child._blocked and ctx is not None:
+            # Blocked with this (dispatching) parent: the parent's unblock walks its
+            # children and no longer finds this one, so unblock it now or the context's
+            # blocked list keeps it for good.
+            ctx._unblock(child)
 
     def time(self) -> float:
         """The context's cached time for this iteration (``g_source_get_time``), in seconds."""

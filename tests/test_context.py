@@ -1377,3 +1377,114 @@ def test_ready_time_cleared_between_iterations(ctx: MainContext, later: float) -
     src.set_ready_time(later)
     assert ctx.iteration(False) is False
     assert src.dispatched == 1
+
+
+# --------------------------------------------------------- review regressions
+def test_context_bound_to_a_plain_loop_does_not_keep_it_and_its_fds() -> None:
+    # The loop -> context mapping used to be a WeakKeyDictionary whose value (the
+    # context) refers to the loop: neither was ever freed, two fds leaked per loop.
+    import gc
+    import os
+    import weakref
+
+    async def main() -> weakref.ref[MainContext]:
+        ctx = aioqloop.get_main_context()
+        assert aioqloop.get_main_context() is ctx
+        return weakref.ref(ctx)
+
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    refs = [asyncio.run(main()) for _ in range(5)]
+    gc.collect()
+    assert [r() for r in refs] == [None] * 5
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_fd_removed_in_a_dispatch_with_a_nested_iteration_can_be_watched_again(
+    ctx: MainContext,
+) -> None:
+    # The nested iteration unpolls the blocked source's fd; removing the fd before the
+    # dispatch ended left it marked unpolled, so no later watch of it was ever polled.
+    import os
+
+    r, w = os.pipe()
+    try:
+        class Nesting(Source):
+            tag: Any = None
+
+            def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
+                ctx.iteration(False)
+                self.remove_unix_fd(self.tag)
+                return True
+
+        nesting = Nesting()
+        nesting.tag = nesting.add_unix_fd(r, aioqloop.IOCondition.IN)
+        nesting.attach(ctx)
+        os.write(w, b"x")
+        assert ctx.iteration(False) is True
+        seen: list[Any] = []
+        aioqloop.fd_add(r, aioqloop.IOCondition.IN, lambda fd, cond: seen.append(cond),
+                        context=ctx)
+        assert ctx.iteration(False) is True
+        assert seen == [aioqloop.IOCondition.IN]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_ready_time_heap_stays_bounded(ctx: MainContext) -> None:
+    # Lazy deletion kept one heap entry per re-arm and per destroyed timeout until its
+    # time came (a debounce re-armed far ahead, request timeouts removed early): the
+    # heap must stay within a small multiple of the live ready times.
+    far = ctx._clock() + 3600.0
+    debounce = TimeoutSource(3600.0)
+    debounce.set_callback(lambda: True)
+    debounce.attach(ctx)
+    for i in range(5000):
+        debounce.set_ready_time(far + i)
+    for _ in range(5000):
+        source_remove(aioqloop.timeout_add(3600.0, lambda: True, context=ctx), ctx)
+    assert len(ctx._heap) <= 2 * 64 + 2
+    assert ctx._next_deadline() == far + 4999
+    debounce.set_ready_time(0)
+    assert ctx.iteration(False) is True
+
+
+def test_source_destroyed_in_its_callback_is_finalized_when_keyboardinterrupt_escapes(
+    ctx: MainContext,
+) -> None:
+    finalized: list[str] = []
+
+    class Interrupted(Source):
+        def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
+            self.destroy()
+            raise KeyboardInterrupt
+
+        def finalize(self) -> None:
+            finalized.append("finalize")
+
+    src = Interrupted()
+    src.set_ready_time(0)
+    src.attach(ctx)
+    with pytest.raises(KeyboardInterrupt):
+        ctx.iteration(False)
+    assert finalized == ["finalize"]
+    assert main_depth() == 0
+
+
+def test_wakeup_of_a_closed_context_writes_to_no_fd() -> None:
+    # After close() the eventfd number can belong to another file: a late wakeup() from
+    # some thread must not write 8 bytes into it (nor fail).
+    import os
+
+    context = MainContext(_driver="standalone")
+    context.close()
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, False)
+        context.wakeup()
+        with pytest.raises(BlockingIOError):
+            os.read(r, 64)
+    finally:
+        os.close(r)
+        os.close(w)

@@ -281,3 +281,52 @@ def test_main_loop_on_a_standalone_context() -> None:
         assert not ml2.is_running()
     finally:
         ctx.close()
+
+
+class _QuitInTheWindow:
+    """A lock whose first acquisition lets another thread call ``quit()`` first.
+
+    It reproduces deterministically a quit landing between ``run()`` marking the loop
+    running and registering how to stop it.
+    """
+
+    def __init__(self, ml: MainLoop) -> None:
+        self._ml = ml
+        self._real = threading.Lock()
+        self._fired = False
+
+    def __enter__(self) -> None:
+        if not self._fired:
+            self._fired = True
+            t = threading.Thread(target=self._ml.quit)
+            t.start()
+            t.join()
+        self._real.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._real.release()
+
+
+@pytest.mark.timeout(30)
+def test_quit_from_another_thread_right_after_run_starts_is_not_lost() -> None:
+    loop = aioqloop.new_event_loop()
+    try:
+        ml = MainLoop(aioqloop.get_main_context(loop))
+        ml._lock = _QuitInTheWindow(ml)  # type: ignore[assignment]
+        ran: list[str] = []
+        loop.call_soon(ran.append, "loop ran")
+        loop.call_soon(loop.stop)  # so the unfixed code fails instead of hanging
+        ml.run()
+        assert ran == []
+        assert not ml.is_running()
+    finally:
+        loop.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.asyncio
+async def test_quit_from_another_thread_right_after_run_async_starts_is_not_lost() -> None:
+    ml = MainLoop(aioqloop.get_main_context())
+    ml._lock = _QuitInTheWindow(ml)  # type: ignore[assignment]
+    await asyncio.wait_for(ml.run_async(), 5)
+    assert not ml.is_running()

@@ -250,3 +250,36 @@ def test_child_added_after_attach_is_attached(ctx: MainContext) -> None:
     child.set_ready_time(0)
     ctx.iteration(False)
     assert log == ["child", "parent"]
+
+
+def test_child_removed_during_its_parents_dispatch_is_not_kept_blocked() -> None:
+    # The child is blocked with its dispatching parent; once removed, the parent's
+    # unblock no longer reaches it, and the context kept it in its blocked list forever.
+    import gc
+    import weakref
+
+    ctx = MainContext(_driver="standalone")
+    try:
+        class Parent(Source):
+            child: Source | None = None
+
+            def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
+                assert self.child is not None
+                self.remove_child_source(self.child)
+                self.child = None
+                return True
+
+        parent = Parent()
+        parent.set_ready_time(0)
+        child = Source()
+        parent.child = child
+        parent.add_child_source(child)
+        parent.attach(ctx)
+        assert ctx.iteration(False) is True
+        ref = weakref.ref(child)
+        del child
+        gc.collect()
+        assert ref() is None
+        assert ctx._blocked == []
+    finally:
+        ctx.close()
