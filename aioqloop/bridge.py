@@ -113,7 +113,7 @@ class PlainDriver:
             self._kick()
             return
         deadline = ctx._next_deadline()
-        if timeout is not None and not ctx._lock_deferred:
+        if timeout and not ctx._lock_deferred:  # 0.0: nothing left ready after dispatch
             deadline = min(deadline, ctx._clock() + timeout)
         if deadline != math.inf:
             self._on_deadline(deadline)

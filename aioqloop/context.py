@@ -284,11 +284,11 @@ class MainContext:
         """The asyncio loop this context is bound to (None for a stand-alone context)."""
         return self._loop
 
-    def find_source_by_id(self, source_id: int) -> Source | None:
+    def find_source_by_id(self, id: int) -> Source | None:
         """The attached, not destroyed source with this id, or None."""
-        if isinstance(source_id, bool) or not isinstance(source_id, int):
-            raise TypeError(f"source id must be an int, not {type(source_id).__name__}")
-        return self._sources.get(source_id)
+        if isinstance(id, bool) or not isinstance(id, int):
+            raise TypeError(f"source id must be an int, not {type(id).__name__}")
+        return self._sources.get(id)
 
     def pending(self) -> bool:
         """True if some source is ready (``g_main_context_pending``); dispatches nothing.
@@ -560,6 +560,12 @@ class MainContext:
         for child in list(src._children):
             child.destroy()
         self._unmark_ready(src)
+        parent = src._parent
+        while parent is not None and parent._ready and parent._ready_by_child:
+            if any(c._ready for c in parent._children if c is not src):
+                break
+            self._unmark_ready(parent)
+            parent = parent._parent
         prio = src._priority
         if src._has_prepare:
             self._index_remove(self._prepare_by_prio, self._prepare_prios, prio, src)
@@ -600,6 +606,7 @@ class MainContext:
     # ------------------------------------------------------------- readiness
     def _mark_ready(self, src: Source) -> None:
         """Set GLib's READY flag on ``src`` and its ancestors.  Loop thread only."""
+        via_child = False
         while src is not None:
             if src._destroyed:
                 return
@@ -608,16 +615,22 @@ class MainContext:
                 return
             if not src._ready:
                 src._ready = True
+                # An ancestor ready only through a child stops being ready if that child
+                # goes before the next check (GLib re-derives it every iteration).
+                src._ready_by_child = via_child
                 bucket = self._ready_by_prio.get(src._priority)
                 if bucket is None:
                     bucket = self._ready_by_prio[src._priority] = {}
                 bucket[src] = None
                 if self._kick is not None:
                     self._kick()
+            elif not via_child:
+                src._ready_by_child = False  # ready in its own right now
+            via_child = True
             src = src._parent  # type: ignore[assignment]
 
     def _unmark_ready(self, src: Source) -> None:
-        src._ready_by_time = False
+        src._ready_by_time = src._ready_by_child = False
         if src._ready:
             src._ready = False
             bucket = self._ready_by_prio.get(src._priority)
@@ -911,6 +924,7 @@ class MainContext:
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
         if src._ready:
             src._ready = False
+            src._ready_by_time = src._ready_by_child = False
             bucket = self._ready_by_prio.get(src._priority)
             if bucket is not None:
                 bucket.pop(src, None)
@@ -1153,8 +1167,16 @@ class MainContext:
             if wait > 0.0 and wait < 0.001:
                 wait = 0.001  # epoll counts in ms; never return early and spin
         t0 = _perf()
+        clock = getattr(self._loop, "_aioq_clock", None)
         try:
-            events = self._epoll.poll(wait)
+            if clock is not None and wait != 0:
+                # A VirtualClock loop: a hand-run or nested iteration moves virtual time
+                # as the loop's own poll does, instead of sleeping in real time.
+                events = self._epoll.poll(0)
+                if not events and not clock._idle_wait(timeout):
+                    events = self._epoll.poll(-1)
+            else:
+                events = self._epoll.poll(wait)
         except InterruptedError:
             events = []
         self._poll_time += _perf() - t0
@@ -1276,8 +1298,14 @@ class MainContext:
         """Is anything ready, or due, without waiting?  Loop thread only."""
         if self._lock_deferred:
             return False
-        if self._ready_by_prio or self._bh_pending or self._foreign_ops or self._always_ready:
+        if self._ready_by_prio or self._bh_pending or self._foreign_ops:
             return True
+        if self._always_ready and any(
+            int(rec.events) & int(IOCondition.IN | IOCondition.OUT) and not rec.source._blocked
+            for fd in self._always_ready
+            for rec in self._fd_records.get(fd, ())
+        ):
+            return True  # a regular file watched for IN/OUT is ready at every poll
         heap = self._heap
         return bool(heap) and heap[0][0] <= self._clock()
 

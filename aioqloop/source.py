@@ -143,6 +143,7 @@ class Source:
     _order: tuple[int, ...] = ()
     _ready = False
     _ready_by_time = False  # READY came from a passed ready time only
+    _ready_by_child = False  # READY came from a ready child only
     _blocked = False
     _ready_while_blocked = False
     _in_heap = False
@@ -338,14 +339,18 @@ class Source:
         if ctx is not None:
             ctx._ready_time_changed(self)
 
-    def add_unix_fd(self, fd: int | _FileLike, events: IOCondition | int) -> _FdRecord:
-        """Watch ``fd`` for ``events`` (poll(2) bits); return an opaque tag.
+    def add_unix_fd(
+        self, fd_or_fileobj: int | _FileLike, events: IOCondition | int
+    ) -> _FdRecord:
+        """Watch an fd (or an object with ``fileno()``) for ``events``; return a tag.
+
+        ``events`` are poll(2) bits (`IOCondition`).
 
         Like ``g_source_add_unix_fd``: after the poll, `query_unix_fd` gives the revents,
         and a source with revents is ready even if its `check` says no.  Raises `OSError`
         if the fd is not open.
         """
-        fdnum = _fd_of(fd)
+        fdnum = _fd_of(fd_or_fileobj)
         cond = _check_events(events)
         self._check_not_destroyed("add_unix_fd")
         os.fstat(fdnum)  # EBADF here, at the call, not later inside the loop

@@ -174,14 +174,14 @@ def fd_add(
     return _attach(FdSource(fd, condition, priority=priority), callback, args, context)
 
 
-def source_remove(source_id: int, context: MainContext | None = None) -> bool:
+def source_remove(id: int, context: MainContext | None = None) -> bool:
     """Destroy the source with this id; True if there was one (``g_source_remove``)."""
     from .context import MainContext
 
-    if isinstance(source_id, bool) or not isinstance(source_id, int):
-        raise TypeError(f"source id must be an int, not {type(source_id).__name__}")
+    if isinstance(id, bool) or not isinstance(id, int):
+        raise TypeError(f"source id must be an int, not {type(id).__name__}")
     ctx = context if context is not None else MainContext.default()
-    src = ctx.find_source_by_id(source_id)
+    src = ctx.find_source_by_id(id)
     if src is None:
         return False
     src.destroy()

@@ -12,6 +12,7 @@ from conftest import recorder
 from aioqloop import (
     PRIORITY_HIGH,
     BottomHalf,
+    FdSource,
     IdleSource,
     IOCondition,
     MainContext,
@@ -197,3 +198,29 @@ def test_main_context_on_closed_loop_refused() -> None:
         MainContext(loop)
     with pytest.raises(TypeError):
         MainContext("loop")  # type: ignore[arg-type]
+
+
+def test_regular_file_watched_without_in_or_out_does_not_spin_the_plain_driver() -> None:
+    # poll(2) reports a regular file ready only for IN/OUT; watching it for PRI alone
+    # must let the loop sleep instead of re-running the context forever.
+    async def main() -> int:
+        ctx = MainContext()
+        runs = 0
+        real_run = ctx._driver._run
+
+        def counting_run() -> None:
+            nonlocal runs
+            runs += 1
+            real_run()
+
+        ctx._driver._run = counting_run
+        with open(os.devnull, "rb") as f:
+            src = FdSource(f, IOCondition.PRI)
+            src.set_callback(lambda fd, cond: True)
+            src.attach(ctx)
+            await asyncio.sleep(0.05)
+            src.destroy()
+        ctx.close()
+        return runs
+
+    assert asyncio.run(main()) < 20
