@@ -763,7 +763,7 @@ class MainContext:
         if self._prepare_prios:
             self._in_hook = True
             try:
-                for prio in self._prepare_prios:
+                for prio in tuple(self._prepare_prios):  # a hook may re-prioritise
                     if prio > best:
                         break
                     for src in list(self._prepare_by_prio.get(prio, ())):
@@ -824,7 +824,7 @@ class MainContext:
         if self._check_prios:
             self._in_hook = True
             try:
-                for prio in self._check_prios:
+                for prio in tuple(self._check_prios):  # a hook may re-prioritise
                     if prio > best:
                         break
                     for src in list(self._check_by_prio.get(prio, ())):
