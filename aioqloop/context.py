@@ -869,7 +869,8 @@ class MainContext:
         if bql is not None and not self._take_bql(bql):
             return
         serial = self._serial
-        t_start = _perf()
+        # One clock read per dispatch: each dispatch's end is the next one's start.
+        t = t_start = _perf()
         try:
             for src in pending:
                 if self._serial != serial:
@@ -882,9 +883,10 @@ class MainContext:
                     if not self._take_bql(bql):
                         bql = None
                         break
-                self._dispatch_one(src)
+                    t = _perf()
+                t = self._dispatch_one(src, t)
         finally:
-            self._dispatch_time += _perf() - t_start
+            self._dispatch_time += t - t_start
             if bql is not None:
                 bql.release()
 
@@ -920,7 +922,8 @@ class MainContext:
         self._lock_deferred = False
         self._notify(force=True)
 
-    def _dispatch_one(self, src: Source) -> None:
+    def _dispatch_one(self, src: Source, t0: float) -> float:
+        """Dispatch ``src``; ``t0`` is when the dispatch started, the result when it ended."""
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
         if src._ready:
             src._ready = False
@@ -950,7 +953,6 @@ class MainContext:
         current.append(src)
         self._in_iteration += 1
         src._dispatching += 1
-        t0 = _perf()
         keep = False
         try:
             keep = src.dispatch(src._callback, src._args)
@@ -960,7 +962,8 @@ class MainContext:
             self._report(exc, src, "dispatch", callback=src._callback)
             keep = False
         finally:
-            elapsed = _perf() - t0
+            t1 = _perf()
+            elapsed = t1 - t0
             src._dispatching -= 1
             self._in_iteration -= 1
             current.pop()
@@ -1011,6 +1014,7 @@ class MainContext:
                     src._ready_by_time = src._ready
             else:
                 self._schedule_ready_time(src)
+        return t1
 
     # ------------------------------------------------------------- blocking
     def _block(self, src: Source) -> None:
