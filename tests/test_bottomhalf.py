@@ -267,7 +267,7 @@ def test_threaded_stress_every_bh_runs(kind: str) -> None:
                     time.sleep(0.0002)
 
         await asyncio.gather(*(loop.run_in_executor(None, worker, k) for k in range(n_threads)))
-        await asyncio.wait_for(done.wait(), 1.0)  # every round ran, or a wake-up was lost
+        await asyncio.wait_for(done.wait(), DEADLINE)  # every round ran, or a wake-up was lost
         assert wrong_thread == []
         assert counts == [rounds] * len(counts)
 
