@@ -148,6 +148,20 @@ class VirtualClock:
             events = real.select(self.autojump_threshold)
             if events:
                 return events
+        if self._idle_wait(timeout):
+            return []
+        # Time cannot move (no deadline, or a manual clock at its target): wait for real
+        # events; advance() from another thread and fds wake this poll.
+        return real.select(None)
+
+    def _idle_wait(self, timeout: float | None) -> bool:
+        """Nothing is ready: move time, and say whether it moved.
+
+        ``timeout`` is the wait in virtual seconds (None = no deadline).  Time moves to
+        the next deadline (bounded by the target for a manual clock); the caller then
+        polls without waiting.  False means time cannot move and the caller waits for
+        real events.  Used by the loop's poll and by hand-run or nested iterations.
+        """
         now = self._now
         limit = math.inf if self.autojump else self._target
         if timeout is not None:
@@ -159,33 +173,9 @@ class VirtualClock:
             step = min(step, limit)
             if step > now:
                 self._set(step)
-                return []
-        if limit != math.inf and limit > now:
-            self._set(limit)  # manual: nothing due before the target; land on it
-            return []
-        # Time cannot move (no deadline, or a manual clock at its target): wait for real
-        # events; advance() from another thread and fds wake this poll.
-        return real.select(None)
-
-    def _idle_wait(self, timeout: float | None) -> bool:
-        """A hand-run or nested `MainContext.iteration` found nothing ready: move time.
-
-        The same rule as `_idle_select` for a context's own poll: returns True if time
-        moved (the caller polls again without waiting), False if it cannot move (the
-        caller waits for real events).
-        """
-        now = self._now
-        limit = math.inf if self.autojump else self._target
-        if timeout is not None:
-            wait_end = now + timeout
-            deadline = self._next_deadline()
-            step = deadline if now < deadline <= wait_end + 1e-9 else wait_end
-            step = min(step, limit)
-            if step > now:
-                self._set(step)
                 return True
         if limit != math.inf and limit > now:
-            self._set(limit)
+            self._set(limit)  # manual: nothing due before the target; land on it
             return True
         return False
 
