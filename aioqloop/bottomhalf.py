@@ -15,12 +15,13 @@ wake-up, and scheduling while the loop is awake or dispatching costs none.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _registry
+from ._checks import check_callback, check_name
 from .constants import PRIORITY_DEFAULT
 from .source import Source
 
@@ -32,11 +33,27 @@ __all__ = ("BottomHalf",)
 _get_ident = threading.get_ident
 
 
+class _BHCarrier:
+    """A context's bottom-half state: the queue, the pending count and the carrying source.
+
+    ``pending`` and ``queue`` are guarded by the context's wake-up lock (any thread
+    schedules); the context marks ``source`` ready while ``pending`` is non-zero.
+    """
+
+    __slots__ = ("pending", "queue", "source")
+
+    def __init__(self, source: _BHSource) -> None:
+        self.source = source
+        self.pending = 0
+        self.queue: deque[BottomHalf] = deque()
+
+
 class BottomHalf:
     """A callback any thread can schedule to run once soon on ``context``'s thread.
 
     Like QEMU's ``qemu_bh_new``/``qemu_bh_schedule``/``qemu_bh_cancel``/``qemu_bh_delete``.
-    ``context`` defaults to `MainContext.default` in the creating thread.
+    ``context`` defaults to `MainContext.default` (the running loop's context, else the
+    global default context).
     """
 
     __slots__ = ("__weakref__", "_args", "_callback", "_ctx", "_deleted", "_name",
@@ -49,13 +66,11 @@ class BottomHalf:
         context: MainContext | None = None,
         name: str | None = None,
     ) -> None:
-        from .context import MainContext
-
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        check_callback(callback)
+        check_name(name)
         if context is None:
-            context = MainContext.default()
-        elif not isinstance(context, MainContext):
+            context = _registry.default_context()
+        elif not _registry.is_context(context):
             raise TypeError(f"context must be a MainContext, not {type(context).__name__}")
         context._check_closed()
         self._ctx = context
@@ -66,6 +81,14 @@ class BottomHalf:
         self._deleted = False
         self._oneshot = False
         _BHSource.ensure(context)
+
+    @classmethod
+    def _oneshot_on(
+        cls, context: MainContext, callback: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        bh = cls(callback, *args, context=context)
+        bh._oneshot = True
+        bh.schedule()
 
     @property
     def scheduled(self) -> bool:
@@ -85,40 +108,40 @@ class BottomHalf:
     def schedule(self) -> None:
         """Run the callback once on a coming iteration (any thread; idempotent).
 
-        Raises `RuntimeError` after `delete`.
+        On the context's own thread the carrying source becomes ready at once, so the
+        bottom half keeps its place among asyncio callbacks scheduled after it.  From
+        another thread the loop is woken through the context's `Waker`, once per burst.
+        Raises `RuntimeError` after `delete` or once the context is closed.
         """
         if self._deleted:
             raise RuntimeError(f"schedule() on deleted {self!r}")
         ctx = self._ctx
-        with ctx._lock:
-            if ctx._closed:
-                # Its eventfd is closed, and the number may belong to another file now.
+        carrier = ctx._bh
+        waker = ctx._waker
+        with waker.lock:
+            if waker.closed:
                 raise RuntimeError(f"schedule() of {self!r}: its MainContext is closed")
             if self._scheduled:
                 return
             self._scheduled = True
-            if not ctx._bh_pending:
-                ctx._bh_queue.clear()  # only cancelled entries can be left
-            ctx._bh_pending += 1
-            ctx._bh_queue.append(self)
-            if ctx._notified or not ctx._poll_waiting:
-                return  # the loop is awake and re-checks before it sleeps
-            kick = ctx._kick
-            if kick is not None and ctx._owner == _get_ident():
-                kick()  # same thread under a plain driver: no pipe write needed
+            assert carrier is not None
+            if not carrier.pending:
+                carrier.queue.clear()  # only cancelled entries can be left
+            carrier.pending += 1
+            carrier.queue.append(self)
+            if ctx._owner != _get_ident():
+                waker.notify_locked()
                 return
-            ctx._notified = True
-            # Under the lock, so MainContext.close() cannot free the eventfd between the
-            # check above and this write.
-            os.eventfd_write(ctx._efd, 1)
+        ctx._mark_ready(carrier.source)
 
     def cancel(self) -> None:
         """Unschedule it if it has not run yet (``qemu_bh_cancel``)."""
         ctx = self._ctx
-        with ctx._lock:
-            if self._scheduled:
+        carrier = ctx._bh
+        with ctx._waker.lock:
+            if self._scheduled and carrier is not None:
                 self._scheduled = False
-                ctx._bh_pending -= 1
+                carrier.pending -= 1
 
     def delete(self) -> None:
         """Cancel and free it; `schedule` then raises (``qemu_bh_delete``).  Idempotent."""
@@ -131,7 +154,13 @@ class BottomHalf:
 
 
 class _BHSource(Source):
-    """The per-context source that runs scheduled bottom halves."""
+    """The per-context source that runs scheduled bottom halves (QEMU's ``aio_bh_poll``).
+
+    Each dispatch takes a slice of the queue, so a bottom half scheduled from a bottom
+    half runs on a later iteration (QEMU's ``BHListSlice``); a nested iteration runs what
+    is left of the outer slice first.  If a callback lets KeyboardInterrupt or SystemExit
+    out, the rest of the slice goes back to the head of the queue, still scheduled.
+    """
 
     def __init__(self) -> None:
         super().__init__(priority=PRIORITY_DEFAULT, name="bottom halves")
@@ -141,40 +170,53 @@ class _BHSource(Source):
 
     @classmethod
     def ensure(cls, ctx: MainContext) -> None:
-        if ctx._bh_source is None or ctx._bh_source._destroyed:
+        carrier = ctx._bh
+        if carrier is None or carrier.source._destroyed:
             src = cls()
-            ctx._bh_source = src
+            new = _BHCarrier(src)
+            if carrier is not None:
+                new.pending, new.queue = carrier.pending, carrier.queue
+            ctx._bh = new
             src.attach(ctx)
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
         ctx = self._context
         assert ctx is not None
-        lock = ctx._lock
+        carrier = ctx._bh
+        assert carrier is not None
+        lock = ctx._waker.lock
         with lock:
-            batch = ctx._bh_queue
-            ctx._bh_queue = deque()
+            batch = carrier.queue
+            carrier.queue = deque()
         slices = self._slices
         slices.append(batch)
         try:
             for current in slices:  # outer slices first, as QEMU chains nested slices
                 while current:
-                    bh = current.popleft()
-                    with lock:
-                        if not bh._scheduled:
-                            continue
-                        bh._scheduled = False
-                        ctx._bh_pending -= 1
-                    if bh._deleted:
-                        continue
-                    if bh._oneshot:
-                        bh._deleted = True
-                    try:
-                        bh._callback(*bh._args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        ctx._report(exc, self, f"bottom half {bh._name!r}", destroy=False,
-                                    callback=bh._callback)
+                    self._run_one(ctx, carrier, current.popleft())
         finally:
             slices.remove(batch)
+            if batch:
+                # Left by KeyboardInterrupt/SystemExit: back to the head of the queue.
+                with lock:
+                    batch.extend(carrier.queue)
+                    carrier.queue = batch
         return True
+
+    def _run_one(self, ctx: MainContext, carrier: _BHCarrier, bh: BottomHalf) -> None:
+        with ctx._waker.lock:
+            if not bh._scheduled:
+                return
+            bh._scheduled = False
+            carrier.pending -= 1
+        if bh._deleted:
+            return
+        if bh._oneshot:
+            bh._deleted = True
+        try:
+            bh._callback(*bh._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            ctx._report(exc, self, f"bottom half {bh._name!r}", destroy=False,
+                        callback=bh._callback)

@@ -1,37 +1,181 @@
-"""The seam between a `MainContext` and an asyncio loop it does not own.
+"""The seam between a `MainContext` and asyncio: the loop port and the plain driver.
 
-`PlainDriver` runs a context inside *any* asyncio loop (the stock ``asyncio.run`` loop,
-uvloop, an aioqloop loop's extra contexts) using only public loop API:
+The context never imports asyncio.  What it needs from a loop comes through a **port**:
+
+* `LoopPort` for an asyncio loop: the time (read through the loop at each call, so tools
+  that swap the loop's class or clock, such as looptime, are followed), the exception
+  handler, the debug slow-callback threshold, "is a task of this loop running here?", and
+  the loop's state;
+* `StandalonePort` for a context bound to no loop (``time.monotonic``, the logger).
+
+How the context is *driven* is the driver's business.  Drivers call the context through
+its documented driver contract (`MainContext.iterate`, `acquire`/`release`, ...) and the
+context calls back the `Driver` methods below.  `PlainDriver` drives a context from
+public loop API only, on any asyncio loop (the stock ``asyncio.run`` loop, uvloop):
 
 * the context's epoll fd is one ``add_reader``;
-* the earliest ready time is one ``call_at`` handle, re-armed only when the head of the
-  heap moves earlier or the handle fired;
-* each GLib iteration is one ``call_soon`` callback, scheduled when something becomes
-  ready (a ready time, an fd, a wake-up, an attach); it runs prepare → check → dispatch
-  with no wait, since asyncio did the waiting, and schedules the next one while work
-  remains, so sources interleave with asyncio callbacks in FIFO order.
+* the earliest ready time is one ``call_at`` handle, re-armed only when the head moves
+  earlier or the handle fired;
+* each GLib iteration is one ``call_soon`` callback, queued when something becomes ready
+  (a ready time, an fd, a wake-up, an attach); it runs prepare → check → dispatch without
+  waiting, since asyncio did the waiting, so sources interleave FIFO with asyncio's
+  callbacks.  On the uvloop base the NVAL audit of watched fds is a timer too.
 
-Loop-thread only, except for `MainContext._notify`, which reaches the loop by writing the
-context's eventfd (part of the epoll set, hence of ``add_reader``).  aioqloop's own loops
-do better (priorities against asyncio callbacks, prepare before every poll): see loop.py.
+aioqloop's stock-base loop drives its own context from inside the selector instead (see
+`aioqloop.loop`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
-from typing import TYPE_CHECKING
-
-from .context import _is_uvloop
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .context import MainContext
 
-__all__ = ("PlainDriver",)
+__all__ = ("Driver", "LoopPort", "PlainDriver", "StandalonePort", "is_uvloop", "make_port")
+
+logger = logging.getLogger("aioqloop")
+_get_ident = threading.get_ident
 
 
-class PlainDriver:
+def is_uvloop(loop: object) -> bool:
+    """True for uvloop's loop class and its subclasses."""
+    return any(cls.__module__.split(".")[0] == "uvloop" for cls in type(loop).__mro__)
+
+
+def is_event_loop(obj: object) -> bool:
+    """True for an asyncio event loop."""
+    return isinstance(obj, asyncio.AbstractEventLoop)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, or None."""
+    return asyncio._get_running_loop()
+
+
+class StandalonePort:
+    """The port of a context bound to no asyncio loop."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    time: Callable[[], float] = staticmethod(time.monotonic)
+    #: A `VirtualClock` whose idle rule hand-run iterations follow, or None.
+    virtual_clock: Any = None
+
+    def report(self, context: dict[str, Any]) -> None:
+        """Report a hook's or callback's exception (``context`` as asyncio's handler takes)."""
+        logger.error(context["message"], exc_info=context.get("exception"))
+
+    def slow_threshold(self) -> float | None:
+        """Seconds above which a dispatch is logged as slow (debug mode), or None."""
+        return None
+
+    def in_task(self) -> bool:
+        """True while a task of this port's loop runs in the calling thread."""
+        return False
+
+    def running_here(self) -> bool:
+        """True if the loop runs in the calling thread."""
+        return False
+
+    def is_closed(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return False
+
+
+class LoopPort(StandalonePort):
+    """The port of a context bound to the asyncio loop ``loop``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        if is_uvloop(loop):
+            # uvloop's time() is libuv's cached, millisecond-truncated clock: deadlines
+            # computed from it fire up to 1 ms early.  Same epoch, fresh reading.
+            self.time = time.monotonic  # type: ignore[method-assign]
+        self.virtual_clock = getattr(loop, "_aioq_clock", None)
+
+    def time(self) -> float:
+        """``loop.time()``, looked up at each call."""
+        loop: Any = self.loop
+        return loop.time()  # type: ignore[no-any-return]
+
+    def report(self, context: dict[str, Any]) -> None:
+        loop = self.loop
+        assert loop is not None
+        if loop.is_closed():
+            super().report(context)
+        else:
+            loop.call_exception_handler(context)
+
+    def slow_threshold(self) -> float | None:
+        loop = self.loop
+        assert loop is not None
+        return loop.slow_callback_duration if loop.get_debug() else None
+
+    def in_task(self) -> bool:
+        loop = self.loop
+        return asyncio._get_running_loop() is loop and asyncio.current_task(loop) is not None
+
+    def running_here(self) -> bool:
+        return asyncio._get_running_loop() is self.loop
+
+    def is_closed(self) -> bool:
+        loop = self.loop
+        assert loop is not None
+        return loop.is_closed()
+
+    def is_running(self) -> bool:
+        loop = self.loop
+        assert loop is not None
+        return loop.is_running()
+
+
+def make_port(loop: object) -> StandalonePort:
+    """The port for ``loop`` (an asyncio loop, or None for a stand-alone context)."""
+    if loop is None:
+        return StandalonePort()
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be an asyncio event loop, not {type(loop).__name__}")
+    if loop.is_closed():
+        raise RuntimeError("cannot bind a MainContext to a closed event loop")
+    return LoopPort(loop)
+
+
+class Driver:
+    """What a context calls on whatever drives it (the default does nothing).
+
+    Every method is called on the context's thread, except where noted.
+    """
+
+    #: Called with the priority when a source becomes ready (set READY), or None.
+    source_ready: Callable[[int], None] | None = None
+
+    def hooks_added(self) -> None:
+        """A source with prepare/check hooks was attached (a driver without a pre-poll
+        hook must run an iteration so they are called)."""
+
+    def deadline_changed(self, when: float) -> None:
+        """The earliest ready time is now ``when`` (loop seconds)."""
+
+    def epoll_changed(self) -> None:
+        """The context's epoll set was rebuilt under the same fd number (see
+        `aioqloop._fdpoll`): renew the loop's registration of that fd."""
+
+    def iterated_by_hand(self) -> None:
+        """`MainContext.iteration` or `pending` ran outside the driver."""
+
+    def close(self) -> None:
+        """The context closes: withdraw everything registered with the loop."""
+
+
+class PlainDriver(Driver):
     """Drive ``ctx`` from ``loop`` callbacks (see the module docstring)."""
 
     def __init__(self, ctx: MainContext, loop: asyncio.AbstractEventLoop) -> None:
@@ -42,26 +186,38 @@ class PlainDriver:
         self._timer_when = math.inf
         self._closed = False
         # libuv rounds timers to milliseconds from a cached clock: aim just past it.
-        self._slack = 0.001 if _is_uvloop(loop) else 0.0
-        loop.add_reader(ctx._epoll.fileno(), self._on_readable)
-        ctx._kick = self._kick
-        ctx._deadline_changed = self._on_deadline
-        ctx._poll_waiting = True
+        self._slack = 0.001 if is_uvloop(loop) else 0.0
+        self._timeout: float | None = None
+        self._fd = ctx.driver_fileno()
+        loop.add_reader(self._fd, self._on_readable)
+        self.source_ready = self._kicked
+        ctx.driver_attach(self, may_sleep=True)
+        self._kick()
+
+    def _kicked(self, _priority: int) -> None:
+        self._kick()
+
+    def hooks_added(self) -> None:
+        self._kick()
+
+    def epoll_changed(self) -> None:
+        if not self._closed and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+            self._loop.add_reader(self._fd, self._on_readable)
+
+    def iterated_by_hand(self) -> None:
         self._kick()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        ctx = self._ctx
-        ctx._kick = None
-        ctx._deadline_changed = None
         if self._handle is not None:
             self._handle.cancel()
         if self._timer is not None:
             self._timer.cancel()
         if not self._loop.is_closed():
-            self._loop.remove_reader(ctx._epoll.fileno())
+            self._loop.remove_reader(self._fd)
 
     def _kick(self) -> None:
         if self._handle is None and not self._closed:
@@ -70,22 +226,18 @@ class PlainDriver:
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
         # iteration later (unless an iteration is already queued: keep FIFO order).
-        queued = self._handle is not None
-        self._ctx._poll_ready_fds()
-        if queued:
-            return
         if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+            self._ctx.poll_ready()
+            return
         self._run()
 
-    def _on_deadline(self, when: float) -> None:
-        if when < self._timer_when:
+    def deadline_changed(self, when: float) -> None:
+        if when < self._timer_when and not self._closed:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_when = when
-            # A timer that fires a little early only costs a re-arm: _run re-checks the
-            # heap against the context's own clock, so nothing is dispatched early.
+            # A timer that fires a little early only costs a re-arm: the iteration
+            # re-checks the heap against the context's clock, so nothing runs early.
             self._timer = self._loop.call_at(when + self._slack, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -93,27 +245,41 @@ class PlainDriver:
         self._timer_when = math.inf
         self._run()
 
+    # The driver contract of an iteration (see MainContext.iterate).
+    def poll(self, timeout: float | None) -> None:
+        self._timeout = timeout  # the prepare phase's wait: re-armed as a timer after
+        self._ctx.poll_ready()  # asyncio did the waiting
+
+    def place(self, priority: float) -> None:
+        self._ctx.dispatch(priority)
+
     def _run(self) -> None:
         """One GLib iteration without a wait; then arrange for the next."""
         self._handle = None
         ctx = self._ctx
-        if ctx._closed:
+        if self._closed or ctx.closed:
             return
-        ctx._owner = threading.get_ident()
-        ctx._poll_waiting_set(False)
+        if not ctx.acquire():
+            self._rearm(0.01)  # another thread iterates it by hand: look again soon
+            return
+        self._timeout = None
         try:
-            timeout = ctx._prepare()
-            prio = ctx._check()
-            if prio != math.inf:
-                ctx._dispatch(prio)
+            ctx.iterate(self, block=True, dispatch=True)
         finally:
-            ctx._poll_waiting_set(True)
-        # Re-check after publishing "may sleep" (QEMU's notify_me handshake).
-        if ctx._has_work():
-            self._kick()
+            ctx.release()
+            # Re-check after publishing "may sleep" (QEMU's notify_me handshake); also
+            # after a KeyboardInterrupt, so nothing is stranded when the loop runs again.
+            if ctx.has_work():
+                self._kick()
+            else:
+                self._rearm(self._timeout)
+
+    def _rearm(self, timeout: float | None) -> None:
+        ctx = self._ctx
+        if ctx.closed:
             return
-        deadline = ctx._next_deadline()
-        if timeout and not ctx._lock_deferred:  # 0.0: nothing left ready after dispatch
-            deadline = min(deadline, ctx._clock() + timeout)
+        deadline = ctx.next_deadline()
+        if timeout is not None:
+            deadline = min(deadline, ctx.time() + timeout)
         if deadline != math.inf:
-            self._on_deadline(deadline)
+            self.deadline_changed(deadline)

@@ -184,35 +184,12 @@ def _usable(ctx: _CoreContext) -> bool:
 
 
 def _default_core() -> _CoreContext:
-    """The core context GLib's default context maps to (see the module docstring)."""
+    """The core context GLib's default context maps to: the core default context."""
     global _global_default
-    loop = asyncio._get_running_loop()
-    if loop is not None:
-        return _get_main_context(loop)
-    with _default_lock:
-        g = _global_default
-        tls = _context_mod._tls
-        if threading.current_thread() is threading.main_thread():
-            if (
-                tls.default_loop is None
-                and g is not None
-                and _usable(g)
-                and g.loop is not None
-                and not g.loop.is_running()
-            ):
-                # A worker thread asked first: adopt its loop as this thread's default.
-                tls.default_loop = g.loop
-                asyncio.set_event_loop(g.loop)
-            ctx = _CoreContext.default()
-            _global_default = ctx
-            return ctx
-        if g is not None and _usable(g):
-            return g
-        from .loop import new_event_loop
-
-        ctx = _get_main_context(new_event_loop())
+    ctx = _CoreContext.default()
+    if asyncio._get_running_loop() is None:
         _global_default = ctx
-        return ctx
+    return ctx
 
 
 def _core_context(context: object) -> _CoreContext:
@@ -967,7 +944,8 @@ def get_monotonic_time() -> int:
     """
     loop = asyncio._get_running_loop()
     if loop is None:
-        loop = _context_mod._tls.default_loop
+        g = _global_default
+        loop = g.loop if g is not None and not g.closed else None
     if loop is not None and not loop.is_closed():
         return int(loop.time() * _US)
     return time.monotonic_ns() // 1000

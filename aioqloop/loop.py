@@ -1,34 +1,34 @@
-"""aioqloop's event loops, and the ways in: `new_event_loop`, `run`, `EventLoopPolicy`.
+"""aioqloop's stock-base event loop, and the ways in: `new_event_loop`, `run`, `EventLoopPolicy`.
 
 Stock base (`QSelectorEventLoop`)
 ---------------------------------
 A subclass of ``asyncio.SelectorEventLoop`` whose default `MainContext` lives *inside*
-asyncio's iteration, without a copy of ``_run_once``:
+asyncio's iteration, without a copy of ``_run_once``.  ``_run_once`` computes its timeout
+and calls ``self._selector.select(timeout)`` exactly once per iteration, right before it
+runs the ready handles; the selector is wrapped (`_SelectorHook`), and that call runs one
+`MainContext.iterate` whose poll is the real ``select``:
 
-1. ``_run_once`` computes its timeout and calls ``self._selector.select(timeout)``.  The
-   selector is wrapped (`_SelectorProxy`), so that call first runs the context's
-   **prepare** phase (GLib runs prepare before every poll) and shortens the timeout to
-   the context's; then the real ``select``.  The poll stays inside
-   ``self._selector.select``, so tools that wrap it (looptime) keep working.
-2. ``_process_events`` runs the **check** phase right after the poll, then places the
-   context's **dispatch** by priority against asyncio's own work, which runs at
-   `PRIORITY_DEFAULT`: a more urgent priority dispatches at once, before any asyncio
-   callback of this iteration; `PRIORITY_DEFAULT` is appended to the ready queue (FIFO
-   with asyncio callbacks); a less urgent (idle) priority dispatches only when asyncio has
-   nothing ready and no timer due, so a task that keeps yielding starves idles, as in
-   GLib.
-3. Task steps of tasks given another priority (`QTask.set_priority`, PyGObject's
-   ``GLibTask``) are routed from ``call_soon`` into the context at that priority.
+1. **prepare** (GLib runs it before every poll) shortens the timeout to the context's;
+2. the real ``select`` (so tools that wrap it, like looptime, keep working); the big
+   lock, if any, is not held (QEMU's ``os_host_main_loop_wait``);
+3. **check**, then the dispatch is **placed** by GLib's rules, asyncio's handles counting
+   as sources of `PRIORITY_DEFAULT` (PyGObject's gi.events makes every one a GSource):
 
-With ``bql=`` the context takes the big lock for its dispatch phase and does not hold it
-while the loop polls (QEMU's ``os_host_main_loop_wait``); see `aioqloop.biglock`.
+   * more urgent than `PRIORITY_DEFAULT`: it dispatches at once, and asyncio's ready
+     handles, due timers and fd events of this iteration wait for a later iteration (set
+     aside before asyncio counts them and put back, in order, by one internal handle);
+   * `PRIORITY_DEFAULT`: FIFO with asyncio's callbacks, by the order things became
+     ready: the context's dispatch is one handle appended to asyncio's ready queue when a
+     default-priority source becomes ready (so a bottom half scheduled before a task
+     yields has run when the task resumes, as a ``call_soon`` would have);
+   * less urgent (idle-class): only when asyncio has nothing ready, no fd event and no
+     timer due, so a task that keeps yielding starves idles, as in GLib.
 
-uvloop base (`QUVLoop`)
------------------------
-A ``uvloop.Loop`` subclass (so ``uvloop.run`` accepts it).  libuv gives no hook before
-its poll and no view of its ready queue, so the context runs through the public API only
-(`aioqloop.bridge.PlainDriver`): one ``call_at`` deadline, one ``add_reader``, and a
-``call_soon`` per GLib iteration.  The README's table lists which guarantees differ.
+Task steps of tasks given another priority (`QTask.set_priority`) are routed into the
+context at that priority (see `aioqloop._tasks`).  An empty context costs plain asyncio
+work one method call per iteration.
+
+The uvloop base lives in `aioqloop._uvloop`.
 """
 
 from __future__ import annotations
@@ -36,16 +36,20 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import selectors
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _registry
+from ._fdpoll import clamp_wait
+from ._tasks import QLoopMixin, QTask
+from .bridge import Driver
 from .constants import PRIORITY_DEFAULT
-from .context import _FREE_THREADED, MainContext
+from .context import MainContext, get_main_context
 
 if TYPE_CHECKING:
     from .biglock import BigLock
@@ -54,45 +58,6 @@ if TYPE_CHECKING:
 __all__ = ("QSelectorEventLoop", "QTask", "new_event_loop", "run")
 
 _T = TypeVar("_T")
-_get_ident = threading.get_ident
-
-
-class QTask(asyncio.Task):  # type: ignore[type-arg]
-    """A task whose steps run at a GLib priority (like PyGObject's ``GLibTask``).
-
-    Created by aioqloop loops for every ``create_task``.  The priority is read each time
-    a step is scheduled, so a change applies from the next step on.
-    """
-
-    _aioq_priority = PRIORITY_DEFAULT
-
-    def set_priority(self, priority: int) -> None:
-        """Run this task's coming steps at ``priority`` (GLib numbers; lower is sooner)."""
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, not {type(priority).__name__}")
-        loop = self.get_loop()
-        old = self._aioq_priority
-        if old == priority:
-            return
-        if isinstance(loop, _QLoopMixin):
-            if old == PRIORITY_DEFAULT:
-                loop._aioq_priorities_in_use(+1)
-                self.add_done_callback(_forget_priority)
-            elif priority == PRIORITY_DEFAULT:
-                loop._aioq_priorities_in_use(-1)
-        self._aioq_priority = priority
-
-    def get_priority(self) -> int:
-        """The GLib priority its steps run at (`PRIORITY_DEFAULT` unless set)."""
-        return self._aioq_priority
-
-
-def _forget_priority(task: asyncio.Future[Any]) -> None:
-    if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
-        task._aioq_priority = PRIORITY_DEFAULT
-        loop = task.get_loop()
-        if isinstance(loop, _QLoopMixin):
-            loop._aioq_priorities_in_use(-1)
 
 
 class _SeqTimerHandle(asyncio.TimerHandle):
@@ -132,14 +97,13 @@ class _SeqTimerHandle(asyncio.TimerHandle):
 _timer_seq = itertools.count()
 
 
-def _run_handle(handle: asyncio.Handle) -> None:
-    if not handle.cancelled():
-        handle._run()
+def check_loop_args(clock: object, bql: object) -> None:
+    """Type checks of `new_event_loop`'s arguments, before any fd is opened."""
+    if clock is not None:
+        from .clock import VirtualClock
 
-
-def _check_bql(bql: object) -> None:
-    # Checked before the base loop is built: raising later left a half-built loop with
-    # its selector, self-pipe and context fds open (and an "unclosed loop" warning at GC).
+        if not isinstance(clock, VirtualClock):
+            raise TypeError(f"clock must be a VirtualClock, not {type(clock).__name__}")
     if bql is not None:
         from .biglock import BigLock
 
@@ -147,87 +111,28 @@ def _check_bql(bql: object) -> None:
             raise TypeError(f"bql must be a BigLock, not {type(bql).__name__}")
 
 
-if TYPE_CHECKING:
-    _MixinBase = asyncio.AbstractEventLoop
-else:
-    _MixinBase = object
+class _SelectorHook:
+    """The loop's selector with a context iteration around ``select`` (module docstring).
 
-
-class _QLoopMixin(_MixinBase):
-    """What both bases share: the owned context, prioritized tasks, thread ownership."""
-
-    _aioqloop_context: MainContext
-    _aioq_prio_tasks: int
-
-    def _aioq_setup(self, ctx: MainContext, bql: BigLock | None) -> None:
-        self._aioqloop_context = ctx
-        self._aioq_prio_tasks = 0
-        if bql is not None:
-            ctx._set_bql(bql)
-
-    @property
-    def main_context(self) -> MainContext:
-        """The loop's own default `MainContext`."""
-        return self._aioqloop_context
-
-    def create_task(
-        self, coro: Any, *, name: Any = None, context: Any = None
-    ) -> asyncio.Task[Any]:
-        """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``)."""
-        loop: Any = self
-        if loop.get_task_factory() is not None:
-            parent: Any = super().create_task
-            return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
-        if loop.is_closed():
-            raise RuntimeError("Event loop is closed")
-        if context is None:
-            task = QTask(coro, loop=loop, name=name)
-        else:
-            task_cls: Any = QTask
-            task = task_cls(coro, loop=loop, name=name, context=context)
-        tb = getattr(task, "_source_traceback", None)
-        if tb:
-            del tb[-1]
-        return task
-
-    def _aioq_call_soon_prio(
-        self, callback: Callable[..., Any], *args: Any, context: Any = None
-    ) -> asyncio.Handle:
-        """``call_soon`` while some task has a non-default priority: route its steps."""
-        task = getattr(callback, "__self__", None)
-        if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
-            loop: Any = self
-            if loop.is_closed():
-                raise RuntimeError("Event loop is closed")
-            handle = asyncio.Handle(callback, args, loop, context)
-            self._aioqloop_context._call_at_priority(task._aioq_priority, _run_handle, (handle,))
-            return handle
-        plain: Any = type(self).call_soon  # the class's, not this instance attribute
-        return plain(self, callback, *args, context=context)  # type: ignore[no-any-return]
-
-    def _aioq_priorities_in_use(self, delta: int) -> None:
-        # The routing call_soon is installed on the instance only while a task has a
-        # non-default priority, so plain asyncio work pays nothing for the feature.
-        self._aioq_prio_tasks += delta
-        if self._aioq_prio_tasks > 0:
-            self.call_soon = self._aioq_call_soon_prio  # type: ignore[method-assign,assignment]
-        else:
-            self.__dict__.pop("call_soon", None)
-
-
-class _SelectorProxy:
-    """The loop's selector with GLib's prepare before and the context's fds after ``select``.
-
-    Everything but ``select`` is the real selector's bound method (no per-call cost).
+    It is also the context's driver: ``poll``/``place`` for `MainContext.iterate`, and
+    ``source_ready`` to queue the default-priority dispatch in FIFO order.  Everything but
+    ``select`` is the real selector's bound method (no per-call cost).
     """
 
     def __init__(self, loop: QSelectorEventLoop, selector: selectors.BaseSelector) -> None:
-        self._loop = loop
+        self._loop: Any = loop
         self._real = selector
         self._select = selector.select
-        self._ctx: MainContext | None = None
         self._clock: VirtualClock | None = None
+        self._ctx: MainContext | None = None
         self._epfd = -1
+        self._timeout: float | None = None
+        self._events: list[tuple[selectors.SelectorKey, int]] = []
+        self._queued = False
+        self._dispatch_handle = asyncio.Handle(self._run_dispatch, (), loop, None)
+        self._restore_handle = asyncio.Handle(self._restore, (), loop, None)
+        self._stash: tuple[deque[Any], list[Any], deque[Any], list[Any]] | None = None
+        self._preset: list[tuple[selectors.SelectorKey, int]] | None = None
         self.register = selector.register
         self.unregister = selector.unregister
         self.modify = selector.modify
@@ -235,33 +140,45 @@ class _SelectorProxy:
         self.get_map = selector.get_map
         self.close = selector.close
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def source_ready(self, priority: int) -> None:
+        """A source became ready: queue the default-priority dispatch, FIFO."""
+        if priority == PRIORITY_DEFAULT and not self._queued:
+            self._queued = True
+            self._loop._ready.append(self._dispatch_handle)
+
+    # -- select ---------------------------------------------------------------
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         """prepare → the real select → check → place the dispatch (module docstring)."""
         ctx: Any = self._ctx
-        # Publish "may sleep" before looking at the queues (QEMU's notify_me).
-        if _FREE_THREADED:
-            ctx._poll_waiting_set(True)
-        else:
-            ctx._poll_waiting = True  # the GIL orders it before the reads below
-        # Every source, carrier or fd watch is in _sources, and so is a source attached
-        # from another thread (its insertion waits in _foreign_ops): an empty context
-        # costs plain asyncio work a couple of lookups.
-        busy = bool(ctx._sources or ctx._foreign_ops)
-        if not busy and self._clock is None:
-            events = self._select(timeout)
-            ctx._poll_waiting = False
-            # The epoll fd can only be ready if someone wrote the eventfd, and writers
-            # set _notified first.
-            if events and ctx._notified:
-                self._take_epfd(ctx, events)
-                prio = ctx._check()
-                if prio != math.inf:
-                    self._loop._aioq_place(ctx, prio, bool(events))
+        if self._clock is None and ctx.is_empty():
+            events = self._select(clamp_wait(timeout))
+            if events and self._take_epfd(events):
+                # A wake-up: run what other threads posted, on the events we have.
+                self._preset = events
+                ctx.iterate(self, block=False, dispatch=True)
             return events
-        if busy:
-            wait = ctx._prepare()
-            if wait is not None and (timeout is None or wait < timeout):
-                timeout = wait
+        self._timeout = timeout
+        self._events = []
+        ctx.iterate(self, block=True, dispatch=True)
+        events, self._events = self._events, []
+        return events
+
+    def poll(self, wait: float | None) -> None:
+        """The context's poll: asyncio's own select, for the shorter of both timeouts."""
+        ctx: Any = self._ctx
+        preset = self._preset
+        if preset is not None:
+            self._preset = None
+            ctx.poll_ready()
+            self._events = preset
+            return
+        timeout = self._timeout
+        if wait is not None and (timeout is None or wait < timeout):
+            timeout = wait
+        timeout = clamp_wait(timeout)
         clock = self._clock
         if clock is not None and timeout != 0:
             events = self._select(0)
@@ -269,30 +186,86 @@ class _SelectorProxy:
                 events = clock._idle_select(self._real, timeout)
         else:
             events = self._select(timeout)
-        ctx._poll_waiting = False
-        if events and self._take_epfd(ctx, events):
-            busy = True
-        if busy:
-            prio = ctx._check()
-            if prio != math.inf:
-                self._loop._aioq_place(ctx, prio, bool(events))
-        return events
+        if events and self._take_epfd(events):
+            ctx.poll_ready()
+        self._events = events
 
-    def _take_epfd(self, ctx: Any, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
-        """Remove the context's epoll fd from ``events``; poll it if it was there."""
+    def _take_epfd(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
         epfd = self._epfd
         for i, (key, _mask) in enumerate(events):
             if key.fd == epfd:
                 del events[i]
-                ctx._poll_ready_fds()
                 return True
         return False
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+    def place(self, priority: float) -> None:
+        ctx: Any = self._ctx
+        if priority < PRIORITY_DEFAULT:
+            self._urgent(ctx, priority)
+        elif priority == PRIORITY_DEFAULT:
+            self.source_ready(PRIORITY_DEFAULT)
+        elif not (self._events or self._loop._ready or self._loop._timer_due()):
+            ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
+
+    def _run_dispatch(self) -> None:
+        self._queued = False
+        ctx: Any = self._ctx
+        if ctx is not None and not ctx.closed:
+            ctx.dispatch(PRIORITY_DEFAULT)
+
+    # -- strict priorities: asyncio's work waits while something urgent runs --------
+    def _urgent(self, ctx: Any, priority: float) -> None:
+        loop = self._loop
+        ready, scheduled = loop._ready, loop._scheduled
+        loop._ready, loop._scheduled = deque(), []
+        try:
+            ctx.dispatch(priority)
+        except BaseException:
+            self._merge(ready, scheduled, loop._ready, loop._scheduled)
+            raise
+        # fd events wait too: the selector is level-triggered and reports them again.
+        self._events = []
+        self._stash = (ready, scheduled, loop._ready, loop._scheduled)
+        loop._ready, loop._scheduled = deque([self._restore_handle]), []
+
+    def _restore(self) -> None:
+        stash, self._stash = self._stash, None
+        if stash is not None:
+            ready, scheduled, new_ready, new_scheduled = stash
+            loop = self._loop
+            new_ready.extend(loop._ready)
+            new_scheduled.extend(loop._scheduled)
+            self._merge(ready, scheduled, new_ready, new_scheduled)
+
+    def _merge(self, ready: deque[Any], scheduled: list[Any], new_ready: deque[Any],
+               new_scheduled: list[Any]) -> None:
+        ready.extend(new_ready)
+        for timer in new_scheduled:
+            heapq.heappush(scheduled, timer)
+        loop = self._loop
+        loop._ready, loop._scheduled = ready, scheduled
 
 
-class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
+class _HookDriver(Driver):
+    """The context's `Driver` on the stock base (the hook itself does the work)."""
+
+    def __init__(self, hook: _SelectorHook) -> None:
+        self._hook = hook
+        self.source_ready = hook.source_ready
+
+    def epoll_changed(self) -> None:
+        hook = self._hook
+        hook._loop._remove_reader(hook._epfd)
+        hook._loop._add_reader(hook._epfd, _never_called)
+
+    def close(self) -> None:
+        hook = self._hook
+        if not hook._loop.is_closed() and hook._epfd >= 0:
+            hook._loop._remove_reader(hook._epfd)
+        hook._epfd = -1
+
+
+class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
     """aioqloop on the stock selector loop (see the module docstring)."""
 
     def __init__(
@@ -302,26 +275,26 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         clock: VirtualClock | None = None,
         bql: BigLock | None = None,
     ) -> None:
-        _check_bql(bql)
+        check_loop_args(clock, bql)
         super().__init__(selector)
         self._aioq_clock = clock
         if clock is not None:
             clock._bind(self)
             self.time = clock.time  # type: ignore[method-assign]
             self.call_at = self._aioq_call_at_fifo  # type: ignore[method-assign,assignment]
-        proxy = _SelectorProxy(self, self._selector)
-        self._selector: Any = proxy
-        ctx = MainContext(self, _driver="hooked")
-        self._aioq_setup(ctx, bql)
-        self._aioq_epfd = ctx._epoll.fileno()
-        proxy._ctx = ctx
-        proxy._clock = clock
-        proxy._epfd = self._aioq_epfd
-        self._add_reader(self._aioq_epfd, _never_called)  # type: ignore[attr-defined]
+        hook = _SelectorHook(self, self._selector)
+        self._selector: Any = hook
+        ctx = MainContext(self, _driver="loop")
+        self._aioqloop_context = ctx
+        hook._ctx = ctx
+        hook._clock = clock
+        hook._epfd = ctx.driver_fileno()
+        ctx.driver_attach(_HookDriver(hook), may_sleep=False)
+        ctx.set_bql(bql)
+        self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
 
-    # -- the check phase, right after the poll -----------------------------
     def _aioq_call_at_fifo(
-        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+        self, when: float, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
         """``call_at`` with FIFO ties (installed with a virtual clock, where ties are common)."""
         loop: Any = self
@@ -338,46 +311,26 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
 
-    def _aioq_place(self, ctx: MainContext, prio: float, fd_events: bool) -> None:
-        """Run or queue the dispatch of ``prio`` against asyncio's work (PRIORITY_DEFAULT)."""
-        if prio < PRIORITY_DEFAULT:
-            ctx._dispatch(prio)  # before every asyncio callback of this iteration
-            return
-        asyncio_busy = fd_events or self._ready or self._timer_due()  # type: ignore[attr-defined]
-        if prio == PRIORITY_DEFAULT:
-            if asyncio_busy:
-                # FIFO with the asyncio work already due in this iteration.
-                asyncio.SelectorEventLoop.call_soon(self, ctx._dispatch, prio)
-            else:
-                ctx._dispatch(prio)
-        elif not asyncio_busy:
-            ctx._dispatch(prio)  # idle-class: only when asyncio has nothing to run
-
     def _timer_due(self) -> bool:
         scheduled = self._scheduled  # type: ignore[attr-defined]
-        while scheduled and scheduled[0]._cancelled:
+        if scheduled and scheduled[0]._cancelled:
             return True  # asyncio prunes it this iteration; look again next time
         return bool(scheduled) and scheduled[0]._when <= self.time() + self._clock_resolution  # type: ignore[attr-defined]
 
-    # -- lifecycle ----------------------------------------------------------
     def run_forever(self) -> None:
         ctx = self._aioqloop_context
-        # Restore, not clear: a refused nested run_forever/run_until_complete (the loop
-        # already runs) must leave the running loop's thread the owner.
-        owner = ctx._owner
-        ctx._owner = _get_ident()
+        if not ctx.acquire():
+            raise RuntimeError("the loop's MainContext is owned by another thread")
         try:
             super().run_forever()
         finally:
-            ctx._owner = owner
+            ctx.release()
 
     def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if not self.is_closed():
-            if self._selector is not None:
-                self._remove_reader(self._aioq_epfd)  # type: ignore[attr-defined]
-            self._aioqloop_context.close()
+            self._aioqloop_context.close_with_loop()
         super().close()
 
     def __repr__(self) -> str:
@@ -387,47 +340,51 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         )
 
 
-def _never_called() -> None:  # pragma: no cover - filtered out by _aioq_select
+def _never_called() -> None:  # pragma: no cover - filtered out by the hook
     raise AssertionError("the context's epoll fd is handled inside select()")
 
 
-def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
-    global _QUVLoop
-    if _QUVLoop is not None:
-        return _QUVLoop
-    import uvloop
-
-    class QUVLoop(_QLoopMixin, uvloop.Loop):  # type: ignore[misc]
-        """aioqloop on uvloop: the context runs through public loop API only."""
-
-        def __init__(self, *, bql: BigLock | None = None) -> None:
-            super().__init__()  # libuv's loop and fds exist already (__cinit__)
-            try:
-                _check_bql(bql)
-            except TypeError:
-                uvloop.Loop.close(self)
-                raise
-            self._aioq_setup(MainContext(self), bql)
-
-        def run_forever(self) -> None:
-            ctx = self._aioqloop_context
-            owner = ctx._owner  # restored: see QSelectorEventLoop.run_forever
-            ctx._owner = _get_ident()
-            try:
-                super().run_forever()
-            finally:
-                ctx._owner = owner
-
-        def close(self) -> None:
-            if not self.is_closed() and not self.is_running():
-                self._aioqloop_context.close()
-            super().close()
-
-    _QUVLoop = QUVLoop
-    return QUVLoop
+# -- the default context (registered in aioqloop._registry) ----------------------------
+_default_lock = threading.Lock()
+_default_loop: asyncio.AbstractEventLoop | None = None
+_default_adopted = False
 
 
-_QUVLoop: type[asyncio.AbstractEventLoop] | None = None
+def _default_context() -> MainContext:
+    """The running loop's context, else the global default context (GLib's
+    ``g_main_context_default``): the main thread's, whose aioqloop loop is created on
+    demand (by any thread) and becomes the main thread's current event loop."""
+    global _default_loop, _default_adopted
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return get_main_context(loop)
+    main = threading.current_thread() is threading.main_thread()
+    with _default_lock:
+        g = _default_loop
+        if g is None or g.is_closed() or get_main_context(g).closed:
+            g = _default_loop = new_event_loop()
+            get_main_context(g).set_home_thread(threading.main_thread().ident or 0)
+            _default_adopted = False
+        if main and not _default_adopted:
+            _default_adopted = True
+            asyncio.set_event_loop(g)
+    return get_main_context(g)
+
+
+_registry.register_default_lookup(_default_context)
+
+
+def _forget_default_loop() -> None:
+    """Close the global default context's loop (if not running) and forget it: the next
+    `MainContext.default()` outside a loop creates a new one.  For tests."""
+    global _default_loop, _default_adopted
+    with _default_lock:
+        g, _default_loop = _default_loop, None
+        adopted, _default_adopted = _default_adopted, False
+    if g is not None and not g.is_closed() and not g.is_running():
+        g.close()
+    if adopted and threading.current_thread() is threading.main_thread():
+        asyncio.set_event_loop(None)
 
 
 def new_event_loop(
@@ -446,13 +403,15 @@ def new_event_loop(
     if base == "asyncio":
         return QSelectorEventLoop(clock=clock, bql=bql)
     if base == "uvloop":
+        check_loop_args(clock, bql)
         if clock is not None:
             raise ValueError(
                 "a VirtualClock needs base='asyncio': uvloop's timers run on libuv's own "
                 "real clock, so virtual time cannot be honoured there"
             )
-        cls = _uvloop_class()
-        return cls(bql=bql)  # type: ignore[call-arg]
+        from ._uvloop import uvloop_class
+
+        return uvloop_class()(bql=bql)  # type: ignore[call-arg]
     raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")
 
 

@@ -411,8 +411,9 @@ def _report_leaks(item: pytest.Item, before: dict[MainContext, set[int]]) -> Non
             src = ctx._sources.get(sid)
             if src is not None:
                 found.append(repr(src))
-        if ctx._bh_pending and ctx._bh_pending > 0:
-            found.append(f"{ctx._bh_pending} bottom half(s) still scheduled")
+        carrier = ctx._bh
+        if carrier is not None and carrier.pending > 0:
+            found.append(f"{carrier.pending} bottom half(s) still scheduled")
     if found:
         item.warn(AioqloopLeakWarning(
             "the test left on its loop's MainContext: " + ", ".join(found)

@@ -12,12 +12,23 @@ Units: times are seconds on the owning loop's clock (``loop.time()``); ``-1`` me
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from . import _registry
+from ._checks import (
+    FileLike as _FileLike,
+)
+from ._checks import (
+    check_bool,
+    check_events,
+    check_name,
+    check_priority,
+    check_when,
+    fd_of,
+)
 from .constants import PRIORITY_DEFAULT, IOCondition
 
 if TYPE_CHECKING:
@@ -25,73 +36,29 @@ if TYPE_CHECKING:
 
 __all__ = ("Source",)
 
-_HOOK_NAMES = ("prepare", "check")
-
-
-class _FileLike(Protocol):
-    def fileno(self) -> int: ...
-
-
-def _fd_of(fd_or_fileobj: int | _FileLike) -> int:
-    """Return the fd number of an int or of an object with ``fileno()``; validate it."""
-    if isinstance(fd_or_fileobj, bool):
-        raise TypeError("an fd must be an int or have a fileno() method, not bool")
-    if isinstance(fd_or_fileobj, int):
-        fd = fd_or_fileobj
-    else:
-        fileno = getattr(fd_or_fileobj, "fileno", None)
-        if fileno is None:
-            kind = type(fd_or_fileobj).__name__
-            raise TypeError(f"an fd must be an int or have a fileno() method, not {kind}")
-        fd = fileno()
-        if not isinstance(fd, int) or isinstance(fd, bool):
-            raise TypeError(f"fileno() returned {type(fd).__name__}, not int")
-    if fd < 0:
-        raise ValueError(f"invalid file descriptor {fd}")
-    return fd
-
-
-def _check_events(events: object) -> IOCondition:
-    if isinstance(events, bool) or not isinstance(events, int):
-        raise TypeError(f"events must be an IOCondition, not {type(events).__name__}")
-    cond = IOCondition(int(events) & 0x3F)
-    if int(events) & ~0x3F:
-        raise ValueError(f"unknown IOCondition bits in {int(events):#x}")
-    return cond
-
-
-def _check_priority(priority: object) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority must be an int, not {type(priority).__name__}")
-    return int(priority)
-
+# Kept under their old names for the modules that import them from here.
+_fd_of = fd_of
+_check_priority = check_priority
 
 # IntFlag construction costs about a microsecond; a dispatch needs it on every fd event.
 _CONDITIONS = tuple(IOCondition(bits) for bits in range(64))
-
-_MainContext: type[MainContext] | None = None
-
-
-def _context_class() -> type[MainContext]:
-    # context.py imports this module; resolve the class once, not on every attach.
-    global _MainContext
-    if _MainContext is None:
-        from .context import MainContext
-
-        _MainContext = MainContext
-    return _MainContext
 
 
 class _FdRecord:
     """One ``add_unix_fd`` registration; the opaque tag handed to the user."""
 
-    __slots__ = ("events", "fd", "revents", "source")
+    __slots__ = ("events", "fd", "ident", "revents", "source")
 
-    def __init__(self, source: Source, fd: int, events: IOCondition) -> None:
+    def __init__(
+        self, source: Source, fd: int, events: IOCondition,
+        ident: tuple[int, int] | None = None,
+    ) -> None:
         self.source = source
         self.fd = fd
         self.events = events
         self.revents = 0
+        #: (device, inode) of the file when the watch was added: tells a reused fd number.
+        self.ident = ident
 
     def __repr__(self) -> str:
         return f"<fd tag fd={self.fd} events={self.events!r} revents={IOCondition(self.revents)!r}>"
@@ -157,10 +124,9 @@ class Source:
         cls._has_check = cls.check is not Source.check
 
     def __init__(self, *, priority: int = PRIORITY_DEFAULT, name: str | None = None) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        if type(priority) is not int:
-            priority = _check_priority(priority)
+        check_name(name)
+        if type(priority) is not int or not -0x80000000 <= priority <= 0x7FFFFFFF:
+            priority = check_priority(priority)
         self._priority = priority
         self._name = name
         self._fds: list[_FdRecord] = []
@@ -207,7 +173,8 @@ class Source:
 
     @priority.setter
     def priority(self, priority: int) -> None:
-        priority = _check_priority(priority)
+        priority = check_priority(priority)
+        self._check_not_destroyed("setting priority on")
         if self._parent is not None:
             raise RuntimeError("a child source follows its parent's priority; set the parent's")
         self._set_priority_tree(priority)
@@ -228,9 +195,7 @@ class Source:
 
     @name.setter
     def name(self, name: str | None) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        self._name = name
+        self._name = check_name(name)
 
     @property
     def id(self) -> int:
@@ -249,7 +214,7 @@ class Source:
 
     @can_recurse.setter
     def can_recurse(self, value: bool) -> None:
-        self._can_recurse = bool(value)
+        self._can_recurse = check_bool(value, "can_recurse")
 
     @property
     def is_destroyed(self) -> bool:
@@ -275,10 +240,9 @@ class Source:
 
         Raises `RuntimeError` if the source is attached already, destroyed, or a child.
         """
-        MainContext = _context_class()
         if context is None:
-            context = MainContext.default()
-        elif not isinstance(context, MainContext):
+            context = _registry.default_context()
+        elif not _registry.is_context(context):
             raise TypeError(f"context must be a MainContext, not {type(context).__name__}")
         if self._destroyed:
             raise RuntimeError(f"{self!r} is destroyed; a destroyed source cannot be attached")
@@ -314,7 +278,7 @@ class Source:
         ctx = self._context
         try:
             self.finalize()
-        except Exception as exc:
+        except (Exception, GeneratorExit) as exc:
             if ctx is not None:
                 ctx._report(exc, self, "finalize")
             else:
@@ -326,11 +290,7 @@ class Source:
         Like ``g_source_set_ready_time``: ``-1`` means never, 0 or a past time means now.
         Dispatch does not reset it.  Callable from any thread; wakes the loop.
         """
-        if isinstance(when, bool) or not isinstance(when, (int, float)):
-            raise TypeError(f"ready time must be a number of seconds, not {type(when).__name__}")
-        when = float(when)
-        if math.isnan(when):
-            raise ValueError("ready time must not be NaN")
+        when = check_when(when)
         self._check_not_destroyed("set_ready_time")
         if when == self._ready_time:
             return
@@ -350,11 +310,11 @@ class Source:
         and a source with revents is ready even if its `check` says no.  Raises `OSError`
         if the fd is not open.
         """
-        fdnum = _fd_of(fd_or_fileobj)
-        cond = _check_events(events)
+        fdnum = fd_of(fd_or_fileobj)
+        cond = check_events(events)
         self._check_not_destroyed("add_unix_fd")
-        os.fstat(fdnum)  # EBADF here, at the call, not later inside the loop
-        record = _FdRecord(self, fdnum, cond)
+        st = os.fstat(fdnum)  # EBADF here, at the call, not later inside the loop
+        record = _FdRecord(self, fdnum, cond, (st.st_dev, st.st_ino))
         self._fds.append(record)
         if self._context is not None:
             self._context._fd_add(record)
@@ -363,7 +323,7 @@ class Source:
     def modify_unix_fd(self, tag: _FdRecord, events: IOCondition | int) -> None:
         """Change the events watched for ``tag`` (``g_source_modify_unix_fd``)."""
         record = self._record(tag)
-        record.events = _check_events(events)
+        record.events = check_events(events)
         if self._context is not None and not self._destroyed:
             self._context._fd_changed(record.fd)
 

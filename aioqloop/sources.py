@@ -8,12 +8,16 @@ Intervals are seconds (floats); GLib's millisecond forms are in `aioqloop.glib`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _registry
+from ._checks import FileLike as _FileLike
+from ._checks import check_callback as _check_callback
+from ._checks import check_interval as _check_interval
+from ._checks import fd_of as _fd_of
 from .constants import PRIORITY_DEFAULT, PRIORITY_DEFAULT_IDLE, IOCondition
-from .source import _CONDITIONS, Source, _fd_of, _FileLike
+from .source import _CONDITIONS, Source
 
 if TYPE_CHECKING:
     from .context import MainContext
@@ -27,20 +31,6 @@ __all__ = (
     "source_remove",
     "timeout_add",
 )
-
-
-def _check_interval(interval: object) -> float:
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
-        raise TypeError(f"interval must be a number of seconds, not {type(interval).__name__}")
-    value = float(interval)
-    if math.isnan(value) or value < 0 or math.isinf(value):
-        raise ValueError(f"interval must be a finite number of seconds >= 0, not {interval!r}")
-    return value
-
-
-def _check_callback(callback: object) -> None:
-    if not callable(callback):
-        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
 
 
 class TimeoutSource(Source):
@@ -67,9 +57,15 @@ class TimeoutSource(Source):
             self._ready_time = context._clock() + self._interval
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
-        keep = super().dispatch(callback, args)
-        if keep and not self._destroyed:
-            self.set_ready_time(self.time() + self._interval)
+        keep = False
+        try:
+            keep = super().dispatch(callback, args)
+        except (KeyboardInterrupt, SystemExit):
+            keep = True  # the source is kept: re-arm it, so it does not fire at once
+            raise
+        finally:
+            if keep and not self._destroyed:
+                self.set_ready_time(self.time() + self._interval)
         return keep
 
     def __repr__(self) -> str:
@@ -175,17 +171,20 @@ def fd_add(
 
 
 def source_remove(id: int, context: MainContext | None = None) -> bool:
-    """Destroy the source with this id; True if there was one (``g_source_remove``)."""
-    from .context import MainContext
+    """Destroy the source with this id; True if there was one (``g_source_remove``).
 
+    Ids are per context, as in GLib: without ``context`` this is `MainContext.default`
+    (the running loop's context, else the global default context) — the same context
+    the ``*_add`` functions attach to.
+    """
     if isinstance(id, bool) or not isinstance(id, int):
         raise TypeError(f"source id must be an int, not {type(id).__name__}")
-    ctx = context if context is not None else MainContext.default()
+    if context is not None and not _registry.is_context(context):
+        raise TypeError(f"context must be a MainContext, not {type(context).__name__}")
+    ctx = context if context is not None else _registry.default_context()
     src = ctx.find_source_by_id(id)
     if src is None:
         return False
     src.destroy()
     return True
 
-
-_ = IOCondition

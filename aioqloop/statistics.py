@@ -43,12 +43,15 @@ class ContextStatistics:
     :ivar poll_time: seconds spent waiting in the context's own poll (hand-run iterations).
     :ivar dispatch_time: seconds spent dispatching sources.
     :ivar sources: one `SourceStats` per attached source.
+    :ivar wakeup_writes: writes of the cross-thread wake-up eventfd so far (a burst of
+        bottom-half schedules or invokes while the loop sleeps costs one).
     """
 
     iterations: int
     poll_time: float
     dispatch_time: float
     sources: tuple[SourceStats, ...]
+    wakeup_writes: int = 0
 
 
 def statistics_table(ctx: MainContext, *, title: str | None = None) -> Table:

@@ -538,7 +538,12 @@ class ChildWatchSource(Source):
             return True
         if callback is None:
             return super().dispatch(None, args)
-        callback(self._pid, status, *args)
+        try:
+            callback(self._pid, status, *args)
+        finally:
+            # Reaped: the watch is over even if KeyboardInterrupt or SystemExit escapes
+            # the callback (it must not be called again with a made-up status).
+            self.destroy()
         return False
 
     def finalize(self) -> None:

@@ -19,15 +19,11 @@ Run ``python benchmarks/bench_wakeup.py [--quick]``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,43 +33,24 @@ import _benchlib as c
 BENCH = "wakeup"
 
 
-class _CountingOs:
-    """Stands in for ``os`` in aioqloop's modules; counts ``eventfd_write`` calls."""
+class _ContextWrites:
+    """Reads the wake-up writes of the loop's context from `MainContext.statistics`."""
 
-    def __init__(self) -> None:
-        self.writes = 0
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        import aioqloop
 
-    def eventfd_write(self, fd: int, value: int) -> None:
-        self.writes += 1
-        os.eventfd_write(fd, value)
+        self._ctx = aioqloop.get_main_context(loop)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-
-@contextlib.contextmanager
-def _count_eventfd_writes() -> Iterator[_CountingOs]:
-    import aioqloop.bottomhalf
-    import aioqloop.context
-
-    counter = _CountingOs()
-    modules: list[ModuleType] = [aioqloop.bottomhalf, aioqloop.context]
-    saved = [m.os for m in modules]  # type: ignore[attr-defined]
-    for m in modules:
-        m.os = counter  # type: ignore[attr-defined]
-    try:
-        yield counter
-    finally:
-        for m, real in zip(modules, saved, strict=True):
-            m.os = real  # type: ignore[attr-defined]
+    @property
+    def writes(self) -> int:
+        return self._ctx.statistics().wakeup_writes
 
 
 def _measure(impl: str, kind: str, burst: int, bursts: int) -> dict[str, float]:
     loop = c.new_loop(impl)
     try:
         if kind == "bh":
-            with _count_eventfd_writes() as counter:
-                return _handoff(loop, kind, burst, bursts, counter)
+            return _handoff(loop, kind, burst, bursts, _ContextWrites(loop))
         return _handoff(loop, kind, burst, bursts, None)
     finally:
         c.close_loop(loop)

@@ -898,13 +898,10 @@ EXPECTED: dict[str, Any] = {
 
 
 def reset_aioqloop_default() -> None:
-    """Close the default aioqloop loop of this thread so the next test starts clean."""
+    """Close the global default aioqloop loop so the next test starts clean."""
     import asyncio
 
-    from aioqloop import context as core_context
+    from aioqloop import loop as core_loop
 
-    loop = core_context._tls.default_loop
-    if loop is not None and not loop.is_closed() and not loop.is_running():
-        loop.close()
-    core_context._tls.default_loop = None
+    core_loop._forget_default_loop()
     asyncio.set_event_loop(None)

@@ -12,25 +12,22 @@ from typing import Any
 import pytest
 from conftest import LOOP_KINDS, HandlerLog, context_for, iterate, run_in
 
-from aioqloop import BottomHalf, MainContext, bottomhalf
+from aioqloop import BottomHalf, MainContext
+from aioqloop._waker import Waker
 
 DEADLINE = 10.0
 
 
 class EventfdWrites:
-    """Counts the wake-up writes bottom halves make (``os.eventfd_write`` in bottomhalf)."""
+    """Counts the context's wake-up writes from here on (``statistics().wakeup_writes``)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-        real = os.eventfd_write
+    def __init__(self, ctx: MainContext) -> None:
+        self._ctx = ctx
+        self._start = ctx.statistics().wakeup_writes
 
-        def counting(fd: int, value: int) -> None:
-            with self._lock:
-                self.count += 1
-            real(fd, value)
-
-        monkeypatch.setattr(bottomhalf.os, "eventfd_write", counting)
+    @property
+    def count(self) -> int:
+        return self._ctx.statistics().wakeup_writes - self._start
 
 
 def test_schedule_twice_one_call(ctx: MainContext) -> None:
@@ -146,7 +143,7 @@ def test_blocking_iteration_returns_for_pending_bh(ctx: MainContext) -> None:
 def test_schedule_while_dispatching_writes_no_eventfd(
     ctx: MainContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes = EventfdWrites(monkeypatch)
+    writes = EventfdWrites(ctx)
     calls: list[str] = []
     later = BottomHalf(calls.append, "later", context=ctx)
     others = [BottomHalf(calls.append, f"o{i}", context=ctx) for i in range(5)]
@@ -168,17 +165,17 @@ def test_schedule_while_dispatching_writes_no_eventfd(
 def test_burst_from_thread_while_sleeping_costs_one_write(
     ctx: MainContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes = EventfdWrites(monkeypatch)
+    writes = EventfdWrites(ctx)
     n = 200
     calls: list[int] = []
     bhs = [BottomHalf(calls.append, i, context=ctx) for i in range(n)]
     # The context as it is while its thread waits in the poll (QEMU's notify_me set).
-    ctx._poll_waiting_set(True)
+    ctx._waker.set_waiting(True)
     t = threading.Thread(target=lambda: [bh.schedule() for bh in bhs])
     t.start()
     t.join()
     assert writes.count == 1
-    ctx._poll_waiting_set(False)
+    ctx._waker.set_waiting(False)
     assert ctx.iteration(True) is True
     assert calls == list(range(n))
     assert ctx.iteration(False) is False
@@ -188,7 +185,7 @@ def test_burst_from_thread_while_sleeping_costs_one_write(
 @pytest.mark.timeout(20)
 def test_burst_from_thread_during_real_sleep_runs_all(ctx: MainContext,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    writes = EventfdWrites(monkeypatch)
+    writes = EventfdWrites(ctx)
     n = 500
     calls: list[int] = []
     bhs = [BottomHalf(calls.append, i, context=ctx) for i in range(n)]
@@ -209,20 +206,20 @@ def test_schedule_right_after_wakeup_is_taken_writes_nothing(
 ) -> None:
     calls: list[int] = []
     bh = BottomHalf(calls.append, 1, context=ctx)
-    real_drain = ctx._drain_wakeup
+    real_drain = Waker.drain
 
-    def drain_then_schedule() -> None:
+    def drain_then_schedule(waker: Waker) -> None:
         # Another thread schedules right after the loop took its wake-up: the loop is
         # awake and re-checks before sleeping, so no second write is needed.
-        real_drain()
+        real_drain(waker)
         bh.schedule()
 
-    monkeypatch.setattr(ctx, "_drain_wakeup", drain_then_schedule)
+    monkeypatch.setattr(Waker, "drain", drain_then_schedule)
     ctx.wakeup()
-    writes = EventfdWrites(monkeypatch)
+    writes = EventfdWrites(ctx)
     ctx.iteration(True)
     assert writes.count == 0
-    monkeypatch.setattr(ctx, "_drain_wakeup", real_drain)
+    monkeypatch.setattr(Waker, "drain", real_drain)
     while not calls:
         ctx.iteration(True)
     assert calls == [1]

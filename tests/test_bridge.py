@@ -173,7 +173,7 @@ def test_close_detaches_from_loop() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         ctx = MainContext()
-        epfd = ctx._epoll.fileno()
+        epfd = ctx.driver_fileno()
         log: list[str] = []
         idle = IdleSource()
         idle.set_callback(recorder(log, "idle"))

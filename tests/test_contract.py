@@ -831,29 +831,23 @@ def test_default_is_the_running_loops_context() -> None:
 
 
 @pytest.mark.timeout(10)
-def test_default_outside_a_loop_is_the_current_threads_loops_context() -> None:
+def test_default_outside_a_loop_is_the_global_default_context() -> None:
+    # g_main_context_default(): outside a running loop every thread gets the main
+    # thread's context, created on demand; a worker never gets a loop nobody runs.
     out: dict[str, Any] = {}
 
-    def worker() -> None:
-        a = MainContext.default()
-        b = MainContext.default()
-        out["same"] = a is b
-        out["loop"] = a.loop
-        out["policy_loop"] = asyncio.get_event_loop()
-        out["ctx"] = a
+    def worker(key: str) -> None:
+        out[key] = (MainContext.default(), MainContext.default())
 
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-    assert out["same"] is True
-    assert out["loop"] is out["policy_loop"]
-    assert isinstance(out["ctx"], MainContext)
-    t2 = threading.Thread(target=lambda: out.__setitem__("other", MainContext.default()))
-    t2.start()
-    t2.join()
-    assert out["other"] is not out["ctx"]  # one per thread
-    out["loop"].close()
-    out["other"].loop.close()
+    for key in ("a", "b"):
+        t = threading.Thread(target=worker, args=(key,))
+        t.start()
+        t.join(10)
+    a1, a2 = out["a"]
+    assert a1 is a2 is out["b"][0]
+    assert isinstance(a1, MainContext)
+    assert MainContext.default() is a1  # the main thread's own default
+    assert asyncio.get_event_loop_policy().get_event_loop() is a1.loop
 
 
 def test_pending_and_iteration_return_values(ctx: MainContext) -> None:

@@ -785,16 +785,16 @@ def test_quit_and_wakeup_from_another_thread() -> None:
 
 
 def test_worker_asking_first_creates_the_shared_default() -> None:
-    from aioqloop import context as core_context
+    from aioqloop import loop as core_loop
 
     GLib._global_default = None
     result: list[Any] = []
     t = threading.Thread(target=lambda: result.append(GLib.MainContext.default()))
     t.start()
     t.join()
-    assert core_context._tls.default_loop is None
     assert GLib.MainContext.default() == result[0]  # adopted by the main thread
-    assert core_context._tls.default_loop is result[0]._ctx.loop
+    assert core_loop._default_loop is result[0]._ctx.loop
+    assert asyncio.get_event_loop_policy().get_event_loop() is core_loop._default_loop
 
 
 # ------------------------------------------------------------ exceptions

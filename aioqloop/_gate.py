@@ -1,0 +1,83 @@
+"""`LockGate`: QEMU's main-loop rule for the big lock, in one object.
+
+QEMU's ``os_host_main_loop_wait`` drops the BQL around ``poll()`` and holds it while it
+dispatches.  A context created with ``bql=`` does the same through this gate:
+
+* `enter` before a dispatch phase takes the lock, in FIFO order with threads and tasks of
+  other loops.  If taking it would wait behind a coroutine of this very loop, the loop
+  cannot block: a callback waiter is queued instead, `enter` returns False, the dispatch is
+  *deferred* (the context reports nothing ready) and, once the lock is handed over, the
+  loop is woken to dispatch (`deferred` clears, `handed` is set);
+* `between` two dispatches lets a queued waiter in (release, then take again), so a
+  thread waiting for the lock gets it between dispatches rather than after the batch;
+* `leave` after the phase releases it; `give_back` returns a lock handed over for a
+  dispatch that no longer has anything to run;
+* `close` withdraws a queued callback waiter (a closed loop must not be handed the lock,
+  or no thread could take it again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .biglock import BigLock
+
+__all__ = ("LockGate",)
+
+
+class LockGate:
+    """The big-lock rule of one context's dispatch (see the module docstring)."""
+
+    __slots__ = ("_loop", "_wake", "deferred", "handed", "lock")
+
+    def __init__(self, lock: BigLock, loop: Any, wake: Callable[[], None]) -> None:
+        self.lock = lock
+        self._loop = loop
+        self._wake = wake  # thread-safe: wakes the context's loop
+        #: A dispatch waits for the lock to be handed over (nothing counts as ready).
+        self.deferred = False
+        #: The lock was handed over to the loop thread and is held for a dispatch.
+        self.handed = False
+
+    def enter(self) -> bool:
+        """Take the lock for a dispatch phase; False: deferred until it is handed over."""
+        if self.lock._acquire_for_dispatch(self._loop, self._granted):
+            self.handed = False
+            return True
+        self.deferred = True
+        return False
+
+    def between(self) -> bool:
+        """Between two dispatches: let a waiter in.  False: the lock could not be retaken
+        without blocking (the rest of the batch is deferred)."""
+        lock = self.lock
+        if not lock._has_waiters():
+            return True
+        lock.release()
+        return self.enter()
+
+    def leave(self) -> None:
+        """After a dispatch phase that `enter` admitted."""
+        self.lock.release()
+
+    def give_back(self) -> None:
+        """Nothing to dispatch after all: return a lock that was handed over."""
+        if self.handed:
+            self.handed = False
+            self.lock.release()
+
+    def _granted(self) -> None:
+        # Called from whichever thread handed the lock over: the loop thread owns it now
+        # and must look again, then dispatch or give it back.
+        self.handed = True
+        self.deferred = False
+        self._wake()
+
+    def close(self) -> None:
+        """Withdraw a queued waiter, or return a lock handed over meanwhile (loop thread)."""
+        if not self.lock._cancel_dispatch() and self.handed:
+            self.handed = False
+            self.lock.release()
+        self.deferred = False

@@ -1,0 +1,82 @@
+"""The uvloop base (`QUVLoop`): a ``uvloop.Loop`` subclass whose context runs on public API.
+
+libuv gives no hook before its poll and no view of its ready queue, so the loop's context
+is driven by `aioqloop.bridge.PlainDriver`: one ``add_reader`` for the context's epoll fd,
+one ``call_at`` for the earliest ready time (and for the NVAL audit of watched fds), and
+one ``call_soon`` per GLib iteration, queued when something becomes ready.  GLib's rules
+hold among sources and prioritized task steps; against uvloop's own callbacks a source
+dispatch is one more callback in uvloop's FIFO (the README's table lists what differs).
+With ``bql=`` the lock is held while sources dispatch; it cannot be dropped around
+libuv's poll, which aioqloop does not see.
+
+The class is built on first use, so importing aioqloop does not import uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ._tasks import QLoopMixin
+from .bridge import PlainDriver
+from .context import MainContext
+
+if TYPE_CHECKING:
+    from .biglock import BigLock
+
+__all__ = ("uvloop_class",)
+
+_QUVLoop: type[asyncio.AbstractEventLoop] | None = None
+
+
+def uvloop_class() -> type[asyncio.AbstractEventLoop]:
+    """`QUVLoop`, built on first use (needs uvloop: ``pip install 'aioqloop[uvloop]'``)."""
+    global _QUVLoop
+    if _QUVLoop is not None:
+        return _QUVLoop
+    try:
+        import uvloop
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "base='uvloop' needs uvloop: pip install 'aioqloop[uvloop]'", name="uvloop"
+        ) from exc
+
+    class QUVLoop(QLoopMixin, uvloop.Loop):  # type: ignore[misc]
+        """aioqloop on uvloop: the context runs through public loop API only."""
+
+        def __init__(self, *, bql: BigLock | None = None) -> None:
+            super().__init__()  # libuv's loop and fds exist already (__cinit__)
+            ctx = MainContext(self, _driver="loop")
+            self._aioqloop_context = ctx
+            self._aioq_driver = PlainDriver(ctx, self)
+            ctx.set_bql(bql)
+
+        def run_forever(self) -> None:
+            ctx = self._aioqloop_context
+            if not ctx.acquire():
+                raise RuntimeError("the loop's MainContext is owned by another thread")
+            try:
+                super().run_forever()
+            finally:
+                ctx.release()
+
+        def close(self) -> None:
+            if not self.is_closed() and not self.is_running():
+                self._aioqloop_context.close_with_loop()
+            super().close()
+
+        def __del__(self) -> None:
+            # A loop dropped without close(): free the context's fds with it, and give
+            # back what its sources hold (signal dispositions).
+            ctx: Any = getattr(self, "_aioqloop_context", None)
+            if ctx is not None and not ctx.closed and not self.is_running():
+                try:
+                    ctx.close_with_loop()
+                except Exception:
+                    pass
+            parent: Any = getattr(super(), "__del__", None)
+            if parent is not None:
+                parent()
+
+    _QUVLoop = QUVLoop
+    return QUVLoop

@@ -1,0 +1,121 @@
+"""`Waker`: how other threads reach a context's thread (GLib's ``GWakeup``, QEMU's ``aio_notify``).
+
+One eventfd, readable while a wake-up is outstanding, and QEMU's ``notify_me``/``notified``
+handshake so that a burst of cross-thread operations costs one write:
+
+* the loop publishes ``poll_waiting = True`` ("I may sleep") before it looks at its queues
+  for the last time, and ``False`` once it is awake again;
+* a producer writes the eventfd only while ``poll_waiting`` is set and no write is
+  outstanding (``notified``); the loop clears ``notified`` after draining.
+
+Both flags and the foreign-operation queue are guarded by one small lock, so the handshake
+does not rely on the GIL's ordering (free-threaded builds).  Operations that other threads
+ask of the context (attach, destroy, set_ready_time while the loop runs) wait in `ops` and
+run on the loop thread at the start of its next prepare or check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ("FREE_THREADED", "Waker")
+
+#: A build without the GIL: flag writes need the lock's barrier to be ordered.
+FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+class Waker:
+    """An eventfd with QEMU's notify handshake and a queue of foreign operations."""
+
+    __slots__ = ("_closed", "_fd", "lock", "notified", "ops", "poll_waiting", "writes")
+
+    def __init__(self) -> None:
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._closed = False
+        self.lock = threading.Lock()
+        #: The loop may be sleeping: a producer must write (QEMU's ``notify_me``).
+        self.poll_waiting = False
+        #: A write is outstanding and not yet drained (QEMU's ``notified``).
+        self.notified = False
+        #: Operations posted by other threads, run on the loop thread.
+        self.ops: deque[Callable[[], None]] = deque()
+        #: Eventfd writes so far (reported by `MainContext.statistics`).
+        self.writes = 0
+
+    @property
+    def fd(self) -> int:
+        """The eventfd (readable while a wake-up is outstanding)."""
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_waiting(self, value: bool) -> None:
+        """Publish whether the loop may sleep, ordered before the loop's next reads of the
+        queues (QEMU's ``notify_me`` + ``smp_mb``): the GIL orders it on GIL builds, a
+        free-threaded build needs the lock's barrier."""
+        if FREE_THREADED:
+            with self.lock:
+                self.poll_waiting = value
+        else:
+            self.poll_waiting = value
+
+    def notify(self, force: bool = False) -> None:
+        """Wake the loop if it may be sleeping (any thread).  ``force``: wake it anyway."""
+        with self.lock:
+            self.notify_locked(force)
+
+    def notify_locked(self, force: bool = False) -> None:
+        """`notify` for a caller that holds `lock` (e.g. after queueing under it)."""
+        # A closed waker's fd number may already belong to another file: never write it.
+        if self._closed or self.notified or not (self.poll_waiting or force):
+            return
+        self.notified = True
+        self.writes += 1
+        os.eventfd_write(self._fd, 1)
+
+    def post(self, op: Callable[[], None]) -> None:
+        """Queue ``op`` for the loop thread and wake it (any thread)."""
+        with self.lock:
+            if self._closed:
+                raise RuntimeError("the MainContext is closed")
+            self.ops.append(op)
+            self.notify_locked()
+
+    def run_ops(self) -> None:
+        """Run the posted operations (loop thread)."""
+        ops = self.ops
+        while ops:
+            try:
+                op = ops.popleft()
+            except IndexError:
+                break
+            op()
+
+    def drain(self) -> None:
+        """Consume an outstanding wake-up (loop thread, after the poll reported the fd).
+
+        Read first, then clear ``notified``: the other order lets a producer set the flag
+        and write between the two, the read swallows that write while the flag stays set,
+        and no producer writes again (a lost wake-up).  This order costs at worst one
+        spurious wake-up.
+        """
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._fd)
+        with self.lock:
+            self.notified = False
+
+    def close(self) -> None:
+        """Close the eventfd; later notifications are ignored, `post` raises."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
