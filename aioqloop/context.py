@@ -49,13 +49,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _registry, bridge
 from ._deadlines import Deadlines
+from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
+from ._sourceset import SourceSet
 from ._waker import Waker
 from .constants import PRIORITY_DEFAULT
-from .source import Source, SourceStatistics, _FdRecord
-from .statistics import ContextStatistics, SourceStats
+from .source import Source
+from .statistics import ContextStatistics, SourceStatistics, SourceStats
 
 if TYPE_CHECKING:
     import select
@@ -160,7 +162,7 @@ class _HandDriver:
         self._ctx.dispatch(priority)
 
 
-class MainContext:
+class MainContext(SourceSet, Dispatcher):
     """A set of sources bound to one asyncio loop, like GLib's ``GMainContext``.
 
     ``MainContext(loop)`` binds a new context to ``loop``; with no argument it binds to
@@ -172,10 +174,13 @@ class MainContext:
     #: Seconds between two audits of watched fds for ones closed behind the context's back.
     fd_audit_interval = 1.0
 
-    def __init__(self, loop: Any = None, *, _driver: str = "auto") -> None:
-        if loop is None and _driver == "auto":
+    def __init__(
+        self, loop: Any = None, *, _driver: str = "auto", _port: Any = None
+    ) -> None:
+        if loop is None and _driver == "auto" and _port is None:
             loop = bridge.running_loop()
-        self._port = port = bridge.make_port(loop)
+        # ``_port``: a stand-in for the loop port (the engine's tests run on a fake one).
+        self._port = port = _port if _port is not None else bridge.make_port(loop)
         self._clock: Callable[[], float] = port.time
         self._closed = False
         self._owned_by_loop = _driver == "loop"
@@ -523,155 +528,24 @@ class MainContext:
         if self._closed:
             raise RuntimeError("the MainContext is closed")
 
-    # ------------------------------------- the source protocol (source.py calls these)
-    def _time(self) -> float:
-        return self._now if (self._in_iteration or self._in_hook) else self._clock()
-
-    def _attach(self, src: Source) -> int:
-        with self._waker.lock:
-            if self._closed:
-                raise RuntimeError("the MainContext is closed")
-            sid = self._next_id
-            while sid == 0 or sid in self._sources:
-                sid = (sid + 1) & 0xFFFFFFFF
-            self._next_id = (sid + 1) & 0xFFFFFFFF
-            src._id = sid
-            src._context = self
-            self._sources[sid] = src
-        self._local_or_post(lambda: self._insert_tree(src))
-        return sid
-
-    def _local_or_post(self, op: Callable[[], None]) -> None:
-        owner = self._owner
-        if owner is not None and owner != _get_ident():
-            self._waker.post(op)
-        else:
-            op()
-            if owner is None:
-                # Unowned: another thread may be just starting a blocking iteration.
-                self._waker.notify()
-
-    def _attach_child(self, parent: Source, child: Source) -> None:
-        child._context = self
-        self._local_or_post(lambda: self._insert_child(parent, child))
-
-    def _insert_child(self, parent: Source, child: Source) -> None:
-        if parent._destroyed:
-            child.destroy()
-            return
-        child._order = (*parent._order[:-1], 0, self._next_seq(), 1)
-        self._insert_tree(child)
-        if parent._blocked:
-            self._block(child)
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _insert_tree(self, src: Source) -> None:
-        if src._destroyed:
-            return
-        if not src._order:
-            src._order = (self._next_seq(), 1)
-        src._attached(self)
-        prio = src._priority
-        if src._has_prepare:
-            self._prepare_hooks.add(prio, src)
-        if src._has_check:
-            self._check_hooks.add(prio, src)
-        if src._has_prepare or src._has_check:
-            self._driver.hooks_added()
-        for rec in src._fds:
-            self._fd_add_local(rec)
-        if src._ready_time != -1:
-            self._schedule_ready_time(src)
-        if src._idle:
-            self._mark_ready(src)
-        for child in src._children:
-            child._context = self
-            child._order = (*src._order[:-1], 0, self._next_seq(), 1)
-            self._insert_tree(child)
-
-    def _destroy(self, src: Source) -> None:
-        with self._waker.lock:
-            if self._sources.get(src._id) is src:
-                del self._sources[src._id]
-        if self._closed:
-            self._remove(src)
-        else:
-            self._local_or_post(lambda: self._remove(src))
-
-    def _remove(self, src: Source) -> None:
-        for child in list(src._children):
-            child.destroy()
-        self._unmark_ready(src)
-        parent = src._parent
-        while parent is not None and parent._ready and parent._ready_by_child:
-            if any(c._ready for c in parent._children if c is not src):
-                break
-            self._unmark_ready(parent)
-            parent = parent._parent
-        prio = src._priority
-        if src._has_prepare:
-            self._prepare_hooks.remove(prio, src)
-        if src._has_check:
-            self._check_hooks.remove(prio, src)
-        if not self._closed:
-            for rec in src._fds:
-                self._fd_remove_local(rec)
-        self._deadlines.drop(src)
-        src._maybe_finalize()
-
-    def _change_priority(self, src: Source, prio: int) -> None:
-        if self._foreign():
-            raise RuntimeError("change a source's priority from the thread that runs its context")
-        old = src._priority
-        if old == prio:
-            return
-        was_ready = src._ready
-        self._unmark_ready(src)
-        if src._has_prepare:
-            self._prepare_hooks.remove(old, src)
-            self._prepare_hooks.add(prio, src)
-        if src._has_check:
-            self._check_hooks.remove(old, src)
-            self._check_hooks.add(prio, src)
-        src._priority = prio
-        # GLib re-adds the source at the tail of its new priority's list (children still
-        # just before their parent; the parent is renumbered first).
-        parent = src._parent
-        if parent is None:
-            src._order = (self._next_seq(), 1)
-        else:
-            src._order = (*parent._order[:-1], 0, self._next_seq(), 1)
-        if was_ready:
-            self._mark_ready(src)
-
-    def _ready_time_changed(self, src: Source) -> None:
-        self._local_or_post(lambda: self._schedule_ready_time(src))
-
-    def _fd_add(self, rec: _FdRecord) -> None:
-        self._local_or_post(lambda: self._fd_add_local(rec))
-
-    def _fd_remove(self, rec: _FdRecord) -> None:
-        self._local_or_post(lambda: self._fd_remove_local(rec))
-
-    def _fd_changed(self, fd: int) -> None:
-        self._local_or_post(lambda: self._fd_op(self._fds.sync, fd))
-
-    def _fd_add_local(self, rec: _FdRecord) -> None:
-        if not rec.source._destroyed and rec in rec.source._fds and not self._closed:
-            self._fd_op(self._fds.add, rec)
-
-    def _fd_remove_local(self, rec: _FdRecord) -> None:
-        if not self._closed:
-            self._fd_op(self._fds.remove, rec)
-
-    def _fd_op(self, op: Callable[[Any], None], arg: Any) -> None:
-        op(arg)
-        if self._fds.rebuilds != self._rebuilds:
-            self._rebuilds = self._fds.rebuilds
-            self._driver.epoll_changed()
+    # -------------------------------------------------------------- errors
+    def _report(
+        self,
+        exc: BaseException,
+        src: Source,
+        phase: str,
+        *,
+        destroy: bool = True,
+        callback: Any = None,
+    ) -> None:
+        """Send a hook's exception to the loop's exception handler; destroy the source."""
+        message = f"Exception in {phase} of {src!r}"
+        context: dict[str, Any] = {"message": message, "exception": exc, "source": src}
+        if callback is not None:
+            context["callback"] = callback
+        if destroy and not src._destroyed:
+            src.destroy()
+        self._port.report(context)
 
     # ------------------------------------------------------------- readiness
     def _mark_ready(self, src: Source) -> None:
@@ -861,192 +735,6 @@ class MainContext:
         self._poll_time += _perf() - t0
         if n < 0:
             self._waker.drain()
-
-    # -------------------------------------------------------------- dispatch
-    def dispatch(self, priority: float) -> None:
-        """Dispatch the ready sources of ``priority`` in attach order.  Owner thread.
-
-        This is the only place where source callbacks are called.
-        """
-        ready = self._ready
-        bucket = ready.get(priority)  # type: ignore[call-overload]
-        if not bucket:
-            return
-        self._iterations += 1
-        pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
-        if len(ready) > 1:
-            self._count_waited(priority)
-        gate = self._gate
-        if gate is not None and not gate.enter():
-            return
-        serial = self._serial
-        # One clock read per dispatch: each dispatch's end is the next one's start.
-        t = t_start = _perf()
-        try:
-            for src in pending:
-                if self._serial != serial:
-                    break  # a nested iteration took over the rest, as in gmain.c
-                if not src._ready or src._destroyed:
-                    continue
-                if gate is not None and not gate.between():
-                    gate = None  # deferred: the rest waits for the lock
-                    break
-                t = self._dispatch_one(src, t)
-        finally:
-            self._dispatch_time += t - t_start
-            if gate is not None:
-                gate.leave()
-
-    def _count_waited(self, priority: float) -> None:
-        for p, waiting in self._ready.items():
-            if p > priority:
-                for src in waiting:
-                    st = src._stats
-                    if st is None:
-                        st = src._stats = SourceStatistics()
-                    st.waited += 1
-
-    def _dispatch_one(self, src: Source, t0: float) -> float:
-        """Dispatch ``src``; ``t0`` is when the dispatch started, the result when it ended."""
-        # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
-        self._unmark_ready(src)
-        blocked = not src._can_recurse
-        premarked = not blocked and (
-            src._idle or (0 <= src._ready_time <= self._now and not src._in_heap))
-        if premarked:
-            # GLib prepares a recursive source again in a nested iteration, and an idle
-            # or a passed ready time makes it ready there.
-            self._mark_ready(src)
-        leaf = not (src._children or src._fds)
-        if blocked:
-            if leaf:  # the common case, inlined: a leaf source blocked for its dispatch
-                src._blocked = True
-                self._blocked.append(src)
-            else:
-                self._block(src)
-        current = _tls.current
-        current.append(src)
-        self._in_iteration += 1
-        src._dispatching += 1
-        keep = escaped = False
-        try:
-            keep = src.dispatch(src._callback, src._args)
-        except (SystemExit, KeyboardInterrupt):
-            escaped = True  # leaves the loop as in asyncio; the source is kept
-            raise
-        except BaseException as exc:
-            self._report(exc, src, "dispatch", callback=src._callback)
-        finally:
-            t1 = _perf()
-            self._in_iteration -= 1
-            current.pop()
-            self._end_dispatch(src, blocked, leaf, t1 - t0)
-            if escaped:
-                self._rearm(src, True, premarked)
-        self._rearm(src, keep, premarked)
-        return t1
-
-    def _end_dispatch(self, src: Source, blocked: bool, leaf: bool, elapsed: float) -> None:
-        src._dispatching -= 1
-        if blocked:
-            if leaf and not src._ready_while_blocked and not self._blocked_due:
-                src._blocked = False
-                stack = self._blocked
-                if stack and stack[-1] is src:
-                    stack.pop()
-                else:
-                    self._unblock(src)
-            else:
-                self._unblock(src)
-        st = src._stats
-        if st is None:
-            st = src._stats = SourceStatistics()
-        st.dispatches += 1
-        st.dispatch_time += elapsed
-        if elapsed > st.max_dispatch_time:  # noqa: PLR1730 (hot path: no call)
-            st.max_dispatch_time = elapsed
-        if src._destroyed:
-            # Here, not later: a source destroyed in its callback must be finalized even
-            # if KeyboardInterrupt or SystemExit escapes it.
-            src._maybe_finalize()
-        if elapsed >= _SLOW_FLOOR:
-            threshold = self._port.slow_threshold()
-            if threshold is not None and elapsed >= threshold:
-                logger.warning("Executing %r took %.3f seconds", src, elapsed)
-
-    def _rearm(self, src: Source, keep: object, premarked: bool) -> None:
-        """After a dispatch: clear revents, and re-arm, keep or destroy ``src``."""
-        if src._fds:
-            for rec in src._fds:
-                rec.revents = 0
-        now = self._now
-        if premarked and src._ready and not src._idle and not 0 <= src._ready_time <= now:
-            self._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
-        if src._destroyed:
-            return
-        if not keep:
-            src.destroy()
-        elif src._idle:
-            self._mark_ready(src)
-        elif src._ready_time != -1 and not src._in_heap:
-            if src._ready_time <= now:
-                if not src._ready:
-                    self._mark_ready(src)
-                    src._ready_by_time = src._ready
-            else:
-                self._schedule_ready_time(src)
-
-    # ------------------------------------------------------------- blocking
-    def _block(self, src: Source) -> None:
-        src._blocked = True
-        if src._ready:
-            self._unmark_ready(src)
-            src._ready_while_blocked = True
-        self._blocked.append(src)
-        for child in src._children:
-            self._block(child)
-
-    def _unblock(self, src: Source) -> None:
-        src._blocked = False
-        blocked = self._blocked
-        if blocked and blocked[-1] is src:
-            blocked.pop()
-        elif src in blocked:
-            blocked.remove(src)
-        for child in src._children:
-            self._unblock(child)
-        if src._fds:
-            self._fds.repoll(src)
-        if self._blocked_due and src in self._blocked_due:
-            self._blocked_due = [s for s in self._blocked_due if s is not src]
-            self._schedule_ready_time(src)
-        if src._ready_while_blocked:
-            src._ready_while_blocked = False
-            self._mark_ready(src)
-
-    # -------------------------------------------------------------- errors
-    def _report(
-        self,
-        exc: BaseException,
-        src: Source,
-        phase: str,
-        *,
-        destroy: bool = True,
-        callback: Any = None,
-    ) -> None:
-        """Send a hook's exception to the loop's exception handler; destroy the source."""
-        message = f"Exception in {phase} of {src!r}"
-        context: dict[str, Any] = {"message": message, "exception": exc, "source": src}
-        if callback is not None:
-            context["callback"] = callback
-        if destroy and not src._destroyed:
-            src.destroy()
-        self._port.report(context)
-
-
-def _order_key(src: Source) -> tuple[int, ...]:
-    return src._order
-
 
 def _check_prepare_result(src: Source, result: object) -> tuple[bool, float | None]:
     if not isinstance(result, tuple) or len(result) != 2:

@@ -30,6 +30,7 @@ from ._checks import (
     fd_of,
 )
 from .constants import PRIORITY_DEFAULT, IOCondition
+from .statistics import SourceStatistics
 
 if TYPE_CHECKING:
     from .context import MainContext
@@ -62,18 +63,6 @@ class _FdRecord:
 
     def __repr__(self) -> str:
         return f"<fd tag fd={self.fd} events={self.events!r} revents={IOCondition(self.revents)!r}>"
-
-
-class SourceStatistics:
-    """Per-source counters kept by the context (see `MainContext.statistics`)."""
-
-    __slots__ = ("dispatch_time", "dispatches", "max_dispatch_time", "waited")
-
-    def __init__(self) -> None:
-        self.dispatches = 0
-        self.dispatch_time = 0.0
-        self.max_dispatch_time = 0.0
-        self.waited = 0
 
 
 class Source:

@@ -13,7 +13,19 @@ if TYPE_CHECKING:
 
     from .context import MainContext
 
-__all__ = ("ContextStatistics", "SourceStats", "statistics_table")
+__all__ = ("ContextStatistics", "SourceStatistics", "SourceStats", "statistics_table")
+
+
+class SourceStatistics:
+    """Per-source counters kept by the context (see `MainContext.statistics`)."""
+
+    __slots__ = ("dispatch_time", "dispatches", "max_dispatch_time", "waited")
+
+    def __init__(self) -> None:
+        self.dispatches = 0
+        self.dispatch_time = 0.0
+        self.max_dispatch_time = 0.0
+        self.waited = 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""The dispatch phase of a context, and blocking of sources while they dispatch.
+
+GLib's ``g_main_dispatch``: the ready sources of one priority run in attach order; READY
+is cleared before a callback runs so it can re-arm itself; a non-recursive source (and
+its children) is *blocked* while it dispatches, so a nested iteration neither dispatches
+nor polls it; a destroyed source is finalized once its dispatch has returned; a nested
+iteration that starts a new prepare takes over the rest of the outer batch.  A
+KeyboardInterrupt or SystemExit from a callback leaves the loop with the source kept.
+Mixed into `MainContext`, whose ``__init__`` creates the state declared here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._registry import _tls
+from .statistics import SourceStatistics
+
+if TYPE_CHECKING:
+    from ._fdpoll import FdPoller
+    from ._gate import LockGate
+    from .bridge import StandalonePort
+    from .source import Source
+
+__all__ = ("Dispatcher",)
+
+logger = logging.getLogger("aioqloop")
+_perf = time.perf_counter
+# Debug mode warns about a dispatch slower than loop.slow_callback_duration (like
+# asyncio's "Executing ... took"); below this floor nothing is looked up.
+_SLOW_FLOOR = 0.001
+
+
+def _order_key(src: Source) -> tuple[int, ...]:
+    return src._order
+
+
+class Dispatcher:
+    """The dispatch phase of a `MainContext` (see the module docstring)."""
+
+    _ready: dict[int, dict[Source, None]]
+    _blocked: list[Source]
+    _blocked_due: list[Source]
+    _now: float
+    _in_iteration: int
+    _serial: int
+    _iterations: int
+    _dispatch_time: float
+    _gate: LockGate | None
+    _port: StandalonePort
+    _fds: FdPoller
+
+    if TYPE_CHECKING:
+        def _mark_ready(self, src: Source) -> None: ...
+        def _unmark_ready(self, src: Source) -> None: ...
+        def _schedule_ready_time(self, src: Source) -> None: ...
+        def _report(self, exc: BaseException, src: Source, phase: str, *,
+                    destroy: bool = True, callback: Any = None) -> None: ...
+
+    def dispatch(self, priority: float) -> None:
+        """Dispatch the ready sources of ``priority`` in attach order.  Owner thread.
+
+        This is the only place where source callbacks are called.
+        """
+        ready = self._ready
+        bucket = ready.get(priority)  # type: ignore[call-overload]
+        if not bucket:
+            return
+        self._iterations += 1
+        pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
+        if len(ready) > 1:
+            self._count_waited(priority)
+        gate = self._gate
+        if gate is not None and not gate.enter():
+            return
+        serial = self._serial
+        # One clock read per dispatch: each dispatch's end is the next one's start.
+        t = t_start = _perf()
+        try:
+            for src in pending:
+                if self._serial != serial:
+                    break  # a nested iteration took over the rest, as in gmain.c
+                if not src._ready or src._destroyed:
+                    continue
+                if gate is not None and not gate.between():
+                    gate = None  # deferred: the rest waits for the lock
+                    break
+                t = self._dispatch_one(src, t)
+        finally:
+            self._dispatch_time += t - t_start
+            if gate is not None:
+                gate.leave()
+
+    def _count_waited(self, priority: float) -> None:
+        for p, waiting in self._ready.items():
+            if p > priority:
+                for src in waiting:
+                    st = src._stats
+                    if st is None:
+                        st = src._stats = SourceStatistics()
+                    st.waited += 1
+
+    def _dispatch_one(self, src: Source, t0: float) -> float:
+        """Dispatch ``src``; ``t0`` is when the dispatch started, the result when it ended."""
+        # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
+        self._unmark_ready(src)
+        blocked = not src._can_recurse
+        premarked = not blocked and (
+            src._idle or (0 <= src._ready_time <= self._now and not src._in_heap))
+        if premarked:
+            # GLib prepares a recursive source again in a nested iteration, and an idle
+            # or a passed ready time makes it ready there.
+            self._mark_ready(src)
+        leaf = not (src._children or src._fds)
+        if blocked:
+            if leaf:  # the common case, inlined: a leaf source blocked for its dispatch
+                src._blocked = True
+                self._blocked.append(src)
+            else:
+                self._block(src)
+        current = _tls.current
+        current.append(src)
+        self._in_iteration += 1
+        src._dispatching += 1
+        keep = escaped = False
+        try:
+            keep = src.dispatch(src._callback, src._args)
+        except (SystemExit, KeyboardInterrupt):
+            escaped = True  # leaves the loop as in asyncio; the source is kept
+            raise
+        except BaseException as exc:
+            self._report(exc, src, "dispatch", callback=src._callback)
+        finally:
+            t1 = _perf()
+            self._in_iteration -= 1
+            current.pop()
+            self._end_dispatch(src, blocked, leaf, t1 - t0)
+            if escaped:
+                self._rearm(src, True, premarked)
+        self._rearm(src, keep, premarked)
+        return t1
+
+    def _end_dispatch(self, src: Source, blocked: bool, leaf: bool, elapsed: float) -> None:
+        src._dispatching -= 1
+        if blocked:
+            if leaf and not src._ready_while_blocked and not self._blocked_due:
+                src._blocked = False
+                stack = self._blocked
+                if stack and stack[-1] is src:
+                    stack.pop()
+                else:
+                    self._unblock(src)
+            else:
+                self._unblock(src)
+        st = src._stats
+        if st is None:
+            st = src._stats = SourceStatistics()
+        st.dispatches += 1
+        st.dispatch_time += elapsed
+        if elapsed > st.max_dispatch_time:  # noqa: PLR1730 (hot path: no call)
+            st.max_dispatch_time = elapsed
+        if src._destroyed:
+            # Here, not later: a source destroyed in its callback must be finalized even
+            # if KeyboardInterrupt or SystemExit escapes it.
+            src._maybe_finalize()
+        if elapsed >= _SLOW_FLOOR:
+            threshold = self._port.slow_threshold()
+            if threshold is not None and elapsed >= threshold:
+                logger.warning("Executing %r took %.3f seconds", src, elapsed)
+
+    def _rearm(self, src: Source, keep: object, premarked: bool) -> None:
+        """After a dispatch: clear revents, and re-arm, keep or destroy ``src``."""
+        if src._fds:
+            for rec in src._fds:
+                rec.revents = 0
+        now = self._now
+        if premarked and src._ready and not src._idle and not 0 <= src._ready_time <= now:
+            self._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
+        if src._destroyed:
+            return
+        if not keep:
+            src.destroy()
+        elif src._idle:
+            self._mark_ready(src)
+        elif src._ready_time != -1 and not src._in_heap:
+            if src._ready_time <= now:
+                if not src._ready:
+                    self._mark_ready(src)
+                    src._ready_by_time = src._ready
+            else:
+                self._schedule_ready_time(src)
+
+    # ------------------------------------------------------------- blocking
+    def _block(self, src: Source) -> None:
+        src._blocked = True
+        if src._ready:
+            self._unmark_ready(src)
+            src._ready_while_blocked = True
+        self._blocked.append(src)
+        for child in src._children:
+            self._block(child)
+
+    def _unblock(self, src: Source) -> None:
+        src._blocked = False
+        blocked = self._blocked
+        if blocked and blocked[-1] is src:
+            blocked.pop()
+        elif src in blocked:
+            blocked.remove(src)
+        for child in src._children:
+            self._unblock(child)
+        if src._fds:
+            self._fds.repoll(src)
+        if self._blocked_due and src in self._blocked_due:
+            self._blocked_due = [s for s in self._blocked_due if s is not src]
+            self._schedule_ready_time(src)
+        if src._ready_while_blocked:
+            src._ready_while_blocked = False
+            self._mark_ready(src)

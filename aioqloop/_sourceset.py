@@ -1,0 +1,205 @@
+"""The source set of a context: ids, attach order, source trees, priorities, fd watches.
+
+These are the operations `Source` performs on its context (GLib's ``g_source_attach``,
+``g_source_destroy``, ``g_source_set_priority``, ``g_source_add_unix_fd``...).  Each may be
+called from any thread: on the owner thread (or an unowned context) it is applied at once;
+from another thread it is posted to the context's `Waker` and applied by the owner at the
+start of its next prepare or check.  Mixed into `MainContext`, whose ``__init__`` creates
+the state declared here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ._deadlines import Deadlines
+    from ._fdpoll import FdPoller
+    from ._index import PriorityIndex
+    from ._waker import Waker
+    from .bridge import Driver
+    from .context import MainContext
+    from .source import Source, _FdRecord
+
+__all__ = ("SourceSet",)
+
+_get_ident = threading.get_ident
+
+
+class SourceSet:
+    """Source bookkeeping of a `MainContext` (see the module docstring)."""
+
+    _closed: bool
+    _sources: dict[int, Source]
+    _next_id: int
+    _seq: int
+    _prepare_hooks: PriorityIndex
+    _check_hooks: PriorityIndex
+    _deadlines: Deadlines
+    _waker: Waker
+    _fds: FdPoller
+    _rebuilds: int
+    _owner: int | None
+    _driver: Driver
+    _now: float
+    _in_iteration: int
+    _in_hook: bool
+    _clock: Callable[[], float]
+
+    if TYPE_CHECKING:
+        def _foreign(self) -> bool: ...
+        def _mark_ready(self, src: Source) -> None: ...
+        def _unmark_ready(self, src: Source) -> None: ...
+        def _schedule_ready_time(self, src: Source) -> None: ...
+        def _block(self, src: Source) -> None: ...
+
+    def _time(self) -> float:
+        return self._now if (self._in_iteration or self._in_hook) else self._clock()
+
+    def _attach(self, src: Source) -> int:
+        with self._waker.lock:
+            if self._closed:
+                raise RuntimeError("the MainContext is closed")
+            sid = self._next_id
+            while sid == 0 or sid in self._sources:
+                sid = (sid + 1) & 0xFFFFFFFF
+            self._next_id = (sid + 1) & 0xFFFFFFFF
+            src._id = sid
+            src._context = cast("MainContext", self)
+            self._sources[sid] = src
+        self._local_or_post(lambda: self._insert_tree(src))
+        return sid
+
+    def _local_or_post(self, op: Callable[[], None]) -> None:
+        owner = self._owner
+        if owner is not None and owner != _get_ident():
+            self._waker.post(op)
+        else:
+            op()
+            if owner is None:
+                # Unowned: another thread may be just starting a blocking iteration.
+                self._waker.notify()
+
+    def _attach_child(self, parent: Source, child: Source) -> None:
+        child._context = cast("MainContext", self)
+        self._local_or_post(lambda: self._insert_child(parent, child))
+
+    def _insert_child(self, parent: Source, child: Source) -> None:
+        if parent._destroyed:
+            child.destroy()
+            return
+        child._order = (*parent._order[:-1], 0, self._next_seq(), 1)
+        self._insert_tree(child)
+        if parent._blocked:
+            self._block(child)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _insert_tree(self, src: Source) -> None:
+        if src._destroyed:
+            return
+        if not src._order:
+            src._order = (self._next_seq(), 1)
+        src._attached(cast("MainContext", self))
+        prio = src._priority
+        if src._has_prepare:
+            self._prepare_hooks.add(prio, src)
+        if src._has_check:
+            self._check_hooks.add(prio, src)
+        if src._has_prepare or src._has_check:
+            self._driver.hooks_added()
+        for rec in src._fds:
+            self._fd_add_local(rec)
+        if src._ready_time != -1:
+            self._schedule_ready_time(src)
+        if src._idle:
+            self._mark_ready(src)
+        for child in src._children:
+            child._context = cast("MainContext", self)
+            child._order = (*src._order[:-1], 0, self._next_seq(), 1)
+            self._insert_tree(child)
+
+    def _destroy(self, src: Source) -> None:
+        with self._waker.lock:
+            if self._sources.get(src._id) is src:
+                del self._sources[src._id]
+        if self._closed:
+            self._remove(src)
+        else:
+            self._local_or_post(lambda: self._remove(src))
+
+    def _remove(self, src: Source) -> None:
+        for child in list(src._children):
+            child.destroy()
+        self._unmark_ready(src)
+        parent = src._parent
+        while parent is not None and parent._ready and parent._ready_by_child:
+            if any(c._ready for c in parent._children if c is not src):
+                break
+            self._unmark_ready(parent)
+            parent = parent._parent
+        prio = src._priority
+        if src._has_prepare:
+            self._prepare_hooks.remove(prio, src)
+        if src._has_check:
+            self._check_hooks.remove(prio, src)
+        if not self._closed:
+            for rec in src._fds:
+                self._fd_remove_local(rec)
+        self._deadlines.drop(src)
+        src._maybe_finalize()
+
+    def _change_priority(self, src: Source, prio: int) -> None:
+        if self._foreign():
+            raise RuntimeError("change a source's priority from the thread that runs its context")
+        old = src._priority
+        if old == prio:
+            return
+        was_ready = src._ready
+        self._unmark_ready(src)
+        if src._has_prepare:
+            self._prepare_hooks.remove(old, src)
+            self._prepare_hooks.add(prio, src)
+        if src._has_check:
+            self._check_hooks.remove(old, src)
+            self._check_hooks.add(prio, src)
+        src._priority = prio
+        # GLib re-adds the source at the tail of its new priority's list (children still
+        # just before their parent; the parent is renumbered first).
+        parent = src._parent
+        if parent is None:
+            src._order = (self._next_seq(), 1)
+        else:
+            src._order = (*parent._order[:-1], 0, self._next_seq(), 1)
+        if was_ready:
+            self._mark_ready(src)
+
+    def _ready_time_changed(self, src: Source) -> None:
+        self._local_or_post(lambda: self._schedule_ready_time(src))
+
+    def _fd_add(self, rec: _FdRecord) -> None:
+        self._local_or_post(lambda: self._fd_add_local(rec))
+
+    def _fd_remove(self, rec: _FdRecord) -> None:
+        self._local_or_post(lambda: self._fd_remove_local(rec))
+
+    def _fd_changed(self, fd: int) -> None:
+        self._local_or_post(lambda: self._fd_op(self._fds.sync, fd))
+
+    def _fd_add_local(self, rec: _FdRecord) -> None:
+        if not rec.source._destroyed and rec in rec.source._fds and not self._closed:
+            self._fd_op(self._fds.add, rec)
+
+    def _fd_remove_local(self, rec: _FdRecord) -> None:
+        if not self._closed:
+            self._fd_op(self._fds.remove, rec)
+
+    def _fd_op(self, op: Callable[[Any], None], arg: Any) -> None:
+        op(arg)
+        if self._fds.rebuilds != self._rebuilds:
+            self._rebuilds = self._fds.rebuilds
+            self._driver.epoll_changed()
