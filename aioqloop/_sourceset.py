@@ -32,6 +32,7 @@ class SourceSet:
     """Source bookkeeping of a `MainContext` (see the module docstring)."""
 
     _closed: bool
+    _closing: bool
     _sources: dict[int, Source]
     _next_id: int
     _seq: int
@@ -60,7 +61,7 @@ class SourceSet:
 
     def _attach(self, src: Source) -> int:
         with self._waker.lock:
-            if self._closed:
+            if self._closed or self._closing:
                 raise RuntimeError("the MainContext is closed")
             sid = self._next_id
             while sid == 0 or sid in self._sources:

@@ -183,6 +183,7 @@ class MainContext(SourceSet, Dispatcher):
         self._port = port = _port if _port is not None else bridge.make_port(loop)
         self._clock: Callable[[], float] = port.time
         self._closed = False
+        self._closing = False
         self._owned_by_loop = _driver == "loop"
         self._sources: dict[int, Source] = {}
         self._next_id = 1
@@ -493,8 +494,12 @@ class MainContext(SourceSet, Dispatcher):
         self._close()
 
     def _close(self) -> None:
-        if self._closed:
+        if self._closed or self._closing:
             return
+        self._closing = True  # a finalize() that attaches a new source is refused
+        if not self._finalizer.alive:
+            # Collected with its loop, and the fds went first: no fd work is left to do.
+            self._closed = True
         for src in list(self._sources.values()):
             src.destroy()
         self._closed = True

@@ -196,7 +196,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     elif signal.getsignal(signum) is _on_signal:
         # A watch change is under way (maybe in the code this handler interrupted):
         # restore just this disposition; that change will tidy the rest.
-        signal.signal(signum, prev)
+        signal.signal(signum, _restorable(prev))
     if entry.wakers:  # a watch came back meanwhile (another thread)
         for waker in entry.wakers:
             waker.poke()
@@ -263,6 +263,21 @@ def _sync_wakeup_fd_unlocked() -> None:
     _wakeup_ours = False
 
 
+def _restorable(prev: _Handler) -> _Handler:
+    """The disposition to put back: ``prev``, unless it is the SIGINT handler of an
+    ``asyncio.Runner`` whose run is over (the runner restores Python's default handler
+    only if it finds its own installed; a watch that outlived the run must do it)."""
+    func = getattr(prev, "func", None)
+    keywords = getattr(prev, "keywords", None)
+    if getattr(func, "__name__", "") != "_on_sigint" or not isinstance(keywords, dict):
+        return prev
+    main_task = keywords.get("main_task")
+    done = getattr(main_task, "done", None)
+    if done is not None and done():
+        return signal.default_int_handler
+    return prev
+
+
 def _sweep_unlocked() -> None:
     """Restore dispositions left installed by removals outside the main thread.
 
@@ -271,7 +286,7 @@ def _sweep_unlocked() -> None:
     for signum, entry in list(_entries.items()):
         if not entry.wakers:
             if signal.getsignal(signum) is _on_signal:
-                signal.signal(signum, entry.prev)
+                signal.signal(signum, _restorable(entry.prev))
             del _entries[signum]
 
 
