@@ -458,7 +458,7 @@ async def _monitor_client(path: str, seconds: float, console: Console) -> None:
                 continue
             if msg.get("id") != next_id:
                 continue
-            console.print(f"[magenta]QMP[/] -> {name:<16} <- {escape(_brief(msg))}")
+            console.print(f"[magenta]QMP[/] -> {name:<21} <- {escape(_brief(msg))}")
             return msg
 
     try:

@@ -52,8 +52,10 @@ _log = logging.getLogger(__name__)
 #: Largest accepted message, in bytes.  QEMU's own limit is 64 MiB per token; a toy
 #: machine's monitor has no message near 1 MiB, so a larger one is refused early.
 MAX_MESSAGE_SIZE = 1 << 20
-#: Deepest accepted bracket nesting: QEMU's ``MAX_NESTING`` (json-streamer.c).
-MAX_NESTING = 1024
+#: Deepest accepted bracket nesting.  QEMU's streamer allows 1024; Python's decoder
+#: recurses per level and would hit the interpreter's recursion limit (1000 by default)
+#: first, and no QMP message comes near either.
+MAX_NESTING = 256
 #: Bytes read from a connection at a time.
 _READ_SIZE = 65536
 #: A client that stops reading is dropped once this many reply bytes wait for it.
@@ -92,6 +94,8 @@ def _decode(raw: bytes) -> Any:
     """Decode one framed message, or raise `QMPError` with QEMU's "JSON parse error"."""
     try:
         return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:  # only if the caller's stack is already deep
+        raise QMPError("JSON nesting depth limit exceeded") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise QMPError(f"JSON parse error, {reason[:1].lower()}{reason[1:]}") from None
@@ -369,7 +373,15 @@ class QMPServer:
             return {"error": QMPError("QMP input must be a JSON object").to_json()}
         has_id = "id" in request
         try:
-            result = await self._execute(conn, request)
+            try:
+                result = await self._execute(conn, request)
+            except (QMPError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                # A bug in a handler: log it once for the developer, answer the client,
+                # keep serving.
+                _log.exception("QMP command %r failed", request.get("execute"))
+                raise QMPError(f"internal error: {type(exc).__name__}: {exc}") from None
         except QMPError as exc:
             err: dict[str, Any] = {"id": request["id"]} if has_id else {}
             err["error"] = exc.to_json()
