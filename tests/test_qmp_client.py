@@ -2,8 +2,8 @@
 
 One script — negotiation, ``query-status``, ``stop`` and its STOP event, ``cont`` and
 RESUME, an unknown command, a bad argument, a clean disconnect — runs against the demo
-machine (``python -m aioqloop demo --qmp PATH``) with the client on plain asyncio and
-on aioqloop's loop (both bases).  When Debian's ``qemu-system-x86_64`` is installed,
+machine (``python -m aioqloop demo --qmp PATH``, on each base) with the client on plain
+asyncio and on aioqloop's loop (both bases).  When Debian's ``qemu-system-x86_64`` is installed,
 the same script runs against a real QEMU and the two transcripts must be equal, the
 greeting's version and package aside.
 """
@@ -117,13 +117,19 @@ def _run_client(kind: str, path: str) -> Transcript:
         loop.close()
 
 
-@pytest.fixture(scope="module")
-def demo_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["demo on asyncio", "demo on uvloop"])
+def demo_socket(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A demo machine serving QMP; shut down with ``quit`` when the module is done."""
+    base = request.param.split()[-1]
+    if base == "uvloop":
+        pytest.importorskip("uvloop")
     path = str(tmp_path_factory.mktemp("qmp") / "demo.sock")
     env = dict(os.environ, NO_COLOR="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aioqloop", "demo", "--qmp", path, "--vcpus", "1"],
+        [sys.executable, "-m", "aioqloop", "demo", "--qmp", path, "--vcpus", "1",
+         "--base", base],
         cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
