@@ -1,11 +1,12 @@
 """``python -m aioqloop bench``: run the benchmark suite and show medians and ratios.
 
-The workloads live in the source tree's ``benchmarks/`` directory (``bench_<name>.py``;
-each also runs alone).  This runner loads them by path, runs them with a progress
-display, prints one table per workload (medians; ratios to plain asyncio, and for
-aioqloop on uvloop also to plain uvloop) and the performance goals with OK/MISS, and
-optionally writes the records as JSON and the scaling curves as a PNG (needs the
-``plot`` extra, matplotlib).
+The workloads (``bench_<name>.py``; each also runs alone) ship inside the package as
+``aioqloop/_benchmarks`` and live in the source tree's ``benchmarks/`` directory.  This
+runner loads them by path, runs them with a progress display (one line per run when
+stderr is not a terminal), prints one table per workload (medians; ratios to plain
+asyncio, and for aioqloop on uvloop also to plain uvloop) and the performance goals
+with OK/MISS, and optionally writes the records as JSON and the scaling curves as a
+PNG (needs the ``plot`` extra, matplotlib).
 
 Real GLib (PyGObject) is measured in a helper process under whichever Python can import
 ``gi``; without it the tables say "GLib: not installed".
@@ -37,8 +38,19 @@ WORKLOADS = ("dispatch", "timers", "fd", "scaling", "wakeup", "biglock", "echo")
 _IMPL_ORDER = ("asyncio", "uvloop", "aioqloop/asyncio", "aioqloop/uvloop", "glib")
 
 
+#: Exit status of ``--check`` when a performance goal is missed.
+EXIT_GOAL_MISSED = 3
+#: Output width when stdout is not a terminal (logs, pipes): the tables fit 80 columns.
+_PLAIN_WIDTH = 80
+
+
 def _default_bench_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "benchmarks"
+    """The workloads: the source tree's ``benchmarks/`` in a checkout, else the package's."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "benchmarks"
+    if (checkout / "_benchlib.py").is_file() and (here.parent / "pyproject.toml").is_file():
+        return checkout
+    return here / "_benchmarks"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=float, default=1.0, metavar="F",
                         help="multiply workload sizes by F (e.g. 0.1 for a smoke run)")
     parser.add_argument("--bench-dir", type=Path, metavar="DIR",
-                        help="where the bench_<name>.py files are (default: the source tree's)")
+                        help="where the bench_<name>.py files are (default: the ones "
+                        "installed with the package, or the source tree's)")
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit with status {EXIT_GOAL_MISSED} when a performance goal "
+                        "is missed (default: goals are reported only)")
     return parser
 
 
@@ -169,7 +185,13 @@ def _figure_table(bench: str, figures: list[dict[str, Any]]) -> Any:
 def _target_table(targets: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    table = Table(title="[bold]performance goals[/bold]", title_justify="left")
+    table = Table(
+        title="[bold]performance goals[/bold]", title_justify="left",
+        caption="OK: the goal is met in this run. MISS: the measured figure is outside the "
+        "target in this run, on this machine (a slow or loaded machine misses more; "
+        f"--check turns a MISS into exit status {EXIT_GOAL_MISSED}). n/a: not measured "
+        "here (an implementation is missing). info: a figure reported without a goal.",
+    )
     for col, justify in (("workload", "left"), ("goal", "left"), ("target", "left"),
                          ("measured", "right"), ("", "center"), ("detail", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -249,9 +271,33 @@ def _meta(args: argparse.Namespace, lib: Any, names: list[str], elapsed: float) 
 
 
 @contextlib.contextmanager
+def _plain_progress(
+    console: Any, total: int
+) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
+    """Progress for logs and pipes: one line per step reported, no animation."""
+    done = 0
+    started = time.perf_counter()
+
+    def report(text: str) -> None:
+        elapsed = time.perf_counter() - started
+        console.print(f"[{done + 1}/{total}] {text} ({elapsed:.0f} s)", markup=False,
+                      highlight=False)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+
+    yield report, advance
+
+
+@contextlib.contextmanager
 def _progress(
     console: Any, total: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
+    if not console.is_terminal:
+        with _plain_progress(console, total) as pair:
+            yield pair
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -286,27 +332,31 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite with ``argv`` (the arguments after ``bench``); return the exit status.
 
     0 when every workload ran (performance goals are reported, not enforced), 1 when a
-    workload failed, 2 on a usage error.
+    workload failed, 2 on a usage error, `EXIT_GOAL_MISSED` (3) with ``--check`` when a
+    goal was missed.
     """
     from rich.console import Console
 
     parser = _parser()
     args = parser.parse_args(argv)
     # Wide enough for one column per implementation when the output is not a terminal.
-    out = Console(width=None if sys.stdout.isatty() else 150)
+    from rich.markup import escape
+
+    out = Console(width=None if sys.stdout.isatty() else _PLAIN_WIDTH)
     err = Console(stderr=True)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
     if not (args.scale > 0 and math.isfinite(args.scale)):
         parser.error("--scale must be a positive number")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        err.print("[red]--plot needs matplotlib: pip install 'aioqloop[plot]'[/red]")
+        hint = escape("pip install 'aioqloop[plot]'")
+        err.print(f"[red]--plot needs matplotlib: {hint}[/red]")
         return 2
     bench_dir: Path = args.bench_dir or _default_bench_dir()
     lib_path = bench_dir / "_benchlib.py"
     if not lib_path.is_file():
-        err.print(f"[red]no benchmarks found in {bench_dir} (they ship with the source tree; "
-                  "use --bench-dir)[/red]")
+        err.print(f"[red]no benchmarks found in {escape(str(bench_dir))} "
+                  "(use --bench-dir DIR)[/red]")
         return 2
     names = [n for n in WORKLOADS if not args.only or n in args.only]
     if str(bench_dir) not in sys.path:
@@ -362,4 +412,12 @@ def main(argv: list[str] | None = None) -> int:
             out.print(f"wrote {args.plot}")
         else:
             err.print("[yellow]no scaling figures to plot (run the 'scaling' workload)[/yellow]")
-    return 1 if failed else 0
+    if failed:
+        return 1
+    missed = [t for t in targets if t.get("ok") is False]
+    if missed:
+        goals = ", ".join(f"{t['bench']}: {t['target']}" for t in missed)
+        err.print(f"[yellow]{len(missed)} goal(s) missed: {escape(goals)}[/yellow]")
+        if args.check:
+            return EXIT_GOAL_MISSED
+    return 0

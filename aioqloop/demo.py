@@ -6,17 +6,21 @@ pieces mirror how QEMU structures a machine around its main loop and its big loc
 * **serial device** — a pseudo-terminal (QEMU's ``-serial pty``).  A guest console
   thread writes lines on the slave side; an `FdSource` on the master side reads them on
   the loop and echoes each line back, which the guest reads.
-* **timer device** — a `TimeoutSource` raising periodic "interrupts".  ``stop`` removes
-  it and ``cont`` re-arms it, as QEMU's virtual clock stops with the vCPUs.
+* **timer device** — a periodic `Source` on the guest's virtual clock raising
+  "interrupts" (QEMU's ``QEMU_CLOCK_VIRTUAL`` timers): ``stop`` sets its ready time to
+  never and ``cont`` re-arms it, as QEMU's virtual clock stops with the vCPUs.  It is
+  one source for the whole run, so its statistics count every interrupt.
 * **vCPUs** — worker threads running guest work outside the lock and taking the big lock
   (``with lock:``) to touch device registers, like QEMU's vCPU threads do for MMIO.
 * **bottom halves** — vCPUs complete I/O by scheduling a `BottomHalf` that runs on the
   loop; scheduling is idempotent, so a burst of requests costs one run.
 * **housekeeping** — an idle-priority source that runs only when nothing more urgent
   is ready, then removes itself; a slow timer re-adds it, so it never spins the CPU.
-* **monitor** — a QMP-like JSON protocol on a Unix socket served by asyncio streams
-  (``query-status``, ``query-stats``, ``stop``, ``cont``), and a client coroutine that
-  drives it during the run.
+* **monitor** — QMP, QEMU's monitor protocol, on a Unix socket served by asyncio streams
+  (`aioqloop.qmp`): ``query-status``, ``stop``, ``cont``, ``system_reset``, ``quit``,
+  ``query-commands``, ``query-version`` and ``x-query-machine-stats``, with QEMU's
+  events.  QEMU's own client library (``qemu.qmp``) and ``socat`` can drive it
+  (``--qmp PATH``); without ``--qmp`` a built-in client drives it during the run.
 
 The loop is created with ``bql=lock``: it dispatches sources holding the lock and drops
 it while it waits for events (QEMU's ``os_host_main_loop_wait``), so source callbacks
@@ -31,12 +35,14 @@ import contextlib
 import json
 import os
 import select
+import signal
+import sys
 import tempfile
 import threading
 import time
 import tty
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -47,6 +53,8 @@ from .bottomhalf import BottomHalf
 from .constants import PRIORITY_DEFAULT_IDLE, SOURCE_CONTINUE, SOURCE_REMOVE, IOCondition
 from .context import MainContext, get_main_context
 from .loop import run
+from .qmp import Command, JSONStream, QMPError, QMPServer
+from .source import Source
 from .sources import FdSource, TimeoutSource, idle_add
 from .statistics import statistics_table
 
@@ -60,6 +68,42 @@ CONSOLE_PERIOD = 0.05
 HOUSEKEEPING_PERIOD = 0.1
 #: Seconds ``stop`` waits for the vCPUs to park before it reports an error.
 STOP_TIMEOUT = 5.0
+#: The QMP protocol level the monitor follows, announced as ``version.qemu``.
+QMP_VERSION = (7, 2, 0)
+
+
+class VirtualTimer(Source):
+    """A periodic timer on the guest's virtual clock (a QEMU ``QEMU_CLOCK_VIRTUAL`` timer).
+
+    Ready every ``period`` seconds while the clock runs; `stop_clock` makes it never
+    ready (ready time -1) and `start_clock` re-arms it one period from now.  The source
+    stays attached throughout, unlike destroying and recreating a `TimeoutSource`,
+    so its statistics cover the whole run.
+    """
+
+    def __init__(self, period: float, *, name: str) -> None:
+        super().__init__(name=name)
+        self.period = period
+        self.ticking = False
+
+    def start_clock(self) -> None:
+        """Run the clock: ready one ``period`` (seconds) from the iteration's time."""
+        self.ticking = True
+        self.set_ready_time(self.time() + self.period)
+
+    def stop_clock(self) -> None:
+        """Stop the clock: never ready until `start_clock`."""
+        self.ticking = False
+        self.set_ready_time(-1)
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        """Run the callback, then re-arm one period later while the clock runs."""
+        if not self.ticking:
+            return SOURCE_CONTINUE  # stopped between the readiness check and dispatch
+        keep = super().dispatch(callback, args)
+        if keep and self.ticking and not self.is_destroyed:
+            self.set_ready_time(self.time() + self.period)
+        return keep
 
 
 class Machine:
@@ -82,6 +126,7 @@ class Machine:
         self.interrupts = 0
         self.vcpu_lock_acquisitions = [0] * n_vcpus
         self.io_requests = 0
+        self.dma_completed = 0  # survives system_reset, unlike the dma_done register
         self.bh_runs = 0
         self.housekeeping_runs = 0
         self.parked = 0
@@ -99,8 +144,10 @@ class Machine:
         self.serial_source = FdSource(self.serial_master, IOCondition.IN, name="serial0")
         self.serial_source.set_callback(self._serial_readable)
         self.serial_source.attach(ctx)
-        self.timer_source: TimeoutSource | None = None
-        self._start_timer()
+        self.timer_source = VirtualTimer(TIMER_PERIOD, name="timer0")
+        self.timer_source.set_callback(self._timer_fired)
+        self.timer_source.attach(ctx)
+        self.timer_source.start_clock()
         self.io_bh = BottomHalf(self._complete_io, context=ctx, name="dma-complete")
         self.parked_bh = BottomHalf(self._vcpu_parked, context=ctx, name="vcpu-parked")
         self._idle_id = 0
@@ -128,7 +175,9 @@ class Machine:
     def close(self) -> None:
         """Remove the sources and bottom halves, close the pty.  Loop thread, after join."""
         idle = self.ctx.find_source_by_id(self._idle_id) if self._idle_id else None
-        for src in (self.serial_source, self.timer_source, self.housekeeping_timer, idle):
+        srcs: tuple[Source | None, ...] = (
+            self.serial_source, self.timer_source, self.housekeeping_timer, idle)
+        for src in srcs:
             if src is not None:
                 src.destroy()
         self.io_bh.delete()
@@ -144,21 +193,19 @@ class Machine:
         self.parked = 0
         self.all_parked.clear()
         self.run_event.clear()
-        if self.timer_source is not None:
-            self.timer_source.destroy()
-            self.timer_source = None
+        self.timer_source.stop_clock()
 
     def resume_locked(self) -> None:
         """QEMU's ``resume_all_vcpus``.  Caller holds the lock."""
         self.lock.assert_held()
         self.running = True
-        self._start_timer()
+        self.timer_source.start_clock()
         self.run_event.set()
 
-    def _start_timer(self) -> None:
-        self.timer_source = TimeoutSource(TIMER_PERIOD, name="timer0")
-        self.timer_source.set_callback(self._timer_fired)
-        self.timer_source.attach(self.ctx)
+    def reset_locked(self) -> None:
+        """QEMU's ``qemu_system_reset``: device registers back to power-on values."""
+        self.lock.assert_held()
+        self.regs = dict.fromkeys(self.regs, 0)
 
     # ------------------------------------------------- source callbacks (loop)
     def _serial_readable(self, fd: int, cond: IOCondition) -> bool:
@@ -190,6 +237,7 @@ class Machine:
         self.lock.assert_held()
         self.bh_runs += 1
         self.regs["dma_done"] += self.regs["dma_pending"]
+        self.dma_completed += self.regs["dma_pending"]
         self.regs["dma_pending"] = 0
 
     def _vcpu_parked(self) -> None:
@@ -258,6 +306,7 @@ class Machine:
         """The counters as a dict (the ``query-stats`` reply).  Caller holds the lock."""
         self.lock.assert_held()
         return {
+            "running": self.running,
             "serial": self.serial_echoes,
             "irqs": self.interrupts,
             "vcpu-locks": list(self.vcpu_lock_acquisitions),
@@ -270,113 +319,160 @@ class Machine:
 
 # ------------------------------------------------------------------ monitor
 class Monitor:
-    """A QMP-like monitor: one JSON object per line, greeting then capabilities handshake."""
+    """The machine's QMP commands (QEMU's ``qmp_stop``, ``qmp_cont``...) on a `QMPServer`.
+
+    Each command takes the big lock for the machine state it reads or changes, as QEMU's
+    monitor runs its commands under the BQL.  ``quit`` sets `quit_requested`; the
+    demo then shuts the machine down and closes the connections.
+    """
 
     def __init__(self, machine: Machine) -> None:
+        import aioqloop
+
         self.machine = machine
-        self.replies = 0
+        self.quit_requested = asyncio.Event()
+        self.server = QMPServer(
+            [
+                Command("query-status", self.query_status),
+                Command("stop", self.stop),
+                Command("cont", self.cont),
+                Command("system_reset", self.system_reset),
+                Command("quit", self.quit),
+                Command("x-query-machine-stats", self.query_machine_stats),
+                Command("human-monitor-command", self.human_monitor_command,
+                        {"command-line": "str", "cpu-index?": "int"}),
+            ],
+            version=QMP_VERSION,
+            package=f"aioqloop {aioqloop.__version__} demo machine",
+        )
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one client connection until it closes."""
+    async def query_status(self) -> dict[str, Any]:
+        """QEMU's ``StatusInfo``: ``running`` or ``paused`` (the toy has no other state)."""
+        async with self.machine.lock:
+            running = self.machine.running
+        return {"status": "running" if running else "paused", "singlestep": False,
+                "running": running}
 
-        async def send(obj: dict[str, Any]) -> None:
-            writer.write(json.dumps(obj).encode() + b"\n")
-            await writer.drain()
-
-        try:
-            await send({"QMP": {"version": {"package": "aioqloop-demo"}, "capabilities": []}})
-            while line := await reader.readline():
-                try:
-                    cmd = json.loads(line)
-                    name = cmd["execute"]
-                except (ValueError, KeyError, TypeError):
-                    await send({"error": {"class": "GenericError", "desc": "bad request"}})
-                    continue
-                reply, event = await self.execute(str(name))
-                self.replies += 1
-                await send(reply)
-                if event is not None:
-                    await send({"event": event, "timestamp": time.time()})
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def execute(self, name: str) -> tuple[dict[str, Any], str | None]:
-        """Run one command under the big lock; return (reply, event name or None)."""
+    async def stop(self) -> None:
+        """Pause the vCPUs and the virtual clock; ``STOP`` once they are parked."""
         m = self.machine
-        if name == "qmp_capabilities":
-            return {"return": {}}, None
-        if name == "query-status":
-            async with m.lock:
-                running = m.running
-            return {"return": {"running": running,
-                               "status": "running" if running else "paused"}}, None
-        if name == "query-stats":
-            async with m.lock:
-                return {"return": m.snapshot_locked()}, None
-        if name == "stop":
-            async with m.lock:
-                was_running = m.running
-                if was_running:
-                    m.pause_locked()
+        async with m.lock:
+            was_running = m.running
             if was_running:
-                # pause_all_vcpus waits for every vCPU to park, without the lock.
-                try:
-                    await asyncio.wait_for(m.all_parked.wait(), STOP_TIMEOUT)
-                except asyncio.TimeoutError:
-                    return {"error": {"class": "GenericError",
-                                      "desc": "vCPUs did not stop in time"}}, None
-            return {"return": {}}, "STOP" if was_running else None
-        if name == "cont":
-            async with m.lock:
-                was_paused = not m.running
-                if was_paused:
-                    m.resume_locked()
-            return {"return": {}}, "RESUME" if was_paused else None
-        return {"error": {"class": "CommandNotFound",
-                          "desc": f"The command {name} has not been found"}}, None
+                m.pause_locked()
+        if was_running:
+            # pause_all_vcpus waits for every vCPU to park, without the lock.
+            try:
+                await asyncio.wait_for(m.all_parked.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise QMPError("vCPUs did not stop in time") from None
+            self.server.emit("STOP")
+
+    async def cont(self) -> None:
+        """Resume the vCPUs and the virtual clock; ``RESUME`` if they were paused."""
+        async with self.machine.lock:
+            was_paused = not self.machine.running
+            if was_paused:
+                self.machine.resume_locked()
+        if was_paused:
+            self.server.emit("RESUME")
+
+    async def system_reset(self) -> None:
+        """Reset the device registers; ``RESET`` as QEMU reports a monitor reset."""
+        async with self.machine.lock:
+            self.machine.reset_locked()
+        self.server.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
+
+    async def quit(self) -> None:
+        """Shut the machine down after this reply; ``SHUTDOWN`` as QEMU reports it."""
+        self.server.emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
+        self.quit_requested.set()
+
+    async def human_monitor_command(self, command_line: str,
+                                    cpu_index: int | None = None) -> str:
+        """A few HMP commands through QMP: ``info status``, ``stop``, ``cont``, ``help``.
+
+        The reply is HMP's text output with ``\r\n`` line ends, as QEMU returns it.
+        """
+        words = command_line.split()
+        if not words:
+            return ""
+        if words == ["info", "status"]:
+            status = (await self.query_status())["status"]
+            return f"VM status: {status}\r\n"
+        if words == ["stop"]:
+            await self.stop()
+            return ""
+        if words in (["cont"], ["c"]):
+            await self.cont()
+            return ""
+        if words == ["help"]:
+            return ("cont|c  -- resume emulation\r\ninfo status  -- show the machine's status"
+                    "\r\nstop  -- stop emulation\r\n")
+        shown = " ".join(words[:2]) if words[0] == "info" else words[0]
+        return f"unknown command: '{shown}'\r\n"
+
+    async def query_machine_stats(self) -> dict[str, Any]:
+        """The machine's counters (an ``x-`` command: the toy's own, not QEMU's)."""
+        async with self.machine.lock:
+            return self.machine.snapshot_locked()
 
 
 def _brief(msg: dict[str, Any]) -> str:
     """One short line for a QMP reply: big ``return`` objects as ``key=value`` pairs."""
     ret = msg.get("return")
-    if isinstance(ret, dict) and len(ret) > 2:
+    if isinstance(ret, dict) and len(ret) > 3:
         return "ok: " + " ".join(
             f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in ret.items()
             if k != "registers"
         )
-    shown = json.dumps(msg, separators=(",", ":"))
+    shown = json.dumps({k: v for k, v in msg.items() if k != "id"}, separators=(",", ":"))
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 async def _monitor_client(path: str, seconds: float, console: Console) -> None:
     """Talk to the monitor during the run: query, stop, check the pause, cont."""
     reader, writer = await asyncio.open_unix_connection(path)
+    stream = JSONStream()
+    pending: list[Any] = []
+    next_id = 0
+
+    async def receive() -> dict[str, Any]:
+        while not pending:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("the monitor closed the connection")
+            pending.extend(stream.feed(data))
+        msg: dict[str, Any] = pending.pop(0)
+        return msg
 
     async def call(name: str) -> dict[str, Any]:
-        writer.write(json.dumps({"execute": name}).encode() + b"\n")
+        nonlocal next_id
+        next_id += 1
+        writer.write(json.dumps({"execute": name, "id": next_id}).encode())
         await writer.drain()
         while True:
-            msg: dict[str, Any] = json.loads(await reader.readline())
+            msg = await receive()
             if "event" in msg:
                 console.print(f"[magenta]QMP[/] <- event {msg['event']}")
                 continue
-            console.print(f"[magenta]QMP[/] -> {name:<16} <- {escape(_brief(msg))}")
+            if msg.get("id") != next_id:
+                continue
+            console.print(f"[magenta]QMP[/] -> {name:<21} <- {escape(_brief(msg))}")
             return msg
 
     try:
-        greeting = json.loads(await reader.readline())
+        greeting = await receive()
         console.print(f"[magenta]QMP[/] greeting: {escape(json.dumps(greeting))}")
         await call("qmp_capabilities")
         await asyncio.sleep(seconds * 0.25)
         await call("query-status")
-        await call("query-stats")
+        await call("x-query-machine-stats")
         await call("stop")
-        before = (await call("query-stats"))["return"]["irqs"]
+        before = (await call("x-query-machine-stats"))["return"]["irqs"]
         await asyncio.sleep(seconds * 0.2)
         await call("query-status")
-        after = (await call("query-stats"))["return"]["irqs"]
+        after = (await call("x-query-machine-stats"))["return"]["irqs"]
         console.print(
             f"[magenta]QMP[/] while stopped: interrupts {before} -> {after} "
             f"({'frozen' if before == after else 'MOVED'})"
@@ -390,36 +486,106 @@ async def _monitor_client(path: str, seconds: float, console: Console) -> None:
             await writer.wait_closed()
 
 
+class _PipeSafeStdout:
+    """Standard output that goes quiet once the reader is gone (``demo | head -3``).
+
+    The first write that meets a closed pipe points file descriptor 1 at /dev/null,
+    so neither later prints nor the interpreter's final flush raise ``BrokenPipeError``;
+    the machine finishes its run as usual.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_pipe = False
+
+    def _silence(self) -> None:
+        self.closed_pipe = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if self.closed_pipe:
+            return len(text)
+        try:
+            self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.closed_pipe:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self._stream.encoding
+
+
 # -------------------------------------------------------------------- main
-async def _run_machine(seconds: float, n_vcpus: int, lock: BigLock, console: Console,
-                       base: str) -> Machine:
+#: What the per-source statistics columns mean, printed under the table.
+_STATS_CAPTION = (
+    "dispatches: callback runs; total/mean/max: time in dispatch; waited: iterations "
+    "in which the source was ready but a more urgent priority ran first; "
+    "bottom halves: every BottomHalf of the context, as one source"
+)
+
+
+async def _run_machine(seconds: float | None, n_vcpus: int, lock: BigLock, console: Console,
+                       *, base: str, qmp_path: str | None) -> Machine:
     ctx = get_main_context()
     machine = Machine(lock, ctx, n_vcpus, console)
     monitor = Monitor(machine)
+    loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="aioqloop-demo-") as tmp:
-        path = os.path.join(tmp, "qmp.sock")
-        server = await asyncio.start_unix_server(monitor.handle, path)
+        path = qmp_path or os.path.join(tmp, "qmp.sock")
+        server = await monitor.server.start_unix_server(path)
         console.print(
             f"[bold]machine up[/]: base={base}, {n_vcpus} vCPUs, serial0 on "
             f"{os.ttyname(machine.serial_slave)}, QMP on {path}"
         )
         machine.start()
-        t0 = asyncio.get_running_loop().time()
+        t0 = loop.time()
+        client: asyncio.Task[None] | None = None
         try:
-            client = asyncio.create_task(_monitor_client(path, seconds, console))
-            await asyncio.sleep(seconds)
-            await client
+            if qmp_path is None:
+                assert seconds is not None
+                client = asyncio.create_task(_monitor_client(path, seconds, console))
+            quit_wait = asyncio.ensure_future(monitor.quit_requested.wait())
+            await asyncio.wait([quit_wait], timeout=seconds)
+            quit_wait.cancel()
+            if client is not None:
+                await client
         finally:
             # Threads may be queued on the lock: join them off the loop so it keeps going.
-            await asyncio.get_running_loop().run_in_executor(None, machine.join_threads)
+            await loop.run_in_executor(None, machine.join_threads)
             server.close()
+            monitor.server.close_connections()
             await server.wait_closed()
-            elapsed = asyncio.get_running_loop().time() - t0
+            if qmp_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(qmp_path)
+            elapsed = loop.time() - t0
             console.print(
-                f"[bold]machine down[/] after {elapsed:.2f} s; {monitor.replies} monitor replies"
+                f"[bold]machine down[/] after {elapsed:.2f} s; "
+                f"{monitor.server.replies} monitor replies"
             )
             # Print while the sources are still attached: statistics cover attached ones.
-            console.print(statistics_table(ctx, title="main context sources"))
+            table = statistics_table(ctx, title="main context sources")
+            table.caption = _STATS_CAPTION
+            console.print(table)
             machine.close()
     return machine
 
@@ -434,7 +600,7 @@ def _machine_table(machine: Machine) -> Table:
         ("timer interrupts", machine.interrupts),
         ("io requests (vCPU MMIO)", machine.io_requests),
         ("bottom-half runs", machine.bh_runs),
-        ("dma completed", machine.regs["dma_done"]),
+        ("dma completed", machine.dma_completed),
         ("housekeeping runs", machine.housekeeping_runs),
     ]
     rows += [(f"vcpu{i} lock acquisitions", n)
@@ -468,21 +634,29 @@ def _parser() -> argparse.ArgumentParser:
         prog="aioqloop demo",
         description="Run a toy QEMU-style machine on aioqloop and print its statistics.",
     )
-    p.add_argument("--seconds", type=float, default=3.0,
-                   help="how long the machine runs, in seconds (default: 3)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="how long the machine runs, in seconds (default: 3; with --qmp: "
+                   "until a client sends quit)")
     p.add_argument("--base", choices=("asyncio", "uvloop"), default="asyncio",
                    help="the event loop base (default: asyncio)")
     p.add_argument("--vcpus", type=int, default=2, help="number of vCPU threads (default: 2)")
+    p.add_argument("--qmp", metavar="PATH",
+                   help="serve QMP on a Unix socket at PATH (mode 0600) for your own client "
+                   "(qemu.qmp, socat) instead of running the built-in one")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; ``argv`` excludes the program name.  Returns the exit status."""
     args = _parser().parse_args(argv)
-    console = Console()
+    out = _PipeSafeStdout(sys.stdout)
+    console = Console(file=out)  # type: ignore[arg-type]
     if not console.is_terminal:
-        console = Console(width=120)  # logs and pipes: wide enough for the tables
-    if not args.seconds > 0 or args.vcpus < 1:
+        # logs and pipes: wide enough for the tables
+        console = Console(file=out, width=120)  # type: ignore[arg-type]
+    if args.seconds is None and args.qmp is None:
+        args.seconds = 3.0
+    if (args.seconds is not None and not args.seconds > 0) or args.vcpus < 1:
         console.print("[red]--seconds must be > 0 and --vcpus >= 1[/]")
         return 2
     if args.base == "uvloop":
@@ -492,8 +666,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print("[red]--base uvloop needs uvloop: pip install 'aioqloop[uvloop]'[/]")
             return 2
     lock = BigLock(name="bql")
-    machine = run(_run_machine(args.seconds, args.vcpus, lock, console, args.base),
-                  base=args.base, bql=lock)
+    try:
+        machine = run(
+            _run_machine(args.seconds, args.vcpus, lock, console, base=args.base,
+                         qmp_path=args.qmp),
+            base=args.base, bql=lock)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
     console.print(_machine_table(machine))
     console.print(_lock_table(lock))
     return 0

@@ -39,8 +39,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(ROOT) not in sys.path:
-    # A source checkout works without installing the package.
+if (ROOT / "aioqloop" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+    # A source checkout works without installing the package.  (Installed, the
+    # workloads live inside the package, whose directory must not go on sys.path: its
+    # modules would shadow the standard library's, e.g. ``statistics``.)
     sys.path.insert(0, str(ROOT))
 
 ASYNCIO = "asyncio"

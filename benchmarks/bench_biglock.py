@@ -34,8 +34,8 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 def _load_biglock() -> ModuleType:
     """Import ``aioqloop.biglock``; fall back to loading the file when the package is absent."""
-    if str(_ROOT) not in sys.path:
-        sys.path.insert(0, str(_ROOT))
+    if (_ROOT / "aioqloop" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))  # a source checkout, not the installed package
     try:
         import aioqloop.biglock as module
     except ImportError:

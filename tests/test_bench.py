@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -103,6 +105,12 @@ def test_tiny_suite_writes_records_and_tables(
     assert "OK" in shown.out or "MISS" in shown.out
     if no_gi:
         assert "GLib: not installed" in shown.out
+    # Not a terminal: the tables fit 80 columns, and progress is one plain line per run.
+    widest = max(shown.out.splitlines(), key=len)
+    assert len(widest) <= 80, widest
+    progress = [line for line in shown.err.splitlines() if line.startswith("[")]
+    assert any("(run 1/1)" in line for line in progress), shown.err
+    assert all(re.fullmatch(r"\[\d+/\d+\] .+ \(\d+ s\)", line) for line in progress), progress
 
 
 def test_standalone_script_prints_json_lines() -> None:
@@ -189,7 +197,8 @@ def test_plot_without_matplotlib_is_refused_up_front(
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     assert bench.main(["--plot", str(tmp_path / "x.png"), "--only", "echo"]) == 2
-    assert "matplotlib" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pip install 'aioqloop[plot]'" in " ".join(err.split())  # [plot] not eaten as markup
     assert not (tmp_path / "x.png").exists()
 
 
@@ -209,3 +218,51 @@ def test_failing_workload_gives_status_1_and_the_rest_still_runs(
     assert "boom" in shown.err
     assert "TCP echo" in shown.out
     assert "failed: dispatch" in shown.out
+
+
+_MISSING_GOAL = """
+def run(quick, **kwargs):
+    return [{"kind": "target", "bench": "dispatch", "target": "under 1 us", "goal": "<= 1.0x",
+             "measured": 2.0, "ok": False, "detail": "made up"},
+            {"kind": "target", "bench": "dispatch", "target": "at all", "goal": "<= 9.0x",
+             "measured": 2.0, "ok": True, "detail": "made up"}]
+"""
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_check_fails_on_a_missed_goal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], check: bool
+) -> None:
+    shutil.copy(BENCH_DIR / "_benchlib.py", tmp_path / "_benchlib.py")
+    (tmp_path / "bench_dispatch.py").write_text(_MISSING_GOAL, encoding="utf-8")
+    argv = ["--bench-dir", str(tmp_path), "--only", "dispatch", "--no-glib", *TINY]
+    status = bench.main(argv + (["--check"] if check else []))
+    assert status == (bench.EXIT_GOAL_MISSED if check else 0)
+    shown = capsys.readouterr()
+    flat = " ".join(shown.out.split())
+    assert "MISS" in flat and "OK" in flat
+    assert "MISS: the measured figure is outside the target" in flat  # MISS explained
+    assert "1 goal(s) missed: dispatch: under 1 us" in " ".join(shown.err.split())
+
+
+def test_default_workloads_are_the_checkout_ones_here() -> None:
+    assert bench._default_bench_dir() == BENCH_DIR
+
+
+@pytest.mark.timeout(120)
+def test_wheel_ships_the_workloads(tmp_path: Path) -> None:
+    """``pip install aioqloop && aioqloop bench`` needs the workloads inside the wheel."""
+    pytest.importorskip("hatchling")
+    root = BENCH_DIR.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True, timeout=110,
+    )
+    (wheel,) = tmp_path.glob("aioqloop-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {n for n in names if n.startswith("aioqloop/_benchmarks/")}
+    expected = {f"aioqloop/_benchmarks/bench_{w}.py" for w in bench.WORKLOADS}
+    expected |= {"aioqloop/_benchmarks/_benchlib.py", "aioqloop/_benchmarks/_glib_worker.py"}
+    assert expected <= shipped
+    assert not [n for n in shipped if "__pycache__" in n or n.endswith(".pyc")]

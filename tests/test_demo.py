@@ -53,12 +53,20 @@ def test_demo_machine_works(base: str) -> None:
     assert f"machine up: base={base}, 2 vCPUs" in out
     assert "serial0 guest says: 'guest line 1'" in out
     # the monitor answered, and stop/cont round-tripped
-    assert 'QMP -> query-status     <- {"return":{"running":true,"status":"running"}}' in out
-    assert '{"return":{"running":false,"status":"paused"}}' in out
+    running = '{"return":{"status":"running","singlestep":false,"running":true}}'
+    assert f"QMP -> query-status          <- {running}" in out
+    assert '{"return":{"status":"paused","singlestep":false,"running":false}}' in out
+    assert '"qemu": {"micro": 0, "minor": 2, "major": 7}' in out
     assert "event STOP" in out and "event RESUME" in out
     assert re.search(r"while stopped: interrupts (\d+) -> \1 \(frozen\)", out), out
     assert "CommandNotFound" in out
     assert re.search(r"machine down after [\d.]+ s; 10 monitor replies", out), out
+    # one timer source for the whole run, stopped and restarted: its dispatches are the
+    # machine's interrupts, even though the clock stopped in between
+    m = re.search(r"│\s*\d+ │ timer0\s*│\s*-?\d+ │\s*(\d+) │", out)
+    assert m, out
+    assert int(m.group(1)) == _counter(out, "timer interrupts")
+    assert "waited: iterations in which" in " ".join(out.split())  # the columns explained
     # every device did work
     assert _counter(out, "serial lines echoed") > 0
     assert _counter(out, "echoes read by guest") > 0
@@ -77,6 +85,26 @@ def test_demo_machine_works(base: str) -> None:
     assert "big lock contention" in out
     m = re.search(r"│ threads\s*│\s*(\d+)", out)
     assert m and int(m.group(1)) > 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("base", BASES)
+def test_demo_into_a_closed_pipe_exits_quietly(base: str) -> None:
+    """``python -m aioqloop demo | head -3``: no BrokenPipeError, no task tracebacks."""
+    if base == "uvloop":
+        pytest.importorskip("uvloop")
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aioqloop", "demo", "--seconds", "0.5", "--base", base],
+        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    assert first.startswith("machine up")
+    proc.stdout.close()  # what head does after its lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0
+    assert err == ""
 
 
 def test_cli_without_arguments_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
