@@ -111,10 +111,10 @@ class SourceSet:
             self._prepare_hooks.add(prio, src)
         if src._has_check:
             self._check_hooks.add(prio, src)
-        if src._has_prepare or src._has_check:
-            self._driver.hooks_added()
         for rec in src._fds:
             self._fd_add_local(rec)
+        if src._has_prepare or src._has_check:
+            self._driver.prepare_needed()
         if src._ready_time != -1:
             self._schedule_ready_time(src)
         if src._idle:
@@ -194,6 +194,7 @@ class SourceSet:
     def _fd_add_local(self, rec: _FdRecord) -> None:
         if not rec.source._destroyed and rec in rec.source._fds and not self._closed:
             self._fd_op(self._fds.add, rec)
+            self._driver.prepare_needed()  # arms the NVAL audit under a plain driver
 
     def _fd_remove_local(self, rec: _FdRecord) -> None:
         if not self._closed:

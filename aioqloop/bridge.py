@@ -157,9 +157,10 @@ class Driver:
     #: Called with the priority when a source becomes ready (set READY), or None.
     source_ready: Callable[[int], None] | None = None
 
-    def hooks_added(self) -> None:
-        """A source with prepare/check hooks was attached (a driver without a pre-poll
-        hook must run an iteration so they are called)."""
+    def prepare_needed(self) -> None:
+        """A source with prepare/check hooks or fd watches was attached: a driver
+        without a pre-poll hook must run an iteration so the hooks are called and the
+        NVAL audit of watched fds is armed."""
 
     def deadline_changed(self, when: float) -> None:
         """The earliest ready time is now ``when`` (loop seconds)."""
@@ -197,7 +198,7 @@ class PlainDriver(Driver):
     def _kicked(self, _priority: int) -> None:
         self._kick()
 
-    def hooks_added(self) -> None:
+    def prepare_needed(self) -> None:
         self._kick()
 
     def epoll_changed(self) -> None:

@@ -121,3 +121,58 @@ def test_far_prepare_timeout_and_hand_run_iteration(far: float) -> None:
         assert fired == [1]
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_closed_fd_is_reported_nval_when_nothing_else_drives_the_context(base: str) -> None:
+    import os
+
+    async def main() -> aioqloop.IOCondition:
+        r, w = os.pipe()
+        got: asyncio.Future[aioqloop.IOCondition] = asyncio.get_running_loop().create_future()
+
+        def cb(_fd: int, cond: aioqloop.IOCondition) -> bool:
+            if not got.done():
+                got.set_result(cond)
+            return False
+
+        aioqloop.fd_add(r, aioqloop.IOCondition.IN, cb)
+        os.close(r)  # behind the watch's back
+        os.close(w)
+        return await asyncio.wait_for(got, 10)
+
+    assert aioqloop.run(main(), base=base) == aioqloop.IOCondition.NVAL
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_reused_fd_number_under_a_live_dup_gives_no_spurious_dispatch(base: str) -> None:
+    import os
+
+    async def main() -> int:
+        r1, w1 = os.pipe()
+        os.write(w1, b"x")  # the old file is readable
+        keep = os.dup(r1)  # and stays open through a dup
+        aioqloop.fd_add(r1, aioqloop.IOCondition.IN, lambda _fd, _c: True)
+        os.close(r1)
+        r2, w2 = os.pipe()
+        if r2 != r1:
+            os.dup2(r2, r1)
+            os.close(r2)
+        calls = 0
+
+        def cb(_fd: int, _c: aioqloop.IOCondition) -> bool:
+            nonlocal calls
+            calls += 1
+            return True
+
+        aioqloop.fd_add(r1, aioqloop.IOCondition.IN, cb)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        for fd in (keep, w1, r1, w2):
+            os.close(fd)
+        return calls
+
+    # The old watch reports on the number like GLib would (NVAL/IN of the new pipe, which
+    # is empty); the new pipe itself never looks readable.
+    assert aioqloop.run(main(), base=base) == 0
