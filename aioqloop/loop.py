@@ -154,7 +154,7 @@ class _SelectorHook:
         """prepare → the real select → check → place the dispatch (module docstring)."""
         ctx: Any = self._ctx
         if self._clock is None and ctx.is_empty():
-            events = self._select(clamp_wait(timeout))
+            events = self._select(timeout)  # asyncio bounds its own timeouts (one day)
             if events and self._take_epfd(events):
                 # A wake-up: run what other threads posted, on the events we have.
                 self._preset = events
