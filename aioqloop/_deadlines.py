@@ -32,19 +32,20 @@ class Deadlines:
     #: ... and stale entries are more than this share of the heap.
     REBUILD_STALE_SHARE = 0.5
 
-    __slots__ = ("_heap", "_seq", "_stale")
+    __slots__ = ("_seq", "_stale", "entries")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Source]] = []
+        #: The heap itself (read-only outside this class; truthy while not empty).
+        self.entries: list[tuple[float, int, Source]] = []
         self._seq = 0
         self._stale = 0
 
     def __len__(self) -> int:
         """Entries in the heap, stale ones included."""
-        return len(self._heap)
+        return len(self.entries)
 
     def __bool__(self) -> bool:
-        return bool(self._heap)
+        return bool(self.entries)
 
     @property
     def stale(self) -> int:
@@ -53,7 +54,7 @@ class Deadlines:
 
     def head(self) -> float:
         """The earliest entry's time, possibly stale (``inf`` if empty): a cheap "maybe due"."""
-        heap = self._heap
+        heap = self.entries
         return heap[0][0] if heap else _INF
 
     def push(self, src: Source, when: float) -> bool:
@@ -63,7 +64,7 @@ class Deadlines:
         self._seq = seq = self._seq + 1
         src._heap_seq = seq
         src._in_heap = True
-        heap = self._heap
+        heap = self.entries
         heapq.heappush(heap, (when, seq, src))
         return heap[0][1] == seq
 
@@ -73,19 +74,19 @@ class Deadlines:
             return
         src._in_heap = False
         self._stale = stale = self._stale + 1
-        heap = self._heap
+        heap = self.entries
         if stale >= self.REBUILD_MIN_STALE and stale > len(heap) * self.REBUILD_STALE_SHARE:
             self.rebuild()
 
     def rebuild(self) -> None:
         """Drop every stale entry now (O(n))."""
-        self._heap = [e for e in self._heap if _live(e)]
-        heapq.heapify(self._heap)
+        self.entries = [e for e in self.entries if _live(e)]
+        heapq.heapify(self.entries)
         self._stale = 0
 
     def next_deadline(self) -> float:
         """The earliest live ready time (``inf`` if none); prunes stale heads."""
-        heap = self._heap
+        heap = self.entries
         while heap:
             entry = heap[0]
             if _live(entry):
@@ -96,7 +97,7 @@ class Deadlines:
 
     def pop_due(self, now: float) -> list[Source]:
         """Remove and return the sources due at ``now`` (``when <= now``), earliest first."""
-        heap = self._heap
+        heap = self.entries
         due: list[Source] = []
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)

@@ -63,7 +63,13 @@ class StandalonePort:
     """The port of a context bound to no asyncio loop."""
 
     loop: asyncio.AbstractEventLoop | None = None
+    #: ``type(loop)`` when `time` was bound: the context calls `rebind` if it changes.
+    loop_class: type = type(None)
     time: Callable[[], float] = staticmethod(time.monotonic)
+
+    def rebind(self) -> Callable[[], float]:
+        """The loop's class changed: bind `time` again and return it."""
+        return self.time
     #: A `VirtualClock` whose idle rule hand-run iterations follow, or None.
     virtual_clock: Any = None
 
@@ -95,16 +101,25 @@ class LoopPort(StandalonePort):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        if is_uvloop(loop):
+        self.virtual_clock = getattr(loop, "_aioq_clock", None)
+        self.rebind()
+
+    def rebind(self) -> Callable[[], float]:
+        """Bind `time` to the loop's clock as its class has it now.
+
+        Tools such as looptime swap the loop's class (and so its ``time()``) after the
+        loop, and its context, were created; the context calls this once per iteration
+        when ``type(loop)`` changed, so its deadlines follow the new clock.
+        """
+        loop: Any = self.loop
+        self.loop_class = type(loop)
+        if is_uvloop(loop) and type(loop).time is _uvloop_time(loop):
             # uvloop's time() is libuv's cached, millisecond-truncated clock: deadlines
             # computed from it fire up to 1 ms early.  Same epoch, fresh reading.
-            self.time = time.monotonic  # type: ignore[method-assign]
-        self.virtual_clock = getattr(loop, "_aioq_clock", None)
-
-    def time(self) -> float:
-        """``loop.time()``, looked up at each call."""
-        loop: Any = self.loop
-        return loop.time()  # type: ignore[no-any-return]
+            self.time = time.monotonic
+        else:
+            self.time = loop.time
+        return self.time
 
     def report(self, context: dict[str, Any]) -> None:
         loop = self.loop
@@ -135,6 +150,14 @@ class LoopPort(StandalonePort):
         loop = self.loop
         assert loop is not None
         return loop.is_running()
+
+
+def _uvloop_time(loop: object) -> object:
+    """uvloop's own ``Loop.time`` (a subclass may override it, e.g. looptime)."""
+    for cls in type(loop).__mro__:
+        if cls.__module__.split(".")[0] == "uvloop" and "time" in vars(cls):
+            return vars(cls)["time"]
+    return None
 
 
 def make_port(loop: object) -> StandalonePort:

@@ -54,7 +54,7 @@ from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
 from ._sourceset import SourceSet
-from ._waker import Waker
+from ._waker import FREE_THREADED, Waker
 from .constants import PRIORITY_DEFAULT
 from .source import Source
 from .statistics import ContextStatistics, SourceStatistics, SourceStats
@@ -436,12 +436,23 @@ class MainContext(SourceSet, Dispatcher):
         """
         waker = self._waker
         was_waiting = waker.poll_waiting
-        waker.set_waiting(True)  # published before the last look at the queues
+        port = self._port
+        if type(port.loop) is not port.loop_class:
+            self._clock = port.rebind()  # the loop's class was swapped (e.g. looptime)
+        # "May sleep" is published before the last look at the queues (the GIL orders
+        # a plain store; a free-threaded build needs the lock's barrier).
+        if FREE_THREADED:
+            waker.set_waiting(True)
+        else:
+            waker.poll_waiting = True
         try:
             timeout = self._prepare()
             driver.poll(timeout if block else 0.0)
         finally:
-            waker.set_waiting(was_waiting)  # awake again: producers need not write
+            if FREE_THREADED:
+                waker.set_waiting(was_waiting)
+            else:
+                waker.poll_waiting = was_waiting  # awake again: producers need not write
         prio = self._check()
         if prio == _INF:
             return False
@@ -630,15 +641,15 @@ class MainContext(SourceSet, Dispatcher):
         deferred = gate is not None and gate.deferred
         bh = self._bh
         queued = self._waker.ops or (bh is not None and bh.pending)
-        if self._ready and not deferred and not self._prepare_hooks and not queued:
+        if self._ready and not deferred and not self._prepare_hooks.prios and not queued:
             return 0.0  # something is ready and no hook needs calling
-        if not (self._ready or self._deadlines or self._prepare_hooks or queued
+        if not (self._ready or self._deadlines.entries or self._prepare_hooks.prios or queued
                 or self._fds.watching):
             return None  # nothing attached that could need a wait or a dispatch
         now = self._collect()
         if self._fds.has_always_ready:
             self._fds.report_always_ready(self._mark_ready)
-        timeout = self._run_prepare_hooks() if self._prepare_hooks else _INF
+        timeout = self._run_prepare_hooks() if self._prepare_hooks.prios else _INF
         if self._ready and not deferred:
             return 0.0
         deadline = self._deadlines.next_deadline()
@@ -684,10 +695,10 @@ class MainContext(SourceSet, Dispatcher):
     def _check(self) -> float:
         """GLib's check: the priority to dispatch (``inf`` if none).  Owner thread."""
         bh = self._bh
-        if (self._ready or self._deadlines or self._check_hooks or self._waker.ops
+        if (self._ready or self._deadlines.entries or self._check_hooks.prios or self._waker.ops
                 or (bh is not None and bh.pending)):
             self._collect()
-            if self._check_hooks:
+            if self._check_hooks.prios:
                 self._run_check_hooks()
         gate = self._gate
         ready = self._ready

@@ -45,7 +45,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _registry
-from ._fdpoll import clamp_wait
+from ._fdpoll import MAX_WAIT
 from ._tasks import QLoopMixin, QTask
 from .bridge import Driver
 from .constants import PRIORITY_DEFAULT
@@ -178,7 +178,8 @@ class _SelectorHook:
         timeout = self._timeout
         if wait is not None and (timeout is None or wait < timeout):
             timeout = wait
-        timeout = clamp_wait(timeout)
+            if wait > MAX_WAIT:
+                timeout = MAX_WAIT  # a poll takes 32-bit milliseconds
         clock = self._clock
         if clock is not None and timeout != 0:
             events = self._select(0)
