@@ -14,7 +14,12 @@ Two parts, both through the public API only:
 ``Exception`` and ``GeneratorExit`` are reported to the loop's exception handler, as
 asyncio does for any non-exit ``BaseException`` of a callback; ``KeyboardInterrupt`` and
 ``SystemExit`` leave ``run_until_complete`` as in asyncio, and the loop, run again,
-finishes the work.
+finishes the work.  A source whose callback or hook raised is not half-dispatched: it
+is destroyed and finalized once (as PyGObject does for an exception; an interrupt is no
+"keep me" answer either), or, for an interrupt before its callback ran, it may still
+dispatch once later.  Its callback is never called twice.
+
+Many of these tests fail on v0.1.0; the engine rebuild (issue 11) makes them pass.
 """
 
 from __future__ import annotations
@@ -91,6 +96,10 @@ class Injector:
         self.at = at
         self.calls = 0
         self.fired = 0
+
+    def __repr__(self) -> str:
+        return (f"Injector(victim={self.victim}, hook={self.hook!r}, "
+                f"exc_type={self.exc_type.__name__}, at={self.at})")
 
     def point(self, index: int, hook: str) -> None:
         """A fault point: called by every hook of every source of the mix."""
@@ -931,3 +940,35 @@ def test_item_15_collected_unclosed_loop_with_signal_source_is_quiet(
     finally:
         signal.signal(signal.SIGUSR2, before)
 
+
+
+# --------------------------------------------------------------------------- #
+# Found by the harness above (no fault needed)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("base", BASES)
+def test_source_ready_from_prepare_at_low_priority_runs_after_a_bottom_half(base: str) -> None:
+    # On the uvloop base the custom source below is never dispatched.
+    loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
+    try:
+        ctx = aioqloop.get_main_context(loop)
+        runs: list[str] = []
+        BottomHalf(lambda: runs.append("bh"), context=ctx).schedule()
+        aioqloop.idle_add(lambda: bool(runs.append("idle")), priority=PRIORITY_HIGH,
+                          context=ctx)
+        ready = Ready(priority=PRIORITY_LOW)
+        ready.set_callback(lambda: bool(runs.append("ready")))
+        ready.attach(ctx)
+
+        async def wait() -> None:
+            give_up = time.monotonic() + DEADLINE
+            while len(runs) < 3:
+                assert time.monotonic() < give_up, f"only {runs} ran"
+                await asyncio.sleep(0.001)
+
+        loop.run_until_complete(wait())
+        assert runs == ["idle", "bh", "ready"]
+    finally:
+        loop.close()
