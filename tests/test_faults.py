@@ -397,8 +397,10 @@ def test_a_fault_in_any_hook_loses_nothing(scenario: tuple[list[Spec], Injector,
     fds, threads = open_fds(), threading.active_count()
     run_scenario(mix_specs, injector, base)
     gc.collect()
-    assert open_fds() == fds, "an fd leaked"
-    assert threading.active_count() == threads, "a thread leaked"
+    # At most as many: an earlier test's leftovers (a finished worker, a collected
+    # file) may go away meanwhile.
+    assert open_fds() <= fds, "an fd leaked"
+    assert threading.active_count() <= threads, "a thread leaked"
 
 
 # One fixed, readable case per fault type and hook, on the stock base, so a failure of
@@ -792,36 +794,40 @@ def test_item_8_reused_fd_number_gets_no_spurious_events(base: str) -> None:
     async def main() -> tuple[int, int]:
         r1, w1 = os.pipe()
         keep = os.dup(r1)  # keeps the first pipe's file open after r1 is closed
+        os.write(w1, b"unread")  # the first pipe stays readable
         first = FdSource(r1, IOCondition.IN)
         first.set_callback(lambda fd, cond: True)
         first.attach()
-        await asyncio.sleep(0.01)
-        os.close(r1)
-        first.destroy()
+        await asyncio.sleep(0)
+        os.close(r1)  # under the attached source
         r2, w2 = os.pipe()
         try:
             if r2 != r1:
                 pytest.skip("the new pipe did not get the closed number")
-            hits: list[IOCondition] = []
+            os.set_blocking(r2, False)
+            spurious: list[IOCondition] = []
+            real: list[bytes] = []
 
             def on_event(fd: int, condition: IOCondition) -> bool:
-                hits.append(condition)
-                if condition & IOCondition.IN:
-                    os.read(fd, 1)
+                try:
+                    real.append(os.read(fd, 1))
+                except BlockingIOError:  # reported readable, but empty
+                    spurious.append(condition)
                 return True
 
             second = FdSource(r2, IOCondition.IN)
             second.set_callback(on_event)
             second.attach()
             await asyncio.sleep(0.1)  # an empty pipe: nothing may dispatch meanwhile
-            spurious = len(hits)
             os.write(w2, b"x")
             give_up = time.monotonic() + DEADLINE
-            while not hits[spurious:]:
+            while not real:
                 assert time.monotonic() < give_up, "the reused number is not watched"
                 await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)
             second.destroy()
-            return spurious, len(hits) - spurious
+            first.destroy()
+            return len(spurious), len(real)
         finally:
             for fd in (keep, w1, r2, w2):
                 os.close(fd)
