@@ -54,15 +54,28 @@ thread itself.  Waiting behind threads and behind tasks of other loops is allowe
 Owners that vanish
 ------------------
 A task that finishes, or a thread that exits, while holding the lock can never release
-it.  The lock notices when someone next tries to acquire it (and, for a task, as soon
-as it finishes if a task of its own loop is already waiting).  It then logs an error
-on the ``aioqloop`` logger naming the dead owner, hands the lock to the next waiter as
-if the owner had released it, and counts the event in
-:attr:`BigLockStatistics.abandoned`.  ``with lock:`` and ``async with lock:`` release on
-every exit, including exceptions and cancellation, so only bare :meth:`BigLock.acquire`
-/ :meth:`BigLock.acquire_sync` calls can leak.  A dead *thread* holding the lock while
-others are already queued is only noticed at the next acquire attempt, because a
-thread's exit cannot be observed without polling.
+it.  The lock notices when someone next tries to acquire it, and also while someone
+already waits: as long as a lock has waiters, a watchdog thread looks at its owner
+every 0.1 s (a task of the waiter's own loop is noticed at
+once, through its done-callback).  The watchdog exists only while some lock is
+contended, so the uncontended path pays nothing for it; it exits one interval after
+the last waiter is served.  On a vanished owner the lock logs an error on the
+``aioqloop`` logger naming it, hands the lock to the next waiter as if the owner had
+released it, and counts the event in :attr:`BigLockStatistics.abandoned`.
+``with lock:`` and ``async with lock:`` release on every exit, including exceptions
+and cancellation, so only bare :meth:`BigLock.acquire` / :meth:`BigLock.acquire_sync`
+calls can leak.  A task that is still pending on a loop that no longer runs is not a
+vanished owner: it may still run and release.
+
+Interrupts
+----------
+``KeyboardInterrupt`` and ``SystemExit`` never leak the lock nor strand a waiter.  A
+thread interrupted while it waits leaves the queue, or, if the lock was handed to it
+in the same instant, passes it on before the interrupt goes on.  A release
+interrupted while it wakes the next owner finishes the wake-up (waking is idempotent)
+before the interrupt goes on.  :meth:`BigLock.released` takes the lock back even when
+interrupted meanwhile, then re-raises, so an enclosing ``with lock:`` still owns what
+it releases.
 
 Event-loop integration
 ----------------------
@@ -81,9 +94,12 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import math
+import numbers
+import os
 import threading
 from collections.abc import Callable
-from time import perf_counter
+from time import monotonic, perf_counter, sleep
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -237,6 +253,54 @@ def _owner_kind(owner: object) -> str:
     return "thread" if isinstance(owner, threading.Thread) else "task"
 
 
+def _check_timeout(blocking: object, timeout: object) -> float:
+    """Validate :meth:`BigLock.acquire_sync`'s arguments; return the timeout as a float.
+
+    ``-1.0`` means no limit (also for ``blocking=False``, where no wait happens).
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, numbers.Real)):
+        raise TypeError(
+            "timeout must be a number of seconds (int or float; -1 = no limit), "
+            f"not {type(timeout).__name__}"
+        )
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int beyond float's range: as good as no limit
+        seconds = -math.inf if isinstance(timeout, int) and timeout < 0 else math.inf
+    if math.isnan(seconds):
+        raise ValueError("timeout must be a number of seconds or -1, not NaN")
+    if not blocking:
+        if seconds != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        return -1.0
+    if seconds in (-1, math.inf):
+        return -1.0
+    if seconds < 0:
+        raise ValueError(
+            f"timeout must be a non-negative number of seconds or -1 (no limit), not {timeout!r}"
+        )
+    return seconds
+
+
+def _block(wakeup: threading.Lock, timeout: float) -> bool:
+    """Acquire ``wakeup`` within ``timeout`` seconds (< 0: no limit); return whether it was.
+
+    A finite timeout beyond what :meth:`threading.Lock.acquire` accepts is waited out
+    in several waits of at most :data:`threading.TIMEOUT_MAX`.
+    """
+    if timeout < 0:
+        return wakeup.acquire()
+    if timeout <= threading.TIMEOUT_MAX:
+        return wakeup.acquire(True, timeout)
+    deadline = monotonic() + timeout
+    while True:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            return wakeup.acquire(False)
+        if wakeup.acquire(True, min(remaining, threading.TIMEOUT_MAX)):
+            return True
+
+
 class BigLock:
     """A fair lock shared by asyncio tasks (on any loop) and threads: QEMU's BQL.
 
@@ -245,7 +309,7 @@ class BigLock:
     first come, first served, with ownership handed directly to the next one.  The lock
     is not recursive; use :meth:`guard` to take it only when not already held.
 
-    :param name: shown in :func:`repr` and in error messages.
+    :param name: shown in :func:`repr` and in error messages; a :class:`str` or ``None``.
     """
 
     __slots__ = (
@@ -254,6 +318,7 @@ class BigLock:
         "_acquired_at",
         "_cancelled_waits",
         "_dispatch_waiters",
+        "_dogged",
         "_failed_attempts",
         "_mutex",
         "_name",
@@ -266,6 +331,8 @@ class BigLock:
     )
 
     def __init__(self, *, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         self._name = name
         # Guards every field below.  Held only for short sections that never block,
         # never call user code and never wake anyone.
@@ -278,6 +345,9 @@ class BigLock:
         self._dispatch_waiters: dict[threading.Thread, _Waiter] = {}
         # The owner task carries our done-callback (see _watch_owner_locked).
         self._watched = False
+        # The watchdog looks at this lock's owner (see _OwnerWatchdog); set and cleared
+        # only with the watchdog's mutex held, read anywhere as a hint.
+        self._dogged = False
         self._task_counters = _Counters()
         self._thread_counters = _Counters()
         self._owner_counters = self._thread_counters
@@ -417,6 +487,8 @@ class BigLock:
                 woken = self._reclaim_locked()
             self._report_gone(owner, _gone_reason(owner))
             self._wake(woken)
+        if not self._dogged:
+            _watchdog.watch(self)
         try:
             await future
         except BaseException:
@@ -452,19 +524,26 @@ class BigLock:
     def acquire_sync(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock from synchronous code; return whether it was taken.
 
-        :param blocking: if false, return ``False`` at once when the lock is not free.
-        :param timeout: longest wait in seconds; ``-1`` waits forever.
+        The arguments follow :meth:`threading.Lock.acquire`, except that no finite
+        timeout is too large:
 
-        The owner is the current task if called inside a coroutine, else the current
-        thread.  Raises :exc:`RuntimeError` if that owner already holds the lock, or if
-        waiting would block this thread behind a coroutine of the event loop running in
-        it (or behind this thread itself): that wait could never end.
+        :param blocking: if false, return ``False`` at once when the lock is not free.
+            Any object with a truth value, as :meth:`threading.Lock.acquire` accepts.
+        :param timeout: longest wait in seconds, an :class:`int` or :class:`float`
+            (not a :class:`bool`).  ``-1`` (or ``math.inf``) waits without limit; any
+            other value must be finite and non-negative, and is honoured however large
+            (a wait longer than :data:`threading.TIMEOUT_MAX` is made of several).
+            Only ``-1`` may be given with ``blocking=False``.
+
+        Raises :exc:`TypeError` or :exc:`ValueError`, naming the argument, for anything
+        else (NaN, other negative numbers, strings, ``None``, ``True``).  The owner is
+        the current task if called inside a coroutine, else the current thread.
+        Raises :exc:`RuntimeError` if that owner already holds the lock, or if waiting
+        would block this thread behind a coroutine of the event loop running in it (or
+        behind this thread itself): that wait could never end.
         """
         if timeout != -1 or not blocking:
-            if not blocking and timeout != -1:
-                raise ValueError("can't specify a timeout for a non-blocking call")
-            if timeout < 0 and timeout != -1:
-                raise ValueError("timeout must be a non-negative number of seconds or -1")
+            timeout = _check_timeout(blocking, timeout)
         loop = _get_running_loop()
         me: object | None = _current_task(loop) if loop is not None else None
         if me is None:
@@ -521,6 +600,8 @@ class BigLock:
                 woken = self._reclaim_locked()
             self._report_gone(owner, _gone_reason(owner))
             self._wake(woken)
+        if not self._dogged:
+            _watchdog.watch(self)
         return self._wait_thread(waiter, timeout)
 
     # ``with lock:`` calls acquire_sync() directly: one call fewer per use.
@@ -645,10 +726,13 @@ class BigLock:
         of other loops).  Otherwise the holder or an earlier waiter needs ``loop`` to
         run, so this queues a callback waiter and returns ``False`` at once; when the
         lock reaches it the calling thread becomes the owner and ``retry()`` is called,
-        from whichever thread released the lock.  ``retry`` must be thread-safe and
-        should not raise; if it does, the error is logged and the lock passed on.  While
-        a callback waiter is pending, further calls from the same thread return
-        ``False`` without queueing again.
+        from whichever thread released the lock (or from the watchdog thread, when the
+        holder vanished).  ``retry`` must be thread-safe and idempotent (after an
+        interrupt it is called a second time for the same hand-off) and should not
+        raise; if it raises an :exc:`Exception`, the error is logged and the lock passed
+        on.  While a callback waiter is pending, further calls from the same thread
+        return ``False`` without queueing again.  A loop that stops using the lock
+        withdraws its waiter with :meth:`_cancel_dispatch`.
         """
         thread = _current_thread()
         counters = self._thread_counters
@@ -671,13 +755,19 @@ class BigLock:
                         waiter.retry = retry
                         self._waiters.append(waiter)
                         self._dispatch_waiters[thread] = waiter
-                        return False
-                    waiter = self._enqueue_thread_locked(thread, counters)
+                        deferred = True
+                    else:
+                        waiter = self._enqueue_thread_locked(thread, counters)
+                        deferred = False
                     break
                 woken = self._reclaim_locked()
             self._report_gone(owner, _gone_reason(owner))
             self._wake(woken)
-        return self._wait_thread(waiter, -1)
+        if not self._dogged:
+            _watchdog.watch(self)
+        if deferred:
+            return False
+        return self._wait_thread(waiter, -1.0)
 
     def _has_waiters(self) -> bool:
         """Whether anyone is queued.  A cheap hint, read without the mutex.
@@ -691,9 +781,12 @@ class BigLock:
     def _cancel_dispatch(self) -> bool:
         """Withdraw the calling thread's pending callback waiter, if any.
 
-        For a loop that closes while it waits for the lock.  Returns ``True`` if a
-        waiter was withdrawn; ``False`` if there was none or it was already granted (then
-        the thread owns the lock and must release it).
+        For a loop that closes (or stops using the lock) while it waits for it; call on
+        the loop's thread.  Returns ``True`` if a waiter was withdrawn: it is out of the
+        queue, will never be handed the lock nor have its ``retry`` called, and nobody
+        queued behind it waits for it any more.  Returns ``False`` if there was none or it
+        was already granted: then the calling thread owns the lock and must
+        :meth:`release` it (``statistics().owner`` tells which).
         """
         thread = _current_thread()
         with self._mutex:
@@ -733,13 +826,21 @@ class BigLock:
         return waiter
 
     def _wait_thread(self, waiter: _Waiter, timeout: float) -> bool:
-        """Block until ``waiter`` is granted or ``timeout`` seconds pass.  Mutex not held."""
+        """Block until ``waiter`` is granted or ``timeout`` seconds pass (-1: no limit).
+
+        Mutex not held.  ``timeout`` is a float already checked by :func:`_check_timeout`.
+        """
         wakeup = waiter.wakeup
         assert wakeup is not None
         try:
-            woke = wakeup.acquire(True, timeout)
+            # The return sits inside the try: an interrupt raised right after the
+            # private lock was obtained still finds the waiter granted below.
+            if _block(wakeup, timeout):
+                return True
         except BaseException:
-            # KeyboardInterrupt or similar while blocked: leave without leaking.
+            # KeyboardInterrupt or similar while blocked, or just after the hand-off:
+            # whether we own the lock is decided under the mutex, not by how far the
+            # wait got.  Leave the queue, or pass the lock on, before it goes on.
             with self._mutex:
                 granted = waiter.state == _GRANTED
                 if not granted:
@@ -749,8 +850,6 @@ class BigLock:
             if granted:
                 self._pass_on(waiter.owner)
             raise
-        if woke:
-            return True
         with self._mutex:
             if waiter.state == _GRANTED:
                 # Handed over just as the timeout expired: we own it, so keep it.
@@ -812,16 +911,38 @@ class BigLock:
         return waiter
 
     def _wake(self, waiter: _Waiter | None) -> None:
-        """Tell a granted waiter it owns the lock.  Mutex not held; any thread."""
+        """Tell a granted waiter it owns the lock.  Mutex not held; any thread.
+
+        An interrupt (``KeyboardInterrupt``, ``SystemExit``) raised while a task or a
+        loop is being told does not strand it: telling is idempotent (resolving a
+        done future is a no-op, ``retry`` must tolerate a second call), so it is done
+        once more before the interrupt goes on.  If that fails too, the new owner is
+        treated as one that cannot be woken: the lock is passed on.
+        """
         if waiter is None:
             return
-        kind = waiter.kind
-        if kind == _THREAD:
+        if waiter.kind == _THREAD:
+            # One C call that checks no signal: it either happened or it did not.
             assert waiter.wakeup is not None
             waiter.wakeup.release()
             return
-        error: BaseException | None = None
-        if kind == _TASK:
+        try:
+            self._tell(waiter)
+        except BaseException as interrupt:
+            try:
+                self._tell(waiter)
+            except BaseException as again:
+                self._cannot_wake(waiter, "waking it was interrupted", again)
+            raise interrupt
+
+    def _tell(self, waiter: _Waiter) -> None:
+        """Wake a granted task or callback waiter (see :meth:`_wake`).
+
+        Handles the new owner's own failures (a closed loop, a ``retry`` that raises an
+        :exc:`Exception`) by passing the lock on; lets interrupts through.
+        """
+        error: Exception
+        if waiter.kind == _TASK:
             loop, future = waiter.loop, waiter.future
             assert loop is not None and future is not None
             if _get_running_loop() is loop:
@@ -841,7 +962,10 @@ class BigLock:
             except Exception as exc:
                 error = exc
             reason = "its retry callback failed"
-        # The new owner will never run: take the lock back and pass it on.
+        self._cannot_wake(waiter, reason, error)
+
+    def _cannot_wake(self, waiter: _Waiter, reason: str, error: BaseException) -> None:
+        """The new owner will never run: take the lock back and pass it on."""
         with self._mutex:
             self._abandoned += 1
         _logger.error(
@@ -904,6 +1028,17 @@ class BigLock:
         self._report_gone(task, "it finished while holding it")
         self._wake(woken)
 
+    def _look_at_owner_locked(self) -> tuple[object | None, _Waiter | None]:
+        """The watchdog's look at a contended lock.  Holds ``_mutex``.
+
+        Returns ``(gone_owner, woken)``: the owner that vanished (``None`` if it is
+        alive or the lock is free) and the waiter to wake once the mutex is released.
+        """
+        owner = self._owner
+        if owner is None or not self._owner_is_gone_locked(owner):
+            return None, None
+        return owner, self._reclaim_locked()
+
     def _recursion_message(self, kind: str) -> str:
         return (
             f"the current {kind} already holds {self!r} and it is not recursive; "
@@ -936,6 +1071,86 @@ def _gone_reason(owner: object) -> str:
     return "it finished while holding it"
 
 
+#: Seconds between two looks of the watchdog at the owners of contended locks: the
+#: longest a waiter stays queued behind a thread that exited or a task that finished.
+_WATCH_INTERVAL: Final = 0.1
+
+
+class _OwnerWatchdog:
+    """Notices owners that vanish while others wait for their lock.
+
+    A thread's exit cannot be observed without polling, nor can a task of another
+    loop be given a done-callback from here, so one daemon thread looks at the owner of
+    every contended lock each :data:`_WATCH_INTERVAL`.  It runs only while some lock
+    has waiters and exits at the first look that finds none, so an uncontended lock
+    costs nothing.  Lock order: the watchdog's mutex, then a lock's mutex; a
+    :class:`BigLock` never takes the watchdog's mutex while holding its own.
+    """
+
+    __slots__ = ("_locks", "_mutex", "_thread")
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks: set[BigLock] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, lock: BigLock) -> None:
+        """Look after ``lock``, which has just got a waiter.  Its mutex is not held."""
+        with self._mutex:
+            lock._dogged = True
+            self._locks.add(lock)
+            if self._thread is not None:
+                return
+            thread = threading.Thread(
+                target=self._run, name="aioqloop-biglock-watchdog", daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError:
+                # Interpreter shutdown (or no threads left): vanished owners are then
+                # noticed at the next acquire only, as they always were.
+                for each in self._locks:
+                    each._dogged = False
+                self._locks.clear()
+                return
+            self._thread = thread
+
+    def _run(self) -> None:
+        while True:
+            sleep(_WATCH_INTERVAL)
+            gone: list[tuple[BigLock, object, _Waiter | None]] = []
+            with self._mutex:
+                for lock in list(self._locks):
+                    with lock._mutex:
+                        if not lock._waiters:
+                            lock._dogged = False
+                            self._locks.discard(lock)
+                            continue
+                        owner, woken = lock._look_at_owner_locked()
+                    if owner is not None:
+                        gone.append((lock, owner, woken))
+                if not self._locks and not gone:
+                    self._thread = None
+                    return
+            # Report and wake outside every mutex: logging and waking may run user code.
+            for lock, owner, woken in gone:
+                lock._report_gone(owner, _gone_reason(owner))
+                lock._wake(woken)
+
+    def _after_fork(self) -> None:
+        # The child has no watchdog thread and none of the parent's waiting threads.
+        self._mutex = threading.Lock()
+        for lock in self._locks:
+            lock._dogged = False
+        self._locks.clear()
+        self._thread = None
+
+
+_watchdog: Final = _OwnerWatchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watchdog._after_fork)
+
+
 class _Guard:
     """Context manager returned by :meth:`BigLock.guard` (sync and async)."""
 
@@ -947,8 +1162,14 @@ class _Guard:
 
     def __enter__(self) -> None:
         if not self._lock.held():
-            self._lock.acquire_sync()
+            # Marked before the call: an interrupt between a successful acquire and
+            # the mark would otherwise leave __exit__ not releasing what was taken.
             self._took = True
+            try:
+                self._lock.acquire_sync()
+            except BaseException:
+                self._took = False
+                raise
 
     def __exit__(
         self,
@@ -962,8 +1183,12 @@ class _Guard:
 
     async def __aenter__(self) -> None:
         if not self._lock.held():
-            await self._lock.acquire()
             self._took = True
+            try:
+                await self._lock.acquire()
+            except BaseException:
+                self._took = False
+                raise
 
     async def __aexit__(
         self,
@@ -1000,7 +1225,17 @@ class _Released:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._lock.acquire_sync()
+        # Take the lock back even if interrupted meanwhile (KeyboardInterrupt while
+        # queued), then re-raise: the enclosing 'with lock:' will release it.
+        interrupt: BaseException | None = None
+        while True:
+            try:
+                self._lock.acquire_sync()
+                break
+            except (KeyboardInterrupt, SystemExit) as error:
+                interrupt = error
+        if interrupt is not None:
+            raise interrupt
 
     async def __aenter__(self) -> None:
         self._drop()

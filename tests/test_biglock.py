@@ -7,6 +7,7 @@ import contextvars
 import logging
 import random
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1256,3 +1257,488 @@ def test_waiter_on_a_closed_loop_is_skipped(caplog: pytest.LogCaptureFixture) ->
     assert stats.abandoned == 1
     task._log_destroy_pending = False  # type: ignore[attr-defined]
     del task
+
+
+@pytest.mark.timeout(10)
+def test_queued_thread_is_handed_the_lock_of_an_owner_thread_that_exits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The owner exits only once a waiter is queued: nobody calls acquire afterwards,
+    # so only the watchdog can notice.  Before it existed the wait timed out (False).
+    lock = BigLock(name="orphan")
+    quit_now = threading.Event()
+
+    def quitter() -> None:
+        lock.acquire_sync()
+        assert quit_now.wait(DEADLINE)
+
+    owner = threading.Thread(target=quitter, name="quitter")
+    owner.start()
+    until_sync(lock.locked)
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(lock.acquire_sync(timeout=DEADLINE)))
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        waiter.start()
+        until_sync(waiters_are(lock, 1))
+        quit_now.set()
+        waiter.join(DEADLINE)
+    owner.join(DEADLINE)
+    assert results == [True]
+    assert re.search(r"<Thread\(quitter.*never released the lock \(its thread exited", caplog.text)
+    stats = lock.statistics()
+    assert stats.abandoned == 1 and stats.owner is waiter and stats.waiters == 0
+
+
+@pytest.mark.timeout(10)
+def test_thread_waiting_without_limit_behind_an_exited_owner_gets_the_lock() -> None:
+    lock = BigLock()
+    quit_now = threading.Event()
+
+    def quitter() -> None:
+        lock.acquire_sync()
+        assert quit_now.wait(DEADLINE)
+
+    owner = threading.Thread(target=quitter)
+    owner.start()
+    until_sync(lock.locked)
+    got = threading.Event()
+
+    def wait_forever() -> None:
+        with lock:
+            got.set()
+
+    waiter = threading.Thread(target=wait_forever, daemon=True)
+    waiter.start()
+    until_sync(waiters_are(lock, 1))
+    quit_now.set()
+    assert got.wait(DEADLINE)
+    waiter.join(DEADLINE)
+    owner.join(DEADLINE)
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_task_waiting_behind_a_finished_task_of_another_loop_gets_the_lock(
+    other_loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock = BigLock()
+
+    async def leak() -> None:
+        await lock.acquire()
+        await until(waiters_are(lock, 1))  # finish only once our waiter is queued
+
+    async def take() -> bool:
+        took = await lock.acquire()
+        lock.release()
+        return took
+
+    with caplog.at_level(logging.ERROR, logger="aioqloop"):
+        remote = asyncio.run_coroutine_threadsafe(leak(), other_loop)
+        await until(lock.locked)
+        assert await asyncio.wait_for(take(), DEADLINE) is True
+        await asyncio.wrap_future(remote)
+    assert "never released the lock (it finished while holding it)" in caplog.text
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_loop_thread_queued_for_dispatch_behind_a_finished_own_task_is_called_back() -> None:
+    # The loop thread queues a callback waiter behind a task of its own loop; the task
+    # finishes holding the lock.  The watchdog hands the lock to the loop thread.
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    retried = asyncio.Event()
+
+    async def leak() -> None:
+        await lock.acquire()
+
+    await asyncio.create_task(leak())  # done, still the owner
+    finish = asyncio.Event()
+
+    async def leak_later() -> None:
+        await lock.acquire()
+        await finish.wait()
+
+    assert await outside_task(
+        lambda: lock._acquire_for_dispatch(loop, lambda: loop.call_soon_threadsafe(retried.set))
+    )  # reclaimed the first leaker: the loop thread owns the lock now
+    task = asyncio.create_task(leak_later())
+    await asyncio.sleep(0)
+    assert lock._waiter_count() == 1
+    await outside_task(lock.release)  # hands over to leak_later
+    await until(lambda: lock.statistics().owner is task)
+    assert not await outside_task(
+        lambda: lock._acquire_for_dispatch(loop, lambda: loop.call_soon_threadsafe(retried.set))
+    )
+    finish.set()
+    await task  # finishes holding the lock, with the loop thread queued
+    await asyncio.wait_for(retried.wait(), DEADLINE)
+    assert lock.statistics().owner is threading.current_thread()
+    await outside_task(lock.release)
+    stats = assert_idle(lock)
+    assert stats.abandoned == 2
+
+
+def watchdog_running() -> bool:
+    return any(t.name == "aioqloop-biglock-watchdog" for t in threading.enumerate())
+
+
+@pytest.mark.timeout(10)
+def test_watchdog_runs_only_while_a_lock_is_contended() -> None:
+    until_sync(lambda: not watchdog_running())  # an earlier test's contention is over
+    lock = BigLock()
+    for _ in range(3):
+        with lock:
+            pass
+    assert not watchdog_running()
+    holder = HolderThread(lock, release_when=waiters_are(lock, 1)).start()
+    with lock:
+        assert watchdog_running()
+    holder.thread.join(DEADLINE)
+    until_sync(lambda: not watchdog_running())
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# Argument checks
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        (float("nan"), ValueError),
+        (-2, ValueError),
+        (-0.5, ValueError),
+        (-float("inf"), ValueError),
+        (True, TypeError),
+        (False, TypeError),
+        ("1", TypeError),
+        (None, TypeError),
+        (1j, TypeError),
+    ],
+)
+def test_acquire_sync_refuses_bad_timeouts_at_the_call(timeout: object, error: type) -> None:
+    lock = BigLock()
+    with pytest.raises(error, match=r"timeout"):
+        lock.acquire_sync(timeout=timeout)  # type: ignore[arg-type]
+    assert_idle(lock)
+    holder = HolderThread(lock).start()
+    try:
+        with pytest.raises(error, match=r"timeout"):
+            lock.acquire_sync(timeout=timeout)  # type: ignore[arg-type]
+        assert lock._waiter_count() == 0
+    finally:
+        holder.go.set()
+        holder.thread.join(DEADLINE)
+    assert_idle(lock)
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [float("inf"), 2**70, 1e300, 10**400, threading.TIMEOUT_MAX * 2],
+    ids=["inf", "2**70", "1e300", "10**400", "2*TIMEOUT_MAX"],
+)
+@pytest.mark.timeout(10)
+def test_acquire_sync_waits_for_any_large_timeout(timeout: float) -> None:
+    lock = BigLock()
+    assert lock.acquire_sync(timeout=timeout) is True
+    lock.release()
+    # Contended: the wait goes through threading's lock, which refuses such values.
+    holder = HolderThread(lock, release_when=waiters_are(lock, 1)).start()
+    assert lock.acquire_sync(timeout=timeout) is True
+    lock.release()
+    holder.thread.join(DEADLINE)
+    assert_idle(lock)
+
+
+@pytest.mark.timeout(10)
+def test_acquire_sync_blocking_takes_a_truth_value_like_threading() -> None:
+    lock = BigLock()
+    holder = HolderThread(lock).start()
+    assert lock.acquire_sync(0) is False
+    assert lock.acquire_sync(blocking=None) is False  # type: ignore[arg-type]
+    assert lock.acquire_sync(False, -1.0) is False
+    with pytest.raises(ValueError, match=r"non-blocking"):
+        lock.acquire_sync(0, 0)
+    holder.go.set()
+    holder.thread.join(DEADLINE)
+    assert lock.acquire_sync(1, 1) is True
+    lock.release()
+    assert lock.acquire_sync("yes") is True  # type: ignore[arg-type]
+    lock.release()
+    assert_idle(lock)
+
+
+def test_name_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match=r"^name must be a str or None, not int$"):
+        BigLock(name=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"name"):
+        BigLock(name=b"bql")  # type: ignore[arg-type]
+    assert BigLock(name="x").name == "x"
+    assert BigLock().name is None
+
+
+# --------------------------------------------------------------------------- #
+# Withdrawing a loop's dispatch waiter
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_withdrawn_dispatch_waiter_lets_a_worker_thread_in() -> None:
+    # A loop queued for the lock (behind one of its own tasks) closes and withdraws its
+    # waiter: the lock then goes to a worker thread queued behind it, and retry() is
+    # never called.
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    await lock.acquire()
+    assert not await outside_task(lambda: lock._acquire_for_dispatch(loop, pytest.fail))
+    worker_got = threading.Event()
+
+    def worker() -> None:
+        with lock:
+            worker_got.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    await until(waiters_are(lock, 2))
+    assert await outside_task(lock._cancel_dispatch) is True
+    assert lock._waiter_count() == 1 and not lock._dispatch_waiters
+    lock.release()
+    assert await asyncio.to_thread(worker_got.wait, DEADLINE)
+    await asyncio.to_thread(thread.join, DEADLINE)
+    stats = assert_idle(lock)
+    assert stats.cancelled_waits == 1
+    # The loop thread can queue again later, and is served normally.
+    assert await outside_task(lambda: lock._acquire_for_dispatch(loop, pytest.fail))
+    await outside_task(lock.release)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_cancel_dispatch_after_the_grant_leaves_the_loop_thread_owner() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    retries: list[int] = []
+    await lock.acquire()
+    def dispatch() -> bool:
+        return lock._acquire_for_dispatch(loop, lambda: retries.append(1))
+
+    assert not await outside_task(dispatch)
+    lock.release()  # granted to the loop thread
+    assert retries == [1]
+    assert await outside_task(lock._cancel_dispatch) is False
+    assert lock.statistics().owner is threading.current_thread()
+    await outside_task(lock.release)
+    assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# Interrupts (KeyboardInterrupt, SystemExit)
+# --------------------------------------------------------------------------- #
+
+
+def interrupt_main_when(predicate: Callable[[], bool]) -> threading.Thread:
+    """Start a thread that sends SIGINT to the main thread once ``predicate()`` holds."""
+
+    def fire() -> None:
+        until_sync(predicate)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    thread = threading.Thread(target=fire, name="interrupter")
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.usefixtures("default_sigint")
+def test_keyboard_interrupt_while_queued_leaves_the_queue() -> None:
+    lock = BigLock()
+    holder = HolderThread(lock).start()
+    interrupter = interrupt_main_when(waiters_are(lock, 1))
+    with pytest.raises(KeyboardInterrupt):
+        lock.acquire_sync()
+    interrupter.join(DEADLINE)
+    assert lock._waiter_count() == 0
+    assert lock.statistics().owner is holder.thread
+    holder.go.set()
+    holder.thread.join(DEADLINE)
+    stats = assert_idle(lock)
+    assert stats.cancelled_waits == 1
+
+
+class _InterruptedAfterGrant:
+    """A main-thread waiter's private lock whose wait raises just after the hand-off."""
+
+    def __init__(self, exc_type: type[BaseException]) -> None:
+        self._lock = threading.Lock()
+        self._exc_type = exc_type
+        self._acquires = 0
+        self._interrupt = threading.current_thread() is threading.main_thread()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        self._acquires += 1
+        # The first acquire locks it at creation; the second is the waiter's wait.
+        if got and self._interrupt and self._acquires == 2:
+            raise self._exc_type()
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+@pytest.mark.timeout(10)
+def test_interrupt_at_the_hand_off_passes_the_lock_on(
+    monkeypatch: pytest.MonkeyPatch, exc_type: type[BaseException]
+) -> None:
+    # The hand-off made us the owner, then the interrupt arrived before acquire_sync
+    # returned: the lock must go to the next waiter, not stay with a caller that never
+    # learns it owns it.
+    import aioqloop.biglock as biglock
+
+    lock = BigLock()
+    holder = HolderThread(lock, release_when=waiters_are(lock, 2)).start()
+    behind_got = threading.Event()
+
+    def behind() -> None:
+        until_sync(waiters_are(lock, 1))
+        with lock:
+            behind_got.set()
+
+    monkeypatch.setattr(biglock, "_new_private_lock", lambda: _InterruptedAfterGrant(exc_type))
+    second = threading.Thread(target=behind)
+    second.start()
+    with pytest.raises(exc_type):
+        lock.acquire_sync()
+    assert behind_got.wait(DEADLINE)
+    second.join(DEADLINE)
+    holder.thread.join(DEADLINE)
+    stats = assert_idle(lock)
+    assert stats.acquisitions == 3  # holder, us (handed over, then passed on), behind
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.usefixtures("default_sigint")
+def test_keyboard_interrupt_while_taking_back_after_released() -> None:
+    # with lock: with lock.released(): ... -- interrupted while queued to take it back:
+    # released() still takes it back, so the outer 'with' releases it and the
+    # KeyboardInterrupt (not a "not holding" RuntimeError) comes out.
+    lock = BigLock()
+    taken = threading.Event()
+    go = threading.Event()
+
+    def grab() -> None:
+        with lock:
+            taken.set()
+            assert go.wait(DEADLINE)
+
+    thread = threading.Thread(target=grab)
+    interrupter: threading.Thread | None = None
+    with pytest.raises(KeyboardInterrupt):
+        with lock:
+            with lock.released():
+                thread.start()
+                assert taken.wait(DEADLINE)
+                interrupter = interrupt_main_when(waiters_are(lock, 1))
+
+                def release_later() -> None:
+                    assert interrupter is not None
+                    interrupter.join(DEADLINE)
+                    go.set()
+
+                threading.Thread(target=release_later).start()
+    assert interrupter is not None
+    interrupter.join(DEADLINE)
+    thread.join(DEADLINE)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_interrupted_retry_is_called_again_then_the_interrupt_goes_on() -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+    calls: list[int] = []
+
+    def retry() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    await lock.acquire()
+    assert not await outside_task(lambda: lock._acquire_for_dispatch(loop, retry))
+    with pytest.raises(KeyboardInterrupt):
+        lock.release()
+    assert calls == [1, 1]
+    assert lock.statistics().owner is threading.current_thread()
+    await outside_task(lock.release)
+    assert_idle(lock)
+
+
+@pytest.mark.asyncio
+async def test_retry_that_always_raises_system_exit_does_not_leak_the_lock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lock = BigLock()
+    loop = asyncio.get_running_loop()
+
+    def retry() -> None:
+        raise SystemExit(3)
+
+    await lock.acquire()
+    assert not await outside_task(lambda: lock._acquire_for_dispatch(loop, retry))
+    with caplog.at_level(logging.ERROR, logger="aioqloop"), pytest.raises(SystemExit):
+        lock.release()
+    assert "waking it was interrupted" in caplog.text
+    stats = assert_idle(lock)
+    assert stats.abandoned == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_interrupt_while_waking_a_task_of_another_loop_still_wakes_it(
+    other_loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = BigLock()
+    acquired = threading.Event()
+
+    async def remote() -> None:
+        async with lock:
+            acquired.set()
+
+    lock.acquire_sync()  # owned by this task
+    future = asyncio.run_coroutine_threadsafe(remote(), other_loop)
+    await until(waiters_are(lock, 1))
+    real = other_loop.call_soon_threadsafe
+    calls: list[int] = []
+
+    def flaky(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(other_loop, "call_soon_threadsafe", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        lock.release()
+    monkeypatch.undo()
+    assert calls == [1, 1]
+    await asyncio.wrap_future(future)
+    assert acquired.is_set()
+    assert_idle(lock)
