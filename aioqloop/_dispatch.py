@@ -5,7 +5,8 @@ is cleared before a callback runs so it can re-arm itself; a non-recursive sourc
 its children) is *blocked* while it dispatches, so a nested iteration neither dispatches
 nor polls it; a destroyed source is finalized once its dispatch has returned; a nested
 iteration that starts a new prepare takes over the rest of the outer batch.  A
-KeyboardInterrupt or SystemExit from a callback leaves the loop with the source kept.
+KeyboardInterrupt or SystemExit from a callback leaves the loop; the source is destroyed,
+as for any exception, and nothing else is lost (carriers keep their queues).
 Mixed into `MainContext`, whose ``__init__`` creates the state declared here.
 """
 
@@ -105,7 +106,12 @@ class Dispatcher:
     def _dispatch_one(self, src: Source, t0: float) -> float:
         """Dispatch ``src``; ``t0`` is when the dispatch started, the result when it ended."""
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
-        self._unmark_ready(src)
+        if src._ready:  # _unmark_ready, inlined on the hot path
+            src._ready = src._ready_by_time = src._ready_by_child = False
+            bucket = self._ready[src._priority]
+            del bucket[src]
+            if not bucket:
+                del self._ready[src._priority]
         blocked = not src._can_recurse
         premarked = not blocked and (
             src._idle or (0 <= src._ready_time <= self._now and not src._in_heap))
@@ -128,7 +134,10 @@ class Dispatcher:
         try:
             keep = src.dispatch(src._callback, src._args)
         except (SystemExit, KeyboardInterrupt):
-            escaped = True  # leaves the loop as in asyncio; the source is kept
+            # Leaves the loop as in asyncio.  The callback had its run: the source is
+            # destroyed as for any exception (PyGObject), unless it is an internal
+            # carrier (bottom halves, task steps) that keeps its own queue intact.
+            escaped = True
             raise
         except BaseException as exc:
             self._report(exc, src, "dispatch", callback=src._callback)
@@ -138,8 +147,11 @@ class Dispatcher:
             current.pop()
             self._end_dispatch(src, blocked, leaf, t1 - t0)
             if escaped:
-                self._rearm(src, True, premarked)
-        self._rearm(src, keep, premarked)
+                self._rearm(src, src._survives_escape, premarked)
+        if keep and src._idle and not src._fds and not src._destroyed:
+            self._mark_ready(src)  # a repeating idle, the common case of _rearm
+        else:
+            self._rearm(src, keep, premarked)
         return t1
 
     def _end_dispatch(self, src: Source, blocked: bool, leaf: bool, elapsed: float) -> None:

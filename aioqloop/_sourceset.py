@@ -180,7 +180,14 @@ class SourceSet:
             self._mark_ready(src)
 
     def _ready_time_changed(self, src: Source) -> None:
-        self._local_or_post(lambda: self._schedule_ready_time(src))
+        # Hot (every timeout re-arm): the owner test of _local_or_post, without a closure.
+        owner = self._owner
+        if owner is not None and owner != _get_ident():
+            self._waker.post(lambda: self._schedule_ready_time(src))
+            return
+        self._schedule_ready_time(src)
+        if owner is None:
+            self._waker.notify()
 
     def _fd_add(self, rec: _FdRecord) -> None:
         self._local_or_post(lambda: self._fd_add_local(rec))

@@ -162,6 +162,8 @@ class _BHSource(Source):
     out, the rest of the slice goes back to the head of the queue, still scheduled.
     """
 
+    _survives_escape = True
+
     def __init__(self) -> None:
         super().__init__(priority=PRIORITY_DEFAULT, name="bottom halves")
         # Recursive, so a nested iteration from a bottom half runs the rest of the batch.

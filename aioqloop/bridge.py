@@ -212,13 +212,11 @@ class PlainDriver(Driver):
         # libuv rounds timers to milliseconds from a cached clock: aim just past it.
         self._slack = 0.001 if is_uvloop(loop) else 0.0
         self._timeout: float | None = None
+        self._owned = False
         self._fd = ctx.driver_fileno()
         loop.add_reader(self._fd, self._on_readable)
-        self.source_ready = self._kicked
+        self.source_ready = self._kick
         ctx.driver_attach(self, may_sleep=True)
-        self._kick()
-
-    def _kicked(self, _priority: int) -> None:
         self._kick()
 
     def prepare_needed(self) -> None:
@@ -242,18 +240,20 @@ class PlainDriver(Driver):
             self._timer.cancel()
         if not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
+        if self._owned and self._ctx.is_owner():
+            self._owned = False
+            self._ctx.release()
 
-    def _kick(self) -> None:
+    def _kick(self, _priority: int = 0) -> None:
         if self._handle is None and not self._closed:
             self._handle = self._loop.call_soon(self._run)
 
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
         # iteration later (unless an iteration is already queued: keep FIFO order).
-        if self._handle is not None:
-            self._ctx.poll_ready()
-            return
-        self._run()
+        self._ctx.poll_ready()
+        if self._handle is None:
+            self._run()
 
     def deadline_changed(self, when: float) -> None:
         if when < self._timer_when and not self._closed:
@@ -271,8 +271,8 @@ class PlainDriver(Driver):
 
     # The driver contract of an iteration (see MainContext.iterate).
     def poll(self, timeout: float | None) -> None:
+        # asyncio did the waiting, and fd readiness came through _on_readable.
         self._timeout = timeout  # the prepare phase's wait: re-armed as a timer after
-        self._ctx.poll_ready()  # asyncio did the waiting
 
     def place(self, priority: float) -> None:
         self._ctx.dispatch(priority)
@@ -283,14 +283,17 @@ class PlainDriver(Driver):
         ctx = self._ctx
         if self._closed or ctx.closed:
             return
-        if not ctx.acquire():
-            self._rearm(0.01)  # another thread iterates it by hand: look again soon
-            return
+        if not self._owned:
+            # The loop's thread owns the context from its first iteration on (GLib's
+            # acquire, held while the loop drives it; released when the driver closes).
+            if not ctx.acquire():
+                self._rearm(0.01)  # another thread iterates it by hand: look again soon
+                return
+            self._owned = True
         self._timeout = None
         try:
             ctx.iterate(self, block=True, dispatch=True)
         finally:
-            ctx.release()
             # Re-check after publishing "may sleep" (QEMU's notify_me handshake); also
             # after a KeyboardInterrupt, so nothing is stranded when the loop runs again.
             if ctx.has_work():

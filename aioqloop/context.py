@@ -122,6 +122,8 @@ def get_main_context(loop: Any = None) -> MainContext:
 class _QueueSource(Source):
     """Runs queued calls at one priority (prioritized task steps)."""
 
+    _survives_escape = True
+
     def __init__(self, priority: int) -> None:
         super().__init__(priority=priority, name=f"call queue at priority {priority}")
         self.queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
@@ -695,11 +697,13 @@ class MainContext(SourceSet, Dispatcher):
     def _check(self) -> float:
         """GLib's check: the priority to dispatch (``inf`` if none).  Owner thread."""
         bh = self._bh
-        if (self._ready or self._deadlines.entries or self._check_hooks.prios or self._waker.ops
+        if (self._deadlines.entries or self._check_hooks.prios or self._waker.ops
                 or (bh is not None and bh.pending)):
             self._collect()
             if self._check_hooks.prios:
                 self._run_check_hooks()
+        elif self._ready:
+            self._now = self._clock()  # only ready sources: just the cached time
         gate = self._gate
         ready = self._ready
         if gate is not None:

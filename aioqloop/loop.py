@@ -204,8 +204,19 @@ class _SelectorHook:
         if priority < PRIORITY_DEFAULT:
             self._urgent(ctx, priority)
         elif priority == PRIORITY_DEFAULT:
-            self.source_ready(PRIORITY_DEFAULT)
-        elif not (self._events or self._loop._ready or self._loop._timer_due()):
+            loop = self._loop
+            ready = loop._ready
+            quiet = not self._events and not (loop._scheduled and loop._timer_due())
+            if quiet and not ready:
+                ctx.dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
+            elif quiet and len(ready) == 1 and ready[0] is self._dispatch_handle:
+                ready.clear()  # only our own queued dispatch: run it here, in order
+                self._queued = False
+                ctx.dispatch(priority)
+            else:
+                self.source_ready(PRIORITY_DEFAULT)
+        elif not (self._events or self._loop._ready
+                  or (self._loop._scheduled and self._loop._timer_due())):
             ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
 
     def _run_dispatch(self) -> None:
@@ -268,6 +279,12 @@ class _HookDriver(Driver):
 
 class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
     """aioqloop on the stock selector loop (see the module docstring)."""
+
+    def __new__(cls, *args: Any, clock: Any = None, bql: Any = None, **kwargs: Any) -> Any:
+        # Checked before an instance exists: a half-built loop would complain when
+        # collected (asyncio's __del__ reads state __init__ never set).
+        check_loop_args(clock, bql)
+        return super().__new__(cls)
 
     def __init__(
         self,

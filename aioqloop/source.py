@@ -22,7 +22,6 @@ from ._checks import (
     FileLike as _FileLike,
 )
 from ._checks import (
-    check_bool,
     check_events,
     check_name,
     check_priority,
@@ -83,6 +82,9 @@ class Source:
     # calls the hooks of only those sources (see __init_subclass__).
     _has_prepare = False
     _has_check = False
+    # An internal carrier (bottom halves, task steps) stays attached when a callback it
+    # runs lets KeyboardInterrupt/SystemExit out; it keeps the rest of its queue.
+    _survives_escape = False
 
     # Per-source state starts as these class defaults, so creating a source (100k timers)
     # costs a few attribute writes.  Context bookkeeping is owned by MainContext; see
@@ -203,7 +205,9 @@ class Source:
 
     @can_recurse.setter
     def can_recurse(self, value: bool) -> None:
-        self._can_recurse = check_bool(value, "can_recurse")
+        if not isinstance(value, bool):
+            raise TypeError(f"can_recurse must be a bool, not {type(value).__name__}")
+        self._can_recurse = value
 
     @property
     def is_destroyed(self) -> bool:
@@ -279,8 +283,10 @@ class Source:
         Like ``g_source_set_ready_time``: ``-1`` means never, 0 or a past time means now.
         Dispatch does not reset it.  Callable from any thread; wakes the loop.
         """
-        when = check_when(when)
-        self._check_not_destroyed("set_ready_time")
+        if type(when) is not float or when != when:  # noqa: PLR0124 (NaN test)
+            when = check_when(when)
+        if self._destroyed:
+            self._check_not_destroyed("set_ready_time")
         if when == self._ready_time:
             return
         self._ready_time = when

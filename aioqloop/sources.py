@@ -57,15 +57,9 @@ class TimeoutSource(Source):
             self._ready_time = context._clock() + self._interval
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
-        keep = False
-        try:
-            keep = super().dispatch(callback, args)
-        except (KeyboardInterrupt, SystemExit):
-            keep = True  # the source is kept: re-arm it, so it does not fire at once
-            raise
-        finally:
-            if keep and not self._destroyed:
-                self.set_ready_time(self.time() + self._interval)
+        keep = super().dispatch(callback, args)
+        if keep and not self._destroyed:
+            self.set_ready_time(self.time() + self._interval)
         return keep
 
     def __repr__(self) -> str:

@@ -94,7 +94,7 @@ def test_prioritized_task_steps_resume_after_keyboard_interrupt(base: str) -> No
 
 
 @pytest.mark.parametrize("base", BASES)
-def test_source_that_raised_keyboard_interrupt_is_kept(base: str) -> None:
+def test_source_that_raised_keyboard_interrupt_had_its_run(base: str) -> None:
     loop = _loop(base)
     try:
         calls = 0
@@ -106,11 +106,15 @@ def test_source_that_raised_keyboard_interrupt_is_kept(base: str) -> None:
                 raise KeyboardInterrupt
             return calls < 3
 
-        aioqloop.idle_add(cb, context=aioqloop.get_main_context(loop))
+        src = aioqloop.IdleSource()
+        src.set_callback(cb)
+        src.attach(aioqloop.get_main_context(loop))
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(_turns())
         loop.run_until_complete(_turns())
-        assert calls == 3
+        # Destroyed as for any exception (PyGObject): never called again, finalized.
+        assert calls == 1
+        assert src.is_destroyed
     finally:
         loop.close()
 
@@ -166,7 +170,7 @@ def test_generator_exit_from_finalize_is_reported_naming_the_source() -> None:
     assert "finalize" in seen[0]["message"]
 
 
-def test_signal_source_keyboard_interrupt_leaves_it_attached() -> None:
+def test_signal_source_keyboard_interrupt_destroys_it_and_restores() -> None:
     loop = _loop("asyncio")
     try:
         calls = 0
@@ -178,16 +182,16 @@ def test_signal_source_keyboard_interrupt_leaves_it_attached() -> None:
                 raise KeyboardInterrupt
             return True
 
-        sid = aioqloop.signal_add(signal.SIGUSR2, cb, context=aioqloop.get_main_context(loop))
-
         async def send() -> None:
             os.kill(os.getpid(), signal.SIGUSR2)
             await _turns()
 
+        before = signal.getsignal(signal.SIGUSR2)
+        sid = aioqloop.signal_add(signal.SIGUSR2, cb, context=aioqloop.get_main_context(loop))
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(send())
-        loop.run_until_complete(send())
-        assert calls == 2
-        assert aioqloop.source_remove(sid, aioqloop.get_main_context(loop))
+        assert calls == 1
+        assert not aioqloop.source_remove(sid, aioqloop.get_main_context(loop))
+        assert signal.getsignal(signal.SIGUSR2) is before
     finally:
         loop.close()
