@@ -242,6 +242,11 @@ class MainContext(SourceSet, Dispatcher):
         """True after `close`."""
         return self._closed
 
+    @property
+    def in_hook(self) -> bool:
+        """True while a source's ``prepare`` or ``check`` runs (iterating is refused)."""
+        return self._in_hook
+
     def find_source_by_id(self, id: int) -> Source | None:
         """The attached, not destroyed source with this id, or None."""
         if isinstance(id, bool) or not isinstance(id, int):

@@ -49,8 +49,9 @@ class MainLoop:
     def run(self) -> None:
         """Iterate until `quit` (see the module docstring for the cases)."""
         ctx = self._context
-        ctx._check_closed()
-        if ctx._in_hook:
+        if ctx.closed:
+            raise RuntimeError("the MainContext is closed")
+        if ctx.in_hook:
             warnings.warn(
                 "MainLoop.run() called recursively from within a source's check() or "
                 "prepare()",
