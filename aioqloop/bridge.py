@@ -251,9 +251,14 @@ class PlainDriver(Driver):
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
         # iteration later (unless an iteration is already queued: keep FIFO order).
+        queued = self._handle is not None
         self._ctx.poll_ready()
-        if self._handle is None:
-            self._run()
+        if queued:
+            return
+        handle = self._handle
+        if handle is not None:  # queued by the readiness just recorded: run it now
+            handle.cancel()
+        self._run()
 
     def deadline_changed(self, when: float) -> None:
         if when < self._timer_when and not self._closed:
@@ -281,7 +286,7 @@ class PlainDriver(Driver):
         """One GLib iteration without a wait; then arrange for the next."""
         self._handle = None
         ctx = self._ctx
-        if self._closed or ctx.closed:
+        if self._closed:  # closing the context closes its driver first
             return
         if not self._owned:
             # The loop's thread owns the context from its first iteration on (GLib's
@@ -302,11 +307,11 @@ class PlainDriver(Driver):
                 self._rearm(self._timeout)
 
     def _rearm(self, timeout: float | None) -> None:
-        ctx = self._ctx
-        if ctx.closed:
+        if self._closed:
             return
+        ctx = self._ctx
         deadline = ctx.next_deadline()
         if timeout is not None:
             deadline = min(deadline, ctx.time() + timeout)
-        if deadline != math.inf:
+        if deadline < self._timer_when:
             self.deadline_changed(deadline)

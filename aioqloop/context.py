@@ -486,7 +486,8 @@ class MainContext(SourceSet, Dispatcher):
             return True
         if self._fds.has_always_ready and self._fds.always_ready_pending():
             return True
-        return self._deadlines.head() <= self._clock()
+        entries = self._deadlines.entries
+        return bool(entries) and entries[0][0] <= self._clock()
 
     def next_deadline(self) -> float:
         """The earliest ready time in loop seconds (``inf`` if none)."""
