@@ -173,18 +173,28 @@ class _QLoopMixin(_MixinBase):
     def create_task(
         self, coro: Any, *, name: Any = None, context: Any = None
     ) -> asyncio.Task[Any]:
-        """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``)."""
+        """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``).
+
+        The signature is the base loop's on this Python: the stock base takes
+        ``context=`` from 3.11 on (as asyncio does), uvloop takes it on every version.
+        """
         loop: Any = self
         if loop.get_task_factory() is not None:
             parent: Any = super().create_task
+            # Pass context only when given: 3.10's BaseEventLoop.create_task has no such
+            # parameter, and 3.11+ call a factory without it then (the legacy form).
+            if context is None:
+                return parent(coro, name=name)  # type: ignore[no-any-return]
             return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
         if loop.is_closed():
             raise RuntimeError("Event loop is closed")
+        task_cls: Any = QTask
         if context is None:
             task = QTask(coro, loop=loop, name=name)
-        else:
-            task_cls: Any = QTask
+        elif sys.version_info >= (3, 11):
             task = task_cls(coro, loop=loop, name=name, context=context)
+        else:  # uvloop base on 3.10: the task copies the context it is created in
+            task = context.run(task_cls, coro, loop=loop, name=name)
         tb = getattr(task, "_source_traceback", None)
         if tb:
             del tb[-1]
@@ -319,6 +329,14 @@ class QSelectorEventLoop(_QLoopMixin, asyncio.SelectorEventLoop):
         proxy._epfd = self._aioq_epfd
         self._add_reader(self._aioq_epfd, _never_called)  # type: ignore[attr-defined]
 
+    if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
+
+        def create_task(  # type: ignore[override]
+            self, coro: Any, *, name: Any = None
+        ) -> asyncio.Task[Any]:
+            """Like 3.10's ``loop.create_task`` (no ``context=``); the task is a `QTask`."""
+            return _QLoopMixin.create_task(self, coro, name=name)
+
     # -- the check phase, right after the poll -----------------------------
     def _aioq_call_at_fifo(
         self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
@@ -421,7 +439,23 @@ def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
                 self._aioqloop_context.close()
-            super().close()
+            # uvloop's close walks libuv's handles and warns about each unclosed one
+            # *before* closing it.  With ResourceWarning as an error (pytest's
+            # filterwarnings = error) that raise skips the handle's close, and the
+            # uv_run() that follows waits forever on the still-active handle (a
+            # listening server left open blocks close() for good).  So collect the
+            # warnings while every handle closes, then re-issue them under the
+            # caller's filters; one that a filter turns into an error is only shown
+            # (uvloop itself swallows it as unraisable), so close() still never raises.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResourceWarning)
+                super().close()
+            for w in caught:
+                try:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                           source=w.source)
+                except Warning:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
     _QUVLoop = QUVLoop
     return QUVLoop
