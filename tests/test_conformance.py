@@ -144,6 +144,10 @@ UVLOOP_EVENTS_LIMITS: dict[str, str] = {
     "test_run_until_complete_nesting": (
         "uvloop: nested run_until_complete() gives no 'never awaited' RuntimeWarning"
     ),
+    "test_subprocess_shell": (
+        "uvloop: may deliver a pipe's connection_lost after process_exited (protocol "
+        "already CLOSED); intermittent on plain uvloop too (1 run in 12 on 3.10 and on 3.11)"
+    ),
     "test_subprocess_shell_invalid_args": (
         "uvloop: subprocess_shell() with a list raises TypeError, not ValueError"
     ),
