@@ -41,8 +41,10 @@ def run(pytester: pytest.Pytester, source: str, *args: str, ini: str = "") -> py
         pytester.makeini(INI.format(extra=ini))
     pytester.makepyfile(helpers=HELPERS, test_inner=source)
     # hypothesis's plugin re-imports its package on every in-process run: not needed here.
-    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-W", "error",
-                              *args)
+    # looptime's plugin swaps the class of every pytest-asyncio loop (tests/test_looptime.py
+    # covers looptime on its own terms).
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                              "-p", "no:looptime_plugin", "-W", "error", *args)
 
 
 # ----------------------------------------------------------------- inert
