@@ -137,6 +137,20 @@ class VirtualClock:
         counted.__doc__ = run_in_executor.__doc__
         loop.run_in_executor = counted  # type: ignore[method-assign,assignment]
 
+        # Joining the default executor's threads is thread work too: asyncio.Runner.close
+        # waits for it under an asyncio timeout (300 s from 3.12 on), which must not
+        # expire by a jump while the threads are still finishing.
+        shutdown = loop.shutdown_default_executor
+
+        async def counted_shutdown(*args: Any, **kwargs: Any) -> None:
+            self._threads_busy += 1
+            try:
+                await shutdown(*args, **kwargs)
+            finally:
+                self._threads_busy -= 1
+
+        loop.shutdown_default_executor = counted_shutdown  # type: ignore[method-assign]
+
     def _thread_returned(self, _future: asyncio.Future[Any]) -> None:
         self._threads_busy -= 1
 
