@@ -89,23 +89,22 @@ class QLoopMixin(_MixinBase):
         """The loop's own default `MainContext`."""
         return self._aioqloop_context
 
-    if sys.version_info >= (3, 11):
+    def create_task(
+        self, coro: Any, *, name: Any = None, context: Any = None
+    ) -> asyncio.Task[Any]:
+        """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``).
 
-        def create_task(
-            self, coro: Any, *, name: Any = None, context: Any = None
-        ) -> asyncio.Task[Any]:
-            """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``)."""
-            if self.get_task_factory() is not None:
-                return super().create_task(coro, name=name, context=context)
-            return self._aioq_new_task(coro, name, context)
-
-    else:  # pragma: no cover - Python 3.10 has no context= on create_task
-
-        def create_task(self, coro: Any, *, name: Any = None) -> asyncio.Task[Any]:
-            """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``)."""
-            if self.get_task_factory() is not None:
-                return super().create_task(coro, name=name)
-            return self._aioq_new_task(coro, name, None)
+        The signature is the base loop's on this Python: the stock base takes
+        ``context=`` from 3.11 on (as asyncio does), uvloop takes it on every version.
+        """
+        if self.get_task_factory() is not None:
+            parent: Any = super().create_task
+            # Pass context only when given: 3.10's BaseEventLoop.create_task has no such
+            # parameter, and 3.11+ call a factory without it then (the legacy form).
+            if context is None:
+                return parent(coro, name=name)  # type: ignore[no-any-return]
+            return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
+        return self._aioq_new_task(coro, name, context)
 
     def _aioq_new_task(self, coro: Any, name: Any, context: Any) -> asyncio.Task[Any]:
         if self.is_closed():
@@ -113,8 +112,10 @@ class QLoopMixin(_MixinBase):
         task_cls: Any = QTask
         if context is None:
             task = task_cls(coro, loop=self, name=name)
-        else:
+        elif sys.version_info >= (3, 11):
             task = task_cls(coro, loop=self, name=name, context=context)
+        else:  # uvloop base on 3.10: the task copies the context it is created in
+            task = context.run(task_cls, coro, loop=self, name=name)
         tb = getattr(task, "_source_traceback", None)
         if tb:
             del tb[-1]

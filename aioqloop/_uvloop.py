@@ -15,6 +15,7 @@ The class is built on first use, so importing aioqloop does not import uvloop.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._tasks import QLoopMixin
@@ -63,7 +64,23 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
                 self._aioqloop_context.close_with_loop()
-            super().close()
+            # uvloop's close walks libuv's handles and warns about each unclosed one
+            # *before* closing it.  With ResourceWarning as an error (pytest's
+            # filterwarnings = error) that raise skips the handle's close, and the
+            # uv_run() that follows waits forever on the still-active handle (a
+            # listening server left open blocks close() for good).  So collect the
+            # warnings while every handle closes, then re-issue them under the
+            # caller's filters; one that a filter turns into an error is only shown
+            # (uvloop itself swallows it as unraisable), so close() still never raises.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResourceWarning)
+                super().close()
+            for w in caught:
+                try:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                           source=w.source)
+                except Warning:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
         def __del__(self) -> None:
             # A loop dropped without close(): free the context's fds with it, and give

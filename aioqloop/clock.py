@@ -41,7 +41,9 @@ class VirtualClock:
     ``autojump=True`` jumps to the next deadline whenever nothing is ready; with False,
     time moves only through `advance` / `advance_async`.  ``autojump_threshold`` (real
     seconds, default 0) makes an idle loop first wait that long for real events (fds,
-    executor threads finishing) before it jumps, like trio's ``autojump_threshold``.
+    threads of its own) before it jumps, like trio's ``autojump_threshold``.  While a
+    ``loop.run_in_executor`` call (``asyncio.to_thread``, ``BigLock.run_in_thread``) has
+    not returned, the loop does not jump at all: it waits in real time for the thread.
     One clock drives one loop at a time (stock base only: ``base="uvloop"`` refuses it).
     """
 
@@ -57,6 +59,7 @@ class VirtualClock:
         self.autojump_threshold = threshold
         self._loop: asyncio.AbstractEventLoop | None = None
         self._base_resolution = 1e-9
+        self._threads_busy = 0  # run_in_executor calls whose result has not come back
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -112,6 +115,44 @@ class VirtualClock:
         self._loop = loop
         self._base_resolution = float(getattr(loop, "_clock_resolution", 1e-9))
         self._set(self._now)
+        self._threads_busy = 0
+        self._count_executor_calls(loop)
+
+    def _count_executor_calls(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count the loop's executor calls still out (``run_in_executor``, and so
+        ``asyncio.to_thread`` and ``BigLock.run_in_thread``).
+
+        While one is out, an idle loop does not jump: the thread may still post a result
+        that schedules earlier work (trio's and looptime's rule).  Installed on this loop
+        instance only.
+        """
+        run_in_executor = loop.run_in_executor  # the class's bound method
+
+        def counted(executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
+            future = run_in_executor(executor, func, *args)
+            self._threads_busy += 1
+            future.add_done_callback(self._thread_returned)
+            return future
+
+        counted.__doc__ = run_in_executor.__doc__
+        loop.run_in_executor = counted  # type: ignore[method-assign,assignment]
+
+        # Joining the default executor's threads is thread work too: asyncio.Runner.close
+        # waits for it under an asyncio timeout (300 s from 3.12 on), which must not
+        # expire by a jump while the threads are still finishing.
+        shutdown = loop.shutdown_default_executor
+
+        async def counted_shutdown(*args: Any, **kwargs: Any) -> None:
+            self._threads_busy += 1
+            try:
+                await shutdown(*args, **kwargs)
+            finally:
+                self._threads_busy -= 1
+
+        loop.shutdown_default_executor = counted_shutdown  # type: ignore[method-assign]
+
+    def _thread_returned(self, _future: asyncio.Future[Any]) -> None:
+        self._threads_busy -= 1
 
     def _set(self, now: float) -> None:
         self._now = now
@@ -144,6 +185,10 @@ class VirtualClock:
         no events, so the loop runs what became due; blocks in a real poll only when
         time cannot move.
         """
+        if self._threads_busy:
+            # An executor thread is still working: no jump past what it may schedule.
+            # Its result arrives through call_soon_threadsafe, which wakes this poll.
+            return real.select(None)
         if self.autojump_threshold > 0 and self.autojump:
             events = real.select(self.autojump_threshold)
             if events:

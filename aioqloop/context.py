@@ -431,6 +431,12 @@ class MainContext(SourceSet, Dispatcher):
             self._gate.close()
         self._gate = None if lock is None else LockGate(lock, self._port.loop, self._wake)
 
+    def _follow_clock(self) -> None:
+        """Re-bind the clock if the loop's class was swapped (looptime does it)."""
+        port = self._port
+        if type(port.loop) is not port.loop_class:
+            self._clock = port.rebind()
+
     def _wake(self) -> None:
         self._waker.notify(force=True)
 

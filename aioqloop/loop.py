@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import selectors
 import sys
 import threading
@@ -133,6 +134,7 @@ class _SelectorHook:
         self._restore_handle = asyncio.Handle(self._restore, (), loop, None)
         self._stash: tuple[deque[Any], list[Any], deque[Any], list[Any]] | None = None
         self._preset: list[tuple[selectors.SelectorKey, int]] | None = None
+        self._exposed: asyncio.TimerHandle | None = None
         self.register = selector.register
         self.unregister = selector.unregister
         self.modify = selector.modify
@@ -164,7 +166,21 @@ class _SelectorHook:
         self._events = []
         ctx.iterate(self, block=True, dispatch=True)
         events, self._events = self._events, []
+        if "select" in self.__dict__:
+            self._expose_deadline(ctx)
         return events
+
+    def _expose_deadline(self, ctx: Any) -> None:
+        """A tool wrapped this ``select`` (looptime does) and decides how far to move time
+        from asyncio's own timeout, before the context could shorten it: keep one asyncio
+        timer at the context's next deadline so that timeout includes it."""
+        when = ctx.next_deadline()
+        handle = self._exposed
+        if handle is not None and handle.when() != when:
+            handle.cancel()
+            handle = self._exposed = None
+        if handle is None and when != math.inf:
+            self._exposed = self._loop.call_at(when, _noop)
 
     def poll(self, wait: float | None) -> None:
         """The context's poll: asyncio's own select, for the shorter of both timeouts."""
@@ -311,6 +327,14 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         ctx.set_bql(bql)
         self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
 
+    if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
+
+        def create_task(  # type: ignore[override]
+            self, coro: Any, *, name: Any = None
+        ) -> asyncio.Task[Any]:
+            """Like 3.10's ``loop.create_task`` (no ``context=``); the task is a `QTask`."""
+            return QLoopMixin.create_task(self, coro, name=name)
+
     def _aioq_call_at_fifo(
         self, when: float, callback: Any, *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
@@ -356,6 +380,10 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
             f"<{type(self).__name__} running={self.is_running()} "
             f"closed={self.is_closed()} debug={self.get_debug()}>"
         )
+
+
+def _noop() -> None:
+    pass
 
 
 def _never_called() -> None:  # pragma: no cover - filtered out by the hook

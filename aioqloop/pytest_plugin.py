@@ -3,7 +3,21 @@
 It does nothing unless asked.  Opt in for a whole run with ``--aioqloop`` (or the ini
 option ``aioqloop = true``), or per test with ``@pytest.mark.aioqloop``::
 
-    @pytest.mark.aioqloop(base="asyncio" | "uvloop" | "both", virtual_clock=False)
+    @pytest.mark.aioqloop(base="asyncio" | "uvloop" | "both", virtual_clock=False,
+                          autojump=True, autojump_threshold=0.0, bql=False)
+
+Every option also has an ini key and a command-line flag (the marker wins, then the
+command line, then the ini file): ``aioqloop_base`` / ``--aioqloop-base``,
+``aioqloop_virtual_clock`` / ``--aioqloop-virtual-clock``, ``aioqloop_autojump`` /
+``--aioqloop-autojump={true,false}``, ``aioqloop_autojump_threshold`` /
+``--aioqloop-autojump-threshold=SECONDS``, ``aioqloop_bql`` / ``--aioqloop-bql``.
+``virtual_clock`` may be a `VirtualClock` instance (used as given); ``autojump=False`` or
+an ``autojump_threshold`` in the marker implies a virtual clock; ``bql=True`` gives the
+loop the test's `BigLock` (the ``bql`` fixture's), ``bql=<BigLock>`` that lock.
+
+Needs pytest >= 7.0 and pluggy >= 1.2 (new-style hook wrappers).  With older versions
+(e.g. Debian bookworm's pytest 7.2 / pluggy 1.0) it disables itself with one warning
+and leaves the run alone.
 
 How tests get an aioqloop loop:
 
@@ -18,7 +32,8 @@ How tests get an aioqloop loop:
   nor anyio claims runs on a fresh loop, as ``aioqloop.run`` would.
 * **anyio**: its ``anyio_backend`` fixture returns
   ``("asyncio", {"loop_factory": aioqloop.new_event_loop})`` (or `loop_factory` from
-  this module for a virtual clock).
+  this module for a virtual clock); or mark the anyio test ``aioqloop``: its runner then
+  gets the marker's loop (asyncio backend; other backends are skipped).
 
 On loops this plugin creates, an exception that reaches the loop's exception handler
 during a test fails that test (in the phase it happened: setup, call or teardown), as
@@ -35,9 +50,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import inspect
+import math
+import re
 import sys
+import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -59,6 +78,72 @@ _BASES = ("asyncio", "uvloop")
 _FACTORY_NAMES = {"asyncio": "aioqloop", "uvloop": "aioqloop-uvloop"}
 _PLAIN_RUNNER = "_aioqloop_runner"
 _PLAIN_BASE = "_aioqloop_base"
+_ANYIO_RUNNER = "_aioqloop_anyio_runner"
+_MARKER_ARGS = ("base", "virtual_clock", "autojump", "autojump_threshold", "bql")
+_UVLOOP_HINT = "uvloop is not installed: pip install 'aioqloop[uvloop]' (or uvloop)"
+
+#: What this plugin needs: new-style hook wrappers (``hookimpl(wrapper=True)``) came with
+#: pluggy 1.2; pytest.Parser, pytest.StashKey and friends with pytest 7.0.
+MIN_PYTEST = (7, 0)
+MIN_PLUGGY = (1, 2)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """``"8.2.1"`` -> (8, 2, 1); stops at the first non-numeric part (``"1.0.0rc1"``)."""
+    out = []
+    for part in text.split("."):
+        match = re.match(r"\d+", part)
+        if match is None:
+            break
+        out.append(int(match.group()))
+        if match.end() != len(part):
+            break
+    return tuple(out)
+
+
+def _unsupported_reason(pytest_version: str, pluggy_version: str) -> str | None:
+    """Why this plugin cannot run with these versions, or None if it can."""
+    missing = []
+    if _version_tuple(pytest_version) < MIN_PYTEST:
+        missing.append(f"pytest >= {'.'.join(map(str, MIN_PYTEST))} (found {pytest_version})")
+    if _version_tuple(pluggy_version) < MIN_PLUGGY:
+        missing.append(f"pluggy >= {'.'.join(map(str, MIN_PLUGGY))} (found {pluggy_version})")
+    if not missing:
+        return None
+    return ("aioqloop's pytest plugin is disabled: it needs " + " and ".join(missing)
+            + "; upgrade (pip install 'pytest>=8' 'pluggy>=1.5') to use it. "
+            "This run is otherwise unaffected.")
+
+
+def _installed_versions() -> tuple[str, str]:
+    from importlib import metadata
+
+    try:
+        pluggy_version = metadata.version("pluggy")
+    except metadata.PackageNotFoundError:  # pragma: no cover - vendored somewhere
+        import pluggy
+
+        pluggy_version = str(getattr(pluggy, "__version__", "0"))
+    return str(pytest.__version__), pluggy_version
+
+
+_DISABLED = _unsupported_reason(*_installed_versions())
+
+
+def _have_uvloop() -> bool:
+    """Is uvloop importable (without importing it)?"""
+    try:
+        return importlib.util.find_spec("uvloop") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _wrapper(**kwargs: Any) -> Callable[[Any], Any]:
+    """``pytest.hookimpl(wrapper=True, ...)``; a no-op when the plugin is disabled (the
+    decorator itself raises TypeError on pluggy < 1.2, at import)."""
+    if _DISABLED is not None:
+        return lambda f: f
+    return pytest.hookimpl(wrapper=True, **kwargs)  # type: ignore[no-any-return]
 
 
 class AioqloopLeakWarning(pytest.PytestWarning):
@@ -66,26 +151,55 @@ class AioqloopLeakWarning(pytest.PytestWarning):
 
 
 # --------------------------------------------------------------------- loops
+@dataclasses.dataclass(frozen=True)
+class _LoopOptions:
+    """How to build a test's loop (the marker's, command line's and ini's options)."""
+
+    base: str = "asyncio"
+    virtual_clock: bool = False
+    clock: VirtualClock | None = None  # an instance given through the marker: used as is
+    autojump: bool = True
+    autojump_threshold: float = 0.0
+    bql: BigLock | bool = False  # True: the test's own BigLock (the bql fixture's)
+
+    def for_base(self, base: str) -> _LoopOptions:
+        return dataclasses.replace(self, base=base)
+
+
 class _LoopFactory:
-    """A zero-argument loop factory (``loop_factory=``) for one base and clock choice.
+    """A zero-argument loop factory (``loop_factory=``) for one set of `_LoopOptions`.
 
     Each loop it makes is registered with the plugin: its exception handler records
     errors for the running test, and its context is checked for leaks.
     """
 
-    def __init__(self, base: str, virtual_clock: bool) -> None:
-        self.base = base
-        self.virtual_clock = virtual_clock
-        self.__name__ = _FACTORY_NAMES[base] + ("+virtual-clock" if virtual_clock else "")
+    def __init__(self, options: _LoopOptions) -> None:
+        self.options = options
+        self.base = options.base
+        self.virtual_clock = options.virtual_clock
+        self.__name__ = (_FACTORY_NAMES[options.base]
+                         + ("+virtual-clock" if options.virtual_clock else "")
+                         + ("+bql" if options.bql is not False else ""))
 
     def __call__(self) -> asyncio.AbstractEventLoop:
         from aioqloop.clock import VirtualClock
         from aioqloop.loop import new_event_loop
 
-        clock = _state.take_clock() if self.virtual_clock else None
-        if self.virtual_clock and clock is None:
-            clock = VirtualClock()
-        loop = new_event_loop(base=self.base, clock=clock)
+        opts = self.options
+        if opts.base == "uvloop" and not _have_uvloop():
+            pytest.skip(_UVLOOP_HINT)
+        clock = None
+        if opts.virtual_clock:
+            clock = opts.clock
+            if clock is None:
+                clock = VirtualClock(autojump=opts.autojump,
+                                     autojump_threshold=opts.autojump_threshold)
+        lock: BigLock | None = None
+        if opts.bql is True:
+            lock = _state.test_bql()
+        elif opts.bql is not False:
+            lock = opts.bql
+        loop = new_event_loop(base=opts.base, clock=clock, bql=lock)
         _state.track(loop)
         return loop
 
@@ -93,26 +207,42 @@ class _LoopFactory:
         return f"<aioqloop loop factory {self.__name__}>"
 
 
-_factories: dict[tuple[str, bool], _LoopFactory] = {}
+_factories: dict[_LoopOptions, _LoopFactory] = {}
 
 
-def loop_factory(base: str = "asyncio", *, virtual_clock: bool = False) -> Callable[
-    [], asyncio.AbstractEventLoop
-]:
+def _factory_for(options: _LoopOptions) -> _LoopFactory:
+    factory = _factories.get(options)
+    if factory is None:
+        factory = _factories[options] = _LoopFactory(options)
+    return factory
+
+
+def loop_factory(
+    base: str = "asyncio",
+    *,
+    virtual_clock: bool | VirtualClock = False,
+    autojump: bool = True,
+    autojump_threshold: float = 0.0,
+    bql: bool | BigLock = False,
+) -> Callable[[], asyncio.AbstractEventLoop]:
     """A ``loop_factory`` for anyio's ``anyio_backend`` options or ``asyncio.Runner``.
 
-    Loops it makes get the plugin's checks (exceptions fail the test, leaks warn);
-    ``virtual_clock=True`` puts each on a fresh `VirtualClock` (stock base only).
+    Loops it makes get the plugin's checks (exceptions fail the test, leaks warn).
+    ``virtual_clock=True`` puts each on a fresh `VirtualClock` (stock base only) with
+    ``autojump`` and ``autojump_threshold`` (real seconds); a `VirtualClock` instance is
+    used as given.  ``bql=True`` gives each loop the running test's `BigLock` (the
+    ``bql`` fixture's); a `BigLock` instance is used as given.
     """
+    from aioqloop.clock import VirtualClock
+
     if base not in _BASES:
         raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")
-    if virtual_clock and base != "asyncio":
+    clock = virtual_clock if isinstance(virtual_clock, VirtualClock) else None
+    virtual = clock is not None or bool(virtual_clock)
+    if virtual and base != "asyncio":
         raise ValueError("a VirtualClock needs base='asyncio' (uvloop keeps its own clock)")
-    key = (base, bool(virtual_clock))
-    factory = _factories.get(key)
-    if factory is None:
-        factory = _factories[key] = _LoopFactory(base, bool(virtual_clock))
-    return factory
+    return _factory_for(_LoopOptions(base, virtual, clock, bool(autojump),
+                                     float(autojump_threshold), bql))
 
 
 def _policy_loop() -> asyncio.AbstractEventLoop:
@@ -133,15 +263,19 @@ class _State:
     def __init__(self) -> None:
         self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self.errors: list[dict[str, Any]] = []
-        self.next_clock: VirtualClock | None = None
+        self.bql: BigLock | None = None
 
     def track(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loops.add(loop)
         loop.set_exception_handler(self._handler)
 
-    def take_clock(self) -> VirtualClock | None:
-        clock, self.next_clock = self.next_clock, None
-        return clock
+    def test_bql(self) -> BigLock:
+        """The running test's `BigLock`: the ``bql`` fixture's and a ``bql=True`` loop's."""
+        if self.bql is None:
+            from aioqloop.biglock import BigLock
+
+            self.bql = BigLock()
+        return self.bql
 
     def _handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -172,6 +306,13 @@ class _State:
         for c in errors:
             exc = c["exception"]
             lines.append(f"  {c.get('message', 'error')}: {type(exc).__name__}: {exc}")
+        # Each one's own traceback: for a source, the callback's frames (the test's
+        # frames say nothing about where it went wrong).
+        for c in errors:
+            exc = c["exception"]
+            lines.append("")
+            lines.append("".join(traceback.format_exception(type(exc), exc,
+                                                            exc.__traceback__)).rstrip())
         first = errors[0]["exception"]
         raise pytest.fail.Exception("\n".join(lines), pytrace=False) from first
 
@@ -200,19 +341,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aioqloop-base", choices=("asyncio", "uvloop", "both"), default=None,
                     help="aioqloop base for opted-in tests: asyncio (default), uvloop, "
                          "or both (parametrized)")
+    group.addoption("--aioqloop-virtual-clock", action="store_true", default=None,
+                    help="put opted-in tests' loops on a VirtualClock")
+    group.addoption("--aioqloop-autojump", choices=("true", "false"), default=None,
+                    help="VirtualClock autojump (false: time moves only by advance())")
+    group.addoption("--aioqloop-autojump-threshold", type=float, default=None,
+                    metavar="SECONDS",
+                    help="VirtualClock autojump_threshold, in real seconds")
+    group.addoption("--aioqloop-bql", action="store_true", default=None,
+                    help="give opted-in tests' loops the test's BigLock (the bql fixture)")
     parser.addini("aioqloop", type="bool", default=False,
                   help="run async tests (pytest-asyncio) on aioqloop loops")
     parser.addini("aioqloop_base", default="asyncio",
                   help="default aioqloop base: asyncio, uvloop or both")
+    parser.addini("aioqloop_virtual_clock", type="bool", default=False,
+                  help="put opted-in tests' loops on a VirtualClock")
+    parser.addini("aioqloop_autojump", type="bool", default=True,
+                  help="VirtualClock autojump (false: time moves only by advance())")
+    parser.addini("aioqloop_autojump_threshold", default="0",
+                  help="VirtualClock autojump_threshold, in real seconds")
+    parser.addini("aioqloop_bql", type="bool", default=False,
+                  help="give opted-in tests' loops the test's BigLock (the bql fixture)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "aioqloop(base='asyncio', virtual_clock=False): run this async test on an aioqloop "
-        "loop; base 'asyncio', 'uvloop' or 'both' (parametrized); virtual_clock=True puts "
-        "the loop on a VirtualClock",
+        "aioqloop(base='asyncio', virtual_clock=False, autojump=True, autojump_threshold=0, "
+        "bql=False): run this async test on an aioqloop loop; base 'asyncio', 'uvloop' or "
+        "'both' (parametrized); virtual_clock=True (or a VirtualClock) puts the loop on a "
+        "virtual clock; bql=True (or a BigLock) gives it the big lock",
     )
+    if (config.getoption("aioqloop_base") in ("uvloop", "both")
+            and not _have_uvloop()):
+        raise pytest.UsageError(f"--aioqloop-base={config.getoption('aioqloop_base')}: "
+                                + _UVLOOP_HINT)
     if _run_opted_in(config):
         _register_factories_hook(config)
 
@@ -221,34 +384,93 @@ def _run_opted_in(config: pytest.Config) -> bool:
     return bool(config.getoption("aioqloop") or config.getini("aioqloop"))
 
 
-def _options(config: pytest.Config, node: Any, fixturenames: Any) -> tuple[bool, tuple[str, ...],
-                                                                            bool]:
-    """(opted in?, bases, virtual clock?) for a test function."""
+def _seconds(value: object, where: str) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise pytest.UsageError(f"{where}: autojump_threshold must be a number of seconds "
+                                f">= 0, not {value!r}")
+    return seconds
+
+
+def _options(config: pytest.Config, node: Any, fixturenames: Any) -> tuple[
+        bool, tuple[str, ...], _LoopOptions]:
+    """(opted in?, bases, loop options) for a test function: marker, then command line,
+    then ini."""
+    from aioqloop.biglock import BigLock
+    from aioqloop.clock import VirtualClock
+
+    where = getattr(node, "nodeid", "aioqloop")
     marker = node.get_closest_marker("aioqloop")
     opted = marker is not None or _run_opted_in(config)
     base = config.getoption("aioqloop_base") or config.getini("aioqloop_base") or "asyncio"
-    virtual = "virtual_clock" in fixturenames
+    virtual = bool(config.getoption("aioqloop_virtual_clock")
+                   or config.getini("aioqloop_virtual_clock"))
+    virtual = virtual or "virtual_clock" in fixturenames
+    cli_autojump = config.getoption("aioqloop_autojump")
+    autojump = (cli_autojump == "true" if cli_autojump is not None
+                else bool(config.getini("aioqloop_autojump")))
+    cli_threshold = config.getoption("aioqloop_autojump_threshold")
+    threshold = _seconds(cli_threshold if cli_threshold is not None
+                         else config.getini("aioqloop_autojump_threshold"),
+                         "--aioqloop-autojump-threshold / aioqloop_autojump_threshold")
+    lock: Any = bool(config.getoption("aioqloop_bql") or config.getini("aioqloop_bql"))
+    clock: VirtualClock | None = None
     if marker is not None:
         if marker.args:
             raise pytest.UsageError(
-                f"{node.nodeid}: mark.aioqloop takes keyword arguments only (base=, "
-                "virtual_clock=)")
-        unknown = set(marker.kwargs) - {"base", "virtual_clock"}
+                f"{where}: mark.aioqloop takes keyword arguments only "
+                f"({', '.join(a + '=' for a in _MARKER_ARGS)})")
+        kw = marker.kwargs
+        unknown = set(kw) - set(_MARKER_ARGS)
         if unknown:
             raise pytest.UsageError(
-                f"{node.nodeid}: mark.aioqloop got unknown arguments {sorted(unknown)}")
-        base = marker.kwargs.get("base", base)
-        virtual = bool(marker.kwargs.get("virtual_clock", False)) or virtual
+                f"{where}: mark.aioqloop got unknown arguments {sorted(unknown)}; it takes "
+                f"{', '.join(_MARKER_ARGS)}")
+        base = kw.get("base", base)
+        if "virtual_clock" in kw:
+            value = kw["virtual_clock"]
+            if isinstance(value, VirtualClock):
+                clock = value
+                if "autojump" in kw or "autojump_threshold" in kw:
+                    raise pytest.UsageError(
+                        f"{where}: mark.aioqloop got a VirtualClock and autojump options; "
+                        "set them on the clock itself")
+            elif not isinstance(value, bool):
+                raise pytest.UsageError(
+                    f"{where}: mark.aioqloop(virtual_clock=) takes True, False or a "
+                    f"VirtualClock, not {type(value).__name__}")
+            virtual = virtual or bool(value) or clock is not None
+        if "autojump" in kw:
+            if not isinstance(kw["autojump"], bool):
+                raise pytest.UsageError(f"{where}: mark.aioqloop(autojump=) takes True or "
+                                        f"False, not {kw['autojump']!r}")
+            autojump = kw["autojump"]
+            virtual = True  # asking for a clock's mode asks for the clock
+        if "autojump_threshold" in kw:
+            threshold = _seconds(kw["autojump_threshold"], where)
+            virtual = True
+        if "bql" in kw:
+            lock = kw["bql"]
+            if not isinstance(lock, (bool, BigLock)):
+                raise pytest.UsageError(f"{where}: mark.aioqloop(bql=) takes True, False or "
+                                        f"a BigLock, not {type(lock).__name__}")
     if base == "both":
         bases: tuple[str, ...] = _BASES
-        if virtual or importlib.util.find_spec("uvloop") is None:
+        if virtual:
             bases = ("asyncio",)  # a virtual clock needs the stock base
     elif base in _BASES:
         bases = (base,)
+        if virtual and base == "uvloop":
+            raise pytest.UsageError(
+                f"{where}: a virtual clock needs base='asyncio' (uvloop's timers run on "
+                "libuv's own clock)")
     else:
         raise pytest.UsageError(
-            f"{node.nodeid}: aioqloop base must be 'asyncio', 'uvloop' or 'both', not {base!r}")
-    return opted, bases, virtual
+            f"{where}: aioqloop base must be 'asyncio', 'uvloop' or 'both', not {base!r}")
+    return opted, bases, _LoopOptions(bases[0], virtual, clock, autojump, threshold, lock)
 
 
 # ------------------------------------------------------------ pytest-asyncio
@@ -262,9 +484,9 @@ class _FactoriesHook:
     def pytest_asyncio_loop_factories(
         self, config: pytest.Config, item: Any
     ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
-        opted, bases, virtual = _options(config, item, getattr(item, "fixturenames", ()))
+        opted, bases, options = _options(config, item, getattr(item, "fixturenames", ()))
         if opted:
-            return {_FACTORY_NAMES[b]: loop_factory(b, virtual_clock=virtual) for b in bases}
+            return {_FACTORY_NAMES[b]: _factory_for(options.for_base(b)) for b in bases}
         # Not ours: defer to another implementation, else keep pytest-asyncio's default.
         others = [impl for impl in config.hook.pytest_asyncio_loop_factories.get_hookimpls()
                   if impl.plugin is not self]
@@ -300,12 +522,13 @@ def _pytest_asyncio_item(item: Any) -> bool:
     return bool(is_async_test(item))
 
 
-@pytest.hookimpl(wrapper=True)
+@_wrapper()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> Iterator[None]:
     definition = metafunc.definition
     if definition.get_closest_marker("aioqloop") is not None:
         _register_factories_hook(metafunc.config)  # before pytest-asyncio asks for it
-    if _plain_candidate(metafunc.config, definition, metafunc.function):
+    if (_plain_candidate(metafunc.config, definition, metafunc.function)
+            or _anyio_candidate(definition, metafunc.function, metafunc.fixturenames)):
         _, bases, _ = _options(metafunc.config, definition, metafunc.fixturenames)
         if len(bases) > 1:
             metafunc.fixturenames.append(_PLAIN_BASE)
@@ -327,7 +550,19 @@ def _plain_candidate(config: pytest.Config, node: Any, function: Any) -> bool:
     return _asyncio_mode(config) != "auto"
 
 
-_PLAIN_KEY = pytest.StashKey[bool]()
+def _anyio_candidate(node: Any, function: Any, fixturenames: Any) -> bool:
+    """An ``async def`` test marked aioqloop that anyio's plugin runs."""
+    if node.get_closest_marker("aioqloop") is None:
+        return False
+    if not inspect.iscoroutinefunction(function):
+        return False
+    if _pytest_asyncio_item(node):
+        return False
+    return node.get_closest_marker("anyio") is not None or "anyio_backend" in fixturenames
+
+
+_PLAIN_KEY = pytest.StashKey[bool]() if _DISABLED is None else None
+_ANYIO_KEY = pytest.StashKey[bool]() if _DISABLED is None else None
 
 
 # ----------------------------------------------------------------- plain path
@@ -345,8 +580,8 @@ def _aioqloop_runner(
     request: pytest.FixtureRequest, _aioqloop_base: str
 ) -> Iterator[Any]:
     """The ``asyncio.Runner`` a plain-pytest aioqloop test runs in (``aioqloop.run``)."""
-    _, _, virtual = _options(request.config, request.node, request.fixturenames)
-    factory = loop_factory(_aioqloop_base, virtual_clock=virtual)
+    _, _, options = _options(request.config, request.node, request.fixturenames)
+    factory = _factory_for(options.for_base(_aioqloop_base))
     if sys.version_info >= (3, 11):
         runner_cls: Any = asyncio.Runner
     else:  # pragma: no cover - 3.10
@@ -369,24 +604,56 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+# ------------------------------------------------------------------ anyio path
+@pytest.fixture
+def _aioqloop_anyio_runner(request: pytest.FixtureRequest, _aioqloop_base: str) -> Iterator[Any]:
+    """anyio's test runner for an ``aioqloop``-marked anyio test, on the marker's loop.
+
+    Set up before the test's other function-scoped fixtures and held until teardown, so
+    anyio's async fixtures and the test itself reuse it (anyio shares one runner).
+    """
+    from anyio.pytest_plugin import extract_backend_and_options, get_runner
+
+    name, backend_options = extract_backend_and_options(request.getfixturevalue("anyio_backend"))
+    if name != "asyncio":
+        pytest.skip(f"aioqloop runs on anyio's asyncio backend, not {name!r}")
+    _, _, options = _options(request.config, request.node, request.fixturenames)
+    factory = _factory_for(options.for_base(_aioqloop_base))
+    with get_runner(name, {**backend_options, "loop_factory": factory}) as lease:
+        runner: Any = lease
+        loop = runner.get_loop()
+        if loop not in _state.loops:
+            raise pytest.UsageError(
+                f"{request.node.nodeid}: anyio's runner was already started by a wider-scoped "
+                "async fixture on another loop; give anyio_backend the aioqloop loop_factory "
+                "(aioqloop.pytest_plugin.loop_factory) instead of marking the test")
+        yield runner
+
+
 # -------------------------------------------------- errors and leaks per test
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@_wrapper(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     _state.errors.clear()
-    _state.next_clock = None
+    _state.bql = None
     function = getattr(item, "obj", None)
     if isinstance(item, pytest.Function) and _plain_candidate(item.config, item, function):
         # Like pytest-asyncio's runner: requested at setup, so it survives the pruning
         # of the fixture closure that parametrization does.
-        item.stash[_PLAIN_KEY] = True
+        item.stash[_PLAIN_KEY] = True  # type: ignore[index]
         if _PLAIN_RUNNER not in item.fixturenames:
             item.fixturenames.append(_PLAIN_RUNNER)
+    elif isinstance(item, pytest.Function) and _anyio_candidate(item, function,
+                                                                item.fixturenames):
+        # First, so anyio's runner exists on our loop before any async fixture asks.
+        item.stash[_ANYIO_KEY] = True  # type: ignore[index]
+        if _ANYIO_RUNNER not in item.fixturenames:
+            item.fixturenames.insert(0, _ANYIO_RUNNER)
     result = yield
     _state.raise_errors("setup")
     return result
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@_wrapper(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     before = {ctx: _attached_ids(ctx) for ctx in _state.live_contexts()}
     result = yield
@@ -395,11 +662,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@_wrapper(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     result = yield
     _state.raise_errors("teardown")
-    _state.next_clock = None
+    _state.bql = None
     return result
 
 
@@ -426,6 +693,9 @@ def _test_loop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoop:
     item: Any = request.node
     if item.stash.get(_PLAIN_KEY, False):
         runner = request.getfixturevalue(_PLAIN_RUNNER)
+        return runner.get_loop()  # type: ignore[no-any-return]
+    if item.stash.get(_ANYIO_KEY, False):
+        runner = request.getfixturevalue(_ANYIO_RUNNER)
         return runner.get_loop()  # type: ignore[no-any-return]
     if _pytest_asyncio_item(item):
         runner = request.getfixturevalue(f"_{item._loop_scope}_scoped_runner")
@@ -459,10 +729,9 @@ def main_context(request: pytest.FixtureRequest) -> MainContext:
 
 @pytest.fixture
 def bql() -> BigLock:
-    """A fresh `BigLock` for this test (not the process-wide ``aioqloop.bql``)."""
-    from aioqloop.biglock import BigLock
-
-    return BigLock()
+    """A fresh `BigLock` for this test (not the process-wide ``aioqloop.bql``); with
+    ``bql=True`` (marker, ``--aioqloop-bql`` or ini) the test's loop holds this one."""
+    return _state.test_bql()
 
 
 @pytest.fixture
@@ -470,15 +739,12 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     """The `VirtualClock` of the test's loop.
 
     Requesting it makes an aioqloop test's loop use a fresh clock (starting at 0,
-    autojump); a loop created elsewhere must have been given one (``clock=``).
+    autojump unless configured otherwise); a loop created elsewhere must have been given
+    one (``clock=``).
     """
     from aioqloop.clock import VirtualClock
 
-    _state.next_clock = VirtualClock()
-    try:
-        loop = _test_loop(request)
-    finally:
-        _state.next_clock = None
+    loop = _test_loop(request)
     clock = getattr(loop, "_aioq_clock", None)
     if not isinstance(clock, VirtualClock):
         raise pytest.UsageError(
@@ -486,3 +752,20 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
             "VirtualClock; mark the test @pytest.mark.aioqloop(virtual_clock=True) or give "
             "its loop factory clock=VirtualClock()")
     return clock
+
+
+# ------------------------------------------------- too old pytest / pluggy
+if _DISABLED is not None:  # pragma: no cover - exercised in a venv with old versions
+    # Register nothing but the warning: no hooks, options, markers or fixtures.
+    for _name in [n for n in list(globals()) if n.startswith("pytest_")] + [
+            "_aioqloop_base", "_aioqloop_runner", _ANYIO_RUNNER, "main_context", "bql",
+            "virtual_clock"]:
+        globals().pop(_name, None)
+
+    def pytest_configure(config: pytest.Config) -> None:
+        message = str(_DISABLED)
+        try:
+            config.issue_config_time_warning(pytest.PytestConfigWarning(message), stacklevel=2)
+        except Warning:
+            # -W error must not turn an unused plugin into a dead run: say it once.
+            sys.stderr.write(f"warning: {message}\n")

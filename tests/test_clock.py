@@ -422,3 +422,54 @@ def test_autojump_threshold_lets_executor_finish_first() -> None:
 
     result, t = run_virtual(main, VirtualClock(autojump_threshold=5.0))
     assert result == "done" and t == 0.0
+
+
+# ------------------------------------------------- executor threads (no autojump)
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("how", ["run_in_executor", "to_thread"])
+def test_no_jump_while_an_executor_thread_works(how: str) -> None:
+    """A timeout pending while a thread works does not fire early: time stays put until
+    the thread's result is back (without the rule, wait_for would time out at once)."""
+
+    async def main(clock: VirtualClock) -> tuple[str, float, float]:
+        loop = asyncio.get_running_loop()
+        started = threading.Event()
+        release = threading.Event()
+
+        def work() -> str:
+            started.set()
+            release.wait(10)
+            return "done"
+
+        # The thread is released from another real thread once it has started, so the
+        # loop has been idle, with a deadline pending, while the work was out.
+        threading.Thread(target=lambda: (started.wait(10), release.set()), daemon=True).start()
+        if how == "to_thread":
+            coro: Any = asyncio.to_thread(work)
+        else:
+            coro = loop.run_in_executor(None, work)
+        result = await asyncio.wait_for(coro, 1000.0)
+        during = loop.time()
+        await asyncio.sleep(3600)  # and jumps again afterwards
+        return result, during, loop.time()
+
+    assert run_virtual(main) == ("done", 0.0, 3600.0)
+
+
+@pytest.mark.timeout(20)
+def test_executor_result_can_schedule_earlier_work() -> None:
+    """The thread's result schedules a timer due before a pending one: it runs first,
+    at its own virtual time."""
+
+    async def main(clock: VirtualClock) -> list[tuple[str, float]]:
+        loop = asyncio.get_running_loop()
+        log: list[tuple[str, float]] = []
+        loop.call_later(100.0, lambda: log.append(("late", loop.time())))
+        release = threading.Event()
+        threading.Timer(0.05, release.set).start()
+        await loop.run_in_executor(None, release.wait, 10)
+        loop.call_later(10.0, lambda: log.append(("after thread", loop.time())))
+        await asyncio.sleep(200)
+        return log
+
+    assert run_virtual(main) == [("after thread", 10.0), ("late", 100.0)]

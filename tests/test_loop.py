@@ -118,7 +118,11 @@ def test_runner_with_loop_factory(base: str) -> None:
         return x * 2, aioqloop.get_main_context()
 
     factory = functools.partial(aioqloop.new_event_loop, base=base)
-    with asyncio.Runner(loop_factory=factory) as runner:
+    if sys.version_info >= (3, 11):
+        runner_cls: Any = asyncio.Runner
+    else:  # pragma: no cover - 3.10: the backport aioqloop depends on there
+        from backports.asyncio.runner import Runner as runner_cls
+    with runner_cls(loop_factory=factory) as runner:
         loop = runner.get_loop()
         assert isinstance(loop, base_class(base))
         first, ctx1 = runner.run(main(1))
