@@ -1,0 +1,76 @@
+"""Everything `aioqloop.glib` needs from the core beyond its public API, in one place.
+
+The glib layer is a facade over the public core (`aioqloop.MainContext`, `Source`,
+`MainLoop`, the sources and ``*_add`` functions).  These few needs have no public form
+yet; each is one small function here so that the core can grow a proper method for it
+and this module shrinks to nothing:
+
+* `is_closed(ctx)` — whether a context was closed (``MainContext._closed``): a facade
+  must not hand out a closed context as the default one.
+* `owner(ctx)` / `set_owner(ctx, ident)` — the thread that owns (is iterating) a
+  context (``MainContext._owner``): GLib's ``g_main_context_is_owner``, ``acquire`` /
+  ``release`` and ``invoke_full``'s "call directly if the caller can acquire".
+* `now(ctx)` — a fresh reading of the context's clock (``MainContext._clock``), not the
+  iteration's cached time: a seconds timeout's first expiry is computed from it.
+* `thread_default_loop()` / `set_thread_default_loop(loop)` — the loop the core made
+  for this thread as its default (``context._tls.default_loop``), so that the main
+  thread and a worker agree on GLib's one process-wide default context.
+* `standalone_context()` — a context bound to no asyncio loop, iterated by hand
+  (``MainContext(_driver="standalone")``): GLib's ``g_main_context_new``.
+* `FdTag` — the type of the tag `Source.add_unix_fd` returns (``source._FdRecord``),
+  for type hints only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aioqloop import context as _context
+from aioqloop.context import MainContext
+from aioqloop.source import _FdRecord as FdTag
+
+__all__ = (
+    "FdTag",
+    "is_closed",
+    "now",
+    "owner",
+    "set_owner",
+    "set_thread_default_loop",
+    "standalone_context",
+    "thread_default_loop",
+)
+
+
+def is_closed(ctx: MainContext) -> bool:
+    """True once ``ctx`` was closed."""
+    return bool(ctx._closed)
+
+
+def owner(ctx: MainContext) -> int | None:
+    """The ``threading.get_ident()`` of the thread owning ``ctx``, or None."""
+    return ctx._owner
+
+
+def set_owner(ctx: MainContext, ident: int | None) -> None:
+    """Make thread ``ident`` (None: nobody) the owner of ``ctx``."""
+    ctx._owner = ident
+
+
+def now(ctx: MainContext) -> float:
+    """A fresh reading of ``ctx``'s clock, in seconds."""
+    return ctx._clock()
+
+
+def thread_default_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop the core created as this thread's default, or None."""
+    return _context._tls.default_loop
+
+
+def set_thread_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Adopt ``loop`` as this thread's default loop."""
+    _context._tls.default_loop = loop
+
+
+def standalone_context() -> MainContext:
+    """A new context bound to no asyncio loop, iterated by hand."""
+    return MainContext(_driver="standalone")
