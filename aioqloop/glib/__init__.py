@@ -198,7 +198,7 @@ def _callable(fn: object) -> Callable[..., Any]:
 # ---------------------------------------------------------------------------
 # Default context
 # ---------------------------------------------------------------------------
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()  # core default creation may re-enter via a policy
 _global_default: _CoreContext | None = None
 
 
@@ -1428,3 +1428,31 @@ IO_STATUS_ERROR: Final = IOStatus.ERROR
 IO_STATUS_NORMAL: Final = IOStatus.NORMAL
 IO_STATUS_EOF: Final = IOStatus.EOF
 IO_STATUS_AGAIN: Final = IOStatus.AGAIN
+
+
+# ---------------------------------------------------------------------------
+# For gi.events (events.py): rebinding a facade to a loop's own context
+# ---------------------------------------------------------------------------
+def _default_core_if_made() -> _CoreContext | None:
+    """The core context GLib's default maps to, if one was made (none is created)."""
+    if threading.current_thread() is threading.main_thread():
+        loop = _core.thread_default_loop()
+        if loop is not None and not loop.is_closed():
+            return _get_main_context(loop)
+    return _global_default
+
+
+def _rebind(facade: MainContext, core: _CoreContext) -> None:
+    """Make ``facade`` speak for ``core`` from now on."""
+    with _wrappers_lock:
+        _wrappers.pop(id(facade._ctx), None)
+        facade._ctx = core
+        _wrappers[id(core)] = facade
+
+
+def _make_default(loop: asyncio.AbstractEventLoop, core: _CoreContext) -> None:
+    """Make ``loop`` (whose context is ``core``) the process default (main thread)."""
+    global _global_default
+    with _default_lock:
+        _core.set_thread_default_loop(loop)
+        _global_default = core

@@ -17,6 +17,10 @@ and this module shrinks to nothing:
   thread and a worker agree on GLib's one process-wide default context.
 * `standalone_context()` — a context bound to no asyncio loop, iterated by hand
   (``MainContext(_driver="standalone")``): GLib's ``g_main_context_new``.
+* `has_sources(ctx)` — whether anything is attached (``MainContext._sources``): a
+  ``GLibEventLoop`` adopts a fresh context only if nothing is lost by doing so.
+* `loop_class(base)` — the aioqloop loop class to subclass for ``GLibEventLoop``
+  (``loop.QSelectorEventLoop``, ``loop._uvloop_class()``).
 * `FdTag` — the type of the tag `Source.add_unix_fd` returns (``source._FdRecord``),
   for type hints only.
 """
@@ -31,7 +35,9 @@ from aioqloop.source import _FdRecord as FdTag
 
 __all__ = (
     "FdTag",
+    "has_sources",
     "is_closed",
+    "loop_class",
     "now",
     "owner",
     "set_owner",
@@ -74,3 +80,20 @@ def set_thread_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
 def standalone_context() -> MainContext:
     """A new context bound to no asyncio loop, iterated by hand."""
     return MainContext(_driver="standalone")
+
+
+def has_sources(ctx: MainContext) -> bool:
+    """True if any source is attached to ``ctx`` (``MainContext._sources``)."""
+    return bool(ctx._sources)
+
+
+def loop_class(base: str) -> type[asyncio.AbstractEventLoop]:
+    """The aioqloop loop class of ``base`` ("asyncio" or "uvloop"), to subclass
+    (``loop.QSelectorEventLoop`` / ``loop._uvloop_class()``)."""
+    from aioqloop import loop as _loop
+
+    if base == "asyncio":
+        return _loop.QSelectorEventLoop
+    if base == "uvloop":
+        return _loop._uvloop_class()
+    raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")
