@@ -933,3 +933,107 @@ def test_float_interval_is_truncated_like_pygobject() -> None:
     src = aioqloop.MainContext.default().find_source_by_id(sid)
     assert isinstance(src, aioqloop.TimeoutSource) and src.interval == 0.001
     assert GLib.source_remove(sid)
+
+
+# ------------------------------------------------- PyGObject conformance (issue items)
+def test_io_add_watch_passes_only_the_asked_conditions_and_idles_still_run() -> None:
+    r, w = os.pipe()
+    os.write(w, b"x")
+    os.close(w)  # the reader now sees IN|HUP, then HUP for ever
+    calls: list[int] = []
+    idles: list[int] = []
+    ml = GLib.MainLoop()
+
+    def on_in(fd: int, cond: int) -> bool:
+        calls.append(int(cond))
+        os.read(fd, 1)
+        return True
+
+    def idle() -> bool:
+        idles.append(1)
+        if len(idles) == 50:
+            ml.quit()
+        return True
+
+    sid = GLib.io_add_watch(r, GLib.PRIORITY_DEFAULT, GLib.IO_IN, on_in)
+    iid = GLib.idle_add(idle)
+    ml.run()
+    assert calls == [int(GLib.IO_IN)]  # HUP was not asked for: never passed, never fires
+    assert GLib.source_remove(sid) and GLib.source_remove(iid)
+    os.close(r)
+
+
+def test_io_add_watch_keyword_priority_and_old_forms_warn() -> None:
+    r, w = os.pipe()
+    try:
+        with pytest.warns(GLib.PyGIDeprecationWarning):
+            sid = GLib.io_add_watch(r, GLib.IO_IN, lambda *a: True, priority=GLib.PRIORITY_HIGH)
+        src = GLib.MainContext.default().find_source_by_id(sid)
+        assert src is not None and src.priority == GLib.PRIORITY_HIGH
+        assert GLib.source_remove(sid)
+        with pytest.raises(TypeError):
+            GLib.io_add_watch(r, GLib.PRIORITY_DEFAULT, GLib.IO_IN)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize(("verdict", "kept"), [((0, 1), False), ((1, 0), True), ((), False)])
+def test_callback_tuple_verdict_is_its_first_element(verdict: Any, kept: bool) -> None:
+    ctx = GLib.MainContext()
+    src = GLib.Idle()
+    src.set_callback(lambda: verdict)
+    src.attach(ctx)
+    ctx.iteration(False)
+    assert src.is_destroyed() is not kept
+    src.destroy()
+
+
+def test_fd_watch_lets_go_of_its_socket_without_the_cyclic_gc() -> None:
+    import socket
+    import weakref
+
+    a, b = socket.socketpair()
+    ref = weakref.ref(a)
+    ctx = GLib.MainContext.default()
+    sid = GLib.io_add_watch(a, GLib.PRIORITY_DEFAULT, GLib.IO_IN, lambda s, c: False)
+    del a
+    b.send(b"x")
+    gc.disable()
+    try:
+        while ctx.find_source_by_id(sid) is not None:
+            ctx.iteration(True)
+        assert ref() is None  # freed by reference counting alone
+    finally:
+        gc.enable()
+        b.close()
+
+
+def test_ready_time_of_minus_infinity_is_a_past_time() -> None:
+    s = GLib.Source()
+    s._src.set_ready_time(float("-inf"))
+    assert 0 <= s.get_ready_time() <= GLib.get_monotonic_time()
+    s.destroy()
+
+
+def test_missing_names_exist() -> None:
+    assert GLib.check_version(2, 0, 0) is None
+    assert GLib.check_version(3, 0, 0) is not None
+    with pytest.warns(GLib.PyGIDeprecationWarning):
+        GLib.threads_init()
+    with pytest.warns(GLib.PyGIDeprecationWarning):
+        assert GLib.get_current_time() > 1.3e9
+    assert GLib.Error("m", "d", 2).matches("d", 2)
+    assert isinstance(GLib.timeout_source_new(5), GLib.Timeout)
+    assert isinstance(GLib.idle_source_new(), GLib.Idle)
+    assert GLib.unix_signal_add_full is GLib.unix_signal_add
+    ctx = GLib.MainContext()
+    assert ctx.acquire() and ctx.is_owner()
+    ctx.release()
+    assert not ctx.is_owner()
+    assert GLib.MainContext.get_thread_default() is None
+    ctx.push_thread_default()
+    assert GLib.MainContext.get_thread_default() is ctx
+    assert GLib.MainContext.ref_thread_default() is ctx
+    ctx.pop_thread_default()
+    assert GLib.MainContext.get_thread_default() is None

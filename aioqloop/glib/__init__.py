@@ -1180,7 +1180,6 @@ class _IOWatch(_CoreSource):
     def finalize(self) -> None:
         # Let go of the channel (a socket, a file) as soon as the watch is gone.
         self._channel = self._iochannel = None
-        self.set_callback(None)
 
 
 def io_add_watch(*args: Any, **kwargs: Any) -> int:
