@@ -85,4 +85,5 @@ def test_recorded_real_passes_are_current(
     _, real = outcomes
     if real is None:
         pytest.skip("no real PyGObject here; the recorded list is used as is")
-    assert _real_passes(real) == set(RECORDED.read_text().split())
+    flaky = set(exclusions.FLAKY_ON_REAL)
+    assert _real_passes(real) - flaky == set(RECORDED.read_text().split()) - flaky

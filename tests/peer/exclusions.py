@@ -66,3 +66,14 @@ def excluded(test_id: str) -> str | None:
         if test_id.startswith(prefix):
             return reason
     return None
+
+
+#: Tests whose outcome on real GLib varies from run to run here (not counted when the
+#: recorded list of real passes is compared with a fresh run).
+FLAKY_ON_REAL: dict[str, str] = {
+    "test_ossig.py::TestOverridesWakeupOnAlarm::test_glib_mainloop": (
+        "a 1 ms SIGALRM may arrive before MainLoop.run(); PyGObject then waits out its "
+        "2 s guard and fails"
+    ),
+    "test_ossig.py::TestOverridesWakeupOnAlarm::test_gio_application": "same race (Gio)",
+}
