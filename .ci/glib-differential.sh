@@ -3,7 +3,9 @@
 #
 # Idempotent: installs python3-gi if it is missing (needs root and apt), builds a venv on
 # the system Python with --system-site-packages (so gi is importable) under .tox/glibvenv,
-# installs the project with its test extra, and runs tests/test_glib_differential.py.
+# installs the project with its test extra, builds real PyGObject 3.50.1 under .tox/pygobject,
+# and runs tests/test_glib_differential.py and tests/test_glib_pygobject.py (PyGObject's own
+# main-loop test files on aioqloop.glib and on real GLib).
 # Exits non-zero on any failure.
 set -eu
 
@@ -26,5 +28,21 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
 
+# Real PyGObject of the release whose test files tests/test_glib_pygobject.py runs, built
+# against Debian's GLib (tests/peer/pygobject.py looks for it under .tox/pygobject), and
+# CPython's test package for the asyncio mixins its test_events.py uses.
+PGVENV=$ROOT/.tox/pygobject
+if ! "$PGVENV/bin/python" -c 'import gi, pytest; assert gi.__version__ == "3.50.1"' \
+        >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgirepository1.0-dev \
+            libcairo2-dev pkg-config libpython3-testsuite >/dev/null
+    fi
+    rm -rf "$PGVENV"
+    "$SYSPY" -m venv "$PGVENV"
+    "$PGVENV/bin/python" -m pip install -q pygobject==3.50.1 pytest pytest-timeout pytest-asyncio
+fi
+
 cd "$ROOT"
-exec "$VENV/bin/python" -m pytest tests/test_glib_differential.py -p no:cacheprovider -q "$@"
+AIOQLOOP_PEER=1 exec "$VENV/bin/python" -m pytest tests/test_glib_differential.py \
+    tests/test_glib_pygobject.py -p no:cacheprovider -q "$@"

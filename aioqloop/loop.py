@@ -405,6 +405,7 @@ def _default_context() -> MainContext:
     if loop is not None:
         return get_main_context(loop)
     main = threading.current_thread() is threading.main_thread()
+    adopt = False
     with _default_lock:
         g = _default_loop
         if g is None or g.is_closed() or get_main_context(g).closed:
@@ -412,9 +413,20 @@ def _default_context() -> MainContext:
             get_main_context(g).set_home_thread(threading.main_thread().ident or 0)
             _default_adopted = False
         if main and not _default_adopted:
-            _default_adopted = True
-            asyncio.set_event_loop(g)
+            _default_adopted = adopt = True
+    if adopt:
+        # Outside the lock: a policy's set_event_loop may ask for the default context.
+        asyncio.set_event_loop(g)
     return get_main_context(g)
+
+
+def _adopt_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Make ``loop`` (an aioqloop loop, e.g. gi.events' GLibEventLoop) the global default
+    context's loop, already current in the main thread."""
+    global _default_loop, _default_adopted
+    with _default_lock:
+        _default_loop = loop
+        _default_adopted = loop is not None
 
 
 _registry.register_default_lookup(_default_context)

@@ -782,6 +782,126 @@ def scenario_seconds_phase(GLib: Any) -> Any:
 # Results recorded from GLib 2.74.6 / PyGObject 3.42.2 (Debian 12).  Scenarios whose
 # result depends on the environment (the seconds phase) are only compared in the
 # differential test.
+# ---------------------------------------------------------- real-world programs
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@scenario
+def scenario_program_tcp_server_on_io_add_watch(GLib: Any) -> Any:
+    """An upper-casing TCP server on io_add_watch serving 200 connections one after the
+    other.  Client sockets are never closed explicitly: each goes away with its watch
+    (SOURCE_REMOVE at EOF), so the fd count stays flat without the cyclic GC."""
+    import gc
+    import socket
+    import threading
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.setblocking(False)
+    port = srv.getsockname()[1]
+    ml = GLib.MainLoop()
+    served = [0]
+    replies: list[bytes] = []
+
+    def on_client(conn: Any, cond: Any) -> bool:
+        data = conn.recv(64)
+        if data:
+            conn.sendall(data.upper())
+            return True
+        served[0] += 1
+        if served[0] == 200:
+            ml.quit()
+        return False  # the watch goes, and with it the last reference to conn
+
+    def on_accept(s: Any, cond: Any) -> bool:
+        conn, _ = s.accept()
+        conn.setblocking(False)
+        GLib.io_add_watch(conn, GLib.PRIORITY_DEFAULT, GLib.IO_IN, on_client)
+        return True
+
+    def clients() -> None:
+        for i in range(200):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"hello %d" % i)
+                replies.append(c.recv(64))
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = _open_fds()
+        sid = GLib.io_add_watch(srv, GLib.PRIORITY_DEFAULT, GLib.IO_IN, on_accept)
+        t = threading.Thread(target=clients)
+        t.start()
+        ml.run()
+        t.join(30)
+        GLib.source_remove(sid)
+        after = _open_fds()
+    finally:
+        gc.enable()
+        srv.close()
+    flat = after - before <= 2  # at most a pipe or two of the loop made on the way
+    return (served[0], len(replies), replies[:2], replies[-1], flat)
+
+
+@scenario
+def scenario_program_iochannel_line_reader(GLib: Any) -> Any:
+    """Read a pipe line by line through an IOChannel watch until the writer hangs up;
+    record each line and the conditions the callback saw."""
+    r, w = os.pipe()
+    os.write(w, "first\nsecond ♥\nthird".encode())
+    os.close(w)
+    ch = GLib.IOChannel(filedes=r)
+    ml = GLib.MainLoop()
+    seen: list[tuple[str, int]] = []
+
+    def on_line(channel: Any, cond: Any) -> bool:
+        line = channel.readline() if cond & GLib.IO_IN else ""
+        seen.append((line, int(cond)))
+        if line:
+            return True
+        ml.quit()
+        return False
+
+    GLib.io_add_watch(ch, GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP, on_line)
+    ml.run()
+    ch.shutdown(False)
+    return seen
+
+
+@scenario
+def scenario_program_signal_and_child_supervisor(GLib: Any) -> Any:
+    """A supervisor: a child signals its parent (SIGUSR1) and exits 3; the parent's
+    unix_signal_add and child_watch_add sources see both, then it stops."""
+    import signal
+
+    ml = GLib.MainLoop()
+    events: list[str] = []
+
+    def maybe_quit() -> None:
+        if len(events) == 2:
+            ml.quit()
+
+    def on_usr1() -> bool:
+        events.append("SIGUSR1")
+        maybe_quit()
+        return False
+
+    def on_exit(pid: int, status: int) -> None:
+        events.append(f"exit {os.waitstatus_to_exitcode(status)}")
+        maybe_quit()
+
+    sig_id = GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, on_usr1)
+    code = "import os, signal; os.kill(os.getppid(), signal.SIGUSR1); os._exit(3)"
+    pid = os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ)
+    GLib.child_watch_add(GLib.PRIORITY_DEFAULT, pid, on_exit)
+    GLib.timeout_add(20_000, ml.quit)
+    ml.run()
+    assert GLib.MainContext.default().find_source_by_id(sig_id) is None  # returned False
+    return sorted(events)
+
+
 EXPECTED: dict[str, Any] = {
     "idle_order": (
         ["a", "b", "c", "a", "b", "c", "a", "c"],

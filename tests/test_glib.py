@@ -33,12 +33,10 @@ def _fresh_default_loop() -> Any:
     scenarios.reset_aioqloop_default()
 
 
-def _capture_exception_handler() -> list[dict[str, Any]]:
-    """Record what reaches the default loop's exception handler."""
+def _capture_excepthook(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record what reaches ``sys.excepthook`` (where PyGObject reports callback errors)."""
     seen: list[dict[str, Any]] = []
-    loop = GLib.MainContext.default()._ctx.loop
-    assert loop is not None
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    monkeypatch.setattr(sys, "excepthook", lambda t, v, tb: seen.append({"exception": v}))
     return seen
 
 
@@ -152,7 +150,7 @@ def test_recurse_property() -> None:
     assert s.can_recurse is False
 
 
-def test_finalize_runs_once_after_destroy() -> None:
+def test_finalize_runs_once_when_the_last_reference_goes() -> None:
     events: list[str] = []
 
     class S(GLib.Source):
@@ -173,6 +171,9 @@ def test_finalize_runs_once_after_destroy() -> None:
     assert events == ["dispatch"]
     source.destroy()
     source.destroy()
+    assert events == ["dispatch"]  # PyGObject: finalize comes with the wrapper's end
+    del source
+    gc.collect()
     assert events == ["dispatch", "finalize"]
     assert not ctx.iteration(False)
 
@@ -271,7 +272,9 @@ def test_method_callbacks() -> None:
 
 # ---------------------------------------------------------- test_mainloop.py ports
 @pytest.mark.timeout(20)
-def test_child_watch_exception_is_reported_and_loop_continues() -> None:
+def test_child_watch_exception_is_reported_and_loop_continues(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     pipe_r, pipe_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -279,7 +282,7 @@ def test_child_watch_exception_is_reported_and_loop_continues() -> None:
         os.read(pipe_r, 1)
         os._exit(1)
     os.close(pipe_r)
-    seen = _capture_exception_handler()
+    seen = _capture_excepthook(monkeypatch)
     loop = GLib.MainLoop()
     statuses: list[int] = []
 
@@ -388,7 +391,8 @@ def test_prepare_timeout_in_ms_wakes_the_loop_on_virtual_time() -> None:
                 done.set_result(None)
                 return False
 
-        Every40ms().attach()
+        src = Every40ms()
+        src.attach()
         await done
         return seen
 
@@ -450,7 +454,8 @@ def test_get_time_is_cached_per_iteration_in_microseconds() -> None:
             seen.append((self.get_time(), self._src.time()))
             return False
 
-    S().attach(ctx)
+    s = S()
+    s.attach(ctx)
     ctx.iteration(False)
     ((us, seconds),) = seen
     assert us == round(seconds * 1_000_000)
@@ -798,8 +803,8 @@ def test_worker_asking_first_creates_the_shared_default() -> None:
 
 
 # ------------------------------------------------------------ exceptions
-def test_callback_exception_goes_to_the_loop_handler() -> None:
-    seen = _capture_exception_handler()
+def test_callback_exception_goes_to_sys_excepthook(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _capture_excepthook(monkeypatch)
     loop = GLib.MainLoop()
     log: list[str] = []
 
@@ -823,13 +828,11 @@ def test_callback_exception_goes_to_the_loop_handler() -> None:
     assert GLib.source_remove(good_id)
 
 
-def test_hook_exception_and_bad_prepare_result_destroy_the_source() -> None:
+def test_hook_exception_and_bad_prepare_result_destroy_the_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ctx = GLib.MainContext()
-    records: list[logging.LogRecord] = []
-
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
+    seen = _capture_excepthook(monkeypatch)
 
     class BadPrepare(GLib.Source):
         def prepare(self) -> Any:
@@ -842,23 +845,19 @@ def test_hook_exception_and_bad_prepare_result_destroy_the_source() -> None:
         def check(self) -> bool:
             raise KeyError("c")
 
-    core_log = logging.getLogger("aioqloop")
-    handler = Handler()
-    core_log.addHandler(handler)
-    try:
-        a, b = BadPrepare(), RaisingCheck()
-        a.attach(ctx)
-        b.attach(ctx)
-        ctx.iteration(False)
-    finally:
-        core_log.removeHandler(handler)
+    a, b = BadPrepare(), RaisingCheck()
+    a.attach(ctx)
+    b.attach(ctx)
+    ctx.iteration(False)
     assert a.is_destroyed() and b.is_destroyed()
-    excs = sorted(type(r.exc_info[1]).__name__ for r in records if r.exc_info)
+    excs = sorted(type(c["exception"]).__name__ for c in seen)
     assert excs == ["KeyError", "TypeError"]
 
 
-def test_direct_invoke_exception_is_reported_not_raised() -> None:
-    seen = _capture_exception_handler()
+def test_direct_invoke_exception_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _capture_excepthook(monkeypatch)
     ctx = GLib.MainContext.default()
 
     def bad() -> bool:
@@ -934,3 +933,107 @@ def test_float_interval_is_truncated_like_pygobject() -> None:
     src = aioqloop.MainContext.default().find_source_by_id(sid)
     assert isinstance(src, aioqloop.TimeoutSource) and src.interval == 0.001
     assert GLib.source_remove(sid)
+
+
+# ------------------------------------------------- PyGObject conformance (issue items)
+def test_io_add_watch_passes_only_the_asked_conditions_and_idles_still_run() -> None:
+    r, w = os.pipe()
+    os.write(w, b"x")
+    os.close(w)  # the reader now sees IN|HUP, then HUP for ever
+    calls: list[int] = []
+    idles: list[int] = []
+    ml = GLib.MainLoop()
+
+    def on_in(fd: int, cond: int) -> bool:
+        calls.append(int(cond))
+        os.read(fd, 1)
+        return True
+
+    def idle() -> bool:
+        idles.append(1)
+        if len(idles) == 50:
+            ml.quit()
+        return True
+
+    sid = GLib.io_add_watch(r, GLib.PRIORITY_DEFAULT, GLib.IO_IN, on_in)
+    iid = GLib.idle_add(idle)
+    ml.run()
+    assert calls == [int(GLib.IO_IN)]  # HUP was not asked for: never passed, never fires
+    assert GLib.source_remove(sid) and GLib.source_remove(iid)
+    os.close(r)
+
+
+def test_io_add_watch_keyword_priority_and_old_forms_warn() -> None:
+    r, w = os.pipe()
+    try:
+        with pytest.warns(GLib.PyGIDeprecationWarning):
+            sid = GLib.io_add_watch(r, GLib.IO_IN, lambda *a: True, priority=GLib.PRIORITY_HIGH)
+        src = GLib.MainContext.default().find_source_by_id(sid)
+        assert src is not None and src.priority == GLib.PRIORITY_HIGH
+        assert GLib.source_remove(sid)
+        with pytest.raises(TypeError):
+            GLib.io_add_watch(r, GLib.PRIORITY_DEFAULT, GLib.IO_IN)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize(("verdict", "kept"), [((0, 1), False), ((1, 0), True), ((), False)])
+def test_callback_tuple_verdict_is_its_first_element(verdict: Any, kept: bool) -> None:
+    ctx = GLib.MainContext()
+    src = GLib.Idle()
+    src.set_callback(lambda: verdict)
+    src.attach(ctx)
+    ctx.iteration(False)
+    assert src.is_destroyed() is not kept
+    src.destroy()
+
+
+def test_fd_watch_lets_go_of_its_socket_without_the_cyclic_gc() -> None:
+    import socket
+    import weakref
+
+    a, b = socket.socketpair()
+    ref = weakref.ref(a)
+    ctx = GLib.MainContext.default()
+    sid = GLib.io_add_watch(a, GLib.PRIORITY_DEFAULT, GLib.IO_IN, lambda s, c: False)
+    del a
+    b.send(b"x")
+    gc.disable()
+    try:
+        while ctx.find_source_by_id(sid) is not None:
+            ctx.iteration(True)
+        assert ref() is None  # freed by reference counting alone
+    finally:
+        gc.enable()
+        b.close()
+
+
+def test_ready_time_of_minus_infinity_is_a_past_time() -> None:
+    s = GLib.Source()
+    s._src.set_ready_time(float("-inf"))
+    assert 0 <= s.get_ready_time() <= GLib.get_monotonic_time()
+    s.destroy()
+
+
+def test_missing_names_exist() -> None:
+    assert GLib.check_version(2, 0, 0) is None
+    assert GLib.check_version(3, 0, 0) is not None
+    with pytest.warns(GLib.PyGIDeprecationWarning):
+        GLib.threads_init()
+    with pytest.warns(GLib.PyGIDeprecationWarning):
+        assert GLib.get_current_time() > 1.3e9
+    assert GLib.Error("m", "d", 2).matches("d", 2)
+    assert isinstance(GLib.timeout_source_new(5), GLib.Timeout)
+    assert isinstance(GLib.idle_source_new(), GLib.Idle)
+    assert GLib.unix_signal_add_full is GLib.unix_signal_add
+    ctx = GLib.MainContext()
+    assert ctx.acquire() and ctx.is_owner()
+    ctx.release()
+    assert not ctx.is_owner()
+    assert GLib.MainContext.get_thread_default() is None
+    ctx.push_thread_default()
+    assert GLib.MainContext.get_thread_default() is ctx
+    assert GLib.MainContext.ref_thread_default() is ctx
+    ctx.pop_thread_default()
+    assert GLib.MainContext.get_thread_default() is None

@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import threading
 import time
 import warnings
@@ -59,8 +60,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from . import context as _context_mod
-from .constants import (
+from aioqloop import unix as _unix
+from aioqloop.constants import (
     PRIORITY_DEFAULT,
     PRIORITY_DEFAULT_IDLE,
     PRIORITY_HIGH,
@@ -70,14 +71,19 @@ from .constants import (
     SOURCE_REMOVE,
     IOCondition,
 )
-from .context import MainContext as _CoreContext
-from .context import get_main_context as _get_main_context
-from .mainloop import MainLoop as _CoreLoop
-from .source import Source as _CoreSource
-from .source import _FdRecord
-from .sources import FdSource as _FdSource
-from .sources import IdleSource as _IdleSource
-from .sources import TimeoutSource as _TimeoutSource
+from aioqloop.context import MainContext as _CoreContext
+from aioqloop.context import current_source as _current_source
+from aioqloop.context import get_main_context as _get_main_context
+from aioqloop.context import main_depth as _main_depth
+from aioqloop.mainloop import MainLoop as _CoreLoop
+from aioqloop.source import Source as _CoreSource
+from aioqloop.sources import FdSource as _FdSource
+from aioqloop.sources import IdleSource as _IdleSource
+from aioqloop.sources import TimeoutSource as _TimeoutSource
+
+from . import _core
+from ._core import FdTag as _FdRecord
+from ._iochannel import IOChannel, IOFlags, IOStatus, SeekType
 
 __all__ = (
     "PRIORITY_HIGH",
@@ -116,6 +122,24 @@ __all__ = (
     "main_context_default",
     "get_monotonic_time",
     "get_real_time",
+    "IOChannel",
+    "IOFlags",
+    "IOStatus",
+    "SeekType",
+    "PollFD",
+    "Error",
+    "PyGIDeprecationWarning",
+    "PyGIWarning",
+    "MAJOR_VERSION",
+    "MINOR_VERSION",
+    "MICRO_VERSION",
+    "check_version",
+    "threads_init",
+    "get_current_time",
+    "idle_source_new",
+    "timeout_source_new",
+    "timeout_source_new_seconds",
+    "unix_signal_add_full",
 )
 
 logger = logging.getLogger("aioqloop.glib")
@@ -174,13 +198,13 @@ def _callable(fn: object) -> Callable[..., Any]:
 # ---------------------------------------------------------------------------
 # Default context
 # ---------------------------------------------------------------------------
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()  # core default creation may re-enter via a policy
 _global_default: _CoreContext | None = None
 
 
 def _usable(ctx: _CoreContext) -> bool:
     loop = ctx.loop
-    return not ctx._closed and (loop is None or not loop.is_closed())
+    return not _core.is_closed(ctx) and (loop is None or not loop.is_closed())
 
 
 def _default_core() -> _CoreContext:
@@ -205,13 +229,8 @@ def _core_context(context: object) -> _CoreContext:
 
 
 def _report_call(ctx: _CoreContext, exc: BaseException, fn: object) -> None:
-    """Report an exception of a directly invoked function, as dispatch errors are."""
-    message = f"Exception in invoked function {fn!r}"
-    loop = ctx.loop
-    if loop is not None and not loop.is_closed():
-        loop.call_exception_handler({"message": message, "exception": exc, "callback": fn})
-    else:
-        logging.getLogger("aioqloop").error(message, exc_info=exc)
+    """Report an exception of a directly invoked function, as callback errors are."""
+    sys.excepthook(type(exc), exc, exc.__traceback__)
 
 
 # ---------------------------------------------------------------------------
@@ -231,6 +250,14 @@ def _wrap_context(core: _CoreContext) -> MainContext:
         return w
 
 
+class _ThreadDefaults(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[MainContext] = []
+
+
+_thread_defaults = _ThreadDefaults()
+
+
 class MainContext:
     """GLib's ``GMainContext``: a set of sources, iterated by a `MainLoop` or by hand.
 
@@ -246,7 +273,7 @@ class MainContext:
 
     def __new__(cls) -> MainContext:
         self = object.__new__(cls)
-        core = _CoreContext(_driver="standalone")
+        core = _core.standalone_context()
         self._ctx = core
         with _wrappers_lock:
             _wrappers[id(core)] = self
@@ -265,8 +292,9 @@ class MainContext:
 
     @staticmethod
     def ref_thread_default() -> MainContext:
-        """The context of this thread's running loop, else the default context."""
-        return _wrap_context(_default_core())
+        """The thread-default context (`push_thread_default`), else the default one."""
+        pushed = MainContext.get_thread_default()
+        return pushed if pushed is not None else _wrap_context(_default_core())
 
     def iteration(self, may_block: bool = True) -> bool:
         """Run one GLib iteration; True if a source was dispatched (may wait if ``may_block``)."""
@@ -291,7 +319,7 @@ class MainContext:
 
     def is_owner(self) -> bool:
         """True if the calling thread is iterating (owns) this context."""
-        return self._ctx._owner == threading.get_ident()
+        return self._ctx.is_owner()
 
     def invoke_full(self, priority: int, function: Callable[..., Any], *user_data: Any) -> None:
         """Call ``function(*user_data)`` in the thread that owns this context.
@@ -305,7 +333,7 @@ class MainContext:
         fn = _callable(function)
         ctx = self._ctx
         me = threading.get_ident()
-        owner = ctx._owner
+        owner = _core.owner(ctx)
         direct = owner == me
         if not direct and owner is None:
             g = _global_default
@@ -313,11 +341,9 @@ class MainContext:
             running = _get_main_context(loop) if loop is not None else None
             direct = ctx is running or ctx is g
         if direct:
-            took = ctx._owner is None
-            if took:
-                ctx._owner = me  # acquired for the call, as GLib's invoke does
+            took = ctx.acquire()  # acquired for the call, as GLib's invoke does
             try:
-                while fn(*user_data):
+                while _truth(fn(*user_data)):
                     pass
             except (SystemExit, KeyboardInterrupt):
                 raise
@@ -325,11 +351,72 @@ class MainContext:
                 _report_call(ctx, exc, fn)
             finally:
                 if took:
-                    ctx._owner = None
+                    ctx.release()
             return
         src = _IdleSource(priority=prio)
-        src.set_callback(fn, *user_data)
+        src.set_callback(_guard(fn), *user_data)
         src.attach(ctx)
+
+    # ----------------------------------------------- ownership (g_main_context_acquire)
+    def acquire(self) -> bool:
+        """Become the owner of this context if nobody else is; True on success.
+
+        ``g_main_context_acquire``: recursive within the owning thread; each successful
+        call needs one `release`.
+        """
+        return self._ctx.acquire()
+
+    def release(self) -> None:
+        """Undo one `acquire`; the last one gives the context up."""
+        ctx = self._ctx
+        if not ctx.is_owner():
+            logger.warning("g_main_context_release: assertion 'context->owner_count > 0'")
+            return
+        ctx.release()
+
+    # ------------------------------------- one iteration in steps (g_main_context_prepare...)
+    def prepare(self) -> tuple[bool, int]:
+        """``g_main_context_prepare``: ``(some source is ready, priority)``.
+
+        The four steps (prepare, query, check, dispatch) map onto the core's single
+        `iteration`: prepare and check report `pending`, query asks for no fds and no
+        wait when something is ready, and dispatch runs ``iteration(False)``.
+        """
+        ready = self._ctx.pending()
+        return (ready, PRIORITY_DEFAULT if ready else MAXINT)
+
+    def query(self, max_priority: int) -> tuple[int, list[PollFD]]:
+        """``g_main_context_query``: ``(timeout_ms, fds)``; see `prepare`."""
+        return (0 if self._ctx.pending() else -1, [])
+
+    def check(self, max_priority: int, fds: list[PollFD] | None = None) -> bool:
+        """``g_main_context_check``: True if something is ready to dispatch; see `prepare`."""
+        return self._ctx.pending()
+
+    def dispatch(self) -> None:
+        """``g_main_context_dispatch``: dispatch what is ready; see `prepare`."""
+        self._ctx.iteration(False)
+
+    # ------------------------------------------------------------ thread default
+    @staticmethod
+    def get_thread_default() -> MainContext | None:
+        """The context pushed with `push_thread_default` in this thread, or None."""
+        stack = _thread_defaults.stack
+        return stack[-1] if stack else None
+
+    def push_thread_default(self) -> None:
+        """Make this the calling thread's default context (``push_thread_default``)."""
+        _thread_defaults.stack.append(self)
+
+    def pop_thread_default(self) -> None:
+        """Undo the matching `push_thread_default`."""
+        stack = _thread_defaults.stack
+        if not stack or stack[-1] is not self:
+            logger.warning(
+                "g_main_context_pop_thread_default: assertion 'stack->head->data == context'"
+            )
+            return
+        stack.pop()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, MainContext):
@@ -351,9 +438,18 @@ def main_context_default() -> MainContext:
 # ---------------------------------------------------------------------------
 # Sources
 # ---------------------------------------------------------------------------
+def _remember(core: _CoreSource, facade: Source) -> None:
+    # Weakly: a facade holds its core source, never the other way round, so that a
+    # destroyed source and what its callback holds (an fd watch's socket) go away by
+    # reference counting alone, and a custom source goes away with its last Python
+    # reference, as in PyGObject.
+    core._glib_facade_ref = weakref.ref(facade)  # type: ignore[attr-defined]
+
+
 def _facade(core: _CoreSource) -> Source:
-    """The `Source` facade of a core source (made on first use, then remembered)."""
-    f: Source | None = core.__dict__.get("_glib_facade")
+    """The `Source` facade of a core source (made on first use, remembered weakly)."""
+    ref = core.__dict__.get("_glib_facade_ref")
+    f: Source | None = ref() if ref is not None else None
     if f is None:
         cls: type[Source]
         if isinstance(core, _IdleSource):
@@ -364,8 +460,37 @@ def _facade(core: _CoreSource) -> Source:
             cls = Source
         f = object.__new__(cls)
         f._src = core
-        core._glib_facade = f  # type: ignore[attr-defined]
+        _remember(core, f)
     return f
+
+
+def _excepthook(exc: BaseException) -> None:
+    """Report a callback's exception as PyGObject does: through ``sys.excepthook``."""
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+
+
+def _truth(result: object) -> bool:
+    """A callback's verdict, as PyGObject reads it: a tuple by its first element."""
+    if isinstance(result, tuple):
+        return bool(result[0]) if result else False
+    return bool(result)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., bool]:
+    """``fn`` as a GLib callback: its truth per `_truth`; an exception goes to
+    ``sys.excepthook`` and removes the source (KeyboardInterrupt and SystemExit leave
+    the loop, as everywhere in aioqloop)."""
+
+    def call(*args: Any) -> bool:
+        try:
+            return _truth(fn(*args))
+        except Exception as exc:
+            _excepthook(exc)
+            return False
+
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    call.__qualname__ = getattr(fn, "__qualname__", repr(fn))
+    return call
 
 
 def _prepare_result(result: object) -> tuple[bool, float | None]:
@@ -389,33 +514,59 @@ def _prepare_result(result: object) -> tuple[bool, float | None]:
 
 
 class _Adapter(_CoreSource):
-    """The core source behind a `Source` subclass: calls its GLib-unit hooks."""
+    """The core source behind a `Source` subclass: calls its GLib-unit hooks.
 
-    _glib_facade: Source
+    It holds its facade weakly: when the last Python reference to a custom source goes,
+    the facade's ``__del__`` destroys it and calls ``finalize``, as PyGObject does.
+    """
 
     def __init__(self, facade: Source) -> None:
         super().__init__()
-        self._glib_facade = facade
+        self._facade_ref = weakref.ref(facade)
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
-        # PyGObject hands dispatch (None, None) when no callback was set.
-        return bool(self._glib_facade.dispatch(callback, None if callback is None else args))
+        f = self._facade_ref()
+        if f is None:
+            return False
+        try:
+            # PyGObject hands dispatch (None, None) when no callback was set.
+            return _truth(f.dispatch(callback, None if callback is None else args))
+        except Exception as exc:
+            _excepthook(exc)
+            return False
 
-    def finalize(self) -> None:
-        self._glib_facade.finalize()
+    def _hook_failed(self, exc: Exception) -> None:
+        _excepthook(exc)
+        self.destroy()
 
     def __repr__(self) -> str:
-        return super().__repr__().replace("_Adapter", type(self._glib_facade).__name__, 1)
+        f = self._facade_ref()
+        name = type(f).__name__ if f is not None else "Source"
+        return super().__repr__().replace("_Adapter", name, 1)
 
 
 class _AdapterP(_Adapter):
     def prepare(self) -> tuple[bool, float | None]:
-        return _prepare_result(self._glib_facade.prepare())  # type: ignore[attr-defined]
+        f = self._facade_ref()
+        if f is None:
+            return (False, None)
+        try:
+            return _prepare_result(f.prepare())  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._hook_failed(exc)
+            return (False, None)
 
 
 class _AdapterC(_Adapter):
     def check(self) -> bool:
-        return bool(self._glib_facade.check())  # type: ignore[attr-defined]
+        f = self._facade_ref()
+        if f is None:
+            return False
+        try:
+            return bool(f.check())  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._hook_failed(exc)
+            return False
 
 
 class _AdapterPC(_AdapterP, _AdapterC):
@@ -433,14 +584,17 @@ _ADAPTERS: Final = {
 class _SecondsTimeout(_TimeoutSource):
     """``g_timeout_source_new_seconds``: whole seconds, coalesced per session (§2.7)."""
 
-    def _attached(self, context: _CoreContext) -> None:
-        if self._ready_time == -1:
-            self._ready_time = _coalesced_expiry(context._clock(), self._interval)
+    def attach(self, context: _CoreContext | None = None) -> int:
+        sid = super().attach(context)
+        ctx = self.context
+        if ctx is not None:
+            self.set_ready_time(_coalesced_expiry(_core.now(ctx), self.interval))
+        return sid
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
-        keep = _CoreSource.dispatch(self, callback, args)
-        if keep and not self._destroyed:
-            self.set_ready_time(_coalesced_expiry(self.time(), self._interval))
+        keep = super().dispatch(callback, args)
+        if keep and not self.is_destroyed:
+            self.set_ready_time(_coalesced_expiry(self.time(), self.interval))
         return keep
 
 
@@ -504,7 +658,7 @@ class Source:
     def __new__(cls, *args: Any, **kwargs: Any) -> Source:
         self = object.__new__(cls)
         self._src = self._make_core(args, kwargs)
-        self._src._glib_facade = self  # type: ignore[attr-defined]
+        _remember(self._src, self)
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -528,7 +682,18 @@ class Source:
         return bool(callback(*(args or ())))
 
     def finalize(self) -> None:
-        """Called once after the source is destroyed and no dispatch of it runs."""
+        """Called once, when the last Python reference to a custom source goes away."""
+
+    def __del__(self) -> None:
+        # PyGObject: a custom source dies with its Python wrapper, destroyed (detached
+        # from its context, not dispatched again) and finalized there and then.
+        src = self.__dict__.get("_src")
+        if isinstance(src, _Adapter):
+            try:
+                src.destroy()
+            except Exception:  # a context closed under us: nothing left to detach
+                pass
+            self.finalize()
 
     # ------------------------------------------------------------- methods
     def attach(self, context: MainContext | None = None) -> int:
@@ -546,7 +711,7 @@ class Source:
     def get_context(self) -> MainContext | None:
         """The context it was attached to (still after destroy), or None."""
         ctx = self._src.context
-        if ctx is None or ctx._closed:
+        if ctx is None or _core.is_closed(ctx):
             return None
         return _wrap_context(ctx)
 
@@ -562,7 +727,55 @@ class Source:
         """
         if fn is not None:
             _callable(fn)
+            if not isinstance(self._src, _Adapter):
+                # A custom source's dispatch gets the callback as given; built-in
+                # sources call it directly, so its verdict and errors are read as
+                # PyGObject reads them.
+                fn = _guard(fn)
         self._src.set_callback(fn, *user_data)
+
+    @staticmethod
+    def remove(tag: int) -> bool:
+        """``g_source_remove``: destroy the source with id ``tag`` in the default context."""
+        return source_remove(tag)
+
+    def get_current_time(self) -> float:
+        """Deprecated: wall-clock time in seconds (use `get_time` or `get_real_time`)."""
+        warnings.warn(
+            "GLib.Source.get_current_time is deprecated, "
+            "use GLib.Source.get_time() or GLib.get_real_time() instead",
+            PyGIDeprecationWarning,
+            stacklevel=2,
+        )
+        return get_real_time() * 1e-6
+
+    def add_poll(self, fd: PollFD) -> None:
+        """``g_source_add_poll``: poll ``fd.fd`` for ``fd.events``; ``fd.revents`` then
+        holds what the last poll saw.
+
+        Unlike GLib, where only ``check`` decides, an event on the fd makes the source
+        ready by itself (as `add_unix_fd` does).  An fd that is not open is accepted and
+        never polled; its ``revents`` reads ``IO_NVAL``.
+        """
+        if not isinstance(fd, PollFD):
+            raise TypeError(f"argument fd: Expected GLib.PollFD, but got {type(fd).__name__}")
+        if fd._source is not None:
+            raise RuntimeError("this PollFD is already added to a source")
+        try:
+            fd._tag = self._src.add_unix_fd(fd.fd, fd.events)
+        except OSError:
+            fd._tag = None
+        fd._source = self._src
+
+    def remove_poll(self, fd: PollFD) -> None:
+        """``g_source_remove_poll``: stop polling ``fd``."""
+        if not isinstance(fd, PollFD):
+            raise TypeError(f"argument fd: Expected GLib.PollFD, but got {type(fd).__name__}")
+        if fd._source is not self._src:
+            raise ValueError("this PollFD was not added to this source")
+        if fd._tag is not None:
+            self._src.remove_unix_fd(fd._tag)
+        fd._source = fd._tag = None
 
     def get_priority(self) -> int:
         """The priority (lower is more urgent)."""
@@ -623,7 +836,8 @@ class Source:
         if rt == -1:
             return -1
         if math.isinf(rt):
-            return 2**63 - 1
+            # -inf: "ready since forever" (a past time); +inf: never.
+            return 0 if rt < 0 else -1
         return round(rt * _US)
 
     def get_time(self) -> int:
@@ -693,7 +907,7 @@ class Timeout(Source):
     def __new__(cls, interval: int = 0, *args: Any, **kwargs: Any) -> Timeout:
         self = object.__new__(cls)
         self._src = _TimeoutSource(_uint(interval, "interval") / 1000.0)
-        self._src._glib_facade = self  # type: ignore[attr-defined]
+        _remember(self._src, self)
         return self
 
     def __init__(self, interval: int = 0, priority: int = PRIORITY_DEFAULT) -> None:
@@ -768,7 +982,7 @@ def idle_add(function: Callable[..., Any], *user_data: Any, **kwargs: Any) -> in
     prio = _check_kwargs(kwargs)
     fn = _callable(function)
     src = _IdleSource(priority=PRIORITY_DEFAULT_IDLE if prio is None else prio)
-    src.set_callback(fn, *user_data)
+    src.set_callback(_guard(fn), *user_data)
     return src.attach(_default_core())
 
 
@@ -781,7 +995,7 @@ def timeout_add(interval: int, function: Callable[..., Any], *user_data: Any, **
     prio = _check_kwargs(kwargs)
     fn = _callable(function)
     src = _TimeoutSource(ms / 1000.0, priority=PRIORITY_DEFAULT if prio is None else prio)
-    src.set_callback(fn, *user_data)
+    src.set_callback(_guard(fn), *user_data)
     return src.attach(_default_core())
 
 
@@ -798,7 +1012,7 @@ def timeout_add_seconds(
     prio = _check_kwargs(kwargs)
     fn = _callable(function)
     src = _SecondsTimeout(float(secs), priority=PRIORITY_DEFAULT if prio is None else prio)
-    src.set_callback(fn, *user_data)
+    src.set_callback(_guard(fn), *user_data)
     return src.attach(_default_core())
 
 
@@ -834,32 +1048,112 @@ def unix_fd_add_full(
     prio = _priority(priority)
     fn = _callable(function)
     src = _FdSource(fd, condition, priority=prio)
-    src.set_callback(fn, *user_data)
+    src.set_callback(_guard(fn), *user_data)
     return src.attach(_default_core())
 
 
-def io_add_watch(channel: Any, priority: Any, condition: Any, *args: Any) -> int:
-    """``io_add_watch(fd_or_file, priority, condition, callback, *user_data)``.
+def _io_add_watch_get_args(
+    channel: Any, priority_: Any, condition: Any, *cb_and_user_data: Any, **kwargs: Any
+) -> tuple[Any, int, Any, Callable[..., Any], tuple[Any, ...]]:
+    """PyGObject's reading of `io_add_watch`'s arguments:
+    ``(channel, priority, condition, callback, user_data)``.
 
-    Only the fd / file-object forms are supported (no ``GIOChannel``): the callback gets
-    ``(channel, revents, *user_data)``.  The old form without a priority still works
-    and warns, as in PyGObject.
+    Accepted, as in PyGObject 3.50: ``(channel, priority, condition, callback, *data)``;
+    the old ``(channel, condition, callback, *data)`` with an optional ``priority=``
+    keyword (each warns with `PyGIDeprecationWarning`).  ``channel`` may be an
+    `IOChannel`, an fd or an object with ``fileno()``; the callback gets it back as given.
     """
-    if isinstance(priority, IOCondition) or not isinstance(priority, int):
+    if not isinstance(priority_, int) or isinstance(priority_, IOCondition):
         warnings.warn(
             "Calling io_add_watch without priority as second argument is deprecated",
-            DeprecationWarning,
-            stacklevel=2,
+            PyGIDeprecationWarning,
+            stacklevel=1,  # attributed to this module, as PyGObject's are to its override
         )
-        callback: Any = condition
-        condition, priority, user_data = priority, PRIORITY_DEFAULT, args
+        user_data = cb_and_user_data
+        callback = condition
+        condition = priority_
+        if not callable(callback):
+            raise TypeError("third argument must be callable")
+        if "priority" in kwargs:
+            warnings.warn(
+                "Calling io_add_watch with priority keyword argument is deprecated, "
+                "put it as second positional argument",
+                PyGIDeprecationWarning,
+                stacklevel=1,
+            )
+            priority_ = kwargs["priority"]
+        else:
+            priority_ = PRIORITY_DEFAULT
     else:
-        if not args:
+        if len(cb_and_user_data) < 1 or not callable(cb_and_user_data[0]):
             raise TypeError("expecting callback as fourth argument")
-        callback, user_data = args[0], args[1:]
-    fn = _callable(callback)
-    src = _FdSource(channel, condition, priority=_priority(priority))
-    src.set_callback(fn, *user_data)
+        callback = cb_and_user_data[0]
+        user_data = cb_and_user_data[1:]
+    return channel, priority_, condition, callback, tuple(user_data)
+
+
+class _IOWatch(_CoreSource):
+    """``g_io_add_watch``'s source: one fd, the callback sees only what was asked for.
+
+    GLib's IO watch is ready when ``(poll revents | channel buffer condition) &
+    condition`` is non-empty and passes the callback exactly that.  Here the fd's poll
+    events ready the source; a dispatch that finds none of the asked-for conditions does
+    not call the callback, and one that finds only HUP or NVAL also stops polling the fd
+    (that state is final, and a level-triggered HUP would otherwise be reported every
+    iteration, starving lower priorities, where GLib's watch merely never fires).
+    """
+
+    def __init__(
+        self, channel: Any, condition: int, priority: int, ch: IOChannel | None
+    ) -> None:
+        super().__init__(priority=priority)
+        self._condition = IOCondition(int(condition))
+        self._iochannel = ch
+        self._tag: _FdRecord | None = self.add_unix_fd(
+            ch.unix_get_fd() if ch is not None else channel, self._condition
+        )
+        self._channel = channel
+
+    def prepare(self) -> tuple[bool, float | None]:
+        ch = self._iochannel
+        if ch is not None and ch.get_buffer_condition() & self._condition:
+            return (True, 0.0)
+        return (False, None)
+
+    def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
+        tag = self._tag
+        revents = int(self.query_unix_fd(tag)) if tag is not None else 0
+        if self._iochannel is not None:
+            revents |= int(self._iochannel.get_buffer_condition())
+        got = revents & self._condition
+        if not got:
+            if tag is not None and revents & (IOCondition.HUP | IOCondition.NVAL):
+                self.remove_unix_fd(tag)
+                self._tag = None
+            return True
+        if callback is None:
+            return False
+        return bool(callback(self._channel, IOCondition(got), *args))
+
+    def finalize(self) -> None:
+        # Let go of the channel (a socket, a file) as soon as the watch is gone.
+        self._channel = self._iochannel = None
+
+
+def io_add_watch(*args: Any, **kwargs: Any) -> int:
+    """``io_add_watch(channel, priority, condition, callback, *user_data)`` -> source id.
+
+    ``callback(channel, condition, *user_data)`` is called while one of ``condition``
+    holds on the channel (an `IOChannel`, an fd or a file-like object, handed back as
+    given), with exactly the conditions that hold among those asked for.  The older
+    calling conventions PyGObject accepts still work and warn (see
+    `_io_add_watch_get_args`).
+    """
+    channel, priority, condition, func, user_data = _io_add_watch_get_args(*args, **kwargs)
+    prio = _priority(priority)
+    ch = channel if isinstance(channel, IOChannel) else None
+    src = _IOWatch(channel, condition, prio, ch)
+    src.set_callback(_guard(func), *user_data)
     return src.attach(_default_core())
 
 
@@ -871,11 +1165,56 @@ def unix_signal_add(
     ``g_unix_signal_add_full`` on the default context: every source for a signal fires;
     return True to keep watching.  Returns the source id.
     """
-    from . import unix
-
     prio = _priority(priority)
-    fn = _callable(handler)
-    return unix.signal_add(signum, fn, *user_data, priority=prio, context=_default_core())
+    fn = _guard(_callable(handler))
+    return _unix.signal_add(signum, fn, *user_data, priority=prio, context=_default_core())
+
+
+#: ``g_unix_signal_add_full``: PyGObject exposes both names for the same function.
+unix_signal_add_full = unix_signal_add
+
+
+def _child_watch_add_get_args(
+    priority_or_pid: Any, pid_or_callback: Any, *args: Any, **kwargs: Any
+) -> tuple[int, Any, Callable[..., Any], tuple[Any, ...]]:
+    """PyGObject's reading of `child_watch_add`'s arguments: ``(priority, pid, function,
+    data)``; the old ``(pid, function, data=None, priority=...)`` form warns."""
+    user_data: tuple[Any, ...]
+    if callable(pid_or_callback):
+        warnings.warn(
+            "Calling child_watch_add without priority as first argument is deprecated",
+            PyGIDeprecationWarning,
+            stacklevel=1,  # attributed to this module, as PyGObject's are to its override
+        )
+        pid = priority_or_pid
+        callback = pid_or_callback
+        if len(args) == 0:
+            user_data = (kwargs["data"],) if "data" in kwargs else ()
+            priority = kwargs.get("priority", PRIORITY_DEFAULT)
+        elif len(args) == 1:
+            user_data = args
+            priority = kwargs.get("priority", PRIORITY_DEFAULT)
+        elif len(args) == 2:
+            user_data = (args[0],)
+            priority = args[1]
+        else:
+            raise TypeError("expected at most 4 positional arguments")
+    else:
+        priority = priority_or_pid
+        pid = pid_or_callback
+        if "function" in kwargs:
+            callback = kwargs["function"]
+            user_data = args
+        elif len(args) > 0 and callable(args[0]):
+            callback = args[0]
+            user_data = args[1:]
+        else:
+            raise TypeError("expected callback as third argument")
+        if "data" in kwargs:
+            if user_data:
+                raise TypeError('got multiple values for "data" argument')
+            user_data = (kwargs["data"],)
+    return priority, pid, callback, user_data
 
 
 def child_watch_add(*args: Any, **kwargs: Any) -> int:
@@ -883,56 +1222,24 @@ def child_watch_add(*args: Any, **kwargs: Any) -> int:
     once child ``pid`` exits (``status`` as from ``os.waitpid``).
 
     The old form ``child_watch_add(pid, function, data=None, priority=...)`` still works
-    and warns, as in PyGObject 3.42.
+    and warns, as in PyGObject (see `_child_watch_add_get_args`).
     """
-    from . import unix
-
-    if len(args) < 2:
-        raise TypeError("child_watch_add() expects (priority, pid, function, *data)")
-    first, second, rest = args[0], args[1], args[2:]
-    user_data: tuple[Any, ...] = ()
-    if callable(second):
-        warnings.warn(
-            "Calling child_watch_add without priority as first argument is deprecated",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        pid, callback = first, second
-        if len(rest) == 0:
-            priority = kwargs.get("priority", PRIORITY_DEFAULT)
-        elif len(rest) == 1:
-            user_data = rest
-            priority = kwargs.get("priority", PRIORITY_DEFAULT)
-        elif len(rest) == 2:
-            user_data, priority = (rest[0],), rest[1]
-        else:
-            raise TypeError("expected at most 4 positional arguments")
-    else:
-        priority, pid = first, second
-        if "function" in kwargs:
-            callback, user_data = kwargs["function"], rest
-        elif rest and callable(rest[0]):
-            callback, user_data = rest[0], rest[1:]
-        else:
-            raise TypeError("expected callback as third argument")
-    if "data" in kwargs:
-        if user_data:
-            raise TypeError('got multiple values for "data" argument')
-        user_data = (kwargs["data"],)
+    priority, pid, callback, user_data = _child_watch_add_get_args(*args, **kwargs)
     prio = _priority(priority)
     if isinstance(pid, bool) or not isinstance(pid, int):
         raise TypeError(f"pid must be an int, not {type(pid).__name__}")
-    return unix.child_watch_add(pid, callback, *user_data, priority=prio, context=_default_core())
+    fn = _guard(_callable(callback))
+    return _unix.child_watch_add(pid, fn, *user_data, priority=prio, context=_default_core())
 
 
 def main_depth() -> int:
     """Dispatch depth in this thread: 0 at top level, 1 in a callback, 2 when nested."""
-    return _context_mod.main_depth()
+    return _main_depth()
 
 
 def main_current_source() -> Source | None:
     """The source whose callback runs in this thread, or None."""
-    src = _context_mod.current_source()
+    src = _current_source()
     return None if src is None else _facade(src)
 
 
@@ -954,3 +1261,156 @@ def get_monotonic_time() -> int:
 def get_real_time() -> int:
     """Wall-clock time in µs since the epoch (``g_get_real_time``)."""
     return time.time_ns() // 1000
+
+
+class PyGIWarning(RuntimeWarning):
+    """PyGObject's ``gi.PyGIWarning``."""
+
+
+class PyGIDeprecationWarning(DeprecationWarning):
+    """PyGObject's ``gi.PyGIDeprecationWarning``: a deprecated calling convention was used."""
+
+
+class PollFD:
+    """``GPollFD``: an fd, the events to poll it for, and what the last poll saw.
+
+    For `Source.add_poll`; ``revents`` reads the source's last poll result.
+    """
+
+    __slots__ = ("_source", "_tag", "events", "fd")
+
+    def __init__(self, fd: int, events: IOCondition | int) -> None:
+        self.fd = int(fd)
+        self.events = IOCondition(int(events))
+        self._source: _CoreSource | None = None
+        self._tag: _FdRecord | None = None
+
+    @property
+    def revents(self) -> IOCondition:
+        """The events seen at the last poll (``IO_NVAL`` for an fd that was not open)."""
+        if self._source is None:
+            return IOCondition(0)
+        if self._tag is None:
+            return IOCondition.NVAL
+        return self._source.query_unix_fd(self._tag)
+
+    def __repr__(self) -> str:
+        return f"<GLib.PollFD fd={self.fd} events={self.events!r}>"
+
+
+class Error(RuntimeError):
+    """``GLib.Error`` (``GError``): ``message``, ``domain`` (a quark string) and ``code``."""
+
+    def __init__(self, message: str = "unknown error", domain: str | int = "pygi-error",
+                 code: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.domain = domain
+        self.code = code
+
+    def matches(self, domain: str | int, code: int) -> bool:
+        """True if this error has ``domain`` and ``code`` (``g_error_matches``)."""
+        return self.domain == domain and self.code == code
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.message} ({self.code})"
+
+
+#: The GLib release whose main-loop behaviour `aioqloop.glib` follows.
+MAJOR_VERSION: Final = 2
+MINOR_VERSION: Final = 74
+MICRO_VERSION: Final = 0
+glib_version: Final = (MAJOR_VERSION, MINOR_VERSION, MICRO_VERSION)
+
+
+def check_version(required_major: int, required_minor: int, required_micro: int) -> str | None:
+    """``glib_check_version``: None if this GLib level is compatible, else a message."""
+    have = (MAJOR_VERSION, MINOR_VERSION, MICRO_VERSION)
+    want = (int(required_major), int(required_minor), int(required_micro))
+    if want[0] > have[0]:
+        return "GLib version too old (major mismatch)"
+    if want[0] < have[0]:
+        return "GLib version too new (major mismatch)"
+    if want[1:] > have[1:]:
+        return "GLib version too old (micro mismatch)"
+    return None
+
+
+def threads_init() -> None:
+    """Deprecated no-op: threads are always enabled."""
+    warnings.warn(
+        "Since version 3.11, calling threads_init is no longer needed. "
+        "See: https://wiki.gnome.org/PyGObject/Threading",
+        PyGIDeprecationWarning,
+        stacklevel=2,
+    )
+
+
+def get_current_time() -> float:
+    """Deprecated: wall-clock time in seconds since the epoch (use `get_real_time`)."""
+    warnings.warn(
+        "GLib.get_current_time is deprecated, use GLib.get_real_time() instead",
+        PyGIDeprecationWarning,
+        stacklevel=2,
+    )
+    return get_real_time() * 1e-6
+
+
+def idle_source_new() -> Idle:
+    """``g_idle_source_new``: an unattached `Idle`."""
+    return Idle()
+
+
+def timeout_source_new(interval: int) -> Timeout:
+    """``g_timeout_source_new``: an unattached `Timeout` of ``interval`` ms."""
+    return Timeout(interval)
+
+
+def timeout_source_new_seconds(interval: int) -> Source:
+    """``g_timeout_source_new_seconds``: an unattached timeout of ``interval`` whole
+    seconds, coalesced like `timeout_add_seconds`."""
+    secs = _uint(interval, "interval")
+    return _facade(_SecondsTimeout(float(secs)))
+
+
+#: Old constant names of `IOFlags`, `IOStatus` (PyGObject keeps them, deprecated).
+IO_FLAG_APPEND: Final = IOFlags.APPEND
+IO_FLAG_NONBLOCK: Final = IOFlags.NONBLOCK
+IO_FLAG_IS_READABLE: Final = IOFlags.IS_READABLE
+IO_FLAG_IS_WRITEABLE: Final = IOFlags.IS_WRITABLE
+IO_FLAG_IS_SEEKABLE: Final = IOFlags.IS_SEEKABLE
+IO_FLAG_MASK: Final = IOFlags.MASK
+IO_FLAG_GET_MASK: Final = IOFlags.GET_MASK
+IO_FLAG_SET_MASK: Final = IOFlags.SET_MASK
+IO_STATUS_ERROR: Final = IOStatus.ERROR
+IO_STATUS_NORMAL: Final = IOStatus.NORMAL
+IO_STATUS_EOF: Final = IOStatus.EOF
+IO_STATUS_AGAIN: Final = IOStatus.AGAIN
+
+
+# ---------------------------------------------------------------------------
+# For gi.events (events.py): rebinding a facade to a loop's own context
+# ---------------------------------------------------------------------------
+def _default_core_if_made() -> _CoreContext | None:
+    """The core context GLib's default maps to, if one was made (none is created)."""
+    if threading.current_thread() is threading.main_thread():
+        loop = _core.thread_default_loop()
+        if loop is not None and not loop.is_closed():
+            return _get_main_context(loop)
+    return _global_default
+
+
+def _rebind(facade: MainContext, core: _CoreContext) -> None:
+    """Make ``facade`` speak for ``core`` from now on."""
+    with _wrappers_lock:
+        _wrappers.pop(id(facade._ctx), None)
+        facade._ctx = core
+        _wrappers[id(core)] = facade
+
+
+def _make_default(loop: asyncio.AbstractEventLoop, core: _CoreContext) -> None:
+    """Make ``loop`` (whose context is ``core``) the process default (main thread)."""
+    global _global_default
+    with _default_lock:
+        _core.set_thread_default_loop(loop)
+        _global_default = core

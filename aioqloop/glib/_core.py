@@ -1,0 +1,98 @@
+"""Everything `aioqloop.glib` needs from the core beyond its public API, in one place.
+
+The glib layer is a facade over the public core (`aioqloop.MainContext`, `Source`,
+`MainLoop`, the sources and ``*_add`` functions).  These few needs have no public form
+yet; each is one small function here so that the core can grow a proper method for it
+and this module shrinks to nothing:
+
+* `is_closed(ctx)` — whether a context was closed (`MainContext.closed`): a facade
+  must not hand out a closed context as the default one.
+* `owner(ctx)` — the thread that owns (is iterating) a context (``MainContext._owner``):
+  ``invoke_full``'s "call directly if nobody owns the default context" (acquiring and
+  releasing use the core's `MainContext.acquire` / `release`).
+* `now(ctx)` — a fresh reading of the context's clock (``MainContext._clock``), not the
+  iteration's cached time: a seconds timeout's first expiry is computed from it.
+* `thread_default_loop()` / `set_thread_default_loop(loop)` — the loop of the core's
+  global default context (``loop._default_loop``), so that ``GLibEventLoop`` can become
+  GLib's one process-wide default.
+* `standalone_context()` — a context bound to no asyncio loop, iterated by hand
+  (``MainContext(_driver="standalone")``): GLib's ``g_main_context_new``.
+* `has_sources(ctx)` — whether anything is attached (``MainContext._sources``): a
+  ``GLibEventLoop`` adopts a fresh context only if nothing is lost by doing so.
+* `loop_class(base)` — the aioqloop loop class to subclass for ``GLibEventLoop``
+  (``loop.QSelectorEventLoop``, ``loop._uvloop_class()``).
+* `FdTag` — the type of the tag `Source.add_unix_fd` returns (``source._FdRecord``),
+  for type hints only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aioqloop.context import MainContext
+from aioqloop.source import _FdRecord as FdTag
+
+__all__ = (
+    "FdTag",
+    "has_sources",
+    "is_closed",
+    "loop_class",
+    "now",
+    "owner",
+    "set_thread_default_loop",
+    "standalone_context",
+    "thread_default_loop",
+)
+
+
+def is_closed(ctx: MainContext) -> bool:
+    """True once ``ctx`` was closed."""
+    return ctx.closed
+
+
+def owner(ctx: MainContext) -> int | None:
+    """The ``threading.get_ident()`` of the thread owning ``ctx``, or None."""
+    return ctx._owner
+
+
+def now(ctx: MainContext) -> float:
+    """A fresh reading of ``ctx``'s clock, in seconds (not the iteration's cached time)."""
+    ctx._follow_clock()
+    return ctx._clock()
+
+
+def thread_default_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop of the core's global default context, if one was made (none is created)."""
+    from aioqloop import loop as _loop
+
+    return _loop._default_loop
+
+
+def set_thread_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Make ``loop`` the core's global default context's loop."""
+    from aioqloop import loop as _loop
+
+    _loop._adopt_default_loop(loop)
+
+
+def standalone_context() -> MainContext:
+    """A new context bound to no asyncio loop, iterated by hand."""
+    return MainContext(_driver="standalone")
+
+
+def has_sources(ctx: MainContext) -> bool:
+    """True if any source is attached to ``ctx`` (or posted by another thread)."""
+    return not ctx.is_empty()
+
+
+def loop_class(base: str) -> type[asyncio.AbstractEventLoop]:
+    """The aioqloop loop class of ``base`` ("asyncio" or "uvloop"), to subclass."""
+    if base == "asyncio":
+        from aioqloop.loop import QSelectorEventLoop
+
+        return QSelectorEventLoop
+    if base == "uvloop":
+        from aioqloop._uvloop import uvloop_class
+
+        return uvloop_class()
+    raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")

@@ -1,0 +1,89 @@
+"""PyGObject's own main-loop test files, run on `aioqloop.glib` and on real GLib.
+
+`tests/peer/pygobject.py` downloads the pinned PyGObject sdist (cached under ``.cache/``)
+and runs its main-loop test files through a small ``gi`` shim on aioqloop.glib, and the
+same files on real PyGObject of that release when a Python with it is found (built by
+``.ci/glib-differential.sh`` under ``.tox/pygobject``).  Every test that passes on real
+GLib must pass here, except the exclusions of `tests/peer/exclusions.py` (not main loop)
+and its ``KNOWN_GAPS``.  Without a real PyGObject the recorded list of real passes
+(``tests/peer/real-passes-<version>.txt``, test ids only) stands in for it.
+
+Slow (about a minute), so it runs when ``AIOQLOOP_PEER=1`` (CI sets it in
+``.ci/glib-differential.sh``); skipped without network and cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.peer import exclusions, pygobject
+
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("AIOQLOOP_PEER") != "1", reason="PyGObject's suite runs with AIOQLOOP_PEER=1"
+    ),
+    pytest.mark.timeout(1800),
+]
+
+RECORDED = Path(__file__).parent / "peer" / f"real-passes-{pygobject.VERSION}.txt"
+_GOOD = {"passed", "xfailed"}
+
+
+def _short(nodeid: str) -> str:
+    return nodeid.removeprefix("pgtests/")
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> tuple[dict[str, str], dict[str, str] | None]:
+    try:
+        pygobject.sdist_tests()
+    except pygobject.Unavailable as exc:
+        pytest.skip(str(exc))
+    aio = {_short(k): v for k, v in pygobject.run("aioqloop").items()}
+    try:
+        real: dict[str, str] | None = {_short(k): v for k, v in pygobject.run("real").items()}
+    except pygobject.Unavailable:
+        real = None
+    print("\n" + pygobject.report(aio, real))
+    return aio, real
+
+
+def _real_passes(real: dict[str, str] | None) -> set[str]:
+    if real is None:
+        return set(RECORDED.read_text().split())
+    return {k for k, v in real.items() if v in _GOOD}
+
+
+def test_every_main_loop_test_passing_on_glib_passes(
+    outcomes: tuple[dict[str, str], dict[str, str] | None],
+) -> None:
+    aio, real = outcomes
+    required = {t for t in _real_passes(real) if exclusions.excluded(t) is None}
+    failing = sorted(t for t in required if aio.get(t) not in _GOOD)
+    unexpected = [t for t in failing if t not in exclusions.KNOWN_GAPS]
+    fixed = sorted(t for t in exclusions.KNOWN_GAPS if aio.get(t) in _GOOD)
+    assert not unexpected, f"main-loop tests passing on real GLib fail here: {unexpected}"
+    assert not fixed, f"known gaps that pass now (remove them from KNOWN_GAPS): {fixed}"
+
+
+def test_exclusions_name_real_tests(
+    outcomes: tuple[dict[str, str], dict[str, str] | None],
+) -> None:
+    aio, _ = outcomes
+    named = set(exclusions.EXCLUDED) | set(exclusions.KNOWN_GAPS)
+    assert named <= set(aio), f"stale exclusions: {sorted(named - set(aio))}"
+
+
+def test_recorded_real_passes_are_current(
+    outcomes: tuple[dict[str, str], dict[str, str] | None],
+) -> None:
+    _, real = outcomes
+    if real is None:
+        pytest.skip("no real PyGObject here; the recorded list is used as is")
+    flaky = set(exclusions.FLAKY_ON_REAL)
+    assert _real_passes(real) - flaky == set(RECORDED.read_text().split()) - flaky
