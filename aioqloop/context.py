@@ -272,9 +272,11 @@ class MainContext(SourceSet, Dispatcher):
         """Run one GLib iteration; return True if a source was ready and dispatched.
 
         With ``may_block`` the call waits (in the context's own poll) until a source is
-        ready.  It may be nested inside a source callback (``g_main_context_iteration``).
-        It is refused (`RuntimeError`) from a coroutine of the context's own loop, which
-        it would block, and from another thread while the context is owned.
+        ready.  It may be nested inside a source callback (``g_main_context_iteration``),
+        and ``iteration(False)`` inside a coroutine (it dispatches sources only, never
+        asyncio's own callbacks, as under gi.events).  A blocking iteration is refused
+        (`RuntimeError`) from a coroutine of the context's own loop, which it would block;
+        any iteration is refused from another thread while the context is owned.
         """
         if self._in_hook:
             warnings.warn(
@@ -285,7 +287,10 @@ class MainContext(SourceSet, Dispatcher):
             )
             return False
         self._check_closed()
-        self._check_can_block("iteration()")
+        if may_block:
+            self._check_can_block("iteration()")
+        elif self._foreign():
+            self._check_can_block("iteration()")  # raises: owned by another thread
         if not self.acquire():
             raise RuntimeError("iteration(): another thread owns this MainContext")
         try:

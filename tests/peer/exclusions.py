@@ -46,10 +46,6 @@ EXCLUDED_CLASSES: dict[str, str] = {
 
 #: Main-loop tests passing on real GLib, not yet on aioqloop.glib (must only shrink).
 KNOWN_GAPS: dict[str, str] = {
-    "test_events.py::GLibEventLoopPolicyTests::test_nested_context_iteration": (
-        "MainContext.iteration(False) from inside a coroutine: the core refuses any "
-        "iteration in a task step and would run asyncio's ready queue in it"
-    ),
     "test_events.py::GLibEventLoopPolicyTests::test_inside_context_iteration": (
         "a nested iteration from a source callback runs asyncio callbacks; gi.events "
         "pauses the asyncio part (and PyGObject's bypass, super(GLib.MainContext, ctx)"
