@@ -35,6 +35,7 @@ PGVENV=$ROOT/.tox/pygobject
 if ! "$PGVENV/bin/python" -c 'import gi, pytest; assert gi.__version__ == "3.50.1"' \
         >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgirepository1.0-dev \
             libcairo2-dev pkg-config libpython3-testsuite >/dev/null
     fi
