@@ -272,11 +272,9 @@ class MainContext(SourceSet, Dispatcher):
         """Run one GLib iteration; return True if a source was ready and dispatched.
 
         With ``may_block`` the call waits (in the context's own poll) until a source is
-        ready.  It may be nested inside a source callback (``g_main_context_iteration``),
-        and ``iteration(False)`` inside a coroutine (it dispatches sources only, never
-        asyncio's own callbacks, as under gi.events).  A blocking iteration is refused
-        (`RuntimeError`) from a coroutine of the context's own loop, which it would block;
-        any iteration is refused from another thread while the context is owned.
+        ready.  It may be nested inside a source callback (``g_main_context_iteration``).
+        It is refused (`RuntimeError`) from a coroutine of the context's own loop, which
+        it would block, and from another thread while the context is owned.
         """
         if self._in_hook:
             warnings.warn(
@@ -287,14 +285,18 @@ class MainContext(SourceSet, Dispatcher):
             )
             return False
         self._check_closed()
-        if may_block:
-            self._check_can_block("iteration()")
-        elif self._foreign():
+        self._check_can_block("iteration()")
+        return self._hand_iteration(bool(may_block))
+
+    def _hand_iteration(self, may_block: bool) -> bool:
+        """`iteration` without the coroutine check: `aioqloop.glib` allows a non-blocking
+        one inside a task step, as gi.events does (sources only, never asyncio's own)."""
+        if self._foreign():
             self._check_can_block("iteration()")  # raises: owned by another thread
         if not self.acquire():
             raise RuntimeError("iteration(): another thread owns this MainContext")
         try:
-            return self.iterate(self._hand, block=bool(may_block), dispatch=True)
+            return self.iterate(self._hand, block=may_block, dispatch=True)
         finally:
             self.release()
             self._driver.iterated_by_hand()

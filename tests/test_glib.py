@@ -1037,3 +1037,26 @@ def test_missing_names_exist() -> None:
     assert GLib.MainContext.ref_thread_default() is ctx
     ctx.pop_thread_default()
     assert GLib.MainContext.get_thread_default() is None
+
+
+def test_non_blocking_iteration_inside_a_coroutine_dispatches_sources_only() -> None:
+    # gi.events' test_nested_context_iteration; the core refuses any iteration in a task.
+    async def main() -> tuple[list[str], list[str]]:
+        loop = asyncio.get_running_loop()
+        log: list[str] = []
+        loop.call_soon(log.append, "asyncio")
+        GLib.idle_add(lambda: log.append("idle") and False)
+        ctx = GLib.MainContext.default()
+        while ctx.iteration(False):
+            pass
+        during = list(log)
+        with pytest.raises(RuntimeError, match="coroutine"):
+            ctx.iteration(True)  # would block the loop
+        with pytest.raises(RuntimeError, match="coroutine"):
+            aioqloop.get_main_context().iteration(False)  # the core's own rule
+        await asyncio.sleep(0)
+        return during, log
+
+    during, after = aioqloop.run(main())
+    assert during == ["idle"]
+    assert after == ["idle", "asyncio"]

@@ -827,25 +827,3 @@ def test_a_refused_bql_leaves_no_half_built_loop(base: str) -> None:
             aioqloop.new_event_loop(base=base, bql=threading.Lock())  # type: ignore[arg-type]
     assert len(os.listdir("/proc/self/fd")) == before
     gc.collect()
-
-
-@pytest.mark.parametrize("base", BASES)
-def test_non_blocking_iteration_inside_a_coroutine_dispatches_sources_only(base: str) -> None:
-    # gi.events' test_nested_context_iteration: asyncio's callbacks wait for the loop.
-    async def main() -> tuple[list[str], list[str]]:
-        loop = asyncio.get_running_loop()
-        log: list[str] = []
-        loop.call_soon(log.append, "asyncio")
-        aioqloop.idle_add(lambda: log.append("idle") and False)
-        ctx = aioqloop.get_main_context()
-        while ctx.iteration(False):
-            pass
-        during = list(log)
-        with pytest.raises(RuntimeError, match="coroutine"):
-            ctx.iteration(True)  # would block the loop
-        await asyncio.sleep(0)
-        return during, log
-
-    during, after = run(main, base)
-    assert during == ["idle"]
-    assert after == ["idle", "asyncio"]

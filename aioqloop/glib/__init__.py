@@ -297,8 +297,14 @@ class MainContext:
         return pushed if pushed is not None else _wrap_context(_default_core())
 
     def iteration(self, may_block: bool = True) -> bool:
-        """Run one GLib iteration; True if a source was dispatched (may wait if ``may_block``)."""
-        return self._ctx.iteration(bool(may_block))
+        """Run one GLib iteration; True if a source was dispatched (may wait if ``may_block``).
+
+        As under gi.events, ``iteration(False)`` also works inside a coroutine: it
+        dispatches GLib sources only, never asyncio's own callbacks.
+        """
+        if may_block:
+            return self._ctx.iteration(True)
+        return _core.iterate_without_blocking(self._ctx)
 
     def pending(self) -> bool:
         """True if a source is ready; dispatches nothing (``g_main_context_pending``)."""

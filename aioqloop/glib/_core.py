@@ -15,6 +15,8 @@ and this module shrinks to nothing:
 * `thread_default_loop()` / `set_thread_default_loop(loop)` — the loop of the core's
   global default context (``loop._default_loop``), so that ``GLibEventLoop`` can become
   GLib's one process-wide default.
+* `iterate_without_blocking(ctx)` — ``iteration(False)`` without the core's refusal
+  inside a coroutine (``MainContext._hand_iteration``): gi.events allows it.
 * `standalone_context()` — a context bound to no asyncio loop, iterated by hand
   (``MainContext(_driver="standalone")``): GLib's ``g_main_context_new``.
 * `has_sources(ctx)` — whether anything is attached (``MainContext._sources``): a
@@ -35,6 +37,7 @@ from aioqloop.source import _FdRecord as FdTag
 __all__ = (
     "FdTag",
     "has_sources",
+    "iterate_without_blocking",
     "is_closed",
     "loop_class",
     "now",
@@ -73,6 +76,15 @@ def set_thread_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     from aioqloop import loop as _loop
 
     _loop._adopt_default_loop(loop)
+
+
+def iterate_without_blocking(ctx: MainContext) -> bool:
+    """``ctx.iteration(False)``, also allowed inside a coroutine (gi.events does it)."""
+    if ctx.in_hook:
+        return ctx.iteration(False)  # warns and returns False, as the core does
+    if ctx.closed:
+        raise RuntimeError("the MainContext is closed")
+    return ctx._hand_iteration(False)
 
 
 def standalone_context() -> MainContext:
