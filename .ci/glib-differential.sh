@@ -35,9 +35,10 @@ PGVENV=$ROOT/.tox/pygobject
 if ! "$PGVENV/bin/python" -c 'import gi, pytest; assert gi.__version__ == "3.50.1"' \
         >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ]; then
+        pyver=$("$SYSPY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgirepository1.0-dev \
-            libcairo2-dev pkg-config libpython3-testsuite >/dev/null
+            libcairo2-dev pkg-config "libpython$pyver-testsuite" >/dev/null
     fi
     rm -rf "$PGVENV"
     "$SYSPY" -m venv "$PGVENV"
