@@ -33,6 +33,7 @@ Loop thread only.  Reads two private attributes of CPython's selectors, here onl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -92,7 +93,7 @@ class SelectorFds:
     # ----------------------------------------------------------- the context's side
     def set(self, fd: int, mask: int) -> None:
         """The context now wants ``mask`` (epoll bits, 0 = nothing) for ``fd``."""
-        if self.closed:
+        if self.closed or self._ep.closed:
             return
         old = self._ctx_mask.get(fd)
         if mask:
@@ -143,14 +144,13 @@ class SelectorFds:
         ctx = self._ctx_mask.get(fd)
         if ctx is None:
             return self._real.register(fileobj, events, data)
-        try:
+        with contextlib.suppress(OSError):
             self._ep.unregister(fd)
-        except OSError:
-            pass
         try:
             key = self._real.register(fileobj, events, data)
         except BaseException:
-            self._put(fd, ctx, registered=False)
+            with contextlib.suppress(OSError):
+                self._put(fd, ctx, registered=False)
             raise
         self._ep.modify(fd, _asyncio_mask(key.events) | ctx)
         return key

@@ -230,6 +230,7 @@ def test_reused_number_with_a_dup_alive_does_not_leak_into_the_loop(
             loop.run_until_complete(asyncio.sleep(0))
         assert fired == [], "the old file's readiness was reported under the reused number"
         assert old == []
+        assert hook(loop).direct.rebuilds >= 1
         os.write(w2, b"y")
         run_until(loop, lambda: fired)
         loop.remove_reader(r1)
