@@ -51,6 +51,11 @@ _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
 
+#: asyncio's key events (EVENT_READ | EVENT_WRITE) -> the epoll bits its own
+#: registration can report (ERR and HUP always).
+_REPORTABLE = (_ALWAYS, _IN | _ALWAYS, _OUT | _ALWAYS, _IN | _OUT | _ALWAYS)
+
+
 def eligible(selector: object) -> bool:
     """Is ``selector`` a stock ``EpollSelector`` whose epoll object we may share?"""
     return (
@@ -197,12 +202,16 @@ class SelectorFds:
         if not raw:
             return ready
         fd_to_key = self._fd_to_key
+        ctx_mask = self._ctx_mask
+        hit = False
         for fd, ev in raw:
+            if fd in ctx_mask:
+                hit = True
             key = fd_to_key.get(fd)
             if key is None:
                 continue
             # Only what asyncio's own registration could have reported.
-            mine = ev & (_asyncio_mask(key.events) | _ALWAYS)
+            mine = ev & _REPORTABLE[key.events]
             if mine:
                 events = 0
                 if mine & ~_IN:
@@ -210,10 +219,11 @@ class SelectorFds:
                 if mine & ~_OUT:
                     events |= _READ
                 ready.append((key, events & key.events))
-        if self.raw:
-            self.raw.extend(raw)
-        else:
-            self.raw = raw
+        if hit:  # the raw list matters to the context only if one of its fds is in it
+            if self.raw:
+                self.raw.extend(raw)
+            else:
+                self.raw = raw
         return ready
 
     def take_raw(self) -> list[tuple[int, int]]:
