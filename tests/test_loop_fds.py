@@ -329,3 +329,28 @@ def test_closing_the_context_withdraws_its_fds(loop: asyncio.AbstractEventLoop) 
     finally:
         a.close()
         b.close()
+
+
+def test_fd_closed_behind_the_watch_is_reported_nval(loop: asyncio.AbstractEventLoop) -> None:
+    ctx = aioqloop.get_main_context(loop)
+    ctx.fd_audit_interval = 0.0  # audit at every sleep
+    r, w = os.pipe()
+    got: list[int] = []
+    sid = aioqloop.fd_add(r, IN, lambda fd, c: got.append(int(c)) and False, context=ctx)
+    run_until(loop, lambda: True)
+    os.close(r)  # epoll drops its entry silently
+    try:
+        run_until(loop, lambda: got)
+        assert got == [int(IOCondition.NVAL)]
+        assert ctx.find_source_by_id(sid) is None
+        # asyncio's I/O on the loop still works afterwards (the number may be reused).
+        a, b = socket.socketpair()
+        fired: list[int] = []
+        loop.add_reader(b.fileno(), lambda: fired.append(1) or b.recv(16))
+        a.send(b"x")
+        run_until(loop, lambda: fired)
+        loop.remove_reader(b.fileno())
+        a.close()
+        b.close()
+    finally:
+        os.close(w)
