@@ -26,6 +26,12 @@ O(ready fds), never O(watched fds).  epoll reports exactly poll(2)'s revents
 
 The wake-up eventfd of the context's `Waker` is part of the set; `poll` says whether it
 fired.  Loop thread only.
+
+**Mirror.**  A driver that polls its own epoll object (the stock base, see
+`aioqloop._selectorfds`) sets `mirror`: every change of an fd's merged epoll mask (0 = not
+polled) is also handed to it, so the driver's epoll holds the same registrations and one
+``epoll_wait`` serves both; the private set stays complete for hand-run and nested
+iterations.
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ class FdPoller:
     """The private epoll set of a context (see the module docstring)."""
 
     __slots__ = ("_always", "_audit_poll", "_epoll", "_ident", "_mask", "_unpolled",
-                 "_wake_fd", "last_audit", "rebuilds", "records")
+                 "_wake_fd", "last_audit", "mirror", "rebuilds", "records")
 
     def __init__(self, wake_fd: int) -> None:
         # No reference back to the context: a context's finalizer holds the epoll object.
@@ -87,6 +93,8 @@ class FdPoller:
         self._unpolled: set[int] = set()
         self._audit_poll: select.poll | None = None
         self.last_audit = 0.0
+        #: Called with (fd, merged epoll mask) on every change, 0 = no longer polled.
+        self.mirror: Callable[[int, int], None] | None = None
 
     @property
     def epoll(self) -> select.epoll:
@@ -162,6 +170,8 @@ class FdPoller:
             return
         if fd not in self._always:
             self._register(fd, mask, old)
+            if self.mirror is not None and fd not in self._always:
+                self.mirror(fd, mask)
         self._mask[fd] = mask
         if self._audit_poll is not None:
             self._audit_poll.register(fd, select.POLLIN)
@@ -176,12 +186,18 @@ class FdPoller:
             with contextlib.suppress(KeyError):
                 self._audit_poll.unregister(fd)
         if old is not None and not always:
+            if self.mirror is not None:
+                self.mirror(fd, 0)
             try:
                 self._epoll.unregister(fd)
             except OSError:
                 # Closed (or closed and reused) before its watch was removed: a dup may
                 # keep the old file, and its entry, alive in the set.
                 self.rebuild()
+
+    def mirrored(self) -> list[tuple[int, int]]:
+        """(fd, merged epoll mask) of every fd polled through epoll now (for a new mirror)."""
+        return [(fd, m) for fd, m in self._mask.items() if fd not in self._always]
 
     def rebuild(self) -> None:
         """Replace the epoll set by a fresh one holding only the live registrations."""

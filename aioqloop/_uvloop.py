@@ -9,6 +9,15 @@ dispatch is one more callback in uvloop's FIFO (the README's table lists what di
 With ``bql=`` the lock is held while sources dispatch; it cannot be dropped around
 libuv's poll, which aioqloop does not see.
 
+Fds keep the private epoll set here (a wake-up costs libuv's ``epoll_wait`` and one
+zero-timeout ``epoll_wait`` on the private set), unlike the stock base, which shares its
+selector's epoll object (`aioqloop._selectorfds`).  uvloop's public API has no access to
+libuv's epoll object, and ``add_reader``/``add_writer`` per watched fd is no cheaper:
+libuv reports only readable/writable (an error or hang-up comes as both, PRI not at all),
+so the exact poll(2) revents GLib hands to a source would still need a syscall per
+event, and one fd number takes one reader only, so a source and asyncio code on the same
+fd would replace each other's callbacks.
+
 The class is built on first use, so importing aioqloop does not import uvloop.
 """
 

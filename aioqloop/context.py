@@ -27,6 +27,9 @@ Driver contract (what a driver may call, and when)
 * `acquire` / `release` / `is_owner` — GLib's context ownership; any thread.
 * `driver_attach(driver, may_sleep)` — once, when a driver takes over the context.
 * `driver_fileno()` — the fd that is readable when the context has fd events or a wake-up.
+* `driver_share_fds(mirror)` / `apply_polled(events)` — instead of polling
+  `driver_fileno`, the driver keeps the context's fds (and the wake-up fd) in its own
+  epoll set and feeds the raw results back (the stock base, `aioqloop._selectorfds`).
 * `iterate(driver, block, dispatch)` — one iteration; owner thread.  It calls
   ``driver.poll(timeout)`` (wait up to ``timeout`` seconds, then feed fd readiness with
   `poll_ready`) and ``driver.place(priority)`` (run `dispatch` now or queue it).
@@ -427,6 +430,30 @@ class MainContext(SourceSet, Dispatcher):
     def driver_fileno(self) -> int:
         """The fd that becomes readable on fd events or a wake-up (for ``add_reader``)."""
         return self._fds.fileno()
+
+    def driver_share_fds(self, mirror: Callable[[int, int], None]) -> int:
+        """The driver polls the context's fds in its own epoll set (once, owner thread).
+
+        ``mirror(fd, mask)`` is called now for the wake-up fd and every polled fd, and
+        on every later change of an fd's merged epoll mask (0 = stop polling it).  The
+        driver then passes what its poll reports to `apply_polled` instead of polling
+        `driver_fileno`; the private set stays complete for `iteration` and `pending`.
+        Returns the wake-up fd (readable when another thread posted work).
+        """
+        import select
+
+        self._fds.mirror = mirror
+        mirror(self._waker.fd, select.EPOLLIN)
+        for fd, mask in self._fds.mirrored():
+            mirror(fd, mask)
+        return self._waker.fd
+
+    def apply_polled(self, events: list[tuple[int, int]]) -> None:
+        """Record raw epoll results ``(fd, revents)`` polled by a driver that shares the
+        context's fds (`driver_share_fds`); fds the context does not watch are ignored,
+        a wake-up is drained.  Owner thread, during the driver's poll."""
+        if self._fds.apply(events, self._mark_ready) < 0:
+            self._waker.drain()
 
     def set_bql(self, lock: BigLock | None) -> None:
         """Dispatch with ``lock`` held, dropped while polling (QEMU's BQL rule)."""

@@ -28,6 +28,14 @@ Task steps of tasks given another priority (`QTask.set_priority`) are routed int
 context at that priority (see `aioqloop._tasks`).  An empty context costs plain asyncio
 work one method call per iteration.
 
+Fds in the loop's own epoll set.  With a stock ``selectors.EpollSelector`` the context's
+fds (and its wake-up fd) are registered straight in the selector's ``select.epoll``
+(`aioqloop._selectorfds`): one ``epoll_wait`` per wake-up serves asyncio and the context,
+asyncio sees exactly what its selector would report, the context the raw revents.  Any
+other selector (one passed to `QSelectorEventLoop`, or one whose ``select`` a tool has
+wrapped before the loop was built) keeps the private-epoll path: the context's epoll
+set is one reader in the selector, and a wake-up costs a second ``epoll_wait``.
+
 The uvloop base lives in `aioqloop._uvloop`.
 """
 
@@ -47,6 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _registry
 from ._fdpoll import MAX_WAIT
+from ._selectorfds import SelectorFds, eligible
 from ._tasks import QLoopMixin, QTask
 from .bridge import Driver
 from .constants import PRIORITY_DEFAULT
@@ -141,6 +150,24 @@ class _SelectorHook:
         self.get_key = selector.get_key
         self.get_map = selector.get_map
         self.close = selector.close
+        #: The shared epoll set, or None on the private-epoll path (module docstring).
+        self.direct: SelectorFds | None = None
+        self._polls: Any = selector
+        self._wake_fd = -1
+
+    def share_fds(self) -> None:
+        """Take the context's fds into the selector's own epoll set (if eligible)."""
+        real: Any = self._real
+        if not eligible(real):
+            return
+        direct = self.direct = SelectorFds(real)
+        self._select = direct.select
+        self._polls = direct
+        self.register = direct.register
+        self.unregister = direct.unregister
+        self.modify = direct.modify
+        ctx: Any = self._ctx
+        self._wake_fd = ctx.driver_share_fds(direct.set)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -157,7 +184,7 @@ class _SelectorHook:
         ctx: Any = self._ctx
         if self._clock is None and ctx.is_empty():
             events = self._select(timeout)  # asyncio bounds its own timeouts (one day)
-            if events and self._take_epfd(events):
+            if self._woken(events):
                 # A wake-up: run what other threads posted, on the events we have.
                 self._preset = events
                 ctx.iterate(self, block=False, dispatch=True)
@@ -188,7 +215,8 @@ class _SelectorHook:
         preset = self._preset
         if preset is not None:
             self._preset = None
-            ctx.poll_ready()
+            if self.direct is None:
+                ctx.poll_ready()  # else applied with the select that found the wake-up
             self._events = preset
             return
         timeout = self._timeout
@@ -197,15 +225,35 @@ class _SelectorHook:
             if wait > MAX_WAIT:
                 timeout = MAX_WAIT  # a poll takes 32-bit milliseconds
         clock = self._clock
+        direct = self.direct
         if clock is not None and timeout != 0:
             events = self._select(0)
-            if not events:
-                events = clock._idle_select(self._real, timeout)
+            if not events and not (direct is not None and direct.raw):
+                events = clock._idle_select(self._polls, timeout)
         else:
             events = self._select(timeout)
-        if events and self._take_epfd(events):
+        if direct is not None:
+            if direct.raw:
+                ctx.apply_polled(direct.take_raw())
+        elif events and self._take_epfd(events):
             ctx.poll_ready()
         self._events = events
+
+    def _woken(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        """After a select with an empty context: did the wake-up fire (fd events applied)?"""
+        direct = self.direct
+        if direct is None:
+            return bool(events) and self._take_epfd(events)
+        if not direct.raw:
+            return False
+        raw = direct.take_raw()
+        wake = self._wake_fd
+        for fd, _ev in raw:
+            if fd == wake:
+                ctx: Any = self._ctx
+                ctx.apply_polled(raw)
+                return True
+        return False  # asyncio's fds only: an empty context has nothing to record
 
     def _take_epfd(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
         epfd = self._epfd
@@ -283,12 +331,19 @@ class _HookDriver(Driver):
 
     def epoll_changed(self) -> None:
         hook = self._hook
+        if hook.direct is not None:
+            hook.direct.rebuild()  # the same stale entries may sit in the loop's set
+            return
         hook._loop._remove_reader(hook._epfd)
         hook._loop._add_reader(hook._epfd, _never_called)
 
     def close(self) -> None:
         hook = self._hook
-        if not hook._loop.is_closed() and hook._epfd >= 0:
+        if hook.direct is not None:
+            if not hook._loop.is_closed():
+                hook.direct.withdraw()
+            hook.direct.closed = True
+        elif not hook._loop.is_closed() and hook._epfd >= 0:
             hook._loop._remove_reader(hook._epfd)
         hook._epfd = -1
 
@@ -325,7 +380,9 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         hook._epfd = ctx.driver_fileno()
         ctx.driver_attach(_HookDriver(hook), may_sleep=False)
         ctx.set_bql(bql)
-        self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
+        hook.share_fds()
+        if hook.direct is None:
+            self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
 
     if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
 

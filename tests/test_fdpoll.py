@@ -146,3 +146,28 @@ def test_clamp_wait() -> None:
     assert clamp_wait(0.25) == 0.25
     assert clamp_wait(1e300) == MAX_WAIT
     assert clamp_wait(float("inf")) == MAX_WAIT
+
+
+def test_mirror_gets_the_merged_mask_and_zero_on_removal(
+    poller: tuple[FdPoller, Waker],
+) -> None:
+    import select
+
+    p, _w = poller
+    seen: list[tuple[int, int]] = []
+    p.mirror = lambda fd, mask: seen.append((fd, mask))
+    r, w = os.pipe()
+    try:
+        _s1, t1 = watch(p, r, IOCondition.IN)
+        _s2, t2 = watch(p, r, IOCondition.PRI)
+        always = select.EPOLLERR | select.EPOLLHUP
+        assert seen == [(r, select.EPOLLIN | always),
+                        (r, select.EPOLLIN | select.EPOLLPRI | always)]
+        assert p.mirrored() == [(r, select.EPOLLIN | select.EPOLLPRI | always)]
+        p.remove(t2)  # type: ignore[arg-type]
+        p.remove(t1)  # type: ignore[arg-type]
+        assert seen[-2:] == [(r, select.EPOLLIN | always), (r, 0)]
+        assert p.mirrored() == []
+    finally:
+        os.close(r)
+        os.close(w)
