@@ -223,7 +223,7 @@ class Dispatcher:
             blocked.remove(src)
         for child in src._children:
             self._unblock(child)
-        if src._fds:
+        if src._fds and self._fds.unpolled:
             self._fds.repoll(src)
         if self._blocked_due and src in self._blocked_due:
             self._blocked_due = [s for s in self._blocked_due if s is not src]

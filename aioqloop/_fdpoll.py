@@ -75,50 +75,45 @@ def clamp_wait(timeout: float | None) -> float | None:
 class FdPoller:
     """The private epoll set of a context (see the module docstring)."""
 
-    __slots__ = ("_always", "_audit_poll", "_epoll", "_ident", "_mask", "_unpolled",
-                 "_wake_fd", "last_audit", "mirror", "rebuilds", "records")
+    __slots__ = ("_audit_poll", "_ident", "_wake_fd", "always", "epoll", "last_audit", "masks",
+                 "mirror", "rebuilds", "records", "unpolled")
 
     def __init__(self, wake_fd: int) -> None:
         # No reference back to the context: a context's finalizer holds the epoll object.
-        self._epoll = select.epoll()
+        #: The epoll object (its fd number never changes, even across a rebuild).
+        self.epoll = select.epoll()
         #: How many times the set was rebuilt because of a closed or reused fd number.
         self.rebuilds = 0
         self._ident: dict[int, tuple[int, int]] = {}
         self._wake_fd = wake_fd
-        self._epoll.register(wake_fd, select.EPOLLIN)
+        self.epoll.register(wake_fd, select.EPOLLIN)
         #: fd -> the records (one per watcher) of that fd.
         self.records: dict[int, list[_FdRecord]] = {}
-        self._mask: dict[int, int] = {}
-        self._always: set[int] = set()
-        self._unpolled: set[int] = set()
+        #: fd -> the epoll mask registered for it (read-only outside this class).
+        self.masks: dict[int, int] = {}
+        #: Watched fds epoll refuses (regular files): poll(2) reports them always ready.
+        self.always: set[int] = set()
+        #: fds not polled while all their watchers are blocked (a nested iteration).
+        self.unpolled: set[int] = set()
         self._audit_poll: select.poll | None = None
         self.last_audit = 0.0
         #: Called with (fd, merged epoll mask) on every change, 0 = no longer polled.
         self.mirror: Callable[[int, int], None] | None = None
 
-    @property
-    def epoll(self) -> select.epoll:
-        """The epoll object (its fd number never changes, even across a rebuild)."""
-        return self._epoll
-
     def fileno(self) -> int:
         """The epoll fd: readable when a watched fd (or the wake-up) is ready."""
-        return self._epoll.fileno()
+        return self.epoll.fileno()
 
     @property
     def watching(self) -> bool:
         """True if any fd is watched."""
-        return bool(self._mask)
-
-    @property
-    def has_always_ready(self) -> bool:
-        return bool(self._always)
+        return bool(self.masks)
 
     def close(self) -> None:
-        self._epoll.close()
+        self.epoll.close()
         self.records.clear()
-        self._mask.clear()
-        self._always.clear()
+        self.masks.clear()
+        self.always.clear()
 
     # ----------------------------------------------------------- records
     def add(self, rec: _FdRecord) -> None:
@@ -126,7 +121,7 @@ class FdPoller:
         if not rec.source._blocked:
             # An fd unpolled for a nested iteration is polled again for a new watcher
             # that is not blocked.
-            self._unpolled.discard(rec.fd)
+            self.unpolled.discard(rec.fd)
         fd = rec.fd
         self.records.setdefault(fd, []).append(rec)
         known = self._ident.get(fd)
@@ -138,7 +133,7 @@ class FdPoller:
             return
         # Re-register even if the mask looks unchanged: the number may have been closed
         # and reused while an old watch lingered, and epoll forgot the old file.
-        self._mask.pop(fd, None)
+        self.masks.pop(fd, None)
         self.sync(fd)
 
     def remove(self, rec: _FdRecord) -> None:
@@ -151,37 +146,37 @@ class FdPoller:
             del self.records[rec.fd]
             # Forget an unpolled mark too, or a later watch of the same number would
             # never be polled.
-            self._unpolled.discard(rec.fd)
+            self.unpolled.discard(rec.fd)
         self.sync(rec.fd)
 
     def sync(self, fd: int) -> None:
         """Make the epoll registration of ``fd`` match the OR of its records' events."""
         records = self.records.get(fd)
         mask = 0
-        if records and fd not in self._unpolled:
+        if records and fd not in self.unpolled:
             for rec in records:
                 mask |= int(rec.events) & _EPOLL_MASK
             mask |= select.EPOLLERR | select.EPOLLHUP
-        old = self._mask.get(fd)
+        old = self.masks.get(fd)
         if old == mask:
             return
         if not mask:
             self._forget(fd, old)
             return
-        if fd not in self._always:
+        if fd not in self.always:
             self._register(fd, mask, old)
-            if self.mirror is not None and fd not in self._always:
+            if self.mirror is not None and fd not in self.always:
                 self.mirror(fd, mask)
-        self._mask[fd] = mask
+        self.masks[fd] = mask
         if self._audit_poll is not None:
             self._audit_poll.register(fd, select.POLLIN)
 
     def _forget(self, fd: int, old: int | None) -> None:
-        self._mask.pop(fd, None)
+        self.masks.pop(fd, None)
         if fd not in self.records:
             self._ident.pop(fd, None)
-        always = fd in self._always
-        self._always.discard(fd)
+        always = fd in self.always
+        self.always.discard(fd)
         if self._audit_poll is not None:
             with contextlib.suppress(KeyError):
                 self._audit_poll.unregister(fd)
@@ -189,7 +184,7 @@ class FdPoller:
             if self.mirror is not None:
                 self.mirror(fd, 0)
             try:
-                self._epoll.unregister(fd)
+                self.epoll.unregister(fd)
             except OSError:
                 # Closed (or closed and reused) before its watch was removed: a dup may
                 # keep the old file, and its entry, alive in the set.
@@ -197,7 +192,7 @@ class FdPoller:
 
     def mirrored(self) -> list[tuple[int, int]]:
         """(fd, merged epoll mask) of every fd polled through epoll now (for a new mirror)."""
-        return [(fd, m) for fd, m in self._mask.items() if fd not in self._always]
+        return [(fd, m) for fd, m in self.masks.items() if fd not in self.always]
 
     def rebuild(self) -> None:
         """Replace the epoll set by a fresh one holding only the live registrations."""
@@ -205,10 +200,10 @@ class FdPoller:
         fresh.register(self._wake_fd, select.EPOLLIN)
         # The fresh set takes over the old set's number; the old set (and its stale
         # entries) goes with its last fd.
-        os.dup2(fresh.fileno(), self._epoll.fileno())
+        os.dup2(fresh.fileno(), self.epoll.fileno())
         fresh.close()
-        self._mask.clear()
-        self._always.clear()
+        self.masks.clear()
+        self.always.clear()
         self._audit_poll = None
         self.rebuilds += 1
         for fd in list(self.records):
@@ -216,10 +211,10 @@ class FdPoller:
                 self.sync(fd)
             except OSError:
                 # Closed: keep it in the mask so the audit reports NVAL to its watchers.
-                self._mask[fd] = select.EPOLLERR | select.EPOLLHUP
+                self.masks[fd] = select.EPOLLERR | select.EPOLLHUP
 
     def _register(self, fd: int, mask: int, old: int | None) -> None:
-        ep = self._epoll
+        ep = self.epoll
         try:
             if old is None:
                 ep.register(fd, mask)
@@ -235,7 +230,7 @@ class FdPoller:
                     raise
                 # Closed behind our back: keep the mask so the audit reports NVAL.
         except PermissionError:
-            self._always.add(fd)  # epoll refuses regular files; poll(2): always ready
+            self.always.add(fd)  # epoll refuses regular files; poll(2): always ready
         except OSError as exc:
             if old is None or exc.errno != errno.EBADF:
                 raise
@@ -247,15 +242,15 @@ class FdPoller:
         for src in blocked:
             for rec in src._fds:
                 fd = rec.fd
-                if fd in self._unpolled or fd not in self._mask:
+                if fd in self.unpolled or fd not in self.masks:
                     continue
                 if all(r.source._blocked for r in self.records.get(fd, ())):
-                    self._unpolled.add(fd)
+                    self.unpolled.add(fd)
                     self.sync(fd)
 
     def repoll(self, src: Source) -> None:
         """``src`` was unblocked: poll its fds again."""
-        unpolled = self._unpolled
+        unpolled = self.unpolled
         if unpolled:
             for rec in src._fds:
                 if rec.fd in unpolled:
@@ -275,7 +270,7 @@ class FdPoller:
         elif 0.0 < wait < 0.001:
             wait = 0.001  # epoll counts in ms; never return early and spin
         try:
-            events = self._epoll.poll(wait)
+            events = self.epoll.poll(wait)
         except InterruptedError:
             return 0
         return self.apply(events, on_ready) if events else 0
@@ -301,7 +296,7 @@ class FdPoller:
 
     def report_always_ready(self, on_ready: Callable[[Source], None]) -> None:
         """Mark the watchers of always-ready files ready (poll(2) would report them)."""
-        for fd in self._always:
+        for fd in self.always:
             for rec in self.records.get(fd, ()):
                 revents = int(rec.events) & _IN_OUT
                 if revents and not rec.source._blocked:
@@ -312,7 +307,7 @@ class FdPoller:
         """Would `report_always_ready` mark anything?"""
         return any(
             int(rec.events) & _IN_OUT and not rec.source._blocked
-            for fd in self._always
+            for fd in self.always
             for rec in self.records.get(fd, ())
         )
 
@@ -322,7 +317,7 @@ class FdPoller:
     ) -> float:
         """Audit if ``interval`` has passed; return how long the caller may sleep before
         the next audit is due (``inf`` if nothing is watched)."""
-        if not self._mask:
+        if not self.masks:
             return math.inf
         if now - self.last_audit >= interval:
             self.audit(now, on_ready)
@@ -334,7 +329,7 @@ class FdPoller:
         poller = self._audit_poll
         if poller is None:
             poller = self._audit_poll = select.poll()
-            for fd in self._mask:
+            for fd in self.masks:
                 poller.register(fd, select.POLLIN)
         for fd, ev in poller.poll(0):
             if ev & select.POLLNVAL:

@@ -524,7 +524,7 @@ class MainContext(SourceSet, Dispatcher):
         bh = self._bh
         if self._ready or (bh is not None and bh.pending) or self._waker.ops:
             return True
-        if self._fds.has_always_ready and self._fds.always_ready_pending():
+        if self._fds.always and self._fds.always_ready_pending():
             return True
         entries = self._deadlines.entries
         return bool(entries) and entries[0][0] <= self._clock()
@@ -692,10 +692,10 @@ class MainContext(SourceSet, Dispatcher):
         if self._ready and not deferred and not self._prepare_hooks.prios and not queued:
             return 0.0  # something is ready and no hook needs calling
         if not (self._ready or self._deadlines.entries or self._prepare_hooks.prios or queued
-                or self._fds.watching):
+                or self._fds.masks):
             return None  # nothing attached that could need a wait or a dispatch
         now = self._collect()
-        if self._fds.has_always_ready:
+        if self._fds.always:
             self._fds.report_always_ready(self._mark_ready)
         timeout = self._run_prepare_hooks() if self._prepare_hooks.prios else _INF
         if self._ready and not deferred:
@@ -703,7 +703,7 @@ class MainContext(SourceSet, Dispatcher):
         deadline = self._deadlines.next_deadline()
         if deadline != _INF:
             timeout = min(timeout, max(0.0, deadline - now))
-        if self._fds.watching and timeout != 0.0:
+        if self._fds.masks and timeout != 0.0:
             # A watched fd closed behind our back vanishes from epoll without an event:
             # look for NVAL at most every fd_audit_interval, and never sleep past that.
             timeout = min(timeout, self._fds.audit_wait(now, self.fd_audit_interval,

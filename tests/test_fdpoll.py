@@ -70,13 +70,13 @@ def test_regular_file_is_always_ready(
     fd = os.open(os.path.join(tmp_path, "f"), os.O_RDWR | os.O_CREAT)
     try:
         src, tag = watch(p, fd, IOCondition.IN | IOCondition.OUT)
-        assert p.has_always_ready and p.always_ready_pending()
+        assert p.always and p.always_ready_pending()
         marks = Marks()
         p.report_always_ready(marks)
         assert marks.sources == [src]
         assert tag.revents == IOCondition.IN | IOCondition.OUT  # type: ignore[attr-defined]
         p.remove(tag)  # type: ignore[arg-type]
-        assert not p.has_always_ready and not p.watching
+        assert not p.always and not p.watching
     finally:
         os.close(fd)
 
