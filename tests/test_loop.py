@@ -827,3 +827,19 @@ def test_a_refused_bql_leaves_no_half_built_loop(base: str) -> None:
             aioqloop.new_event_loop(base=base, bql=threading.Lock())  # type: ignore[arg-type]
     assert len(os.listdir("/proc/self/fd")) == before
     gc.collect()
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_tasks_look_like_asyncio_tasks_in_reprs(base: str) -> None:
+    # asyncio's slow-callback and "Task was destroyed" logs print the task's repr.
+    async def child() -> None:
+        pass
+
+    async def main() -> tuple[str, bool]:
+        task = asyncio.get_running_loop().create_task(child())
+        await task
+        return repr(task), hasattr(task, "set_priority")
+
+    text, prioritized = run(main, base)
+    assert text.startswith("<Task finished ")
+    assert prioritized
