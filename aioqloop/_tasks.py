@@ -89,6 +89,17 @@ class QLoopMixin(_MixinBase):
         """The loop's own default `MainContext`."""
         return self._aioqloop_context
 
+    def run_forever(self) -> None:
+        """``run_forever``, with the running thread owning the loop's context (GLib's
+        ``g_main_context_acquire`` for the length of the run)."""
+        ctx = self._aioqloop_context
+        if not ctx.acquire():
+            raise RuntimeError("the loop's MainContext is owned by another thread")
+        try:
+            super().run_forever()
+        finally:
+            ctx.release()
+
     def create_task(
         self, coro: Any, *, name: Any = None, context: Any = None
     ) -> asyncio.Task[Any]:

@@ -61,15 +61,6 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             self._aioq_driver = PlainDriver(ctx, self)
             ctx.set_bql(bql)
 
-        def run_forever(self) -> None:
-            ctx = self._aioqloop_context
-            if not ctx.acquire():
-                raise RuntimeError("the loop's MainContext is owned by another thread")
-            try:
-                super().run_forever()
-            finally:
-                ctx.release()
-
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
                 self._aioqloop_context.close_with_loop()

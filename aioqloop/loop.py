@@ -416,15 +416,6 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
             return True  # asyncio prunes it this iteration; look again next time
         return bool(scheduled) and scheduled[0]._when <= self.time() + self._clock_resolution  # type: ignore[attr-defined]
 
-    def run_forever(self) -> None:
-        ctx = self._aioqloop_context
-        if not ctx.acquire():
-            raise RuntimeError("the loop's MainContext is owned by another thread")
-        try:
-            super().run_forever()
-        finally:
-            ctx.release()
-
     def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
