@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from typing import Any
@@ -145,6 +146,10 @@ def test_child_watch_called_once_with_the_real_status(
         leaves = KeyboardInterrupt if base == "asyncio" else (KeyboardInterrupt, RuntimeError)
         with pytest.raises(leaves):
             loop.run_until_complete(asyncio.wait_for(until_seen(), 10))
+        if base == "uvloop":
+            # ... and may leave one stop request behind, which ends the next run early.
+            with contextlib.suppress(RuntimeError):
+                loop.run_until_complete(asyncio.sleep(0))
         loop.run_until_complete(_turns())
         assert len(seen) == 1
         assert os.waitstatus_to_exitcode(seen[0][1]) == 7
