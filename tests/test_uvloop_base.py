@@ -65,21 +65,6 @@ def test_bad_arguments_open_nothing() -> None:
         aioqloop.new_event_loop(base="uvloop", clock=aioqloop.VirtualClock())
 
 
-def test_sources_made_ready_on_the_loop_thread_keep_fifo_with_call_soon() -> None:
-    async def main() -> list[str]:
-        log: list[str] = []
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        loop.call_soon(log.append, "a")
-        aioqloop.BottomHalf(log.append, "bh").schedule()
-        loop.call_soon(log.append, "b")
-        loop.call_soon(done.set_result, None)
-        await done
-        return log
-
-    assert aioqloop.run(main(), base="uvloop") == ["a", "bh", "b"]
-
-
 def test_a_prepare_timeout_wakes_the_context() -> None:
     # No pre-poll hook on uvloop: the driver turns prepare's timeout into a timer.
     class Later(aioqloop.Source):
