@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._engine import ENGINE as ENGINE
 from .biglock import BigLock as BigLock
 from .biglock import bql as bql
 from .bottomhalf import BottomHalf as BottomHalf
@@ -97,6 +98,7 @@ __all__ = (
     "ContextStatistics",
     "SourceStats",
     "statistics_table",
+    "ENGINE",
 )
 
 

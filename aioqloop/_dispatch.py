@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import _engine
 from ._registry import _tls
 from .statistics import SourceStatistics
 
@@ -36,6 +37,14 @@ _SLOW_FLOOR = 0.001
 
 def _order_key(src: Source) -> tuple[int, ...]:
     return src._order
+
+
+def _warn_slow(src: Source, elapsed: float) -> None:
+    logger.warning("Executing %r took %.3f seconds", src, elapsed)
+
+
+if _engine.core is not None:
+    _engine.core.configure(order_key=_order_key, warn_slow=_warn_slow, slow_floor=_SLOW_FLOOR)
 
 
 class Dispatcher:
@@ -180,7 +189,7 @@ class Dispatcher:
         if elapsed >= _SLOW_FLOOR:
             threshold = self._port.slow_threshold()
             if threshold is not None and elapsed >= threshold:
-                logger.warning("Executing %r took %.3f seconds", src, elapsed)
+                _warn_slow(src, elapsed)
 
     def _rearm(self, src: Source, keep: object, premarked: bool) -> None:
         """After a dispatch: clear revents, and re-arm, keep or destroy ``src``."""

@@ -245,6 +245,15 @@ def _plot(records: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), for "the machine it came from"."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def _meta(args: argparse.Namespace, lib: Any, names: list[str], elapsed: float) -> dict[str, Any]:
     import aioqloop
 
@@ -253,7 +262,11 @@ def _meta(args: argparse.Namespace, lib: Any, names: list[str], elapsed: float) 
         import uvloop
 
         uv = str(getattr(uvloop, "__version__", "installed"))
+    from . import _engine
+
     return {
+        "engine": _engine.engine_info(),
+        "cpu_model": _cpu_model(),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -390,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         lib.configure_glib(True)
     figures = [r for r in records if r.get("kind") == "figure"]
     targets = [r for r in records if r.get("kind") == "target"]
-    out.print(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, {meta['cpus']} CPUs; "
-              f"uvloop: {meta['uvloop']}; GLib: {glib_status}")
+    out.print(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, {meta['cpus']} CPUs "
+              f"({meta['cpu_model']}); engine: {meta['engine']}; uvloop: {meta['uvloop']}; "
+              f"GLib: {glib_status}")
     for name in names:
         mine = [r for r in figures if r.get("bench") == name]
         if mine:

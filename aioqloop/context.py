@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _registry, bridge
+from . import _engine, _registry, bridge
 from ._deadlines import Deadlines
 from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller, clamp_wait
@@ -167,7 +167,140 @@ class _HandDriver:
         self._ctx.dispatch(priority)
 
 
-class MainContext(SourceSet, Dispatcher):
+class _PyCore(Dispatcher):
+    """The hot methods the compiled core (`aioqloop._cengine.ContextCore`) replaces.
+
+    The pure-Python engine's reference: readiness, the fast part of prepare, check and
+    the iteration itself.  With the compiled core, its C methods of the same names come
+    first in `MainContext`'s MRO and these are not used.
+    """
+
+    _deadlines: Deadlines
+    _waker: Waker
+    _bh: _BHCarrier | None
+    _prepare_hooks: PriorityIndex
+    _check_hooks: PriorityIndex
+    _clock: Callable[[], float]
+    _in_hook: bool
+    _source_ready: Callable[[int], None] | None
+
+    if TYPE_CHECKING:
+        def _collect(self) -> float: ...
+        def _run_check_hooks(self) -> None: ...
+        def _prepare_slow(self, deferred: bool) -> float | None: ...
+
+    def iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
+        """One iteration (``g_main_context_iterate``); True if a source was ready.
+
+        Owner thread.  ``block``: let ``driver.poll`` wait for the prepare phase's
+        timeout; otherwise poll with timeout 0.  ``dispatch``: hand the ready priority to
+        ``driver.place``; otherwise only report readiness (`pending`).
+        """
+        waker = self._waker
+        was_waiting = waker.poll_waiting
+        port = self._port
+        if type(port.loop) is not port.loop_class:
+            self._clock = port.rebind()  # the loop's class was swapped (e.g. looptime)
+        # "May sleep" is published before the last look at the queues (the GIL orders
+        # a plain store; a free-threaded build needs the lock's barrier).
+        if FREE_THREADED:
+            waker.set_waiting(True)
+        else:
+            waker.poll_waiting = True
+        try:
+            timeout = self._prepare()
+            driver.poll(timeout if block else 0.0)
+        finally:
+            if FREE_THREADED:
+                waker.set_waiting(was_waiting)
+            else:
+                waker.poll_waiting = was_waiting  # awake again: producers need not write
+        prio = self._check()
+        if prio == _INF:
+            return False
+        if dispatch:
+            driver.place(prio)
+        return True
+
+    def _mark_ready(self, src: Source) -> None:
+        """Set GLib's READY flag on ``src`` and its ancestors.  Owner thread only."""
+        via_child = False
+        while src is not None:
+            if src._destroyed:
+                return
+            if src._blocked:
+                src._ready_while_blocked = True
+                return
+            if not src._ready:
+                src._ready = True
+                # An ancestor ready only through a child stops being ready if that child
+                # goes before the next check (GLib re-derives it every iteration).
+                src._ready_by_child = via_child
+                prio = src._priority
+                bucket = self._ready.get(prio)
+                if bucket is None:
+                    bucket = self._ready[prio] = {}
+                bucket[src] = None
+                notify = self._source_ready
+                if notify is not None:
+                    notify(prio)
+            elif not via_child:
+                src._ready_by_child = False  # ready in its own right now
+            via_child = True
+            src = src._parent  # type: ignore[assignment]
+
+    def _unmark_ready(self, src: Source) -> None:
+        src._ready_by_time = src._ready_by_child = False
+        if src._ready:
+            src._ready = False
+            bucket = self._ready.get(src._priority)
+            if bucket is not None:
+                bucket.pop(src, None)
+                if not bucket:
+                    del self._ready[src._priority]
+
+    def _prepare(self) -> float | None:
+        """GLib's prepare (+ query): the poll timeout in seconds (None = forever)."""
+        self._serial += 1  # a nested prepare takes over the outer pending dispatches
+        gate = self._gate
+        deferred = gate is not None and gate.deferred
+        bh = self._bh
+        queued = self._waker.ops or (bh is not None and bh.pending)
+        if self._ready and not deferred and not self._prepare_hooks.prios and not queued:
+            return 0.0  # something is ready and no hook needs calling
+        if not (self._ready or self._deadlines.entries or self._prepare_hooks.prios or queued
+                or self._fds.masks):
+            return None  # nothing attached that could need a wait or a dispatch
+        return self._prepare_slow(deferred)
+
+    def _check(self) -> float:
+        """GLib's check: the priority to dispatch (``inf`` if none).  Owner thread."""
+        bh = self._bh
+        if (self._deadlines.entries or self._check_hooks.prios or self._waker.ops
+                or (bh is not None and bh.pending)):
+            self._collect()
+            if self._check_hooks.prios:
+                self._run_check_hooks()
+        elif self._ready:
+            self._now = self._clock()  # only ready sources: just the cached time
+        gate = self._gate
+        ready = self._ready
+        if gate is not None:
+            if gate.deferred:
+                return _INF
+            if not ready:
+                gate.give_back()  # handed over for a dispatch that has nothing to run
+        return min(ready) if ready else _INF
+
+
+if TYPE_CHECKING or _engine.core is None:
+    _Core = _PyCore
+else:
+    class _Core(_engine.core.ContextCore, _PyCore):
+        """The compiled core's methods first, the Python slow paths behind them."""
+
+
+class MainContext(SourceSet, _Core):
     """A set of sources bound to one asyncio loop, like GLib's ``GMainContext``.
 
     ``MainContext(loop)`` binds a new context to ``loop``; with no argument it binds to
@@ -474,39 +607,6 @@ class MainContext(SourceSet, Dispatcher):
     def _wake(self) -> None:
         self._waker.notify(force=True)
 
-    def iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
-        """One iteration (``g_main_context_iterate``); True if a source was ready.
-
-        Owner thread.  ``block``: let ``driver.poll`` wait for the prepare phase's
-        timeout; otherwise poll with timeout 0.  ``dispatch``: hand the ready priority to
-        ``driver.place``; otherwise only report readiness (`pending`).
-        """
-        waker = self._waker
-        was_waiting = waker.poll_waiting
-        port = self._port
-        if type(port.loop) is not port.loop_class:
-            self._clock = port.rebind()  # the loop's class was swapped (e.g. looptime)
-        # "May sleep" is published before the last look at the queues (the GIL orders
-        # a plain store; a free-threaded build needs the lock's barrier).
-        if FREE_THREADED:
-            waker.set_waiting(True)
-        else:
-            waker.poll_waiting = True
-        try:
-            timeout = self._prepare()
-            driver.poll(timeout if block else 0.0)
-        finally:
-            if FREE_THREADED:
-                waker.set_waiting(was_waiting)
-            else:
-                waker.poll_waiting = was_waiting  # awake again: producers need not write
-        prio = self._check()
-        if prio == _INF:
-            return False
-        if dispatch:
-            driver.place(prio)
-        return True
-
     def poll_ready(self) -> None:
         """Record what the private epoll set reports now, without waiting (owner thread)."""
         if self._fds.apply(self._fds.epoll.poll(0), self._mark_ready) < 0:
@@ -612,43 +712,6 @@ class MainContext(SourceSet, Dispatcher):
         self._port.report(context)
 
     # ------------------------------------------------------------- readiness
-    def _mark_ready(self, src: Source) -> None:
-        """Set GLib's READY flag on ``src`` and its ancestors.  Owner thread only."""
-        via_child = False
-        while src is not None:
-            if src._destroyed:
-                return
-            if src._blocked:
-                src._ready_while_blocked = True
-                return
-            if not src._ready:
-                src._ready = True
-                # An ancestor ready only through a child stops being ready if that child
-                # goes before the next check (GLib re-derives it every iteration).
-                src._ready_by_child = via_child
-                prio = src._priority
-                bucket = self._ready.get(prio)
-                if bucket is None:
-                    bucket = self._ready[prio] = {}
-                bucket[src] = None
-                notify = self._source_ready
-                if notify is not None:
-                    notify(prio)
-            elif not via_child:
-                src._ready_by_child = False  # ready in its own right now
-            via_child = True
-            src = src._parent  # type: ignore[assignment]
-
-    def _unmark_ready(self, src: Source) -> None:
-        src._ready_by_time = src._ready_by_child = False
-        if src._ready:
-            src._ready = False
-            bucket = self._ready.get(src._priority)
-            if bucket is not None:
-                bucket.pop(src, None)
-                if not bucket:
-                    del self._ready[src._priority]
-
     def _schedule_ready_time(self, src: Source) -> None:
         if src._destroyed or src._context is not self:
             return
@@ -682,18 +745,8 @@ class MainContext(SourceSet, Dispatcher):
         return now
 
     # ---------------------------------------------------------------- phases
-    def _prepare(self) -> float | None:
-        """GLib's prepare (+ query): the poll timeout in seconds (None = forever)."""
-        self._serial += 1  # a nested prepare takes over the outer pending dispatches
-        gate = self._gate
-        deferred = gate is not None and gate.deferred
-        bh = self._bh
-        queued = self._waker.ops or (bh is not None and bh.pending)
-        if self._ready and not deferred and not self._prepare_hooks.prios and not queued:
-            return 0.0  # something is ready and no hook needs calling
-        if not (self._ready or self._deadlines.entries or self._prepare_hooks.prios or queued
-                or self._fds.masks):
-            return None  # nothing attached that could need a wait or a dispatch
+    def _prepare_slow(self, deferred: bool) -> float | None:
+        """Prepare when something needs a look: collect, hooks, deadlines, fd audit."""
         now = self._collect()
         if self._fds.always:
             self._fds.report_always_ready(self._mark_ready)
@@ -739,25 +792,6 @@ class MainContext(SourceSet, Dispatcher):
         finally:
             self._in_hook = False
         return timeout
-
-    def _check(self) -> float:
-        """GLib's check: the priority to dispatch (``inf`` if none).  Owner thread."""
-        bh = self._bh
-        if (self._deadlines.entries or self._check_hooks.prios or self._waker.ops
-                or (bh is not None and bh.pending)):
-            self._collect()
-            if self._check_hooks.prios:
-                self._run_check_hooks()
-        elif self._ready:
-            self._now = self._clock()  # only ready sources: just the cached time
-        gate = self._gate
-        ready = self._ready
-        if gate is not None:
-            if gate.deferred:
-                return _INF
-            if not ready:
-                gate.give_back()  # handed over for a dispatch that has nothing to run
-        return min(ready) if ready else _INF
 
     def _run_check_hooks(self) -> None:
         ready = self._ready

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _registry
+from . import _engine, _registry
 from ._checks import (
     FileLike as _FileLike,
 )
@@ -64,7 +64,47 @@ class _FdRecord:
         return f"<fd tag fd={self.fd} events={self.events!r} revents={IOCondition(self.revents)!r}>"
 
 
-class Source:
+class _SourceState:
+    """The per-source state of the pure-Python engine, as class defaults.
+
+    Creating a source (100k timers) then costs a few attribute writes.  The compiled
+    core replaces this base with C fields of the same names (`aioqloop._cengine`).
+    Context bookkeeping is owned by MainContext; see context.py for the invariants.
+    """
+
+    _id = 0
+    _context: MainContext | None = None
+    _callback: Callable[..., Any] | None = None
+    _args: tuple[Any, ...] = ()
+    _can_recurse = False
+    _destroyed = False
+    _finalized = False
+    _ready_time = -1.0
+    _parent: Source | None = None
+    _order: tuple[int, ...] = ()
+    _ready = False
+    _ready_by_time = False  # READY came from a passed ready time only
+    _ready_by_child = False  # READY came from a ready child only
+    _blocked = False
+    _ready_while_blocked = False
+    _in_heap = False
+    _heap_seq = 0
+    _dispatching = 0
+    _stats: SourceStatistics | None = None  # created at the first dispatch
+
+    _priority: int
+    _name: str | None
+    _fds: list[_FdRecord]
+    _children: list[Source]
+
+
+if TYPE_CHECKING or _engine.core is None:  # noqa: SIM108 (the branch mypy sees)
+    _SourceBase = _SourceState
+else:
+    _SourceBase = _engine.core.SourceCore
+
+
+class Source(_SourceBase):
     """An event source, like GLib's ``GSource``: subclass it and override the hooks.
 
     ``priority`` follows GLib (lower is more urgent, ``PRIORITY_DEFAULT`` = 0).  A source
@@ -86,29 +126,6 @@ class Source:
     # runs lets KeyboardInterrupt/SystemExit out; it keeps the rest of its queue.
     _survives_escape = False
 
-    # Per-source state starts as these class defaults, so creating a source (100k timers)
-    # costs a few attribute writes.  Context bookkeeping is owned by MainContext; see
-    # context.py for the invariants.
-    _id = 0
-    _context: MainContext | None = None
-    _callback: Callable[..., Any] | None = None
-    _args: tuple[Any, ...] = ()
-    _can_recurse = False
-    _destroyed = False
-    _finalized = False
-    _ready_time = -1.0
-    _parent: Source | None = None
-    _order: tuple[int, ...] = ()
-    _ready = False
-    _ready_by_time = False  # READY came from a passed ready time only
-    _ready_by_child = False  # READY came from a ready child only
-    _blocked = False
-    _ready_while_blocked = False
-    _in_heap = False
-    _heap_seq = 0
-    _dispatching = 0
-    _stats: SourceStatistics | None = None  # created at the first dispatch
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._has_prepare = cls.prepare is not Source.prepare
@@ -120,8 +137,8 @@ class Source:
             priority = check_priority(priority)
         self._priority = priority
         self._name = name
-        self._fds: list[_FdRecord] = []
-        self._children: list[Source] = []
+        self._fds = []
+        self._children = []
 
     # ----------------------------------------------------------------- hooks
     def prepare(self) -> tuple[bool, float | None]:
@@ -412,3 +429,8 @@ class Source:
         if self._ready_time != -1:
             parts.append(f"ready_time={self._ready_time:.6f}")
         return f"<{' '.join(parts)}>"
+
+
+if _engine.core is not None:
+    # The core runs a source whose class keeps this dispatch without a Python frame.
+    _engine.core.configure(default_dispatch=Source.dispatch, conditions=_CONDITIONS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _registry
+from . import _engine, _registry
 from ._checks import FileLike as _FileLike
 from ._checks import check_callback as _check_callback
 from ._checks import check_interval as _check_interval
@@ -115,6 +115,12 @@ class FdSource(Source):
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f" fd={self._fd}>"
+
+
+if _engine.core is not None:
+    # Built-in dispatches the core runs itself (same rules, no Python frame).
+    _engine.core.configure(timeout_dispatch=TimeoutSource.dispatch,
+                           fd_dispatch=FdSource.dispatch)
 
 
 def _attach(src: Source, callback: Callable[..., Any], args: tuple[Any, ...],

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._engine import core
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ("ContextStatistics", "SourceStatistics", "SourceStats", "statistics_table")
 
 
-class SourceStatistics:
+class _PySourceStatistics:
     """Per-source counters kept by the context (see `MainContext.statistics`)."""
 
     __slots__ = ("dispatch_time", "dispatches", "max_dispatch_time", "waited")
@@ -26,6 +28,13 @@ class SourceStatistics:
         self.dispatch_time = 0.0
         self.max_dispatch_time = 0.0
         self.waited = 0
+
+
+# The compiled core updates its own record type in place (no allocation per dispatch).
+if TYPE_CHECKING or core is None:  # noqa: SIM108 (the branch mypy sees)
+    SourceStatistics = _PySourceStatistics
+else:
+    SourceStatistics = core.SourceStatistics
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ def _targets(us: dict[str, float], impls: list[str]) -> list[c.Record]:
                 f"{title} dispatch vs call_soon callback (stock base)",
                 us.get(f"{c.AQ}:{kind}"),
                 chain,
-                1.3,
+                1.0,
                 detail="aioqloop/asyncio source ÷ asyncio call_soon chain",
             )
         )
@@ -181,7 +181,7 @@ def _targets(us: dict[str, float], impls: list[str]) -> list[c.Record]:
                     f"call_soon chain on {impl} vs {base}",
                     us.get(f"{impl}:chain"),
                     us.get(f"{base}:chain"),
-                    1.05,
+                    1.03,
                 )
             )
     return out

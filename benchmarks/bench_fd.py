@@ -136,8 +136,13 @@ def run(
             continue
         records.append(
             c.ratio_target(BENCH, f"FdSource round trip on {impl} vs {base} add_reader",
-                           us.get(f"{impl}:fd_source"), us.get(f"{base}:add_reader"), 1.15)
+                           us.get(f"{impl}:fd_source"), us.get(f"{base}:add_reader"), 1.1)
         )
+        if impl == c.AQUV and c.GLIB in impls:
+            records.append(
+                c.ratio_target(BENCH, f"FdSource round trip on {impl} vs GLib g_unix_fd_add",
+                               us.get(f"{impl}:fd_source"), us.get(f"{c.GLIB}:fd_source"), 1.0)
+            )
         records.append(
             c.ratio_target(BENCH, f"add_reader round trip on {impl} vs {base}",
                            us.get(f"{impl}:add_reader"), us.get(f"{base}:add_reader"), 1.05)

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 import aioqloop
-from aioqloop import MainContext
+from aioqloop import MainContext, _engine
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    # Which engine this run tests: the compiled core or the pure-Python reference.
+    return f"aioqloop engine: {_engine.engine_info()}"
 
 
 @pytest.fixture

@@ -1,0 +1,1454 @@
+/* aioqloop._cengine: the compiled core of the engine.
+ *
+ * Hand-written C, chosen by measurement over a compiler pass: mypyc and Cython on the
+ * interpreted-style modules gained 1.04-2.7x and changed behaviour (weak references,
+ * class-level flags, instance patching), while the cost that matters is the interpreter
+ * frames and attribute dictionaries of GLib's per-dispatch bookkeeping.  Here that
+ * bookkeeping is plain C fields read directly:
+ *
+ *   SourceCore        the per-source state of GSource (flags, ready time, priority,
+ *                     callback), the base class of aioqloop.Source;
+ *   SourceStatistics  per-source counters, updated without allocating;
+ *   ContextCore       the hot part of GMainContext: the ready sets, g_main_dispatch
+ *                     with blocking, depth and statistics, the check phase's fast path,
+ *                     and g_main_context_iterate itself.  Base class of MainContext.
+ *
+ * The pure-Python engine (aioqloop/_dispatch.py, aioqloop/context.py, aioqloop/source.py)
+ * is the reference: every method here has a Python twin with the same name and the same
+ * rules, and the slow, rare paths (blocking a source tree, re-arming ready times,
+ * reporting exceptions, prepare hooks) stay in Python and are called from here.  Both
+ * engines run the same test suite.  Field names are those of the Python engine, exposed
+ * as member descriptors, so the rest of the package reads `src._ready` either way.
+ *
+ * Threads: the fields belong to the thread that runs the context, like the Python
+ * attributes they replace (other threads post through the context's Waker).  The module
+ * is not declared free-threading safe; aioqloop picks the pure engine on such builds.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef AIOQLOOP_SOURCE_HASH
+#define AIOQLOOP_SOURCE_HASH ""
+#endif
+
+/* ------------------------------------------------------------------ configuration */
+/* Set once by configure(), from the Python side of the engine. */
+static PyObject *default_dispatch;   /* Source.dispatch (the plain function) */
+static PyObject *timeout_dispatch;   /* TimeoutSource.dispatch */
+static PyObject *fd_dispatch;        /* FdSource.dispatch */
+static PyObject *conditions;         /* tuple of 64 IOCondition values */
+static PyObject *tls;                /* aioqloop._registry._tls */
+static PyObject *warn_slow;          /* callable(src, elapsed) */
+static PyObject *order_key;          /* callable(src) -> src._order */
+
+static PyObject *s_current, *s_dispatch, *s_count_waited, *s_enter, *s_between, *s_leave;
+static PyObject *s_block, *s_unblock, *s_report, *s_callback, *s_maybe_finalize;
+static PyObject *s_slow_threshold, *s_destroy, *s_schedule_ready_time, *s_collect;
+static PyObject *s_run_check_hooks, *s_deferred, *s_give_back, *s_entries, *s_prios;
+static PyObject *s_ops, *s_pending, *s_prepare_slow, *s_masks, *s_poll_waiting, *s_loop;
+static PyObject *s_loop_class, *s_rebind, *s_poll, *s_place, *s_block_kw, *s_dispatch_kw;
+static PyObject *s_phase_dispatch, *s_interval, *s_set_ready_time, *s_fileobj, *s_tag;
+static PyObject *s_revents, *s_key, *s_sort;
+static PyObject *float_zero, *float_inf;
+
+static double SLOW_FLOOR = 0.001;
+
+static inline double
+perf_now(void)
+{
+    /* time.perf_counter() is CLOCK_MONOTONIC on Linux; only differences are used. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* -------------------------------------------------------------- SourceStatistics */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t dispatches;
+    Py_ssize_t waited;
+    double dispatch_time;
+    double max_dispatch_time;
+} StatsObject;
+
+static PyMemberDef stats_members[] = {
+    {"dispatches", T_PYSSIZET, offsetof(StatsObject, dispatches), 0, NULL},
+    {"waited", T_PYSSIZET, offsetof(StatsObject, waited), 0, NULL},
+    {"dispatch_time", T_DOUBLE, offsetof(StatsObject, dispatch_time), 0, NULL},
+    {"max_dispatch_time", T_DOUBLE, offsetof(StatsObject, max_dispatch_time), 0, NULL},
+    {NULL}
+};
+
+static int
+stats_init(PyObject *self, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "SourceStatistics() takes no arguments");
+        return -1;
+    }
+    return 0;
+}
+
+static PyTypeObject StatsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aioqloop._cengine.SourceStatistics",
+    .tp_basicsize = sizeof(StatsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Per-source counters kept by the context (see MainContext.statistics).",
+    .tp_members = stats_members,
+    .tp_init = stats_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* -------------------------------------------------------------------- SourceCore */
+typedef struct {
+    PyObject_HEAD
+    PyObject *context, *callback, *args, *parent, *order, *stats;
+    PyObject *priority, *fds, *children, *name;
+    Py_ssize_t id, heap_seq, dispatching;
+    double ready_time;
+    char can_recurse, destroyed, finalized, ready, ready_by_time, ready_by_child;
+    char blocked, ready_while_blocked, in_heap;
+    char c_idle, c_survives;   /* class flags _idle / _survives_escape, read at creation */
+} SourceObject;
+
+static PyTypeObject SourceType;
+#define Source_Check(o) PyObject_TypeCheck((o), &SourceType)
+#define IS_NONE(o) ((o) == NULL || (o) == Py_None)
+
+static int
+class_flag(PyTypeObject *type, const char *name)
+{
+    PyObject *v = PyObject_GetAttrString((PyObject *)type, name);
+    if (v == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (r < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return r;
+}
+
+static PyObject *
+source_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    SourceObject *self = (SourceObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->args = PyTuple_New(0);
+    self->order = PyTuple_New(0);
+    if (self->args == NULL || self->order == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->ready_time = -1.0;
+    self->c_idle = (char)class_flag(type, "_idle");
+    self->c_survives = (char)class_flag(type, "_survives_escape");
+    return (PyObject *)self;
+}
+
+static int
+source_traverse(SourceObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->context);
+    Py_VISIT(self->callback);
+    Py_VISIT(self->args);
+    Py_VISIT(self->parent);
+    Py_VISIT(self->order);
+    Py_VISIT(self->stats);
+    Py_VISIT(self->priority);
+    Py_VISIT(self->fds);
+    Py_VISIT(self->children);
+    Py_VISIT(self->name);
+    return 0;
+}
+
+static int
+source_clear(SourceObject *self)
+{
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->parent);
+    Py_CLEAR(self->order);
+    Py_CLEAR(self->stats);
+    Py_CLEAR(self->priority);
+    Py_CLEAR(self->fds);
+    Py_CLEAR(self->children);
+    Py_CLEAR(self->name);
+    return 0;
+}
+
+static void
+source_dealloc(SourceObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    source_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define SM(name, type, field) {name, type, offsetof(SourceObject, field), 0, NULL}
+static PyMemberDef source_members[] = {
+    SM("_context", T_OBJECT, context),
+    SM("_callback", T_OBJECT, callback),
+    SM("_args", T_OBJECT_EX, args),
+    SM("_parent", T_OBJECT, parent),
+    SM("_order", T_OBJECT_EX, order),
+    SM("_stats", T_OBJECT, stats),
+    SM("_priority", T_OBJECT_EX, priority),
+    SM("_fds", T_OBJECT_EX, fds),
+    SM("_children", T_OBJECT_EX, children),
+    SM("_name", T_OBJECT_EX, name),
+    SM("_id", T_PYSSIZET, id),
+    SM("_heap_seq", T_PYSSIZET, heap_seq),
+    SM("_dispatching", T_PYSSIZET, dispatching),
+    SM("_ready_time", T_DOUBLE, ready_time),
+    SM("_can_recurse", T_BOOL, can_recurse),
+    SM("_destroyed", T_BOOL, destroyed),
+    SM("_finalized", T_BOOL, finalized),
+    SM("_ready", T_BOOL, ready),
+    SM("_ready_by_time", T_BOOL, ready_by_time),
+    SM("_ready_by_child", T_BOOL, ready_by_child),
+    SM("_blocked", T_BOOL, blocked),
+    SM("_ready_while_blocked", T_BOOL, ready_while_blocked),
+    SM("_in_heap", T_BOOL, in_heap),
+    {NULL}
+};
+
+static PyTypeObject SourceType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aioqloop._cengine.SourceCore",
+    .tp_basicsize = sizeof(SourceObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The per-source state of a GSource, as C fields (base of aioqloop.Source).",
+    .tp_traverse = (traverseproc)source_traverse,
+    .tp_clear = (inquiry)source_clear,
+    .tp_dealloc = (destructor)source_dealloc,
+    .tp_members = source_members,
+    .tp_new = source_new,
+};
+
+static inline Py_ssize_t
+list_len(PyObject *o)
+{
+    if (o == NULL || o == Py_None)
+        return 0;
+    if (PyList_CheckExact(o))
+        return PyList_GET_SIZE(o);
+    return PyObject_Length(o);
+}
+
+/* ------------------------------------------------------------------- ContextCore */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ready;           /* dict: priority -> dict[Source, None] */
+    PyObject *blocked, *blocked_due;
+    PyObject *gate, *port, *fds, *source_ready, *deadlines, *waker, *bh;
+    PyObject *prepare_hooks, *check_hooks, *clock;
+    double now, dispatch_time;
+    Py_ssize_t in_iteration, serial, iterations;
+    char in_hook;
+} ContextObject;
+
+static PyTypeObject ContextType;
+
+static int
+ctx_traverse(ContextObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->ready);
+    Py_VISIT(self->blocked);
+    Py_VISIT(self->blocked_due);
+    Py_VISIT(self->gate);
+    Py_VISIT(self->port);
+    Py_VISIT(self->fds);
+    Py_VISIT(self->source_ready);
+    Py_VISIT(self->deadlines);
+    Py_VISIT(self->waker);
+    Py_VISIT(self->bh);
+    Py_VISIT(self->prepare_hooks);
+    Py_VISIT(self->check_hooks);
+    Py_VISIT(self->clock);
+    return 0;
+}
+
+static int
+ctx_clear(ContextObject *self)
+{
+    Py_CLEAR(self->ready);
+    Py_CLEAR(self->blocked);
+    Py_CLEAR(self->blocked_due);
+    Py_CLEAR(self->gate);
+    Py_CLEAR(self->port);
+    Py_CLEAR(self->fds);
+    Py_CLEAR(self->source_ready);
+    Py_CLEAR(self->deadlines);
+    Py_CLEAR(self->waker);
+    Py_CLEAR(self->bh);
+    Py_CLEAR(self->prepare_hooks);
+    Py_CLEAR(self->check_hooks);
+    Py_CLEAR(self->clock);
+    return 0;
+}
+
+static void
+ctx_dealloc(ContextObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    ctx_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+ctx_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    ContextObject *self = (ContextObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->ready = PyDict_New();
+    self->blocked = PyList_New(0);
+    self->blocked_due = PyList_New(0);
+    if (!self->ready || !self->blocked || !self->blocked_due) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* The ready dict must be a dict of dicts (it always is; checked where it is read). */
+static inline int
+ready_ok(ContextObject *self)
+{
+    if (self->ready == NULL || !PyDict_CheckExact(self->ready)) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._ready must be a dict");
+        return 0;
+    }
+    return 1;
+}
+
+/* _mark_ready: GLib's READY flag on src and its ancestors. */
+static int
+mark_ready(ContextObject *self, PyObject *srcobj)
+{
+    int via_child = 0;
+    if (!ready_ok(self))
+        return -1;
+    Py_INCREF(srcobj);
+    while (!IS_NONE(srcobj)) {
+        if (!Source_Check(srcobj)) {
+            PyErr_Format(PyExc_TypeError, "expected a Source, not %.100s",
+                         Py_TYPE(srcobj)->tp_name);
+            Py_DECREF(srcobj);
+            return -1;
+        }
+        SourceObject *src = (SourceObject *)srcobj;
+        if (src->destroyed)
+            break;
+        if (src->blocked) {
+            src->ready_while_blocked = 1;
+            break;
+        }
+        if (!src->ready) {
+            src->ready = 1;
+            src->ready_by_child = (char)via_child;
+            PyObject *prio = src->priority;
+            if (prio == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "_priority");
+                Py_DECREF(srcobj);
+                return -1;
+            }
+            Py_INCREF(prio);
+            PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
+            if (bucket == NULL) {
+                if (PyErr_Occurred() || (bucket = PyDict_New()) == NULL) {
+                    Py_DECREF(prio);
+                    Py_DECREF(srcobj);
+                    return -1;
+                }
+                if (PyDict_SetItem(self->ready, prio, bucket) < 0) {
+                    Py_DECREF(bucket);
+                    Py_DECREF(prio);
+                    Py_DECREF(srcobj);
+                    return -1;
+                }
+                Py_DECREF(bucket);  /* the ready dict holds it */
+            }
+            if (PyDict_SetItem(bucket, srcobj, Py_None) < 0) {
+                Py_DECREF(prio);
+                Py_DECREF(srcobj);
+                return -1;
+            }
+            PyObject *notify = self->source_ready;
+            if (!IS_NONE(notify)) {
+                Py_INCREF(notify);
+                PyObject *r = PyObject_CallOneArg(notify, prio);
+                Py_DECREF(notify);
+                if (r == NULL) {
+                    Py_DECREF(prio);
+                    Py_DECREF(srcobj);
+                    return -1;
+                }
+                Py_DECREF(r);
+            }
+            Py_DECREF(prio);
+        }
+        else if (!via_child) {
+            src->ready_by_child = 0;
+        }
+        via_child = 1;
+        PyObject *parent = src->parent;
+        Py_XINCREF(parent);
+        Py_DECREF(srcobj);
+        srcobj = parent;
+        if (srcobj == NULL)
+            return 0;
+    }
+    Py_DECREF(srcobj);
+    return 0;
+}
+
+/* Remove src from the ready bucket of its priority (KeyError if absent and strict). */
+static int
+drop_ready(ContextObject *self, SourceObject *src, int strict)
+{
+    PyObject *prio = src->priority;
+    if (prio == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_priority");
+        return -1;
+    }
+    if (!ready_ok(self))
+        return -1;
+    Py_INCREF(prio);
+    PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
+    if (bucket == NULL) {
+        if (!PyErr_Occurred() && strict)
+            PyErr_SetObject(PyExc_KeyError, prio);
+        Py_DECREF(prio);
+        return (strict || PyErr_Occurred()) ? -1 : 0;
+    }
+    Py_INCREF(bucket);
+    int rc = 0;
+    if (PyDict_DelItem(bucket, (PyObject *)src) < 0) {
+        if (strict || !PyErr_ExceptionMatches(PyExc_KeyError))
+            rc = -1;
+        else
+            PyErr_Clear();
+    }
+    if (rc == 0 && PyDict_GET_SIZE(bucket) == 0)
+        rc = PyDict_DelItem(self->ready, prio);
+    Py_DECREF(bucket);
+    Py_DECREF(prio);
+    return rc;
+}
+
+static int
+unmark_ready(ContextObject *self, SourceObject *src)
+{
+    src->ready_by_time = src->ready_by_child = 0;
+    if (src->ready) {
+        src->ready = 0;
+        return drop_ready(self, src, 0);
+    }
+    return 0;
+}
+
+static PyObject *
+ctx_mark_ready(ContextObject *self, PyObject *src)
+{
+    if (mark_ready(self, src) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ctx_unmark_ready(ContextObject *self, PyObject *src)
+{
+    if (!Source_Check(src)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    if (unmark_ready(self, (SourceObject *)src) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Call self.<name>(args...) and discard the result; -1 on error. */
+static int
+call_method_void(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *r;
+    if (a == NULL)
+        r = PyObject_CallMethodNoArgs(obj, name);
+    else if (b == NULL)
+        r = PyObject_CallMethodOneArg(obj, name, a);
+    else
+        r = PyObject_CallMethodObjArgs(obj, name, a, b, c, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Truth of obj.<name>(); -1 on error. */
+static int
+call_truth(PyObject *obj, PyObject *name)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(obj, name);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* Truth of obj.<name>; -1 on error. */
+static int
+attr_truth(PyObject *obj, PyObject *name)
+{
+    PyObject *r = PyObject_GetAttr(obj, name);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static int
+schedule_ready_time(ContextObject *self, SourceObject *src)
+{
+    return call_method_void((PyObject *)self, s_schedule_ready_time, (PyObject *)src, NULL,
+                            NULL);
+}
+
+/* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
+static int
+rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
+{
+    Py_ssize_t nfds = list_len(src->fds);
+    if (nfds < 0)
+        return -1;
+    if (nfds) {
+        PyObject *fds = src->fds;
+        Py_INCREF(fds);
+        PyObject *it = PyObject_GetIter(fds);
+        Py_DECREF(fds);
+        if (it == NULL)
+            return -1;
+        PyObject *rec;
+        PyObject *zero = PyLong_FromLong(0);
+        while ((rec = PyIter_Next(it)) != NULL) {
+            int rc = PyObject_SetAttr(rec, s_revents, zero);
+            Py_DECREF(rec);
+            if (rc < 0) {
+                Py_DECREF(zero);
+                Py_DECREF(it);
+                return -1;
+            }
+        }
+        Py_DECREF(zero);
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            return -1;
+    }
+    double now = self->now, rt = src->ready_time;
+    if (premarked && src->ready && !src->c_idle && !(0 <= rt && rt <= now)) {
+        if (unmark_ready(self, src) < 0)
+            return -1;
+    }
+    if (src->destroyed)
+        return 0;
+    if (!keep)
+        return call_method_void((PyObject *)src, s_destroy, NULL, NULL, NULL);
+    if (src->c_idle)
+        return mark_ready(self, (PyObject *)src);
+    rt = src->ready_time;
+    if (rt != -1 && !src->in_heap) {
+        if (rt <= now) {
+            if (!src->ready) {
+                if (mark_ready(self, (PyObject *)src) < 0)
+                    return -1;
+                src->ready_by_time = src->ready;
+            }
+        }
+        else {
+            return schedule_ready_time(self, src);
+        }
+    }
+    return 0;
+}
+
+/* Dispatcher._end_dispatch. */
+static int
+end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, double elapsed)
+{
+    src->dispatching--;
+    if (blocked) {
+        Py_ssize_t ndue = list_len(self->blocked_due);
+        if (ndue < 0)
+            return -1;
+        if (leaf && !src->ready_while_blocked && ndue == 0) {
+            src->blocked = 0;
+            PyObject *stack = self->blocked;
+            Py_ssize_t n;
+            if (stack != NULL && PyList_CheckExact(stack) && (n = PyList_GET_SIZE(stack)) > 0
+                    && PyList_GET_ITEM(stack, n - 1) == (PyObject *)src) {
+                if (PyList_SetSlice(stack, n - 1, n, NULL) < 0)
+                    return -1;
+            }
+            else if (call_method_void((PyObject *)self, s_unblock, (PyObject *)src, NULL,
+                                      NULL) < 0) {
+                return -1;
+            }
+        }
+        else if (call_method_void((PyObject *)self, s_unblock, (PyObject *)src, NULL,
+                                  NULL) < 0) {
+            return -1;
+        }
+    }
+    PyObject *st = src->stats;
+    if (IS_NONE(st)) {
+        st = PyObject_CallNoArgs((PyObject *)&StatsType);
+        if (st == NULL)
+            return -1;
+        Py_XSETREF(src->stats, st);
+    }
+    if (Py_IS_TYPE(st, &StatsType)) {
+        StatsObject *s = (StatsObject *)st;
+        s->dispatches++;
+        s->dispatch_time += elapsed;
+        if (elapsed > s->max_dispatch_time)
+            s->max_dispatch_time = elapsed;
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "Source._stats must be a SourceStatistics");
+        return -1;
+    }
+    if (src->destroyed) {
+        if (call_method_void((PyObject *)src, s_maybe_finalize, NULL, NULL, NULL) < 0)
+            return -1;
+    }
+    if (elapsed >= SLOW_FLOOR) {
+        PyObject *th = PyObject_CallMethodNoArgs(self->port, s_slow_threshold);
+        if (th == NULL)
+            return -1;
+        if (th != Py_None) {
+            double t = PyFloat_AsDouble(th);
+            Py_DECREF(th);
+            if (t == -1.0 && PyErr_Occurred())
+                return -1;
+            if (elapsed >= t) {
+                PyObject *e = PyFloat_FromDouble(elapsed);
+                if (e == NULL)
+                    return -1;
+                PyObject *r = PyObject_CallFunctionObjArgs(warn_slow, (PyObject *)src, e,
+                                                           NULL);
+                Py_DECREF(e);
+                if (r == NULL)
+                    return -1;
+                Py_DECREF(r);
+            }
+        }
+        else {
+            Py_DECREF(th);
+        }
+    }
+    return 0;
+}
+
+/* Look a function up on the type (no instance attributes: those are not hooks). */
+static inline PyObject *
+type_attr(PyObject *obj, PyObject *name)
+{
+    return _PyType_Lookup(Py_TYPE(obj), name);  /* borrowed, no exception set */
+}
+
+/* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
+ * sources run no Python frame but the user's callback. */
+static PyObject *
+run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
+{
+    PyObject *self = (PyObject *)src;
+    PyObject *fn = type_attr(self, s_dispatch);
+    if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
+        if (fn == default_dispatch)
+            return PyObject_Call(cb, args, NULL);
+        if (fn == fd_dispatch) {
+            PyObject *fileobj = PyObject_GetAttr(self, s_fileobj);
+            if (fileobj == NULL)
+                return NULL;
+            PyObject *tag = PyObject_GetAttr(self, s_tag);
+            if (tag == NULL) {
+                Py_DECREF(fileobj);
+                return NULL;
+            }
+            PyObject *rev = PyObject_GetAttr(tag, s_revents);
+            Py_DECREF(tag);
+            if (rev == NULL) {
+                Py_DECREF(fileobj);
+                return NULL;
+            }
+            long bits = PyLong_AsLong(rev);
+            Py_DECREF(rev);
+            if (bits == -1 && PyErr_Occurred()) {
+                Py_DECREF(fileobj);
+                return NULL;
+            }
+            Py_ssize_t n = PyTuple_GET_SIZE(args);
+            PyObject *small[8];
+            PyObject **argv = small;
+            if (n + 2 > 8) {
+                argv = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n + 2));
+                if (argv == NULL) {
+                    Py_DECREF(fileobj);
+                    return PyErr_NoMemory();
+                }
+            }
+            argv[0] = fileobj;
+            argv[1] = PyTuple_GET_ITEM(conditions, bits & 0x3F);
+            for (Py_ssize_t i = 0; i < n; i++)
+                argv[i + 2] = PyTuple_GET_ITEM(args, i);
+            PyObject *r = PyObject_Vectorcall(cb, argv, (size_t)(n + 2), NULL);
+            if (argv != small)
+                PyMem_Free(argv);
+            Py_DECREF(fileobj);
+            return r;
+        }
+        ContextObject *ctx = (ContextObject *)src->context;
+        if (fn == timeout_dispatch && ctx != NULL
+                && PyObject_TypeCheck((PyObject *)ctx, &ContextType)
+                && (ctx->in_iteration || ctx->in_hook)) {
+            PyObject *r = PyObject_Call(cb, args, NULL);
+            if (r == NULL)
+                return NULL;
+            int keep = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            if (keep < 0)
+                return NULL;
+            if (keep && !src->destroyed) {
+                /* re-arm at the iteration's cached time plus the interval */
+                PyObject *iv = PyObject_GetAttr(self, s_interval);
+                if (iv == NULL)
+                    return NULL;
+                double interval = PyFloat_AsDouble(iv);
+                Py_DECREF(iv);
+                if (interval == -1.0 && PyErr_Occurred())
+                    return NULL;
+                PyObject *w = PyFloat_FromDouble(ctx->now + interval);
+                if (w == NULL)
+                    return NULL;
+                PyObject *x = PyObject_CallMethodOneArg(self, s_set_ready_time, w);
+                Py_DECREF(w);
+                if (x == NULL)
+                    return NULL;
+                Py_DECREF(x);
+            }
+            return PyBool_FromLong(keep);
+        }
+    }
+    return PyObject_CallMethodObjArgs(self, s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
+                                      NULL);
+}
+
+/* Dispatcher._dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
+static int
+dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
+{
+    PyObject *srcobj = (PyObject *)src;
+    if (src->ready) {
+        src->ready = src->ready_by_time = src->ready_by_child = 0;
+        if (drop_ready(self, src, 1) < 0)
+            return -1;
+    }
+    int blocked = !src->can_recurse;
+    double rt = src->ready_time;
+    int premarked = !blocked && (src->c_idle || (0 <= rt && rt <= self->now && !src->in_heap));
+    if (premarked && mark_ready(self, srcobj) < 0)
+        return -1;
+    Py_ssize_t nchildren = list_len(src->children), nfds = list_len(src->fds);
+    if (nchildren < 0 || nfds < 0)
+        return -1;
+    int leaf = !(nchildren || nfds);
+    if (blocked) {
+        if (leaf) {
+            src->blocked = 1;
+            if (self->blocked == NULL || !PyList_CheckExact(self->blocked)) {
+                PyErr_SetString(PyExc_TypeError, "MainContext._blocked must be a list");
+                return -1;
+            }
+            if (PyList_Append(self->blocked, srcobj) < 0)
+                return -1;
+        }
+        else if (call_method_void((PyObject *)self, s_block, srcobj, NULL, NULL) < 0) {
+            return -1;
+        }
+    }
+    if (tls == NULL || order_key == NULL || warn_slow == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
+        return -1;
+    }
+    PyObject *current = PyObject_GetAttr(tls, s_current);
+    if (current == NULL)
+        return -1;
+    if (!PyList_CheckExact(current) || PyList_Append(current, srcobj) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "the dispatch stack must be a list");
+        Py_DECREF(current);
+        return -1;
+    }
+    self->in_iteration++;
+    src->dispatching++;
+    int keep = 0, escaped = 0, failed = 0;
+    PyObject *cb = src->callback ? src->callback : Py_None;
+    PyObject *args = src->args;
+    Py_INCREF(cb);
+    Py_XINCREF(args);
+    Py_INCREF(srcobj);
+    PyObject *res = args ? run_dispatch(src, cb, args) : NULL;
+    if (args == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_AttributeError, "_args");
+    if (res != NULL) {
+        keep = PyObject_IsTrue(res);
+        Py_DECREF(res);
+    }
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+    if (res == NULL || keep < 0) {
+        keep = 0;
+        if (PyErr_ExceptionMatches(PyExc_SystemExit)
+                || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            escaped = 1;
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        }
+        else {
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
+            if (exc_tb != NULL && exc_value != NULL)
+                PyException_SetTraceback(exc_value, exc_tb);
+            PyObject *kwnames = PyTuple_Pack(1, s_callback);
+            PyObject *fnargs[5] = {(PyObject *)self, exc_value ? exc_value : Py_None, srcobj,
+                                   s_phase_dispatch, cb};
+            PyObject *r = NULL;
+            if (kwnames != NULL) {
+                r = PyObject_VectorcallMethod(s_report, fnargs, 4, kwnames);
+                Py_DECREF(kwnames);
+            }
+            Py_XDECREF(exc_type);
+            Py_XDECREF(exc_value);
+            Py_XDECREF(exc_tb);
+            exc_type = exc_value = exc_tb = NULL;
+            if (r == NULL) {
+                failed = 1;
+                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            }
+            else {
+                Py_DECREF(r);
+            }
+        }
+    }
+    /* finally: */
+    double t1 = perf_now();
+    self->in_iteration--;
+    Py_ssize_t n = PyList_GET_SIZE(current);
+    int cleanup_rc = 0;
+    if (n > 0)
+        cleanup_rc = PyList_SetSlice(current, n - 1, n, NULL);
+    Py_DECREF(current);
+    if (cleanup_rc == 0)
+        cleanup_rc = end_dispatch(self, src, blocked, leaf, t1 - t0);
+    if (cleanup_rc == 0 && escaped)
+        cleanup_rc = rearm(self, src, src->c_survives, premarked);
+    if (cleanup_rc < 0) {
+        /* an exception in the cleanup replaces the pending one, as in a finally block */
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+        Py_DECREF(cb);
+        Py_XDECREF(args);
+        Py_DECREF(srcobj);
+        return -1;
+    }
+    if (escaped || failed) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        Py_DECREF(cb);
+        Py_XDECREF(args);
+        Py_DECREF(srcobj);
+        return -1;
+    }
+    int rc;
+    if (keep && src->c_idle && list_len(src->fds) == 0 && !src->destroyed)
+        rc = mark_ready(self, srcobj);  /* a repeating idle, the common case of rearm */
+    else
+        rc = rearm(self, src, keep, premarked);
+    Py_DECREF(cb);
+    Py_XDECREF(args);
+    Py_DECREF(srcobj);
+    *t_end = t1;
+    return rc;
+}
+
+/* The first key of a one-entry dict (borrowed). */
+static PyObject *
+only_key(PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    if (PyDict_Next(dict, &pos, &key, &value))
+        return key;
+    return NULL;
+}
+
+/* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
+static PyObject *
+ctx_dispatch(ContextObject *self, PyObject *priority)
+{
+    if (!ready_ok(self))
+        return NULL;
+    PyObject *bucket = PyDict_GetItemWithError(self->ready, priority);
+    if (bucket == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError))
+                return NULL;
+            PyErr_Clear();  /* an unhashable priority: nothing is ready there */
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyDict_Check(bucket) || PyDict_GET_SIZE(bucket) == 0)
+        Py_RETURN_NONE;
+    self->iterations++;
+    PyObject *single = NULL, *pending = NULL;
+    if (PyDict_GET_SIZE(bucket) == 1) {
+        single = only_key(bucket);
+        Py_INCREF(single);
+    }
+    else {
+        pending = PySequence_List(bucket);
+        if (pending == NULL)
+            return NULL;
+        PyObject *kwnames = PyTuple_Pack(1, s_key);
+        PyObject *sargs[2] = {pending, order_key};
+        PyObject *r = kwnames ? PyObject_VectorcallMethod(s_sort, sargs, 1, kwnames) : NULL;
+        Py_XDECREF(kwnames);
+        if (r == NULL) {
+            Py_DECREF(pending);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    if (PyDict_GET_SIZE(self->ready) > 1) {
+        if (call_method_void((PyObject *)self, s_count_waited, priority, NULL, NULL) < 0)
+            goto fail_early;
+    }
+    PyObject *gate = IS_NONE(self->gate) ? NULL : self->gate;
+    Py_XINCREF(gate);
+    if (gate != NULL) {
+        int ok = call_truth(gate, s_enter);
+        if (ok <= 0) {
+            Py_DECREF(gate);
+            if (ok < 0)
+                goto fail_early;
+            Py_XDECREF(single);
+            Py_XDECREF(pending);
+            Py_RETURN_NONE;
+        }
+    }
+    Py_ssize_t serial = self->serial;
+    double t = perf_now(), t_start = t;
+    int failed = 0;
+    Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (self->serial != serial)
+            break;  /* a nested iteration took over the rest, as in gmain.c */
+        PyObject *o = single ? single : PyList_GET_ITEM(pending, i);
+        if (!Source_Check(o))
+            continue;
+        SourceObject *src = (SourceObject *)o;
+        if (!src->ready || src->destroyed)
+            continue;
+        if (gate != NULL) {
+            int ok = call_truth(gate, s_between);
+            if (ok < 0) {
+                failed = 1;
+                break;
+            }
+            if (!ok) {
+                Py_CLEAR(gate);  /* deferred: the rest waits for the lock */
+                break;
+            }
+        }
+        double t_end;
+        if (dispatch_one(self, src, t, &t_end) < 0) {
+            failed = 1;
+            break;
+        }
+        t = t_end;
+    }
+    self->dispatch_time += t - t_start;
+    if (gate != NULL) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (call_method_void(gate, s_leave, NULL, NULL, NULL) < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            failed = 1;
+        }
+        else {
+            PyErr_Restore(et, ev, etb);
+        }
+        Py_DECREF(gate);
+    }
+    Py_XDECREF(single);
+    Py_XDECREF(pending);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+fail_early:
+    Py_XDECREF(single);
+    Py_XDECREF(pending);
+    return NULL;
+}
+
+/* The most urgent ready priority (a new reference), or inf. */
+static PyObject *
+best_priority(ContextObject *self)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value, *best = NULL;
+    long bestv = 0;
+    while (PyDict_Next(self->ready, &pos, &key, &value)) {
+        long v = PyLong_AsLong(key);
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (best == NULL || v < bestv) {
+            best = key;
+            bestv = v;
+        }
+    }
+    if (best == NULL) {
+        Py_INCREF(float_inf);
+        return float_inf;
+    }
+    Py_INCREF(best);
+    return best;
+}
+
+static inline int
+nonempty_attr(PyObject *obj, PyObject *name)
+{
+    if (IS_NONE(obj))
+        return 0;
+    return attr_truth(obj, name);
+}
+
+static int
+bh_pending(ContextObject *self)
+{
+    return nonempty_attr(self->bh, s_pending);
+}
+
+static int
+read_clock(ContextObject *self)
+{
+    PyObject *t = PyObject_CallNoArgs(self->clock);
+    if (t == NULL)
+        return -1;
+    double v = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (v == -1.0 && PyErr_Occurred())
+        return -1;
+    self->now = v;
+    return 0;
+}
+
+/* MainContext._check: GLib's check; the priority to dispatch (inf if none). */
+static PyObject *
+check(ContextObject *self)
+{
+    int entries = nonempty_attr(self->deadlines, s_entries);
+    int hooks = entries < 0 ? -1 : nonempty_attr(self->check_hooks, s_prios);
+    int ops = hooks < 0 ? -1 : nonempty_attr(self->waker, s_ops);
+    int bh = ops < 0 ? -1 : bh_pending(self);
+    if (bh < 0)
+        return NULL;
+    if (!ready_ok(self))
+        return NULL;
+    if (entries || hooks || ops || bh) {
+        if (call_method_void((PyObject *)self, s_collect, NULL, NULL, NULL) < 0)
+            return NULL;
+        if (hooks && call_method_void((PyObject *)self, s_run_check_hooks, NULL, NULL, NULL) < 0)
+            return NULL;
+    }
+    else if (PyDict_GET_SIZE(self->ready)) {
+        if (read_clock(self) < 0)
+            return NULL;
+    }
+    if (!IS_NONE(self->gate)) {
+        PyObject *gate = self->gate;
+        Py_INCREF(gate);
+        int deferred = attr_truth(gate, s_deferred);
+        if (deferred < 0 || (deferred == 0 && PyDict_GET_SIZE(self->ready) == 0
+                             && call_method_void(gate, s_give_back, NULL, NULL, NULL) < 0)) {
+            Py_DECREF(gate);
+            return NULL;
+        }
+        Py_DECREF(gate);
+        if (deferred) {
+            Py_INCREF(float_inf);
+            return float_inf;
+        }
+    }
+    return best_priority(self);
+}
+
+static PyObject *
+ctx_check(ContextObject *self, PyObject *unused)
+{
+    return check(self);
+}
+
+/* MainContext._prepare's fast part; the rest is _prepare_slow(deferred) in Python. */
+static PyObject *
+prepare(ContextObject *self)
+{
+    self->serial++;
+    int deferred = 0;
+    if (!IS_NONE(self->gate) && (deferred = attr_truth(self->gate, s_deferred)) < 0)
+        return NULL;
+    int queued = nonempty_attr(self->waker, s_ops);
+    if (queued == 0)
+        queued = bh_pending(self);
+    if (queued < 0)
+        return NULL;
+    int hooks = nonempty_attr(self->prepare_hooks, s_prios);
+    if (hooks < 0 || !ready_ok(self))
+        return NULL;
+    Py_ssize_t nready = PyDict_GET_SIZE(self->ready);
+    if (nready && !deferred && !hooks && !queued) {
+        Py_INCREF(float_zero);
+        return float_zero;
+    }
+    if (!(nready || hooks || queued)) {
+        int entries = nonempty_attr(self->deadlines, s_entries);
+        int masks = entries ? entries : nonempty_attr(self->fds, s_masks);
+        if (masks < 0)
+            return NULL;
+        if (!masks)
+            Py_RETURN_NONE;
+    }
+    return PyObject_CallMethodOneArg((PyObject *)self, s_prepare_slow,
+                                     deferred ? Py_True : Py_False);
+}
+
+static PyObject *
+ctx_prepare(ContextObject *self, PyObject *unused)
+{
+    return prepare(self);
+}
+
+/* MainContext.iterate(driver, *, block, dispatch): g_main_context_iterate. */
+static PyObject *
+ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    int block = 0, dispatch = 0;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "iterate() takes one positional argument (driver)");
+        return NULL;
+    }
+    int seen_block = 0, seen_dispatch = 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        int v = PyObject_IsTrue(args[nargs + i]);
+        if (v < 0)
+            return NULL;
+        if (k == s_block_kw || PyUnicode_Compare(k, s_block_kw) == 0) {
+            block = v;
+            seen_block = 1;
+        }
+        else if (k == s_dispatch_kw || PyUnicode_Compare(k, s_dispatch_kw) == 0) {
+            dispatch = v;
+            seen_dispatch = 1;
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "iterate() got an unexpected keyword argument %R", k);
+            return NULL;
+        }
+    }
+    if (!seen_block || !seen_dispatch) {
+        PyErr_SetString(PyExc_TypeError,
+                        "iterate() needs the keyword arguments 'block' and 'dispatch'");
+        return NULL;
+    }
+    PyObject *driver = args[0];
+    PyObject *waker = self->waker;
+    if (IS_NONE(waker)) {
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext has no waker");
+        return NULL;
+    }
+    Py_INCREF(waker);
+    PyObject *was_waiting = PyObject_GetAttr(waker, s_poll_waiting);
+    if (was_waiting == NULL) {
+        Py_DECREF(waker);
+        return NULL;
+    }
+    /* the loop's class was swapped (e.g. looptime): follow its clock */
+    PyObject *port = self->port;
+    Py_INCREF(port);
+    PyObject *loop = PyObject_GetAttr(port, s_loop);
+    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
+    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
+    Py_XDECREF(loop);
+    Py_XDECREF(loop_class);
+    if (loop_class == NULL)
+        goto fail_port;
+    if (swapped) {
+        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
+        if (clock == NULL)
+            goto fail_port;
+        Py_XSETREF(self->clock, clock);
+    }
+    Py_DECREF(port);
+    /* "May sleep" is published before the last look at the queues (the GIL orders a
+     * plain store; free-threaded builds use the pure engine). */
+    if (PyObject_SetAttr(waker, s_poll_waiting, Py_True) < 0)
+        goto fail;
+    PyObject *timeout = prepare(self);
+    PyObject *r = NULL;
+    if (timeout != NULL) {
+        r = PyObject_CallMethodOneArg(driver, s_poll, block ? timeout : float_zero);
+        Py_DECREF(timeout);
+    }
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (PyObject_SetAttr(waker, s_poll_waiting, was_waiting) < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            Py_XDECREF(r);
+            goto fail;
+        }
+        PyErr_Restore(et, ev, etb);
+    }
+    Py_DECREF(was_waiting);
+    Py_DECREF(waker);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    PyObject *prio = check(self);
+    if (prio == NULL)
+        return NULL;
+    if (prio == float_inf || (PyFloat_Check(prio) && isinf(PyFloat_AS_DOUBLE(prio)))) {
+        Py_DECREF(prio);
+        Py_RETURN_FALSE;
+    }
+    if (dispatch) {
+        r = PyObject_CallMethodOneArg(driver, s_place, prio);
+        Py_DECREF(prio);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    else {
+        Py_DECREF(prio);
+    }
+    Py_RETURN_TRUE;
+fail_port:
+    Py_DECREF(port);
+fail:
+    Py_DECREF(was_waiting);
+    Py_DECREF(waker);
+    return NULL;
+}
+
+static PyMethodDef ctx_methods[] = {
+    {"dispatch", (PyCFunction)ctx_dispatch, METH_O,
+     "Dispatch the ready sources of ``priority`` in attach order.  Owner thread."},
+    {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
+     "Set GLib's READY flag on a source and its ancestors.  Owner thread only."},
+    {"_unmark_ready", (PyCFunction)ctx_unmark_ready, METH_O, "Clear READY on a source."},
+    {"_check", (PyCFunction)ctx_check, METH_NOARGS,
+     "GLib's check: the priority to dispatch (inf if none).  Owner thread."},
+    {"_prepare", (PyCFunction)ctx_prepare, METH_NOARGS,
+     "GLib's prepare (+ query): the poll timeout in seconds (None = forever)."},
+    {"iterate", (PyCFunction)(void (*)(void))ctx_iterate, METH_FASTCALL | METH_KEYWORDS,
+     "iterate(driver, *, block, dispatch): one iteration (g_main_context_iterate); "
+     "True if a source was ready.  Owner thread."},
+    {NULL}
+};
+
+#define CM(name, type, field) {name, type, offsetof(ContextObject, field), 0, NULL}
+static PyMemberDef ctx_members[] = {
+    CM("_ready", T_OBJECT_EX, ready),
+    CM("_blocked", T_OBJECT_EX, blocked),
+    CM("_blocked_due", T_OBJECT_EX, blocked_due),
+    CM("_gate", T_OBJECT, gate),
+    CM("_port", T_OBJECT_EX, port),
+    CM("_fds", T_OBJECT_EX, fds),
+    CM("_source_ready", T_OBJECT, source_ready),
+    CM("_deadlines", T_OBJECT_EX, deadlines),
+    CM("_waker", T_OBJECT_EX, waker),
+    CM("_bh", T_OBJECT, bh),
+    CM("_prepare_hooks", T_OBJECT_EX, prepare_hooks),
+    CM("_check_hooks", T_OBJECT_EX, check_hooks),
+    CM("_clock", T_OBJECT_EX, clock),
+    CM("_now", T_DOUBLE, now),
+    CM("_dispatch_time", T_DOUBLE, dispatch_time),
+    CM("_in_iteration", T_PYSSIZET, in_iteration),
+    CM("_serial", T_PYSSIZET, serial),
+    CM("_iterations", T_PYSSIZET, iterations),
+    CM("_in_hook", T_BOOL, in_hook),
+    {NULL}
+};
+
+static PyTypeObject ContextType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aioqloop._cengine.ContextCore",
+    .tp_basicsize = sizeof(ContextObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The hot part of a GMainContext, as C fields (base of aioqloop.MainContext).",
+    .tp_traverse = (traverseproc)ctx_traverse,
+    .tp_clear = (inquiry)ctx_clear,
+    .tp_dealloc = (destructor)ctx_dealloc,
+    .tp_members = ctx_members,
+    .tp_methods = ctx_methods,
+    .tp_new = ctx_new,
+};
+
+/* ------------------------------------------------------------------------ module */
+static int
+set_ref(PyObject **slot, PyObject *kw, const char *name)
+{
+    PyObject *v = PyDict_GetItemString(kw, name);
+    if (v == NULL)
+        return 0;
+    if (strcmp(name, "conditions") == 0
+            && (!PyTuple_CheckExact(v) || PyTuple_GET_SIZE(v) != 64)) {
+        PyErr_SetString(PyExc_ValueError, "conditions must be a tuple of 64 entries");
+        return -1;
+    }
+    Py_INCREF(v);
+    Py_XSETREF(*slot, v);
+    return 1;
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
+        return NULL;
+    }
+    if (kw == NULL)
+        Py_RETURN_NONE;
+    static const char *names[] = {"default_dispatch", "timeout_dispatch", "fd_dispatch",
+                                  "conditions", "tls", "warn_slow", "order_key"};
+    PyObject **slots[] = {&default_dispatch, &timeout_dispatch, &fd_dispatch, &conditions,
+                          &tls, &warn_slow, &order_key};
+    Py_ssize_t used = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int r = set_ref(slots[i], kw, names[i]);
+        if (r < 0)
+            return NULL;
+        used += r;
+    }
+    PyObject *floor = PyDict_GetItemString(kw, "slow_floor");
+    if (floor != NULL) {
+        double v = PyFloat_AsDouble(floor);
+        if (v == -1.0 && PyErr_Occurred())
+            return NULL;
+        SLOW_FLOOR = v;
+        used++;
+    }
+    if (used != PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "configure() got an unknown keyword argument");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "Give the core the Python objects it compares against or calls (once, at import)."},
+    {NULL}
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "aioqloop._cengine",
+    "The compiled core of aioqloop's engine (see the C source's header).", -1,
+    module_methods,
+};
+
+#define INTERN(var, text) if (((var) = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC
+PyInit__cengine(void)
+{
+    INTERN(s_current, "current");
+    INTERN(s_dispatch, "dispatch");
+    INTERN(s_count_waited, "_count_waited");
+    INTERN(s_enter, "enter");
+    INTERN(s_between, "between");
+    INTERN(s_leave, "leave");
+    INTERN(s_block, "_block");
+    INTERN(s_unblock, "_unblock");
+    INTERN(s_report, "_report");
+    INTERN(s_callback, "callback");
+    INTERN(s_maybe_finalize, "_maybe_finalize");
+    INTERN(s_slow_threshold, "slow_threshold");
+    INTERN(s_destroy, "destroy");
+    INTERN(s_schedule_ready_time, "_schedule_ready_time");
+    INTERN(s_collect, "_collect");
+    INTERN(s_run_check_hooks, "_run_check_hooks");
+    INTERN(s_deferred, "deferred");
+    INTERN(s_give_back, "give_back");
+    INTERN(s_entries, "entries");
+    INTERN(s_prios, "prios");
+    INTERN(s_ops, "ops");
+    INTERN(s_pending, "pending");
+    INTERN(s_prepare_slow, "_prepare_slow");
+    INTERN(s_masks, "masks");
+    INTERN(s_poll_waiting, "poll_waiting");
+    INTERN(s_loop, "loop");
+    INTERN(s_loop_class, "loop_class");
+    INTERN(s_rebind, "rebind");
+    INTERN(s_poll, "poll");
+    INTERN(s_place, "place");
+    INTERN(s_block_kw, "block");
+    INTERN(s_dispatch_kw, "dispatch");
+    INTERN(s_phase_dispatch, "dispatch");
+    INTERN(s_interval, "_interval");
+    INTERN(s_set_ready_time, "set_ready_time");
+    INTERN(s_fileobj, "_fileobj");
+    INTERN(s_tag, "_tag");
+    INTERN(s_revents, "revents");
+    INTERN(s_key, "key");
+    INTERN(s_sort, "sort");
+    if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)
+        return NULL;
+    if ((float_inf = PyFloat_FromDouble(INFINITY)) == NULL)
+        return NULL;
+    if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&SourceType) < 0
+            || PyType_Ready(&ContextType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&StatsType);
+    Py_INCREF(&SourceType);
+    Py_INCREF(&ContextType);
+    if (PyModule_AddObject(m, "SourceStatistics", (PyObject *)&StatsType) < 0
+            || PyModule_AddObject(m, "SourceCore", (PyObject *)&SourceType) < 0
+            || PyModule_AddObject(m, "ContextCore", (PyObject *)&ContextType) < 0
+            || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

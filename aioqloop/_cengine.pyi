@@ -1,0 +1,52 @@
+# Types of the compiled core (aioqloop/_cengine.c); the pure-Python twins are the reference.
+from collections.abc import Callable
+from typing import Any
+
+SOURCE_HASH: str
+
+def configure(**refs: Any) -> None: ...
+
+class SourceStatistics:
+    dispatches: int
+    waited: int
+    dispatch_time: float
+    max_dispatch_time: float
+
+class SourceCore:
+    _context: Any
+    _callback: Callable[..., Any] | None
+    _args: tuple[Any, ...]
+    _parent: Any
+    _order: tuple[int, ...]
+    _stats: SourceStatistics | None
+    _priority: int
+    _fds: list[Any]
+    _children: list[Any]
+    _name: str | None
+    _id: int
+    _heap_seq: int
+    _dispatching: int
+    _ready_time: float
+    _can_recurse: bool
+    _destroyed: bool
+    _finalized: bool
+    _ready: bool
+    _ready_by_time: bool
+    _ready_by_child: bool
+    _blocked: bool
+    _ready_while_blocked: bool
+    _in_heap: bool
+
+class ContextCore:
+    _now: float
+    _dispatch_time: float
+    _in_iteration: int
+    _serial: int
+    _iterations: int
+    _in_hook: bool
+    def dispatch(self, priority: float) -> None: ...
+    def iterate(self, driver: Any, *, block: bool, dispatch: bool) -> bool: ...
+    def _mark_ready(self, src: Any) -> None: ...
+    def _unmark_ready(self, src: Any) -> None: ...
+    def _check(self) -> float: ...
+    def _prepare(self) -> float | None: ...

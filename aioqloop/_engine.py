@@ -1,0 +1,97 @@
+"""Which engine runs: the compiled core (`aioqloop._cengine`) or the pure-Python reference.
+
+The compiled core replaces the hot methods of `MainContext` and the per-source state of
+`Source` with C (see the header of ``_cengine.c``); the pure-Python modules stay the
+reference and the fallback, and both pass the same test suite.  The choice is made once,
+at import, from the ``AIOQLOOP_ENGINE`` environment variable:
+
+* ``auto`` (default): the compiled core if it was built, matches the sources it was built
+  from, and the interpreter is not free-threaded; else the pure engine.
+* ``c``: the compiled core or an ImportError saying why not.
+* ``python``: the pure engine.
+
+A stale build must not shadow edited sources: the build records a hash of ``_cengine.c``
+and of the Python modules whose hot paths it mirrors (`HASHED`), and a build whose hash
+differs from the files next to it is not used (with a warning under ``auto``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Final
+
+__all__ = ("ENGINE", "REASON", "core", "engine_info", "source_hash")
+
+#: The files whose content a build of the compiled core depends on (package-relative).
+HASHED: Final = ("_cengine.c", "_dispatch.py", "context.py", "source.py", "sources.py",
+                 "statistics.py", "_engine.py")
+_ENV = "AIOQLOOP_ENGINE"
+_HERE = Path(__file__).resolve().parent
+
+
+def source_hash(directory: Path = _HERE) -> str | None:
+    """The hash a build of the core records for the files in ``directory`` (None if one
+    of them is missing, e.g. a package without its C source)."""
+    digest = hashlib.sha256()
+    for name in HASHED:
+        try:
+            data = (directory / name).read_bytes()
+        except OSError:
+            return None
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()
+
+
+def _free_threaded() -> bool:
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _load() -> tuple[ModuleType | None, str]:
+    wanted = os.environ.get(_ENV, "auto").strip().lower() or "auto"
+    if wanted not in ("auto", "c", "python"):
+        raise ImportError(f"{_ENV} must be 'auto', 'c' or 'python', not {wanted!r}")
+    if wanted == "python":
+        return None, f"{_ENV}=python"
+    if _free_threaded():
+        why = "a free-threaded interpreter (the compiled core assumes the GIL)"
+        if wanted == "c":
+            raise ImportError(f"{_ENV}=c, but this is {why}")
+        return None, why
+    try:
+        from . import _cengine
+    except ImportError as exc:
+        if wanted == "c":
+            raise ImportError(f"{_ENV}=c, but the compiled core is not built: {exc}") from exc
+        return None, "the compiled core is not built (no C compiler at install time?)"
+    expected = source_hash()
+    if expected is not None and expected != _cengine.SOURCE_HASH:
+        why = (f"the compiled core {Path(_cengine.__file__ or '?').name} is stale: the "
+               "sources changed since it was built (rebuild: pip install -e .)")
+        if wanted == "c":
+            raise ImportError(f"{_ENV}=c, but {why}")
+        warnings.warn(f"aioqloop: {why}; using the pure-Python engine", RuntimeWarning,
+                      stacklevel=3)
+        return None, why
+    return _cengine, "built and current"
+
+
+core, REASON = _load()
+#: ``"c"`` (the compiled core) or ``"python"`` (the pure-Python engine).
+ENGINE: Final[str] = "python" if core is None else "c"
+
+if core is not None:
+    from . import _registry
+
+    core.configure(tls=_registry._tls)
+
+
+def engine_info() -> str:
+    """One line for reports: which engine runs and why."""
+    impl = f"{sys.implementation.name} {sys.version.split()[0]}"
+    return f"{ENGINE} ({REASON}; {impl})"

@@ -1,0 +1,191 @@
+"""Which engine runs (`aioqloop._engine`): the compiled core or the pure-Python reference.
+
+The whole suite runs on both (CI runs it twice); these tests pin the choice itself: the
+environment variable, a missing or stale build, and what the compiled core takes over.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aioqloop
+from aioqloop import _engine, statistics
+from aioqloop.context import MainContext
+from aioqloop.source import Source
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = Path(aioqloop.__file__).resolve().parent
+WANTED = os.environ.get("AIOQLOOP_ENGINE", "auto")
+
+try:
+    from aioqloop import _cengine as built_core
+except ImportError:
+    built_core = None  # type: ignore[assignment]
+
+needs_build = pytest.mark.skipif(built_core is None, reason="the compiled core is not built")
+
+
+def _engine_in(pkg_parent: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Import aioqloop from ``pkg_parent`` in a fresh interpreter; print its engine."""
+    code = "import aioqloop, aioqloop._engine as e; print(aioqloop.ENGINE, '|', e.REASON)"
+    full = {**os.environ, "PYTHONPATH": str(pkg_parent), **env}
+    return subprocess.run([sys.executable, "-W", "default", "-c", code], env=full,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          cwd=pkg_parent)
+
+
+def _copy_package(tmp_path: Path, *, with_core: bool) -> Path:
+    dest = tmp_path / "aioqloop"
+    ignore = shutil.ignore_patterns("__pycache__", *(() if with_core else ("*.so",)))
+    shutil.copytree(PKG, dest, ignore=ignore)
+    return tmp_path
+
+
+def test_engine_is_the_one_asked_for() -> None:
+    if WANTED == "python":
+        assert aioqloop.ENGINE == "python"
+    elif WANTED == "c":
+        assert aioqloop.ENGINE == "c"
+    else:
+        assert aioqloop.ENGINE == ("c" if built_core is not None else "python")
+
+
+def test_compiled_core_takes_over_the_hot_types() -> None:
+    mro_ctx = MainContext.__mro__
+    mro_src = Source.__mro__
+    if aioqloop.ENGINE == "c":
+        assert built_core is not None
+        assert built_core.ContextCore in mro_ctx
+        assert built_core.SourceCore in mro_src
+        assert statistics.SourceStatistics is built_core.SourceStatistics
+        # The C methods come first in the MRO; the Python twins are the reference.
+        assert MainContext.dispatch is built_core.ContextCore.dispatch
+        assert MainContext.iterate is built_core.ContextCore.iterate
+        assert _engine.source_hash() == built_core.SOURCE_HASH
+    else:
+        assert all(c.__module__ != "aioqloop._cengine" for c in (*mro_ctx, *mro_src))
+        assert statistics.SourceStatistics is statistics._PySourceStatistics
+
+
+@pytest.mark.parametrize("kind", ["idle", "timeout", "fd"])
+def test_builtin_dispatch_runs_no_python_frame_but_the_callback(kind: str) -> None:
+    callers: list[str] = []
+    r, w = os.pipe()
+    os.write(w, b"x")
+
+    def record(*_args: Any) -> bool:
+        callers.append(sys._getframe(1).f_code.co_filename)
+        loop.stop()
+        return False
+
+    loop = aioqloop.new_event_loop()
+    try:
+        ctx = aioqloop.get_main_context(loop)
+        if kind == "idle":
+            aioqloop.idle_add(record, context=ctx)
+        elif kind == "timeout":
+            aioqloop.timeout_add(0, record, context=ctx)
+        else:
+            aioqloop.fd_add(r, aioqloop.IOCondition.IN, record, context=ctx)
+        loop.call_later(30, loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+        os.close(r)
+        os.close(w)
+    assert len(callers) == 1
+    engine_files = {"source.py", "sources.py", "_dispatch.py", "context.py"}
+    caller = Path(callers[0]).name
+    if aioqloop.ENGINE == "c":
+        assert caller not in engine_files  # the loop's hook called the core, the core us
+    else:
+        assert caller in {"source.py", "sources.py"}  # the pure engine's dispatch()
+
+
+def test_python_engine_on_request(tmp_path: Path) -> None:
+    proc = _engine_in(_copy_package(tmp_path, with_core=True), {"AIOQLOOP_ENGINE": "python"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("python | AIOQLOOP_ENGINE=python")
+
+
+def test_unknown_engine_name_is_refused(tmp_path: Path) -> None:
+    proc = _engine_in(_copy_package(tmp_path, with_core=False), {"AIOQLOOP_ENGINE": "fast"})
+    assert proc.returncode != 0
+    assert "AIOQLOOP_ENGINE must be 'auto', 'c' or 'python', not 'fast'" in proc.stderr
+
+
+def test_without_a_build_auto_falls_back_and_c_says_why(tmp_path: Path) -> None:
+    parent = _copy_package(tmp_path, with_core=False)
+    proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "auto"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("python | the compiled core is not built")
+    proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "c"})
+    assert proc.returncode != 0
+    assert "AIOQLOOP_ENGINE=c, but the compiled core is not built" in proc.stderr
+
+
+@needs_build
+@pytest.mark.parametrize("edited", ["context.py", "_dispatch.py", "_cengine.c"])
+def test_a_stale_build_never_shadows_edited_sources(tmp_path: Path, edited: str) -> None:
+    parent = _copy_package(tmp_path, with_core=True)
+    proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "auto"})
+    assert proc.stdout.startswith("c |"), proc.stderr  # the copy as built: current
+    with (parent / "aioqloop" / edited).open("a") as f:
+        f.write("\n// edited\n" if edited.endswith(".c") else "\n# edited\n")
+    proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "auto"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("python | the compiled core")
+    assert "is stale" in proc.stderr and "RuntimeWarning" in proc.stderr
+    proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "c"})
+    assert proc.returncode != 0
+    assert "is stale" in proc.stderr
+
+
+def test_build_without_a_compiler_says_so_and_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import hatch_build
+    finally:
+        sys.path.remove(str(ROOT))
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert hatch_build.compile_core(tmp_path) is None
+    assert "not building the compiled core: no C compiler" in capsys.readouterr().err
+    monkeypatch.setenv("CC", "false")  # a compiler that fails
+    assert hatch_build.compile_core(tmp_path) is None
+    assert "the C compiler failed" in capsys.readouterr().err
+    monkeypatch.setenv("AIOQLOOP_NO_EXTENSION", "1")
+    assert hatch_build.compile_core(tmp_path) is None
+    assert "AIOQLOOP_NO_EXTENSION is set" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_build
+def test_build_hook_builds_a_core_that_loads(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import hatch_build
+    finally:
+        sys.path.remove(str(ROOT))
+    built = hatch_build.compile_core(tmp_path)
+    assert built is not None and built.exists()
+    code = textwrap.dedent(f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("aioqloop._cengine", {str(built)!r})
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        print(mod.SOURCE_HASH)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == _engine.source_hash()
