@@ -28,6 +28,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -52,7 +53,9 @@ static PyObject *s_run_check_hooks, *s_deferred, *s_give_back, *s_entries, *s_pr
 static PyObject *s_ops, *s_pending, *s_prepare_slow, *s_masks, *s_poll_waiting, *s_loop;
 static PyObject *s_loop_class, *s_rebind, *s_poll, *s_place, *s_block_kw, *s_dispatch_kw;
 static PyObject *s_phase_dispatch, *s_interval, *s_set_ready_time, *s_fileobj, *s_tag;
-static PyObject *s_revents, *s_key, *s_sort;
+static PyObject *s_revents, *s_key, *s_sort, *s_unpolled, *s_records, *s_wake_fd, *s_events;
+static PyObject *s_source, *s_drain, *s_epoll, *s_last_audit, *s_audit, *s_audit_interval;
+static PyObject *s_always, *s_mark_ready;
 static PyObject *float_zero, *float_inf;
 
 static double SLOW_FLOOR = 0.001;
@@ -520,6 +523,14 @@ attr_truth(PyObject *obj, PyObject *name)
     return t;
 }
 
+static inline int
+nonempty_attr(PyObject *obj, PyObject *name)
+{
+    if (IS_NONE(obj))
+        return 0;
+    return attr_truth(obj, name);
+}
+
 static int
 schedule_ready_time(ContextObject *self, SourceObject *src)
 {
@@ -593,7 +604,13 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
         Py_ssize_t ndue = list_len(self->blocked_due);
         if (ndue < 0)
             return -1;
-        if (leaf && !src->ready_while_blocked && ndue == 0) {
+        int unpolled = 0;
+        if (leaf && list_len(src->fds) > 0) {
+            unpolled = nonempty_attr(self->fds, s_unpolled);
+            if (unpolled < 0)
+                return -1;
+        }
+        if (leaf && !src->ready_while_blocked && ndue == 0 && !unpolled) {
             src->blocked = 0;
             PyObject *stack = self->blocked;
             Py_ssize_t n;
@@ -740,7 +757,16 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
                 Py_DECREF(iv);
                 if (interval == -1.0 && PyErr_Occurred())
                     return NULL;
-                PyObject *w = PyFloat_FromDouble(ctx->now + interval);
+                double when = ctx->now + interval;
+                if (when == src->ready_time)
+                    return PyBool_FromLong(keep);  /* set_ready_time: no change */
+                if (!src->in_heap && when <= ctx->now && when >= 0) {
+                    /* Due already (a timeout of 0): no heap entry; rearm marks it ready,
+                     * which is what the next check would do with the entry. */
+                    src->ready_time = when;
+                    return PyBool_FromLong(keep);
+                }
+                PyObject *w = PyFloat_FromDouble(when);
                 if (w == NULL)
                     return NULL;
                 PyObject *x = PyObject_CallMethodOneArg(self, s_set_ready_time, w);
@@ -774,7 +800,9 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     Py_ssize_t nchildren = list_len(src->children), nfds = list_len(src->fds);
     if (nchildren < 0 || nfds < 0)
         return -1;
-    int leaf = !(nchildren || nfds);
+    /* Blocking a source without children is one flag and one push (its fds are only
+     * unpolled by a nested iteration's poll, which end_dispatch checks). */
+    int leaf = !nchildren;
     if (blocked) {
         if (leaf) {
             src->blocked = 1;
@@ -1014,6 +1042,134 @@ fail_early:
     return NULL;
 }
 
+
+/* FdPoller.apply: record poll results (fd, revents) on the fd records and mark their
+ * sources ready; a wake-up is drained (MainContext.apply_polled). */
+static int
+apply_events(ContextObject *self, PyObject *events)
+{
+    PyObject *fds = self->fds;
+    if (IS_NONE(fds)) {
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext has no fd poller");
+        return -1;
+    }
+    Py_INCREF(fds);
+    PyObject *records = PyObject_GetAttr(fds, s_records);
+    PyObject *wake_o = records ? PyObject_GetAttr(fds, s_wake_fd) : NULL;
+    Py_DECREF(fds);
+    if (wake_o == NULL) {
+        Py_XDECREF(records);
+        return -1;
+    }
+    long wake = PyLong_AsLong(wake_o);
+    Py_DECREF(wake_o);
+    PyObject *seq = PySequence_Fast(events, "poll results must be a sequence");
+    if (seq == NULL || (wake == -1 && PyErr_Occurred()) || !PyDict_Check(records)) {
+        if (seq != NULL && !PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "FdPoller.records must be a dict");
+        Py_XDECREF(seq);
+        Py_DECREF(records);
+        return -1;
+    }
+    int woken = 0, rc = 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "poll results must be (fd, events) pairs");
+            rc = -1;
+            break;
+        }
+        PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
+        long fd = PyLong_AsLong(fd_o);
+        long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+        if ((fd == -1 || ev == -1) && PyErr_Occurred()) {
+            rc = -1;
+            break;
+        }
+        if (fd == wake) {
+            woken = 1;
+            continue;
+        }
+        PyObject *recs = PyDict_GetItemWithError(records, fd_o);
+        if (recs == NULL) {
+            if (PyErr_Occurred())
+                rc = -1;
+            continue;
+        }
+        if (!PyList_Check(recs))
+            continue;
+        Py_INCREF(recs);
+        /* by index: a callback run by mark_ready may change the list */
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(recs); j++) {
+            PyObject *rec = PyList_GET_ITEM(recs, j);
+            Py_INCREF(rec);
+            PyObject *mask_o = PyObject_GetAttr(rec, s_events);
+            long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
+            Py_XDECREF(mask_o);
+            if (mask == -1 && PyErr_Occurred()) {
+                Py_DECREF(rec);
+                rc = -1;
+                break;
+            }
+            long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
+            PyObject *rv = PyLong_FromLong(revents);
+            if (rv == NULL || PyObject_SetAttr(rec, s_revents, rv) < 0) {
+                Py_XDECREF(rv);
+                Py_DECREF(rec);
+                rc = -1;
+                break;
+            }
+            Py_DECREF(rv);
+            if (revents) {
+                PyObject *source = PyObject_GetAttr(rec, s_source);
+                if (source == NULL) {
+                    Py_DECREF(rec);
+                    rc = -1;
+                    break;
+                }
+                if (Source_Check(source) && !((SourceObject *)source)->blocked)
+                    rc = mark_ready(self, source);
+                Py_DECREF(source);
+            }
+            Py_DECREF(rec);
+            if (rc < 0)
+                break;
+        }
+        Py_DECREF(recs);
+    }
+    Py_DECREF(seq);
+    Py_DECREF(records);
+    if (rc == 0 && woken && !IS_NONE(self->waker))
+        rc = call_method_void(self->waker, s_drain, NULL, NULL, NULL);
+    return rc;
+}
+
+static PyObject *
+ctx_apply_polled(ContextObject *self, PyObject *events)
+{
+    if (apply_events(self, events) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ctx_poll_ready(ContextObject *self, PyObject *unused)
+{
+    PyObject *epoll = PyObject_GetAttr(self->fds, s_epoll);
+    if (epoll == NULL)
+        return NULL;
+    PyObject *events = PyObject_CallMethodOneArg(epoll, s_poll, float_zero);
+    Py_DECREF(epoll);
+    if (events == NULL)
+        return NULL;
+    int rc = apply_events(self, events);
+    Py_DECREF(events);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* The most urgent ready priority (a new reference), or inf. */
 static PyObject *
 best_priority(ContextObject *self)
@@ -1038,13 +1194,6 @@ best_priority(ContextObject *self)
     return best;
 }
 
-static inline int
-nonempty_attr(PyObject *obj, PyObject *name)
-{
-    if (IS_NONE(obj))
-        return 0;
-    return attr_truth(obj, name);
-}
 
 static int
 bh_pending(ContextObject *self)
@@ -1112,6 +1261,56 @@ ctx_check(ContextObject *self, PyObject *unused)
     return check(self);
 }
 
+/* _prepare_slow when only fd watches need a look (nothing ready, queued, timed or
+ * hooked): the cached time and the NVAL audit, whose due time bounds the wait. */
+static PyObject *
+prepare_fds_only(ContextObject *self, int deferred)
+{
+    if (read_clock(self) < 0)
+        return NULL;
+    double now = self->now;
+    PyObject *iv = PyObject_GetAttr((PyObject *)self, s_audit_interval);
+    double interval = iv ? PyFloat_AsDouble(iv) : -1.0;
+    Py_XDECREF(iv);
+    if (interval == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *fds = self->fds;
+    Py_INCREF(fds);
+    PyObject *la = PyObject_GetAttr(fds, s_last_audit);
+    double last = la ? PyFloat_AsDouble(la) : -1.0;
+    Py_XDECREF(la);
+    if (last == -1.0 && PyErr_Occurred())
+        goto fail;
+    if (now - last >= interval) {
+        PyObject *mark = PyObject_GetAttr((PyObject *)self, s_mark_ready);
+        PyObject *t = mark ? PyFloat_FromDouble(now) : NULL;
+        int rc = t ? call_method_void(fds, s_audit, t, mark, NULL) : -1;
+        Py_XDECREF(t);
+        Py_XDECREF(mark);
+        if (rc < 0)
+            goto fail;
+        la = PyObject_GetAttr(fds, s_last_audit);
+        last = la ? PyFloat_AsDouble(la) : -1.0;
+        Py_XDECREF(la);
+        if (last == -1.0 && PyErr_Occurred())
+            goto fail;
+    }
+    Py_DECREF(fds);
+    double wait = last + interval - now;
+    if (wait < 0)
+        wait = 0.0;
+    if (PyDict_GET_SIZE(self->ready) && !deferred) {
+        Py_INCREF(float_zero);
+        return float_zero;
+    }
+    if (isinf(wait))
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(wait);
+fail:
+    Py_DECREF(fds);
+    return NULL;
+}
+
 /* MainContext._prepare's fast part; the rest is _prepare_slow(deferred) in Python. */
 static PyObject *
 prepare(ContextObject *self)
@@ -1140,6 +1339,13 @@ prepare(ContextObject *self)
             return NULL;
         if (!masks)
             Py_RETURN_NONE;
+        if (!entries) {
+            int always = nonempty_attr(self->fds, s_always);
+            if (always < 0)
+                return NULL;
+            if (!always)
+                return prepare_fds_only(self, deferred);
+        }
     }
     return PyObject_CallMethodOneArg((PyObject *)self, s_prepare_slow,
                                      deferred ? Py_True : Py_False);
@@ -1273,6 +1479,11 @@ static PyMethodDef ctx_methods[] = {
     {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
      "Set GLib's READY flag on a source and its ancestors.  Owner thread only."},
     {"_unmark_ready", (PyCFunction)ctx_unmark_ready, METH_O, "Clear READY on a source."},
+    {"apply_polled", (PyCFunction)ctx_apply_polled, METH_O,
+     "Record raw epoll results (fd, revents) polled by a driver that shares the context's "
+     "fds; a wake-up is drained.  Owner thread, during the driver's poll."},
+    {"poll_ready", (PyCFunction)ctx_poll_ready, METH_NOARGS,
+     "Record what the private epoll set reports now, without waiting (owner thread)."},
     {"_check", (PyCFunction)ctx_check, METH_NOARGS,
      "GLib's check: the priority to dispatch (inf if none).  Owner thread."},
     {"_prepare", (PyCFunction)ctx_prepare, METH_NOARGS,
@@ -1430,6 +1641,18 @@ PyInit__cengine(void)
     INTERN(s_revents, "revents");
     INTERN(s_key, "key");
     INTERN(s_sort, "sort");
+    INTERN(s_unpolled, "unpolled");
+    INTERN(s_records, "records");
+    INTERN(s_wake_fd, "_wake_fd");
+    INTERN(s_events, "events");
+    INTERN(s_source, "source");
+    INTERN(s_drain, "drain");
+    INTERN(s_epoll, "epoll");
+    INTERN(s_last_audit, "last_audit");
+    INTERN(s_audit, "audit");
+    INTERN(s_audit_interval, "fd_audit_interval");
+    INTERN(s_always, "always");
+    INTERN(s_mark_ready, "_mark_ready");
     if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)
         return NULL;
     if ((float_inf = PyFloat_FromDouble(INFINITY)) == NULL)

@@ -292,6 +292,18 @@ class _PyCore(Dispatcher):
                 gate.give_back()  # handed over for a dispatch that has nothing to run
         return min(ready) if ready else _INF
 
+    def apply_polled(self, events: list[tuple[int, int]]) -> None:
+        """Record raw epoll results ``(fd, revents)`` polled by a driver that shares the
+        context's fds (`driver_share_fds`); fds the context does not watch are ignored,
+        a wake-up is drained.  Owner thread, during the driver's poll."""
+        if self._fds.apply(events, self._mark_ready) < 0:
+            self._waker.drain()
+
+    def poll_ready(self) -> None:
+        """Record what the private epoll set reports now, without waiting (owner thread)."""
+        if self._fds.apply(self._fds.epoll.poll(0), self._mark_ready) < 0:
+            self._waker.drain()
+
 
 if TYPE_CHECKING or _engine.core is None:
     _Core = _PyCore
@@ -581,13 +593,6 @@ class MainContext(SourceSet, _Core):
             mirror(fd, mask)
         return self._waker.fd
 
-    def apply_polled(self, events: list[tuple[int, int]]) -> None:
-        """Record raw epoll results ``(fd, revents)`` polled by a driver that shares the
-        context's fds (`driver_share_fds`); fds the context does not watch are ignored,
-        a wake-up is drained.  Owner thread, during the driver's poll."""
-        if self._fds.apply(events, self._mark_ready) < 0:
-            self._waker.drain()
-
     def set_bql(self, lock: BigLock | None) -> None:
         """Dispatch with ``lock`` held, dropped while polling (QEMU's BQL rule)."""
         from .biglock import BigLock
@@ -606,11 +611,6 @@ class MainContext(SourceSet, _Core):
 
     def _wake(self) -> None:
         self._waker.notify(force=True)
-
-    def poll_ready(self) -> None:
-        """Record what the private epoll set reports now, without waiting (owner thread)."""
-        if self._fds.apply(self._fds.epoll.poll(0), self._mark_ready) < 0:
-            self._waker.drain()
 
     def is_empty(self) -> bool:
         """No source attached and nothing posted by other threads (a cheap test)."""
