@@ -55,7 +55,7 @@ static PyObject *s_loop_class, *s_rebind, *s_poll, *s_place, *s_block_kw, *s_dis
 static PyObject *s_phase_dispatch, *s_interval, *s_set_ready_time, *s_fileobj, *s_tag;
 static PyObject *s_revents, *s_key, *s_sort, *s_unpolled, *s_records, *s_wake_fd, *s_events;
 static PyObject *s_source, *s_drain, *s_epoll, *s_last_audit, *s_audit, *s_audit_interval;
-static PyObject *s_always, *s_mark_ready;
+static PyObject *s_always, *s_mark_ready, *s_poll_ready_name, *s_apply_polled_name;
 static PyObject *float_zero, *float_inf;
 
 static double SLOW_FLOOR = 0.001;
@@ -504,6 +504,18 @@ static int
 call_truth(PyObject *obj, PyObject *name)
 {
     PyObject *r = PyObject_CallMethodNoArgs(obj, name);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* Truth of obj.<name>(arg); -1 on error. */
+static int
+call_truth_arg(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = PyObject_CallMethodOneArg(obj, name, arg);
     if (r == NULL)
         return -1;
     int t = PyObject_IsTrue(r);
@@ -1357,6 +1369,95 @@ ctx_prepare(ContextObject *self, PyObject *unused)
     return prepare(self);
 }
 
+static PyObject *driver_poll(PyObject *driver, PyObject *timeout);
+static PyObject *driver_place(PyObject *driver, PyObject *prio);
+
+/* g_main_context_iterate: 1 if a source was ready, 0 if not, -1 on error. */
+static int
+iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
+{
+    PyObject *waker = self->waker;
+    if (IS_NONE(waker)) {
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext has no waker");
+        return -1;
+    }
+    Py_INCREF(waker);
+    PyObject *was_waiting = PyObject_GetAttr(waker, s_poll_waiting);
+    if (was_waiting == NULL) {
+        Py_DECREF(waker);
+        return -1;
+    }
+    /* the loop's class was swapped (e.g. looptime): follow its clock */
+    PyObject *port = self->port;
+    Py_INCREF(port);
+    PyObject *loop = PyObject_GetAttr(port, s_loop);
+    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
+    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
+    Py_XDECREF(loop);
+    Py_XDECREF(loop_class);
+    if (loop_class == NULL)
+        goto fail_port;
+    if (swapped) {
+        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
+        if (clock == NULL)
+            goto fail_port;
+        Py_XSETREF(self->clock, clock);
+    }
+    Py_DECREF(port);
+    /* "May sleep" is published before the last look at the queues (the GIL orders a
+     * plain store; free-threaded builds use the pure engine). */
+    if (PyObject_SetAttr(waker, s_poll_waiting, Py_True) < 0)
+        goto fail;
+    PyObject *timeout = prepare(self);
+    PyObject *r = NULL;
+    if (timeout != NULL) {
+        r = driver_poll(driver, block ? timeout : float_zero);
+        Py_DECREF(timeout);
+    }
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (PyObject_SetAttr(waker, s_poll_waiting, was_waiting) < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            Py_XDECREF(r);
+            goto fail;
+        }
+        PyErr_Restore(et, ev, etb);
+    }
+    Py_DECREF(was_waiting);
+    Py_DECREF(waker);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    PyObject *prio = check(self);
+    if (prio == NULL)
+        return -1;
+    if (prio == float_inf || (PyFloat_Check(prio) && isinf(PyFloat_AS_DOUBLE(prio)))) {
+        Py_DECREF(prio);
+        return 0;
+    }
+    if (dispatch) {
+        r = driver_place(driver, prio);
+        Py_DECREF(prio);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    else {
+        Py_DECREF(prio);
+    }
+    return 1;
+fail_port:
+    Py_DECREF(port);
+fail:
+    Py_DECREF(was_waiting);
+    Py_DECREF(waker);
+    return -1;
+}
+
+
 /* MainContext.iterate(driver, *, block, dispatch): g_main_context_iterate. */
 static PyObject *
 ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1391,86 +1492,10 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
                         "iterate() needs the keyword arguments 'block' and 'dispatch'");
         return NULL;
     }
-    PyObject *driver = args[0];
-    PyObject *waker = self->waker;
-    if (IS_NONE(waker)) {
-        PyErr_SetString(PyExc_RuntimeError, "the MainContext has no waker");
+    int r = iterate_impl(self, args[0], block, dispatch);
+    if (r < 0)
         return NULL;
-    }
-    Py_INCREF(waker);
-    PyObject *was_waiting = PyObject_GetAttr(waker, s_poll_waiting);
-    if (was_waiting == NULL) {
-        Py_DECREF(waker);
-        return NULL;
-    }
-    /* the loop's class was swapped (e.g. looptime): follow its clock */
-    PyObject *port = self->port;
-    Py_INCREF(port);
-    PyObject *loop = PyObject_GetAttr(port, s_loop);
-    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
-    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
-    Py_XDECREF(loop);
-    Py_XDECREF(loop_class);
-    if (loop_class == NULL)
-        goto fail_port;
-    if (swapped) {
-        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
-        if (clock == NULL)
-            goto fail_port;
-        Py_XSETREF(self->clock, clock);
-    }
-    Py_DECREF(port);
-    /* "May sleep" is published before the last look at the queues (the GIL orders a
-     * plain store; free-threaded builds use the pure engine). */
-    if (PyObject_SetAttr(waker, s_poll_waiting, Py_True) < 0)
-        goto fail;
-    PyObject *timeout = prepare(self);
-    PyObject *r = NULL;
-    if (timeout != NULL) {
-        r = PyObject_CallMethodOneArg(driver, s_poll, block ? timeout : float_zero);
-        Py_DECREF(timeout);
-    }
-    {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        if (PyObject_SetAttr(waker, s_poll_waiting, was_waiting) < 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
-            Py_XDECREF(r);
-            goto fail;
-        }
-        PyErr_Restore(et, ev, etb);
-    }
-    Py_DECREF(was_waiting);
-    Py_DECREF(waker);
-    if (r == NULL)
-        return NULL;
-    Py_DECREF(r);
-    PyObject *prio = check(self);
-    if (prio == NULL)
-        return NULL;
-    if (prio == float_inf || (PyFloat_Check(prio) && isinf(PyFloat_AS_DOUBLE(prio)))) {
-        Py_DECREF(prio);
-        Py_RETURN_FALSE;
-    }
-    if (dispatch) {
-        r = PyObject_CallMethodOneArg(driver, s_place, prio);
-        Py_DECREF(prio);
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    }
-    else {
-        Py_DECREF(prio);
-    }
-    Py_RETURN_TRUE;
-fail_port:
-    Py_DECREF(port);
-fail:
-    Py_DECREF(was_waiting);
-    Py_DECREF(waker);
-    return NULL;
+    return PyBool_FromLong(r);
 }
 
 static PyMethodDef ctx_methods[] = {
@@ -1532,6 +1557,502 @@ static PyTypeObject ContextType = {
     .tp_new = ctx_new,
 };
 
+/* ---------------------------------------------------------------------- HookCore */
+/* The stock base's selector hook (aioqloop.loop._SelectorHook): one context iteration
+ * around asyncio's select, and the placement of its dispatch against asyncio's ready
+ * queue.  The rare paths (strict priorities, wake-ups of an empty context, a virtual
+ * clock, a wrapped select) stay in Python on the subclass. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop, *ctx, *clock, *select, *timeout, *events, *dispatch_handle, *preset;
+    PyObject *direct, *polls;
+    char queued;
+} HookObject;
+
+static PyTypeObject HookType;
+static PyObject *hook_poll_descr, *hook_place_descr;
+static double MAX_WAIT = 86400.0;
+static PyObject *s_ready_q, *s_scheduled, *s_timer_due, *s_urgent, *s_woken, *s_raw;
+static PyObject *s_take_raw, *s_take_epfd, *s_poll_clock, *s_expose_deadline, *s_sources;
+static PyObject *s_append, *s_clear, *s_select_name;
+static PyObject *empty_events;
+
+static int
+hook_traverse(HookObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->ctx);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->select);
+    Py_VISIT(self->timeout);
+    Py_VISIT(self->events);
+    Py_VISIT(self->dispatch_handle);
+    Py_VISIT(self->preset);
+    Py_VISIT(self->direct);
+    Py_VISIT(self->polls);
+    return 0;
+}
+
+static int
+hook_clear(HookObject *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->select);
+    Py_CLEAR(self->timeout);
+    Py_CLEAR(self->events);
+    Py_CLEAR(self->dispatch_handle);
+    Py_CLEAR(self->preset);
+    Py_CLEAR(self->direct);
+    Py_CLEAR(self->polls);
+    return 0;
+}
+
+static void
+hook_dealloc(HookObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    hook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+hook_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    HookObject *self = (HookObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(empty_events);
+    self->events = empty_events;
+    return (PyObject *)self;
+}
+
+static inline int
+is_context(PyObject *o)
+{
+    return o != NULL && PyObject_TypeCheck(o, &ContextType);
+}
+
+/* MainContext.is_empty: no source attached and nothing posted by other threads. */
+static int
+context_is_empty(PyObject *ctx)
+{
+    PyObject *sources = PyObject_GetAttr(ctx, s_sources);
+    if (sources == NULL)
+        return -1;
+    int has = PyObject_IsTrue(sources);
+    Py_DECREF(sources);
+    if (has)
+        return has < 0 ? -1 : 0;
+    PyObject *waker = is_context(ctx) ? ((ContextObject *)ctx)->waker : NULL;
+    if (waker == NULL)
+        return 1;
+    int ops = nonempty_attr(waker, s_ops);
+    return ops < 0 ? -1 : !ops;
+}
+
+static int
+call_iterate(PyObject *ctx, PyObject *driver, int block)
+{
+    if (is_context(ctx))
+        return iterate_impl((ContextObject *)ctx, driver, block, 1);
+    PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
+    return -1;
+}
+
+/* Does the loop have a timer due (QSelectorEventLoop._timer_due)?  -1 on error. */
+static int
+timer_due(PyObject *loop)
+{
+    PyObject *scheduled = PyObject_GetAttr(loop, s_scheduled);
+    if (scheduled == NULL)
+        return -1;
+    int any = PyObject_IsTrue(scheduled);
+    Py_DECREF(scheduled);
+    if (any <= 0)
+        return any;
+    return call_truth(loop, s_timer_due);
+}
+
+/* _SelectorHook.select(timeout=None): prepare, the real select, check, place. */
+static PyObject *
+hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 1) {
+        PyErr_SetString(PyExc_TypeError, "select() takes at most one argument (timeout)");
+        return NULL;
+    }
+    if (nargs == 1)
+        timeout = args[0];
+    else if (nkw == 1) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0) {
+            PyErr_SetString(PyExc_TypeError, "select() got an unexpected keyword argument");
+            return NULL;
+        }
+        timeout = args[0];
+    }
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx) || self->select == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
+        return NULL;
+    }
+    Py_INCREF(ctx);
+    PyObject *events = NULL;
+    if (IS_NONE(self->clock)) {
+        int empty = context_is_empty(ctx);
+        if (empty < 0)
+            goto fail;
+        if (empty) {
+            /* plain asyncio work: the real select, and a look for a wake-up */
+            events = PyObject_CallOneArg(self->select, timeout);
+            if (events == NULL)
+                goto fail;
+            int woken = 0;
+            if (!IS_NONE(self->direct)) {
+                woken = nonempty_attr(self->direct, s_raw);
+                if (woken > 0) {
+                    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, s_woken, events);
+                    woken = r ? PyObject_IsTrue(r) : -1;
+                    Py_XDECREF(r);
+                }
+            }
+            else if (PyObject_IsTrue(events)) {
+                PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, s_woken, events);
+                woken = r ? PyObject_IsTrue(r) : -1;
+                Py_XDECREF(r);
+            }
+            if (woken < 0)
+                goto fail;
+            if (woken) {
+                /* a wake-up: run what other threads posted, on the events we have */
+                Py_INCREF(events);
+                Py_XSETREF(self->preset, events);
+                if (call_iterate(ctx, (PyObject *)self, 0) < 0)
+                    goto fail;
+            }
+            Py_DECREF(ctx);
+            return events;
+        }
+    }
+    Py_INCREF(timeout);
+    Py_XSETREF(self->timeout, timeout);
+    Py_INCREF(empty_events);
+    Py_XSETREF(self->events, empty_events);
+    if (call_iterate(ctx, (PyObject *)self, 1) < 0)
+        goto fail;
+    events = self->events;  /* the reference moves to the caller */
+    Py_INCREF(empty_events);
+    self->events = empty_events;
+    {
+        /* a tool wrapped this select (looptime does): keep the deadline visible */
+        PyObject *dict = PyObject_GenericGetDict((PyObject *)self, NULL);
+        int wrapped = dict ? PyDict_Contains(dict, s_select_name) : -1;
+        Py_XDECREF(dict);
+        if (wrapped < 0 || (wrapped && call_method_void((PyObject *)self, s_expose_deadline,
+                                                        ctx, NULL, NULL) < 0))
+            goto fail;
+    }
+    Py_DECREF(ctx);
+    return events;
+fail:
+    Py_XDECREF(events);
+    Py_DECREF(ctx);
+    return NULL;
+}
+
+static int
+ctx_call_poll_ready(PyObject *ctx)
+{
+    if (is_context(ctx)) {
+        PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+    }
+    return call_method_void(ctx, s_poll_ready_name, NULL, NULL, NULL);
+}
+
+/* _SelectorHook.poll(wait): asyncio's own select, for the shorter of both timeouts. */
+static PyObject *
+hook_poll(HookObject *self, PyObject *wait)
+{
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx)) {
+        PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
+        return NULL;
+    }
+    Py_INCREF(ctx);
+    PyObject *events = NULL;
+    if (!IS_NONE(self->preset)) {
+        PyObject *preset = self->preset;
+        self->preset = NULL;
+        if (IS_NONE(self->direct) && ctx_call_poll_ready(ctx) < 0) {
+            Py_DECREF(preset);
+            goto fail;
+        }
+        Py_XSETREF(self->events, preset);
+        Py_DECREF(ctx);
+        Py_RETURN_NONE;
+    }
+    PyObject *timeout = self->timeout ? self->timeout : Py_None;
+    Py_INCREF(timeout);
+    if (wait != Py_None) {
+        double w = PyFloat_AsDouble(wait);
+        if (w == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(timeout);
+            goto fail;
+        }
+        int shorter = timeout == Py_None;
+        if (!shorter) {
+            double t = PyFloat_AsDouble(timeout);
+            if (t == -1.0 && PyErr_Occurred()) {
+                Py_DECREF(timeout);
+                goto fail;
+            }
+            shorter = w < t;
+        }
+        if (shorter) {
+            Py_DECREF(timeout);
+            if (w > MAX_WAIT) {
+                timeout = PyFloat_FromDouble(MAX_WAIT);  /* a poll takes 32-bit ms */
+                if (timeout == NULL)
+                    goto fail;
+            }
+            else {
+                Py_INCREF(wait);
+                timeout = wait;
+            }
+        }
+    }
+    int zero = 0;
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(timeout);
+            goto fail;
+        }
+        zero = t == 0.0;
+    }
+    if (!IS_NONE(self->clock) && !zero)
+        events = PyObject_CallMethodOneArg((PyObject *)self, s_poll_clock, timeout);
+    else
+        events = PyObject_CallOneArg(self->select, timeout);
+    Py_DECREF(timeout);
+    if (events == NULL)
+        goto fail;
+    if (!IS_NONE(self->direct)) {
+        PyObject *direct = self->direct;
+        Py_INCREF(direct);
+        int raw = nonempty_attr(direct, s_raw);
+        if (raw > 0) {
+            PyObject *taken = PyObject_CallMethodNoArgs(direct, s_take_raw);
+            if (taken == NULL)
+                raw = -1;
+            else {
+                if (is_context(ctx))
+                    raw = apply_events((ContextObject *)ctx, taken) < 0 ? -1 : 1;
+                else
+                    raw = call_method_void(ctx, s_apply_polled_name, taken, NULL, NULL) < 0
+                          ? -1 : 1;
+                Py_DECREF(taken);
+            }
+        }
+        Py_DECREF(direct);
+        if (raw < 0)
+            goto fail;
+    }
+    else {
+        int any = PyObject_IsTrue(events);
+        if (any < 0)
+            goto fail;
+        if (any) {
+            int hit = call_truth_arg((PyObject *)self, s_take_epfd, events);
+            if (hit < 0 || (hit && ctx_call_poll_ready(ctx) < 0))
+                goto fail;
+        }
+    }
+    Py_XSETREF(self->events, events);
+    Py_DECREF(ctx);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(events);
+    Py_DECREF(ctx);
+    return NULL;
+}
+
+/* _SelectorHook.source_ready(priority): queue the default-priority dispatch, FIFO. */
+static int
+hook_queue(HookObject *self)
+{
+    if (self->queued || IS_NONE(self->dispatch_handle))
+        return 0;
+    PyObject *ready = PyObject_GetAttr(self->loop, s_ready_q);
+    if (ready == NULL)
+        return -1;
+    int rc = call_method_void(ready, s_append, self->dispatch_handle, NULL, NULL);
+    Py_DECREF(ready);
+    if (rc == 0)
+        self->queued = 1;
+    return rc;
+}
+
+static PyObject *
+hook_source_ready(HookObject *self, PyObject *priority)
+{
+    long p = PyLong_AsLong(priority);
+    if (p == -1 && PyErr_Occurred())
+        return NULL;
+    if (p == 0 && hook_queue(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+ctx_call_dispatch(PyObject *ctx, PyObject *priority)
+{
+    PyObject *r = is_context(ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
+                                  : PyObject_CallMethodOneArg(ctx, s_dispatch, priority);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* _SelectorHook.place(priority): run the dispatch now or queue it, by GLib's rules with
+ * asyncio's handles counting as sources of PRIORITY_DEFAULT. */
+static PyObject *
+hook_place(HookObject *self, PyObject *priority)
+{
+    double p = PyFloat_AsDouble(priority);
+    if (p == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx)) {
+        PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
+        return NULL;
+    }
+    if (p < 0) {
+        if (call_method_void((PyObject *)self, s_urgent, ctx, priority, NULL) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(ctx);
+    PyObject *ready = PyObject_GetAttr(self->loop, s_ready_q);
+    if (ready == NULL)
+        goto fail;
+    int events = PyObject_IsTrue(self->events ? self->events : Py_None);
+    Py_ssize_t nready = PyObject_Length(ready);
+    if (events < 0 || nready < 0)
+        goto fail_ready;
+    int quiet = !events;
+    if (quiet) {
+        int due = timer_due(self->loop);
+        if (due < 0)
+            goto fail_ready;
+        quiet = !due;
+    }
+    int rc = 0;
+    if (p == 0) {
+        if (quiet && nready == 0) {
+            rc = ctx_call_dispatch(ctx, priority);  /* nothing of asyncio's to keep FIFO */
+        }
+        else if (quiet && nready == 1) {
+            PyObject *first = PySequence_GetItem(ready, 0);
+            if (first == NULL)
+                goto fail_ready;
+            int ours = first == self->dispatch_handle;
+            Py_DECREF(first);
+            if (ours) {
+                /* only our own queued dispatch: run it here, in order */
+                rc = call_method_void(ready, s_clear, NULL, NULL, NULL);
+                if (rc == 0) {
+                    self->queued = 0;
+                    rc = ctx_call_dispatch(ctx, priority);
+                }
+            }
+            else {
+                rc = hook_queue(self);
+            }
+        }
+        else {
+            rc = hook_queue(self);
+        }
+    }
+    else if (quiet && nready == 0) {
+        rc = ctx_call_dispatch(ctx, priority);  /* idle-class: asyncio has nothing to run */
+    }
+    Py_DECREF(ready);
+    Py_DECREF(ctx);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+fail_ready:
+    Py_DECREF(ready);
+fail:
+    Py_DECREF(ctx);
+    return NULL;
+}
+
+static PyObject *
+driver_poll(PyObject *driver, PyObject *timeout)
+{
+    if (PyObject_TypeCheck(driver, &HookType)
+            && _PyType_Lookup(Py_TYPE(driver), s_poll) == hook_poll_descr)
+        return hook_poll((HookObject *)driver, timeout);
+    return PyObject_CallMethodOneArg(driver, s_poll, timeout);
+}
+
+static PyObject *
+driver_place(PyObject *driver, PyObject *prio)
+{
+    if (PyObject_TypeCheck(driver, &HookType)
+            && _PyType_Lookup(Py_TYPE(driver), s_place) == hook_place_descr)
+        return hook_place((HookObject *)driver, prio);
+    return PyObject_CallMethodOneArg(driver, s_place, prio);
+}
+
+static PyMethodDef hook_methods[] = {
+    {"select", (PyCFunction)(void (*)(void))hook_select, METH_FASTCALL | METH_KEYWORDS,
+     "prepare -> the real select -> check -> place the dispatch."},
+    {"poll", (PyCFunction)hook_poll, METH_O,
+     "The context's poll: asyncio's own select, for the shorter of both timeouts."},
+    {"place", (PyCFunction)hook_place, METH_O,
+     "Run the dispatch of ``priority`` now or queue it against asyncio's ready queue."},
+    {"source_ready", (PyCFunction)hook_source_ready, METH_O,
+     "A source became ready: queue the default-priority dispatch, FIFO."},
+    {NULL}
+};
+
+#define HM(name, type, field) {name, type, offsetof(HookObject, field), 0, NULL}
+static PyMemberDef hook_members[] = {
+    HM("_loop", T_OBJECT, loop),
+    HM("_ctx", T_OBJECT, ctx),
+    HM("_clock", T_OBJECT, clock),
+    HM("_select", T_OBJECT_EX, select),
+    HM("_timeout", T_OBJECT, timeout),
+    HM("_events", T_OBJECT_EX, events),
+    HM("_dispatch_handle", T_OBJECT, dispatch_handle),
+    HM("_preset", T_OBJECT, preset),
+    HM("direct", T_OBJECT, direct),
+    HM("_polls", T_OBJECT, polls),
+    HM("_queued", T_BOOL, queued),
+    {NULL}
+};
+
+static PyTypeObject HookType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aioqloop._cengine.HookCore",
+    .tp_basicsize = sizeof(HookObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The stock base's selector hook, as C (base of aioqloop.loop._SelectorHook).",
+    .tp_traverse = (traverseproc)hook_traverse,
+    .tp_clear = (inquiry)hook_clear,
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_members = hook_members,
+    .tp_methods = hook_methods,
+    .tp_new = hook_new,
+};
+
 /* ------------------------------------------------------------------------ module */
 static int
 set_ref(PyObject **slot, PyObject *kw, const char *name)
@@ -1568,6 +2089,14 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
         if (r < 0)
             return NULL;
         used += r;
+    }
+    PyObject *mw = PyDict_GetItemString(kw, "max_wait");
+    if (mw != NULL) {
+        double v = PyFloat_AsDouble(mw);
+        if (v == -1.0 && PyErr_Occurred())
+            return NULL;
+        MAX_WAIT = v;
+        used++;
     }
     PyObject *floor = PyDict_GetItemString(kw, "slow_floor");
     if (floor != NULL) {
@@ -1653,12 +2182,34 @@ PyInit__cengine(void)
     INTERN(s_audit_interval, "fd_audit_interval");
     INTERN(s_always, "always");
     INTERN(s_mark_ready, "_mark_ready");
+    INTERN(s_poll_ready_name, "poll_ready");
+    INTERN(s_apply_polled_name, "apply_polled");
+    INTERN(s_ready_q, "_ready");
+    INTERN(s_scheduled, "_scheduled");
+    INTERN(s_timer_due, "_timer_due");
+    INTERN(s_urgent, "_urgent");
+    INTERN(s_woken, "_woken");
+    INTERN(s_raw, "raw");
+    INTERN(s_take_raw, "take_raw");
+    INTERN(s_take_epfd, "_take_epfd");
+    INTERN(s_poll_clock, "_poll_clock");
+    INTERN(s_expose_deadline, "_expose_deadline");
+    INTERN(s_sources, "_sources");
+    INTERN(s_append, "append");
+    INTERN(s_clear, "clear");
+    INTERN(s_select_name, "select");
+    if ((empty_events = PyTuple_New(0)) == NULL)
+        return NULL;
     if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)
         return NULL;
     if ((float_inf = PyFloat_FromDouble(INFINITY)) == NULL)
         return NULL;
     if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&SourceType) < 0
-            || PyType_Ready(&ContextType) < 0)
+            || PyType_Ready(&ContextType) < 0 || PyType_Ready(&HookType) < 0)
+        return NULL;
+    hook_poll_descr = PyDict_GetItem(HookType.tp_dict, s_poll);
+    hook_place_descr = PyDict_GetItem(HookType.tp_dict, s_place);
+    if (hook_poll_descr == NULL || hook_place_descr == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
@@ -1666,9 +2217,11 @@ PyInit__cengine(void)
     Py_INCREF(&StatsType);
     Py_INCREF(&SourceType);
     Py_INCREF(&ContextType);
+    Py_INCREF(&HookType);
     if (PyModule_AddObject(m, "SourceStatistics", (PyObject *)&StatsType) < 0
             || PyModule_AddObject(m, "SourceCore", (PyObject *)&SourceType) < 0
             || PyModule_AddObject(m, "ContextCore", (PyObject *)&ContextType) < 0
+            || PyModule_AddObject(m, "HookCore", (PyObject *)&HookType) < 0
             || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0) {
         Py_DECREF(m);
         return NULL;

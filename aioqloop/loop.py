@@ -50,10 +50,10 @@ import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _registry
+from . import _engine, _registry
 from ._fdpoll import MAX_WAIT
 from ._selectorfds import SelectorFds, eligible
 from ._tasks import QLoopMixin, QTask
@@ -121,7 +121,113 @@ def check_loop_args(clock: object, bql: object) -> None:
             raise TypeError(f"bql must be a BigLock, not {type(bql).__name__}")
 
 
-class _SelectorHook:
+class _PyHook:
+    """The hot methods of `_SelectorHook` that the compiled core
+    (`aioqloop._cengine.HookCore`) replaces; the pure-Python engine's reference."""
+
+    _loop: Any
+    _ctx: MainContext | None
+    _clock: VirtualClock | None
+    _select: Callable[[float | None], list[tuple[selectors.SelectorKey, int]]]
+    _timeout: float | None
+    _events: list[tuple[selectors.SelectorKey, int]]
+    _queued: bool
+    _dispatch_handle: asyncio.Handle
+    _preset: list[tuple[selectors.SelectorKey, int]] | None
+    direct: SelectorFds | None
+    _polls: Any
+
+    if TYPE_CHECKING:
+        def _woken(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool: ...
+        def _take_epfd(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool: ...
+        def _expose_deadline(self, ctx: Any) -> None: ...
+        def _urgent(self, ctx: Any, priority: float) -> None: ...
+        def _poll_clock(
+            self, timeout: float | None
+        ) -> list[tuple[selectors.SelectorKey, int]]: ...
+
+    def source_ready(self, priority: int) -> None:
+        """A source became ready: queue the default-priority dispatch, FIFO."""
+        if priority == PRIORITY_DEFAULT and not self._queued:
+            self._queued = True
+            self._loop._ready.append(self._dispatch_handle)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """prepare → the real select → check → place the dispatch (module docstring)."""
+        ctx: Any = self._ctx
+        if self._clock is None and ctx.is_empty():
+            events = self._select(timeout)  # asyncio bounds its own timeouts (one day)
+            if self._woken(events):
+                # A wake-up: run what other threads posted, on the events we have.
+                self._preset = events
+                ctx.iterate(self, block=False, dispatch=True)
+            return events
+        self._timeout = timeout
+        self._events = []
+        ctx.iterate(self, block=True, dispatch=True)
+        events, self._events = self._events, []
+        if "select" in self.__dict__:
+            self._expose_deadline(ctx)
+        return events
+
+    def poll(self, wait: float | None) -> None:
+        """The context's poll: asyncio's own select, for the shorter of both timeouts."""
+        ctx: Any = self._ctx
+        preset = self._preset
+        if preset is not None:
+            self._preset = None
+            if self.direct is None:
+                ctx.poll_ready()  # else applied with the select that found the wake-up
+            self._events = preset
+            return
+        timeout = self._timeout
+        if wait is not None and (timeout is None or wait < timeout):
+            timeout = wait
+            if wait > MAX_WAIT:
+                timeout = MAX_WAIT  # a poll takes 32-bit milliseconds
+        direct = self.direct
+        if self._clock is not None and timeout != 0:
+            events = self._poll_clock(timeout)
+        else:
+            events = self._select(timeout)
+        if direct is not None:
+            if direct.raw:
+                ctx.apply_polled(direct.take_raw())
+        elif events and self._take_epfd(events):
+            ctx.poll_ready()
+        self._events = events
+
+    def place(self, priority: float) -> None:
+        ctx: Any = self._ctx
+        if priority < PRIORITY_DEFAULT:
+            self._urgent(ctx, priority)
+        elif priority == PRIORITY_DEFAULT:
+            loop = self._loop
+            ready = loop._ready
+            quiet = not self._events and not (loop._scheduled and loop._timer_due())
+            if quiet and not ready:
+                ctx.dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
+            elif quiet and len(ready) == 1 and ready[0] is self._dispatch_handle:
+                ready.clear()  # only our own queued dispatch: run it here, in order
+                self._queued = False
+                ctx.dispatch(priority)
+            else:
+                self.source_ready(PRIORITY_DEFAULT)
+        elif not (self._events or self._loop._ready
+                  or (self._loop._scheduled and self._loop._timer_due())):
+            ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
+
+
+if TYPE_CHECKING or _engine.core is None:
+    _HookBase = _PyHook
+else:
+    class _HookBase(_engine.core.HookCore, _PyHook):
+        """The compiled core's hook methods first, the Python slow paths behind them."""
+
+    _engine.core.configure(max_wait=MAX_WAIT)
+
+
+class _SelectorHook(_HookBase):
     """The loop's selector with a context iteration around ``select`` (module docstring).
 
     It is also the context's driver: ``poll``/``place`` for `MainContext.iterate`, and
@@ -172,31 +278,7 @@ class _SelectorHook:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
-    def source_ready(self, priority: int) -> None:
-        """A source became ready: queue the default-priority dispatch, FIFO."""
-        if priority == PRIORITY_DEFAULT and not self._queued:
-            self._queued = True
-            self._loop._ready.append(self._dispatch_handle)
-
     # -- select ---------------------------------------------------------------
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """prepare → the real select → check → place the dispatch (module docstring)."""
-        ctx: Any = self._ctx
-        if self._clock is None and ctx.is_empty():
-            events = self._select(timeout)  # asyncio bounds its own timeouts (one day)
-            if self._woken(events):
-                # A wake-up: run what other threads posted, on the events we have.
-                self._preset = events
-                ctx.iterate(self, block=False, dispatch=True)
-            return events
-        self._timeout = timeout
-        self._events = []
-        ctx.iterate(self, block=True, dispatch=True)
-        events, self._events = self._events, []
-        if "select" in self.__dict__:
-            self._expose_deadline(ctx)
-        return events
-
     def _expose_deadline(self, ctx: Any) -> None:
         """A tool wrapped this ``select`` (looptime does) and decides how far to move time
         from asyncio's own timeout, before the context could shorten it: keep one asyncio
@@ -209,35 +291,15 @@ class _SelectorHook:
         if handle is None and when != math.inf:
             self._exposed = self._loop.call_at(when, _noop)
 
-    def poll(self, wait: float | None) -> None:
-        """The context's poll: asyncio's own select, for the shorter of both timeouts."""
-        ctx: Any = self._ctx
-        preset = self._preset
-        if preset is not None:
-            self._preset = None
-            if self.direct is None:
-                ctx.poll_ready()  # else applied with the select that found the wake-up
-            self._events = preset
-            return
-        timeout = self._timeout
-        if wait is not None and (timeout is None or wait < timeout):
-            timeout = wait
-            if wait > MAX_WAIT:
-                timeout = MAX_WAIT  # a poll takes 32-bit milliseconds
-        clock = self._clock
+    def _poll_clock(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """The poll with a `VirtualClock`: without waiting, then the clock's idle select
+        (virtual time moves instead of sleeping in real time)."""
+        events = self._select(0)
         direct = self.direct
-        if clock is not None and timeout != 0:
-            events = self._select(0)
-            if not events and not (direct is not None and direct.raw):
-                events = clock._idle_select(self._polls, timeout)
-        else:
-            events = self._select(timeout)
-        if direct is not None:
-            if direct.raw:
-                ctx.apply_polled(direct.take_raw())
-        elif events and self._take_epfd(events):
-            ctx.poll_ready()
-        self._events = events
+        if not events and not (direct is not None and direct.raw):
+            assert self._clock is not None
+            events = self._clock._idle_select(self._polls, timeout)
+        return events
 
     def _woken(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
         """After a select with an empty context: did the wake-up fire (fd events applied)?"""
@@ -262,26 +324,6 @@ class _SelectorHook:
                 del events[i]
                 return True
         return False
-
-    def place(self, priority: float) -> None:
-        ctx: Any = self._ctx
-        if priority < PRIORITY_DEFAULT:
-            self._urgent(ctx, priority)
-        elif priority == PRIORITY_DEFAULT:
-            loop = self._loop
-            ready = loop._ready
-            quiet = not self._events and not (loop._scheduled and loop._timer_due())
-            if quiet and not ready:
-                ctx.dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
-            elif quiet and len(ready) == 1 and ready[0] is self._dispatch_handle:
-                ready.clear()  # only our own queued dispatch: run it here, in order
-                self._queued = False
-                ctx.dispatch(priority)
-            else:
-                self.source_ready(PRIORITY_DEFAULT)
-        elif not (self._events or self._loop._ready
-                  or (self._loop._scheduled and self._loop._timer_due())):
-            ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
 
     def _run_dispatch(self) -> None:
         self._queued = False
