@@ -29,6 +29,9 @@
 #include <structmember.h>
 #include <math.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#define EPOLLIN_BIT EPOLLIN
+#define EPOLLOUT_BIT EPOLLOUT
 #include <string.h>
 #include <time.h>
 
@@ -1675,6 +1678,154 @@ timer_due(PyObject *loop)
     return call_truth(loop, s_timer_due);
 }
 
+/* SelectorFds.select (aioqloop._selectorfds), for the hook's own select: one epoll_wait
+ * for asyncio and the context.  Returns asyncio's (key, events) list; the raw results
+ * accumulate in direct.raw when one of the context's fds is among them. */
+static PyObject *shared_select_func;   /* SelectorFds.select (the plain function) */
+static long reportable[4];
+static PyObject *s_stale, *s_rebuild, *s_ep, *s_fd_to_key, *s_ctx_mask, *s_events_attr;
+
+static PyObject *
+shared_select(PyObject *direct, PyObject *timeout)
+{
+    int stale = attr_truth(direct, s_stale);
+    if (stale < 0 || (stale && call_method_void(direct, s_rebuild, NULL, NULL, NULL) < 0))
+        return NULL;
+    double wait;
+    if (timeout == Py_None)
+        wait = -1.0;
+    else {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        wait = t <= 0 ? 0.0 : ceil(t * 1e3) * 1e-3;  /* epoll's milliseconds, rounded up */
+    }
+    PyObject *ep = PyObject_GetAttr(direct, s_ep);
+    if (ep == NULL)
+        return NULL;
+    PyObject *w = PyFloat_FromDouble(wait);
+    PyObject *raw = w ? PyObject_CallMethodOneArg(ep, s_poll, w) : NULL;
+    Py_XDECREF(w);
+    Py_DECREF(ep);
+    if (raw == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            return PyList_New(0);
+        }
+        return NULL;
+    }
+    PyObject *ready = PyList_New(0);
+    if (ready == NULL || !PyList_Check(raw) || PyList_GET_SIZE(raw) == 0) {
+        if (ready != NULL && !PyList_Check(raw)) {
+            PyErr_SetString(PyExc_TypeError, "epoll.poll() must return a list");
+            Py_CLEAR(ready);
+        }
+        Py_DECREF(raw);
+        return ready;
+    }
+    PyObject *fd_to_key = PyObject_GetAttr(direct, s_fd_to_key);
+    PyObject *ctx_mask = fd_to_key ? PyObject_GetAttr(direct, s_ctx_mask) : NULL;
+    if (ctx_mask == NULL || !PyDict_Check(ctx_mask)) {
+        if (ctx_mask != NULL)
+            PyErr_SetString(PyExc_TypeError, "SelectorFds._ctx_mask must be a dict");
+        goto fail;
+    }
+    int hit = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(raw); i++) {
+        PyObject *item = PyList_GET_ITEM(raw, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
+            continue;
+        PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
+        long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+        if (ev == -1 && PyErr_Occurred())
+            goto fail;
+        int mine_ctx = PyDict_Contains(ctx_mask, fd_o);
+        if (mine_ctx < 0)
+            goto fail;
+        hit |= mine_ctx;
+        PyObject *key = PyDict_CheckExact(fd_to_key) ? PyDict_GetItemWithError(fd_to_key, fd_o)
+                                                     : NULL;
+        if (key == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            if (PyDict_CheckExact(fd_to_key))
+                continue;
+            key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping */
+            if (key == NULL)
+                goto fail;
+            Py_DECREF(key);  /* still held by the mapping */
+            if (key == Py_None)
+                continue;
+        }
+        Py_INCREF(key);
+        PyObject *kev = PyObject_GetAttr(key, s_events_attr);
+        long kevents = kev ? PyLong_AsLong(kev) : -1;
+        Py_XDECREF(kev);
+        if (kevents == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        /* only what asyncio's own registration could have reported */
+        long mine = ev & reportable[kevents & 3];
+        if (mine) {
+            long events = 0;
+            if (mine & ~(long)EPOLLIN_BIT)
+                events |= 2;  /* selectors.EVENT_WRITE */
+            if (mine & ~(long)EPOLLOUT_BIT)
+                events |= 1;  /* selectors.EVENT_READ */
+            PyObject *pair = Py_BuildValue("(Ol)", key, events & kevents);
+            if (pair == NULL || PyList_Append(ready, pair) < 0) {
+                Py_XDECREF(pair);
+                Py_DECREF(key);
+                goto fail;
+            }
+            Py_DECREF(pair);
+        }
+        Py_DECREF(key);
+    }
+    if (hit) {
+        /* the raw list matters to the context only if one of its fds is in it */
+        PyObject *prev = PyObject_GetAttr(direct, s_raw);
+        if (prev == NULL)
+            goto fail;
+        int nonempty = PyObject_IsTrue(prev);
+        int rc;
+        if (nonempty > 0) {
+            PyObject *r = PyObject_CallMethod(prev, "extend", "O", raw);
+            rc = r ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        else {
+            rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, s_raw, raw);
+        }
+        Py_DECREF(prev);
+        if (rc < 0)
+            goto fail;
+    }
+    Py_DECREF(fd_to_key);
+    Py_DECREF(ctx_mask);
+    Py_DECREF(raw);
+    return ready;
+fail:
+    Py_XDECREF(fd_to_key);
+    Py_XDECREF(ctx_mask);
+    Py_DECREF(raw);
+    Py_XDECREF(ready);
+    return NULL;
+}
+
+/* The hook's select function: SelectorFds.select runs here in C. */
+static PyObject *
+hook_call_select(HookObject *self, PyObject *timeout)
+{
+    PyObject *fn = self->select;
+    if (shared_select_func != NULL && PyMethod_Check(fn)
+            && PyMethod_GET_FUNCTION(fn) == shared_select_func
+            && PyMethod_GET_SELF(fn) == self->direct)
+        return shared_select(self->direct, timeout);
+    return PyObject_CallOneArg(fn, timeout);
+}
+
 /* _SelectorHook.select(timeout=None): prepare, the real select, check, place. */
 static PyObject *
 hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1707,7 +1858,7 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
             goto fail;
         if (empty) {
             /* plain asyncio work: the real select, and a look for a wake-up */
-            events = PyObject_CallOneArg(self->select, timeout);
+            events = hook_call_select(self, timeout);
             if (events == NULL)
                 goto fail;
             int woken = 0;
@@ -1838,7 +1989,7 @@ hook_poll(HookObject *self, PyObject *wait)
     if (!IS_NONE(self->clock) && !zero)
         events = PyObject_CallMethodOneArg((PyObject *)self, s_poll_clock, timeout);
     else
-        events = PyObject_CallOneArg(self->select, timeout);
+        events = hook_call_select(self, timeout);
     Py_DECREF(timeout);
     if (events == NULL)
         goto fail;
@@ -2090,6 +2241,26 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
             return NULL;
         used += r;
     }
+    PyObject *sf = PyDict_GetItemString(kw, "shared_select");
+    if (sf != NULL) {
+        Py_INCREF(sf);
+        Py_XSETREF(shared_select_func, sf);
+        used++;
+    }
+    PyObject *rep = PyDict_GetItemString(kw, "reportable");
+    if (rep != NULL) {
+        if (!PyTuple_Check(rep) || PyTuple_GET_SIZE(rep) != 4) {
+            PyErr_SetString(PyExc_ValueError, "reportable must be a tuple of 4 masks");
+            return NULL;
+        }
+        for (int i = 0; i < 4; i++) {
+            long v = PyLong_AsLong(PyTuple_GET_ITEM(rep, i));
+            if (v == -1 && PyErr_Occurred())
+                return NULL;
+            reportable[i] = v;
+        }
+        used++;
+    }
     PyObject *mw = PyDict_GetItemString(kw, "max_wait");
     if (mw != NULL) {
         double v = PyFloat_AsDouble(mw);
@@ -2198,6 +2369,12 @@ PyInit__cengine(void)
     INTERN(s_append, "append");
     INTERN(s_clear, "clear");
     INTERN(s_select_name, "select");
+    INTERN(s_stale, "stale");
+    INTERN(s_rebuild, "rebuild");
+    INTERN(s_ep, "_ep");
+    INTERN(s_fd_to_key, "_fd_to_key");
+    INTERN(s_ctx_mask, "_ctx_mask");
+    INTERN(s_events_attr, "events");
     if ((empty_events = PyTuple_New(0)) == NULL)
         return NULL;
     if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)

@@ -42,6 +42,8 @@ import selectors
 from collections.abc import Mapping
 from typing import Any
 
+from . import _engine
+
 __all__ = ("SelectorFds", "eligible")
 
 _IN = select.EPOLLIN
@@ -248,3 +250,8 @@ class SelectorFds:
         finally:
             fresh.close()
         self.rebuilds += 1
+
+
+if _engine.core is not None:
+    # The stock base's hook runs this select in C (same rules, see _cengine.c).
+    _engine.core.configure(shared_select=SelectorFds.select, reportable=_REPORTABLE)
