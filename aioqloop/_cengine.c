@@ -1501,7 +1501,17 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     return PyBool_FromLong(r);
 }
 
+static PyObject *ctx_has_work(ContextObject *self, PyObject *unused);
+static PyObject *ctx_next_deadline(ContextObject *self, PyObject *unused);
+static PyObject *ctx_time(ContextObject *self, PyObject *unused);
+
 static PyMethodDef ctx_methods[] = {
+    {"has_work", (PyCFunction)ctx_has_work, METH_NOARGS,
+     "Is anything ready or due without waiting?  Owner thread."},
+    {"next_deadline", (PyCFunction)ctx_next_deadline, METH_NOARGS,
+     "The earliest ready time in loop seconds (inf if none)."},
+    {"time", (PyCFunction)ctx_time, METH_NOARGS,
+     "The context's time in seconds: cached during an iteration, else the loop's now."},
     {"dispatch", (PyCFunction)ctx_dispatch, METH_O,
      "Dispatch the ready sources of ``priority`` in attach order.  Owner thread."},
     {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
@@ -2144,24 +2154,6 @@ fail:
     return NULL;
 }
 
-static PyObject *
-driver_poll(PyObject *driver, PyObject *timeout)
-{
-    if (PyObject_TypeCheck(driver, &HookType)
-            && _PyType_Lookup(Py_TYPE(driver), s_poll) == hook_poll_descr)
-        return hook_poll((HookObject *)driver, timeout);
-    return PyObject_CallMethodOneArg(driver, s_poll, timeout);
-}
-
-static PyObject *
-driver_place(PyObject *driver, PyObject *prio)
-{
-    if (PyObject_TypeCheck(driver, &HookType)
-            && _PyType_Lookup(Py_TYPE(driver), s_place) == hook_place_descr)
-        return hook_place((HookObject *)driver, prio);
-    return PyObject_CallMethodOneArg(driver, s_place, prio);
-}
-
 static PyMethodDef hook_methods[] = {
     {"select", (PyCFunction)(void (*)(void))hook_select, METH_FASTCALL | METH_KEYWORDS,
      "prepare -> the real select -> check -> place the dispatch."},
@@ -2203,6 +2195,388 @@ static PyTypeObject HookType = {
     .tp_methods = hook_methods,
     .tp_new = hook_new,
 };
+
+/* ------------------------------------------------------------------- PlainCore */
+/* The plain driver (aioqloop.bridge.PlainDriver): a context driven from loop callbacks
+ * through public loop API (the uvloop base, any asyncio loop).  Its per-iteration
+ * methods are here; arming timers and closing stay in Python on the subclass. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ctx, *loop, *handle, *timer, *timeout, *run_cb;
+    double timer_when, slack;
+    char closed, owned;
+} PlainObject;
+
+static PyTypeObject PlainType;
+static PyObject *plain_poll_descr, *plain_place_descr;
+static PyObject *s_call_soon, *s_run, *s_cancel, *s_acquire, *s_deadline_changed;
+static PyObject *s_always_ready_pending, *s_next_deadline;
+
+static int
+plain_traverse(PlainObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->ctx);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->handle);
+    Py_VISIT(self->timer);
+    Py_VISIT(self->timeout);
+    Py_VISIT(self->run_cb);
+    return 0;
+}
+
+static int
+plain_clear(PlainObject *self)
+{
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->handle);
+    Py_CLEAR(self->timer);
+    Py_CLEAR(self->timeout);
+    Py_CLEAR(self->run_cb);
+    return 0;
+}
+
+static void
+plain_dealloc(PlainObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    plain_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+plain_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PlainObject *self = (PlainObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->timer_when = INFINITY;
+    return (PyObject *)self;
+}
+
+/* MainContext.has_work: is anything ready or due without waiting?  -1 on error. */
+static int
+has_work(ContextObject *self)
+{
+    if (!IS_NONE(self->gate)) {
+        int deferred = attr_truth(self->gate, s_deferred);
+        if (deferred != 0)
+            return deferred < 0 ? -1 : 0;
+    }
+    if (!ready_ok(self))
+        return -1;
+    if (PyDict_GET_SIZE(self->ready))
+        return 1;
+    int r = bh_pending(self);
+    if (r == 0)
+        r = nonempty_attr(self->waker, s_ops);
+    if (r != 0)
+        return r;
+    r = nonempty_attr(self->fds, s_always);
+    if (r > 0)
+        r = call_truth(self->fds, s_always_ready_pending);
+    if (r != 0)
+        return r;
+    PyObject *entries = PyObject_GetAttr(self->deadlines, s_entries);
+    if (entries == NULL)
+        return -1;
+    if (!PyList_Check(entries) || PyList_GET_SIZE(entries) == 0) {
+        Py_DECREF(entries);
+        return 0;
+    }
+    PyObject *head = PyList_GET_ITEM(entries, 0);
+    double when = PyTuple_Check(head) && PyTuple_GET_SIZE(head) > 0
+                  ? PyFloat_AsDouble(PyTuple_GET_ITEM(head, 0)) : -1.0;
+    Py_DECREF(entries);
+    if (when == -1.0 && PyErr_Occurred())
+        return -1;
+    PyObject *t = PyObject_CallNoArgs(self->clock);
+    if (t == NULL)
+        return -1;
+    double now = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (now == -1.0 && PyErr_Occurred())
+        return -1;
+    return when <= now;
+}
+
+static PyObject *
+ctx_has_work(ContextObject *self, PyObject *unused)
+{
+    int r = has_work(self);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+/* MainContext.next_deadline: the earliest ready time in loop seconds (inf if none). */
+static int
+next_deadline(ContextObject *self, double *out)
+{
+    int any = nonempty_attr(self->deadlines, s_entries);
+    if (any <= 0) {
+        *out = INFINITY;
+        return any;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(self->deadlines, s_next_deadline);
+    if (r == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *
+ctx_next_deadline(ContextObject *self, PyObject *unused)
+{
+    double d;
+    return next_deadline(self, &d) < 0 ? NULL : PyFloat_FromDouble(d);
+}
+
+/* MainContext.time: cached during an iteration, else the loop's now. */
+static int
+context_time(ContextObject *self, double *out)
+{
+    if (self->in_iteration || self->in_hook) {
+        *out = self->now;
+        return 0;
+    }
+    PyObject *t = PyObject_CallNoArgs(self->clock);
+    if (t == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *
+ctx_time(ContextObject *self, PyObject *unused)
+{
+    double t;
+    return context_time(self, &t) < 0 ? NULL : PyFloat_FromDouble(t);
+}
+
+static int
+plain_kick(PlainObject *self)
+{
+    if (!IS_NONE(self->handle) || self->closed)
+        return 0;
+    if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
+        return -1;
+    PyObject *h = PyObject_CallMethodOneArg(self->loop, s_call_soon, self->run_cb);
+    if (h == NULL)
+        return -1;
+    Py_XSETREF(self->handle, h);
+    return 0;
+}
+
+static PyObject *
+plain_kick_meth(PlainObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_kick() takes at most one argument");
+        return NULL;
+    }
+    if (plain_kick(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* PlainDriver._rearm(timeout): the earliest of the next deadline and the prepare
+ * phase's wait becomes the timer (Python's deadline_changed arms it). */
+static int
+plain_rearm(PlainObject *self, PyObject *timeout)
+{
+    if (self->closed)
+        return 0;
+    if (!is_context(self->ctx)) {
+        PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
+        return -1;
+    }
+    ContextObject *ctx = (ContextObject *)self->ctx;
+    double deadline;
+    if (next_deadline(ctx, &deadline) < 0)
+        return -1;
+    if (!IS_NONE(timeout)) {
+        double t = PyFloat_AsDouble(timeout), now;
+        if ((t == -1.0 && PyErr_Occurred()) || context_time(ctx, &now) < 0)
+            return -1;
+        if (now + t < deadline)
+            deadline = now + t;
+    }
+    if (deadline < self->timer_when) {
+        PyObject *d = PyFloat_FromDouble(deadline);
+        int rc = d ? call_method_void((PyObject *)self, s_deadline_changed, d, NULL, NULL) : -1;
+        Py_XDECREF(d);
+        return rc;
+    }
+    return 0;
+}
+
+static PyObject *
+plain_rearm_meth(PlainObject *self, PyObject *timeout)
+{
+    if (plain_rearm(self, timeout) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* PlainDriver._run: one GLib iteration without a wait, then arrange for the next. */
+static PyObject *
+plain_run(PlainObject *self, PyObject *unused)
+{
+    Py_CLEAR(self->handle);
+    if (self->closed)  /* closing the context closes its driver first */
+        Py_RETURN_NONE;
+    PyObject *ctxo = self->ctx;
+    if (!is_context(ctxo)) {
+        PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
+        return NULL;
+    }
+    Py_INCREF(ctxo);
+    ContextObject *ctx = (ContextObject *)ctxo;
+    if (!self->owned) {
+        /* the loop's thread owns the context from its first iteration on */
+        int ok = call_truth(ctxo, s_acquire);
+        if (ok <= 0) {
+            int rc = -1;
+            if (ok == 0) {
+                PyObject *again = PyFloat_FromDouble(0.01);
+                rc = again ? plain_rearm(self, again) : -1;  /* look again soon */
+                Py_XDECREF(again);
+            }
+            Py_DECREF(ctxo);
+            if (rc < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        self->owned = 1;
+    }
+    Py_CLEAR(self->timeout);
+    int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
+    /* finally: re-check after publishing "may sleep" (QEMU's notify_me handshake); also
+     * after a KeyboardInterrupt, so nothing is stranded when the loop runs again */
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    int work = has_work(ctx);
+    PyObject *wait = self->timeout ? self->timeout : Py_None;
+    Py_INCREF(wait);
+    int rc = work < 0 ? -1 : work ? plain_kick(self) : plain_rearm(self, wait);
+    Py_DECREF(wait);
+    Py_DECREF(ctxo);
+    if (rc < 0) {
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(etb);
+        return NULL;
+    }
+    PyErr_Restore(et, ev, etb);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* PlainDriver._on_readable: dispatch right here, as an add_reader callback would. */
+static PyObject *
+plain_on_readable(PlainObject *self, PyObject *unused)
+{
+    int queued = !IS_NONE(self->handle);
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx)) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return NULL;
+    }
+    if (ctx_call_poll_ready(ctx) < 0)
+        return NULL;
+    if (queued)  /* an iteration is already queued: keep FIFO order */
+        Py_RETURN_NONE;
+    if (!IS_NONE(self->handle)) {
+        /* queued by the readiness just recorded: run it now */
+        if (call_method_void(self->handle, s_cancel, NULL, NULL, NULL) < 0)
+            return NULL;
+    }
+    return plain_run(self, NULL);
+}
+
+static PyObject *
+plain_poll(PlainObject *self, PyObject *timeout)
+{
+    /* asyncio did the waiting; the prepare phase's wait is re-armed as a timer after */
+    Py_INCREF(timeout);
+    Py_XSETREF(self->timeout, timeout);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+plain_place(PlainObject *self, PyObject *priority)
+{
+    if (ctx_call_dispatch(self->ctx, priority) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef plain_methods[] = {
+    {"_kick", (PyCFunction)(void (*)(void))plain_kick_meth, METH_FASTCALL,
+     "Queue one iteration (a source became ready)."},
+    {"_rearm", (PyCFunction)plain_rearm_meth, METH_O,
+     "Arm the timer for the next deadline or the prepare phase's wait."},
+    {"_run", (PyCFunction)plain_run, METH_NOARGS,
+     "One GLib iteration without a wait; then arrange for the next."},
+    {"_on_readable", (PyCFunction)plain_on_readable, METH_NOARGS,
+     "The context's fd is readable: record it and iterate."},
+    {"poll", (PyCFunction)plain_poll, METH_O, "The driver's poll (asyncio did the waiting)."},
+    {"place", (PyCFunction)plain_place, METH_O, "Dispatch the ready priority now."},
+    {NULL}
+};
+
+#define PM(name, type, field) {name, type, offsetof(PlainObject, field), 0, NULL}
+static PyMemberDef plain_members[] = {
+    PM("_ctx", T_OBJECT, ctx),
+    PM("_loop", T_OBJECT, loop),
+    PM("_handle", T_OBJECT, handle),
+    PM("_timer", T_OBJECT, timer),
+    PM("_timeout", T_OBJECT, timeout),
+    PM("_timer_when", T_DOUBLE, timer_when),
+    PM("_slack", T_DOUBLE, slack),
+    PM("_closed", T_BOOL, closed),
+    PM("_owned", T_BOOL, owned),
+    {NULL}
+};
+
+static PyTypeObject PlainType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aioqloop._cengine.PlainCore",
+    .tp_basicsize = sizeof(PlainObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The plain driver's per-iteration methods, as C (base of PlainDriver).",
+    .tp_traverse = (traverseproc)plain_traverse,
+    .tp_clear = (inquiry)plain_clear,
+    .tp_dealloc = (destructor)plain_dealloc,
+    .tp_members = plain_members,
+    .tp_methods = plain_methods,
+    .tp_new = plain_new,
+};
+
+static PyObject *
+driver_poll(PyObject *driver, PyObject *timeout)
+{
+    if (PyObject_TypeCheck(driver, &HookType)
+            && _PyType_Lookup(Py_TYPE(driver), s_poll) == hook_poll_descr)
+        return hook_poll((HookObject *)driver, timeout);
+    if (PyObject_TypeCheck(driver, &PlainType)
+            && _PyType_Lookup(Py_TYPE(driver), s_poll) == plain_poll_descr)
+        return plain_poll((PlainObject *)driver, timeout);
+    return PyObject_CallMethodOneArg(driver, s_poll, timeout);
+}
+
+static PyObject *
+driver_place(PyObject *driver, PyObject *prio)
+{
+    if (PyObject_TypeCheck(driver, &HookType)
+            && _PyType_Lookup(Py_TYPE(driver), s_place) == hook_place_descr)
+        return hook_place((HookObject *)driver, prio);
+    if (PyObject_TypeCheck(driver, &PlainType)
+            && _PyType_Lookup(Py_TYPE(driver), s_place) == plain_place_descr)
+        return plain_place((PlainObject *)driver, prio);
+    return PyObject_CallMethodOneArg(driver, s_place, prio);
+}
 
 /* ------------------------------------------------------------------------ module */
 static int
@@ -2370,6 +2744,13 @@ PyInit__cengine(void)
     INTERN(s_clear, "clear");
     INTERN(s_select_name, "select");
     INTERN(s_stale, "stale");
+    INTERN(s_call_soon, "call_soon");
+    INTERN(s_run, "_run");
+    INTERN(s_cancel, "cancel");
+    INTERN(s_acquire, "acquire");
+    INTERN(s_deadline_changed, "deadline_changed");
+    INTERN(s_always_ready_pending, "always_ready_pending");
+    INTERN(s_next_deadline, "next_deadline");
     INTERN(s_rebuild, "rebuild");
     INTERN(s_ep, "_ep");
     INTERN(s_fd_to_key, "_fd_to_key");
@@ -2382,7 +2763,12 @@ PyInit__cengine(void)
     if ((float_inf = PyFloat_FromDouble(INFINITY)) == NULL)
         return NULL;
     if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&SourceType) < 0
-            || PyType_Ready(&ContextType) < 0 || PyType_Ready(&HookType) < 0)
+            || PyType_Ready(&ContextType) < 0 || PyType_Ready(&HookType) < 0
+            || PyType_Ready(&PlainType) < 0)
+        return NULL;
+    plain_poll_descr = PyDict_GetItem(PlainType.tp_dict, s_poll);
+    plain_place_descr = PyDict_GetItem(PlainType.tp_dict, s_place);
+    if (plain_poll_descr == NULL || plain_place_descr == NULL)
         return NULL;
     hook_poll_descr = PyDict_GetItem(HookType.tp_dict, s_poll);
     hook_place_descr = PyDict_GetItem(HookType.tp_dict, s_place);
@@ -2395,10 +2781,12 @@ PyInit__cengine(void)
     Py_INCREF(&SourceType);
     Py_INCREF(&ContextType);
     Py_INCREF(&HookType);
+    Py_INCREF(&PlainType);
     if (PyModule_AddObject(m, "SourceStatistics", (PyObject *)&StatsType) < 0
             || PyModule_AddObject(m, "SourceCore", (PyObject *)&SourceType) < 0
             || PyModule_AddObject(m, "ContextCore", (PyObject *)&ContextType) < 0
             || PyModule_AddObject(m, "HookCore", (PyObject *)&HookType) < 0
+            || PyModule_AddObject(m, "PlainCore", (PyObject *)&PlainType) < 0
             || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _engine
+
 if TYPE_CHECKING:
     from .context import MainContext
 
@@ -199,7 +201,87 @@ class Driver:
         """The context closes: withdraw everything registered with the loop."""
 
 
-class PlainDriver(Driver):
+class _PyPlain:
+    """The per-iteration methods of `PlainDriver` that the compiled core
+    (`aioqloop._cengine.PlainCore`) replaces; the pure-Python engine's reference."""
+
+    _ctx: MainContext
+    _loop: asyncio.AbstractEventLoop
+    _handle: asyncio.Handle | None
+    _timer_when: float
+    _closed: bool
+    _timeout: float | None
+    _owned: bool
+
+    if TYPE_CHECKING:
+        def deadline_changed(self, when: float) -> None: ...
+
+    def _kick(self, _priority: int = 0) -> None:
+        if self._handle is None and not self._closed:
+            self._handle = self._loop.call_soon(self._run)
+
+    def _on_readable(self) -> None:
+        # Dispatch right here, as an add_reader callback would, instead of one more loop
+        # iteration later (unless an iteration is already queued: keep FIFO order).
+        queued = self._handle is not None
+        self._ctx.poll_ready()
+        if queued:
+            return
+        handle = self._handle
+        if handle is not None:  # queued by the readiness just recorded: run it now
+            handle.cancel()
+        self._run()
+
+    def poll(self, timeout: float | None) -> None:
+        # asyncio did the waiting, and fd readiness came through _on_readable.
+        self._timeout = timeout  # the prepare phase's wait: re-armed as a timer after
+
+    def place(self, priority: float) -> None:
+        self._ctx.dispatch(priority)
+
+    def _run(self) -> None:
+        """One GLib iteration without a wait; then arrange for the next."""
+        self._handle = None
+        ctx = self._ctx
+        if self._closed:  # closing the context closes its driver first
+            return
+        if not self._owned:
+            # The loop's thread owns the context from its first iteration on (GLib's
+            # acquire, held while the loop drives it; released when the driver closes).
+            if not ctx.acquire():
+                self._rearm(0.01)  # another thread iterates it by hand: look again soon
+                return
+            self._owned = True
+        self._timeout = None
+        try:
+            ctx.iterate(self, block=True, dispatch=True)
+        finally:
+            # Re-check after publishing "may sleep" (QEMU's notify_me handshake); also
+            # after a KeyboardInterrupt, so nothing is stranded when the loop runs again.
+            if ctx.has_work():
+                self._kick()
+            else:
+                self._rearm(self._timeout)
+
+    def _rearm(self, timeout: float | None) -> None:
+        if self._closed:
+            return
+        ctx = self._ctx
+        deadline = ctx.next_deadline()
+        if timeout is not None:
+            deadline = min(deadline, ctx.time() + timeout)
+        if deadline < self._timer_when:
+            self.deadline_changed(deadline)
+
+
+if TYPE_CHECKING or _engine.core is None:
+    _PlainBase = _PyPlain
+else:
+    class _PlainBase(_engine.core.PlainCore, _PyPlain):
+        """The compiled core's driver methods first, the Python slow paths behind them."""
+
+
+class PlainDriver(_PlainBase, Driver):
     """Drive ``ctx`` from ``loop`` callbacks (see the module docstring)."""
 
     def __init__(self, ctx: MainContext, loop: asyncio.AbstractEventLoop) -> None:
@@ -244,22 +326,6 @@ class PlainDriver(Driver):
             self._owned = False
             self._ctx.release()
 
-    def _kick(self, _priority: int = 0) -> None:
-        if self._handle is None and not self._closed:
-            self._handle = self._loop.call_soon(self._run)
-
-    def _on_readable(self) -> None:
-        # Dispatch right here, as an add_reader callback would, instead of one more loop
-        # iteration later (unless an iteration is already queued: keep FIFO order).
-        queued = self._handle is not None
-        self._ctx.poll_ready()
-        if queued:
-            return
-        handle = self._handle
-        if handle is not None:  # queued by the readiness just recorded: run it now
-            handle.cancel()
-        self._run()
-
     def deadline_changed(self, when: float) -> None:
         if when < self._timer_when and not self._closed:
             if self._timer is not None:
@@ -273,45 +339,3 @@ class PlainDriver(Driver):
         self._timer = None
         self._timer_when = math.inf
         self._run()
-
-    # The driver contract of an iteration (see MainContext.iterate).
-    def poll(self, timeout: float | None) -> None:
-        # asyncio did the waiting, and fd readiness came through _on_readable.
-        self._timeout = timeout  # the prepare phase's wait: re-armed as a timer after
-
-    def place(self, priority: float) -> None:
-        self._ctx.dispatch(priority)
-
-    def _run(self) -> None:
-        """One GLib iteration without a wait; then arrange for the next."""
-        self._handle = None
-        ctx = self._ctx
-        if self._closed:  # closing the context closes its driver first
-            return
-        if not self._owned:
-            # The loop's thread owns the context from its first iteration on (GLib's
-            # acquire, held while the loop drives it; released when the driver closes).
-            if not ctx.acquire():
-                self._rearm(0.01)  # another thread iterates it by hand: look again soon
-                return
-            self._owned = True
-        self._timeout = None
-        try:
-            ctx.iterate(self, block=True, dispatch=True)
-        finally:
-            # Re-check after publishing "may sleep" (QEMU's notify_me handshake); also
-            # after a KeyboardInterrupt, so nothing is stranded when the loop runs again.
-            if ctx.has_work():
-                self._kick()
-            else:
-                self._rearm(self._timeout)
-
-    def _rearm(self, timeout: float | None) -> None:
-        if self._closed:
-            return
-        ctx = self._ctx
-        deadline = ctx.next_deadline()
-        if timeout is not None:
-            deadline = min(deadline, ctx.time() + timeout)
-        if deadline < self._timer_when:
-            self.deadline_changed(deadline)

@@ -304,6 +304,26 @@ class _PyCore(Dispatcher):
         if self._fds.apply(self._fds.epoll.poll(0), self._mark_ready) < 0:
             self._waker.drain()
 
+    def has_work(self) -> bool:
+        """Is anything ready or due without waiting?  Owner thread."""
+        gate = self._gate
+        if gate is not None and gate.deferred:
+            return False
+        bh = self._bh
+        if self._ready or (bh is not None and bh.pending) or self._waker.ops:
+            return True
+        if self._fds.always and self._fds.always_ready_pending():
+            return True
+        entries = self._deadlines.entries
+        return bool(entries) and entries[0][0] <= self._clock()
+
+    def next_deadline(self) -> float:
+        """The earliest ready time in loop seconds (``inf`` if none)."""
+        return self._deadlines.next_deadline()
+
+    def time(self) -> float:
+        """The context's time in seconds: cached during an iteration, else the loop's now."""
+        return self._now if (self._in_iteration or self._in_hook) else self._clock()
 
 if TYPE_CHECKING or _engine.core is None:
     _Core = _PyCore
@@ -615,27 +635,6 @@ class MainContext(SourceSet, _Core):
     def is_empty(self) -> bool:
         """No source attached and nothing posted by other threads (a cheap test)."""
         return not self._sources and not self._waker.ops
-
-    def has_work(self) -> bool:
-        """Is anything ready or due without waiting?  Owner thread."""
-        gate = self._gate
-        if gate is not None and gate.deferred:
-            return False
-        bh = self._bh
-        if self._ready or (bh is not None and bh.pending) or self._waker.ops:
-            return True
-        if self._fds.always and self._fds.always_ready_pending():
-            return True
-        entries = self._deadlines.entries
-        return bool(entries) and entries[0][0] <= self._clock()
-
-    def next_deadline(self) -> float:
-        """The earliest ready time in loop seconds (``inf`` if none)."""
-        return self._deadlines.next_deadline()
-
-    def time(self) -> float:
-        """The context's time in seconds: cached during an iteration, else the loop's now."""
-        return self._now if (self._in_iteration or self._in_hook) else self._clock()
 
     def call_at_priority(
         self, priority: int, fn: Callable[..., Any], args: tuple[Any, ...]
