@@ -403,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         lib.configure_glib(True)
     figures = [r for r in records if r.get("kind") == "figure"]
     targets = [r for r in records if r.get("kind") == "target"]
-    out.print(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, {meta['cpus']} CPUs "
-              f"({meta['cpu_model']}); engine: {meta['engine']}; uvloop: {meta['uvloop']}; "
-              f"GLib: {glib_status}")
+    out.print(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, {meta['cpus']} CPUs; "
+              f"uvloop: {meta['uvloop']}; GLib: {glib_status}")
+    out.print(f"engine: {meta['engine']}; CPU: {meta['cpu_model']}")
     for name in names:
         mine = [r for r in figures if r.get("bench") == name]
         if mine:

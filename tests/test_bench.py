@@ -74,6 +74,7 @@ def test_tiny_suite_writes_records_and_tables(
     data = json.loads(out.read_text(encoding="utf-8"))
     meta = data["meta"]
     assert meta["quick"] is True
+    assert meta["engine"].startswith(f"{aioqloop.ENGINE} (")  # which engine was measured
     assert meta["workloads"] == names
     assert set(meta["workload_seconds"]) == set(names)
     records = data["records"]
@@ -102,6 +103,7 @@ def test_tiny_suite_writes_records_and_tables(
     for name in names:
         assert name in shown.out
     assert "performance goals" in shown.out
+    assert f"engine: {aioqloop.ENGINE} (" in shown.out
     assert "OK" in shown.out or "MISS" in shown.out
     if no_gi:
         assert "GLib: not installed" in shown.out
