@@ -115,8 +115,10 @@ typedef struct {
     PyObject_HEAD
     PyObject *context, *callback, *args, *parent, *order, *stats;
     PyObject *priority, *fds, *children, *name;
+    PyObject *fd, *fileobj, *tag;   /* FdSource's watch (fields, so it needs no dict) */
     Py_ssize_t id, heap_seq, dispatching;
     double ready_time;
+    double interval;                /* TimeoutSource's interval, seconds */
     char can_recurse, destroyed, finalized, ready, ready_by_time, ready_by_child;
     char blocked, ready_while_blocked, in_heap;
     char c_idle, c_survives;   /* class flags _idle / _survives_escape, read at creation */
@@ -126,16 +128,16 @@ static PyTypeObject SourceType;
 #define Source_Check(o) PyObject_TypeCheck((o), &SourceType)
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 
+static PyObject *s_idle, *s_survives;
+
+/* A class-level flag (_idle, _survives_escape), read once per source from its type. */
 static int
-class_flag(PyTypeObject *type, const char *name)
+class_flag(PyTypeObject *type, PyObject *name)
 {
-    PyObject *v = PyObject_GetAttrString((PyObject *)type, name);
-    if (v == NULL) {
-        PyErr_Clear();
+    PyObject *v = _PyType_Lookup(type, name);  /* borrowed; cached per type */
+    if (v == NULL)
         return 0;
-    }
     int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
     if (r < 0) {
         PyErr_Clear();
         return 0;
@@ -156,8 +158,8 @@ source_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     }
     self->ready_time = -1.0;
-    self->c_idle = (char)class_flag(type, "_idle");
-    self->c_survives = (char)class_flag(type, "_survives_escape");
+    self->c_idle = (char)class_flag(type, s_idle);
+    self->c_survives = (char)class_flag(type, s_survives);
     return (PyObject *)self;
 }
 
@@ -174,6 +176,9 @@ source_traverse(SourceObject *self, visitproc visit, void *arg)
     Py_VISIT(self->fds);
     Py_VISIT(self->children);
     Py_VISIT(self->name);
+    Py_VISIT(self->fd);
+    Py_VISIT(self->fileobj);
+    Py_VISIT(self->tag);
     return 0;
 }
 
@@ -190,6 +195,9 @@ source_clear(SourceObject *self)
     Py_CLEAR(self->fds);
     Py_CLEAR(self->children);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->fd);
+    Py_CLEAR(self->fileobj);
+    Py_CLEAR(self->tag);
     return 0;
 }
 
@@ -213,6 +221,10 @@ static PyMemberDef source_members[] = {
     SM("_fds", T_OBJECT_EX, fds),
     SM("_children", T_OBJECT_EX, children),
     SM("_name", T_OBJECT_EX, name),
+    SM("_fd", T_OBJECT_EX, fd),
+    SM("_fileobj", T_OBJECT_EX, fileobj),
+    SM("_tag", T_OBJECT_EX, tag),
+    SM("_interval", T_DOUBLE, interval),
     SM("_id", T_PYSSIZET, id),
     SM("_heap_seq", T_PYSSIZET, heap_seq),
     SM("_dispatching", T_PYSSIZET, dispatching),
@@ -712,14 +724,13 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
         if (fn == default_dispatch)
             return PyObject_Call(cb, args, NULL);
         if (fn == fd_dispatch) {
-            PyObject *fileobj = PyObject_GetAttr(self, s_fileobj);
-            if (fileobj == NULL)
-                return NULL;
-            PyObject *tag = PyObject_GetAttr(self, s_tag);
-            if (tag == NULL) {
-                Py_DECREF(fileobj);
+            PyObject *fileobj = src->fileobj, *tag = src->tag;
+            if (fileobj == NULL || tag == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "FdSource without a watch");
                 return NULL;
             }
+            Py_INCREF(fileobj);
+            Py_INCREF(tag);
             PyObject *rev = PyObject_GetAttr(tag, s_revents);
             Py_DECREF(tag);
             if (rev == NULL) {
@@ -765,13 +776,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
                 return NULL;
             if (keep && !src->destroyed) {
                 /* re-arm at the iteration's cached time plus the interval */
-                PyObject *iv = PyObject_GetAttr(self, s_interval);
-                if (iv == NULL)
-                    return NULL;
-                double interval = PyFloat_AsDouble(iv);
-                Py_DECREF(iv);
-                if (interval == -1.0 && PyErr_Occurred())
-                    return NULL;
+                double interval = src->interval;
                 double when = ctx->now + interval;
                 if (when == src->ready_time)
                     return PyBool_FromLong(keep);  /* set_ready_time: no change */
@@ -2676,6 +2681,8 @@ PyMODINIT_FUNC
 PyInit__cengine(void)
 {
     INTERN(s_current, "current");
+    INTERN(s_idle, "_idle");
+    INTERN(s_survives, "_survives_escape");
     INTERN(s_dispatch, "dispatch");
     INTERN(s_count_waited, "_count_waited");
     INTERN(s_enter, "enter");

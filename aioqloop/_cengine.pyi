@@ -23,6 +23,10 @@ class SourceCore:
     _fds: list[Any]
     _children: list[Any]
     _name: str | None
+    _fd: int
+    _fileobj: Any
+    _tag: Any
+    _interval: float
     _id: int
     _heap_seq: int
     _dispatching: int

@@ -71,7 +71,14 @@ class SourceSet:
             src._id = sid
             src._context = cast("MainContext", self)
             self._sources[sid] = src
-        self._local_or_post(lambda: self._insert_tree(src))
+        # _local_or_post, inlined without a closure: attach is hot (100k timers).
+        owner = self._owner
+        if owner is not None and owner != _get_ident():
+            self._waker.post(lambda: self._insert_tree(src))
+        else:
+            self._insert_tree(src)
+            if owner is None:
+                self._waker.notify()  # unowned: a thread may be starting to block
         return sid
 
     def _local_or_post(self, op: Callable[[], None]) -> None:
@@ -105,55 +112,67 @@ class SourceSet:
         if src._destroyed:
             return
         if not src._order:
-            src._order = (self._next_seq(), 1)
+            self._seq = seq = self._seq + 1
+            src._order = (seq, 1)
         self._follow_clock()  # a timeout's first expiry is computed from it
         src._attached(cast("MainContext", self))
-        prio = src._priority
-        if src._has_prepare:
-            self._prepare_hooks.add(prio, src)
-        if src._has_check:
-            self._check_hooks.add(prio, src)
-        for rec in src._fds:
-            self._fd_add_local(rec)
         if src._has_prepare or src._has_check:
+            prio = src._priority
+            if src._has_prepare:
+                self._prepare_hooks.add(prio, src)
+            if src._has_check:
+                self._check_hooks.add(prio, src)
             self._driver.prepare_needed()
+        if src._fds:
+            for rec in src._fds:
+                self._fd_add_local(rec)
         if src._ready_time != -1:
             self._schedule_ready_time(src)
         if src._idle:
             self._mark_ready(src)
-        for child in src._children:
-            child._context = cast("MainContext", self)
-            child._order = (*src._order[:-1], 0, self._next_seq(), 1)
-            self._insert_tree(child)
+        if src._children:
+            for child in src._children:
+                child._context = cast("MainContext", self)
+                child._order = (*src._order[:-1], 0, self._next_seq(), 1)
+                self._insert_tree(child)
 
     def _destroy(self, src: Source) -> None:
         with self._waker.lock:
             if self._sources.get(src._id) is src:
                 del self._sources[src._id]
+        owner = self._owner
         if self._closed:
             self._remove(src)
+        elif owner is not None and owner != _get_ident():
+            self._waker.post(lambda: self._remove(src))
         else:
-            self._local_or_post(lambda: self._remove(src))
+            self._remove(src)  # _local_or_post, inlined without a closure
+            if owner is None:
+                self._waker.notify()
 
     def _remove(self, src: Source) -> None:
-        for child in list(src._children):
-            child.destroy()
-        self._unmark_ready(src)
+        if src._children:
+            for child in list(src._children):
+                child.destroy()
+        if src._ready or src._ready_by_time or src._ready_by_child:
+            self._unmark_ready(src)
         parent = src._parent
         while parent is not None and parent._ready and parent._ready_by_child:
             if any(c._ready for c in parent._children if c is not src):
                 break
             self._unmark_ready(parent)
             parent = parent._parent
-        prio = src._priority
-        if src._has_prepare:
-            self._prepare_hooks.remove(prio, src)
-        if src._has_check:
-            self._check_hooks.remove(prio, src)
-        if not self._closed:
+        if src._has_prepare or src._has_check:
+            prio = src._priority
+            if src._has_prepare:
+                self._prepare_hooks.remove(prio, src)
+            if src._has_check:
+                self._check_hooks.remove(prio, src)
+        if src._fds and not self._closed:
             for rec in src._fds:
                 self._fd_remove_local(rec)
-        self._deadlines.drop(src)
+        if src._in_heap:
+            self._deadlines.drop(src)
         src._maybe_finalize()
 
     def _change_priority(self, src: Source, prio: int) -> None:
