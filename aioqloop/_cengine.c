@@ -558,11 +558,12 @@ nonempty_attr(PyObject *obj, PyObject *name)
     return attr_truth(obj, name);
 }
 
+static int schedule_ready_time_c(ContextObject *self, SourceObject *src);
+
 static int
 schedule_ready_time(ContextObject *self, SourceObject *src)
 {
-    return call_method_void((PyObject *)self, s_schedule_ready_time, (PyObject *)src, NULL,
-                            NULL);
+    return schedule_ready_time_c(self, src);
 }
 
 /* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
@@ -1507,10 +1508,19 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 }
 
 static PyObject *ctx_has_work(ContextObject *self, PyObject *unused);
+static PyObject *ctx_schedule_ready_time(ContextObject *self, PyObject *src);
+static PyObject *ctx_insert(ContextObject *self, PyObject *src);
+static PyObject *ctx_remove_source(ContextObject *self, PyObject *src);
 static PyObject *ctx_next_deadline(ContextObject *self, PyObject *unused);
 static PyObject *ctx_time(ContextObject *self, PyObject *unused);
 
 static PyMethodDef ctx_methods[] = {
+    {"_schedule_ready_time", (PyCFunction)ctx_schedule_ready_time, METH_O,
+     "(Re)enter a source's ready time in the heap (owner thread)."},
+    {"_insert", (PyCFunction)ctx_insert, METH_O,
+     "Insert an attached source (owner thread)."},
+    {"_remove_source", (PyCFunction)ctx_remove_source, METH_O,
+     "Take a destroyed source out of the context (owner thread)."},
     {"has_work", (PyCFunction)ctx_has_work, METH_NOARGS,
      "Is anything ready or due without waiting?  Owner thread."},
     {"next_deadline", (PyCFunction)ctx_next_deadline, METH_NOARGS,
@@ -2201,6 +2211,253 @@ static PyTypeObject HookType = {
     .tp_new = hook_new,
 };
 
+/* ------------------------------------------------ attach and destroy, fast paths */
+/* SourceSet._insert_tree / _remove for the common source: no prepare/check hooks, no
+ * fds, no children, no parent, a built-in _attached.  Anything else goes to the Python
+ * methods (the reference).  Deadlines.push is inlined; drop and rebuild stay Python. */
+static PyObject *default_attached, *timeout_attached, *default_finalize, *default_maybe_finalize;
+static PyObject *heappush;
+static PyObject *s_has_prepare, *s_has_check, *s_attached, *s_finalize, *s_insert_tree;
+static PyObject *s_remove, *s_seq_attr, *s_drop, *s_driver, *s_context_attr, *s_deadline_changed;
+
+static int
+follow_clock(ContextObject *self)
+{
+    PyObject *port = self->port;
+    Py_INCREF(port);
+    PyObject *loop = PyObject_GetAttr(port, s_loop);
+    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
+    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
+    Py_XDECREF(loop);
+    Py_XDECREF(loop_class);
+    int rc = loop_class == NULL ? -1 : 0;
+    if (rc == 0 && swapped) {
+        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
+        if (clock == NULL)
+            rc = -1;
+        else
+            Py_XSETREF(self->clock, clock);
+    }
+    Py_DECREF(port);
+    return rc;
+}
+
+/* Deadlines.push: 1 if src is the new head, 0 if not, -1 on error. */
+static int
+deadlines_push(PyObject *deadlines, SourceObject *src, double when)
+{
+    if (src->in_heap && call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL) < 0)
+        return -1;
+    PyObject *seq_o = PyObject_GetAttr(deadlines, s_seq_attr);
+    Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
+    Py_XDECREF(seq_o);
+    if (seq == -1 && PyErr_Occurred())
+        return -1;
+    seq++;
+    PyObject *nseq = PyLong_FromSsize_t(seq);
+    if (nseq == NULL || PyObject_SetAttr(deadlines, s_seq_attr, nseq) < 0) {
+        Py_XDECREF(nseq);
+        return -1;
+    }
+    src->heap_seq = seq;
+    src->in_heap = 1;
+    PyObject *entries = PyObject_GetAttr(deadlines, s_entries);
+    PyObject *w = entries ? PyFloat_FromDouble(when) : NULL;
+    PyObject *entry = w ? PyTuple_Pack(3, w, nseq, (PyObject *)src) : NULL;
+    Py_XDECREF(w);
+    Py_DECREF(nseq);
+    PyObject *r = entry ? PyObject_CallFunctionObjArgs(heappush, entries, entry, NULL) : NULL;
+    Py_XDECREF(entry);
+    if (r == NULL) {
+        Py_XDECREF(entries);
+        return -1;
+    }
+    Py_DECREF(r);
+    int head = 0;
+    if (PyList_Check(entries) && PyList_GET_SIZE(entries) > 0) {
+        PyObject *first = PyList_GET_ITEM(entries, 0);
+        if (PyTuple_Check(first) && PyTuple_GET_SIZE(first) == 3)
+            head = PyTuple_GET_ITEM(first, 2) == (PyObject *)src
+                   && ((SourceObject *)src)->heap_seq == seq;
+    }
+    Py_DECREF(entries);
+    return head;
+}
+
+/* MainContext._schedule_ready_time: (re)enter src's ready time in the heap. */
+static int
+schedule_ready_time_c(ContextObject *self, SourceObject *src)
+{
+    if (src->destroyed || src->context != (PyObject *)self)
+        return 0;
+    double when = src->ready_time;
+    if (src->ready_by_time && src->ready && !src->dispatching) {
+        int passed = when == -1;
+        if (!passed) {
+            PyObject *t = PyObject_CallNoArgs(self->clock);
+            if (t == NULL)
+                return -1;
+            double now = PyFloat_AsDouble(t);
+            Py_DECREF(t);
+            if (now == -1.0 && PyErr_Occurred())
+                return -1;
+            passed = when > now;
+        }
+        /* READY came only from the old ready time; GLib would not see it ready now */
+        if (passed && unmark_ready(self, src) < 0)
+            return -1;
+    }
+    if (when == -1 || isinf(when))
+        return call_method_void(self->deadlines, s_drop, (PyObject *)src, NULL, NULL);
+    int head = deadlines_push(self->deadlines, src, when);
+    if (head <= 0)
+        return head;
+    PyObject *driver = PyObject_GetAttr((PyObject *)self, s_driver);
+    if (driver == NULL)
+        return -1;
+    PyObject *w = PyFloat_FromDouble(when);
+    int rc = w ? call_method_void(driver, s_deadline_changed, w, NULL, NULL) : -1;
+    Py_XDECREF(w);
+    Py_DECREF(driver);
+    return rc;
+}
+
+static PyObject *
+ctx_schedule_ready_time(ContextObject *self, PyObject *src)
+{
+    if (!Source_Check(src)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    if (schedule_ready_time_c(self, (SourceObject *)src) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+plain_source(SourceObject *src, PyObject **attached)
+{
+    PyTypeObject *type = Py_TYPE(src);
+    if (class_flag(type, s_has_prepare) || class_flag(type, s_has_check))
+        return 0;
+    if (list_len(src->fds) != 0 || list_len(src->children) != 0 || !IS_NONE(src->parent))
+        return 0;
+    if (PyErr_Occurred())
+        return -1;
+    if (attached != NULL) {
+        *attached = _PyType_Lookup(type, s_attached);
+        if (*attached != default_attached && *attached != timeout_attached)
+            return 0;
+    }
+    return 1;
+}
+
+/* _insert(src): insert an attached source (owner thread). */
+static PyObject *
+ctx_insert(ContextObject *self, PyObject *srcobj)
+{
+    if (!Source_Check(srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    if (src->destroyed)
+        Py_RETURN_NONE;
+    PyObject *attached = NULL;
+    int plain = default_attached != NULL ? plain_source(src, &attached) : 0;
+    if (plain < 0)
+        return NULL;
+    if (!plain)
+        return PyObject_CallMethodOneArg((PyObject *)self, s_insert_tree, srcobj);
+    if (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0) {
+        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, s_seq_attr);
+        Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
+        Py_XDECREF(seq_o);
+        if (seq == -1 && PyErr_Occurred())
+            return NULL;
+        PyObject *nseq = PyLong_FromSsize_t(seq + 1);
+        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, s_seq_attr, nseq) < 0) {
+            Py_XDECREF(nseq);
+            return NULL;
+        }
+        PyObject *order = Py_BuildValue("(Oi)", nseq, 1);
+        Py_DECREF(nseq);
+        if (order == NULL)
+            return NULL;
+        Py_XSETREF(src->order, order);
+    }
+    if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
+        return NULL;
+    if (attached == timeout_attached && src->ready_time == -1) {
+        PyObject *t = PyObject_CallNoArgs(self->clock);
+        if (t == NULL)
+            return NULL;
+        double now = PyFloat_AsDouble(t);
+        Py_DECREF(t);
+        if (now == -1.0 && PyErr_Occurred())
+            return NULL;
+        src->ready_time = now + src->interval;
+    }
+    if (src->ready_time != -1 && schedule_ready_time_c(self, src) < 0)
+        return NULL;
+    if (src->c_idle && mark_ready(self, srcobj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _remove_source(src): take a destroyed source out of the context (owner thread). */
+static PyObject *
+ctx_remove_source(ContextObject *self, PyObject *srcobj)
+{
+    if (!Source_Check(srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    int plain = default_attached != NULL ? plain_source(src, NULL) : 0;
+    if (plain < 0)
+        return NULL;
+    PyTypeObject *type = Py_TYPE(src);
+    if (!plain || _PyType_Lookup(type, s_maybe_finalize) != default_maybe_finalize)
+        return PyObject_CallMethodOneArg((PyObject *)self, s_remove, srcobj);
+    if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
+        return NULL;
+    if (src->in_heap
+            && call_method_void(self->deadlines, s_drop, srcobj, NULL, NULL) < 0)
+        return NULL;
+    /* Source._maybe_finalize */
+    if (src->finalized || src->dispatching)
+        Py_RETURN_NONE;
+    src->finalized = 1;
+    Py_CLEAR(src->callback);
+    Py_XSETREF(src->args, PyTuple_New(0));
+    if (_PyType_Lookup(type, s_finalize) == default_finalize)
+        Py_RETURN_NONE;  /* the default finalize does nothing */
+    PyObject *r = PyObject_CallMethodNoArgs(srcobj, s_finalize);
+    if (r != NULL) {
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_GeneratorExit))
+        return NULL;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    PyErr_NormalizeException(&et, &ev, &etb);
+    if (etb != NULL && ev != NULL)
+        PyException_SetTraceback(ev, etb);
+    PyObject *phase = PyUnicode_FromString("finalize");
+    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, s_report, ev ? ev : Py_None,
+                                           srcobj, phase, NULL) : NULL;
+    Py_XDECREF(phase);
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(etb);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------- PlainCore */
 /* The plain driver (aioqloop.bridge.PlainDriver): a context driven from loop callbacks
  * through public loop API (the uvloop base, any asyncio loop).  Its per-iteration
@@ -2214,7 +2471,7 @@ typedef struct {
 
 static PyTypeObject PlainType;
 static PyObject *plain_poll_descr, *plain_place_descr;
-static PyObject *s_call_soon, *s_run, *s_cancel, *s_acquire, *s_deadline_changed;
+static PyObject *s_call_soon, *s_run, *s_cancel, *s_acquire;
 static PyObject *s_always_ready_pending, *s_next_deadline;
 
 static int
@@ -2610,9 +2867,12 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
     if (kw == NULL)
         Py_RETURN_NONE;
     static const char *names[] = {"default_dispatch", "timeout_dispatch", "fd_dispatch",
-                                  "conditions", "tls", "warn_slow", "order_key"};
+                                  "conditions", "tls", "warn_slow", "order_key",
+                                  "default_attached", "timeout_attached", "default_finalize",
+                                  "default_maybe_finalize", "heappush"};
     PyObject **slots[] = {&default_dispatch, &timeout_dispatch, &fd_dispatch, &conditions,
-                          &tls, &warn_slow, &order_key};
+                          &tls, &warn_slow, &order_key, &default_attached, &timeout_attached,
+                          &default_finalize, &default_maybe_finalize, &heappush};
     Py_ssize_t used = 0;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         int r = set_ref(slots[i], kw, names[i]);
@@ -2752,6 +3012,16 @@ PyInit__cengine(void)
     INTERN(s_select_name, "select");
     INTERN(s_stale, "stale");
     INTERN(s_call_soon, "call_soon");
+    INTERN(s_has_prepare, "_has_prepare");
+    INTERN(s_has_check, "_has_check");
+    INTERN(s_attached, "_attached");
+    INTERN(s_finalize, "finalize");
+    INTERN(s_insert_tree, "_insert_tree");
+    INTERN(s_remove, "_remove");
+    INTERN(s_seq_attr, "_seq");
+    INTERN(s_drop, "drop");
+    INTERN(s_driver, "_driver");
+    INTERN(s_context_attr, "_context");
     INTERN(s_run, "_run");
     INTERN(s_cancel, "cancel");
     INTERN(s_acquire, "acquire");

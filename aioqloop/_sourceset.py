@@ -56,6 +56,8 @@ class SourceSet:
         def _unmark_ready(self, src: Source) -> None: ...
         def _schedule_ready_time(self, src: Source) -> None: ...
         def _block(self, src: Source) -> None: ...
+        def _insert(self, src: Source) -> None: ...
+        def _remove_source(self, src: Source) -> None: ...
 
     def _time(self) -> float:
         return self._now if (self._in_iteration or self._in_hook) else self._clock()
@@ -74,9 +76,9 @@ class SourceSet:
         # _local_or_post, inlined without a closure: attach is hot (100k timers).
         owner = self._owner
         if owner is not None and owner != _get_ident():
-            self._waker.post(lambda: self._insert_tree(src))
+            self._waker.post(lambda: self._insert(src))
         else:
-            self._insert_tree(src)
+            self._insert(src)
             if owner is None:
                 self._waker.notify()  # unowned: a thread may be starting to block
         return sid
@@ -142,11 +144,11 @@ class SourceSet:
                 del self._sources[src._id]
         owner = self._owner
         if self._closed:
-            self._remove(src)
+            self._remove_source(src)
         elif owner is not None and owner != _get_ident():
-            self._waker.post(lambda: self._remove(src))
+            self._waker.post(lambda: self._remove_source(src))
         else:
-            self._remove(src)  # _local_or_post, inlined without a closure
+            self._remove_source(src)  # _local_or_post, inlined without a closure
             if owner is None:
                 self._waker.notify()
 

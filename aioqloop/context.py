@@ -188,6 +188,8 @@ class _PyCore(Dispatcher):
         def _collect(self) -> float: ...
         def _run_check_hooks(self) -> None: ...
         def _prepare_slow(self, deferred: bool) -> float | None: ...
+        def _insert_tree(self, src: Source) -> None: ...
+        def _remove(self, src: Source) -> None: ...
 
     def iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
         """One iteration (``g_main_context_iterate``); True if a source was ready.
@@ -324,6 +326,28 @@ class _PyCore(Dispatcher):
     def time(self) -> float:
         """The context's time in seconds: cached during an iteration, else the loop's now."""
         return self._now if (self._in_iteration or self._in_hook) else self._clock()
+
+    def _schedule_ready_time(self, src: Source) -> None:
+        if src._destroyed or src._context is not self:
+            return
+        when = src._ready_time
+        if src._ready_by_time and src._ready and not src._dispatching and (
+            when == -1 or when > self._clock()
+        ):
+            # READY came only from the old ready time; GLib would not see it ready now.
+            self._unmark_ready(src)
+        if when in (-1, _INF):
+            self._deadlines.drop(src)
+        elif self._deadlines.push(src, when):
+            self._driver.deadline_changed(when)
+
+    def _insert(self, src: Source) -> None:
+        """Insert an attached source (owner thread); the core's fast path, else this."""
+        self._insert_tree(src)
+
+    def _remove_source(self, src: Source) -> None:
+        """Take a destroyed source out (owner thread); the core's fast path, else this."""
+        self._remove(src)
 
 if TYPE_CHECKING or _engine.core is None:
     _Core = _PyCore
@@ -711,20 +735,6 @@ class MainContext(SourceSet, _Core):
         self._port.report(context)
 
     # ------------------------------------------------------------- readiness
-    def _schedule_ready_time(self, src: Source) -> None:
-        if src._destroyed or src._context is not self:
-            return
-        when = src._ready_time
-        if src._ready_by_time and src._ready and not src._dispatching and (
-            when == -1 or when > self._clock()
-        ):
-            # READY came only from the old ready time; GLib would not see it ready now.
-            self._unmark_ready(src)
-        if when in (-1, _INF):
-            self._deadlines.drop(src)
-        elif self._deadlines.push(src, when):
-            self._driver.deadline_changed(when)
-
     def _collect(self) -> float:
         """Start of prepare and check: foreign ops, the cached time, BHs, due ready times."""
         waker = self._waker

@@ -433,4 +433,9 @@ class Source(_SourceBase):
 
 if _engine.core is not None:
     # The core runs a source whose class keeps this dispatch without a Python frame.
-    _engine.core.configure(default_dispatch=Source.dispatch, conditions=_CONDITIONS)
+    import heapq
+
+    _engine.core.configure(default_dispatch=Source.dispatch, conditions=_CONDITIONS,
+                           default_attached=Source._attached, default_finalize=Source.finalize,
+                           default_maybe_finalize=Source._maybe_finalize,
+                           heappush=heapq.heappush)

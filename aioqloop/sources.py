@@ -120,7 +120,8 @@ class FdSource(Source):
 if _engine.core is not None:
     # Built-in dispatches the core runs itself (same rules, no Python frame).
     _engine.core.configure(timeout_dispatch=TimeoutSource.dispatch,
-                           fd_dispatch=FdSource.dispatch)
+                           fd_dispatch=FdSource.dispatch,
+                           timeout_attached=TimeoutSource._attached)
 
 
 def _attach(src: Source, callback: Callable[..., Any], args: tuple[Any, ...],
