@@ -132,7 +132,8 @@ class Source(_SourceBase):
         cls._has_check = cls.check is not Source.check
 
     def __init__(self, *, priority: int = PRIORITY_DEFAULT, name: str | None = None) -> None:
-        check_name(name)
+        if name is not None:
+            check_name(name)
         if type(priority) is not int or not -0x80000000 <= priority <= 0x7FFFFFFF:
             priority = check_priority(priority)
         self._priority = priority

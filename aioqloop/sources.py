@@ -22,6 +22,8 @@ from .source import _CONDITIONS, Source
 if TYPE_CHECKING:
     from .context import MainContext
 
+_INF = float("inf")
+
 __all__ = (
     "FdSource",
     "IdleSource",
@@ -44,7 +46,10 @@ class TimeoutSource(Source):
     def __init__(
         self, interval: float, *, priority: int = PRIORITY_DEFAULT, name: str | None = None
     ) -> None:
-        self._interval = _check_interval(interval)
+        if type(interval) is float and 0.0 <= interval < _INF:
+            self._interval = interval  # the common case, checked inline
+        else:
+            self._interval = _check_interval(interval)
         super().__init__(priority=priority, name=name)
 
     @property
@@ -130,8 +135,14 @@ def _attach(src: Source, callback: Callable[..., Any], args: tuple[Any, ...],
     releases what it holds (a signal disposition, a pidfd) at once."""
     try:
         _check_callback(callback)
-        src.set_callback(callback, *args)
-        return src.attach(context)
+        # What set_callback and attach check, known here for a source just made.
+        src._callback = callback
+        src._args = args
+        if context is None:
+            context = _registry.default_context()
+        elif not _registry.is_context(context):
+            raise TypeError(f"context must be a MainContext, not {type(context).__name__}")
+        return context._attach(src)
     except BaseException:
         src.destroy()
         raise
