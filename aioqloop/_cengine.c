@@ -559,6 +559,8 @@ nonempty_attr(PyObject *obj, PyObject *name)
 }
 
 static int schedule_ready_time_c(ContextObject *self, SourceObject *src);
+static int destroy_source(SourceObject *src);
+static PyObject *ctx_collect(ContextObject *self, PyObject *unused);
 
 static int
 schedule_ready_time(ContextObject *self, SourceObject *src)
@@ -604,7 +606,7 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
     if (src->destroyed)
         return 0;
     if (!keep)
-        return call_method_void((PyObject *)src, s_destroy, NULL, NULL, NULL);
+        return destroy_source(src);
     if (src->c_idle)
         return mark_ready(self, (PyObject *)src);
     rt = src->ready_time;
@@ -1249,8 +1251,10 @@ check(ContextObject *self)
     if (!ready_ok(self))
         return NULL;
     if (entries || hooks || ops || bh) {
-        if (call_method_void((PyObject *)self, s_collect, NULL, NULL, NULL) < 0)
+        PyObject *t = ctx_collect(self, NULL);
+        if (t == NULL)
             return NULL;
+        Py_DECREF(t);
         if (hooks && call_method_void((PyObject *)self, s_run_check_hooks, NULL, NULL, NULL) < 0)
             return NULL;
     }
@@ -1521,6 +1525,9 @@ static PyMethodDef ctx_methods[] = {
      "Insert an attached source (owner thread)."},
     {"_remove_source", (PyCFunction)ctx_remove_source, METH_O,
      "Take a destroyed source out of the context (owner thread)."},
+    {"_collect", (PyCFunction)ctx_collect, METH_NOARGS,
+     "Start of prepare and check: foreign ops, the cached time, bottom halves, due ready "
+     "times; returns the time."},
     {"has_work", (PyCFunction)ctx_has_work, METH_NOARGS,
      "Is anything ready or due without waiting?  Owner thread."},
     {"next_deadline", (PyCFunction)ctx_next_deadline, METH_NOARGS,
@@ -2458,6 +2465,170 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
     Py_RETURN_NONE;
 }
 
+/* ----------------------------------------------------- collect and destroy, in C */
+static PyObject *heappop, *default_destroy;
+static PyObject *s_run_ops, *s_lock, *s_owner, *s_closed_attr, *s_remove_source, *s_notify;
+static PyObject *s_bh_source, *s_stale_attr, *s_release, *s_acquire;
+
+/* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
+static int
+pop_due_into(ContextObject *self, double now)
+{
+    PyObject *deadlines = self->deadlines;
+    Py_INCREF(deadlines);
+    PyObject *heap = PyObject_GetAttr(deadlines, s_entries);
+    int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
+    if (rc < 0 && heap != NULL)
+        PyErr_SetString(PyExc_TypeError, "Deadlines.entries must be a list");
+    Py_ssize_t stale_popped = 0;
+    while (rc == 0 && PyList_GET_SIZE(heap) > 0) {
+        PyObject *first = PyList_GET_ITEM(heap, 0);
+        if (!PyTuple_Check(first) || PyTuple_GET_SIZE(first) != 3) {
+            PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            rc = -1;
+            break;
+        }
+        double when = PyFloat_AsDouble(PyTuple_GET_ITEM(first, 0));
+        if (when == -1.0 && PyErr_Occurred()) {
+            rc = -1;
+            break;
+        }
+        if (when > now)
+            break;
+        PyObject *entry = PyObject_CallOneArg(heappop, heap);
+        if (entry == NULL) {
+            rc = -1;
+            break;
+        }
+        PyObject *srcobj = PyTuple_GET_ITEM(entry, 2);
+        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
+        if (!Source_Check(srcobj) || (seq == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            Py_DECREF(entry);
+            rc = -1;
+            break;
+        }
+        SourceObject *src = (SourceObject *)srcobj;
+        if (!(src->in_heap && src->heap_seq == seq)) {
+            stale_popped++;  /* dropped lazily earlier */
+            Py_DECREF(entry);
+            continue;
+        }
+        src->in_heap = 0;
+        if (src->blocked) {
+            rc = PyList_Append(self->blocked_due, srcobj);
+        }
+        else if (!src->ready) {
+            rc = mark_ready(self, srcobj);
+            src->ready_by_time = src->ready;
+        }
+        Py_DECREF(entry);
+    }
+    Py_XDECREF(heap);
+    if (stale_popped) {
+        PyObject *st = PyObject_GetAttr(deadlines, s_stale_attr);
+        Py_ssize_t v = st ? PyLong_AsSsize_t(st) : -1;
+        Py_XDECREF(st);
+        PyObject *nv = (v == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(v - stale_popped);
+        if (nv == NULL || PyObject_SetAttr(deadlines, s_stale_attr, nv) < 0)
+            rc = -1;
+        Py_XDECREF(nv);
+    }
+    Py_DECREF(deadlines);
+    return rc;
+}
+
+/* MainContext._collect: foreign ops, the cached time, bottom halves, due ready times. */
+static PyObject *
+ctx_collect(ContextObject *self, PyObject *unused)
+{
+    int ops = nonempty_attr(self->waker, s_ops);
+    if (ops < 0 || (ops && call_method_void(self->waker, s_run_ops, NULL, NULL, NULL) < 0))
+        return NULL;
+    if (read_clock(self) < 0)
+        return NULL;
+    double now = self->now;
+    int bh = bh_pending(self);
+    if (bh < 0)
+        return NULL;
+    if (bh) {
+        PyObject *bsrc = PyObject_GetAttr(self->bh, s_bh_source);
+        int rc = bsrc ? mark_ready(self, bsrc) : -1;
+        Py_XDECREF(bsrc);
+        if (rc < 0)
+            return NULL;
+    }
+    if (heappop != NULL && pop_due_into(self, now) < 0)
+        return NULL;
+    return PyFloat_FromDouble(now);
+}
+
+/* Source.destroy for a source whose class keeps it, from the core (owner thread). */
+static int
+destroy_source(SourceObject *src)
+{
+    PyObject *srcobj = (PyObject *)src;
+    if (default_destroy == NULL || _PyType_Lookup(Py_TYPE(src), s_destroy) != default_destroy
+            || !is_context(src->context))
+        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    if (src->destroyed)
+        return 0;
+    PyObject *ctx = src->context;
+    /* another thread owns the context: the Python method posts the removal */
+    PyObject *owner = PyObject_GetAttr(ctx, s_owner);
+    if (owner == NULL)
+        return -1;
+    int unowned = owner == Py_None, foreign = 0;
+    if (!unowned) {
+        unsigned long who = PyLong_AsUnsignedLong(owner);
+        foreign = !(who == (unsigned long)-1 && PyErr_Occurred())
+                  && who != PyThread_get_thread_ident();
+    }
+    Py_DECREF(owner);
+    if (PyErr_Occurred())
+        return -1;
+    if (foreign)
+        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    src->destroyed = 1;
+    Py_INCREF(ctx);
+    Py_INCREF(srcobj);
+    int rc = -1;
+    /* SourceSet._destroy: forget the id under the waker's lock */
+    PyObject *waker = ((ContextObject *)ctx)->waker;
+    PyObject *lock = waker ? PyObject_GetAttr(waker, s_lock) : NULL;
+    PyObject *sources = lock ? PyObject_GetAttr(ctx, s_sources) : NULL;
+    if (sources == NULL || !PyDict_Check(sources))
+        goto out;
+    if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    PyObject *key = PyLong_FromSsize_t(src->id);
+    int drc = -1;
+    if (key != NULL) {
+        PyObject *cur = PyDict_GetItemWithError(sources, key);
+        drc = cur == srcobj ? PyDict_DelItem(sources, key) : (PyErr_Occurred() ? -1 : 0);
+        Py_DECREF(key);
+    }
+    if (call_method_void(lock, s_release, NULL, NULL, NULL) < 0 || drc < 0)
+        goto out;
+    int is_closed = attr_truth(ctx, s_closed_attr);
+    if (is_closed < 0)
+        goto out;
+    PyObject *r = ctx_remove_source((ContextObject *)ctx, srcobj);
+    if (r == NULL)
+        goto out;
+    Py_DECREF(r);
+    rc = 0;
+    if (!is_closed && unowned)
+        rc = call_method_void(waker, s_notify, NULL, NULL, NULL);
+out:
+    Py_XDECREF(sources);
+    Py_XDECREF(lock);
+    Py_DECREF(srcobj);
+    Py_DECREF(ctx);
+    return rc;
+}
+
 /* ------------------------------------------------------------------- PlainCore */
 /* The plain driver (aioqloop.bridge.PlainDriver): a context driven from loop callbacks
  * through public loop API (the uvloop base, any asyncio loop).  Its per-iteration
@@ -2471,7 +2642,7 @@ typedef struct {
 
 static PyTypeObject PlainType;
 static PyObject *plain_poll_descr, *plain_place_descr;
-static PyObject *s_call_soon, *s_run, *s_cancel, *s_acquire;
+static PyObject *s_call_soon, *s_run, *s_cancel;
 static PyObject *s_always_ready_pending, *s_next_deadline;
 
 static int
@@ -2869,10 +3040,12 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
     static const char *names[] = {"default_dispatch", "timeout_dispatch", "fd_dispatch",
                                   "conditions", "tls", "warn_slow", "order_key",
                                   "default_attached", "timeout_attached", "default_finalize",
-                                  "default_maybe_finalize", "heappush"};
+                                  "default_maybe_finalize", "heappush", "heappop",
+                                  "default_destroy"};
     PyObject **slots[] = {&default_dispatch, &timeout_dispatch, &fd_dispatch, &conditions,
                           &tls, &warn_slow, &order_key, &default_attached, &timeout_attached,
-                          &default_finalize, &default_maybe_finalize, &heappush};
+                          &default_finalize, &default_maybe_finalize, &heappush, &heappop,
+                          &default_destroy};
     Py_ssize_t used = 0;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         int r = set_ref(slots[i], kw, names[i]);
@@ -3013,6 +3186,15 @@ PyInit__cengine(void)
     INTERN(s_stale, "stale");
     INTERN(s_call_soon, "call_soon");
     INTERN(s_has_prepare, "_has_prepare");
+    INTERN(s_run_ops, "run_ops");
+    INTERN(s_lock, "lock");
+    INTERN(s_owner, "_owner");
+    INTERN(s_closed_attr, "_closed");
+    INTERN(s_remove_source, "_remove_source");
+    INTERN(s_notify, "notify");
+    INTERN(s_bh_source, "source");
+    INTERN(s_stale_attr, "_stale");
+    INTERN(s_release, "release");
     INTERN(s_has_check, "_has_check");
     INTERN(s_attached, "_attached");
     INTERN(s_finalize, "finalize");

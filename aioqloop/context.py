@@ -185,7 +185,6 @@ class _PyCore(Dispatcher):
     _source_ready: Callable[[int], None] | None
 
     if TYPE_CHECKING:
-        def _collect(self) -> float: ...
         def _run_check_hooks(self) -> None: ...
         def _prepare_slow(self, deferred: bool) -> float | None: ...
         def _insert_tree(self, src: Source) -> None: ...
@@ -348,6 +347,24 @@ class _PyCore(Dispatcher):
     def _remove_source(self, src: Source) -> None:
         """Take a destroyed source out (owner thread); the core's fast path, else this."""
         self._remove(src)
+
+    def _collect(self) -> float:
+        """Start of prepare and check: foreign ops, the cached time, BHs, due ready times."""
+        waker = self._waker
+        if waker.ops:
+            waker.run_ops()
+        now = self._now = self._clock()
+        bh = self._bh
+        if bh is not None and bh.pending:
+            self._mark_ready(bh.source)
+        if self._deadlines.head() <= now:
+            for src in self._deadlines.pop_due(now):
+                if src._blocked:
+                    self._blocked_due.append(src)
+                elif not src._ready:
+                    self._mark_ready(src)
+                    src._ready_by_time = src._ready
+        return now
 
 if TYPE_CHECKING or _engine.core is None:
     _Core = _PyCore
@@ -735,24 +752,6 @@ class MainContext(SourceSet, _Core):
         self._port.report(context)
 
     # ------------------------------------------------------------- readiness
-    def _collect(self) -> float:
-        """Start of prepare and check: foreign ops, the cached time, BHs, due ready times."""
-        waker = self._waker
-        if waker.ops:
-            waker.run_ops()
-        now = self._now = self._clock()
-        bh = self._bh
-        if bh is not None and bh.pending:
-            self._mark_ready(bh.source)
-        if self._deadlines.head() <= now:
-            for src in self._deadlines.pop_due(now):
-                if src._blocked:
-                    self._blocked_due.append(src)
-                elif not src._ready:
-                    self._mark_ready(src)
-                    src._ready_by_time = src._ready
-        return now
-
     # ---------------------------------------------------------------- phases
     def _prepare_slow(self, deferred: bool) -> float | None:
         """Prepare when something needs a look: collect, hooks, deadlines, fd audit."""

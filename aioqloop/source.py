@@ -439,4 +439,5 @@ if _engine.core is not None:
     _engine.core.configure(default_dispatch=Source.dispatch, conditions=_CONDITIONS,
                            default_attached=Source._attached, default_finalize=Source.finalize,
                            default_maybe_finalize=Source._maybe_finalize,
-                           heappush=heapq.heappush)
+                           heappush=heapq.heappush, heappop=heapq.heappop,
+                           default_destroy=Source.destroy)
