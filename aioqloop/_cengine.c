@@ -153,7 +153,11 @@ source_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     self->args = PyTuple_New(0);
     self->order = PyTuple_New(0);
-    if (self->args == NULL || self->order == NULL) {
+    /* no lists until the first fd or child is added (as the pure engine's defaults) */
+    self->fds = PyTuple_New(0);
+    self->children = PyTuple_New(0);
+    if (self->args == NULL || self->order == NULL || self->fds == NULL
+            || self->children == NULL) {
         Py_DECREF(self);
         return NULL;
     }

@@ -20,8 +20,8 @@ class SourceCore:
     _order: tuple[int, ...]
     _stats: SourceStatistics | None
     _priority: int
-    _fds: list[Any]
-    _children: list[Any]
+    _fds: list[Any] | tuple[()]
+    _children: list[Any] | tuple[()]
     _name: str | None
     _fd: int
     _fileobj: Any

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _engine, _registry
 from ._checks import (
@@ -92,10 +92,12 @@ class _SourceState:
     _dispatching = 0
     _stats: SourceStatistics | None = None  # created at the first dispatch
 
+    # A source without fds or children (nearly all) allocates no lists: these stay the
+    # shared empty tuple until the first add (and a GC pass has two objects fewer).
+    _fds: list[_FdRecord] | tuple[()] = ()
+    _children: list[Source] | tuple[()] = ()
     _priority: int
     _name: str | None
-    _fds: list[_FdRecord]
-    _children: list[Source]
 
 
 if TYPE_CHECKING or _engine.core is None:  # noqa: SIM108 (the branch mypy sees)
@@ -138,8 +140,6 @@ class Source(_SourceBase):
             priority = check_priority(priority)
         self._priority = priority
         self._name = name
-        self._fds = []
-        self._children = []
 
     # ----------------------------------------------------------------- hooks
     def prepare(self) -> tuple[bool, float | None]:
@@ -328,7 +328,10 @@ class Source(_SourceBase):
         self._check_not_destroyed("add_unix_fd")
         st = os.fstat(fdnum)  # EBADF here, at the call, not later inside the loop
         record = _FdRecord(self, fdnum, cond, (st.st_dev, st.st_ino))
-        self._fds.append(record)
+        fds = self._fds
+        if not isinstance(fds, list):
+            fds = self._fds = []
+        fds.append(record)
         if self._context is not None:
             self._context._fd_add(record)
         return record
@@ -343,7 +346,7 @@ class Source(_SourceBase):
     def remove_unix_fd(self, tag: _FdRecord) -> None:
         """Stop watching the fd of ``tag`` (``g_source_remove_unix_fd``)."""
         record = self._record(tag)
-        self._fds.remove(record)
+        cast("list[_FdRecord]", self._fds).remove(record)  # _record found it: a list
         if self._context is not None and not self._destroyed:
             self._context._fd_remove(record)
 
@@ -378,7 +381,10 @@ class Source(_SourceBase):
             raise RuntimeError("a source cannot be its own ancestor")
         child._parent = self
         child._priority = self._priority
-        self._children.append(child)
+        children = self._children
+        if not isinstance(children, list):
+            children = self._children = []
+        children.append(child)
         if self._context is not None:
             self._context._attach_child(self, child)
 
@@ -394,7 +400,7 @@ class Source(_SourceBase):
         """Detach and destroy ``child`` (``g_source_remove_child_source``)."""
         if child not in self._children:
             raise ValueError(f"{child!r} is not a child of {self!r}")
-        self._children.remove(child)
+        cast("list[Source]", self._children).remove(child)  # a child: in a list
         child.destroy()
         child._parent = None
         ctx = self._context
