@@ -189,3 +189,66 @@ def test_build_hook_builds_a_core_that_loads(tmp_path: Path) -> None:
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == _engine.source_hash()
+
+
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+def test_no_memory_grows_with_dispatches(base: str) -> None:
+    """Dispatch, re-arm, attach, destroy and report exceptions many times: the engine
+    (the compiled core's reference counting above all) keeps nothing per operation."""
+    import gc
+
+    def run(n: int) -> None:
+        loop = aioqloop.new_event_loop(base=base)
+        r, w = os.pipe()
+        try:
+            loop.set_exception_handler(lambda _loop, _context: None)
+            ctx = aioqloop.get_main_context(loop)
+            counts = {"idle": 0, "t0": 0, "fd": 0, "oneshot": 0}
+
+            def idle() -> bool:
+                counts["idle"] += 1
+                return counts["idle"] < n
+
+            def t0() -> bool:
+                counts["t0"] += 1
+                return counts["t0"] < n
+
+            def fd(_fd: int, _cond: Any) -> bool:
+                counts["fd"] += 1
+                return counts["fd"] < n
+
+            def oneshot(i: int) -> bool:
+                counts["oneshot"] += 1
+                if i < n:
+                    aioqloop.timeout_add(0, oneshot, i + 1, context=ctx)
+                if i % 7 == 0:
+                    raise ValueError(i)  # reported, the source destroyed
+                return False
+
+            def stop_when_done() -> bool:
+                if min(counts.values()) >= n - 1:
+                    loop.stop()
+                    return False
+                return True
+
+            os.write(w, b"x")
+            aioqloop.idle_add(idle, context=ctx)
+            aioqloop.timeout_add(0, t0, context=ctx)
+            aioqloop.fd_add(r, aioqloop.IOCondition.IN, fd, context=ctx)
+            aioqloop.timeout_add(0, oneshot, 1, context=ctx)
+            aioqloop.idle_add(stop_when_done, priority=aioqloop.PRIORITY_LOW, context=ctx)
+            loop.call_later(30, loop.stop)
+            loop.run_forever()
+            assert counts["idle"] >= n - 1 and counts["fd"] >= n - 1
+        finally:
+            loop.close()
+            os.close(r)
+            os.close(w)
+
+    run(500)  # warm caches, first-use allocations
+    gc.collect()
+    before = sys.getallocatedblocks()
+    run(20_000)
+    gc.collect()
+    grown = sys.getallocatedblocks() - before
+    assert grown < 2_000, f"{grown} blocks kept after ~80k dispatches"
