@@ -1516,6 +1516,7 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 }
 
 static PyObject *ctx_has_work(ContextObject *self, PyObject *unused);
+static PyObject *ctx_attach(ContextObject *self, PyObject *src);
 static PyObject *ctx_schedule_ready_time(ContextObject *self, PyObject *src);
 static PyObject *ctx_insert(ContextObject *self, PyObject *src);
 static PyObject *ctx_remove_source(ContextObject *self, PyObject *src);
@@ -1525,6 +1526,8 @@ static PyObject *ctx_time(ContextObject *self, PyObject *unused);
 static PyMethodDef ctx_methods[] = {
     {"_schedule_ready_time", (PyCFunction)ctx_schedule_ready_time, METH_O,
      "(Re)enter a source's ready time in the heap (owner thread)."},
+    {"_attach", (PyCFunction)ctx_attach, METH_O,
+     "Give an attached source its id and insert it (any thread); returns the id."},
     {"_insert", (PyCFunction)ctx_insert, METH_O,
      "Insert an attached source (owner thread)."},
     {"_remove_source", (PyCFunction)ctx_remove_source, METH_O,
@@ -2633,6 +2636,113 @@ out:
     return rc;
 }
 
+/* SourceSet._attach: give src an id in this context and insert it (any thread). */
+static PyObject *s_closing_attr, *s_next_id, *s_post_insert;
+
+static PyObject *
+ctx_attach(ContextObject *self, PyObject *srcobj)
+{
+    if (!Source_Check(srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    PyObject *waker = self->waker;
+    if (IS_NONE(waker)) {
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+        return NULL;
+    }
+    Py_INCREF(waker);
+    PyObject *lock = PyObject_GetAttr(waker, s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, s_sources) : NULL;
+    PyObject *result = NULL;
+    if (sources == NULL || !PyDict_Check(sources)) {
+        if (sources != NULL)
+            PyErr_SetString(PyExc_TypeError, "MainContext._sources must be a dict");
+        goto out;
+    }
+    if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    long sid = -1;
+    {
+        int closed = attr_truth((PyObject *)self, s_closed_attr);
+        int closing = closed == 0 ? attr_truth((PyObject *)self, s_closing_attr) : 0;
+        PyObject *next = (closed == 0 && closing == 0)
+                         ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
+        if (closed > 0 || closing > 0)
+            PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+        if (next != NULL) {
+            sid = PyLong_AsLong(next);
+            Py_DECREF(next);
+        }
+        while (sid >= 0 && !PyErr_Occurred()) {
+            PyObject *key = PyLong_FromLong(sid);
+            int taken = key ? (sid == 0 || PyDict_Contains(sources, key)) : -1;
+            if (taken == 0) {
+                PyObject *nxt = PyLong_FromLong((sid + 1) & 0xFFFFFFFFL);
+                int rc = nxt ? PyObject_SetAttr((PyObject *)self, s_next_id, nxt) : -1;
+                Py_XDECREF(nxt);
+                if (rc == 0 && PyDict_SetItem(sources, key, srcobj) == 0) {
+                    src->id = sid;
+                    Py_INCREF(self);
+                    Py_XSETREF(src->context, (PyObject *)self);
+                }
+                Py_DECREF(key);
+                break;
+            }
+            Py_XDECREF(key);
+            if (taken < 0)
+                break;
+            sid = (sid + 1) & 0xFFFFFFFFL;
+        }
+    }
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        int rrc = call_method_void(lock, s_release, NULL, NULL, NULL);
+        if (rrc < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            goto out;
+        }
+        PyErr_Restore(et, ev, etb);
+        if (et != NULL)
+            goto out;
+    }
+    /* _local_or_post, without a closure: insert here, or post it to the owner */
+    PyObject *owner = PyObject_GetAttr((PyObject *)self, s_owner);
+    if (owner == NULL)
+        goto out;
+    int unowned = owner == Py_None, foreign = 0;
+    if (!unowned) {
+        unsigned long who = PyLong_AsUnsignedLong(owner);
+        foreign = !(who == (unsigned long)-1 && PyErr_Occurred())
+                  && who != PyThread_get_thread_ident();
+    }
+    Py_DECREF(owner);
+    if (PyErr_Occurred())
+        goto out;
+    int rc;
+    if (foreign) {
+        rc = call_method_void((PyObject *)self, s_post_insert, srcobj, NULL, NULL);
+    }
+    else {
+        PyObject *r = ctx_insert(self, srcobj);
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+        if (rc == 0 && unowned)  /* unowned: a thread may be starting to block */
+            rc = call_method_void(waker, s_notify, NULL, NULL, NULL);
+    }
+    if (rc == 0)
+        result = PyLong_FromLong(sid);
+out:
+    Py_XDECREF(sources);
+    Py_XDECREF(lock);
+    Py_DECREF(waker);
+    return result;
+}
+
 /* ------------------------------------------------------------------- PlainCore */
 /* The plain driver (aioqloop.bridge.PlainDriver): a context driven from loop callbacks
  * through public loop API (the uvloop base, any asyncio loop).  Its per-iteration
@@ -3191,6 +3301,9 @@ PyInit__cengine(void)
     INTERN(s_call_soon, "call_soon");
     INTERN(s_has_prepare, "_has_prepare");
     INTERN(s_run_ops, "run_ops");
+    INTERN(s_closing_attr, "_closing");
+    INTERN(s_next_id, "_next_id");
+    INTERN(s_post_insert, "_post_insert");
     INTERN(s_lock, "lock");
     INTERN(s_owner, "_owner");
     INTERN(s_closed_attr, "_closed");

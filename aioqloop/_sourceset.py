@@ -62,26 +62,9 @@ class SourceSet:
     def _time(self) -> float:
         return self._now if (self._in_iteration or self._in_hook) else self._clock()
 
-    def _attach(self, src: Source) -> int:
-        with self._waker.lock:
-            if self._closed or self._closing:
-                raise RuntimeError("the MainContext is closed")
-            sid = self._next_id
-            while sid == 0 or sid in self._sources:
-                sid = (sid + 1) & 0xFFFFFFFF
-            self._next_id = (sid + 1) & 0xFFFFFFFF
-            src._id = sid
-            src._context = cast("MainContext", self)
-            self._sources[sid] = src
-        # _local_or_post, inlined without a closure: attach is hot (100k timers).
-        owner = self._owner
-        if owner is not None and owner != _get_ident():
-            self._waker.post(lambda: self._insert(src))
-        else:
-            self._insert(src)
-            if owner is None:
-                self._waker.notify()  # unowned: a thread may be starting to block
-        return sid
+    def _post_insert(self, src: Source) -> None:
+        """Attach from a thread that does not own the context: the owner inserts it."""
+        self._waker.post(lambda: self._insert(src))
 
     def _local_or_post(self, op: Callable[[], None]) -> None:
         owner = self._owner

@@ -48,7 +48,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _engine, _registry, bridge
 from ._deadlines import Deadlines
@@ -183,11 +183,17 @@ class _PyCore(Dispatcher):
     _clock: Callable[[], float]
     _in_hook: bool
     _source_ready: Callable[[int], None] | None
+    _closed: bool
+    _closing: bool
+    _next_id: int
+    _sources: dict[int, Source]
+    _owner: int | None
 
     if TYPE_CHECKING:
         def _run_check_hooks(self) -> None: ...
         def _prepare_slow(self, deferred: bool) -> float | None: ...
         def _insert_tree(self, src: Source) -> None: ...
+        def _post_insert(self, src: Source) -> None: ...
         def _remove(self, src: Source) -> None: ...
 
     def iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
@@ -365,6 +371,28 @@ class _PyCore(Dispatcher):
                     self._mark_ready(src)
                     src._ready_by_time = src._ready
         return now
+
+    def _attach(self, src: Source) -> int:
+        with self._waker.lock:
+            if self._closed or self._closing:
+                raise RuntimeError("the MainContext is closed")
+            sid = self._next_id
+            while sid == 0 or sid in self._sources:
+                sid = (sid + 1) & 0xFFFFFFFF
+            self._next_id = (sid + 1) & 0xFFFFFFFF
+            src._id = sid
+            src._context = cast("MainContext", self)
+            self._sources[sid] = src
+        # _local_or_post, inlined without a closure: attach is hot (100k timers).
+        owner = self._owner
+        if owner is not None and owner != _get_ident():
+            self._post_insert(src)
+        else:
+            self._insert(src)
+            if owner is None:
+                self._waker.notify()  # unowned: a thread may be starting to block
+        return sid
+
 
 if TYPE_CHECKING or _engine.core is None:
     _Core = _PyCore
