@@ -3125,6 +3125,194 @@ driver_place(PyObject *driver, PyObject *prio)
     return PyObject_CallMethodOneArg(driver, s_place, prio);
 }
 
+/* -------------------------------------------------------------------- BHCore */
+/* A bottom half's state and qemu_bh_schedule (aioqloop.bottomhalf.BottomHalf): any
+ * thread schedules; the context's thread runs it through the carrier source. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *callback, *args, *ctx, *name;
+    char scheduled, deleted, oneshot;
+} BHObject;
+
+static PyObject *s_bh, *s_queue, *s_pending_attr, *s_notify_locked, *s_waker_attr;
+
+static int
+bh_traverse(BHObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->callback);
+    Py_VISIT(self->args);
+    Py_VISIT(self->ctx);
+    Py_VISIT(self->name);
+    return 0;
+}
+
+static int
+bh_clear(BHObject *self)
+{
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->name);
+    return 0;
+}
+
+static void
+bh_dealloc(BHObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    bh_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+bh_schedule(BHObject *self, PyObject *unused)
+{
+    if (self->deleted) {
+        PyErr_Format(PyExc_RuntimeError, "schedule() on deleted %R", (PyObject *)self);
+        return NULL;
+    }
+    PyObject *ctx = self->ctx;
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the bottom half has no context");
+        return NULL;
+    }
+    Py_INCREF(ctx);
+    PyObject *carrier = PyObject_GetAttr(ctx, s_bh);
+    PyObject *waker = carrier ? PyObject_GetAttr(ctx, s_waker_attr) : NULL;
+    PyObject *lock = waker ? PyObject_GetAttr(waker, s_lock) : NULL;
+    PyObject *result = NULL, *source = NULL;
+    if (lock == NULL || call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    int local = 0, done = 0;
+    {
+        int closed = attr_truth(waker, s_closed_attr);
+        if (closed > 0)
+            PyErr_Format(PyExc_RuntimeError, "schedule() of %R: its MainContext is closed",
+                         (PyObject *)self);
+        if (closed != 0)
+            goto unlock;
+        if (self->scheduled) {
+            done = 1;
+            goto unlock;
+        }
+        if (IS_NONE(carrier)) {
+            PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
+            goto unlock;
+        }
+        self->scheduled = 1;
+        PyObject *pending = PyObject_GetAttr(carrier, s_pending_attr);
+        long n = pending ? PyLong_AsLong(pending) : -1;
+        Py_XDECREF(pending);
+        if (n == -1 && PyErr_Occurred())
+            goto unlock;
+        PyObject *queue = PyObject_GetAttr(carrier, s_queue);
+        if (queue == NULL)
+            goto unlock;
+        int rc = 0;
+        if (n == 0)  /* only cancelled entries can be left */
+            rc = call_method_void(queue, s_clear, NULL, NULL, NULL);
+        PyObject *np = rc == 0 ? PyLong_FromLong(n + 1) : NULL;
+        if (np == NULL || PyObject_SetAttr(carrier, s_pending_attr, np) < 0
+                || call_method_void(queue, s_append, (PyObject *)self, NULL, NULL) < 0) {
+            Py_XDECREF(np);
+            Py_DECREF(queue);
+            goto unlock;
+        }
+        Py_DECREF(np);
+        Py_DECREF(queue);
+        PyObject *owner = PyObject_GetAttr(ctx, s_owner);
+        if (owner == NULL)
+            goto unlock;
+        if (owner != Py_None) {
+            unsigned long who = PyLong_AsUnsignedLong(owner);
+            local = !(who == (unsigned long)-1 && PyErr_Occurred())
+                    && who == PyThread_get_thread_ident();
+        }
+        Py_DECREF(owner);
+        if (PyErr_Occurred())
+            goto unlock;
+        if (!local) {
+            /* another thread (or an unowned context): wake the loop, once per burst */
+            if (call_method_void(waker, s_notify_locked, NULL, NULL, NULL) < 0)
+                goto unlock;
+            done = 1;
+        }
+        else {
+            source = PyObject_GetAttr(carrier, s_bh_source);
+            if (source == NULL)
+                goto unlock;
+        }
+    }
+unlock:
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (call_method_void(lock, s_release, NULL, NULL, NULL) < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            goto out;
+        }
+        PyErr_Restore(et, ev, etb);
+        if (et != NULL)
+            goto out;
+    }
+    if (done) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto out;
+    }
+    /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
+    if (is_context(ctx) ? mark_ready((ContextObject *)ctx, source) < 0
+                        : call_method_void(ctx, s_mark_ready, source, NULL, NULL) < 0)
+        goto out;
+    Py_INCREF(Py_None);
+    result = Py_None;
+out:
+    Py_XDECREF(source);
+    Py_XDECREF(lock);
+    Py_XDECREF(waker);
+    Py_XDECREF(carrier);
+    Py_DECREF(ctx);
+    return result;
+}
+
+static PyMethodDef bh_methods[] = {
+    {"schedule", (PyCFunction)bh_schedule, METH_NOARGS,
+     "Run the callback once on a coming iteration (any thread; idempotent).\n\n"
+     "On the context's own thread the carrying source becomes ready at once, so the\n"
+     "bottom half keeps its place among asyncio callbacks scheduled after it.  From\n"
+     "another thread the loop is woken through the context's Waker, once per burst.\n"
+     "Raises RuntimeError after delete() or once the context is closed."},
+    {NULL}
+};
+
+#define BM(name, type, field) {name, type, offsetof(BHObject, field), 0, NULL}
+static PyMemberDef bh_members[] = {
+    BM("_callback", T_OBJECT_EX, callback),
+    BM("_args", T_OBJECT_EX, args),
+    BM("_ctx", T_OBJECT_EX, ctx),
+    BM("_name", T_OBJECT_EX, name),
+    BM("_scheduled", T_BOOL, scheduled),
+    BM("_deleted", T_BOOL, deleted),
+    BM("_oneshot", T_BOOL, oneshot),
+    {NULL}
+};
+
+static PyTypeObject BHType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aioqloop._cengine.BHCore",
+    .tp_basicsize = sizeof(BHObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A bottom half's state and schedule(), as C (base of BottomHalf).",
+    .tp_traverse = (traverseproc)bh_traverse,
+    .tp_clear = (inquiry)bh_clear,
+    .tp_dealloc = (destructor)bh_dealloc,
+    .tp_members = bh_members,
+    .tp_methods = bh_methods,
+    .tp_new = PyType_GenericNew,
+};
+
 /* ------------------------------------------------------------------------ module */
 static int
 set_ref(PyObject **slot, PyObject *kw, const char *name)
@@ -3301,6 +3489,11 @@ PyInit__cengine(void)
     INTERN(s_call_soon, "call_soon");
     INTERN(s_has_prepare, "_has_prepare");
     INTERN(s_run_ops, "run_ops");
+    INTERN(s_bh, "_bh");
+    INTERN(s_queue, "queue");
+    INTERN(s_pending_attr, "pending");
+    INTERN(s_notify_locked, "notify_locked");
+    INTERN(s_waker_attr, "_waker");
     INTERN(s_closing_attr, "_closing");
     INTERN(s_next_id, "_next_id");
     INTERN(s_post_insert, "_post_insert");
@@ -3340,7 +3533,7 @@ PyInit__cengine(void)
         return NULL;
     if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&SourceType) < 0
             || PyType_Ready(&ContextType) < 0 || PyType_Ready(&HookType) < 0
-            || PyType_Ready(&PlainType) < 0)
+            || PyType_Ready(&PlainType) < 0 || PyType_Ready(&BHType) < 0)
         return NULL;
     plain_poll_descr = PyDict_GetItem(PlainType.tp_dict, s_poll);
     plain_place_descr = PyDict_GetItem(PlainType.tp_dict, s_place);
@@ -3358,11 +3551,13 @@ PyInit__cengine(void)
     Py_INCREF(&ContextType);
     Py_INCREF(&HookType);
     Py_INCREF(&PlainType);
+    Py_INCREF(&BHType);
     if (PyModule_AddObject(m, "SourceStatistics", (PyObject *)&StatsType) < 0
             || PyModule_AddObject(m, "SourceCore", (PyObject *)&SourceType) < 0
             || PyModule_AddObject(m, "ContextCore", (PyObject *)&ContextType) < 0
             || PyModule_AddObject(m, "HookCore", (PyObject *)&HookType) < 0
             || PyModule_AddObject(m, "PlainCore", (PyObject *)&PlainType) < 0
+            || PyModule_AddObject(m, "BHCore", (PyObject *)&BHType) < 0
             || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -78,3 +78,13 @@ class PlainCore:
     def _on_readable(self) -> None: ...
     def poll(self, timeout: float | None) -> None: ...
     def place(self, priority: float) -> None: ...
+
+class BHCore:
+    _callback: Callable[..., Any]
+    _args: tuple[Any, ...]
+    _ctx: Any
+    _name: str
+    _scheduled: bool
+    _deleted: bool
+    _oneshot: bool
+    def schedule(self) -> None: ...

@@ -31,7 +31,8 @@ __all__ = ("ENGINE", "REASON", "core", "engine_info", "source_hash")
 #: The files whose content a build of the compiled core depends on (package-relative).
 HASHED: Final = ("_cengine.c", "_dispatch.py", "context.py", "source.py", "sources.py",
                  "statistics.py", "_fdpoll.py", "_selectorfds.py", "loop.py",
-                 "bridge.py", "_sourceset.py", "_deadlines.py", "_engine.py")
+                 "bridge.py", "_sourceset.py", "_deadlines.py", "bottomhalf.py",
+                 "_engine.py")
 _ENV = "AIOQLOOP_ENGINE"
 _HERE = Path(__file__).resolve().parent
 

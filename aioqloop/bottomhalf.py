@@ -18,9 +18,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _registry
+from . import _engine, _registry
 from ._checks import check_callback, check_name
 from .constants import PRIORITY_DEFAULT
 from .source import Source
@@ -48,7 +48,57 @@ class _BHCarrier:
         self.queue: deque[BottomHalf] = deque()
 
 
-class BottomHalf:
+class _BHMethods:
+    """`BottomHalf.schedule`, the method the compiled core (`aioqloop._cengine.BHCore`)
+    replaces; the pure-Python engine's reference."""
+
+    __slots__ = ()
+
+    def schedule(self) -> None:
+        """Run the callback once on a coming iteration (any thread; idempotent).
+
+        On the context's own thread the carrying source becomes ready at once, so the
+        bottom half keeps its place among asyncio callbacks scheduled after it.  From
+        another thread the loop is woken through the context's `Waker`, once per burst.
+        Raises `RuntimeError` after `delete` or once the context is closed.
+        """
+        bh = cast("BottomHalf", self)
+        if bh._deleted:
+            raise RuntimeError(f"schedule() on deleted {bh!r}")
+        ctx = bh._ctx
+        carrier = ctx._bh
+        waker = ctx._waker
+        with waker.lock:
+            if waker.closed:
+                raise RuntimeError(f"schedule() of {bh!r}: its MainContext is closed")
+            if bh._scheduled:
+                return
+            bh._scheduled = True
+            assert carrier is not None
+            if not carrier.pending:
+                carrier.queue.clear()  # only cancelled entries can be left
+            carrier.pending += 1
+            carrier.queue.append(bh)
+            if ctx._owner != _get_ident():
+                waker.notify_locked()
+                return
+        ctx._mark_ready(carrier.source)
+
+
+if TYPE_CHECKING or _engine.core is None:
+    class _BHBase(_BHMethods):
+        """A bottom half's state (pure-Python engine)."""
+
+        __slots__ = ("_args", "_callback", "_ctx", "_deleted", "_name", "_oneshot",
+                     "_scheduled")
+else:
+    class _BHBase(_engine.core.BHCore, _BHMethods):
+        """A bottom half's state and schedule() as C fields and a C method."""
+
+        __slots__ = ()
+
+
+class BottomHalf(_BHBase):
     """A callback any thread can schedule to run once soon on ``context``'s thread.
 
     Like QEMU's ``qemu_bh_new``/``qemu_bh_schedule``/``qemu_bh_cancel``/``qemu_bh_delete``.
@@ -56,8 +106,7 @@ class BottomHalf:
     global default context).
     """
 
-    __slots__ = ("__weakref__", "_args", "_callback", "_ctx", "_deleted", "_name",
-                 "_oneshot", "_scheduled")
+    __slots__ = ("__weakref__",)
 
     def __init__(
         self,
@@ -104,35 +153,6 @@ class BottomHalf:
     def context(self) -> MainContext:
         """The context it runs on."""
         return self._ctx
-
-    def schedule(self) -> None:
-        """Run the callback once on a coming iteration (any thread; idempotent).
-
-        On the context's own thread the carrying source becomes ready at once, so the
-        bottom half keeps its place among asyncio callbacks scheduled after it.  From
-        another thread the loop is woken through the context's `Waker`, once per burst.
-        Raises `RuntimeError` after `delete` or once the context is closed.
-        """
-        if self._deleted:
-            raise RuntimeError(f"schedule() on deleted {self!r}")
-        ctx = self._ctx
-        carrier = ctx._bh
-        waker = ctx._waker
-        with waker.lock:
-            if waker.closed:
-                raise RuntimeError(f"schedule() of {self!r}: its MainContext is closed")
-            if self._scheduled:
-                return
-            self._scheduled = True
-            assert carrier is not None
-            if not carrier.pending:
-                carrier.queue.clear()  # only cancelled entries can be left
-            carrier.pending += 1
-            carrier.queue.append(self)
-            if ctx._owner != _get_ident():
-                waker.notify_locked()
-                return
-        ctx._mark_ready(carrier.source)
 
     def cancel(self) -> None:
         """Unschedule it if it has not run yet (``qemu_bh_cancel``)."""
