@@ -1797,9 +1797,16 @@ shared_select(PyObject *direct, PyObject *timeout)
                 continue;
         }
         Py_INCREF(key);
-        PyObject *kev = PyObject_GetAttr(key, s_events_attr);
-        long kevents = kev ? PyLong_AsLong(kev) : -1;
-        Py_XDECREF(kev);
+        long kevents;
+        if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
+            /* selectors.SelectorKey: (fileobj, fd, events, data) */
+            kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
+        }
+        else {
+            PyObject *kev = PyObject_GetAttr(key, s_events_attr);
+            kevents = kev ? PyLong_AsLong(kev) : -1;
+            Py_XDECREF(kev);
+        }
         if (kevents == -1 && PyErr_Occurred()) {
             Py_DECREF(key);
             goto fail;
