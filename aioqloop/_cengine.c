@@ -275,6 +275,7 @@ typedef struct {
     PyObject *blocked, *blocked_due;
     PyObject *gate, *port, *fds, *source_ready, *deadlines, *waker, *bh;
     PyObject *prepare_hooks, *check_hooks, *clock;
+    PyObject *spare_bucket;    /* an empty ready bucket kept for reuse */
     double now, dispatch_time;
     Py_ssize_t in_iteration, serial, iterations;
     char in_hook;
@@ -298,6 +299,7 @@ ctx_traverse(ContextObject *self, visitproc visit, void *arg)
     Py_VISIT(self->prepare_hooks);
     Py_VISIT(self->check_hooks);
     Py_VISIT(self->clock);
+    Py_VISIT(self->spare_bucket);
     return 0;
 }
 
@@ -317,6 +319,7 @@ ctx_clear(ContextObject *self)
     Py_CLEAR(self->prepare_hooks);
     Py_CLEAR(self->check_hooks);
     Py_CLEAR(self->clock);
+    Py_CLEAR(self->spare_bucket);
     return 0;
 }
 
@@ -389,7 +392,16 @@ mark_ready(ContextObject *self, PyObject *srcobj)
             Py_INCREF(prio);
             PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
             if (bucket == NULL) {
-                if (PyErr_Occurred() || (bucket = PyDict_New()) == NULL) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(prio);
+                    Py_DECREF(srcobj);
+                    return -1;
+                }
+                /* the bucket emptied by the last dispatch, kept for this: no allocation
+                 * per dispatch of a source that re-arms itself */
+                bucket = self->spare_bucket;
+                self->spare_bucket = NULL;
+                if (bucket == NULL && (bucket = PyDict_New()) == NULL) {
                     Py_DECREF(prio);
                     Py_DECREF(srcobj);
                     return -1;
@@ -463,8 +475,15 @@ drop_ready(ContextObject *self, SourceObject *src, int strict)
         else
             PyErr_Clear();
     }
-    if (rc == 0 && PyDict_GET_SIZE(bucket) == 0)
+    if (rc == 0 && PyDict_GET_SIZE(bucket) == 0) {
         rc = PyDict_DelItem(self->ready, prio);
+        /* kept only if nothing else holds it (our reference is the last one) */
+        if (rc == 0 && self->spare_bucket == NULL && PyDict_CheckExact(bucket)
+                && Py_REFCNT(bucket) == 1) {
+            Py_INCREF(bucket);
+            self->spare_bucket = bucket;  /* reused by the next mark_ready */
+        }
+    }
     Py_DECREF(bucket);
     Py_DECREF(prio);
     return rc;
