@@ -3024,11 +3024,12 @@ plain_run(PlainObject *self, PyObject *unused)
     }
     Py_CLEAR(self->timeout);
     int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
-    /* finally: re-check after publishing "may sleep" (QEMU's notify_me handshake); also
-     * after a KeyboardInterrupt, so nothing is stranded when the loop runs again */
+    /* finally: re-check after publishing "may sleep" (QEMU's notify_me handshake).
+     * After a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
+     * may not have said how long to wait): iterate again when the loop runs again. */
     PyObject *et, *ev, *etb;
     PyErr_Fetch(&et, &ev, &etb);
-    int work = has_work(ctx);
+    int work = r < 0 ? 1 : has_work(ctx);
     PyObject *wait = self->timeout ? self->timeout : Py_None;
     Py_INCREF(wait);
     int rc = work < 0 ? -1 : work ? plain_kick(self) : plain_rearm(self, wait);

@@ -253,12 +253,15 @@ class _PyPlain:
                 return
             self._owned = True
         self._timeout = None
+        completed = False
         try:
             ctx.iterate(self, block=True, dispatch=True)
+            completed = True
         finally:
-            # Re-check after publishing "may sleep" (QEMU's notify_me handshake); also
-            # after a KeyboardInterrupt, so nothing is stranded when the loop runs again.
-            if ctx.has_work():
+            # Re-check after publishing "may sleep" (QEMU's notify_me handshake).  After
+            # a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
+            # may not have said how long to wait): iterate again when the loop runs again.
+            if not completed or ctx.has_work():
                 self._kick()
             else:
                 self._rearm(self._timeout)

@@ -435,6 +435,20 @@ def test_fault_in_one_hook_of_a_small_mix(
     run_scenario(mix_specs, Injector(victim, hook, exc_type, 0), base)
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt], ids=lambda t: t.__name__)
+@pytest.mark.parametrize("base", BASES)
+def test_escape_from_the_only_prepare_hook_leaves_the_next_run_iterating(
+    base: str, exc_type: type[BaseException]
+) -> None:
+    # Found by the random test above: a prepare hook of an idle-priority custom source is
+    # the only thing asking for a look; it lets SystemExit out of the first iteration.
+    # The uvloop base's driver had no wait from that iteration, so it never iterated
+    # again: the source stayed undispatched and unfinalized when the loop ran again.
+    mix_specs = [Spec("custom", 300), Spec("idle", 0), Spec("custom", -100), Spec("idle", 0)]
+    run_scenario(mix_specs, Injector(0, "prepare", exc_type, 0), base)
+
+
 # --------------------------------------------------------------------------- #
 # Helpers for the per-item tests
 # --------------------------------------------------------------------------- #
