@@ -7,11 +7,17 @@
  * bookkeeping is plain C fields read directly:
  *
  *   SourceCore        the per-source state of GSource (flags, ready time, priority,
- *                     callback), the base class of aioqloop.Source;
+ *                     callback, a timeout's interval, an fd watch): base of Source;
  *   SourceStatistics  per-source counters, updated without allocating;
  *   ContextCore       the hot part of GMainContext: the ready sets, g_main_dispatch
- *                     with blocking, depth and statistics, the check phase's fast path,
- *                     and g_main_context_iterate itself.  Base class of MainContext.
+ *                     with blocking, depth and statistics, check and the fast part of
+ *                     prepare, g_main_context_iterate itself, due ready times, attach,
+ *                     insert, remove and destroy of plain sources, fd results: base of
+ *                     MainContext;
+ *   HookCore          the stock base's selector hook (select -> iterate -> place, and
+ *                     the select of the epoll set shared with asyncio);
+ *   PlainCore         the plain driver's iteration (the uvloop base, any asyncio loop);
+ *   BHCore            a bottom half's state and qemu_bh_schedule.
  *
  * The pure-Python engine (aioqloop/_dispatch.py, aioqloop/context.py, aioqloop/source.py)
  * is the reference: every method here has a Python twin with the same name and the same

@@ -20,7 +20,8 @@ sit in a dict per priority; ready times in one heap (`aioqloop._deadlines`); fds
 private epoll set (`aioqloop._fdpoll`); only sources whose class overrides ``prepare`` or
 ``check`` are called (`aioqloop._index`).  Other threads reach the context through its
 `aioqloop._waker`; the big-lock rule is `aioqloop._gate`.  The context never calls asyncio:
-its port (`aioqloop.bridge`) does.
+its port (`aioqloop.bridge`) does.  The hot methods live in `_PyCore`; with the compiled
+core (`aioqloop._engine`) their C twins (`aioqloop._cengine.ContextCore`) come first.
 
 Driver contract (what a driver may call, and when)
 --------------------------------------------------
