@@ -48,6 +48,7 @@
 /* ------------------------------------------------------------------ configuration */
 /* Set once by configure(), from the Python side of the engine. */
 static PyObject *default_dispatch;   /* Source.dispatch (the plain function) */
+static PyObject *default_set_ready_time;  /* Source.set_ready_time */
 static PyObject *timeout_dispatch;   /* TimeoutSource.dispatch */
 static PyObject *fd_dispatch;        /* FdSource.dispatch */
 static PyObject *conditions;         /* tuple of 64 IOCondition values */
@@ -654,6 +655,43 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
     return 0;
 }
 
+/* Dispatch counters on a statistics object that is not the core's own record. */
+static int
+stats_generic(PyObject *st, double elapsed)
+{
+    PyObject *d = PyObject_GetAttrString(st, "dispatches");
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *nd = d && one ? PyNumber_Add(d, one) : NULL;
+    Py_XDECREF(d);
+    Py_XDECREF(one);
+    if (nd == NULL || PyObject_SetAttrString(st, "dispatches", nd) < 0) {
+        Py_XDECREF(nd);
+        return -1;
+    }
+    Py_DECREF(nd);
+    PyObject *t = PyObject_GetAttrString(st, "dispatch_time");
+    double total = t ? PyFloat_AsDouble(t) : -1.0;
+    Py_XDECREF(t);
+    if (total == -1.0 && PyErr_Occurred())
+        return -1;
+    PyObject *nt = PyFloat_FromDouble(total + elapsed);
+    int rc = nt ? PyObject_SetAttrString(st, "dispatch_time", nt) : -1;
+    Py_XDECREF(nt);
+    if (rc < 0)
+        return -1;
+    PyObject *m = PyObject_GetAttrString(st, "max_dispatch_time");
+    double mx = m ? PyFloat_AsDouble(m) : -1.0;
+    Py_XDECREF(m);
+    if (mx == -1.0 && PyErr_Occurred())
+        return -1;
+    if (elapsed > mx) {
+        PyObject *ne = PyFloat_FromDouble(elapsed);
+        rc = ne ? PyObject_SetAttrString(st, "max_dispatch_time", ne) : -1;
+        Py_XDECREF(ne);
+    }
+    return rc;
+}
+
 /* Dispatcher._end_dispatch. */
 static int
 end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, double elapsed)
@@ -702,9 +740,8 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
         if (elapsed > s->max_dispatch_time)
             s->max_dispatch_time = elapsed;
     }
-    else {
-        PyErr_SetString(PyExc_TypeError, "Source._stats must be a SourceStatistics");
-        return -1;
+    else if (stats_generic(st, elapsed) < 0) {
+        return -1;  /* some other record object: updated through its attributes */
     }
     if (src->destroyed) {
         if (call_method_void((PyObject *)src, s_maybe_finalize, NULL, NULL, NULL) < 0)
@@ -748,9 +785,10 @@ type_attr(PyObject *obj, PyObject *name)
 /* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
  * sources run no Python frame but the user's callback. */
 static PyObject *
-run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
+run_dispatch(SourceObject *src, PyObject *cb, PyObject *args, int *generic)
 {
     PyObject *self = (PyObject *)src;
+    *generic = 0;
     PyObject *fn = type_attr(self, s_dispatch);
     if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
         if (fn == default_dispatch)
@@ -796,7 +834,8 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
             return r;
         }
         ContextObject *ctx = (ContextObject *)src->context;
-        if (fn == timeout_dispatch && ctx != NULL
+        if (fn == timeout_dispatch && ctx != NULL && default_set_ready_time != NULL
+                && type_attr(self, s_set_ready_time) == default_set_ready_time
                 && PyObject_TypeCheck((PyObject *)ctx, &ContextType)
                 && (ctx->in_iteration || ctx->in_hook)) {
             PyObject *r = PyObject_Call(cb, args, NULL);
@@ -830,6 +869,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
             return PyBool_FromLong(keep);
         }
     }
+    *generic = 1;  /* the class's own dispatch(): its result's truth is taken after it */
     return PyObject_CallMethodObjArgs(self, s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
                                       NULL);
 }
@@ -890,15 +930,23 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     Py_INCREF(cb);
     Py_XINCREF(args);
     Py_INCREF(srcobj);
-    PyObject *res = args ? run_dispatch(src, cb, args) : NULL;
+    int generic = 0;
+    PyObject *res = args ? run_dispatch(src, cb, args, &generic) : NULL;
     if (args == NULL && !PyErr_Occurred())
         PyErr_SetString(PyExc_AttributeError, "_args");
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
     if (res != NULL) {
         keep = PyObject_IsTrue(res);
         Py_DECREF(res);
+        if (keep < 0 && generic) {
+            /* as in the Python engine, the truth of a dispatch() result is taken after
+             * the dispatch: its error propagates, unreported, and the source stays */
+            keep = 0;
+            failed = 1;
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        }
     }
-    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
-    if (res == NULL || keep < 0) {
+    if (!failed && (res == NULL || keep < 0)) {
         keep = 0;
         if (PyErr_ExceptionMatches(PyExc_SystemExit)
                 || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
@@ -911,13 +959,17 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
             if (exc_tb != NULL && exc_value != NULL)
                 PyException_SetTraceback(exc_value, exc_tb);
             PyObject *kwnames = PyTuple_Pack(1, s_callback);
+            /* the callback as it is now (the failed one may have replaced itself) */
+            PyObject *now_cb = src->callback ? src->callback : Py_None;
+            Py_INCREF(now_cb);  /* _report may destroy and finalize the source */
             PyObject *fnargs[5] = {(PyObject *)self, exc_value ? exc_value : Py_None, srcobj,
-                                   s_phase_dispatch, cb};
+                                   s_phase_dispatch, now_cb};
             PyObject *r = NULL;
             if (kwnames != NULL) {
                 r = PyObject_VectorcallMethod(s_report, fnargs, 4, kwnames);
                 Py_DECREF(kwnames);
             }
+            Py_DECREF(now_cb);
             Py_XDECREF(exc_type);
             Py_XDECREF(exc_value);
             Py_XDECREF(exc_tb);
@@ -1284,7 +1336,10 @@ check(ContextObject *self)
         if (t == NULL)
             return NULL;
         Py_DECREF(t);
-        if (hooks && call_method_void((PyObject *)self, s_run_check_hooks, NULL, NULL, NULL) < 0)
+        /* again: an operation posted by another thread may have attached a hooked source */
+        hooks = nonempty_attr(self->check_hooks, s_prios);
+        if (hooks < 0 || (hooks && call_method_void((PyObject *)self, s_run_check_hooks,
+                                                    NULL, NULL, NULL) < 0))
             return NULL;
     }
     else if (PyDict_GET_SIZE(self->ready)) {
@@ -1807,21 +1862,25 @@ shared_select(PyObject *direct, PyObject *timeout)
         if (mine_ctx < 0)
             goto fail;
         hit |= mine_ctx;
-        PyObject *key = PyDict_CheckExact(fd_to_key) ? PyDict_GetItemWithError(fd_to_key, fd_o)
-                                                     : NULL;
-        if (key == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            if (PyDict_CheckExact(fd_to_key))
+        PyObject *key;
+        if (PyDict_CheckExact(fd_to_key)) {
+            key = PyDict_GetItemWithError(fd_to_key, fd_o);
+            if (key == NULL) {
+                if (PyErr_Occurred())
+                    goto fail;
                 continue;
-            key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping */
+            }
+            Py_INCREF(key);
+        }
+        else {
+            key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping: owned */
             if (key == NULL)
                 goto fail;
-            Py_DECREF(key);  /* still held by the mapping */
-            if (key == Py_None)
+            if (key == Py_None) {
+                Py_DECREF(key);
                 continue;
+            }
         }
-        Py_INCREF(key);
         long kevents;
         if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
             /* selectors.SelectorKey: (fileobj, fd, events, data) */
@@ -2566,6 +2625,8 @@ pop_due_into(ContextObject *self, double now)
     }
     Py_XDECREF(heap);
     if (stale_popped) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);  /* an error of the loop above stays the one raised */
         PyObject *st = PyObject_GetAttr(deadlines, s_stale_attr);
         Py_ssize_t v = st ? PyLong_AsSsize_t(st) : -1;
         Py_XDECREF(st);
@@ -2573,6 +2634,16 @@ pop_due_into(ContextObject *self, double now)
         if (nv == NULL || PyObject_SetAttr(deadlines, s_stale_attr, nv) < 0)
             rc = -1;
         Py_XDECREF(nv);
+        if (et != NULL) {
+            if (PyErr_Occurred()) {
+                Py_XDECREF(et);
+                Py_XDECREF(ev);
+                Py_XDECREF(etb);
+            }
+            else {
+                PyErr_Restore(et, ev, etb);
+            }
+        }
     }
     Py_DECREF(deadlines);
     return rc;
@@ -2629,16 +2700,21 @@ destroy_source(SourceObject *src)
         return -1;
     if (foreign)
         return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    PyObject *waker = ((ContextObject *)ctx)->waker;
+    PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr(ctx, s_sources) : NULL;
+    if (sources == NULL || !PyDict_CheckExact(sources)) {
+        /* not the plain state this path knows: the Python method (the reference) */
+        Py_XDECREF(sources);
+        Py_XDECREF(lock);
+        if (PyErr_Occurred())
+            return -1;
+        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    }
     src->destroyed = 1;
     Py_INCREF(ctx);
     Py_INCREF(srcobj);
     int rc = -1;
-    /* SourceSet._destroy: forget the id under the waker's lock */
-    PyObject *waker = ((ContextObject *)ctx)->waker;
-    PyObject *lock = waker ? PyObject_GetAttr(waker, s_lock) : NULL;
-    PyObject *sources = lock ? PyObject_GetAttr(ctx, s_sources) : NULL;
-    if (sources == NULL || !PyDict_Check(sources))
-        goto out;
     if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
         goto out;
     PyObject *key = PyLong_FromSsize_t(src->id);
@@ -3376,11 +3452,11 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
                                   "conditions", "tls", "warn_slow", "order_key",
                                   "default_attached", "timeout_attached", "default_finalize",
                                   "default_maybe_finalize", "heappush", "heappop",
-                                  "default_destroy"};
+                                  "default_destroy", "default_set_ready_time"};
     PyObject **slots[] = {&default_dispatch, &timeout_dispatch, &fd_dispatch, &conditions,
                           &tls, &warn_slow, &order_key, &default_attached, &timeout_attached,
                           &default_finalize, &default_maybe_finalize, &heappush, &heappop,
-                          &default_destroy};
+                          &default_destroy, &default_set_ready_time};
     Py_ssize_t used = 0;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         int r = set_ref(slots[i], kw, names[i]);

@@ -446,4 +446,5 @@ if _engine.core is not None:
                            default_attached=Source._attached, default_finalize=Source.finalize,
                            default_maybe_finalize=Source._maybe_finalize,
                            heappush=heapq.heappush, heappop=heapq.heappop,
-                           default_destroy=Source.destroy)
+                           default_destroy=Source.destroy,
+                           default_set_ready_time=Source.set_ready_time)

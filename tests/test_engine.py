@@ -252,3 +252,103 @@ def test_no_memory_grows_with_dispatches(base: str) -> None:
     gc.collect()
     grown = sys.getallocatedblocks() - before
     assert grown < 2_000, f"{grown} blocks kept after ~80k dispatches"
+
+
+# The engines agree where the compiled core once did not (each fails on that core).
+
+
+def test_check_hook_of_a_source_attached_from_another_thread_is_called_at_once() -> None:
+    import threading
+
+    class AlwaysReady(Source):
+        def check(self) -> bool:
+            return True
+
+    ran: list[int] = []
+    ctx = MainContext()
+    assert ctx.acquire()
+    try:
+        src = AlwaysReady()
+        src.set_callback(lambda: bool(ran.append(1)))
+        # Attached from another thread while this one owns the context: the insert is
+        # posted, as when it arrives during this thread's poll.
+        worker = threading.Thread(target=src.attach, args=(ctx,))
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive() and ctx._waker.ops
+        # GLib's check after that poll: the posted insert runs first, then the new
+        # source's check() is called in the same check phase, and it dispatches.
+        assert ctx._check() == 0
+        ctx.dispatch(0)
+        assert ran == [1]
+    finally:
+        ctx.release()
+        ctx.close()
+
+
+def test_timeout_subclass_set_ready_time_is_called_on_every_rearm() -> None:
+    from aioqloop.sources import TimeoutSource
+
+    calls: list[float] = []
+
+    class Logged(TimeoutSource):
+        def set_ready_time(self, when: float) -> None:
+            calls.append(when)
+            super().set_ready_time(when)
+
+    ctx = MainContext()
+    src = Logged(0.0)
+    src.set_callback(lambda: True)
+    src.attach(ctx)
+    for _ in range(3):
+        ctx.iteration(False)
+    assert len(calls) == 3  # each re-arm goes through the override
+    src.destroy()
+    ctx.close()
+
+
+def test_a_dispatch_result_whose_truth_fails_propagates_unreported() -> None:
+    class Falsy:
+        def __bool__(self) -> bool:
+            raise ZeroDivisionError
+
+    class Odd(Source):
+        def dispatch(self, callback: Any, args: tuple[Any, ...]) -> Any:
+            return Falsy()
+
+    ctx = MainContext()
+    reports: list[dict[str, Any]] = []
+    ctx._port.report = reports.append  # type: ignore[method-assign]
+    src = Odd()
+    src.set_callback(lambda: True)
+    src.attach(ctx)
+    ctx._mark_ready(src)
+    with pytest.raises(ZeroDivisionError):
+        ctx.iteration(False)
+    # As in the pure engine: the truth is taken after dispatch(), outside its handler.
+    assert reports == [] and not src.is_destroyed
+    src.destroy()
+    ctx.close()
+
+
+def test_a_failing_callback_is_reported_as_it_is_after_the_failure() -> None:
+    ctx = MainContext()
+    reports: list[dict[str, Any]] = []
+    ctx._port.report = reports.append  # type: ignore[method-assign]
+
+    def replacement() -> bool:
+        return False
+
+    def first() -> bool:
+        src.set_callback(replacement)
+        raise ValueError("boom")
+
+    from aioqloop.sources import IdleSource
+
+    src = IdleSource()
+    src.set_callback(first)
+    src.attach(ctx)
+    ctx.iteration(False)
+    assert [type(r["exception"]) for r in reports] == [ValueError]
+    assert reports[0]["callback"] is replacement
+    ctx.close()
