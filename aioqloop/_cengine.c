@@ -79,6 +79,30 @@ perf_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* tp_traverse, tp_clear and tp_dealloc of a type whose object fields FIELDS(X) lists. */
+#define VISIT_FIELD(f) Py_VISIT(self->f);
+#define CLEAR_FIELD(f) Py_CLEAR(self->f);
+#define GC_FUNCTIONS(prefix, Type, FIELDS)                                  \
+    static int                                                             \
+    prefix##_traverse(Type *self, visitproc visit, void *arg)              \
+    {                                                                      \
+        FIELDS(VISIT_FIELD)                                                \
+        return 0;                                                          \
+    }                                                                      \
+    static int                                                             \
+    prefix##_clear(Type *self)                                             \
+    {                                                                      \
+        FIELDS(CLEAR_FIELD)                                                \
+        return 0;                                                          \
+    }                                                                      \
+    static void                                                            \
+    prefix##_dealloc(Type *self)                                           \
+    {                                                                      \
+        PyObject_GC_UnTrack(self);                                         \
+        prefix##_clear(self);                                              \
+        Py_TYPE(self)->tp_free((PyObject *)self);                          \
+    }
+
 /* -------------------------------------------------------------- SourceStatistics */
 typedef struct {
     PyObject_HEAD
@@ -174,51 +198,10 @@ source_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
-static int
-source_traverse(SourceObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->context);
-    Py_VISIT(self->callback);
-    Py_VISIT(self->args);
-    Py_VISIT(self->parent);
-    Py_VISIT(self->order);
-    Py_VISIT(self->stats);
-    Py_VISIT(self->priority);
-    Py_VISIT(self->fds);
-    Py_VISIT(self->children);
-    Py_VISIT(self->name);
-    Py_VISIT(self->fd);
-    Py_VISIT(self->fileobj);
-    Py_VISIT(self->tag);
-    return 0;
-}
-
-static int
-source_clear(SourceObject *self)
-{
-    Py_CLEAR(self->context);
-    Py_CLEAR(self->callback);
-    Py_CLEAR(self->args);
-    Py_CLEAR(self->parent);
-    Py_CLEAR(self->order);
-    Py_CLEAR(self->stats);
-    Py_CLEAR(self->priority);
-    Py_CLEAR(self->fds);
-    Py_CLEAR(self->children);
-    Py_CLEAR(self->name);
-    Py_CLEAR(self->fd);
-    Py_CLEAR(self->fileobj);
-    Py_CLEAR(self->tag);
-    return 0;
-}
-
-static void
-source_dealloc(SourceObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    source_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+#define SOURCE_FIELDS(X) \
+    X(context) X(callback) X(args) X(parent) X(order) X(stats) X(priority) X(fds) \
+    X(children) X(name) X(fd) X(fileobj) X(tag)
+GC_FUNCTIONS(source, SourceObject, SOURCE_FIELDS)
 
 #define SM(name, type, field) {name, type, offsetof(SourceObject, field), 0, NULL}
 static PyMemberDef source_members[] = {
@@ -290,53 +273,11 @@ typedef struct {
 
 static PyTypeObject ContextType;
 
-static int
-ctx_traverse(ContextObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->ready);
-    Py_VISIT(self->blocked);
-    Py_VISIT(self->blocked_due);
-    Py_VISIT(self->gate);
-    Py_VISIT(self->port);
-    Py_VISIT(self->fds);
-    Py_VISIT(self->source_ready);
-    Py_VISIT(self->deadlines);
-    Py_VISIT(self->waker);
-    Py_VISIT(self->bh);
-    Py_VISIT(self->prepare_hooks);
-    Py_VISIT(self->check_hooks);
-    Py_VISIT(self->clock);
-    Py_VISIT(self->spare_bucket);
-    return 0;
-}
-
-static int
-ctx_clear(ContextObject *self)
-{
-    Py_CLEAR(self->ready);
-    Py_CLEAR(self->blocked);
-    Py_CLEAR(self->blocked_due);
-    Py_CLEAR(self->gate);
-    Py_CLEAR(self->port);
-    Py_CLEAR(self->fds);
-    Py_CLEAR(self->source_ready);
-    Py_CLEAR(self->deadlines);
-    Py_CLEAR(self->waker);
-    Py_CLEAR(self->bh);
-    Py_CLEAR(self->prepare_hooks);
-    Py_CLEAR(self->check_hooks);
-    Py_CLEAR(self->clock);
-    Py_CLEAR(self->spare_bucket);
-    return 0;
-}
-
-static void
-ctx_dealloc(ContextObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    ctx_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+#define CTX_FIELDS(X) \
+    X(ready) X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
+    X(deadlines) X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
+    X(spare_bucket)
+GC_FUNCTIONS(ctx, ContextObject, CTX_FIELDS)
 
 static PyObject *
 ctx_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -1699,45 +1640,10 @@ static PyObject *s_take_raw, *s_take_epfd, *s_poll_clock, *s_expose_deadline, *s
 static PyObject *s_append, *s_clear, *s_select_name;
 static PyObject *empty_events;
 
-static int
-hook_traverse(HookObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->loop);
-    Py_VISIT(self->ctx);
-    Py_VISIT(self->clock);
-    Py_VISIT(self->select);
-    Py_VISIT(self->timeout);
-    Py_VISIT(self->events);
-    Py_VISIT(self->dispatch_handle);
-    Py_VISIT(self->preset);
-    Py_VISIT(self->direct);
-    Py_VISIT(self->polls);
-    return 0;
-}
-
-static int
-hook_clear(HookObject *self)
-{
-    Py_CLEAR(self->loop);
-    Py_CLEAR(self->ctx);
-    Py_CLEAR(self->clock);
-    Py_CLEAR(self->select);
-    Py_CLEAR(self->timeout);
-    Py_CLEAR(self->events);
-    Py_CLEAR(self->dispatch_handle);
-    Py_CLEAR(self->preset);
-    Py_CLEAR(self->direct);
-    Py_CLEAR(self->polls);
-    return 0;
-}
-
-static void
-hook_dealloc(HookObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    hook_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+#define HOOK_FIELDS(X) \
+    X(loop) X(ctx) X(clock) X(select) X(timeout) X(events) X(dispatch_handle) \
+    X(preset) X(direct) X(polls)
+GC_FUNCTIONS(hook, HookObject, HOOK_FIELDS)
 
 static PyObject *
 hook_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -2867,37 +2773,9 @@ static PyObject *plain_poll_descr, *plain_place_descr;
 static PyObject *s_call_soon, *s_run, *s_cancel;
 static PyObject *s_always_ready_pending, *s_next_deadline;
 
-static int
-plain_traverse(PlainObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->ctx);
-    Py_VISIT(self->loop);
-    Py_VISIT(self->handle);
-    Py_VISIT(self->timer);
-    Py_VISIT(self->timeout);
-    Py_VISIT(self->run_cb);
-    return 0;
-}
-
-static int
-plain_clear(PlainObject *self)
-{
-    Py_CLEAR(self->ctx);
-    Py_CLEAR(self->loop);
-    Py_CLEAR(self->handle);
-    Py_CLEAR(self->timer);
-    Py_CLEAR(self->timeout);
-    Py_CLEAR(self->run_cb);
-    return 0;
-}
-
-static void
-plain_dealloc(PlainObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    plain_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+#define PLAIN_FIELDS(X) \
+    X(ctx) X(loop) X(handle) X(timer) X(timeout) X(run_cb)
+GC_FUNCTIONS(plain, PlainObject, PLAIN_FIELDS)
 
 static PyObject *
 plain_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -3245,33 +3123,9 @@ typedef struct {
 
 static PyObject *s_bh, *s_queue, *s_pending_attr, *s_notify_locked, *s_waker_attr;
 
-static int
-bh_traverse(BHObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->callback);
-    Py_VISIT(self->args);
-    Py_VISIT(self->ctx);
-    Py_VISIT(self->name);
-    return 0;
-}
-
-static int
-bh_clear(BHObject *self)
-{
-    Py_CLEAR(self->callback);
-    Py_CLEAR(self->args);
-    Py_CLEAR(self->ctx);
-    Py_CLEAR(self->name);
-    return 0;
-}
-
-static void
-bh_dealloc(BHObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    bh_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+#define BH_FIELDS(X) \
+    X(callback) X(args) X(ctx) X(name)
+GC_FUNCTIONS(bh, BHObject, BH_FIELDS)
 
 static PyObject *
 bh_schedule(BHObject *self, PyObject *unused)
