@@ -103,6 +103,22 @@ perf_now(void)
         Py_TYPE(self)->tp_free((PyObject *)self);                          \
     }
 
+/* The type object of one of the core's GC-tracked, subclassable types. */
+#define CORE_TYPE(prefix, Obj, pyname, doc, newfunc)                          \
+    {                                                                       \
+        PyVarObject_HEAD_INIT(NULL, 0)                                      \
+        .tp_name = "aioqloop._cengine." pyname,                             \
+        .tp_basicsize = sizeof(Obj),                                        \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, \
+        .tp_doc = doc,                                                      \
+        .tp_traverse = (traverseproc)prefix##_traverse,                     \
+        .tp_clear = (inquiry)prefix##_clear,                                \
+        .tp_dealloc = (destructor)prefix##_dealloc,                         \
+        .tp_members = prefix##_members,                                     \
+        .tp_methods = prefix##_methods,                                     \
+        .tp_new = newfunc,                                                  \
+    }
+
 /* -------------------------------------------------------------- SourceStatistics */
 typedef struct {
     PyObject_HEAD
@@ -235,18 +251,11 @@ static PyMemberDef source_members[] = {
     {NULL}
 };
 
-static PyTypeObject SourceType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "aioqloop._cengine.SourceCore",
-    .tp_basicsize = sizeof(SourceObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The per-source state of a GSource, as C fields (base of aioqloop.Source).",
-    .tp_traverse = (traverseproc)source_traverse,
-    .tp_clear = (inquiry)source_clear,
-    .tp_dealloc = (destructor)source_dealloc,
-    .tp_members = source_members,
-    .tp_new = source_new,
-};
+static PyMethodDef source_methods[] = {{NULL}};
+
+static PyTypeObject SourceType = CORE_TYPE(source, SourceObject, "SourceCore",
+    "The per-source state of a GSource, as C fields (base of aioqloop.Source).",
+    source_new);
 
 static inline Py_ssize_t
 list_len(PyObject *o)
@@ -1606,19 +1615,9 @@ static PyMemberDef ctx_members[] = {
     {NULL}
 };
 
-static PyTypeObject ContextType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "aioqloop._cengine.ContextCore",
-    .tp_basicsize = sizeof(ContextObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The hot part of a GMainContext, as C fields (base of aioqloop.MainContext).",
-    .tp_traverse = (traverseproc)ctx_traverse,
-    .tp_clear = (inquiry)ctx_clear,
-    .tp_dealloc = (destructor)ctx_dealloc,
-    .tp_members = ctx_members,
-    .tp_methods = ctx_methods,
-    .tp_new = ctx_new,
-};
+static PyTypeObject ContextType = CORE_TYPE(ctx, ContextObject, "ContextCore",
+    "The hot part of a GMainContext, as C fields (base of aioqloop.MainContext).",
+    ctx_new);
 
 /* ---------------------------------------------------------------------- HookCore */
 /* The stock base's selector hook (aioqloop.loop._SelectorHook): one context iteration
@@ -2208,19 +2207,9 @@ static PyMemberDef hook_members[] = {
     {NULL}
 };
 
-static PyTypeObject HookType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "aioqloop._cengine.HookCore",
-    .tp_basicsize = sizeof(HookObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The stock base's selector hook, as C (base of aioqloop.loop._SelectorHook).",
-    .tp_traverse = (traverseproc)hook_traverse,
-    .tp_clear = (inquiry)hook_clear,
-    .tp_dealloc = (destructor)hook_dealloc,
-    .tp_members = hook_members,
-    .tp_methods = hook_methods,
-    .tp_new = hook_new,
-};
+static PyTypeObject HookType = CORE_TYPE(hook, HookObject, "HookCore",
+    "The stock base's selector hook, as C (base of aioqloop.loop._SelectorHook).",
+    hook_new);
 
 /* ------------------------------------------------ attach and destroy, fast paths */
 /* SourceSet._insert_tree / _remove for the common source: no prepare/check hooks, no
@@ -3074,19 +3063,9 @@ static PyMemberDef plain_members[] = {
     {NULL}
 };
 
-static PyTypeObject PlainType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "aioqloop._cengine.PlainCore",
-    .tp_basicsize = sizeof(PlainObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The plain driver's per-iteration methods, as C (base of PlainDriver).",
-    .tp_traverse = (traverseproc)plain_traverse,
-    .tp_clear = (inquiry)plain_clear,
-    .tp_dealloc = (destructor)plain_dealloc,
-    .tp_members = plain_members,
-    .tp_methods = plain_methods,
-    .tp_new = plain_new,
-};
+static PyTypeObject PlainType = CORE_TYPE(plain, PlainObject, "PlainCore",
+    "The plain driver's per-iteration methods, as C (base of PlainDriver).",
+    plain_new);
 
 static PyObject *
 driver_poll(PyObject *driver, PyObject *timeout)
@@ -3262,19 +3241,9 @@ static PyMemberDef bh_members[] = {
     {NULL}
 };
 
-static PyTypeObject BHType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "aioqloop._cengine.BHCore",
-    .tp_basicsize = sizeof(BHObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "A bottom half's state and schedule(), as C (base of BottomHalf).",
-    .tp_traverse = (traverseproc)bh_traverse,
-    .tp_clear = (inquiry)bh_clear,
-    .tp_dealloc = (destructor)bh_dealloc,
-    .tp_members = bh_members,
-    .tp_methods = bh_methods,
-    .tp_new = PyType_GenericNew,
-};
+static PyTypeObject BHType = CORE_TYPE(bh, BHObject, "BHCore",
+    "A bottom half's state and schedule(), as C (base of BottomHalf).",
+    PyType_GenericNew);
 
 /* ------------------------------------------------------------------------ module */
 static int
