@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -98,3 +100,14 @@ class HandlerLog:
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_exception_handler(lambda _loop, c: self.contexts.append(c))
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """SIGINT at Python's default handler for the test (KeyboardInterrupt), then restored."""
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

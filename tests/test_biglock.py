@@ -1555,16 +1555,6 @@ def interrupt_main_when(predicate: Callable[[], bool]) -> threading.Thread:
     return thread
 
 
-@pytest.fixture
-def default_sigint() -> Iterator[None]:
-    assert threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @pytest.mark.timeout(10)
 @pytest.mark.usefixtures("default_sigint")
 def test_keyboard_interrupt_while_queued_leaves_the_queue() -> None:

@@ -454,16 +454,6 @@ def test_escape_from_the_only_prepare_hook_leaves_the_next_run_iterating(
 # --------------------------------------------------------------------------- #
 
 
-@pytest.fixture
-def default_sigint() -> Iterator[None]:
-    assert threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 class Unraisables:
     """Collects what reaches sys.unraisablehook ("Exception ignored in ...")."""
 
