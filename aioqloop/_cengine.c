@@ -58,11 +58,11 @@ static PyObject *order_key;          /* callable(src) -> src._order */
 
 static PyObject *s_current, *s_dispatch, *s_count_waited, *s_enter, *s_between, *s_leave;
 static PyObject *s_block, *s_unblock, *s_report, *s_callback, *s_maybe_finalize;
-static PyObject *s_slow_threshold, *s_destroy, *s_schedule_ready_time, *s_collect;
+static PyObject *s_slow_threshold, *s_destroy;
 static PyObject *s_run_check_hooks, *s_deferred, *s_give_back, *s_entries, *s_prios;
 static PyObject *s_ops, *s_pending, *s_prepare_slow, *s_masks, *s_poll_waiting, *s_loop;
 static PyObject *s_loop_class, *s_rebind, *s_poll, *s_place, *s_block_kw, *s_dispatch_kw;
-static PyObject *s_phase_dispatch, *s_interval, *s_set_ready_time, *s_fileobj, *s_tag;
+static PyObject *s_phase_dispatch, *s_set_ready_time;
 static PyObject *s_revents, *s_key, *s_sort, *s_unpolled, *s_records, *s_wake_fd, *s_events;
 static PyObject *s_source, *s_drain, *s_epoll, *s_last_audit, *s_audit, *s_audit_interval;
 static PyObject *s_always, *s_mark_ready, *s_poll_ready_name, *s_apply_polled_name;
@@ -542,12 +542,6 @@ static int schedule_ready_time_c(ContextObject *self, SourceObject *src);
 static int destroy_source(SourceObject *src);
 static PyObject *ctx_collect(ContextObject *self, PyObject *unused);
 
-static int
-schedule_ready_time(ContextObject *self, SourceObject *src)
-{
-    return schedule_ready_time_c(self, src);
-}
-
 /* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
 static int
 rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
@@ -599,7 +593,7 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
             }
         }
         else {
-            return schedule_ready_time(self, src);
+            return schedule_ready_time_c(self, src);
         }
     }
     return 0;
@@ -1416,6 +1410,29 @@ ctx_prepare(ContextObject *self, PyObject *unused)
     return prepare(self);
 }
 
+/* Re-bind the clock if the loop's class was swapped (looptime does it). */
+static int
+follow_clock(ContextObject *self)
+{
+    PyObject *port = self->port;
+    Py_INCREF(port);
+    PyObject *loop = PyObject_GetAttr(port, s_loop);
+    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
+    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
+    Py_XDECREF(loop);
+    Py_XDECREF(loop_class);
+    int rc = loop_class == NULL ? -1 : 0;
+    if (rc == 0 && swapped) {
+        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
+        if (clock == NULL)
+            rc = -1;
+        else
+            Py_XSETREF(self->clock, clock);
+    }
+    Py_DECREF(port);
+    return rc;
+}
+
 static PyObject *driver_poll(PyObject *driver, PyObject *timeout);
 static PyObject *driver_place(PyObject *driver, PyObject *prio);
 
@@ -1434,23 +1451,8 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         Py_DECREF(waker);
         return -1;
     }
-    /* the loop's class was swapped (e.g. looptime): follow its clock */
-    PyObject *port = self->port;
-    Py_INCREF(port);
-    PyObject *loop = PyObject_GetAttr(port, s_loop);
-    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
-    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
-    Py_XDECREF(loop);
-    Py_XDECREF(loop_class);
-    if (loop_class == NULL)
-        goto fail_port;
-    if (swapped) {
-        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
-        if (clock == NULL)
-            goto fail_port;
-        Py_XSETREF(self->clock, clock);
-    }
-    Py_DECREF(port);
+    if (follow_clock(self) < 0)  /* the loop's class was swapped (e.g. looptime) */
+        goto fail;
     /* "May sleep" is published before the last look at the queues (the GIL orders a
      * plain store; free-threaded builds use the pure engine). */
     if (PyObject_SetAttr(waker, s_poll_waiting, Py_True) < 0)
@@ -1496,8 +1498,6 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         Py_DECREF(prio);
     }
     return 1;
-fail_port:
-    Py_DECREF(port);
 fail:
     Py_DECREF(was_waiting);
     Py_DECREF(waker);
@@ -1896,20 +1896,11 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
             events = hook_call_select(self, timeout);
             if (events == NULL)
                 goto fail;
-            int woken = 0;
-            if (!IS_NONE(self->direct)) {
-                woken = nonempty_attr(self->direct, s_raw);
-                if (woken > 0) {
-                    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, s_woken, events);
-                    woken = r ? PyObject_IsTrue(r) : -1;
-                    Py_XDECREF(r);
-                }
-            }
-            else if (PyObject_IsTrue(events)) {
-                PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, s_woken, events);
-                woken = r ? PyObject_IsTrue(r) : -1;
-                Py_XDECREF(r);
-            }
+            /* only raw results (shared epoll) or events (private epoll) can hold one */
+            int woken = IS_NONE(self->direct) ? PyObject_IsTrue(events)
+                                              : nonempty_attr(self->direct, s_raw);
+            if (woken > 0)
+                woken = call_truth_arg((PyObject *)self, s_woken, events);
             if (woken < 0)
                 goto fail;
             if (woken) {
@@ -2218,29 +2209,8 @@ static PyTypeObject HookType = CORE_TYPE(hook, HookObject, "HookCore",
 static PyObject *default_attached, *timeout_attached, *default_finalize, *default_maybe_finalize;
 static PyObject *heappush;
 static PyObject *s_has_prepare, *s_has_check, *s_attached, *s_finalize, *s_insert_tree;
-static PyObject *s_remove, *s_seq_attr, *s_drop, *s_driver, *s_context_attr, *s_deadline_changed;
+static PyObject *s_remove, *s_seq_attr, *s_drop, *s_driver, *s_deadline_changed;
 
-static int
-follow_clock(ContextObject *self)
-{
-    PyObject *port = self->port;
-    Py_INCREF(port);
-    PyObject *loop = PyObject_GetAttr(port, s_loop);
-    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
-    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
-    Py_XDECREF(loop);
-    Py_XDECREF(loop_class);
-    int rc = loop_class == NULL ? -1 : 0;
-    if (rc == 0 && swapped) {
-        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
-        if (clock == NULL)
-            rc = -1;
-        else
-            Py_XSETREF(self->clock, clock);
-    }
-    Py_DECREF(port);
-    return rc;
-}
 
 /* Deadlines.push: 1 if src is the new head, 0 if not, -1 on error. */
 static int
@@ -2460,7 +2430,7 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
 
 /* ----------------------------------------------------- collect and destroy, in C */
 static PyObject *heappop, *default_destroy;
-static PyObject *s_run_ops, *s_lock, *s_owner, *s_closed_attr, *s_remove_source, *s_notify;
+static PyObject *s_run_ops, *s_lock, *s_owner, *s_closed_attr, *s_notify;
 static PyObject *s_bh_source, *s_stale_attr, *s_release, *s_acquire;
 
 /* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
@@ -3362,8 +3332,6 @@ PyInit__cengine(void)
     INTERN(s_maybe_finalize, "_maybe_finalize");
     INTERN(s_slow_threshold, "slow_threshold");
     INTERN(s_destroy, "destroy");
-    INTERN(s_schedule_ready_time, "_schedule_ready_time");
-    INTERN(s_collect, "_collect");
     INTERN(s_run_check_hooks, "_run_check_hooks");
     INTERN(s_deferred, "deferred");
     INTERN(s_give_back, "give_back");
@@ -3382,10 +3350,7 @@ PyInit__cengine(void)
     INTERN(s_block_kw, "block");
     INTERN(s_dispatch_kw, "dispatch");
     INTERN(s_phase_dispatch, "dispatch");
-    INTERN(s_interval, "_interval");
     INTERN(s_set_ready_time, "set_ready_time");
-    INTERN(s_fileobj, "_fileobj");
-    INTERN(s_tag, "_tag");
     INTERN(s_revents, "revents");
     INTERN(s_key, "key");
     INTERN(s_sort, "sort");
@@ -3432,7 +3397,6 @@ PyInit__cengine(void)
     INTERN(s_lock, "lock");
     INTERN(s_owner, "_owner");
     INTERN(s_closed_attr, "_closed");
-    INTERN(s_remove_source, "_remove_source");
     INTERN(s_notify, "notify");
     INTERN(s_bh_source, "source");
     INTERN(s_stale_attr, "_stale");
@@ -3445,7 +3409,6 @@ PyInit__cengine(void)
     INTERN(s_seq_attr, "_seq");
     INTERN(s_drop, "drop");
     INTERN(s_driver, "_driver");
-    INTERN(s_context_attr, "_context");
     INTERN(s_run, "_run");
     INTERN(s_cancel, "cancel");
     INTERN(s_acquire, "acquire");
