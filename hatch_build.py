@@ -9,7 +9,7 @@ records a hash of the sources it mirrors, so a stale build is never used silentl
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -24,17 +24,14 @@ SOURCE = PKG / "_cengine.c"
 
 
 def _hash() -> str:
-    # Same rule as aioqloop._engine.source_hash (which cannot be imported here: the
-    # package may not be importable in the build environment).
-    ns: dict[str, Any] = {}
-    text = (PKG / "_engine.py").read_text()
-    start = text.index("HASHED: Final = ")
-    end = text.index(")", start) + 1
-    exec(text[start:end].replace(": Final", ""), ns)
-    digest = hashlib.sha256()
-    for name in ns["HASHED"]:
-        digest.update(name.encode() + b"\0" + (PKG / name).read_bytes() + b"\0")
-    return digest.hexdigest()
+    # aioqloop/_corehash.py, loaded by path: the package itself may not be importable in
+    # the build environment.
+    spec = importlib.util.spec_from_file_location("_aioqloop_corehash", PKG / "_corehash.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    digest: str = module.source_hash(PKG)
+    return digest
 
 
 def compile_core(out_dir: Path) -> Path | None:

@@ -17,7 +17,6 @@ differs from the files next to it is not used (with a warning under ``auto``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import sysconfig
@@ -26,28 +25,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-__all__ = ("ENGINE", "REASON", "core", "engine_info", "source_hash")
+from ._corehash import HASHED, source_hash
 
-#: The files whose content a build of the compiled core depends on (package-relative).
-HASHED: Final = ("_cengine.c", "_dispatch.py", "context.py", "source.py", "sources.py",
-                 "statistics.py", "_fdpoll.py", "_selectorfds.py", "loop.py",
-                 "bridge.py", "_sourceset.py", "_deadlines.py", "bottomhalf.py",
-                 "_engine.py")
+__all__ = ("ENGINE", "HASHED", "REASON", "core", "engine_info", "source_hash")
+
 _ENV = "AIOQLOOP_ENGINE"
-_HERE = Path(__file__).resolve().parent
-
-
-def source_hash(directory: Path = _HERE) -> str | None:
-    """The hash a build of the core records for the files in ``directory`` (None if one
-    of them is missing, e.g. a package without its C source)."""
-    digest = hashlib.sha256()
-    for name in HASHED:
-        try:
-            data = (directory / name).read_bytes()
-        except OSError:
-            return None
-        digest.update(name.encode() + b"\0" + data + b"\0")
-    return digest.hexdigest()
 
 
 def _free_threaded() -> bool:
