@@ -1207,6 +1207,14 @@ ctx_poll_ready(ContextObject *self, PyObject *unused)
     PyObject *epoll = PyObject_GetAttr(self->fds, s_epoll);
     if (epoll == NULL)
         return NULL;
+    if (epoll == Py_None) {
+        /* No epoll set yet (opened on first need): a wake-up came through the driver's
+         * own wake callback; consume it. */
+        Py_DECREF(epoll);
+        if (!IS_NONE(self->waker) && call_method_void(self->waker, s_drain, NULL, NULL, NULL) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
     PyObject *events = PyObject_CallMethodOneArg(epoll, s_poll, float_zero);
     Py_DECREF(epoll);
     if (events == NULL)

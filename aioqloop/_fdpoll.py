@@ -27,6 +27,11 @@ O(ready fds), never O(watched fds).  epoll reports exactly poll(2)'s revents
 The wake-up eventfd of the context's `Waker` is part of the set; `poll` says whether it
 fired.  Loop thread only.
 
+**Opened on first use.**  ``FdPoller(opener=...)`` has no epoll set (`epoll` is None)
+until the first fd is watched or a poll needs it (`ensure_open`); ``opener`` then gives
+the wake-up fd to put in it.  `generation` changes whenever the set is opened or rebuilt,
+so the driver knows to (re)register its fd.
+
 **Mirror.**  A driver that polls its own epoll object (the stock base, see
 `aioqloop._selectorfds`) sets `mirror`: every change of an fd's merged epoll mask (0 = not
 polled) is also handed to it, so the driver's epoll holds the same registrations and one
@@ -75,18 +80,26 @@ def clamp_wait(timeout: float | None) -> float | None:
 class FdPoller:
     """The private epoll set of a context (see the module docstring)."""
 
-    __slots__ = ("_audit_poll", "_ident", "_wake_fd", "always", "epoll", "last_audit", "masks",
-                 "mirror", "rebuilds", "records", "unpolled")
+    __slots__ = ("_audit_poll", "_closed", "_ident", "_opener", "_wake_fd", "always", "epoll",
+                 "generation", "last_audit", "masks", "mirror", "opened", "rebuilds",
+                 "records", "unpolled")
 
-    def __init__(self, wake_fd: int) -> None:
-        # No reference back to the context: a context's finalizer holds the epoll object.
-        #: The epoll object (its fd number never changes, even across a rebuild).
-        self.epoll = select.epoll()
+    def __init__(
+        self, wake_fd: int | None = None, *, opener: Callable[[], int] | None = None
+    ) -> None:
+        # No reference back to the context: a context's finalizer holds `opened`.
+        #: The epoll object once open (its fd number never changes across a rebuild).
+        self.epoll: select.epoll | None = None
+        #: The epoll objects opened (one; a list, for a finalizer that must not hold us).
+        self.opened: list[select.epoll] = []
         #: How many times the set was rebuilt because of a closed or reused fd number.
         self.rebuilds = 0
+        #: Changes when the set is opened or rebuilt (the driver renews its registration).
+        self.generation = 0
         self._ident: dict[int, tuple[int, int]] = {}
-        self._wake_fd = wake_fd
-        self.epoll.register(wake_fd, select.EPOLLIN)
+        self._wake_fd = -1
+        self._opener = opener
+        self._closed = False
         #: fd -> the records (one per watcher) of that fd.
         self.records: dict[int, list[_FdRecord]] = {}
         #: fd -> the epoll mask registered for it (read-only outside this class).
@@ -99,10 +112,30 @@ class FdPoller:
         self.last_audit = 0.0
         #: Called with (fd, merged epoll mask) on every change, 0 = no longer polled.
         self.mirror: Callable[[int, int], None] | None = None
+        if wake_fd is not None:
+            self._open(wake_fd)
+
+    def ensure_open(self) -> select.epoll:
+        """The epoll set, opened now (with the opener's wake-up fd) if it is not yet."""
+        ep = self.epoll
+        if ep is not None:
+            return ep
+        if self._closed or self._opener is None:
+            raise RuntimeError("the MainContext is closed")
+        return self._open(self._opener())
+
+    def _open(self, wake_fd: int) -> select.epoll:
+        ep = select.epoll()
+        ep.register(wake_fd, select.EPOLLIN)
+        self._wake_fd = wake_fd
+        self.epoll = ep
+        self.opened.append(ep)
+        self.generation += 1
+        return ep
 
     def fileno(self) -> int:
         """The epoll fd: readable when a watched fd (or the wake-up) is ready."""
-        return self.epoll.fileno()
+        return self.ensure_open().fileno()
 
     @property
     def watching(self) -> bool:
@@ -110,7 +143,10 @@ class FdPoller:
         return bool(self.masks)
 
     def close(self) -> None:
-        self.epoll.close()
+        self._closed = True
+        if self.epoll is not None:
+            self.epoll.close()
+        self.opened.clear()
         self.records.clear()
         self.masks.clear()
         self.always.clear()
@@ -122,6 +158,7 @@ class FdPoller:
             # An fd unpolled for a nested iteration is polled again for a new watcher
             # that is not blocked.
             self.unpolled.discard(rec.fd)
+        self.ensure_open()
         fd = rec.fd
         self.records.setdefault(fd, []).append(rec)
         known = self._ident.get(fd)
@@ -184,7 +221,7 @@ class FdPoller:
             if self.mirror is not None:
                 self.mirror(fd, 0)
             try:
-                self.epoll.unregister(fd)
+                self.ensure_open().unregister(fd)
             except OSError:
                 # Closed (or closed and reused) before its watch was removed: a dup may
                 # keep the old file, and its entry, alive in the set.
@@ -196,16 +233,18 @@ class FdPoller:
 
     def rebuild(self) -> None:
         """Replace the epoll set by a fresh one holding only the live registrations."""
+        ep = self.ensure_open()
         fresh = select.epoll()
         fresh.register(self._wake_fd, select.EPOLLIN)
         # The fresh set takes over the old set's number; the old set (and its stale
         # entries) goes with its last fd.
-        os.dup2(fresh.fileno(), self.epoll.fileno())
+        os.dup2(fresh.fileno(), ep.fileno())
         fresh.close()
         self.masks.clear()
         self.always.clear()
         self._audit_poll = None
         self.rebuilds += 1
+        self.generation += 1
         for fd in list(self.records):
             try:
                 self.sync(fd)
@@ -214,7 +253,7 @@ class FdPoller:
                 self.masks[fd] = select.EPOLLERR | select.EPOLLHUP
 
     def _register(self, fd: int, mask: int, old: int | None) -> None:
-        ep = self.epoll
+        ep = self.ensure_open()
         try:
             if old is None:
                 ep.register(fd, mask)
@@ -269,8 +308,13 @@ class FdPoller:
             wait = -1.0
         elif 0.0 < wait < 0.001:
             wait = 0.001  # epoll counts in ms; never return early and spin
+        ep = self.epoll
+        if ep is None:
+            if wait == 0.0:
+                return 0  # nothing watched yet, and a look needs no set
+            ep = self.ensure_open()
         try:
-            events = self.epoll.poll(wait)
+            events = ep.poll(wait)
         except InterruptedError:
             return 0
         return self.apply(events, on_ready) if events else 0

@@ -41,7 +41,7 @@ class SourceSet:
     _deadlines: Deadlines
     _waker: Waker
     _fds: FdPoller
-    _rebuilds: int
+    _fd_generation: int
     _owner: int | None
     _driver: Driver
     _now: float
@@ -215,6 +215,10 @@ class SourceSet:
 
     def _fd_op(self, op: Callable[[Any], None], arg: Any) -> None:
         op(arg)
-        if self._fds.rebuilds != self._rebuilds:
-            self._rebuilds = self._fds.rebuilds
+        self._check_fd_generation()
+
+    def _check_fd_generation(self) -> None:
+        # The epoll set was opened or rebuilt: the driver renews its registration of it.
+        if self._fds.generation != self._fd_generation:
+            self._fd_generation = self._fds.generation
             self._driver.epoll_changed()

@@ -12,6 +12,12 @@ Both flags and the foreign-operation queue are guarded by one small lock, so the
 does not rely on the GIL's ordering (free-threaded builds).  Operations that other threads
 ask of the context (attach, destroy, set_ready_time while the loop runs) wait in `ops` and
 run on the loop thread at the start of its next prepare or check.
+
+**Lazy.**  ``Waker(lazy=True)`` opens no eventfd until `open` is called: until then a
+wake-up calls `fallback` (any thread), which a driver sets to reach its loop by the
+loop's own means (uvloop's ``call_soon_threadsafe``), and the loop thread drains it as
+usual.  A loop that never needs a private poll then holds no fd of aioqloop's (uvloop
+keeps a loop that ran alive until it is closed, and everything it holds with it).
 """
 
 from __future__ import annotations
@@ -32,11 +38,16 @@ FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 class Waker:
     """An eventfd with QEMU's notify handshake and a queue of foreign operations."""
 
-    __slots__ = ("_closed", "_fd", "lock", "notified", "ops", "poll_waiting", "writes")
+    __slots__ = ("_closed", "_fd", "fallback", "lock", "notified", "opened", "ops",
+                 "poll_waiting", "writes")
 
-    def __init__(self) -> None:
-        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    def __init__(self, lazy: bool = False) -> None:
+        self._fd = -1
         self._closed = False
+        #: Called instead of writing while no eventfd is open (any thread; lazy wakers).
+        self.fallback: Callable[[], None] | None = None
+        #: The eventfd once opened (a list, for a finalizer that must not hold the waker).
+        self.opened: list[int] = []
         self.lock = threading.Lock()
         #: The loop may be sleeping: a producer must write (QEMU's ``notify_me``).
         self.poll_waiting = False
@@ -44,13 +55,35 @@ class Waker:
         self.notified = False
         #: Operations posted by other threads, run on the loop thread.
         self.ops: deque[Callable[[], None]] = deque()
-        #: Eventfd writes so far (reported by `MainContext.statistics`).
+        #: Wake-ups sent so far, eventfd writes or fallback calls (`MainContext.statistics`).
         self.writes = 0
+        if not lazy:
+            self.open()
 
     @property
     def fd(self) -> int:
-        """The eventfd (readable while a wake-up is outstanding)."""
-        return self._fd
+        """The eventfd (readable while a wake-up is outstanding), opened if need be."""
+        return self._fd if self._fd >= 0 else self.open()
+
+    @property
+    def has_fd(self) -> bool:
+        """True once the eventfd is open."""
+        return self._fd >= 0
+
+    def open(self) -> int:
+        """Open the eventfd now (any thread; idempotent) and return it.
+
+        A wake-up sent through `fallback` and not drained yet is carried over: the new
+        eventfd starts readable, so a poll that begins now does not sleep through it.
+        """
+        with self.lock:
+            if self._fd < 0:
+                if self._closed:
+                    raise RuntimeError("the MainContext is closed")
+                self._fd = os.eventfd(1 if self.notified else 0,
+                                      os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                self.opened.append(self._fd)
+            return self._fd
 
     @property
     def closed(self) -> bool:
@@ -78,7 +111,10 @@ class Waker:
             return
         self.notified = True
         self.writes += 1
-        os.eventfd_write(self._fd, 1)
+        if self._fd >= 0:
+            os.eventfd_write(self._fd, 1)
+        elif self.fallback is not None:
+            self.fallback()
 
     def post(self, op: Callable[[], None]) -> None:
         """Queue ``op`` for the loop thread and wake it (any thread)."""
@@ -106,8 +142,9 @@ class Waker:
         and no producer writes again (a lost wake-up).  This order costs at worst one
         spurious wake-up.
         """
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self._fd)
+        if self._fd >= 0:
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._fd)
         with self.lock:
             self.notified = False
 
@@ -117,5 +154,8 @@ class Waker:
             if self._closed:
                 return
             self._closed = True
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
+            self.fallback = None
+            if self._fd >= 0:
+                self.opened.clear()
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)

@@ -28,6 +28,7 @@ aioqloop's stock-base loop drives its own context from inside the selector inste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -298,19 +299,28 @@ class PlainDriver(_PlainBase, Driver):
         self._slack = 0.001 if is_uvloop(loop) else 0.0
         self._timeout: float | None = None
         self._owned = False
-        self._fd = ctx.driver_fileno()
-        loop.add_reader(self._fd, self._on_readable)
         self.source_ready = self._kick
-        ctx.driver_attach(self, may_sleep=True)
+        # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
+        # other threads wake the loop through its own call_soon_threadsafe meanwhile.
+        self._fd: int | None = None
+        ctx.driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
         self._kick()
+
+    def _wake_threadsafe(self) -> None:
+        # Any thread, under the context's waker lock.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
+            self._loop.call_soon_threadsafe(self._on_readable)
 
     def prepare_needed(self) -> None:
         self._kick()
 
     def epoll_changed(self) -> None:
         if not self._closed and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-            self._loop.add_reader(self._fd, self._on_readable)
+            if self._fd is not None:
+                self._loop.remove_reader(self._fd)
+            self._fd = self._ctx.driver_fileno()
+            if self._fd is not None:
+                self._loop.add_reader(self._fd, self._on_readable)
 
     def iterated_by_hand(self) -> None:
         self._kick()
@@ -323,7 +333,7 @@ class PlainDriver(_PlainBase, Driver):
             self._handle.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        if not self._loop.is_closed():
+        if not self._loop.is_closed() and self._fd is not None:
             self._loop.remove_reader(self._fd)
         if self._owned and self._ctx.is_owner():
             self._owned = False

@@ -308,8 +308,10 @@ class _PyCore(Dispatcher):
             self._waker.drain()
 
     def poll_ready(self) -> None:
-        """Record what the private epoll set reports now, without waiting (owner thread)."""
-        if self._fds.apply(self._fds.epoll.poll(0), self._mark_ready) < 0:
+        """Record what the private epoll set reports now, without waiting (owner thread);
+        consumes a wake-up, also one sent through the driver's ``wake``."""
+        ep = self._fds.epoll
+        if ep is None or self._fds.apply(ep.poll(0), self._mark_ready) < 0:
             self._waker.drain()
 
     def has_work(self) -> bool:
@@ -441,9 +443,12 @@ class MainContext(SourceSet, _Core):
         self._iterations = 0
         self._poll_time = 0.0
         self._dispatch_time = 0.0
-        self._waker = Waker()
-        self._fds = FdPoller(self._waker.fd)
-        self._rebuilds = 0
+        # Both fds open on first need (_fdpoll/_waker "lazy"): a driver that shares them
+        # or polls them opens them when it attaches; the plain driver only when an fd is
+        # watched or the context is iterated by hand.
+        self._waker = Waker(lazy=True)
+        self._fds = FdPoller(opener=self._waker.open)
+        self._fd_generation = 0
         self._owner: int | None = None
         self._owner_count = 0
         self._home = _get_ident()  # the thread an unowned context belongs to
@@ -453,7 +458,7 @@ class MainContext(SourceSet, _Core):
         self._driver: bridge.Driver = bridge.Driver()
         self._source_ready: Callable[[int], None] | None = None
         self._hand = _HandDriver(self)
-        self._finalizer = weakref.finalize(self, _close_fds, self._fds.epoll, self._waker.fd)
+        self._finalizer = weakref.finalize(self, _close_fds, self._fds.opened, self._waker.opened)
         if loop is not None and port.running_here():
             self._owner = _get_ident()
             self._owner_count = 1
@@ -534,6 +539,7 @@ class MainContext(SourceSet, _Core):
         if not self.acquire():
             raise RuntimeError("iteration(): another thread owns this MainContext")
         try:
+            self._open_fds()  # before "may sleep" is published: wake-ups must reach it
             return self.iterate(self._hand, block=may_block, dispatch=True)
         finally:
             self.release()
@@ -652,19 +658,38 @@ class MainContext(SourceSet, _Core):
         self._home = ident
 
     # ------------------------------------------------------- driver contract
-    def driver_attach(self, driver: bridge.Driver, *, may_sleep: bool) -> None:
+    def driver_attach(
+        self, driver: bridge.Driver, *, may_sleep: bool,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         """``driver`` drives this context from now on (once, before it iterates).
 
         ``may_sleep``: the loop may sleep without telling the context, so other threads
-        must always write the wake-up fd (the plain driver).
+        must always send a wake-up (the plain driver).  ``wake``: how another thread
+        wakes the loop while the context has no wake-up fd (called from any thread,
+        under the waker's lock; the driver then calls `poll_ready` on the loop thread);
+        without it the fds are opened now.  The driver learns that the epoll set was
+        opened, or rebuilt, through ``epoll_changed``.
         """
         self._driver = driver
         self._source_ready = driver.source_ready
         self._waker.poll_waiting = may_sleep
+        if wake is None:
+            self._fds.ensure_open()
+            self._fd_generation = self._fds.generation  # the driver asks for the fd next
+        else:
+            self._waker.fallback = wake
 
-    def driver_fileno(self) -> int:
-        """The fd that becomes readable on fd events or a wake-up (for ``add_reader``)."""
-        return self._fds.fileno()
+    def driver_fileno(self) -> int | None:
+        """The fd that becomes readable on fd events or a wake-up (for ``add_reader``),
+        or None while it is not open (a driver attached with ``wake``)."""
+        return self._fds.epoll.fileno() if self._fds.epoll is not None else None
+
+    def _open_fds(self) -> None:
+        """Open the epoll set and the wake-up fd if they are not yet (owner thread)."""
+        if self._fds.epoll is None:
+            self._fds.ensure_open()
+            self._check_fd_generation()
 
     def driver_share_fds(self, mirror: Callable[[int, int], None]) -> int:
         """The driver polls the context's fds in its own epoll set (once, owner thread).
@@ -677,6 +702,7 @@ class MainContext(SourceSet, _Core):
         """
         import select
 
+        self._open_fds()
         self._fds.mirror = mirror
         mirror(self._waker.fd, select.EPOLLIN)
         for fd, mask in self._fds.mirrored():
@@ -889,13 +915,15 @@ def _check_prepare_result(src: Source, result: object) -> tuple[bool, float | No
     return bool(is_ready), wait
 
 
-def _close_fds(ep: select.epoll, efd: int) -> None:
+def _close_fds(epolls: list[select.epoll], efds: list[int]) -> None:
     import contextlib
     import os
 
-    ep.close()
-    with contextlib.suppress(OSError):
-        os.close(efd)
+    for ep in epolls:
+        ep.close()
+    for efd in efds:
+        with contextlib.suppress(OSError):
+            os.close(efd)
 
 
 _registry.register_context_class(MainContext)

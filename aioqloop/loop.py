@@ -278,6 +278,42 @@ class _SelectorHook(_HookBase):
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
+    # -- gi.events' raw nested iteration (aioqloop.glib) ------------------------
+    def _runnable(self, handle: Any) -> bool:
+        return not (handle is self._dispatch_handle or handle is self._restore_handle
+                    or handle._cancelled)
+
+    def ready_count(self) -> int:
+        """How many of asyncio's queued callbacks `run_ready_once` would run now."""
+        return sum(1 for h in self._loop._ready if self._runnable(h))
+
+    def run_ready_once(self) -> int:
+        """Run the asyncio callbacks queued now, once each, from a nested iteration.
+
+        Each one run is replaced in place by a cancelled handle, so the queue keeps its
+        length: the ``_run_once`` this may be nested in pops exactly what it counted
+        and skips these.  The context's own queued dispatch stays (the nested
+        iteration dispatched its sources already).  Returns how many ran.
+        """
+        ready = self._loop._ready
+        ran = 0
+        for i in range(len(ready)):  # only what is queued now; later ones wait
+            handle = ready[i]
+            if not self._runnable(handle):
+                continue
+            ready[i] = self._spent
+            ran += 1
+            handle._run()
+        return ran
+
+    @property
+    def _spent(self) -> asyncio.Handle:
+        spent = self.__dict__.get("_spent_handle")
+        if spent is None:
+            spent = self.__dict__["_spent_handle"] = asyncio.Handle(_noop, (), self._loop)
+            spent.cancel()
+        return spent
+
     # -- select ---------------------------------------------------------------
     def _expose_deadline(self, ctx: Any) -> None:
         """A tool wrapped this ``select`` (looptime does) and decides how far to move time
@@ -419,8 +455,10 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         self._aioqloop_context = ctx
         hook._ctx = ctx
         hook._clock = clock
-        hook._epfd = ctx.driver_fileno()
         ctx.driver_attach(_HookDriver(hook), may_sleep=False)
+        epfd = ctx.driver_fileno()
+        assert epfd is not None  # attached without a wake callback: the fds are open
+        hook._epfd = epfd
         ctx.set_bql(bql)
         hook.share_fds()
         if hook.direct is None:
@@ -433,6 +471,12 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         ) -> asyncio.Task[Any]:
             """Like 3.10's ``loop.create_task`` (no ``context=``); the task is a `QTask`."""
             return QLoopMixin.create_task(self, coro, name=name)
+
+    def _aioq_ready_count(self) -> int:
+        return self._selector.ready_count()  # type: ignore[no-any-return]
+
+    def _aioq_run_ready(self) -> int:
+        return self._selector.run_ready_once()  # type: ignore[no-any-return]
 
     def _aioq_call_at_fifo(
         self, when: float, callback: Any, *args: Any, context: Any = None

@@ -64,8 +64,10 @@ class ContextStatistics:
     :ivar poll_time: seconds spent waiting in the context's own poll (hand-run iterations).
     :ivar dispatch_time: seconds spent dispatching sources.
     :ivar sources: one `SourceStats` per attached source.
-    :ivar wakeup_writes: writes of the cross-thread wake-up eventfd so far (a burst of
-        bottom-half schedules or invokes while the loop sleeps costs one).
+    :ivar wakeup_writes: cross-thread wake-ups sent so far: writes of the wake-up eventfd,
+        or, before a uvloop-based context has opened it, wake-ups through uvloop's own
+        ``call_soon_threadsafe`` (a burst of bottom-half schedules or invokes while the
+        loop sleeps costs one).
     """
 
     iterations: int

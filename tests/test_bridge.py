@@ -173,7 +173,14 @@ def test_close_detaches_from_loop() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         ctx = MainContext()
+        # No fd of the context's until one is watched; the loop watches the epoll fd then.
+        assert ctx.driver_fileno() is None
+        r, w = os.pipe()
+        watch = FdSource(r, IOCondition.IN)
+        watch.attach(ctx)
         epfd = ctx.driver_fileno()
+        assert epfd is not None
+        assert loop._selector.get_key(epfd) is not None  # type: ignore[attr-defined]
         log: list[str] = []
         idle = IdleSource()
         idle.set_callback(recorder(log, "idle"))
@@ -187,6 +194,9 @@ def test_close_detaches_from_loop() -> None:
         assert log == []
         # The loop no longer watches the context's epoll fd.
         assert not loop.remove_reader(epfd)
+        assert watch.is_destroyed
+        os.close(r)
+        os.close(w)
 
     asyncio.run(main())
 

