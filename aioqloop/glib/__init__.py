@@ -258,7 +258,41 @@ class _ThreadDefaults(threading.local):
 _thread_defaults = _ThreadDefaults()
 
 
-class MainContext:
+def _iterate_sources(core: _CoreContext, may_block: bool) -> bool:
+    if may_block:
+        return core.iteration(True)
+    return _core.iterate_without_blocking(core)
+
+
+class _GMainContext:
+    """What ``super(GLib.MainContext, ctx)`` reaches: GLib's own ``g_main_context_*``.
+
+    Under PyGObject, ``GLib.MainContext`` is an override of the introspected class; code
+    that bypasses the override gets GLib's function itself.  Under gi.events every
+    asyncio callback is a GSource, so that raw ``iteration`` also runs asyncio's queued
+    callbacks; here it is one GLib iteration and then one round of the asyncio callbacks
+    already queued on the context's stock-base loop (not inside a coroutine, and never on
+    the uvloop base, whose queue is out of reach).
+    """
+
+    __slots__ = ()
+
+    _ctx: _CoreContext
+
+    def iteration(self, may_block: bool = True) -> bool:
+        """``g_main_context_iteration``: sources, then asyncio's queued callbacks."""
+        core = self._ctx
+        queued = _core.asyncio_ready(core)
+        dispatched = _iterate_sources(core, bool(may_block) and not queued)
+        ran = _core.run_asyncio_ready(core) if queued else False
+        return dispatched or ran
+
+    def pending(self) -> bool:
+        """``g_main_context_pending``: a source is ready or an asyncio callback queued."""
+        return self._ctx.pending() or _core.asyncio_ready(self._ctx)
+
+
+class MainContext(_GMainContext):
     """GLib's ``GMainContext``: a set of sources, iterated by a `MainLoop` or by hand.
 
     ``MainContext()`` is a new independent context bound to no asyncio loop: iterate it
@@ -302,9 +336,7 @@ class MainContext:
         As under gi.events, ``iteration(False)`` also works inside a coroutine: it
         dispatches GLib sources only, never asyncio's own callbacks.
         """
-        if may_block:
-            return self._ctx.iteration(True)
-        return _core.iterate_without_blocking(self._ctx)
+        return _iterate_sources(self._ctx, bool(may_block))
 
     def pending(self) -> bool:
         """True if a source is ready; dispatches nothing (``g_main_context_pending``)."""

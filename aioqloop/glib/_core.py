@@ -17,6 +17,9 @@ and this module shrinks to nothing:
   GLib's one process-wide default.
 * `iterate_without_blocking(ctx)` — ``iteration(False)`` without the core's refusal
   inside a coroutine (``MainContext._hand_iteration``): gi.events allows it.
+* `asyncio_ready(ctx)` / `run_asyncio_ready(ctx)` — whether the asyncio callbacks queued
+  on the context's stock-base loop may run in a nested iteration, and one round of them
+  (``QSelectorEventLoop._aioq_run_ready``): gi.events' raw ``g_main_context_iteration``.
 * `standalone_context()` — a context bound to no asyncio loop, iterated by hand
   (``MainContext(_driver="standalone")``): GLib's ``g_main_context_new``.
 * `has_sources(ctx)` — whether anything is attached (``MainContext._sources``): a
@@ -30,18 +33,21 @@ and this module shrinks to nothing:
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aioqloop.context import MainContext
 from aioqloop.source import _FdRecord as FdTag
 
 __all__ = (
     "FdTag",
+    "asyncio_ready",
     "has_sources",
     "iterate_without_blocking",
     "is_closed",
     "loop_class",
     "now",
     "owner",
+    "run_asyncio_ready",
     "set_thread_default_loop",
     "standalone_context",
     "thread_default_loop",
@@ -85,6 +91,30 @@ def iterate_without_blocking(ctx: MainContext) -> bool:
     if ctx.closed:
         raise RuntimeError("the MainContext is closed")
     return ctx._hand_iteration(False)
+
+
+def _nested_loop(ctx: MainContext) -> Any:
+    """``ctx``'s stock-base loop if a nested iteration here may run its asyncio callbacks:
+    the loop runs on this thread and no task is running (running another task's step
+    inside a task would make asyncio refuse it and lose the step)."""
+    loop = ctx.loop
+    if loop is None or asyncio._get_running_loop() is not loop:
+        return None
+    if not hasattr(loop, "_aioq_run_ready") or asyncio.current_task(loop) is not None:
+        return None
+    return loop
+
+
+def asyncio_ready(ctx: MainContext) -> bool:
+    """True if asyncio callbacks are queued that `run_asyncio_ready` would run now."""
+    loop = _nested_loop(ctx)
+    return loop is not None and bool(loop._aioq_ready_count())
+
+
+def run_asyncio_ready(ctx: MainContext) -> bool:
+    """Run, once each, the asyncio callbacks queued now on ``ctx``'s loop; True if any."""
+    loop = _nested_loop(ctx)
+    return loop is not None and bool(loop._aioq_run_ready())
 
 
 def standalone_context() -> MainContext:

@@ -154,11 +154,8 @@ class GLibEventLoopPolicy(asyncio.AbstractEventLoopPolicy):
         """Attach ``loop`` to this thread (only one without a context), or detach (None)."""
         ctx_td = GLib.MainContext.get_thread_default()
         ctx = ctx_td
-        if (
-            ctx is None
-            and threading.current_thread() is threading.main_thread()
-            and GLib._default_core_if_made() is not None
-        ):
+        on_main = threading.current_thread() is threading.main_thread()
+        if ctx is None and on_main and GLib._default_core_if_made() is not None:
             ctx = GLib.MainContext.default()
         if loop is None:
             if ctx is not None:
@@ -170,7 +167,9 @@ class GLibEventLoopPolicy(asyncio.AbstractEventLoopPolicy):
             # Not a GLib event loop: aioqloop's core announces the default loop it makes
             # for a thread this way; it is not this policy's to track.
             return
-        if ctx is not None:
+        # The main thread always has GLib's default context (here made on demand, so
+        # it may not exist yet): no other loop can be attached to it.
+        if ctx is not None or on_main:
             raise RuntimeError(
                 f"Thread {threading.current_thread().name!r} already has a main context, "
                 "get_event_loop() will create a new loop if needed"

@@ -45,13 +45,7 @@ EXCLUDED_CLASSES: dict[str, str] = {
 }
 
 #: Main-loop tests passing on real GLib, not yet on aioqloop.glib (must only shrink).
-KNOWN_GAPS: dict[str, str] = {
-    "test_events.py::GLibEventLoopPolicyTests::test_inside_context_iteration": (
-        "a nested iteration from a source callback runs asyncio callbacks; gi.events "
-        "pauses the asyncio part (and PyGObject's bypass, super(GLib.MainContext, ctx)"
-        ".iteration, has no counterpart)"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def excluded(test_id: str) -> str | None:
@@ -67,9 +61,8 @@ def excluded(test_id: str) -> str | None:
 #: Tests whose outcome on real GLib varies from run to run here (not counted when the
 #: recorded list of real passes is compared with a fresh run).
 FLAKY_ON_REAL: dict[str, str] = {
-    "test_ossig.py::TestOverridesWakeupOnAlarm::test_glib_mainloop": (
-        "a 1 ms SIGALRM may arrive before MainLoop.run(); PyGObject then waits out its "
-        "2 s guard and fails"
+    "test_ossig.py::TestOverridesWakeupOnAlarm::test_gio_application": (
+        "Gio.Application (excluded); its outcome on real GLib varied under the harness's "
+        "former signal-based timeouts, and the recorded list predates the change"
     ),
-    "test_ossig.py::TestOverridesWakeupOnAlarm::test_gio_application": "same race (Gio)",
 }

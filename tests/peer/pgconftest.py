@@ -64,6 +64,23 @@ if IMPL == "aioqloop":
     helper.capture_glib_warnings = _capture_glib_warnings
 
 
+if IMPL == "aioqloop" and os.environ.get("AIOQLOOP_GLIB_EVENTS_BASE", "").startswith("uvloop"):
+    # CPython's test helper closes a loop by reading the selector loop's private
+    # ``_default_executor``, which uvloop does not have; close through public API.
+    try:
+        from test.test_asyncio import utils as _asyncio_test_utils
+    except ImportError:
+        pass
+    else:
+
+        def _close_loop(loop: Any) -> None:
+            if not loop.is_closed():
+                loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+        _asyncio_test_utils.TestCase.close_loop = staticmethod(_close_loop)
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_call(item: Any) -> Iterator[None]:
     caught: list[tuple[Any, Any, Any]] = []

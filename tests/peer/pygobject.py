@@ -99,9 +99,13 @@ def build_tree(dest: Path) -> Path:
     for name in FILES:
         shutil.copy(src / name, pkg / name)
     shutil.copy(HERE / "pgconftest.py", pkg / "conftest.py")
+    # pytest-timeout's "signal" method arms ITIMER_REAL, and test_ossig.py's idle callback
+    # returns what setitimer() returns, the old timer's (delay, interval): a non-zero
+    # delay keeps the idle source alive, so it re-arms the 1 ms alarm every iteration and
+    # the alarm fires only if an iteration happens to take over 1 ms, on any GLib.
     (dest / "pytest.ini").write_text(
         "[pytest]\naddopts = -p no:cacheprovider -p no:aioqloop -p no:randomly\n"
-        "timeout = 30\nasyncio_default_fixture_loop_scope = function\n"
+        "timeout = 30\ntimeout_method = thread\nasyncio_default_fixture_loop_scope = function\n"
     )
     return pkg
 
@@ -124,8 +128,16 @@ def real_python() -> str | None:
     return None
 
 
-def run(impl: str, python: str | None = None, base: str = "asyncio") -> dict[str, str]:
-    """Run the files on ``impl`` ("aioqloop" or "real"); ``{test id: outcome}``."""
+def run(
+    impl: str, python: str | None = None, base: str = "asyncio",
+    files: tuple[str, ...] = FILES, timeout: int | None = None,
+) -> dict[str, str]:
+    """Run ``files`` on ``impl`` ("aioqloop" or "real"); ``{test id: outcome}``.
+
+    ``base`` is the loop gi.events is served on: "asyncio", "uvloop", or "uvloop-plain"
+    (plain uvloop, no aioqloop: the control for the uvloop run).  ``timeout``: seconds a
+    test may take (the tree's default is 30).
+    """
     if impl == "real":
         python = python or real_python()
         if python is None:
@@ -139,10 +151,12 @@ def run(impl: str, python: str | None = None, base: str = "asyncio") -> dict[str
         env["AIOQLOOP_PEER_RESULTS"] = str(results)
         env["AIOQLOOP_GLIB_EVENTS_BASE"] = base
         env.pop("PYTHONPATH", None)
+        if timeout is not None:
+            env["PYTEST_ADDOPTS"] = f"--timeout {timeout}"
         if impl == "aioqloop":
             env["PYTHONPATH"] = os.pathsep.join([str(SHIM), str(ROOT)])
         outcomes: dict[str, str] = {}
-        for name in FILES:
+        for name in files:
             # One process per file, as each file leaves the default context to the next
             # one in whatever state it likes (real GLib hangs in test_source.py after
             # test_events.py).

@@ -10,7 +10,20 @@ import os
 from aioqloop.glib import events as _events
 
 GLibTask = _events.GLibTask
-if os.environ.get("AIOQLOOP_GLIB_EVENTS_BASE") == "uvloop":
+if os.environ.get("AIOQLOOP_GLIB_EVENTS_BASE") == "uvloop-plain":
+    # The control for the uvloop run: plain uvloop, no aioqloop, so that a test failing
+    # on both is uvloop's own behaviour (CPython's loop tests assume a selector loop).
+    import uvloop
+
+    class GLibEventLoop(uvloop.Loop):  # type: ignore[misc,no-redef]
+        def __init__(self, main_context: object = None) -> None:
+            super().__init__()
+
+    class GLibEventLoopPolicy(_events.GLibEventLoopPolicy):  # type: ignore[no-redef]
+        def __init__(self) -> None:
+            super().__init__(base="uvloop")
+
+elif os.environ.get("AIOQLOOP_GLIB_EVENTS_BASE") == "uvloop":
     GLibEventLoop = _events.GLibUVEventLoop
 
     class GLibEventLoopPolicy(_events.GLibEventLoopPolicy):
