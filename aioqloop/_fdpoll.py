@@ -146,6 +146,7 @@ class FdPoller:
         self._closed = True
         if self.epoll is not None:
             self.epoll.close()
+            self.epoll = None
         self.opened.clear()
         self.records.clear()
         self.masks.clear()

@@ -77,9 +77,9 @@ class Waker:
         eventfd starts readable, so a poll that begins now does not sleep through it.
         """
         with self.lock:
+            if self._closed:
+                raise RuntimeError("the MainContext is closed")
             if self._fd < 0:
-                if self._closed:
-                    raise RuntimeError("the MainContext is closed")
                 self._fd = os.eventfd(1 if self.notified else 0,
                                       os.EFD_NONBLOCK | os.EFD_CLOEXEC)
                 self.opened.append(self._fd)
@@ -159,3 +159,4 @@ class Waker:
                 self.opened.clear()
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
+                self._fd = -1

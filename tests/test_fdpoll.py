@@ -171,3 +171,29 @@ def test_mirror_gets_the_merged_mask_and_zero_on_removal(
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_opened_on_first_watch_with_the_openers_wake_fd() -> None:
+    w = Waker(lazy=True)
+    p = FdPoller(opener=w.open)
+    r, wr = os.pipe()
+    try:
+        assert p.epoll is None and p.generation == 0
+        assert p.poll(0.0, Marks()) == 0  # a look needs no set
+        assert p.epoll is None and not w.has_fd
+        src, _tag = watch(p, r, IOCondition.IN)
+        assert p.epoll is not None and w.has_fd and p.generation == 1
+        os.write(wr, b"x")
+        marks = Marks()
+        assert p.poll(0.0, marks) == 1 and marks.sources == [src]
+        w.notify(force=True)
+        assert p.poll(0.0, Marks()) == -1  # the wake-up fd is in the set
+        p.rebuild()
+        assert p.generation == 2
+    finally:
+        p.close()
+        w.close()
+        os.close(r)
+        os.close(wr)
+    with pytest.raises(RuntimeError, match="closed"):
+        p.ensure_open()

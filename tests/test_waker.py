@@ -112,3 +112,64 @@ def test_threads_hammering_notify_lose_no_wakeup() -> None:
             t.join(10)
         w.close()
     assert seen == total
+
+
+def test_lazy_waker_calls_the_fallback_until_its_eventfd_opens() -> None:
+    w = Waker(lazy=True)
+    calls: list[int] = []
+    w.fallback = lambda: calls.append(1)
+    try:
+        assert not w.has_fd
+        w.set_waiting(True)
+        for _ in range(10):
+            w.notify()
+        assert calls == [1] and w.writes == 1  # the handshake coalesces as with the fd
+        w.drain()
+        w.notify()
+        assert calls == [1, 1] and not w.has_fd
+        # Not drained yet: the eventfd opened now starts readable (nothing slept through).
+        fd = w.open()
+        assert w.has_fd and w.fd == fd and readable(w)
+        w.drain()
+        w.notify()
+        assert calls == [1, 1] and readable(w) and w.writes == 3
+    finally:
+        w.close()
+    assert w.fallback is None
+    with pytest.raises(RuntimeError, match="closed"):
+        w.open()
+
+
+@pytest.mark.timeout(30)
+def test_threads_hammering_a_lazy_waker_lose_no_wakeup() -> None:
+    # The fallback path under threads: the consumer waits on an Event the fallback sets
+    # (as uvloop's call_soon_threadsafe would wake the loop), then drains.
+    w = Waker(lazy=True)
+    woken = threading.Event()
+    w.fallback = woken.set
+    total = 4 * 2000
+    seen = 0
+
+    def producer() -> None:
+        for _ in range(2000):
+            w.post(lambda: None)
+
+    threads = [threading.Thread(target=producer) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        while seen < total:
+            w.set_waiting(True)
+            if not w.ops:
+                assert woken.wait(10), "lost wake-up: ops posted but no fallback call"
+            w.set_waiting(False)
+            woken.clear()
+            w.drain()
+            while w.ops:
+                w.ops.popleft()()
+                seen += 1
+    finally:
+        for t in threads:
+            t.join(10)
+        w.close()
+    assert seen == total and not w.has_fd
