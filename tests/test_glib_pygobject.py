@@ -38,8 +38,17 @@ def _short(nodeid: str) -> str:
     return nodeid.removeprefix("pgtests/")
 
 
+def _show(config: pytest.Config, text: str) -> None:
+    # In the run's output, not only in a failure's captured stdout: CI logs the counts.
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        for line in text.splitlines():
+            reporter.write_line(line)
+
+
 @pytest.fixture(scope="module")
-def outcomes() -> tuple[dict[str, str], dict[str, str] | None]:
+def outcomes(pytestconfig: pytest.Config) -> tuple[dict[str, str], dict[str, str] | None]:
     try:
         pygobject.sdist_tests()
     except pygobject.Unavailable as exc:
@@ -49,7 +58,7 @@ def outcomes() -> tuple[dict[str, str], dict[str, str] | None]:
         real: dict[str, str] | None = {_short(k): v for k, v in pygobject.run("real").items()}
     except pygobject.Unavailable:
         real = None
-    print("\n" + pygobject.report(aio, real))
+    _show(pytestconfig, pygobject.report(aio, real))
     return aio, real
 
 
@@ -96,7 +105,9 @@ def _failing(outcomes: dict[str, str]) -> set[str]:
     return {k for k, v in outcomes.items() if v not in _GOOD and v != "skipped"}
 
 
-def test_gi_events_on_uvloop_fails_only_where_plain_uvloop_does() -> None:
+def test_gi_events_on_uvloop_fails_only_where_plain_uvloop_does(
+    pytestconfig: pytest.Config,
+) -> None:
     # PyGObject's test_events.py served on the uvloop base, and, as the control, on
     # plain uvloop (no aioqloop): most of its loop tests are CPython's, written for the
     # selector loop, and uvloop fails a number of them on its own.  aioqloop's uvloop
@@ -110,7 +121,7 @@ def test_gi_events_on_uvloop_fails_only_where_plain_uvloop_does() -> None:
     plain = {_short(k): v for k, v in
              pygobject.run("aioqloop", base="uvloop-plain", files=_UV_FILES, timeout=10).items()}
     passed = sum(v == "passed" for v in aio.values())
-    print(f"\ntest_events.py on the uvloop base: {passed}/{len(aio)} passed; "
+    _show(pytestconfig, f"test_events.py on the uvloop base: {passed}/{len(aio)} passed; "
           f"plain uvloop {sum(v == 'passed' for v in plain.values())}/{len(plain)}")
     assert passed >= 60, f"too few tests ran on the uvloop base: {aio}"
     extra = sorted(_failing(aio) - _failing(plain))

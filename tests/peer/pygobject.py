@@ -28,6 +28,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from tests.peer import exclusions
+
 VERSION = "3.50.1"
 SDIST_URL = (
     "https://files.pythonhosted.org/packages/71/eb/"
@@ -197,15 +199,30 @@ def by_file(outcomes: dict[str, str]) -> dict[str, Counter[str]]:
     return table
 
 
+def _main_loop_only(outcomes: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in outcomes.items()
+            if exclusions.excluded(k.removeprefix("pgtests/")) is None}
+
+
 def report(aio: dict[str, str], real: dict[str, str] | None) -> str:
-    """Side-by-side pass counts per file."""
-    lines = [f"{'file':<26} {'aioqloop.glib':>16} {'real GLib':>16}"]
+    """Side-by-side pass counts per file: all tests, and the main-loop ones (those not
+    excluded by `tests.peer.exclusions`, which every GLib main loop should pass)."""
+    lines = [f"{'':<24} {'all tests':^27} {'main-loop tests':^27}",
+             f"{'file':<24} {'aioqloop.glib':>13} {'real GLib':>13} "
+             f"{'aioqloop.glib':>13} {'real GLib':>13}"]
     ta, tr = by_file(aio), by_file(real or {})
-    for name in FILES:
-        a, r = ta.get(name, Counter()), tr.get(name, Counter())
+    ma, mr = by_file(_main_loop_only(aio)), by_file(_main_loop_only(real or {}))
+
+    def cell(table: dict[str, Counter[str]], name: str, present: bool) -> str:
+        c = table.get(name, Counter())
+        return f"{c['passed']:>7}/{sum(c.values()):<5}" if present else f"{'-':>13}"
+
+    for table in (ta, tr, ma, mr):
+        table["total"] = sum((table.get(n, Counter()) for n in FILES), Counter())
+    for name in (*FILES, "total"):
         lines.append(
-            f"{name:<26} {a['passed']:>6}/{sum(a.values()):<9} "
-            + (f"{r['passed']:>6}/{sum(r.values()):<9}" if real is not None else "     -")
+            f"{name:<24} {cell(ta, name, True)} {cell(tr, name, real is not None)} "
+            f"{cell(ma, name, True)} {cell(mr, name, real is not None)}"
         )
     return "\n".join(lines)
 
