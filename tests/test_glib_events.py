@@ -6,27 +6,44 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from aioqloop import glib as GLib
 from aioqloop.glib import events
 
-BASES = ("asyncio", "uvloop")
-
-
-@pytest.fixture
-def policy(request: pytest.FixtureRequest) -> Iterator[events.GLibEventLoopPolicy]:
-    base = getattr(request, "param", "asyncio")
-    if base == "uvloop":
-        pytest.importorskip("uvloop")
-    yield events.GLibEventLoopPolicy(base=base)
-
 
 def raw_iteration(ctx: GLib.MainContext, may_block: bool = False) -> bool:
     # What PyGObject code reaches by bypassing the override.
     return super(GLib.MainContext, ctx).iteration(may_block)
+
+
+def run_inside(loop: Any, inside: Callable[[], None]) -> None:
+    """Run ``inside`` as an idle callback on ``loop``'s context, then one more loop
+    turn, and close the loop; an exception from ``inside`` fails the test."""
+    done = loop.create_future()
+    errors: list[BaseException] = []
+
+    def callback() -> bool:
+        try:
+            inside()
+        except BaseException as exc:
+            errors.append(exc)
+        done.set_result(None)
+        return GLib.SOURCE_REMOVE
+
+    src = GLib.Idle()
+    src.set_callback(callback)
+    src.attach(loop._context)
+    try:
+        loop.run_until_complete(asyncio.wait_for(done, 5))
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    if errors:
+        raise errors[0]
 
 
 def test_set_event_loop_on_the_main_thread_is_refused_before_the_default_exists() -> None:
@@ -80,9 +97,8 @@ def test_raw_iteration_from_a_source_runs_queued_asyncio_callbacks_once() -> Non
     # to the loop, GLib's own iteration runs them (each once), later ones still wait.
     loop = events.GLibEventLoop()
     log: list[str] = []
-    done = loop.create_future()
 
-    def inside() -> bool:
+    def inside() -> None:
         loop.call_soon(log.append, "a")
         loop.call_soon(log.append, "b")
         while loop._context.iteration(False):
@@ -92,17 +108,8 @@ def test_raw_iteration_from_a_source_runs_queued_asyncio_callbacks_once() -> Non
         log.append("after raw")
         assert not raw_iteration(loop._context)  # nothing queued any more
         loop.call_soon(log.append, "c")
-        done.set_result(None)
-        return GLib.SOURCE_REMOVE
 
-    src = GLib.Idle()
-    src.set_callback(inside)
-    src.attach(loop._context)
-    try:
-        loop.run_until_complete(asyncio.wait_for(done, 5))
-        loop.run_until_complete(asyncio.sleep(0))
-    finally:
-        loop.close()
+    run_inside(loop, inside)
     assert log == ["after override", "a", "b", "after raw", "c"]
 
 
@@ -159,46 +166,27 @@ def test_raw_iteration_on_the_uvloop_base_dispatches_sources_only() -> None:
     pytest.importorskip("uvloop")
     loop = events._uv()()
     log: list[str] = []
-    done = loop.create_future()
 
-    def inside() -> bool:
+    def inside() -> None:
         loop.call_soon(log.append, "asyncio")
         GLib.idle_add(lambda: log.append("idle") and False, priority=GLib.PRIORITY_HIGH)
         while raw_iteration(loop._context):
             pass
         log.append("after raw")
-        done.set_result(None)
-        return GLib.SOURCE_REMOVE
 
-    src = GLib.Idle()
-    src.set_callback(inside)
-    src.attach(loop._context)
-    try:
-        loop.run_until_complete(asyncio.wait_for(done, 5))
-        loop.run_until_complete(asyncio.sleep(0))
-    finally:
-        loop.close()
+    run_inside(loop, inside)
     assert log == ["idle", "after raw", "asyncio"]
 
 
 def test_raw_pending_counts_queued_asyncio_callbacks() -> None:
     loop = events.GLibEventLoop()
     seen: list[tuple[bool, bool]] = []
-    done = loop.create_future()
 
-    def inside() -> bool:
+    def inside() -> None:
         before = super(GLib.MainContext, loop._context).pending()
         loop.call_soon(lambda: None)
         seen.append((before, super(GLib.MainContext, loop._context).pending()))
         seen.append((loop._context.pending(), False))
-        done.set_result(None)
-        return GLib.SOURCE_REMOVE
 
-    src = GLib.Idle()
-    src.set_callback(inside)
-    src.attach(loop._context)
-    try:
-        loop.run_until_complete(asyncio.wait_for(done, 5))
-    finally:
-        loop.close()
+    run_inside(loop, inside)
     assert seen == [(False, True), (False, False)]

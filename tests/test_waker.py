@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -77,13 +78,12 @@ def test_closed_waker_never_writes_and_refuses_posts() -> None:
         os.fstat(fd)
 
 
-@pytest.mark.timeout(30)
-def test_threads_hammering_notify_lose_no_wakeup() -> None:
-    # Consumer: sleep (waiting=True), wait for the fd, drain, look at a counter; the
-    # handshake must never leave a posted op unseen while the consumer sleeps.
-    w = Waker()
+def hammer(w: Waker, wait: Callable[[], bool], woke: Callable[[], None]) -> int:
+    """4 threads post 2,000 ops each while a consumer publishes "may sleep", sleeps with
+    ``wait()`` (False: timed out) whenever it sees no op, calls ``woke()``, and runs what
+    is queued; the handshake must never leave a posted op unseen while it sleeps.
+    Returns how many ops the consumer ran."""
     total = 4 * 2000
-    done = threading.Event()
     seen = 0
 
     def producer() -> None:
@@ -91,27 +91,38 @@ def test_threads_hammering_notify_lose_no_wakeup() -> None:
             w.post(lambda: None)
 
     threads = [threading.Thread(target=producer) for _ in range(4)]
-    p = select.poll()
-    p.register(w.fd, select.POLLIN)
     try:
         for t in threads:
             t.start()
         while seen < total:
             w.set_waiting(True)
             if not w.ops:
-                assert p.poll(10_000), "lost wake-up: ops posted but the fd never fired"
+                assert wait(), "lost wake-up: ops posted but no wake-up came"
             w.set_waiting(False)
-            if readable(w):
-                w.drain()
+            woke()
             while w.ops:
                 w.ops.popleft()()
                 seen += 1
-        done.set()
     finally:
         for t in threads:
             t.join(10)
+    return seen
+
+
+@pytest.mark.timeout(30)
+def test_threads_hammering_notify_lose_no_wakeup() -> None:
+    w = Waker()
+    p = select.poll()
+    p.register(w.fd, select.POLLIN)
+
+    def woke() -> None:
+        if readable(w):
+            w.drain()
+
+    try:
+        assert hammer(w, lambda: bool(p.poll(10_000)), woke) == 4 * 2000
+    finally:
         w.close()
-    assert seen == total
 
 
 def test_lazy_waker_calls_the_fallback_until_its_eventfd_opens() -> None:
@@ -147,29 +158,13 @@ def test_threads_hammering_a_lazy_waker_lose_no_wakeup() -> None:
     w = Waker(lazy=True)
     woken = threading.Event()
     w.fallback = woken.set
-    total = 4 * 2000
-    seen = 0
 
-    def producer() -> None:
-        for _ in range(2000):
-            w.post(lambda: None)
+    def woke() -> None:
+        woken.clear()
+        w.drain()
 
-    threads = [threading.Thread(target=producer) for _ in range(4)]
     try:
-        for t in threads:
-            t.start()
-        while seen < total:
-            w.set_waiting(True)
-            if not w.ops:
-                assert woken.wait(10), "lost wake-up: ops posted but no fallback call"
-            w.set_waiting(False)
-            woken.clear()
-            w.drain()
-            while w.ops:
-                w.ops.popleft()()
-                seen += 1
+        assert hammer(w, lambda: woken.wait(10), woke) == 4 * 2000
+        assert not w.has_fd
     finally:
-        for t in threads:
-            t.join(10)
         w.close()
-    assert seen == total and not w.has_fd
