@@ -14,6 +14,7 @@ Slow (about a minute), so it runs when ``AIOQLOOP_PEER=1`` (CI sets it in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -41,7 +42,10 @@ def _short(nodeid: str) -> str:
 def _show(config: pytest.Config, text: str) -> None:
     # In the run's output, not only in a failure's captured stdout: CI logs the counts.
     reporter = config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line("")
         for line in text.splitlines():
             reporter.write_line(line)
