@@ -234,3 +234,34 @@ def test_regular_file_watched_without_in_or_out_does_not_spin_the_plain_driver()
         return runs
 
     assert asyncio.run(main()) < 20
+
+
+def test_port_clock_follows_any_overridden_loop_time() -> None:
+    # The stock clock is read straight (time.monotonic, what BaseEventLoop.time returns);
+    # a loop class or instance with its own time() is always read through it.
+    import time
+
+    from aioqloop.bridge import LoopPort
+
+    class Shifted(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 1000.0 + time.monotonic()
+
+    plain, shifted, patched = asyncio.new_event_loop(), Shifted(), asyncio.new_event_loop()
+    patched.time = lambda: 5.0  # type: ignore[method-assign]
+    try:
+        assert LoopPort(plain).time is time.monotonic
+        assert abs(LoopPort(plain).time() - plain.time()) < 1.0
+        assert LoopPort(shifted).time() > 1000.0
+        assert LoopPort(patched).time() == 5.0
+        ctx = MainContext(shifted)
+        got: list[float] = []
+        src = TimeoutSource(0.01)
+        src.set_callback(lambda: (got.append(shifted.time()), False)[1])
+        src.attach(ctx)
+        shifted.run_until_complete(asyncio.sleep(0.05))
+        assert len(got) == 1 and got[0] > 1000.0
+        ctx.close()
+    finally:
+        for loop in (plain, shifted, patched):
+            loop.close()
