@@ -120,11 +120,6 @@ class LoopPort(StandalonePort):
             # uvloop's time() is libuv's cached, millisecond-truncated clock: deadlines
             # computed from it fire up to 1 ms early.  Same epoch, fresh reading.
             self.time = time.monotonic
-        elif (type(loop).time is asyncio.BaseEventLoop.time
-              and "time" not in getattr(loop, "__dict__", ())):
-            # The stock clock is time.monotonic() behind one Python frame: read it
-            # straight (the same value), twice an iteration saved.
-            self.time = time.monotonic
         else:
             self.time = loop.time
         return self.time
