@@ -133,10 +133,6 @@ class FdPoller:
         self.generation += 1
         return ep
 
-    def fileno(self) -> int:
-        """The epoll fd: readable when a watched fd (or the wake-up) is ready."""
-        return self.ensure_open().fileno()
-
     @property
     def watching(self) -> bool:
         """True if any fd is watched."""

@@ -247,6 +247,9 @@ class _SelectorHook(_HookBase):
         self._queued = False
         self._dispatch_handle = asyncio.Handle(self._run_dispatch, (), loop, None)
         self._restore_handle = asyncio.Handle(self._restore, (), loop, None)
+        # What a nested raw iteration leaves in asyncio's queue for each callback it ran.
+        self._spent = asyncio.Handle(_noop, (), loop, None)
+        self._spent.cancel()
         self._stash: tuple[deque[Any], list[Any], deque[Any], list[Any]] | None = None
         self._preset: list[tuple[selectors.SelectorKey, int]] | None = None
         self._exposed: asyncio.TimerHandle | None = None
@@ -305,14 +308,6 @@ class _SelectorHook(_HookBase):
             ran += 1
             handle._run()
         return ran
-
-    @property
-    def _spent(self) -> asyncio.Handle:
-        spent = self.__dict__.get("_spent_handle")
-        if spent is None:
-            spent = self.__dict__["_spent_handle"] = asyncio.Handle(_noop, (), self._loop)
-            spent.cancel()
-        return spent
 
     # -- select ---------------------------------------------------------------
     def _expose_deadline(self, ctx: Any) -> None:
