@@ -1,4 +1,4 @@
-"""``python -m aioqloop bench``: run the benchmark suite and show medians and ratios.
+"""``aioqloop bench``: run the benchmark suite and show medians and ratios.
 
 The workloads (``bench_<name>.py``; each also runs alone) ship inside the package as
 ``aioqloop/_benchmarks`` and live in the source tree's ``benchmarks/`` directory.  This
