@@ -145,6 +145,19 @@ def test_manylinux_tag_follows_the_glibc_versions(extra: str, newest: str,
     assert found == tag, why
 
 
+def test_without_readelf_the_wheel_keeps_the_local_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No claim that cannot be checked: no manylinux tag without the symbol versions."""
+    hook = _hook()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no readelf on it
+    if hook.platform.libc_ver()[0] != "glibc":
+        pytest.skip("not a glibc system")
+    found, why = hook.manylinux_platform(Path(sys.executable))
+    assert found is None
+    assert "readelf" in why
+
+
 # ------------------------------------------------------------------ the command line
 
 
