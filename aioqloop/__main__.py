@@ -1,7 +1,9 @@
-"""The ``aioqloop`` command: ``python -m aioqloop demo`` and ``python -m aioqloop bench``.
+"""The ``aioqloop`` command: ``aioqloop demo``, ``aioqloop bench`` and ``aioqloop --version``.
 
-Each subcommand's own options follow its name and are parsed by that subcommand's
-``main(argv)``; ``python -m aioqloop demo --help`` lists them.
+``python -m aioqloop`` is the same command; both call themselves ``aioqloop`` in their
+usage lines.  Each subcommand's own options follow its name and are parsed by that
+subcommand's ``main(argv)``; ``aioqloop demo --help`` lists them.  ``--version`` prints
+the version and which engine runs, and why (`aioqloop._engine`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+#: The program name in every usage line, whether run as ``python -m aioqloop`` or as the
+#: ``aioqloop`` console script.
+PROG = "aioqloop"
 
 __all__ = ("main",)
 
@@ -21,14 +27,34 @@ _COMMANDS = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aioqloop",
+        prog=PROG,
         description="GLib's main loop and QEMU's big lock, native to Python's asyncio.",
     )
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and which engine runs, and why")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in _COMMANDS.items():
         # add_help=False: "demo --help" must reach the subcommand's own parser.
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def version_text() -> str:
+    """What ``--version`` prints: the version, the engine that runs and why."""
+    import aioqloop
+    from aioqloop import _engine
+
+    reason = _engine.REASON
+    if _engine.ENGINE == "c":
+        engine = f"c (the compiled core: {reason})"
+    else:
+        if reason.startswith("AIOQLOOP_ENGINE="):
+            reason = f"asked for with {reason}"
+        elif reason.startswith("a free-threaded"):
+            reason = f"this is {reason}"
+        engine = f"python (the pure-Python engine, because {reason})"
+    impl = f"{sys.implementation.name} {sys.version.split()[0]}"
+    return f"{PROG} {aioqloop.__version__}\nengine: {engine}\npython: {impl} ({sys.executable})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     if not args:
         parser.print_help()
+        return 0
+    if args[0] == "--version":
+        if len(args) > 1:
+            parser.error(f"--version takes no arguments: {' '.join(args[1:])}")
+        print(version_text())
         return 0
     if args[0] not in _COMMANDS:
         parser.parse_args(args[:1])  # prints usage and exits 2 for an unknown command

@@ -1,4 +1,4 @@
-"""``python -m aioqloop bench``: run the benchmark suite and show medians and ratios.
+"""``aioqloop bench``: run the benchmark suite and show medians and ratios.
 
 The workloads (``bench_<name>.py``; each also runs alone) ship inside the package as
 ``aioqloop/_benchmarks`` and live in the source tree's ``benchmarks/`` directory.  This
@@ -30,6 +30,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ._console import Console, PlainConsole, Table, escape, make_console
+
 __all__ = ("WORKLOADS", "main")
 
 #: The workloads, in the order the suite runs them (``benchmarks/bench_<name>.py``).
@@ -55,7 +57,7 @@ def _default_bench_dir() -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m aioqloop bench",
+        prog="aioqloop bench",
         description="Run aioqloop's benchmark suite: asyncio, uvloop, aioqloop on each "
         "base and real GLib side by side (medians of interleaved runs).",
     )
@@ -144,13 +146,11 @@ def _columns(figures: list[dict[str, Any]]) -> list[str]:
     return known + [i for i in seen if i not in known]
 
 
-def _figure_table(bench: str, figures: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
+def _figure_table(bench: str, figures: list[dict[str, Any]]) -> Table:
     columns = _columns(figures)
     baselines = sorted({str(rec["baseline"]) for rec in figures})
     table = Table(
-        title=f"[bold]{bench}[/bold]",
+        title=f"[bold]{escape(bench)}[/bold]",
         caption=f"median of interleaved runs; (x) = ratio to {' / '.join(baselines)}"
         + ("; ÷uv = aioqloop/uvloop ÷ uvloop" if "aioqloop/uvloop" in columns else ""),
         title_justify="left",
@@ -175,16 +175,14 @@ def _figure_table(bench: str, figures: list[dict[str, Any]]) -> Any:
                 text += f"\n÷uv {vs_uv}"
             label = rec.get("labels", {}).get(col)
             if label and label != rec["figure"]:
-                text += f"\n[dim]{label}[/dim]"
+                text += f"\n[dim]{escape(str(label))}[/dim]"
             cells.append(text)
         better = "↑" if rec.get("better") == "higher" else "↓"
-        table.add_row(str(rec["figure"]), f"{rec['unit']} {better}", *cells)
+        table.add_row(escape(str(rec["figure"])), escape(f"{rec['unit']} {better}"), *cells)
     return table
 
 
-def _target_table(targets: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
+def _target_table(targets: list[dict[str, Any]]) -> Table:
     table = Table(
         title="[bold]performance goals[/bold]", title_justify="left",
         caption="OK: the goal is met in this run. MISS: the measured figure is outside the "
@@ -203,8 +201,9 @@ def _target_table(targets: list[dict[str, Any]]) -> Any:
         # Three decimals, so that a ratio just past its limit does not print as the limit.
         is_ratio = measured is not None and str(rec["goal"]).endswith("x")
         shown = f"{measured:.3f}x" if is_ratio else _fmt(measured)
-        table.add_row(str(rec["bench"]), str(rec["goal"]), str(rec["target"]),
-                      shown if measured is not None else "-", verdict, str(rec["detail"]))
+        table.add_row(escape(str(rec["bench"])), escape(str(rec["goal"])),
+                      escape(str(rec["target"])), shown if measured is not None else "-",
+                      verdict, escape(str(rec["detail"])))
     return table
 
 
@@ -285,7 +284,7 @@ def _meta(args: argparse.Namespace, lib: Any, names: list[str], elapsed: float) 
 
 @contextlib.contextmanager
 def _plain_progress(
-    console: Any, total: int
+    console: Console, total: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
     """Progress for logs and pipes: one line per step reported, no animation."""
     done = 0
@@ -305,9 +304,9 @@ def _plain_progress(
 
 @contextlib.contextmanager
 def _progress(
-    console: Any, total: int
+    console: Console, total: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
-    if not console.is_terminal:
+    if not console.is_terminal or isinstance(console, PlainConsole):
         with _plain_progress(console, total) as pair:
             yield pair
         return
@@ -326,7 +325,7 @@ def _progress(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=console,  # type: ignore[arg-type]  # a rich console: not a PlainConsole
         transient=False,
     )
     task = progress.add_task("benchmarks", total=total)
@@ -348,15 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     workload failed, 2 on a usage error, `EXIT_GOAL_MISSED` (3) with ``--check`` when a
     goal was missed.
     """
-    from rich.console import Console
-
     parser = _parser()
     args = parser.parse_args(argv)
     # Wide enough for one column per implementation when the output is not a terminal.
-    from rich.markup import escape
-
-    out = Console(width=None if sys.stdout.isatty() else _PLAIN_WIDTH)
-    err = Console(stderr=True)
+    out = make_console(width=None if sys.stdout.isatty() else _PLAIN_WIDTH)
+    err = make_console(stderr=True)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
     if not (args.scale > 0 and math.isfinite(args.scale)):
@@ -383,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         glib_status = lib.glib().status
         mode = "quick" if args.quick else "full"
         err.print(f"aioqloop benchmarks ({mode}): {', '.join(names)}")
-        err.print(f"GLib: {glib_status}")
+        err.print(f"GLib: {escape(str(glib_status))}")
         seconds: dict[str, float] = {}
         with _progress(err, len(names)) as (report, advance):
             for name in names:
@@ -393,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                     records.extend(_run_workload(name, module, lib, args, report))
                 except Exception:
                     failed.append(name)
-                    err.print(f"[red]workload {name} failed:[/red]\n{traceback.format_exc()}")
+                    err.print(f"[red]workload {name} failed:[/red]\n"
+                              f"{escape(traceback.format_exc())}")
                 seconds[name] = round(time.perf_counter() - t0, 2)
                 advance()
         elapsed = time.perf_counter() - started
@@ -403,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         lib.configure_glib(True)
     figures = [r for r in records if r.get("kind") == "figure"]
     targets = [r for r in records if r.get("kind") == "target"]
-    out.print(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, {meta['cpus']} CPUs; "
-              f"uvloop: {meta['uvloop']}; GLib: {glib_status}")
-    out.print(f"engine: {meta['engine']}; CPU: {meta['cpu_model']}")
+    out.print(escape(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, "
+                     f"{meta['cpus']} CPUs; uvloop: {meta['uvloop']}; GLib: {glib_status}"))
+    out.print(escape(f"engine: {meta['engine']}; CPU: {meta['cpu_model']}"))
     for name in names:
         mine = [r for r in figures if r.get("bench") == name]
         if mine:
@@ -420,10 +416,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"meta": meta, "records": records}, indent=1, sort_keys=True) + "\n",
             encoding="utf-8",
         )
-        out.print(f"wrote {args.json}")
+        out.print(f"wrote {escape(str(args.json))}")
     if args.plot is not None:
         if _plot(records, args.plot):
-            out.print(f"wrote {args.plot}")
+            out.print(f"wrote {escape(str(args.plot))}")
         else:
             err.print("[yellow]no scaling figures to plot (run the 'scaling' workload)[/yellow]")
     if failed:

@@ -44,10 +44,7 @@ import tty
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
+from ._console import Console, Table, escape, make_console
 from .biglock import BigLock
 from .bottomhalf import BottomHalf
 from .constants import PRIORITY_DEFAULT_IDLE, SOURCE_CONTINUE, SOURCE_REMOVE, IOCondition
@@ -221,7 +218,7 @@ class Machine:
         for line in lines:
             self.serial_echoes += 1
             if self.serial_echoes <= 3:
-                self.console.print(f"[cyan]serial0[/] guest says: {line.decode()!r}")
+                self.console.print(f"[cyan]serial0[/] guest says: {escape(repr(line.decode()))}")
             os.write(fd, b"echo: " + line + b"\n")
         return SOURCE_CONTINUE
 
@@ -454,7 +451,7 @@ async def _monitor_client(path: str, seconds: float, console: Console) -> None:
         while True:
             msg = await receive()
             if "event" in msg:
-                console.print(f"[magenta]QMP[/] <- event {msg['event']}")
+                console.print(f"[magenta]QMP[/] <- event {escape(str(msg['event']))}")
                 continue
             if msg.get("id") != next_id:
                 continue
@@ -554,7 +551,7 @@ async def _run_machine(seconds: float | None, n_vcpus: int, lock: BigLock, conso
         server = await monitor.server.start_unix_server(path)
         console.print(
             f"[bold]machine up[/]: base={base}, {n_vcpus} vCPUs, serial0 on "
-            f"{os.ttyname(machine.serial_slave)}, QMP on {path}"
+            f"{escape(os.ttyname(machine.serial_slave))}, QMP on {escape(path)}"
         )
         machine.start()
         t0 = loop.time()
@@ -650,10 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; ``argv`` excludes the program name.  Returns the exit status."""
     args = _parser().parse_args(argv)
     out = _PipeSafeStdout(sys.stdout)
-    console = Console(file=out)  # type: ignore[arg-type]
-    if not console.is_terminal:
-        # logs and pipes: wide enough for the tables
-        console = Console(file=out, width=120)  # type: ignore[arg-type]
+    # Logs and pipes: wide enough for the tables.
+    console = make_console(out, width=None if out.isatty() else 120)  # type: ignore[arg-type]
     if args.seconds is None and args.qmp is None:
         args.seconds = 3.0
     if (args.seconds is not None and not args.seconds > 0) or args.vcpus < 1:
@@ -663,7 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             import uvloop  # noqa: F401
         except ImportError:
-            console.print("[red]--base uvloop needs uvloop: pip install 'aioqloop[uvloop]'[/]")
+            hint = escape("pip install 'aioqloop[uvloop]'")
+            console.print(f"[red]--base uvloop needs uvloop: {hint}[/]")
             return 2
     lock = BigLock(name="bql")
     try:

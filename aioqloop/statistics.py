@@ -1,4 +1,4 @@
-"""Statistics records returned by `MainContext.statistics`, and a rich table of them.
+"""Statistics records returned by `MainContext.statistics`, and a table of them.
 
 Times are seconds measured with ``time.perf_counter``.
 """
@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 from ._engine import core
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
+    from ._console import Table
     from .context import MainContext
 
 __all__ = ("ContextStatistics", "SourceStatistics", "SourceStats", "statistics_table")
@@ -78,12 +77,18 @@ class ContextStatistics:
 
 
 def statistics_table(ctx: MainContext, *, title: str | None = None) -> Table:
-    """A `rich.table.Table` of ``ctx``'s per-source statistics, busiest first."""
-    from rich.table import Table
+    """A table of ``ctx``'s per-source statistics, busiest first.
+
+    ``print(table)`` shows it as aligned plain text; rich (the ``rich`` extra) renders it
+    as a rich table (``Console().print(table)``: it has ``__rich__``).  ``title`` is
+    console markup (`rich.markup.escape` a literal ``[``).  Times in the table are
+    milliseconds (``total ms``) and microseconds (``mean µs``, ``max µs``).
+    """
+    from ._console import Table, escape
 
     stats = ctx.statistics()
     table = Table(
-        title=title
+        title
         or f"sources: {stats.iterations} dispatching iterations, "
         f"{stats.dispatch_time * 1e3:.1f} ms dispatching",
     )
@@ -102,7 +107,7 @@ def statistics_table(ctx: MainContext, *, title: str | None = None) -> Table:
         mean = row.dispatch_time / row.dispatches * 1e6 if row.dispatches else 0.0
         table.add_row(
             str(row.id),
-            row.name,
+            escape(row.name),
             str(row.priority),
             str(row.dispatches),
             f"{row.dispatch_time * 1e3:.2f}",

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -249,22 +248,3 @@ def test_check_fails_on_a_missed_goal(
 
 def test_default_workloads_are_the_checkout_ones_here() -> None:
     assert bench._default_bench_dir() == BENCH_DIR
-
-
-@pytest.mark.timeout(120)
-def test_wheel_ships_the_workloads(tmp_path: Path) -> None:
-    """``pip install aioqloop && aioqloop bench`` needs the workloads inside the wheel."""
-    pytest.importorskip("hatchling")
-    root = BENCH_DIR.parent
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(root)],
-        check=True, capture_output=True, timeout=110,
-    )
-    (wheel,) = tmp_path.glob("aioqloop-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {n for n in names if n.startswith("aioqloop/_benchmarks/")}
-    expected = {f"aioqloop/_benchmarks/bench_{w}.py" for w in bench.WORKLOADS}
-    expected |= {"aioqloop/_benchmarks/_benchlib.py", "aioqloop/_benchmarks/_glib_worker.py"}
-    assert expected <= shipped
-    assert not [n for n in shipped if "__pycache__" in n or n.endswith(".pyc")]
