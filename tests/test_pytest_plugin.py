@@ -698,7 +698,11 @@ def _run_in(python: Path, project: Path, files: dict[str, str],
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTEST_ADDOPTS", "PYTHONPATH", "PYTEST_PLUGINS",
                         "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
-    return subprocess.run([str(python), "-m", "pytest", "-rA", "-p", "no:cacheprovider", *args],
+    # Newer Pythons deprecate the event loop policies pytest-asyncio 0.26 calls: its own
+    # warnings, not the plugin's.
+    own = "ignore::DeprecationWarning:pytest_asyncio.plugin"
+    return subprocess.run([str(python), "-m", "pytest", "-rA", "-p", "no:cacheprovider", *args,
+                           "-W", own],
                           cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 
