@@ -832,10 +832,14 @@ def _test_loop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoop:
         runner = request.getfixturevalue(_ANYIO_RUNNER)
         return runner.get_loop()  # type: ignore[no-any-return]
     if _pytest_asyncio_item(item):
-        too_old = _too_old(request.config)
-        if too_old is not None:
-            pytest.fail(f"{item.nodeid}: {too_old}", pytrace=False)
-        runner = request.getfixturevalue(f"_{item._loop_scope}_scoped_runner")
+        scope = getattr(item, "_loop_scope", None)
+        if scope is None:
+            # pytest-asyncio 0.x: no per-scope runner to take the loop from.
+            pytest.fail(f"{item.nodeid}: {_too_old(request.config) or 'unknown pytest-asyncio'}",
+                        pytrace=False)
+        # pytest-asyncio 1.0-1.3 have the runners but never call the factories hook: the
+        # loop is theirs (main_context still works on it, bridged as on any loop).
+        runner = request.getfixturevalue(f"_{scope}_scoped_runner")
         return runner.get_loop()  # type: ignore[no-any-return]
     if "anyio_backend" in request.fixturenames:
         from anyio.pytest_plugin import extract_backend_and_options, get_runner
@@ -883,6 +887,9 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
 
     loop = _test_loop(request)
     clock = getattr(loop, "_aioq_clock", None)
+    too_old = _too_old(request.config)
+    if not isinstance(clock, VirtualClock) and too_old is not None:
+        pytest.fail(f"{request.node.nodeid}: {too_old}", pytrace=False)
     if not isinstance(clock, VirtualClock):
         raise pytest.UsageError(
             f"{request.node.nodeid}: the test's loop ({type(loop).__name__}) has no "

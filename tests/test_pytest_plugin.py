@@ -609,7 +609,7 @@ def test_too_old_pytest_asyncio_fails_tests_that_ask_for_aioqloop(
 
     monkeypatch.setattr(plugin, "_pytest_asyncio_version", lambda: "0.26.0")
     source = """
-import asyncio, pytest
+import asyncio, pytest, aioqloop
 from helpers import on_aioqloop
 
 def test_sync():
@@ -625,16 +625,21 @@ async def test_marked():
     pass
 
 @pytest.mark.asyncio
-async def test_fixture(main_context):
+async def test_virtual_clock(virtual_clock):
     pass
+
+@pytest.mark.asyncio
+async def test_main_context_on_its_own_loop(main_context):
+    assert not on_aioqloop()
+    assert aioqloop.get_main_context() is main_context  # bridged onto it
 
 @pytest.mark.aioqloop
 async def test_plain_path_still_works():
     assert on_aioqloop()
 """
     result = run(pytester, source, "-rE")
-    result.assert_outcomes(passed=3, errors=2)
-    for name in ("test_marked", "test_fixture"):
+    result.assert_outcomes(passed=4, errors=2)
+    for name in ("test_marked", "test_virtual_clock"):
         result.stdout.fnmatch_lines([f"*::{name}: aioqloop needs pytest-asyncio >= 1.4 "
                                      "(found 0.26.0*"])
     result = run(pytester, source, "--aioqloop")
@@ -766,6 +771,10 @@ async def test_loop_error():
 async def test_main_context(main_context):
     assert on_aioqloop()
 
+@pytest.mark.asyncio
+async def test_virtual_clock(virtual_clock):
+    assert on_aioqloop()
+
 @pytest.mark.aioqloop
 async def test_plain_marker():
     assert on_aioqloop()
@@ -780,7 +789,8 @@ async def test_plain_loop_error():
     out = proc.stdout + proc.stderr
     outcomes = _outcomes(out)
     assert set(outcomes) == {"test_on_aioqloop", "test_loop_error", "test_main_context",
-                             "test_plain_marker", "test_plain_loop_error"}, out
+                             "test_virtual_clock", "test_plain_marker",
+                             "test_plain_loop_error"}, out
     needs = "aioqloop needs pytest-asyncio >= 1.4 (found 0.26.0"
     for name, outcome in outcomes.items():
         if outcome != "PASSED":
