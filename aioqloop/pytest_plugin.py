@@ -1,23 +1,30 @@
 """aioqloop's pytest plugin (entry point ``pytest11: aioqloop``): run async tests on aioqloop.
 
 It does nothing unless asked.  Opt in for a whole run with ``--aioqloop`` (or the ini
-option ``aioqloop = true``), or per test with ``@pytest.mark.aioqloop``::
+option ``aioqloop = true``; ``--no-aioqloop`` turns that off again), per test with
+``@pytest.mark.aioqloop``, or per test with pytest-asyncio's
+``@pytest.mark.asyncio(loop_factories=["aioqloop"])``::
 
     @pytest.mark.aioqloop(base="asyncio" | "uvloop" | "both", virtual_clock=False,
                           autojump=True, autojump_threshold=0.0, bql=False)
 
 Every option also has an ini key and a command-line flag (the marker wins, then the
 command line, then the ini file): ``aioqloop_base`` / ``--aioqloop-base``,
-``aioqloop_virtual_clock`` / ``--aioqloop-virtual-clock``, ``aioqloop_autojump`` /
-``--aioqloop-autojump={true,false}``, ``aioqloop_autojump_threshold`` /
-``--aioqloop-autojump-threshold=SECONDS``, ``aioqloop_bql`` / ``--aioqloop-bql``.
+``aioqloop_virtual_clock`` / ``--[no-]aioqloop-virtual-clock``, ``aioqloop_autojump`` /
+``--[no-]aioqloop-autojump``, ``aioqloop_autojump_threshold`` /
+``--aioqloop-autojump-threshold=SECONDS``, ``aioqloop_bql`` / ``--[no-]aioqloop-bql``.
+Every on/off option is a pair of flags, ``--X`` and ``--no-X``; the older spelling
+``--aioqloop-autojump=true|false`` still works.
 ``virtual_clock`` may be a `VirtualClock` instance (used as given); ``autojump=False`` or
 an ``autojump_threshold`` in the marker implies a virtual clock; ``bql=True`` gives the
 loop the test's `BigLock` (the ``bql`` fixture's), ``bql=<BigLock>`` that lock.
 
 Needs pytest >= 7.0 and pluggy >= 1.2 (new-style hook wrappers).  With older versions
 (e.g. Debian bookworm's pytest 7.2 / pluggy 1.0) it disables itself with one warning
-and leaves the run alone.
+and leaves the run alone.  pytest-asyncio tests need pytest-asyncio >= 1.4 (its
+``pytest_asyncio_loop_factories`` hook): with an older one, a run that does not ask for
+aioqloop is untouched, and a pytest-asyncio test that asks for it fails with a message
+naming the version it needs instead of running on another loop.
 
 How tests get an aioqloop loop:
 
@@ -48,6 +55,7 @@ loop on a fresh virtual clock).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -86,6 +94,11 @@ _UVLOOP_HINT = "uvloop is not installed: pip install 'aioqloop[uvloop]' (or uvlo
 #: pluggy 1.2; pytest.Parser, pytest.StashKey and friends with pytest 7.0.
 MIN_PYTEST = (7, 0)
 MIN_PLUGGY = (1, 2)
+#: pytest-asyncio hands a test its loop through the ``pytest_asyncio_loop_factories`` hook
+#: (with ``mark.asyncio(loop_factories=...)`` and the ``_{scope}_scoped_runner`` fixtures
+#: built on the hook's factories), all new in pytest-asyncio 1.4.0.  An older one never
+#: calls the hook: its tests would run on its own loop whatever they asked for.
+MIN_PYTEST_ASYNCIO = (1, 4)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -113,6 +126,28 @@ def _unsupported_reason(pytest_version: str, pluggy_version: str) -> str | None:
     return ("aioqloop's pytest plugin is disabled: it needs " + " and ".join(missing)
             + "; upgrade (pip install 'pytest>=8' 'pluggy>=1.5') to use it. "
             "This run is otherwise unaffected.")
+
+
+def _pytest_asyncio_reason(version: str) -> str | None:
+    """Why pytest-asyncio ``version`` cannot run a test on aioqloop, or None if it can."""
+    if _version_tuple(version) >= MIN_PYTEST_ASYNCIO:
+        return None
+    need = ".".join(map(str, MIN_PYTEST_ASYNCIO))
+    return (f"aioqloop needs pytest-asyncio >= {need} (found {version}, which has no "
+            "pytest_asyncio_loop_factories hook) to run pytest-asyncio tests on its loops: "
+            f"pip install 'pytest-asyncio>={need}' (it needs pytest >= 8.4); in strict mode "
+            "a test marked aioqloop but not asyncio runs on aioqloop without it")
+
+
+def _pytest_asyncio_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pytest-asyncio")
+    except metadata.PackageNotFoundError:  # pragma: no cover - not installed as a dist
+        import pytest_asyncio
+
+        return str(getattr(pytest_asyncio, "__version__", "0"))
 
 
 def _installed_versions() -> tuple[str, str]:
@@ -333,23 +368,53 @@ def _attached_ids(ctx: MainContext) -> set[int]:
             if not isinstance(src, internal) and not src._destroyed}
 
 
+# pytest.StashKey is new in pytest 7.0: with an older one the plugin is disabled anyway.
+_PLAIN_KEY = pytest.StashKey[bool]() if _DISABLED is None else None
+_ANYIO_KEY = pytest.StashKey[bool]() if _DISABLED is None else None
+_TOO_OLD_KEY = pytest.StashKey[str | None]() if _DISABLED is None else None
+
+
 # ------------------------------------------------------------- configuration
+def _add_flag(group: Any, name: str, help_on: str, help_off: str) -> None:
+    """An on/off option as a pair of flags, ``--NAME`` and ``--no-NAME`` (default None:
+    the ini key decides), as looptime's ``--looptime`` / ``--no-looptime``."""
+    dest = name.replace("-", "_")
+    group.addoption(f"--{name}", dest=dest, action="store_const", const=True, default=None,
+                    help=help_on)
+    group.addoption(f"--no-{name}", dest=dest, action="store_const", const=False,
+                    help=help_off)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aioqloop", "aioqloop event loops")
-    group.addoption("--aioqloop", action="store_true", default=None,
-                    help="run async tests (pytest-asyncio) on aioqloop loops")
+    _add_flag(group, "aioqloop",
+              "run async tests (pytest-asyncio) on aioqloop loops",
+              "leave unmarked tests on pytest-asyncio's own loops, whatever the ini key "
+              "aioqloop says (tests marked aioqloop still run on aioqloop)")
     group.addoption("--aioqloop-base", choices=("asyncio", "uvloop", "both"), default=None,
                     help="aioqloop base for opted-in tests: asyncio (default), uvloop, "
                          "or both (parametrized)")
-    group.addoption("--aioqloop-virtual-clock", action="store_true", default=None,
-                    help="put opted-in tests' loops on a VirtualClock")
-    group.addoption("--aioqloop-autojump", choices=("true", "false"), default=None,
-                    help="VirtualClock autojump (false: time moves only by advance())")
+    _add_flag(group, "aioqloop-virtual-clock",
+              "put opted-in tests' loops on a VirtualClock",
+              "real time for opted-in tests' loops, whatever the ini key "
+              "aioqloop_virtual_clock says")
+    _add_flag(group, "aioqloop-autojump",
+              "VirtualClock autojump (the default; overrides the ini key)",
+              "no VirtualClock autojump: time moves only by advance()")
+    # The older spelling, --aioqloop-autojump=true|false, kept working: argparse matches
+    # a whole argument against the option strings before it splits at "=", so these two
+    # exact strings are options of their own (hidden from --help).
+    for value in ("true", "false"):
+        group.addoption(f"--aioqloop-autojump={value}", dest="aioqloop_autojump",
+                        action="store_const", const=value == "true",
+                        help=argparse.SUPPRESS)
     group.addoption("--aioqloop-autojump-threshold", type=float, default=None,
                     metavar="SECONDS",
                     help="VirtualClock autojump_threshold, in real seconds")
-    group.addoption("--aioqloop-bql", action="store_true", default=None,
-                    help="give opted-in tests' loops the test's BigLock (the bql fixture)")
+    _add_flag(group, "aioqloop-bql",
+              "give opted-in tests' loops the test's BigLock (the bql fixture)",
+              "no BigLock for opted-in tests' loops, whatever the ini key aioqloop_bql "
+              "says")
     parser.addini("aioqloop", type="bool", default=False,
                   help="run async tests (pytest-asyncio) on aioqloop loops")
     parser.addini("aioqloop_base", default="asyncio",
@@ -376,12 +441,33 @@ def pytest_configure(config: pytest.Config) -> None:
             and not _have_uvloop()):
         raise pytest.UsageError(f"--aioqloop-base={config.getoption('aioqloop_base')}: "
                                 + _UVLOOP_HINT)
+    too_old = None
+    if config.pluginmanager.hasplugin("asyncio"):
+        too_old = _pytest_asyncio_reason(_pytest_asyncio_version())
+    config.stash[_TOO_OLD_KEY] = too_old  # type: ignore[index]
     if _run_opted_in(config):
+        if too_old is not None:
+            # --aioqloop asks for every pytest-asyncio test to run on aioqloop.
+            raise pytest.UsageError(f"--aioqloop / aioqloop = true: {too_old}")
         _register_factories_hook(config)
 
 
+def _too_old(config: pytest.Config) -> str | None:
+    """Why the active pytest-asyncio cannot run tests on aioqloop (None: it can, or it is
+    not active)."""
+    return config.stash.get(_TOO_OLD_KEY, None)  # type: ignore[arg-type]
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    """An on/off option: ``--NAME`` or ``--no-NAME`` if given, else the ini key."""
+    value = config.getoption(name)
+    if value is None:
+        value = config.getini(name)
+    return bool(value)
+
+
 def _run_opted_in(config: pytest.Config) -> bool:
-    return bool(config.getoption("aioqloop") or config.getini("aioqloop"))
+    return _flag(config, "aioqloop")
 
 
 def _seconds(value: object, where: str) -> float:
@@ -406,17 +492,13 @@ def _options(config: pytest.Config, node: Any, fixturenames: Any) -> tuple[
     marker = node.get_closest_marker("aioqloop")
     opted = marker is not None or _run_opted_in(config)
     base = config.getoption("aioqloop_base") or config.getini("aioqloop_base") or "asyncio"
-    virtual = bool(config.getoption("aioqloop_virtual_clock")
-                   or config.getini("aioqloop_virtual_clock"))
-    virtual = virtual or "virtual_clock" in fixturenames
-    cli_autojump = config.getoption("aioqloop_autojump")
-    autojump = (cli_autojump == "true" if cli_autojump is not None
-                else bool(config.getini("aioqloop_autojump")))
+    virtual = _flag(config, "aioqloop_virtual_clock") or "virtual_clock" in fixturenames
+    autojump = _flag(config, "aioqloop_autojump")
     cli_threshold = config.getoption("aioqloop_autojump_threshold")
     threshold = _seconds(cli_threshold if cli_threshold is not None
                          else config.getini("aioqloop_autojump_threshold"),
                          "--aioqloop-autojump-threshold / aioqloop_autojump_threshold")
-    lock: Any = bool(config.getoption("aioqloop_bql") or config.getini("aioqloop_bql"))
+    lock: Any = _flag(config, "aioqloop_bql")
     clock: VirtualClock | None = None
     if marker is not None:
         if marker.args:
@@ -484,15 +566,49 @@ class _FactoriesHook:
     def pytest_asyncio_loop_factories(
         self, config: pytest.Config, item: Any
     ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
-        opted, bases, options = _options(config, item, getattr(item, "fixturenames", ()))
-        if opted:
-            return {_FACTORY_NAMES[b]: _factory_for(options.for_base(b)) for b in bases}
+        factories = _factories_for(config, item, getattr(item, "fixturenames", ()))
+        if factories is not None:
+            return factories
         # Not ours: defer to another implementation, else keep pytest-asyncio's default.
         others = [impl for impl in config.hook.pytest_asyncio_loop_factories.get_hookimpls()
                   if impl.plugin is not self]
         if others:
             return None
         return {"asyncio": _policy_loop}
+
+
+def _named_bases(node: Any) -> tuple[str, ...]:
+    """The bases whose factory names the test's ``mark.asyncio(loop_factories=[...])``
+    picks (pytest-asyncio validates the rest of the marker itself)."""
+    marker = node.get_closest_marker("asyncio")
+    names = None if marker is None else marker.kwargs.get("loop_factories")
+    if not isinstance(names, (list, tuple)):
+        return ()
+    return tuple(b for b in _BASES if _FACTORY_NAMES[b] in names)
+
+
+def _factories_for(config: pytest.Config, node: Any, fixturenames: Any) -> dict[
+        str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """The loop factories aioqloop offers pytest-asyncio for a test, or None when the test
+    did not ask for aioqloop (neither opted in nor naming one of its factories)."""
+    opted, bases, options = _options(config, node, fixturenames)
+    named = _named_bases(node)
+    if named:
+        # mark.asyncio(loop_factories=[...]) picks from this mapping by name; naming an
+        # aioqloop factory asks for it, opted in or not.  "asyncio" is there too, so a
+        # test can compare aioqloop with pytest-asyncio's own loop.
+        if options.virtual_clock and "uvloop" in named:
+            raise pytest.UsageError(
+                f"{getattr(node, 'nodeid', 'aioqloop')}: a virtual clock needs the "
+                f"{_FACTORY_NAMES['asyncio']!r} loop factory, not "
+                f"{_FACTORY_NAMES['uvloop']!r} (uvloop's timers run on libuv's own clock)")
+        factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+            _FACTORY_NAMES[b]: _factory_for(options.for_base(b)) for b in named}
+        factories.setdefault("asyncio", _policy_loop)
+        return factories
+    if opted:
+        return {_FACTORY_NAMES[b]: _factory_for(options.for_base(b)) for b in bases}
+    return None
 
 
 _HOOK_PLUGIN_NAME = "aioqloop-loop-factories"
@@ -525,11 +641,25 @@ def _pytest_asyncio_item(item: Any) -> bool:
 @_wrapper()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> Iterator[None]:
     definition = metafunc.definition
-    if definition.get_closest_marker("aioqloop") is not None:
-        _register_factories_hook(metafunc.config)  # before pytest-asyncio asks for it
-    if (_plain_candidate(metafunc.config, definition, metafunc.function)
+    config = metafunc.config
+    asks = (definition.get_closest_marker("aioqloop") is not None
+            or bool(_named_bases(definition)))
+    if asks or _run_opted_in(config):
+        # A bad marker argument or option value is a usage error: said here, at
+        # collection, as the message alone (not as a traceback through pluggy and
+        # pytest-asyncio's hooks, which would raise it later).
+        try:
+            _factories_for(config, definition, metafunc.fixturenames)
+            problem = None
+        except pytest.UsageError as exc:
+            problem = str(exc)
+        if problem is not None:  # raised outside the except: no "during handling" chain
+            pytest.fail(problem, pytrace=False)
+    if asks:
+        _register_factories_hook(config)  # before pytest-asyncio asks for it
+    if (_plain_candidate(config, definition, metafunc.function)
             or _anyio_candidate(definition, metafunc.function, metafunc.fixturenames)):
-        _, bases, _ = _options(metafunc.config, definition, metafunc.fixturenames)
+        _, bases, _ = _options(config, definition, metafunc.fixturenames)
         if len(bases) > 1:
             metafunc.fixturenames.append(_PLAIN_BASE)
             metafunc.parametrize(_PLAIN_BASE, bases, indirect=True,
@@ -561,8 +691,6 @@ def _anyio_candidate(node: Any, function: Any, fixturenames: Any) -> bool:
     return node.get_closest_marker("anyio") is not None or "anyio_backend" in fixturenames
 
 
-_PLAIN_KEY = pytest.StashKey[bool]() if _DISABLED is None else None
-_ANYIO_KEY = pytest.StashKey[bool]() if _DISABLED is None else None
 
 
 # ----------------------------------------------------------------- plain path
@@ -650,6 +778,12 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
             item.fixturenames.insert(0, _ANYIO_RUNNER)
     result = yield
     _state.raise_errors("setup")
+    too_old = _too_old(item.config)
+    if (too_old is not None and item.get_closest_marker("aioqloop") is not None
+            and _pytest_asyncio_item(item)):
+        # This pytest-asyncio would run the test on its own loop: refuse, loudly.  After
+        # the other setup hooks, so that their teardown finds what their setup left.
+        pytest.fail(f"{item.nodeid}: {too_old}", pytrace=False)
     return result
 
 
@@ -698,7 +832,14 @@ def _test_loop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoop:
         runner = request.getfixturevalue(_ANYIO_RUNNER)
         return runner.get_loop()  # type: ignore[no-any-return]
     if _pytest_asyncio_item(item):
-        runner = request.getfixturevalue(f"_{item._loop_scope}_scoped_runner")
+        scope = getattr(item, "_loop_scope", None)
+        if scope is None:
+            # pytest-asyncio 0.x: no per-scope runner to take the loop from.
+            pytest.fail(f"{item.nodeid}: {_too_old(request.config) or 'unknown pytest-asyncio'}",
+                        pytrace=False)
+        # pytest-asyncio 1.0-1.3 have the runners but never call the factories hook: the
+        # loop is theirs (main_context still works on it, bridged as on any loop).
+        runner = request.getfixturevalue(f"_{scope}_scoped_runner")
         return runner.get_loop()  # type: ignore[no-any-return]
     if "anyio_backend" in request.fixturenames:
         from anyio.pytest_plugin import extract_backend_and_options, get_runner
@@ -746,6 +887,9 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
 
     loop = _test_loop(request)
     clock = getattr(loop, "_aioq_clock", None)
+    too_old = _too_old(request.config)
+    if not isinstance(clock, VirtualClock) and too_old is not None:
+        pytest.fail(f"{request.node.nodeid}: {too_old}", pytrace=False)
     if not isinstance(clock, VirtualClock):
         raise pytest.UsageError(
             f"{request.node.nodeid}: the test's loop ({type(loop).__name__}) has no "

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -212,6 +217,105 @@ async def test_x():
 """)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*base must be 'asyncio', 'uvloop' or 'both'*"])
+
+
+@pytest.mark.parametrize("args", [
+    [],                                   # marker alone: no --aioqloop, no ini key
+    ["--asyncio-mode=auto"],
+])
+def test_loop_factories_marker_alone(pytester: pytest.Pytester, args: list[str]) -> None:
+    result = run(pytester, """
+import asyncio, pytest
+from helpers import on_aioqloop
+
+SEEN = []
+
+@pytest.mark.asyncio
+async def test_unnamed_before():
+    assert not on_aioqloop()
+
+@pytest.mark.asyncio(loop_factories=["aioqloop"])
+async def test_named():
+    assert on_aioqloop()
+
+@pytest.mark.asyncio(loop_factories=["aioqloop"])
+async def test_named_loop_error_fails():
+    asyncio.get_running_loop().call_soon(lambda: 1 / 0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+@pytest.mark.asyncio(loop_factories=["aioqloop"])
+async def test_named_with_fixtures(main_context, virtual_clock):
+    assert asyncio.get_running_loop().main_context is main_context
+    await asyncio.sleep(3600)
+    assert virtual_clock.time() == 3600.0
+
+@pytest.mark.asyncio(loop_factories=["aioqloop", "asyncio"])
+async def test_compared():
+    SEEN.append(on_aioqloop())
+
+def test_saw_both():
+    assert SEEN == [True, False]
+
+@pytest.mark.asyncio
+async def test_unnamed_after():
+    assert not on_aioqloop()
+""", "-v", *args)
+    result.assert_outcomes(passed=7, failed=1)
+    result.stdout.fnmatch_lines(["*test_named_loop_error_fails FAILED*"])
+    result.stdout.fnmatch_lines(["*exception handler during the test*",
+                                 "*ZeroDivisionError*"])
+    # Tests that name no factory keep their ids (and their loop).
+    result.stdout.fnmatch_lines(["*::test_unnamed_before PASSED*",
+                                 "*::test_unnamed_after PASSED*"])
+
+
+def test_loop_factories_marker_uvloop(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("uvloop")
+    result = run(pytester, """
+import asyncio, pytest, uvloop
+from helpers import on_aioqloop_any_base
+
+@pytest.mark.asyncio(loop_factories=["aioqloop-uvloop"])
+async def test_uv():
+    assert on_aioqloop_any_base()
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+@pytest.mark.asyncio(loop_factories=["aioqloop-uvloop"])
+async def test_uv_virtual_clock(virtual_clock):
+    pass
+""")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*a virtual clock needs the 'aioqloop' loop factory*"])
+    assert "/pluggy/" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("decorators", [
+    "@pytest.mark.aioqloop(bse='uvloop')\n@pytest.mark.asyncio",
+    "@pytest.mark.aioqloop(bse='uvloop')",
+    "@pytest.mark.aioqloop(base='tokio')\n@pytest.mark.asyncio",
+])
+def test_marker_usage_error_without_traceback(pytester: pytest.Pytester,
+                                               decorators: str) -> None:
+    result = run(pytester, f"""
+import pytest
+
+{decorators}
+async def test_typo():
+    pass
+""")
+    assert result.ret != 0
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_inner.py::test_typo: mark.aioqloop got unknown "
+                                 "arguments ?'bse'?*" if "bse" in decorators else
+                                 "*test_inner.py::test_typo: aioqloop base must be*"])
+    # The message alone: no frames of pluggy, pytest-asyncio or the plugin.
+    assert "/pluggy/" not in out and "pytest_plugin.py" not in out, out
+    assert "Traceback" not in out and "UsageError" not in out, out
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if "= ERRORS =" in line)
+    last = next(i for i, line in enumerate(lines) if "short test summary" in line)
+    assert last - first <= 3, out  # the "ERROR collecting" header and the message
 
 
 # --------------------------------------------------------------- plain path
@@ -483,6 +587,227 @@ def test_version_guard() -> None:
     assert plugin._DISABLED is None
 
 
+def test_pytest_asyncio_version_guard() -> None:
+    from aioqloop import pytest_plugin as plugin
+
+    # 1.4.0 brought the pytest_asyncio_loop_factories hook the plugin gives loops through.
+    assert plugin.MIN_PYTEST_ASYNCIO == (1, 4)
+    for version in ("1.4.0", "1.4.1.post1", "1.5.0", "2.0.0rc1"):
+        assert plugin._pytest_asyncio_reason(version) is None, version
+    for version in ("0.26.0", "1.0.0", "1.3.0", "0.21.2"):
+        reason = plugin._pytest_asyncio_reason(version)
+        assert reason is not None
+        assert f"needs pytest-asyncio >= 1.4 (found {version}" in reason
+        assert "pip install 'pytest-asyncio>=1.4'" in reason
+
+
+def test_too_old_pytest_asyncio_fails_tests_that_ask_for_aioqloop(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The version as an old pytest-asyncio reports it; the real old one runs in a venv
+    # below (test_old_pytest_asyncio_*).
+    from aioqloop import pytest_plugin as plugin
+
+    monkeypatch.setattr(plugin, "_pytest_asyncio_version", lambda: "0.26.0")
+    source = """
+import asyncio, pytest, aioqloop
+from helpers import on_aioqloop
+
+def test_sync():
+    pass
+
+@pytest.mark.asyncio
+async def test_unrelated():
+    assert not on_aioqloop()
+
+@pytest.mark.aioqloop
+@pytest.mark.asyncio
+async def test_marked():
+    pass
+
+@pytest.mark.asyncio
+async def test_virtual_clock(virtual_clock):
+    pass
+
+@pytest.mark.asyncio
+async def test_main_context_on_its_own_loop(main_context):
+    assert not on_aioqloop()
+    assert aioqloop.get_main_context() is main_context  # bridged onto it
+
+@pytest.mark.aioqloop
+async def test_plain_path_still_works():
+    assert on_aioqloop()
+"""
+    result = run(pytester, source, "-rE")
+    result.assert_outcomes(passed=4, errors=2)
+    for name in ("test_marked", "test_virtual_clock"):
+        result.stdout.fnmatch_lines([f"*::{name}: aioqloop needs pytest-asyncio >= 1.4 "
+                                     "(found 0.26.0*"])
+    result = run(pytester, source, "--aioqloop")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--aioqloop*needs pytest-asyncio >= 1.4 (found 0.26.0*"])
+    # Without pytest-asyncio in the run, its version does not matter.
+    result = run(pytester, """
+import pytest
+from helpers import on_aioqloop
+
+@pytest.mark.aioqloop
+async def test_plain():
+    assert on_aioqloop()
+""", "-p", "no:asyncio", "--aioqloop")
+    result.assert_outcomes(passed=1)
+
+
+# A real pytest-asyncio from before the loop-factories hook, next to pytest 8.4, in a venv of
+# its own (fresh processes: the versions are this run's own otherwise).
+OLD_PYTEST_ASYNCIO = ("pytest==8.4.*", "pytest-asyncio==0.26.*")
+# What pip says when the package index cannot be reached (the only reason to skip).
+_NO_INDEX = ("No matching distribution found", "Could not find a version that satisfies",
+             "Failed to establish a new connection", "Temporary failure in name resolution",
+             "Network is unreachable", "connection broken", "Max retries exceeded")
+
+
+def _pip(python: Path, *args: str) -> None:
+    # This interpreter's pip installs into the venv (--python): no pip of its own to set up.
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                           "-q", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 0:
+        return
+    output = proc.stdout + proc.stderr
+    if any(sign in output for sign in _NO_INDEX):
+        pytest.skip(f"pip install {' '.join(args)}: the package index cannot be reached:\n"
+                    f"{output[-2000:]}")
+    pytest.fail(f"pip install {' '.join(args)} failed:\n{output}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def old_pytest_asyncio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv's python with pytest 8.4, pytest-asyncio 0.26 and this package (built from
+    this tree, --no-deps), made once per session under the session's temporary dir."""
+    venv = tmp_path_factory.mktemp("old-pytest-asyncio") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=300)
+    python = venv / "bin" / "python"
+    _pip(python, *OLD_PYTEST_ASYNCIO, "backports.asyncio.runner>=1.1; python_version < '3.11'")
+    _pip(python, "--no-deps", str(Path(__file__).resolve().parents[1]))
+    return python
+
+
+def _run_in(python: Path, project: Path, files: dict[str, str],
+            *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest -rA in a fresh process of ``python`` on a project made of ``files``."""
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    for name, text in files.items():
+        (project / name).write_text(text)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTEST_ADDOPTS", "PYTHONPATH", "PYTEST_PLUGINS",
+                        "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
+    # Newer Pythons deprecate the event loop policies pytest-asyncio 0.26 calls: its own
+    # warnings, not the plugin's.
+    own = "ignore::DeprecationWarning:pytest_asyncio.plugin"
+    return subprocess.run([str(python), "-m", "pytest", "-rA", "-p", "no:cacheprovider", *args,
+                           "-W", own],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _outcomes(output: str) -> dict[str, str]:
+    """test name -> PASSED / FAILED / ERROR, from -rA's short summary."""
+    found: dict[str, str] = {}
+    for match in re.finditer(r"^(PASSED|FAILED|ERROR) \S+::(\w+)", output, re.MULTILINE):
+        found.setdefault(match.group(2), match.group(1))
+        if match.group(1) != "PASSED":
+            found[match.group(2)] = match.group(1)
+    return found
+
+
+@pytest.mark.timeout(900)
+def test_old_pytest_asyncio_leaves_an_unrelated_run_alone(old_pytest_asyncio: Path,
+                                                          tmp_path: Path) -> None:
+    files = {"test_unrelated.py": """
+import asyncio, pytest
+
+def test_sync():
+    pass
+
+@pytest.mark.asyncio
+async def test_async():
+    await asyncio.sleep(0)
+"""}
+    proc = _run_in(old_pytest_asyncio, tmp_path / "default", files)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "pytest-asyncio-0.26" in out or "asyncio-0.26" in out, out
+    summary = out.strip().splitlines()[-1]
+    assert re.search(r"\b2 passed\b", summary), out
+    warnings = re.search(r"(\d+) warnings?", summary)
+    assert warnings is None or int(warnings.group(1)) <= 1, out
+    proc = _run_in(old_pytest_asyncio, tmp_path / "werror", files, "-W", "error")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(900)
+def test_old_pytest_asyncio_never_runs_an_aioqloop_test_elsewhere(old_pytest_asyncio: Path,
+                                                                  tmp_path: Path) -> None:
+    files = {"test_marked.py": """
+import asyncio, pytest
+
+def on_aioqloop():
+    return type(asyncio.get_running_loop()).__module__.startswith("aioqloop")
+
+@pytest.mark.aioqloop
+@pytest.mark.asyncio
+async def test_on_aioqloop():
+    assert on_aioqloop()
+
+@pytest.mark.aioqloop
+@pytest.mark.asyncio
+async def test_loop_error():
+    asyncio.get_running_loop().call_soon(lambda: 1 / 0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+@pytest.mark.asyncio
+async def test_main_context(main_context):
+    assert on_aioqloop()
+
+@pytest.mark.asyncio
+async def test_virtual_clock(virtual_clock):
+    assert on_aioqloop()
+
+@pytest.mark.aioqloop
+async def test_plain_marker():
+    assert on_aioqloop()
+
+@pytest.mark.aioqloop
+async def test_plain_loop_error():
+    asyncio.get_running_loop().call_soon(lambda: 1 / 0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+"""}
+    proc = _run_in(old_pytest_asyncio, tmp_path / "marked", files)
+    out = proc.stdout + proc.stderr
+    outcomes = _outcomes(out)
+    assert set(outcomes) == {"test_on_aioqloop", "test_loop_error", "test_main_context",
+                             "test_virtual_clock", "test_plain_marker",
+                             "test_plain_loop_error"}, out
+    needs = "aioqloop needs pytest-asyncio >= 1.4 (found 0.26.0"
+    for name, outcome in outcomes.items():
+        if outcome != "PASSED":
+            # Refused with the version it needs, or failed by a loop error on aioqloop.
+            assert (f"::{name}: {needs}" in out
+                    or (name.endswith("loop_error") and "ZeroDivisionError" in out)), out
+    # Not one ran on another loop: the loop errors fail their tests.
+    assert outcomes["test_loop_error"] != "PASSED", out
+    assert outcomes["test_plain_loop_error"] != "PASSED", out
+    # The plain path (a test marked aioqloop alone) runs on aioqloop as it always did.
+    assert outcomes["test_plain_marker"] == "PASSED", out
+    assert "AttributeError" not in out, out
+    proc = _run_in(old_pytest_asyncio, tmp_path / "run-level", files, "--aioqloop")
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert needs in proc.stderr, proc.stdout + proc.stderr
+
+
 # ---------------------------------------------------- options: marker, ini, CLI
 def test_marker_bql_gives_the_loop_the_tests_lock(pytester: pytest.Pytester) -> None:
     result = run(pytester, """
@@ -653,6 +978,74 @@ async def test_x():
 """)
     assert result.ret != 0
     result.stdout.fnmatch_lines([message])
+
+
+def test_no_aioqloop_overrides_the_ini_key(pytester: pytest.Pytester) -> None:
+    source = """
+import os, pytest
+from helpers import on_aioqloop
+
+@pytest.mark.asyncio
+async def test_unmarked():
+    assert on_aioqloop() is (os.environ["EXPECT"] == "on")
+
+@pytest.mark.aioqloop
+@pytest.mark.asyncio
+async def test_marked():
+    assert on_aioqloop()  # the marker wins over the command line
+"""
+    for args, expect in [((), "on"), (("--no-aioqloop",), "off"),
+                         (("--no-aioqloop", "--aioqloop"), "on")]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("EXPECT", expect)
+            result = run(pytester, source, *args, ini="aioqloop = true")
+        result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(("flag", "ini", "expected"), [
+    ("--no-aioqloop-virtual-clock", "aioqloop_virtual_clock = true", "virtual=False"),
+    ("--aioqloop-virtual-clock", "aioqloop_virtual_clock = false", "virtual=True"),
+    ("--no-aioqloop-bql", "aioqloop_bql = true", "bql=False"),
+    ("--aioqloop-bql", "aioqloop_bql = false", "bql=True"),
+    ("--no-aioqloop-autojump", "aioqloop_autojump = true", "autojump=False"),
+    ("--aioqloop-autojump", "aioqloop_autojump = false", "autojump=True"),
+    # The older spelling still works.
+    ("--aioqloop-autojump=false", "aioqloop_autojump = true", "autojump=False"),
+    ("--aioqloop-autojump=true", "aioqloop_autojump = false", "autojump=True"),
+])
+def test_on_off_flags_override_the_ini_keys(pytester: pytest.Pytester, flag: str, ini: str,
+                                            expected: str) -> None:
+    name, _, value = expected.partition("=")
+    result = run(pytester, f"""
+import asyncio, pytest, aioqloop
+
+@pytest.mark.asyncio
+async def test_option(bql):
+    loop = asyncio.get_running_loop()
+    clock = getattr(loop, "_aioq_clock", None)
+    if {name!r} == "virtual":
+        assert (clock is not None) is {value}
+    elif {name!r} == "autojump":
+        assert clock is not None and clock.autojump is {value}
+    else:
+        seen = []
+        done = asyncio.Event()
+        aioqloop.idle_add(lambda: seen.append(bql.held()) or done.set() or False)
+        await done.wait()
+        assert seen == [{value}]
+""", "--aioqloop", flag, "test_inner.py",
+        ini=ini + ("\naioqloop_virtual_clock = true" if name == "autojump" else ""))
+    result.assert_outcomes(passed=1)
+
+
+def test_on_off_options_share_one_style(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI.format(extra=""))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--help")
+    out = result.stdout.str()
+    for name in ("aioqloop", "aioqloop-virtual-clock", "aioqloop-autojump", "aioqloop-bql"):
+        for flag in (f"--{name}", f"--no-{name}"):
+            assert re.search(rf"^ +{flag}( |$)", out, re.MULTILINE), flag
+    assert "--aioqloop-autojump=" not in out  # the older spelling works, unlisted
 
 
 # ------------------------------------------------------------------ anyio
