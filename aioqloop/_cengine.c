@@ -1036,6 +1036,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     Py_ssize_t serial = self->serial;
     double t = perf_now(), t_start = t;
     int failed = 0;
+    /* QEMU's rule: the batch's first dispatch comes before any waiter gets the lock;
+     * waiters get it between two dispatches (see Dispatcher.dispatch). */
+    int first = 1;
     Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
     for (Py_ssize_t i = 0; i < count; i++) {
         if (self->serial != serial)
@@ -1046,7 +1049,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         SourceObject *src = (SourceObject *)o;
         if (!src->ready || src->destroyed)
             continue;
-        if (gate != NULL) {
+        if (first)
+            first = 0;
+        else if (gate != NULL) {
             int ok = call_truth(gate, s_between);
             if (ok < 0) {
                 failed = 1;

@@ -86,6 +86,11 @@ class Dispatcher:
         if gate is not None and not gate.enter():
             return
         serial = self._serial
+        # QEMU's rule: the loop that took the lock (or was handed it) for this batch
+        # dispatches first; waiters get the lock between two dispatches, never before
+        # the first, or a loop handed the lock while others queue would hand it straight
+        # on and its ready sources would starve.
+        first = True
         # One clock read per dispatch: each dispatch's end is the next one's start.
         t = t_start = _perf()
         try:
@@ -94,7 +99,9 @@ class Dispatcher:
                     break  # a nested iteration took over the rest, as in gmain.c
                 if not src._ready or src._destroyed:
                     continue
-                if gate is not None and not gate.between():
+                if first:
+                    first = False
+                elif gate is not None and not gate.between():
                     gate = None  # deferred: the rest waits for the lock
                     break
                 t = self._dispatch_one(src, t)
