@@ -2444,6 +2444,7 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
 /* ----------------------------------------------------- collect and destroy, in C */
 static PyObject *heappop, *default_destroy;
 static PyObject *s_run_ops, *s_lock, *s_owner, *s_closed_attr, *s_notify;
+static PyObject *s_check_loop_open, *s_is_closed, *s_owned_by_loop;
 static PyObject *s_bh_source, *s_stale_attr, *s_release, *s_acquire;
 
 /* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
@@ -2653,8 +2654,15 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     {
         int closed = attr_truth((PyObject *)self, s_closed_attr);
         int closing = closed == 0 ? attr_truth((PyObject *)self, s_closing_attr) : 0;
-        PyObject *next = (closed == 0 && closing == 0)
-                         ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
+        int open = closed == 0 && closing == 0;
+        /* A closed loop refuses the attach before anything changes (see
+         * MainContext._check_loop_open); a loop's own context is closed with it. */
+        int own = open ? attr_truth((PyObject *)self, s_owned_by_loop) : 0;
+        if (own < 0 || (open && !own
+                        && call_method_void((PyObject *)self, s_check_loop_open,
+                                            NULL, NULL, NULL) < 0))
+            open = 0;
+        PyObject *next = open ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
         if (closed > 0 || closing > 0)
             PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
         if (next != NULL) {
@@ -2866,8 +2874,32 @@ plain_kick(PlainObject *self)
     if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
         return -1;
     PyObject *h = PyObject_CallMethodOneArg(self->loop, s_call_soon, self->run_cb);
-    if (h == NULL)
+    if (h == NULL) {
+        /* A closed loop has nothing to run (new work is refused up front, see
+         * MainContext._check_loop_open): a notification in the middle of a change
+         * must let the change finish (PlainDriver._kick). */
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError))
+            return -1;
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        PyObject *closed = PyObject_CallMethodNoArgs(self->loop, s_is_closed);
+        int is_closed = closed ? PyObject_IsTrue(closed) : -1;
+        Py_XDECREF(closed);
+        if (is_closed > 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            return 0;
+        }
+        if (is_closed < 0) {  /* is_closed() failed: that error goes on */
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            return -1;
+        }
+        PyErr_Restore(et, ev, etb);
         return -1;
+    }
     Py_XSETREF(self->handle, h);
     return 0;
 }
@@ -3124,6 +3156,12 @@ bh_schedule(BHObject *self, PyObject *unused)
             PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
             goto unlock;
         }
+        /* refused before anything changes: work nothing would ever run (a loop's own
+         * context is closed with its loop, and the waker with it) */
+        int own = attr_truth(ctx, s_owned_by_loop);
+        if (own < 0 || (!own && call_method_void(ctx, s_check_loop_open,
+                                                 NULL, NULL, NULL) < 0))
+            goto unlock;
         self->scheduled = 1;
         PyObject *pending = PyObject_GetAttr(carrier, s_pending_attr);
         long n = pending ? PyLong_AsLong(pending) : -1;
@@ -3410,6 +3448,9 @@ PyInit__cengine(void)
     INTERN(s_lock, "lock");
     INTERN(s_owner, "_owner");
     INTERN(s_closed_attr, "_closed");
+    INTERN(s_check_loop_open, "_check_loop_open");
+    INTERN(s_is_closed, "is_closed");
+    INTERN(s_owned_by_loop, "_owned_by_loop");
     INTERN(s_notify, "notify");
     INTERN(s_bh_source, "source");
     INTERN(s_stale_attr, "_stale");
