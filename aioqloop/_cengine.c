@@ -979,6 +979,22 @@ only_key(PyObject *dict)
     return NULL;
 }
 
+/* Dispatcher.dispatch_postponed(): a big lock handed over for a dispatch that does not
+ * happen now goes back at once, so the loop never polls holding it. */
+static PyObject *
+ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
+{
+    PyObject *gate = self->gate;
+    if (gate != NULL && !IS_NONE(gate)) {
+        Py_INCREF(gate);
+        int rc = call_method_void(gate, s_give_back, NULL, NULL, NULL);
+        Py_DECREF(gate);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
 static PyObject *
 ctx_dispatch(ContextObject *self, PyObject *priority)
@@ -992,10 +1008,10 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
                 return NULL;
             PyErr_Clear();  /* an unhashable priority: nothing is ready there */
         }
-        Py_RETURN_NONE;
+        return ctx_dispatch_postponed(self, NULL);  /* gone since the check */
     }
     if (!PyDict_Check(bucket) || PyDict_GET_SIZE(bucket) == 0)
-        Py_RETURN_NONE;
+        return ctx_dispatch_postponed(self, NULL);
     self->iterations++;
     PyObject *single = NULL, *pending = NULL;
     if (PyDict_GET_SIZE(bucket) == 1) {
@@ -1584,6 +1600,8 @@ static PyMethodDef ctx_methods[] = {
      "The earliest ready time in loop seconds (inf if none)."},
     {"time", (PyCFunction)ctx_time, METH_NOARGS,
      "The context's time in seconds: cached during an iteration, else the loop's now."},
+    {"dispatch_postponed", (PyCFunction)ctx_dispatch_postponed, METH_NOARGS,
+     "The driver does not dispatch what the check found ready: give back a handed lock."},
     {"dispatch", (PyCFunction)ctx_dispatch, METH_O,
      "Dispatch the ready sources of ``priority`` in attach order.  Owner thread."},
     {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
@@ -1648,6 +1666,7 @@ static PyTypeObject HookType;
 static PyObject *hook_poll_descr, *hook_place_descr;
 static double MAX_WAIT = 86400.0;
 static PyObject *s_ready_q, *s_scheduled, *s_timer_due, *s_urgent, *s_woken, *s_raw;
+static PyObject *s_dispatch_postponed;
 static PyObject *s_take_raw, *s_take_epfd, *s_poll_clock, *s_expose_deadline, *s_sources;
 static PyObject *s_append, *s_clear, *s_select_name;
 static PyObject *empty_events;
@@ -2170,6 +2189,10 @@ hook_place(HookObject *self, PyObject *priority)
     }
     else if (quiet && nready == 0) {
         rc = ctx_call_dispatch(ctx, priority);  /* idle-class: asyncio has nothing to run */
+    }
+    else {
+        /* asyncio's work first: no big lock held meanwhile */
+        rc = call_method_void(ctx, s_dispatch_postponed, NULL, NULL, NULL);
     }
     Py_DECREF(ready);
     Py_DECREF(ctx);
@@ -3423,6 +3446,7 @@ PyInit__cengine(void)
     INTERN(s_scheduled, "_scheduled");
     INTERN(s_timer_due, "_timer_due");
     INTERN(s_urgent, "_urgent");
+    INTERN(s_dispatch_postponed, "dispatch_postponed");
     INTERN(s_woken, "_woken");
     INTERN(s_raw, "raw");
     INTERN(s_take_raw, "take_raw");

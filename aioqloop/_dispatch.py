@@ -77,6 +77,7 @@ class Dispatcher:
         ready = self._ready
         bucket = ready.get(priority)  # type: ignore[call-overload]
         if not bucket:
+            self.dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
         self._iterations += 1
         pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
@@ -109,6 +110,17 @@ class Dispatcher:
             self._dispatch_time += t - t_start
             if gate is not None:
                 gate.leave()
+
+    def dispatch_postponed(self) -> None:
+        """The driver does not dispatch what the check found ready, not now (owner thread).
+
+        A big lock handed over to the loop for that dispatch goes back at once: kept, it
+        would be held through the next poll, and QEMU's loop never polls holding it.  The
+        next dispatch takes it again.
+        """
+        gate = self._gate
+        if gate is not None:
+            gate.give_back()
 
     def _count_waited(self, priority: float) -> None:
         for p, waiting in self._ready.items():

@@ -1858,3 +1858,76 @@ def test_a_loop_handed_the_lock_dispatches_before_a_queued_thread_gets_it(base: 
     assert len(lock.holds) >= rounds
     lock.assert_every_hold_dispatched()
     assert not lock.locked()
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.timeout(60)
+def test_a_lock_handed_for_a_dispatch_that_must_wait_is_not_kept_meanwhile(base: str) -> None:
+    # An idle-class source waits while asyncio has work.  The loop, handed the lock for
+    # its dispatch, kept it as long as tasks kept asyncio busy, through every poll: a
+    # thread waiting for the lock never got it.  QEMU's loop never polls holding it.
+    import aioqloop
+
+    lock = BigLock(name="idle")
+
+    async def main() -> bool:
+        stop = False
+
+        async def busy() -> None:
+            while not stop:
+                await asyncio.sleep(0)
+
+        def idle() -> bool:
+            return not stop
+
+        await lock.acquire()
+        aioqloop.idle_add(idle)  # ready; its dispatch queues behind this task
+        await until(waiters_are(lock, 1))
+        tasks = [asyncio.create_task(busy()) for _ in range(2)]
+        await asyncio.sleep(0)  # the busy tasks are running: asyncio has work from now on
+        lock.release()  # handed to the loop for the idle's dispatch
+        await until(lambda: lock.statistics().threads.contended_acquisitions >= 1)
+
+        def take() -> bool:
+            if not lock.acquire_sync(timeout=DEADLINE):
+                return False
+            lock.release()
+            return True
+
+        got = await asyncio.to_thread(take)
+        stop = True
+        await asyncio.gather(*tasks)
+        return got
+
+    assert aioqloop.run(main(), base=base, bql=lock) is True
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.timeout(60)
+def test_a_lock_handed_for_a_dispatch_whose_source_went_meanwhile_goes_back(base: str) -> None:
+    # The loop is handed the lock for a dispatch queued behind a task step, and that step
+    # destroys the only ready source.  The dispatch found nothing and kept the lock
+    # through the next poll, however long: a thread waiting for it waited as long.
+    import aioqloop
+
+    lock = BigLock(name="gone")
+
+    async def main() -> bool:
+        await lock.acquire()
+        sid = aioqloop.idle_add(lambda: True, priority=aioqloop.PRIORITY_DEFAULT)
+        await until(waiters_are(lock, 1))  # its dispatch waits behind this task
+        lock.release()  # handed to the loop; this task's next step runs before it
+        await asyncio.sleep(0)
+        aioqloop.source_remove(sid)
+
+        def take() -> bool:
+            if not lock.acquire_sync(timeout=DEADLINE):
+                return False
+            lock.release()
+            return True
+
+        return await asyncio.to_thread(take)  # the loop sleeps meanwhile
+
+    assert aioqloop.run(main(), base=base, bql=lock) is True
+    assert not lock.locked()
