@@ -979,6 +979,22 @@ only_key(PyObject *dict)
     return NULL;
 }
 
+/* Dispatcher.dispatch_postponed(): a big lock handed over for a dispatch that does not
+ * happen now goes back at once, so the loop never polls holding it. */
+static PyObject *
+ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
+{
+    PyObject *gate = self->gate;
+    if (gate != NULL && !IS_NONE(gate)) {
+        Py_INCREF(gate);
+        int rc = call_method_void(gate, s_give_back, NULL, NULL, NULL);
+        Py_DECREF(gate);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
 static PyObject *
 ctx_dispatch(ContextObject *self, PyObject *priority)
@@ -992,10 +1008,10 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
                 return NULL;
             PyErr_Clear();  /* an unhashable priority: nothing is ready there */
         }
-        Py_RETURN_NONE;
+        return ctx_dispatch_postponed(self, NULL);  /* gone since the check */
     }
     if (!PyDict_Check(bucket) || PyDict_GET_SIZE(bucket) == 0)
-        Py_RETURN_NONE;
+        return ctx_dispatch_postponed(self, NULL);
     self->iterations++;
     PyObject *single = NULL, *pending = NULL;
     if (PyDict_GET_SIZE(bucket) == 1) {
@@ -1036,6 +1052,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     Py_ssize_t serial = self->serial;
     double t = perf_now(), t_start = t;
     int failed = 0;
+    /* QEMU's rule: the batch's first dispatch comes before any waiter gets the lock;
+     * waiters get it between two dispatches (see Dispatcher.dispatch). */
+    int first = 1;
     Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
     for (Py_ssize_t i = 0; i < count; i++) {
         if (self->serial != serial)
@@ -1046,7 +1065,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         SourceObject *src = (SourceObject *)o;
         if (!src->ready || src->destroyed)
             continue;
-        if (gate != NULL) {
+        if (first)
+            first = 0;
+        else if (gate != NULL) {
             int ok = call_truth(gate, s_between);
             if (ok < 0) {
                 failed = 1;
@@ -1579,6 +1600,8 @@ static PyMethodDef ctx_methods[] = {
      "The earliest ready time in loop seconds (inf if none)."},
     {"time", (PyCFunction)ctx_time, METH_NOARGS,
      "The context's time in seconds: cached during an iteration, else the loop's now."},
+    {"dispatch_postponed", (PyCFunction)ctx_dispatch_postponed, METH_NOARGS,
+     "The driver does not dispatch what the check found ready: give back a handed lock."},
     {"dispatch", (PyCFunction)ctx_dispatch, METH_O,
      "Dispatch the ready sources of ``priority`` in attach order.  Owner thread."},
     {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
@@ -1643,6 +1666,7 @@ static PyTypeObject HookType;
 static PyObject *hook_poll_descr, *hook_place_descr;
 static double MAX_WAIT = 86400.0;
 static PyObject *s_ready_q, *s_scheduled, *s_timer_due, *s_urgent, *s_woken, *s_raw;
+static PyObject *s_dispatch_postponed;
 static PyObject *s_take_raw, *s_take_epfd, *s_poll_clock, *s_expose_deadline, *s_sources;
 static PyObject *s_append, *s_clear, *s_select_name;
 static PyObject *empty_events;
@@ -2166,6 +2190,10 @@ hook_place(HookObject *self, PyObject *priority)
     else if (quiet && nready == 0) {
         rc = ctx_call_dispatch(ctx, priority);  /* idle-class: asyncio has nothing to run */
     }
+    else {
+        /* asyncio's work first: no big lock held meanwhile */
+        rc = call_method_void(ctx, s_dispatch_postponed, NULL, NULL, NULL);
+    }
     Py_DECREF(ready);
     Py_DECREF(ctx);
     if (rc < 0)
@@ -2439,6 +2467,7 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
 /* ----------------------------------------------------- collect and destroy, in C */
 static PyObject *heappop, *default_destroy;
 static PyObject *s_run_ops, *s_lock, *s_owner, *s_closed_attr, *s_notify;
+static PyObject *s_check_loop_open, *s_is_closed, *s_owned_by_loop;
 static PyObject *s_bh_source, *s_stale_attr, *s_release, *s_acquire;
 
 /* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
@@ -2648,8 +2677,15 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     {
         int closed = attr_truth((PyObject *)self, s_closed_attr);
         int closing = closed == 0 ? attr_truth((PyObject *)self, s_closing_attr) : 0;
-        PyObject *next = (closed == 0 && closing == 0)
-                         ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
+        int open = closed == 0 && closing == 0;
+        /* A closed loop refuses the attach before anything changes (see
+         * MainContext._check_loop_open); a loop's own context is closed with it. */
+        int own = open ? attr_truth((PyObject *)self, s_owned_by_loop) : 0;
+        if (own < 0 || (open && !own
+                        && call_method_void((PyObject *)self, s_check_loop_open,
+                                            NULL, NULL, NULL) < 0))
+            open = 0;
+        PyObject *next = open ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
         if (closed > 0 || closing > 0)
             PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
         if (next != NULL) {
@@ -2861,8 +2897,32 @@ plain_kick(PlainObject *self)
     if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
         return -1;
     PyObject *h = PyObject_CallMethodOneArg(self->loop, s_call_soon, self->run_cb);
-    if (h == NULL)
+    if (h == NULL) {
+        /* A closed loop has nothing to run (new work is refused up front, see
+         * MainContext._check_loop_open): a notification in the middle of a change
+         * must let the change finish (PlainDriver._kick). */
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError))
+            return -1;
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        PyObject *closed = PyObject_CallMethodNoArgs(self->loop, s_is_closed);
+        int is_closed = closed ? PyObject_IsTrue(closed) : -1;
+        Py_XDECREF(closed);
+        if (is_closed > 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            return 0;
+        }
+        if (is_closed < 0) {  /* is_closed() failed: that error goes on */
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            return -1;
+        }
+        PyErr_Restore(et, ev, etb);
         return -1;
+    }
     Py_XSETREF(self->handle, h);
     return 0;
 }
@@ -3119,6 +3179,12 @@ bh_schedule(BHObject *self, PyObject *unused)
             PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
             goto unlock;
         }
+        /* refused before anything changes: work nothing would ever run (a loop's own
+         * context is closed with its loop, and the waker with it) */
+        int own = attr_truth(ctx, s_owned_by_loop);
+        if (own < 0 || (!own && call_method_void(ctx, s_check_loop_open,
+                                                 NULL, NULL, NULL) < 0))
+            goto unlock;
         self->scheduled = 1;
         PyObject *pending = PyObject_GetAttr(carrier, s_pending_attr);
         long n = pending ? PyLong_AsLong(pending) : -1;
@@ -3380,6 +3446,7 @@ PyInit__cengine(void)
     INTERN(s_scheduled, "_scheduled");
     INTERN(s_timer_due, "_timer_due");
     INTERN(s_urgent, "_urgent");
+    INTERN(s_dispatch_postponed, "dispatch_postponed");
     INTERN(s_woken, "_woken");
     INTERN(s_raw, "raw");
     INTERN(s_take_raw, "take_raw");
@@ -3405,6 +3472,9 @@ PyInit__cengine(void)
     INTERN(s_lock, "lock");
     INTERN(s_owner, "_owner");
     INTERN(s_closed_attr, "_closed");
+    INTERN(s_check_loop_open, "_check_loop_open");
+    INTERN(s_is_closed, "is_closed");
+    INTERN(s_owned_by_loop, "_owned_by_loop");
     INTERN(s_notify, "notify");
     INTERN(s_bh_source, "source");
     INTERN(s_stale_attr, "_stale");

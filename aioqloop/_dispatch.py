@@ -77,6 +77,7 @@ class Dispatcher:
         ready = self._ready
         bucket = ready.get(priority)  # type: ignore[call-overload]
         if not bucket:
+            self.dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
         self._iterations += 1
         pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
@@ -86,6 +87,11 @@ class Dispatcher:
         if gate is not None and not gate.enter():
             return
         serial = self._serial
+        # QEMU's rule: the loop that took the lock (or was handed it) for this batch
+        # dispatches first; waiters get the lock between two dispatches, never before
+        # the first, or a loop handed the lock while others queue would hand it straight
+        # on and its ready sources would starve.
+        first = True
         # One clock read per dispatch: each dispatch's end is the next one's start.
         t = t_start = _perf()
         try:
@@ -94,7 +100,9 @@ class Dispatcher:
                     break  # a nested iteration took over the rest, as in gmain.c
                 if not src._ready or src._destroyed:
                     continue
-                if gate is not None and not gate.between():
+                if first:
+                    first = False
+                elif gate is not None and not gate.between():
                     gate = None  # deferred: the rest waits for the lock
                     break
                 t = self._dispatch_one(src, t)
@@ -102,6 +110,17 @@ class Dispatcher:
             self._dispatch_time += t - t_start
             if gate is not None:
                 gate.leave()
+
+    def dispatch_postponed(self) -> None:
+        """The driver does not dispatch what the check found ready, not now (owner thread).
+
+        A big lock handed over to the loop for that dispatch goes back at once: kept, it
+        would be held through the next poll, and QEMU's loop never polls holding it.  The
+        next dispatch takes it again.
+        """
+        gate = self._gate
+        if gate is not None:
+            gate.give_back()
 
     def _count_waited(self, priority: float) -> None:
         for p, waiting in self._ready.items():

@@ -9,9 +9,13 @@ dispatches.  A context created with ``bql=`` does the same through this gate:
   *deferred* (the context reports nothing ready) and, once the lock is handed over, the
   loop is woken to dispatch (`deferred` clears, `handed` is set);
 * `between` two dispatches lets a queued waiter in (release, then take again), so a
-  thread waiting for the lock gets it between dispatches rather than after the batch;
+  thread waiting for the lock gets it between dispatches rather than after the batch.
+  Never before the first dispatch of a batch: a loop that takes the lock, or is handed
+  it, dispatches one ready source before anyone else gets it, or under contention the
+  lock would pass through the loop without a dispatch and its sources would starve;
 * `leave` after the phase releases it; `give_back` returns a lock handed over for a
-  dispatch that no longer has anything to run;
+  dispatch that no longer has anything to run, or that the driver puts off (an idle
+  priority while asyncio has work): the loop never polls holding it;
 * `close` withdraws a queued callback waiter (a closed loop must not be handed the lock,
   or no thread could take it again).
 """

@@ -73,6 +73,8 @@ class _BHMethods:
                 raise RuntimeError(f"schedule() of {bh!r}: its MainContext is closed")
             if bh._scheduled:
                 return
+            # Refused before anything changes: work nothing would ever run.
+            ctx._check_loop_open()
             bh._scheduled = True
             assert carrier is not None
             if not carrier.pending:
@@ -122,6 +124,7 @@ class BottomHalf(_BHBase):
         elif not _registry.is_context(context):
             raise TypeError(f"context must be a MainContext, not {type(context).__name__}")
         context._check_closed()
+        context._check_loop_open()
         self._ctx = context
         self._callback = callback
         self._args = args
@@ -198,8 +201,8 @@ class _BHSource(Source):
             new = _BHCarrier(src)
             if carrier is not None:
                 new.pending, new.queue = carrier.pending, carrier.queue
+            src.attach(ctx)  # first: a refused attach leaves the context as it was
             ctx._bh = new
-            src.attach(ctx)
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
         ctx = self._context

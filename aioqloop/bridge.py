@@ -219,7 +219,14 @@ class _PyPlain:
 
     def _kick(self, _priority: int = 0) -> None:
         if self._handle is None and not self._closed:
-            self._handle = self._loop.call_soon(self._run)
+            try:
+                self._handle = self._loop.call_soon(self._run)
+            except RuntimeError:
+                # A closed loop has nothing to run (the context's entry points refuse
+                # new work up front, see MainContext._check_loop_open); what is left
+                # here is a notification in the middle of a change, which must finish.
+                if not self._loop.is_closed():
+                    raise
 
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
@@ -341,6 +348,8 @@ class PlainDriver(_PlainBase, Driver):
 
     def deadline_changed(self, when: float) -> None:
         if when < self._timer_when and not self._closed:
+            if self._loop.is_closed():
+                return  # nothing to wake (see _kick)
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_when = when

@@ -196,6 +196,7 @@ class _PyCore(Dispatcher):
         def _insert_tree(self, src: Source) -> None: ...
         def _post_insert(self, src: Source) -> None: ...
         def _remove(self, src: Source) -> None: ...
+        def _check_loop_open(self) -> None: ...
 
     def iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
         """One iteration (``g_main_context_iterate``); True if a source was ready.
@@ -379,6 +380,7 @@ class _PyCore(Dispatcher):
         with self._waker.lock:
             if self._closed or self._closing:
                 raise RuntimeError("the MainContext is closed")
+            self._check_loop_open()
             sid = self._next_id
             while sid == 0 or sid in self._sources:
                 sid = (sid + 1) & 0xFFFFFFFF
@@ -517,7 +519,8 @@ class MainContext(SourceSet, _Core):
         With ``may_block`` the call waits (in the context's own poll) until a source is
         ready.  It may be nested inside a source callback (``g_main_context_iteration``).
         It is refused (`RuntimeError`) from a coroutine of the context's own loop, which
-        it would block, and from another thread while the context is owned.
+        it would block, from another thread while the context is owned, and once the
+        context's loop is closed.
         """
         if self._in_hook:
             warnings.warn(
@@ -536,6 +539,7 @@ class MainContext(SourceSet, _Core):
         one inside a task step, as gi.events does (sources only, never asyncio's own)."""
         if self._foreign():
             self._check_can_block("iteration()")  # raises: owned by another thread
+        self._check_loop_open()
         if not self.acquire():
             raise RuntimeError("iteration(): another thread owns this MainContext")
         try:
@@ -786,6 +790,18 @@ class MainContext(SourceSet, _Core):
     def _check_closed(self) -> None:
         if self._closed:
             raise RuntimeError("the MainContext is closed")
+
+    def _check_loop_open(self) -> None:
+        """Refuse new work once the context's loop is closed, before anything changes.
+
+        A context bound to a loop it does not belong to (``MainContext(loop)`` on any
+        asyncio loop) outlives that loop's close; nothing would ever dispatch what it is
+        given afterwards, so attaching, scheduling and re-arming are refused loudly.
+        Removing work (destroy, cancel, close) still succeeds.  An aioqloop loop's own
+        context closes with its loop (`_check_closed` tells), so it need not ask.
+        """
+        if not self._owned_by_loop and self._port.is_closed():
+            raise RuntimeError("the MainContext's event loop is closed")
 
     # -------------------------------------------------------------- errors
     def _report(

@@ -216,6 +216,8 @@ class _PyHook:
         elif not (self._events or self._loop._ready
                   or (self._loop._scheduled and self._loop._timer_due())):
             ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
+        else:
+            ctx.dispatch_postponed()  # asyncio's work first: no lock held meanwhile
 
 
 if TYPE_CHECKING or _engine.core is None:

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -90,10 +91,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid keyword '{name}'")
 
 
+def _finite_float(text: str) -> float:
+    # A number beyond a double's range (1e400) decodes to inf, which no reply could
+    # carry back: strict JSON has no Infinity.  Refused like any malformed message.
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        raise ValueError(f"number {shown} is out of range")
+    return value
+
+
 def _decode(raw: bytes) -> Any:
     """Decode one framed message, or raise `QMPError` with QEMU's "JSON parse error"."""
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:  # only if the caller's stack is already deep
         raise QMPError("JSON nesting depth limit exceeded") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -285,13 +296,30 @@ class _Connection:
         self.oob = False
 
     def send(self, obj: Mapping[str, Any]) -> None:
+        """Send one message; raises `ValueError` or `TypeError` (sending nothing) for
+        one that is not strict JSON (see `_encode`)."""
+        self.write(_encode(obj))
+
+    def write(self, data: bytes) -> None:
+        """Send one message encoded by `_encode`."""
         if self.writer.is_closing():
             return
         if self.writer.transport.get_write_buffer_size() > _MAX_PENDING_OUTPUT:
             # A client that reads nothing must not make the server buffer without end.
             self.writer.transport.abort()
             return
-        self.writer.write(json.dumps(obj).encode() + b"\r\n")
+        self.writer.write(data)
+
+
+def _encode(obj: Mapping[str, Any]) -> bytes:
+    """One message on the wire: strict JSON and the line end QEMU sends.
+
+    Raises `ValueError` for a NaN or an infinity anywhere in ``obj`` (Python's json
+    would write ``NaN``/``Infinity``, which strict parsers, QEMU's and qemu.qmp's among
+    them, refuse), `TypeError` for a value JSON cannot represent, and `RecursionError`
+    for one nested too deeply (or circular, which is a `ValueError`).
+    """
+    return json.dumps(obj, allow_nan=False).encode() + b"\r\n"
 
 
 class QMPServer:
@@ -353,6 +381,8 @@ class QMPServer:
 
         Called by a command handler, the event reaches its issuer before the reply, as
         in QEMU.  The timestamp is wall-clock time split into seconds and microseconds.
+        Raises `ValueError` (a NaN or an infinity) or `TypeError` for ``data`` that is
+        not strict JSON; then no connection gets the event.
         """
         now = time.time()
         seconds = int(now)
@@ -362,9 +392,12 @@ class QMPServer:
         }
         if data is not None:
             msg["data"] = dict(data)
+        # Encoded once, before any connection gets it: data that is not strict JSON
+        # raises here (ValueError, TypeError) and no connection sees the event.
+        wire = _encode(msg)
         for conn in list(self._connections):
             if conn.negotiated:
-                conn.send(msg)
+                conn.write(wire)
 
     # ---------------------------------------------------------------- dispatch
     async def dispatch(self, conn: _Connection, request: Any) -> dict[str, Any]:
@@ -444,7 +477,7 @@ class QMPServer:
                     else:
                         reply = await self.dispatch(conn, item)
                     self.replies += 1
-                    conn.send(reply)
+                    conn.write(self._encode_reply(reply))
                 await writer.drain()
         except ConnectionError:
             pass  # the client went away: nothing to answer
@@ -456,6 +489,22 @@ class QMPServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    @staticmethod
+    def _encode_reply(reply: dict[str, Any]) -> bytes:
+        """``reply`` on the wire; a reply that is not strict JSON (a handler returned a
+        NaN, an infinity or an object JSON cannot represent) becomes an internal error
+        for the same ``id``, logged once for the developer as a failing handler is."""
+        try:
+            return _encode(reply)
+        except (ValueError, TypeError, RecursionError) as exc:
+            _log.error("QMP reply is not valid JSON: %s: %s", type(exc).__name__, exc)
+            err: dict[str, Any] = {"id": reply["id"]} if "id" in reply else {}
+            err["error"] = QMPError(
+                f"internal error: the reply is not valid JSON: {type(exc).__name__}: {exc}"
+            ).to_json()
+            # The id was decoded from strict JSON (no NaN, no infinity): it encodes.
+            return _encode(err)
 
     def close_connections(self) -> None:
         """Close every client connection (e.g. after ``quit``, once its reply is out)."""

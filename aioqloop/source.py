@@ -307,8 +307,10 @@ class Source(_SourceBase):
             self._check_not_destroyed("set_ready_time")
         if when == self._ready_time:
             return
-        self._ready_time = when
         ctx = self._context
+        if ctx is not None:
+            ctx._check_loop_open()  # before the change: a refused call changes nothing
+        self._ready_time = when
         if ctx is not None:
             ctx._ready_time_changed(self)
 
@@ -326,6 +328,8 @@ class Source(_SourceBase):
         fdnum = fd_of(fd_or_fileobj)
         cond = check_events(events)
         self._check_not_destroyed("add_unix_fd")
+        if self._context is not None:
+            self._context._check_loop_open()
         st = os.fstat(fdnum)  # EBADF here, at the call, not later inside the loop
         record = _FdRecord(self, fdnum, cond, (st.st_dev, st.st_ino))
         fds = self._fds
@@ -379,6 +383,8 @@ class Source(_SourceBase):
             raise RuntimeError(f"{child!r} is already attached or has a parent")
         if child is self or self._is_descendant_of(child):
             raise RuntimeError("a source cannot be its own ancestor")
+        if self._context is not None:
+            self._context._check_loop_open()
         child._parent = self
         child._priority = self._priority
         children = self._children

@@ -1732,3 +1732,202 @@ async def test_interrupt_while_waking_a_task_of_another_loop_still_wakes_it(
     await asyncio.wrap_future(future)
     assert acquired.is_set()
     assert_idle(lock)
+
+
+# --------------------------------------------------------------------------- #
+# A loop's dispatch under contention (QEMU: lock after poll, dispatch, then yield)
+# --------------------------------------------------------------------------- #
+
+BASES = ("asyncio", "uvloop")
+
+
+class LoopHolds(BigLock):
+    """A lock that counts the source dispatches made in each hold of the loop thread.
+
+    The loop thread owns the lock (as a thread, outside any task step) from the moment it
+    takes it or is handed it for a dispatch until it releases it; ``holds`` gets one entry
+    per such hold: how many dispatches ``dispatched()`` counted meanwhile.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="counted")
+        self.loop_thread: threading.Thread | None = None
+        self.recording = False
+        self.dispatches = 0
+        self.holds: list[int] = []
+
+    def dispatched(self) -> None:
+        assert self.statistics().owner is self.loop_thread  # the loop holds it to dispatch
+        self.dispatches += 1
+
+    def release(self) -> None:
+        if self._owner is not None and self._owner is self.loop_thread:
+            if self.recording:
+                self.holds.append(self.dispatches)
+            self.dispatches = 0
+        super().release()
+
+    def assert_every_hold_dispatched(self) -> None:
+        idle = self.holds.count(0)
+        assert idle == 0, f"{idle} of {len(self.holds)} holds of the loop dispatched nothing"
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.timeout(60)
+def test_a_loop_handed_the_lock_dispatches_before_tasks_of_its_own_get_it(base: str) -> None:
+    # Four tasks of the loop take turns with the lock.  The loop is handed it for a batch
+    # of ready sources; it handed it straight on to the next queued task before its first
+    # dispatch, so a ready source ran about once a second.  Each hold must dispatch.
+    import aioqloop
+
+    lock = LoopHolds()
+    holds_wanted = 150
+
+    async def main() -> int:
+        lock.loop_thread = threading.current_thread()
+
+        def busy() -> bool:
+            lock.dispatched()
+            return True
+
+        src = aioqloop.idle_add(busy, priority=aioqloop.PRIORITY_DEFAULT)
+        turns = 0
+
+        async def worker() -> None:
+            nonlocal turns
+            # Bounded by hand-overs counted, not by time: on the faulty loop there are
+            # thousands a second, each without a dispatch.
+            while len(lock.holds) < holds_wanted:
+                async with lock:
+                    turns += 1
+                    await asyncio.sleep(0)
+
+        lock.recording = True
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4))), 30)
+        lock.recording = False
+        aioqloop.source_remove(src)
+        return turns
+
+    turns = aioqloop.run(main(), base=base, bql=lock)
+    assert len(lock.holds) >= holds_wanted
+    assert turns >= holds_wanted  # the tasks got the lock in between, all along
+    lock.assert_every_hold_dispatched()
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.timeout(60)
+def test_a_loop_handed_the_lock_dispatches_before_a_queued_thread_gets_it(base: str) -> None:
+    # A thread holds the lock; the loop waits for it to dispatch; a second thread queues
+    # behind the loop.  When the first thread releases, the loop must dispatch its ready
+    # source before the second thread gets the lock (between dispatches, not before them).
+    import aioqloop
+
+    lock = LoopHolds()
+    rounds = 10
+
+    async def main() -> None:
+        lock.loop_thread = threading.current_thread()
+
+        def busy() -> bool:
+            lock.dispatched()
+            return True
+
+        src = aioqloop.idle_add(busy, priority=aioqloop.PRIORITY_DEFAULT)
+
+        def take_and_go() -> None:
+            with lock:
+                pass
+
+        def rounds_of_contention() -> None:
+            for _ in range(rounds):
+                with lock:  # the busy loop queues behind this thread to dispatch
+                    until_sync(waiters_are(lock, 1))
+                    second = threading.Thread(target=take_and_go)
+                    second.start()
+                    until_sync(waiters_are(lock, 2))  # queued behind the loop
+                second.join(DEADLINE)
+                assert not second.is_alive()
+
+        lock.recording = True
+        await asyncio.wait_for(asyncio.to_thread(rounds_of_contention), 30)
+        lock.recording = False
+        aioqloop.source_remove(src)
+
+    aioqloop.run(main(), base=base, bql=lock)
+    assert len(lock.holds) >= rounds
+    lock.assert_every_hold_dispatched()
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.timeout(60)
+def test_a_lock_handed_for_a_dispatch_that_must_wait_is_not_kept_meanwhile(base: str) -> None:
+    # An idle-class source waits while asyncio has work.  The loop, handed the lock for
+    # its dispatch, kept it as long as tasks kept asyncio busy, through every poll: a
+    # thread waiting for the lock never got it.  QEMU's loop never polls holding it.
+    import aioqloop
+
+    lock = BigLock(name="idle")
+
+    async def main() -> bool:
+        stop = False
+
+        async def busy() -> None:
+            while not stop:
+                await asyncio.sleep(0)
+
+        def idle() -> bool:
+            return not stop
+
+        await lock.acquire()
+        aioqloop.idle_add(idle)  # ready; its dispatch queues behind this task
+        await until(waiters_are(lock, 1))
+        tasks = [asyncio.create_task(busy()) for _ in range(2)]
+        await asyncio.sleep(0)  # the busy tasks are running: asyncio has work from now on
+        lock.release()  # handed to the loop for the idle's dispatch
+        await until(lambda: lock.statistics().threads.contended_acquisitions >= 1)
+
+        def take() -> bool:
+            if not lock.acquire_sync(timeout=DEADLINE):
+                return False
+            lock.release()
+            return True
+
+        got = await asyncio.to_thread(take)
+        stop = True
+        await asyncio.gather(*tasks)
+        return got
+
+    assert aioqloop.run(main(), base=base, bql=lock) is True
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.timeout(60)
+def test_a_lock_handed_for_a_dispatch_whose_source_went_meanwhile_goes_back(base: str) -> None:
+    # The loop is handed the lock for a dispatch queued behind a task step, and that step
+    # destroys the only ready source.  The dispatch found nothing and kept the lock
+    # through the next poll, however long: a thread waiting for it waited as long.
+    import aioqloop
+
+    lock = BigLock(name="gone")
+
+    async def main() -> bool:
+        await lock.acquire()
+        sid = aioqloop.idle_add(lambda: True, priority=aioqloop.PRIORITY_DEFAULT)
+        await until(waiters_are(lock, 1))  # its dispatch waits behind this task
+        lock.release()  # handed to the loop; this task's next step runs before it
+        await asyncio.sleep(0)
+        aioqloop.source_remove(sid)
+
+        def take() -> bool:
+            if not lock.acquire_sync(timeout=DEADLINE):
+                return False
+            lock.release()
+            return True
+
+        return await asyncio.to_thread(take)  # the loop sleeps meanwhile
+
+    assert aioqloop.run(main(), base=base, bql=lock) is True
+    assert not lock.locked()

@@ -363,3 +363,114 @@ def test_qmp_error_defaults_to_generic_error() -> None:
     assert QMPError("x").to_json() == {"class": "GenericError", "desc": "x"}
     assert QMPError("y", "CommandNotFound").to_json() == {"class": "CommandNotFound",
                                                           "desc": "y"}
+
+
+# ------------------------------------------- replies are strict JSON (issue 20, item 5)
+
+
+def _strict(line: bytes) -> Any:
+    """Parse one reply as a strict JSON parser (QEMU's, qemu.qmp's) does."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+async def _strict_replies(c: Client, raw: bytes, count: int) -> list[Any]:
+    """Send ``raw``; read ``count`` reply lines and parse each strictly."""
+    await c.send(raw)
+    return [_strict(await asyncio.wait_for(c.reader.readline(), 10)) for _ in range(count)]
+
+
+@pytest.mark.asyncio
+async def test_ids_beyond_a_double_or_not_numbers_are_refused_with_valid_json(
+    harness: Harness
+) -> None:
+    # 1e400 decodes to inf in Python and was echoed as "id": Infinity.
+    c = await _connect(harness)
+    replies = await _strict_replies(
+        c,
+        b'{"execute": "query-version", "id": 1e400}'
+        b'{"execute": "query-version", "id": -1e400}'
+        b'{"execute": "query-version", "id": [1, {"x": 2e308}]}'
+        b'{"execute": "query-version", "id": NaN}'
+        b'{"execute": "query-version", "id": Infinity}'
+        b'{"execute": "query-version", "id": -Infinity}'
+        b'{"execute": "echo", "arguments": {"text": "t", "count": 1E999}, "id": 7}'
+        b'{"execute": "echo", "arguments": {"text": "t"}, "id": 1e-400}',
+        8,
+    )
+    descs = [r["error"]["desc"] for r in replies[:7]]
+    assert all(r == {"error": {"class": "GenericError", "desc": d}}
+               for r, d in zip(replies, descs, strict=False))
+    assert descs[:3] == ["JSON parse error, number 1e400 is out of range",
+                         "JSON parse error, number -1e400 is out of range",
+                         "JSON parse error, number 2e308 is out of range"]
+    assert descs[3:6] == ["JSON parse error, invalid keyword 'NaN'",
+                          "JSON parse error, invalid keyword 'Infinity'",
+                          "JSON parse error, invalid keyword '-Infinity'"]
+    assert descs[6] == "JSON parse error, number 1E999 is out of range"
+    assert replies[7] == {"return": {"text": "t"}, "id": 0.0}  # underflow is a number
+    long = b"9" * 500 + b"e400"
+    (reply,) = await _strict_replies(c, b'{"execute": "query-version", "id": ' + long + b"}", 1)
+    assert reply["error"]["desc"] == f"JSON parse error, number {'9' * 37}... is out of range"
+
+
+async def _nan() -> float:
+    return float("nan")
+
+
+async def _unencodable() -> Any:
+    return {"when": {1, 2}}
+
+
+@pytest.mark.asyncio
+async def test_a_reply_that_is_not_json_becomes_an_internal_error_for_its_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitted: list[BaseException] = []
+    server: QMPServer
+
+    async def _bad_event() -> None:
+        for data in ({"x": float("inf")}, {"x": object()}):
+            try:
+                server.emit("BAD", data)
+            except (ValueError, TypeError) as exc:
+                emitted.append(exc)
+
+    server = QMPServer([Command("nan", _nan), Command("set", _unencodable),
+                        Command("bad-event", _bad_event)],
+                       version=(7, 2, 0), package="test")
+    path = str(tmp_path / "qmp.sock")
+    listener = await server.start_unix_server(path)
+    try:
+        c = Client(*await asyncio.open_unix_connection(path))
+        await c.recv()
+        assert await c.call({"execute": "qmp_capabilities"}) == {"return": {}}
+        with caplog.at_level(logging.ERROR, logger="aioqloop.qmp"):
+            replies = await _strict_replies(
+                c,
+                b'{"execute": "nan", "id": {"n": 1}}{"execute": "set"}'
+                b'{"execute": "bad-event", "id": 3}',
+                3,
+            )
+        assert replies[0]["id"] == {"n": 1}
+        assert replies[0]["error"]["class"] == "GenericError"
+        assert replies[0]["error"]["desc"].startswith(
+            "internal error: the reply is not valid JSON: ValueError")
+        assert "id" not in replies[1]
+        assert replies[1]["error"]["desc"].startswith(
+            "internal error: the reply is not valid JSON: TypeError")
+        # The event refused loudly to its emitter, and no connection got a bad line:
+        # the next line after the reply of bad-event is that reply itself.
+        assert replies[2] == {"return": {}, "id": 3}
+        assert [type(e) for e in emitted] == [ValueError, TypeError]
+        assert len([r for r in caplog.records if r.name == "aioqloop.qmp"]) == 2
+        assert await c.call({"execute": "query-version", "id": 4}) == {
+            "return": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "test"},
+            "id": 4}
+    finally:
+        listener.close()
+        server.close_connections()
+        await listener.wait_closed()
