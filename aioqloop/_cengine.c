@@ -729,10 +729,9 @@ type_attr(PyObject *obj, PyObject *name)
 /* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
  * sources run no Python frame but the user's callback. */
 static PyObject *
-run_dispatch(SourceObject *src, PyObject *cb, PyObject *args, int *generic)
+run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
 {
     PyObject *self = (PyObject *)src;
-    *generic = 0;
     PyObject *fn = type_attr(self, s_dispatch);
     if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
         if (fn == default_dispatch)
@@ -813,7 +812,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args, int *generic)
             return PyBool_FromLong(keep);
         }
     }
-    *generic = 1;  /* the class's own dispatch(): its result's truth is taken after it */
+    /* the class's own dispatch(): dispatch_one takes its result's truth */
     return PyObject_CallMethodObjArgs(self, s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
                                       NULL);
 }
@@ -874,23 +873,17 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     Py_INCREF(cb);
     Py_XINCREF(args);
     Py_INCREF(srcobj);
-    int generic = 0;
-    PyObject *res = args ? run_dispatch(src, cb, args, &generic) : NULL;
+    PyObject *res = args ? run_dispatch(src, cb, args) : NULL;
     if (args == NULL && !PyErr_Occurred())
         PyErr_SetString(PyExc_AttributeError, "_args");
     PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
     if (res != NULL) {
+        /* The result's truth is part of the dispatch: a __bool__ that raises is reported
+         * and destroys the source, like any other exception of the dispatch. */
         keep = PyObject_IsTrue(res);
         Py_DECREF(res);
-        if (keep < 0 && generic) {
-            /* as in the Python engine, the truth of a dispatch() result is taken after
-             * the dispatch: its error propagates, unreported, and the source stays */
-            keep = 0;
-            failed = 1;
-            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        }
     }
-    if (!failed && (res == NULL || keep < 0)) {
+    if (res == NULL || keep < 0) {
         keep = 0;
         if (PyErr_ExceptionMatches(PyExc_SystemExit)
                 || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {

@@ -20,12 +20,16 @@ is destroyed and finalized once (as PyGObject does for an exception; an interrup
 dispatch once later.  Its callback is never called twice.
 
 Many of these tests fail on v0.1.0; the engine rebuild (issue 11) makes them pass.
+
+The last section is the second pass (issue 20): results whose truth raises, and objects
+of the compiled core whose ``__init__`` never ran or whose fields were broken since.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import signal
 import sys
@@ -1064,3 +1068,127 @@ def test_source_ready_from_prepare_at_low_priority_runs_after_a_bottom_half(base
         assert runs == ["idle", "bh", "ready"]
     finally:
         loop.close()
+
+
+# =========================================================================== #
+# Second pass (issue 20)
+# =========================================================================== #
+
+# --------------------------------------------------------------------------- #
+# 1. A hook's or a callback's result whose truth raises is a fault of that source
+# --------------------------------------------------------------------------- #
+
+
+class TruthFails:
+    """A hook result whose ``__bool__`` raises."""
+
+    def __bool__(self) -> bool:
+        raise ZeroDivisionError("no truth")
+
+
+class CheckTruthFails(Source):
+    def check(self) -> Any:
+        return TruthFails()
+
+
+class DispatchTruthFails(Ready):
+    def dispatch(self, callback: Any, args: tuple[Any, ...]) -> Any:
+        return TruthFails()
+
+
+class BadPrepare(Source):
+    """``prepare()`` returns ``self.result``: a bad shape, a bad timeout, a bad truth."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__()
+        self.result = result
+
+    def prepare(self) -> Any:
+        return self.result
+
+
+BAD_PREPARE_RESULTS = ((TruthFails(), None), (False, math.nan), (False, "1"), 5, (True,))
+
+
+def attach_faulty_mix(ctx: MainContext, pipe_r: int) -> list[Source]:
+    """One of each source whose hook or callback returns a bad result, at one priority."""
+
+    def bad_callback(*_args: Any) -> Any:
+        return TruthFails()
+
+    faulty: list[Source] = [CheckTruthFails(), DispatchTruthFails()]
+    faulty += [BadPrepare(result) for result in BAD_PREPARE_RESULTS]
+    faulty += [IdleSource(priority=PRIORITY_DEFAULT), TimeoutSource(0.0),
+               FdSource(pipe_r, IOCondition.IN)]
+    for src in faulty:
+        src.set_callback(bad_callback)
+        src.attach(ctx)
+    return faulty
+
+
+def assert_each_reported_once(faulty: list[Source], reports: list[dict[str, Any]]) -> None:
+    assert all(src.is_destroyed for src in faulty), [s for s in faulty if not s.is_destroyed]
+    assert sorted(id(r["source"]) for r in reports) == sorted(id(s) for s in faulty)
+    for report in reports:
+        assert f"{type(report['source']).__name__} id={report['source'].id} " in report["message"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("base", BASES)
+def test_pass2_item_1_result_whose_truth_raises_is_reported_once(base: str) -> None:
+    # Before: a check() result's truth escaped run() on the stock base (the loop died)
+    # and was reported on every iteration on the uvloop base, the source never destroyed;
+    # a dispatch() result's the same, without the source ever being destroyed.
+    loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
+    r, w = os.pipe()
+    try:
+        ctx = aioqloop.get_main_context(loop)
+        reports: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, c: reports.append(c))
+        os.write(w, b"x")
+        faulty = attach_faulty_mix(ctx, r)
+        # A well-behaved source at the same priority: nothing lost for it.
+        runs: list[int] = []
+        done = loop.create_future()
+
+        def good() -> bool:
+            runs.append(1)
+            if len(runs) < 5:
+                return True
+            done.set_result(None)
+            return False
+
+        aioqloop.idle_add(good, priority=PRIORITY_DEFAULT, context=ctx)
+        loop.run_until_complete(asyncio.wait_for(done, DEADLINE))
+        loop.run_until_complete(asyncio.sleep(0.01))  # a few more turns: no second report
+        assert runs == [1] * 5
+        assert_each_reported_once(faulty, reports)
+        assert all(isinstance(r["exception"], (ZeroDivisionError, TypeError)) for r in reports)
+    finally:
+        loop.close()
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("how", ["iteration", "pending"])
+@pytest.mark.parametrize("base", BASES)
+def test_pass2_item_1_hand_run_iteration_reports_a_truth_that_raises(base: str, how: str) -> None:
+    # Before: iteration() and pending() raised the check() result's error, every time.
+    loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
+    r, w = os.pipe()
+    try:
+        ctx = aioqloop.get_main_context(loop)
+        reports: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, c: reports.append(c))
+        os.write(w, b"x")
+        faulty = attach_faulty_mix(ctx, r)
+        for _ in range(5):
+            if how == "pending":
+                ctx.pending()
+            ctx.iteration(False)
+        assert_each_reported_once(faulty, reports)
+    finally:
+        loop.close()
+        os.close(r)
+        os.close(w)
