@@ -175,6 +175,21 @@ static PyTypeObject SourceType;
 #define Source_Check(o) PyObject_TypeCheck((o), &SourceType)
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 
+/* A field that the object's __init__ sets, read where it must be there: the field
+ * (borrowed), or NULL with a RuntimeError when it is not (the __init__ never ran, as in
+ * T.__new__(T) or a subclass that skips it, or the attribute was deleted).  Every such
+ * read goes through this: a half-made object raises, it never crashes. */
+static PyObject *
+required_field(PyObject *field, PyObject *owner, const char *name)
+{
+    if (field == NULL)
+        PyErr_Format(PyExc_RuntimeError,
+                     "%.100s object is not initialised: %s is not set (did its __init__ run?)",
+                     Py_TYPE(owner)->tp_name, name);
+    return field;
+}
+#define REQUIRED(obj, field, name) required_field((obj)->field, (PyObject *)(obj), (name))
+
 static PyObject *s_idle, *s_survives;
 
 /* A class-level flag (_idle, _survives_escape), read once per source from its type. */
@@ -692,7 +707,8 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             return -1;
     }
     if (elapsed >= SLOW_FLOOR) {
-        PyObject *th = PyObject_CallMethodNoArgs(self->port, s_slow_threshold);
+        PyObject *port = REQUIRED(self, port, "_port");
+        PyObject *th = port ? PyObject_CallMethodNoArgs(port, s_slow_threshold) : NULL;
         if (th == NULL)
             return -1;
         if (th != Py_None) {
@@ -1197,7 +1213,8 @@ ctx_apply_polled(ContextObject *self, PyObject *events)
 static PyObject *
 ctx_poll_ready(ContextObject *self, PyObject *unused)
 {
-    PyObject *epoll = PyObject_GetAttr(self->fds, s_epoll);
+    PyObject *fds = REQUIRED(self, fds, "_fds");
+    PyObject *epoll = fds ? PyObject_GetAttr(fds, s_epoll) : NULL;
     if (epoll == NULL)
         return NULL;
     if (epoll == Py_None) {
@@ -1250,18 +1267,31 @@ bh_pending(ContextObject *self)
     return nonempty_attr(self->bh, s_pending);
 }
 
+/* The loop's time in seconds through the context's clock (not cached); -1 on error. */
 static int
-read_clock(ContextObject *self)
+clock_now(ContextObject *self, double *out)
 {
-    PyObject *t = PyObject_CallNoArgs(self->clock);
+    PyObject *clock = REQUIRED(self, clock, "_clock");
+    if (clock == NULL)
+        return -1;
+    Py_INCREF(clock);  /* the call may replace the field */
+    PyObject *t = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
     if (t == NULL)
         return -1;
     double v = PyFloat_AsDouble(t);
     Py_DECREF(t);
     if (v == -1.0 && PyErr_Occurred())
         return -1;
-    self->now = v;
+    *out = v;
     return 0;
+}
+
+/* Read the clock into the iteration's cached time. */
+static int
+read_clock(ContextObject *self)
+{
+    return clock_now(self, &self->now);
 }
 
 /* MainContext._check: GLib's check; the priority to dispatch (inf if none). */
@@ -1328,7 +1358,9 @@ prepare_fds_only(ContextObject *self, int deferred)
     Py_XDECREF(iv);
     if (interval == -1.0 && PyErr_Occurred())
         return NULL;
-    PyObject *fds = self->fds;
+    PyObject *fds = REQUIRED(self, fds, "_fds");
+    if (fds == NULL)
+        return NULL;
     Py_INCREF(fds);
     PyObject *la = PyObject_GetAttr(fds, s_last_audit);
     double last = la ? PyFloat_AsDouble(la) : -1.0;
@@ -1415,7 +1447,9 @@ ctx_prepare(ContextObject *self, PyObject *unused)
 static int
 follow_clock(ContextObject *self)
 {
-    PyObject *port = self->port;
+    PyObject *port = REQUIRED(self, port, "_port");
+    if (port == NULL)
+        return -1;
     Py_INCREF(port);
     PyObject *loop = PyObject_GetAttr(port, s_loop);
     PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
@@ -1854,7 +1888,9 @@ fail:
 static PyObject *
 hook_call_select(HookObject *self, PyObject *timeout)
 {
-    PyObject *fn = self->select;
+    PyObject *fn = REQUIRED(self, select, "_select");
+    if (fn == NULL)
+        return NULL;
     if (shared_select_func != NULL && PyMethod_Check(fn)
             && PyMethod_GET_FUNCTION(fn) == shared_select_func
             && PyMethod_GET_SELF(fn) == self->direct)
@@ -1924,6 +1960,10 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     events = self->events;  /* the reference moves to the caller */
     Py_INCREF(empty_events);
     self->events = empty_events;
+    if (events == NULL) {  /* deleted during the iteration */
+        Py_INCREF(empty_events);
+        events = empty_events;
+    }
     {
         /* a tool wrapped this select (looptime does): keep the deadline visible */
         PyObject *dict = PyObject_GenericGetDict((PyObject *)self, NULL);
@@ -1944,6 +1984,10 @@ fail:
 static int
 ctx_call_poll_ready(PyObject *ctx)
 {
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return -1;
+    }
     if (is_context(ctx)) {
         PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
         Py_XDECREF(r);
@@ -2066,7 +2110,8 @@ hook_queue(HookObject *self)
 {
     if (self->queued || IS_NONE(self->dispatch_handle))
         return 0;
-    PyObject *ready = PyObject_GetAttr(self->loop, s_ready_q);
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    PyObject *ready = loop ? PyObject_GetAttr(loop, s_ready_q) : NULL;
     if (ready == NULL)
         return -1;
     int rc = call_method_void(ready, s_append, self->dispatch_handle, NULL, NULL);
@@ -2090,6 +2135,10 @@ hook_source_ready(HookObject *self, PyObject *priority)
 static int
 ctx_call_dispatch(PyObject *ctx, PyObject *priority)
 {
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return -1;
+    }
     PyObject *r = is_context(ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
                                   : PyObject_CallMethodOneArg(ctx, s_dispatch, priority);
     Py_XDECREF(r);
@@ -2114,8 +2163,11 @@ hook_place(HookObject *self, PyObject *priority)
             return NULL;
         Py_RETURN_NONE;
     }
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    if (loop == NULL)
+        return NULL;
     Py_INCREF(ctx);
-    PyObject *ready = PyObject_GetAttr(self->loop, s_ready_q);
+    PyObject *ready = PyObject_GetAttr(loop, s_ready_q);
     if (ready == NULL)
         goto fail;
     int events = PyObject_IsTrue(self->events ? self->events : Py_None);
@@ -2124,7 +2176,7 @@ hook_place(HookObject *self, PyObject *priority)
         goto fail_ready;
     int quiet = !events;
     if (quiet) {
-        int due = timer_due(self->loop);
+        int due = timer_due(loop);
         if (due < 0)
             goto fail_ready;
         quiet = !due;
@@ -2265,12 +2317,8 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
     if (src->ready_by_time && src->ready && !src->dispatching) {
         int passed = when == -1;
         if (!passed) {
-            PyObject *t = PyObject_CallNoArgs(self->clock);
-            if (t == NULL)
-                return -1;
-            double now = PyFloat_AsDouble(t);
-            Py_DECREF(t);
-            if (now == -1.0 && PyErr_Occurred())
+            double now;
+            if (clock_now(self, &now) < 0)
                 return -1;
             passed = when > now;
         }
@@ -2278,9 +2326,12 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
         if (passed && unmark_ready(self, src) < 0)
             return -1;
     }
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
     if (when == -1 || isinf(when))
-        return call_method_void(self->deadlines, s_drop, (PyObject *)src, NULL, NULL);
-    int head = deadlines_push(self->deadlines, src, when);
+        return call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL);
+    int head = deadlines_push(deadlines, src, when);
     if (head <= 0)
         return head;
     PyObject *driver = PyObject_GetAttr((PyObject *)self, s_driver);
@@ -2340,7 +2391,8 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
         return NULL;
     if (!plain)
         return PyObject_CallMethodOneArg((PyObject *)self, s_insert_tree, srcobj);
-    if (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0) {
+    /* no attach order yet (an empty tuple, or none at all after a del) */
+    if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
         PyObject *seq_o = PyObject_GetAttr((PyObject *)self, s_seq_attr);
         Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
         Py_XDECREF(seq_o);
@@ -2360,12 +2412,8 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
         return NULL;
     if (attached == timeout_attached && src->ready_time == -1) {
-        PyObject *t = PyObject_CallNoArgs(self->clock);
-        if (t == NULL)
-            return NULL;
-        double now = PyFloat_AsDouble(t);
-        Py_DECREF(t);
-        if (now == -1.0 && PyErr_Occurred())
+        double now;
+        if (clock_now(self, &now) < 0)
             return NULL;
         src->ready_time = now + src->interval;
     }
@@ -2393,9 +2441,11 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
         return PyObject_CallMethodOneArg((PyObject *)self, s_remove, srcobj);
     if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
         return NULL;
-    if (src->in_heap
-            && call_method_void(self->deadlines, s_drop, srcobj, NULL, NULL) < 0)
-        return NULL;
+    if (src->in_heap) {
+        PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+        if (deadlines == NULL || call_method_void(deadlines, s_drop, srcobj, NULL, NULL) < 0)
+            return NULL;
+    }
     /* Source._maybe_finalize */
     if (src->finalized || src->dispatching)
         Py_RETURN_NONE;
@@ -2438,7 +2488,9 @@ static PyObject *s_bh_source, *s_stale_attr, *s_release, *s_acquire;
 static int
 pop_due_into(ContextObject *self, double now)
 {
-    PyObject *deadlines = self->deadlines;
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
     Py_INCREF(deadlines);
     PyObject *heap = PyObject_GetAttr(deadlines, s_entries);
     int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
@@ -2481,7 +2533,8 @@ pop_due_into(ContextObject *self, double now)
         }
         src->in_heap = 0;
         if (src->blocked) {
-            rc = PyList_Append(self->blocked_due, srcobj);
+            PyObject *due = REQUIRED(self, blocked_due, "_blocked_due");
+            rc = due == NULL ? -1 : PyList_Append(due, srcobj);
         }
         else if (!src->ready) {
             rc = mark_ready(self, srcobj);
@@ -2769,7 +2822,8 @@ has_work(ContextObject *self)
         r = call_truth(self->fds, s_always_ready_pending);
     if (r != 0)
         return r;
-    PyObject *entries = PyObject_GetAttr(self->deadlines, s_entries);
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    PyObject *entries = deadlines ? PyObject_GetAttr(deadlines, s_entries) : NULL;
     if (entries == NULL)
         return -1;
     if (!PyList_Check(entries) || PyList_GET_SIZE(entries) == 0) {
@@ -2780,14 +2834,8 @@ has_work(ContextObject *self)
     double when = PyTuple_Check(head) && PyTuple_GET_SIZE(head) > 0
                   ? PyFloat_AsDouble(PyTuple_GET_ITEM(head, 0)) : -1.0;
     Py_DECREF(entries);
-    if (when == -1.0 && PyErr_Occurred())
-        return -1;
-    PyObject *t = PyObject_CallNoArgs(self->clock);
-    if (t == NULL)
-        return -1;
-    double now = PyFloat_AsDouble(t);
-    Py_DECREF(t);
-    if (now == -1.0 && PyErr_Occurred())
+    double now;
+    if ((when == -1.0 && PyErr_Occurred()) || clock_now(self, &now) < 0)
         return -1;
     return when <= now;
 }
@@ -2831,12 +2879,7 @@ context_time(ContextObject *self, double *out)
         *out = self->now;
         return 0;
     }
-    PyObject *t = PyObject_CallNoArgs(self->clock);
-    if (t == NULL)
-        return -1;
-    *out = PyFloat_AsDouble(t);
-    Py_DECREF(t);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    return clock_now(self, out);
 }
 
 static PyObject *
@@ -2853,7 +2896,8 @@ plain_kick(PlainObject *self)
         return 0;
     if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
         return -1;
-    PyObject *h = PyObject_CallMethodOneArg(self->loop, s_call_soon, self->run_cb);
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    PyObject *h = loop ? PyObject_CallMethodOneArg(loop, s_call_soon, self->run_cb) : NULL;
     if (h == NULL)
         return -1;
     Py_XSETREF(self->handle, h);

@@ -32,6 +32,7 @@ import gc
 import math
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -1192,3 +1193,122 @@ def test_pass2_item_1_hand_run_iteration_reports_a_truth_that_raises(base: str, 
         loop.close()
         os.close(r)
         os.close(w)
+
+
+# --------------------------------------------------------------------------- #
+# 3. Objects whose __init__ never ran, or whose core fields were broken since,
+#    raise instead of crashing (the compiled core)
+# --------------------------------------------------------------------------- #
+
+PROBE = os.path.join(os.path.dirname(__file__), "_uninit_probe.py")
+CORE = "aioqloop._cengine:"
+#: Every type of the compiled core, and every class built on one or on the public API.
+UNINIT_TARGETS = (
+    *(CORE + name for name in ("SourceStatistics", "SourceCore", "ContextCore", "HookCore",
+                               "PlainCore", "BHCore")),
+    "aioqloop.context:MainContext", "aioqloop.context:_QueueSource",
+    "aioqloop.source:Source", "aioqloop.sources:IdleSource", "aioqloop.sources:TimeoutSource",
+    "aioqloop.sources:FdSource", "aioqloop.unix:SignalSource",
+    "aioqloop.unix:ChildWatchSource", "aioqloop.bottomhalf:BottomHalf",
+    "aioqloop.bottomhalf:_BHSource", "aioqloop.loop:_SelectorHook",
+    "aioqloop.bridge:PlainDriver", "aioqloop.mainloop:MainLoop", "aioqloop.biglock:BigLock",
+    "aioqloop.glib:MainContext", "aioqloop.glib:MainLoop", "aioqloop.glib:Source",
+    "aioqloop.glib:Idle", "aioqloop.glib:Timeout", "aioqloop.glib:IOChannel",
+    "aioqloop.glib:_Adapter", "aioqloop.glib:_AdapterP", "aioqloop.glib:_AdapterC",
+    "aioqloop.glib:_AdapterPC", "aioqloop.glib:_IOWatch", "aioqloop.glib:_SecondsTimeout",
+    "aioqloop.demo:VirtualTimer",
+)
+#: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
+BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh")
+
+
+def probe_for_crashes(kind: str, what: str) -> list[str]:
+    """Run `_uninit_probe` on ``what``; the calls that killed the process.
+
+    A new child starts after each call that killed one, so one crash hides no other.
+    """
+    crashes: list[str] = []
+    start = 0
+    while True:
+        progress = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                f"aioqloop-probe-{os.getpid()}-{threading.get_ident()}")
+        try:
+            proc = subprocess.run(
+                [sys.executable, PROBE, kind, what, str(start), progress],
+                capture_output=True, text=True, timeout=240, check=False,
+            )
+            with open(progress) as f:
+                lines = f.read().splitlines()
+        finally:
+            if os.path.exists(progress):
+                os.unlink(progress)
+        if lines and lines[-1] == "DONE" and proc.returncode == 0:
+            return crashes
+        begun = [line for line in lines if line.startswith("B ")]
+        assert begun, f"the probe did not start (exit {proc.returncode}): {proc.stderr[-2000:]}"
+        _, number, label = begun[-1].split(" ", 2)
+        crashes.append(f"{label} (exit {proc.returncode})")
+        start = int(number) + 1
+
+
+def needs_core(target: str) -> None:
+    if target.startswith(CORE) and aioqloop.ENGINE != "c":
+        pytest.skip("a type of the compiled core")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("target", UNINIT_TARGETS)
+def test_pass2_item_3_objects_whose_init_never_ran_do_not_crash(target: str) -> None:
+    # Before: MainContext.__new__(MainContext).time(), has_work(), poll_ready() and
+    # _collect(), and PlainCore()._kick() and .place(0), died of SIGSEGV.
+    needs_core(target)
+    assert probe_for_crashes("uninit", target) == []
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("what", BROKEN_TARGETS)
+def test_pass2_item_3_core_objects_with_a_broken_field_do_not_crash(what: str) -> None:
+    # Before: a source whose _order was deleted crashed attach; a context whose _clock,
+    # _port, _fds or _deadlines was deleted crashed its iteration.
+    if aioqloop.ENGINE != "c":
+        pytest.skip("probes the fields of the compiled core's types")
+    assert probe_for_crashes("broken", what) == []
+
+
+def test_pass2_item_3_every_core_type_and_class_built_on_one_is_probed() -> None:
+    if aioqloop.ENGINE != "c":
+        pytest.skip("the compiled core is not in use")
+    import importlib
+    import pkgutil
+
+    from aioqloop import _cengine
+
+    for module in pkgutil.walk_packages(aioqloop.__path__, "aioqloop."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)  # every class built on the core exists
+
+    exported = {CORE + n for n, v in vars(_cengine).items() if isinstance(v, type)}
+    assert exported <= set(UNINIT_TARGETS)
+
+    def built_on(cls: type) -> Iterator[type]:
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from built_on(sub)
+
+    core_types = [v for v in vars(_cengine).values() if isinstance(v, type)]
+    ours = {f"{c.__module__}:{c.__qualname__}" for t in core_types for c in built_on(t)
+            if c.__module__.startswith("aioqloop.") and "<locals>" not in c.__qualname__}
+    # The aioqloop.context._Core, loop._HookBase, bridge._PlainBase and bottomhalf._BHBase
+    # glue classes only order the bases of the classes above.
+    glue = {"aioqloop.context:_Core", "aioqloop.loop:_HookBase", "aioqloop.bridge:_PlainBase",
+            "aioqloop.bottomhalf:_BHBase"}
+    assert ours - glue <= set(UNINIT_TARGETS)
+
+
+def test_pass2_item_3_an_uninitialised_context_says_so() -> None:
+    # The compiled core names the missing field (the pure engine: AttributeError).
+    ctx = MainContext.__new__(MainContext)
+    expected = RuntimeError if aioqloop.ENGINE == "c" else AttributeError
+    for call in (ctx.time, ctx.has_work, ctx.poll_ready):
+        with pytest.raises(expected, match=r"not initialised: _\w+ is not set|has no attribute"):
+            call()
