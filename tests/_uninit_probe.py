@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 #: Seconds one call may run before it is interrupted (a blocking call is no crash).
-CALL_LIMIT = 0.25
+CALL_LIMIT = 0.1
 
 #: Argument shapes: positional arguments and keyword arguments.
 SHAPES: tuple[tuple[tuple[Any, ...], dict[str, Any]], ...] = (
@@ -55,8 +55,14 @@ class _Hung(BaseException):
     pass
 
 
+#: True while a probed call runs: the timer interrupts that call and nothing else.
+_armed = [False]
+
+
 def _alarm(_signum: int, _frame: object) -> None:
-    raise _Hung
+    if _armed[0]:
+        _armed[0] = False
+        raise _Hung
 
 
 def resolve(target: str) -> type:
@@ -261,15 +267,18 @@ def main() -> None:
             continue
         os.write(out, f"B {n} {label}\n".encode())
         close = _nothing
-        signal.setitimer(signal.ITIMER_REAL, CALL_LIMIT)
         try:
             obj, close = fresh()
+            _armed[0] = True
+            signal.setitimer(signal.ITIMER_REAL, CALL_LIMIT)  # the call, not the making
             action(obj)
+            _armed[0] = False
         except _Hung:
             os.write(out, f"H {n}\n".encode())
         except BaseException:  # any exception is a clean answer
             pass
         finally:
+            _armed[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
         try:
             close()
