@@ -335,10 +335,13 @@ static int
 mark_ready(ContextObject *self, PyObject *srcobj)
 {
     int via_child = 0;
-    if (!ready_ok(self))
-        return -1;
     Py_INCREF(srcobj);
     while (!IS_NONE(srcobj)) {
+        /* each time: the driver's source_ready, run for a child, may replace _ready */
+        if (!ready_ok(self)) {
+            Py_DECREF(srcobj);
+            return -1;
+        }
         if (!Source_Check(srcobj)) {
             PyErr_Format(PyExc_TypeError, "expected a Source, not %.100s",
                          Py_TYPE(srcobj)->tp_name);
@@ -384,9 +387,14 @@ mark_ready(ContextObject *self, PyObject *srcobj)
                     Py_DECREF(srcobj);
                     return -1;
                 }
-                Py_DECREF(bucket);  /* the ready dict holds it */
             }
-            if (PyDict_SetItem(bucket, srcobj, Py_None) < 0) {
+            else {
+                Py_INCREF(bucket);
+            }
+            /* held: a source class's own __hash__ or __eq__ runs Python code here */
+            int set = PyDict_SetItem(bucket, srcobj, Py_None);
+            Py_DECREF(bucket);
+            if (set < 0) {
                 Py_DECREF(prio);
                 Py_DECREF(srcobj);
                 return -1;
@@ -1100,6 +1108,70 @@ fail_early:
 }
 
 
+/* One poll result (fd, revents) of apply_events: its records and their sources. */
+static int
+apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, int *woken)
+{
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_SetString(PyExc_TypeError, "poll results must be (fd, events) pairs");
+        return -1;
+    }
+    PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
+    long fd = PyLong_AsLong(fd_o);
+    long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+    if ((fd == -1 || ev == -1) && PyErr_Occurred())
+        return -1;
+    if (fd == wake) {
+        *woken = 1;
+        return 0;
+    }
+    PyObject *recs = PyDict_GetItemWithError(records, fd_o);
+    if (recs == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyList_Check(recs))
+        return 0;
+    Py_INCREF(recs);
+    int rc = 0;
+    /* by index: a callback run by mark_ready may change the list */
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(recs); j++) {
+        PyObject *rec = PyList_GET_ITEM(recs, j);
+        Py_INCREF(rec);
+        PyObject *mask_o = PyObject_GetAttr(rec, s_events);
+        long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
+        Py_XDECREF(mask_o);
+        if (mask == -1 && PyErr_Occurred()) {
+            Py_DECREF(rec);
+            rc = -1;
+            break;
+        }
+        long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
+        PyObject *rv = PyLong_FromLong(revents);
+        if (rv == NULL || PyObject_SetAttr(rec, s_revents, rv) < 0) {
+            Py_XDECREF(rv);
+            Py_DECREF(rec);
+            rc = -1;
+            break;
+        }
+        Py_DECREF(rv);
+        if (revents) {
+            PyObject *source = PyObject_GetAttr(rec, s_source);
+            if (source == NULL) {
+                Py_DECREF(rec);
+                rc = -1;
+                break;
+            }
+            if (Source_Check(source) && !((SourceObject *)source)->blocked)
+                rc = mark_ready(self, source);
+            Py_DECREF(source);
+        }
+        Py_DECREF(rec);
+        if (rc < 0)
+            break;
+    }
+    Py_DECREF(recs);
+    return rc;
+}
+
 /* FdPoller.apply: record poll results (fd, revents) on the fd records and mark their
  * sources ready; a wake-up is drained (MainContext.apply_polled). */
 static int
@@ -1129,71 +1201,14 @@ apply_events(ContextObject *self, PyObject *events)
         return -1;
     }
     int woken = 0, rc = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+    /* The size is read again each time, and the item held: a list of results may be
+     * changed by the Python code that marking a source ready runs (the driver's
+     * source_ready). */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && rc == 0; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_SetString(PyExc_TypeError, "poll results must be (fd, events) pairs");
-            rc = -1;
-            break;
-        }
-        PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
-        long fd = PyLong_AsLong(fd_o);
-        long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
-        if ((fd == -1 || ev == -1) && PyErr_Occurred()) {
-            rc = -1;
-            break;
-        }
-        if (fd == wake) {
-            woken = 1;
-            continue;
-        }
-        PyObject *recs = PyDict_GetItemWithError(records, fd_o);
-        if (recs == NULL) {
-            if (PyErr_Occurred())
-                rc = -1;
-            continue;
-        }
-        if (!PyList_Check(recs))
-            continue;
-        Py_INCREF(recs);
-        /* by index: a callback run by mark_ready may change the list */
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(recs); j++) {
-            PyObject *rec = PyList_GET_ITEM(recs, j);
-            Py_INCREF(rec);
-            PyObject *mask_o = PyObject_GetAttr(rec, s_events);
-            long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
-            Py_XDECREF(mask_o);
-            if (mask == -1 && PyErr_Occurred()) {
-                Py_DECREF(rec);
-                rc = -1;
-                break;
-            }
-            long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
-            PyObject *rv = PyLong_FromLong(revents);
-            if (rv == NULL || PyObject_SetAttr(rec, s_revents, rv) < 0) {
-                Py_XDECREF(rv);
-                Py_DECREF(rec);
-                rc = -1;
-                break;
-            }
-            Py_DECREF(rv);
-            if (revents) {
-                PyObject *source = PyObject_GetAttr(rec, s_source);
-                if (source == NULL) {
-                    Py_DECREF(rec);
-                    rc = -1;
-                    break;
-                }
-                if (Source_Check(source) && !((SourceObject *)source)->blocked)
-                    rc = mark_ready(self, source);
-                Py_DECREF(source);
-            }
-            Py_DECREF(rec);
-            if (rc < 0)
-                break;
-        }
-        Py_DECREF(recs);
+        Py_INCREF(item);
+        rc = apply_event(self, records, item, wake, &woken);
+        Py_DECREF(item);
     }
     Py_DECREF(seq);
     Py_DECREF(records);

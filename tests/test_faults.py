@@ -1312,3 +1312,52 @@ def test_pass2_item_3_an_uninitialised_context_says_so() -> None:
     for call in (ctx.time, ctx.has_work, ctx.poll_ready):
         with pytest.raises(expected, match=r"not initialised: _\w+ is not set|has no attribute"):
             call()
+
+
+#: States that the Python code the core runs mid-operation can leave behind.
+MID_OPERATION = {
+    # apply_polled() read the results by a length taken once, while marking a source
+    # ready runs the driver's Python hook, which may change the list.
+    "poll results shrunk": """
+import os, aioqloop
+ctx = aioqloop.MainContext(_driver="standalone")
+r, w = os.pipe()
+for _ in range(3):
+    src = aioqloop.FdSource(r, aioqloop.IOCondition.IN)
+    src.set_callback(lambda *a: True)
+    src.attach(ctx)
+events = [(r, 1)] * 50
+def shrink(priority):
+    del events[:]
+ctx._source_ready = shrink  # the driver's hook, run when a source becomes ready
+ctx.apply_polled(events)
+""",
+    # Marking a child ready marks its parent too; the hook run for the child took the
+    # ready set away before the parent's turn.
+    "ready set deleted": """
+import aioqloop
+ctx = aioqloop.MainContext(_driver="standalone")
+parent = aioqloop.Source()
+parent.set_callback(lambda: True)
+parent.attach(ctx)
+child = aioqloop.Source()
+parent.add_child_source(child)
+def drop(priority):
+    del ctx._ready
+ctx._source_ready = drop
+try:
+    ctx._mark_ready(child)
+except Exception:  # any exception is a clean answer (TypeError, AttributeError)
+    pass
+""",
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("scenario", MID_OPERATION)
+def test_pass2_item_3_state_changed_mid_operation_does_not_crash(scenario: str) -> None:
+    # Found by reading the core after the probes: both died of SIGSEGV.
+    code = MID_OPERATION[scenario] + "print('alive')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "alive"), proc.stderr[-2000:]
