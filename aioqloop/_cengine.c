@@ -175,6 +175,21 @@ static PyTypeObject SourceType;
 #define Source_Check(o) PyObject_TypeCheck((o), &SourceType)
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 
+/* A field that the object's __init__ sets, read where it must be there: the field
+ * (borrowed), or NULL with a RuntimeError when it is not (the __init__ never ran, as in
+ * T.__new__(T) or a subclass that skips it, or the attribute was deleted).  Every such
+ * read goes through this: a half-made object raises, it never crashes. */
+static PyObject *
+required_field(PyObject *field, PyObject *owner, const char *name)
+{
+    if (field == NULL)
+        PyErr_Format(PyExc_RuntimeError,
+                     "%.100s object is not initialised: %s is not set (did its __init__ run?)",
+                     Py_TYPE(owner)->tp_name, name);
+    return field;
+}
+#define REQUIRED(obj, field, name) required_field((obj)->field, (PyObject *)(obj), (name))
+
 static PyObject *s_idle, *s_survives;
 
 /* A class-level flag (_idle, _survives_escape), read once per source from its type. */
@@ -320,10 +335,13 @@ static int
 mark_ready(ContextObject *self, PyObject *srcobj)
 {
     int via_child = 0;
-    if (!ready_ok(self))
-        return -1;
     Py_INCREF(srcobj);
     while (!IS_NONE(srcobj)) {
+        /* each time: the driver's source_ready, run for a child, may replace _ready */
+        if (!ready_ok(self)) {
+            Py_DECREF(srcobj);
+            return -1;
+        }
         if (!Source_Check(srcobj)) {
             PyErr_Format(PyExc_TypeError, "expected a Source, not %.100s",
                          Py_TYPE(srcobj)->tp_name);
@@ -369,9 +387,14 @@ mark_ready(ContextObject *self, PyObject *srcobj)
                     Py_DECREF(srcobj);
                     return -1;
                 }
-                Py_DECREF(bucket);  /* the ready dict holds it */
             }
-            if (PyDict_SetItem(bucket, srcobj, Py_None) < 0) {
+            else {
+                Py_INCREF(bucket);
+            }
+            /* held: a source class's own __hash__ or __eq__ runs Python code here */
+            int set = PyDict_SetItem(bucket, srcobj, Py_None);
+            Py_DECREF(bucket);
+            if (set < 0) {
                 Py_DECREF(prio);
                 Py_DECREF(srcobj);
                 return -1;
@@ -692,7 +715,8 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             return -1;
     }
     if (elapsed >= SLOW_FLOOR) {
-        PyObject *th = PyObject_CallMethodNoArgs(self->port, s_slow_threshold);
+        PyObject *port = REQUIRED(self, port, "_port");
+        PyObject *th = port ? PyObject_CallMethodNoArgs(port, s_slow_threshold) : NULL;
         if (th == NULL)
             return -1;
         if (th != Py_None) {
@@ -729,10 +753,9 @@ type_attr(PyObject *obj, PyObject *name)
 /* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
  * sources run no Python frame but the user's callback. */
 static PyObject *
-run_dispatch(SourceObject *src, PyObject *cb, PyObject *args, int *generic)
+run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
 {
     PyObject *self = (PyObject *)src;
-    *generic = 0;
     PyObject *fn = type_attr(self, s_dispatch);
     if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
         if (fn == default_dispatch)
@@ -813,7 +836,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args, int *generic)
             return PyBool_FromLong(keep);
         }
     }
-    *generic = 1;  /* the class's own dispatch(): its result's truth is taken after it */
+    /* the class's own dispatch(): dispatch_one takes its result's truth */
     return PyObject_CallMethodObjArgs(self, s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
                                       NULL);
 }
@@ -874,23 +897,17 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     Py_INCREF(cb);
     Py_XINCREF(args);
     Py_INCREF(srcobj);
-    int generic = 0;
-    PyObject *res = args ? run_dispatch(src, cb, args, &generic) : NULL;
+    PyObject *res = args ? run_dispatch(src, cb, args) : NULL;
     if (args == NULL && !PyErr_Occurred())
         PyErr_SetString(PyExc_AttributeError, "_args");
     PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
     if (res != NULL) {
+        /* The result's truth is part of the dispatch: a __bool__ that raises is reported
+         * and destroys the source, like any other exception of the dispatch. */
         keep = PyObject_IsTrue(res);
         Py_DECREF(res);
-        if (keep < 0 && generic) {
-            /* as in the Python engine, the truth of a dispatch() result is taken after
-             * the dispatch: its error propagates, unreported, and the source stays */
-            keep = 0;
-            failed = 1;
-            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        }
     }
-    if (!failed && (res == NULL || keep < 0)) {
+    if (res == NULL || keep < 0) {
         keep = 0;
         if (PyErr_ExceptionMatches(PyExc_SystemExit)
                 || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
@@ -1112,6 +1129,70 @@ fail_early:
 }
 
 
+/* One poll result (fd, revents) of apply_events: its records and their sources. */
+static int
+apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, int *woken)
+{
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_SetString(PyExc_TypeError, "poll results must be (fd, events) pairs");
+        return -1;
+    }
+    PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
+    long fd = PyLong_AsLong(fd_o);
+    long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+    if ((fd == -1 || ev == -1) && PyErr_Occurred())
+        return -1;
+    if (fd == wake) {
+        *woken = 1;
+        return 0;
+    }
+    PyObject *recs = PyDict_GetItemWithError(records, fd_o);
+    if (recs == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyList_Check(recs))
+        return 0;
+    Py_INCREF(recs);
+    int rc = 0;
+    /* by index: a callback run by mark_ready may change the list */
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(recs); j++) {
+        PyObject *rec = PyList_GET_ITEM(recs, j);
+        Py_INCREF(rec);
+        PyObject *mask_o = PyObject_GetAttr(rec, s_events);
+        long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
+        Py_XDECREF(mask_o);
+        if (mask == -1 && PyErr_Occurred()) {
+            Py_DECREF(rec);
+            rc = -1;
+            break;
+        }
+        long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
+        PyObject *rv = PyLong_FromLong(revents);
+        if (rv == NULL || PyObject_SetAttr(rec, s_revents, rv) < 0) {
+            Py_XDECREF(rv);
+            Py_DECREF(rec);
+            rc = -1;
+            break;
+        }
+        Py_DECREF(rv);
+        if (revents) {
+            PyObject *source = PyObject_GetAttr(rec, s_source);
+            if (source == NULL) {
+                Py_DECREF(rec);
+                rc = -1;
+                break;
+            }
+            if (Source_Check(source) && !((SourceObject *)source)->blocked)
+                rc = mark_ready(self, source);
+            Py_DECREF(source);
+        }
+        Py_DECREF(rec);
+        if (rc < 0)
+            break;
+    }
+    Py_DECREF(recs);
+    return rc;
+}
+
 /* FdPoller.apply: record poll results (fd, revents) on the fd records and mark their
  * sources ready; a wake-up is drained (MainContext.apply_polled). */
 static int
@@ -1141,71 +1222,14 @@ apply_events(ContextObject *self, PyObject *events)
         return -1;
     }
     int woken = 0, rc = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+    /* The size is read again each time, and the item held: a list of results may be
+     * changed by the Python code that marking a source ready runs (the driver's
+     * source_ready). */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && rc == 0; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_SetString(PyExc_TypeError, "poll results must be (fd, events) pairs");
-            rc = -1;
-            break;
-        }
-        PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
-        long fd = PyLong_AsLong(fd_o);
-        long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
-        if ((fd == -1 || ev == -1) && PyErr_Occurred()) {
-            rc = -1;
-            break;
-        }
-        if (fd == wake) {
-            woken = 1;
-            continue;
-        }
-        PyObject *recs = PyDict_GetItemWithError(records, fd_o);
-        if (recs == NULL) {
-            if (PyErr_Occurred())
-                rc = -1;
-            continue;
-        }
-        if (!PyList_Check(recs))
-            continue;
-        Py_INCREF(recs);
-        /* by index: a callback run by mark_ready may change the list */
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(recs); j++) {
-            PyObject *rec = PyList_GET_ITEM(recs, j);
-            Py_INCREF(rec);
-            PyObject *mask_o = PyObject_GetAttr(rec, s_events);
-            long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
-            Py_XDECREF(mask_o);
-            if (mask == -1 && PyErr_Occurred()) {
-                Py_DECREF(rec);
-                rc = -1;
-                break;
-            }
-            long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
-            PyObject *rv = PyLong_FromLong(revents);
-            if (rv == NULL || PyObject_SetAttr(rec, s_revents, rv) < 0) {
-                Py_XDECREF(rv);
-                Py_DECREF(rec);
-                rc = -1;
-                break;
-            }
-            Py_DECREF(rv);
-            if (revents) {
-                PyObject *source = PyObject_GetAttr(rec, s_source);
-                if (source == NULL) {
-                    Py_DECREF(rec);
-                    rc = -1;
-                    break;
-                }
-                if (Source_Check(source) && !((SourceObject *)source)->blocked)
-                    rc = mark_ready(self, source);
-                Py_DECREF(source);
-            }
-            Py_DECREF(rec);
-            if (rc < 0)
-                break;
-        }
-        Py_DECREF(recs);
+        Py_INCREF(item);
+        rc = apply_event(self, records, item, wake, &woken);
+        Py_DECREF(item);
     }
     Py_DECREF(seq);
     Py_DECREF(records);
@@ -1225,7 +1249,8 @@ ctx_apply_polled(ContextObject *self, PyObject *events)
 static PyObject *
 ctx_poll_ready(ContextObject *self, PyObject *unused)
 {
-    PyObject *epoll = PyObject_GetAttr(self->fds, s_epoll);
+    PyObject *fds = REQUIRED(self, fds, "_fds");
+    PyObject *epoll = fds ? PyObject_GetAttr(fds, s_epoll) : NULL;
     if (epoll == NULL)
         return NULL;
     if (epoll == Py_None) {
@@ -1278,18 +1303,31 @@ bh_pending(ContextObject *self)
     return nonempty_attr(self->bh, s_pending);
 }
 
+/* The loop's time in seconds through the context's clock (not cached); -1 on error. */
 static int
-read_clock(ContextObject *self)
+clock_now(ContextObject *self, double *out)
 {
-    PyObject *t = PyObject_CallNoArgs(self->clock);
+    PyObject *clock = REQUIRED(self, clock, "_clock");
+    if (clock == NULL)
+        return -1;
+    Py_INCREF(clock);  /* the call may replace the field */
+    PyObject *t = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
     if (t == NULL)
         return -1;
     double v = PyFloat_AsDouble(t);
     Py_DECREF(t);
     if (v == -1.0 && PyErr_Occurred())
         return -1;
-    self->now = v;
+    *out = v;
     return 0;
+}
+
+/* Read the clock into the iteration's cached time. */
+static int
+read_clock(ContextObject *self)
+{
+    return clock_now(self, &self->now);
 }
 
 /* MainContext._check: GLib's check; the priority to dispatch (inf if none). */
@@ -1356,7 +1394,9 @@ prepare_fds_only(ContextObject *self, int deferred)
     Py_XDECREF(iv);
     if (interval == -1.0 && PyErr_Occurred())
         return NULL;
-    PyObject *fds = self->fds;
+    PyObject *fds = REQUIRED(self, fds, "_fds");
+    if (fds == NULL)
+        return NULL;
     Py_INCREF(fds);
     PyObject *la = PyObject_GetAttr(fds, s_last_audit);
     double last = la ? PyFloat_AsDouble(la) : -1.0;
@@ -1443,7 +1483,9 @@ ctx_prepare(ContextObject *self, PyObject *unused)
 static int
 follow_clock(ContextObject *self)
 {
-    PyObject *port = self->port;
+    PyObject *port = REQUIRED(self, port, "_port");
+    if (port == NULL)
+        return -1;
     Py_INCREF(port);
     PyObject *loop = PyObject_GetAttr(port, s_loop);
     PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
@@ -1885,7 +1927,9 @@ fail:
 static PyObject *
 hook_call_select(HookObject *self, PyObject *timeout)
 {
-    PyObject *fn = self->select;
+    PyObject *fn = REQUIRED(self, select, "_select");
+    if (fn == NULL)
+        return NULL;
     if (shared_select_func != NULL && PyMethod_Check(fn)
             && PyMethod_GET_FUNCTION(fn) == shared_select_func
             && PyMethod_GET_SELF(fn) == self->direct)
@@ -1955,6 +1999,10 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     events = self->events;  /* the reference moves to the caller */
     Py_INCREF(empty_events);
     self->events = empty_events;
+    if (events == NULL) {  /* deleted during the iteration */
+        Py_INCREF(empty_events);
+        events = empty_events;
+    }
     {
         /* a tool wrapped this select (looptime does): keep the deadline visible */
         PyObject *dict = PyObject_GenericGetDict((PyObject *)self, NULL);
@@ -1975,6 +2023,10 @@ fail:
 static int
 ctx_call_poll_ready(PyObject *ctx)
 {
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return -1;
+    }
     if (is_context(ctx)) {
         PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
         Py_XDECREF(r);
@@ -2097,7 +2149,8 @@ hook_queue(HookObject *self)
 {
     if (self->queued || IS_NONE(self->dispatch_handle))
         return 0;
-    PyObject *ready = PyObject_GetAttr(self->loop, s_ready_q);
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    PyObject *ready = loop ? PyObject_GetAttr(loop, s_ready_q) : NULL;
     if (ready == NULL)
         return -1;
     int rc = call_method_void(ready, s_append, self->dispatch_handle, NULL, NULL);
@@ -2121,6 +2174,10 @@ hook_source_ready(HookObject *self, PyObject *priority)
 static int
 ctx_call_dispatch(PyObject *ctx, PyObject *priority)
 {
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return -1;
+    }
     PyObject *r = is_context(ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
                                   : PyObject_CallMethodOneArg(ctx, s_dispatch, priority);
     Py_XDECREF(r);
@@ -2145,8 +2202,11 @@ hook_place(HookObject *self, PyObject *priority)
             return NULL;
         Py_RETURN_NONE;
     }
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    if (loop == NULL)
+        return NULL;
     Py_INCREF(ctx);
-    PyObject *ready = PyObject_GetAttr(self->loop, s_ready_q);
+    PyObject *ready = PyObject_GetAttr(loop, s_ready_q);
     if (ready == NULL)
         goto fail;
     int events = PyObject_IsTrue(self->events ? self->events : Py_None);
@@ -2155,7 +2215,7 @@ hook_place(HookObject *self, PyObject *priority)
         goto fail_ready;
     int quiet = !events;
     if (quiet) {
-        int due = timer_due(self->loop);
+        int due = timer_due(loop);
         if (due < 0)
             goto fail_ready;
         quiet = !due;
@@ -2300,12 +2360,8 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
     if (src->ready_by_time && src->ready && !src->dispatching) {
         int passed = when == -1;
         if (!passed) {
-            PyObject *t = PyObject_CallNoArgs(self->clock);
-            if (t == NULL)
-                return -1;
-            double now = PyFloat_AsDouble(t);
-            Py_DECREF(t);
-            if (now == -1.0 && PyErr_Occurred())
+            double now;
+            if (clock_now(self, &now) < 0)
                 return -1;
             passed = when > now;
         }
@@ -2313,9 +2369,12 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
         if (passed && unmark_ready(self, src) < 0)
             return -1;
     }
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
     if (when == -1 || isinf(when))
-        return call_method_void(self->deadlines, s_drop, (PyObject *)src, NULL, NULL);
-    int head = deadlines_push(self->deadlines, src, when);
+        return call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL);
+    int head = deadlines_push(deadlines, src, when);
     if (head <= 0)
         return head;
     PyObject *driver = PyObject_GetAttr((PyObject *)self, s_driver);
@@ -2375,7 +2434,8 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
         return NULL;
     if (!plain)
         return PyObject_CallMethodOneArg((PyObject *)self, s_insert_tree, srcobj);
-    if (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0) {
+    /* no attach order yet (an empty tuple, or none at all after a del) */
+    if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
         PyObject *seq_o = PyObject_GetAttr((PyObject *)self, s_seq_attr);
         Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
         Py_XDECREF(seq_o);
@@ -2395,12 +2455,8 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
         return NULL;
     if (attached == timeout_attached && src->ready_time == -1) {
-        PyObject *t = PyObject_CallNoArgs(self->clock);
-        if (t == NULL)
-            return NULL;
-        double now = PyFloat_AsDouble(t);
-        Py_DECREF(t);
-        if (now == -1.0 && PyErr_Occurred())
+        double now;
+        if (clock_now(self, &now) < 0)
             return NULL;
         src->ready_time = now + src->interval;
     }
@@ -2428,9 +2484,11 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
         return PyObject_CallMethodOneArg((PyObject *)self, s_remove, srcobj);
     if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
         return NULL;
-    if (src->in_heap
-            && call_method_void(self->deadlines, s_drop, srcobj, NULL, NULL) < 0)
-        return NULL;
+    if (src->in_heap) {
+        PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+        if (deadlines == NULL || call_method_void(deadlines, s_drop, srcobj, NULL, NULL) < 0)
+            return NULL;
+    }
     /* Source._maybe_finalize */
     if (src->finalized || src->dispatching)
         Py_RETURN_NONE;
@@ -2474,7 +2532,9 @@ static PyObject *s_bh_source, *s_stale_attr, *s_release, *s_acquire;
 static int
 pop_due_into(ContextObject *self, double now)
 {
-    PyObject *deadlines = self->deadlines;
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
     Py_INCREF(deadlines);
     PyObject *heap = PyObject_GetAttr(deadlines, s_entries);
     int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
@@ -2517,7 +2577,8 @@ pop_due_into(ContextObject *self, double now)
         }
         src->in_heap = 0;
         if (src->blocked) {
-            rc = PyList_Append(self->blocked_due, srcobj);
+            PyObject *due = REQUIRED(self, blocked_due, "_blocked_due");
+            rc = due == NULL ? -1 : PyList_Append(due, srcobj);
         }
         else if (!src->ready) {
             rc = mark_ready(self, srcobj);
@@ -2812,7 +2873,8 @@ has_work(ContextObject *self)
         r = call_truth(self->fds, s_always_ready_pending);
     if (r != 0)
         return r;
-    PyObject *entries = PyObject_GetAttr(self->deadlines, s_entries);
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    PyObject *entries = deadlines ? PyObject_GetAttr(deadlines, s_entries) : NULL;
     if (entries == NULL)
         return -1;
     if (!PyList_Check(entries) || PyList_GET_SIZE(entries) == 0) {
@@ -2823,14 +2885,8 @@ has_work(ContextObject *self)
     double when = PyTuple_Check(head) && PyTuple_GET_SIZE(head) > 0
                   ? PyFloat_AsDouble(PyTuple_GET_ITEM(head, 0)) : -1.0;
     Py_DECREF(entries);
-    if (when == -1.0 && PyErr_Occurred())
-        return -1;
-    PyObject *t = PyObject_CallNoArgs(self->clock);
-    if (t == NULL)
-        return -1;
-    double now = PyFloat_AsDouble(t);
-    Py_DECREF(t);
-    if (now == -1.0 && PyErr_Occurred())
+    double now;
+    if ((when == -1.0 && PyErr_Occurred()) || clock_now(self, &now) < 0)
         return -1;
     return when <= now;
 }
@@ -2874,12 +2930,7 @@ context_time(ContextObject *self, double *out)
         *out = self->now;
         return 0;
     }
-    PyObject *t = PyObject_CallNoArgs(self->clock);
-    if (t == NULL)
-        return -1;
-    *out = PyFloat_AsDouble(t);
-    Py_DECREF(t);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    return clock_now(self, out);
 }
 
 static PyObject *
@@ -2896,33 +2947,34 @@ plain_kick(PlainObject *self)
         return 0;
     if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
         return -1;
-    PyObject *h = PyObject_CallMethodOneArg(self->loop, s_call_soon, self->run_cb);
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    if (loop == NULL)
+        return -1;
+    Py_INCREF(loop);  /* call_soon runs Python code that may replace self->loop */
+    PyObject *h = PyObject_CallMethodOneArg(loop, s_call_soon, self->run_cb);
     if (h == NULL) {
         /* A closed loop has nothing to run (new work is refused up front, see
          * MainContext._check_loop_open): a notification in the middle of a change
          * must let the change finish (PlainDriver._kick). */
-        if (!PyErr_ExceptionMatches(PyExc_RuntimeError))
-            return -1;
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        PyObject *closed = PyObject_CallMethodNoArgs(self->loop, s_is_closed);
-        int is_closed = closed ? PyObject_IsTrue(closed) : -1;
-        Py_XDECREF(closed);
-        if (is_closed > 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
-            return 0;
+        int is_closed = -1;
+        if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            PyObject *et, *ev, *etb;
+            PyErr_Fetch(&et, &ev, &etb);
+            PyObject *closed = PyObject_CallMethodNoArgs(loop, s_is_closed);
+            is_closed = closed ? PyObject_IsTrue(closed) : -1;
+            Py_XDECREF(closed);
+            if (is_closed == 0)
+                PyErr_Restore(et, ev, etb);  /* open loop: the original error goes on */
+            else {  /* closed: nothing to report; is_closed() failed: that error goes on */
+                Py_XDECREF(et);
+                Py_XDECREF(ev);
+                Py_XDECREF(etb);
+            }
         }
-        if (is_closed < 0) {  /* is_closed() failed: that error goes on */
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
-            return -1;
-        }
-        PyErr_Restore(et, ev, etb);
-        return -1;
+        Py_DECREF(loop);
+        return is_closed > 0 ? 0 : -1;
     }
+    Py_DECREF(loop);
     Py_XSETREF(self->handle, h);
     return 0;
 }

@@ -160,7 +160,9 @@ class Dispatcher:
         src._dispatching += 1
         keep = escaped = False
         try:
-            keep = src.dispatch(src._callback, src._args)
+            # The result's truth is taken inside the guard: a __bool__ that raises is a
+            # fault of this dispatch, reported and destroying the source like any other.
+            keep = bool(src.dispatch(src._callback, src._args))
         except (SystemExit, KeyboardInterrupt):
             # Leaves the loop as in asyncio.  The callback had its run: the source is
             # destroyed as for any exception (PyGObject), unless it is an internal

@@ -884,15 +884,17 @@ class MainContext(SourceSet, _Core):
                     if src._ready or src._blocked or src._destroyed:
                         continue
                     try:
-                        is_ready = src.check()
+                        # The truth inside the guard: a __bool__ that raises is the
+                        # hook's fault, reported once and destroying the source.
+                        if not src.check():
+                            continue
                     except (SystemExit, KeyboardInterrupt):
                         raise
                     except BaseException as exc:
                         self._report(exc, src, "check")
                         continue
-                    if is_ready:
-                        self._mark_ready(src)
-                        best = min(best, src._priority)
+                    self._mark_ready(src)
+                    best = min(best, src._priority)
         finally:
             self._in_hook = False
 
