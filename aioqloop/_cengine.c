@@ -2732,6 +2732,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *ctx, *loop, *handle, *timer, *timeout, *run_cb;
     double timer_when, slack;
+    Py_ssize_t iterations_run, empty_iterations;  /* figures for statistics() */
     char closed, owned;
 } PlainObject;
 
@@ -2950,7 +2951,10 @@ plain_run(PlainObject *self, PyObject *unused)
         self->owned = 1;
     }
     Py_CLEAR(self->timeout);
+    self->iterations_run++;
     int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
+    if (r != 1)
+        self->empty_iterations++;
     /* finally: re-check after publishing "may sleep" (QEMU's notify_me handshake).
      * After a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
      * may not have said how long to wait): iterate again when the loop runs again. */
@@ -2958,6 +2962,19 @@ plain_run(PlainObject *self, PyObject *unused)
     PyErr_Fetch(&et, &ev, &etb);
     int work = r < 0 ? 1 : has_work(ctx);
     PyObject *wait = self->timeout ? self->timeout : Py_None;
+    if (work == 0 && r == 1 && PyFloat_Check(wait) && PyFloat_AS_DOUBLE(wait) == 0.0) {
+        /* Prepare's zero said "something is ready", and the dispatch ran it: re-arming
+         * it would fire an empty iteration right away.  Only a new prepare knows the
+         * wait of prepare hooks, or of the fd audit when no timer is armed for it
+         * (MainContext.wait_needs_prepare). */
+        int needs = nonempty_attr(ctx->prepare_hooks, s_prios);
+        if (needs == 0 && isinf(self->timer_when))
+            needs = nonempty_attr(ctx->fds, s_masks);
+        if (needs < 0)
+            work = -1;
+        else if (needs == 0)
+            wait = Py_None;
+    }
     Py_INCREF(wait);
     int rc = work < 0 ? -1 : work ? plain_kick(self) : plain_rearm(self, wait);
     Py_DECREF(wait);
@@ -3038,6 +3055,8 @@ static PyMemberDef plain_members[] = {
     PM("_slack", T_DOUBLE, slack),
     PM("_closed", T_BOOL, closed),
     PM("_owned", T_BOOL, owned),
+    PM("_iterations_run", T_PYSSIZET, iterations_run),
+    PM("_empty_iterations", T_PYSSIZET, empty_iterations),
     {NULL}
 };
 

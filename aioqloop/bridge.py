@@ -201,6 +201,12 @@ class Driver:
     def close(self) -> None:
         """The context closes: withdraw everything registered with the loop."""
 
+    def figures(self) -> tuple[int, int, int, int]:
+        """For `MainContext.statistics`: iterations run from loop callbacks, how many
+        of them dispatched nothing, deadline timers armed, timers fired (zeros for a
+        driver that keeps no such figures)."""
+        return (0, 0, 0, 0)
+
 
 class _PyPlain:
     """The per-iteration methods of `PlainDriver` that the compiled core
@@ -213,6 +219,8 @@ class _PyPlain:
     _closed: bool
     _timeout: float | None
     _owned: bool
+    _iterations_run: int
+    _empty_iterations: int
 
     if TYPE_CHECKING:
         def deadline_changed(self, when: float) -> None: ...
@@ -254,18 +262,30 @@ class _PyPlain:
                 return
             self._owned = True
         self._timeout = None
-        completed = False
+        self._iterations_run += 1
+        dispatched: bool | None = None  # None: the iteration raised
         try:
-            ctx.iterate(self, block=True, dispatch=True)
-            completed = True
+            dispatched = ctx.iterate(self, block=True, dispatch=True)
         finally:
-            # Re-check after publishing "may sleep" (QEMU's notify_me handshake).  After
-            # a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
-            # may not have said how long to wait): iterate again when the loop runs again.
-            if not completed or ctx.has_work():
-                self._kick()
-            else:
-                self._rearm(self._timeout)
+            self._after_iteration(dispatched)
+
+    def _after_iteration(self, dispatched: bool | None) -> None:
+        if not dispatched:
+            self._empty_iterations += 1
+        # Re-check after publishing "may sleep" (QEMU's notify_me handshake).  After a
+        # KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook may not
+        # have said how long to wait): iterate again when the loop runs again.
+        ctx = self._ctx
+        if dispatched is None or ctx.has_work():
+            self._kick()
+            return
+        timeout = self._timeout
+        if (timeout == 0.0 and dispatched
+                and not ctx.wait_needs_prepare(self._timer_when != math.inf)):
+            # Prepare's zero said "something is ready", and the dispatch ran it:
+            # re-arming it would fire an empty iteration right away.
+            timeout = None
+        self._rearm(timeout)
 
     def _rearm(self, timeout: float | None) -> None:
         if self._closed:
@@ -299,12 +319,22 @@ class PlainDriver(_PlainBase, Driver):
         self._slack = 0.001 if is_uvloop(loop) else 0.0
         self._timeout: float | None = None
         self._owned = False
+        # Figures for MainContext.statistics(): iterations run from loop callbacks (and
+        # how many dispatched nothing), deadline timers armed and fired.
+        self._iterations_run = 0
+        self._empty_iterations = 0
+        self._timer_arms = 0
+        self._timer_fires = 0
         self.source_ready = self._kick
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
         self._fd: int | None = None
         ctx.driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
         self._kick()
+
+    def figures(self) -> tuple[int, int, int, int]:
+        return (self._iterations_run, self._empty_iterations, self._timer_arms,
+                self._timer_fires)
 
     def _wake_threadsafe(self) -> None:
         # Any thread, under the context's waker lock.
@@ -344,11 +374,13 @@ class PlainDriver(_PlainBase, Driver):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_when = when
+            self._timer_arms += 1
             # A timer that fires a little early only costs a re-arm: the iteration
             # re-checks the heap against the context's clock, so nothing runs early.
             self._timer = self._loop.call_at(when + self._slack, self._on_timer)
 
     def _on_timer(self) -> None:
+        self._timer_fires += 1
         self._timer = None
         self._timer_when = math.inf
         self._run()
