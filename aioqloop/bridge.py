@@ -16,10 +16,12 @@ public loop API only, on any asyncio loop (the stock ``asyncio.run`` loop, uvloo
 * the context's epoll fd is one ``add_reader``;
 * the earliest ready time is one ``call_at`` handle, re-armed only when the head moves
   earlier or the handle fired;
-* each GLib iteration is one ``call_soon`` callback, queued when something becomes ready
-  (a ready time, an fd, a wake-up, an attach); it runs prepare → check → dispatch without
-  waiting, since asyncio did the waiting, so sources interleave FIFO with asyncio's
-  callbacks.  On the uvloop base the NVAL audit of watched fds is a timer too.
+* GLib iterations run in one ``call_soon`` callback, queued when something becomes ready
+  (a ready time, an fd, a wake-up, an attach); each runs prepare → check → dispatch
+  without waiting, since asyncio did the waiting.  While sources stay ready the callback
+  iterates again, up to `BATCH` times (a source made ready meanwhile queues nothing),
+  then queues itself behind asyncio's callbacks, so sources interleave with them in
+  bounded runs.  On the uvloop base the NVAL audit of watched fds is a timer too.
 
 aioqloop's stock-base loop drives its own context from inside the selector instead (see
 `aioqloop.loop`).
@@ -34,7 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _engine
 
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
 __all__ = ("Driver", "LoopPort", "PlainDriver", "StandalonePort", "is_uvloop", "make_port")
 
 logger = logging.getLogger("aioqloop")
+
+#: The most context iterations one loop callback of the plain driver runs while sources
+#: stay ready; then the iteration is queued again, behind the loop's own callbacks.
+BATCH = 64
 _get_ident = threading.get_ident
 
 
@@ -221,13 +227,25 @@ class _PyPlain:
     _owned: bool
     _iterations_run: int
     _empty_iterations: int
+    _batch: int
+    _fd: int | None
 
     if TYPE_CHECKING:
         def deadline_changed(self, when: float) -> None: ...
 
     def _kick(self, _priority: int = 0) -> None:
-        if self._handle is None and not self._closed:
+        # Inside a batch the batch itself looks again (has_work): no call_soon per
+        # source made ready.
+        if self._handle is None and not self._closed and not self._batch:
             self._handle = self._loop.call_soon(self._run)
+
+    def _again(self) -> None:
+        """Another iteration is needed even if nothing is ready (prepare hooks to call,
+        an fd audit to arm, a hand-run iteration to follow)."""
+        if self._batch:
+            self._batch = 2
+        else:
+            self._kick()
 
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
@@ -249,7 +267,8 @@ class _PyPlain:
         self._ctx.dispatch(priority)
 
     def _run(self) -> None:
-        """One GLib iteration without a wait; then arrange for the next."""
+        """GLib iterations without a wait while sources are ready (at most `BATCH` in
+        one loop callback); then arrange for the next."""
         self._handle = None
         ctx = self._ctx
         if self._closed:  # closing the context closes its driver first
@@ -261,31 +280,45 @@ class _PyPlain:
                 self._rearm(0.01)  # another thread iterates it by hand: look again soon
                 return
             self._owned = True
+        more = True
+        self._batch = 1
+        try:
+            for i in range(BATCH):
+                if i and self._fd is not None:
+                    # GLib polls in every iteration: fd events and wake-ups that came
+                    # meanwhile compete with the sources that stayed ready.
+                    ctx.poll_ready()
+                more = self._iterate_once(ctx)
+                if not more or self._closed:
+                    break
+        finally:
+            self._batch = 0
+            # After a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare
+            # hook may not have said how long to wait): iterate again when the loop runs
+            # again.  A spent batch lets the loop's own callbacks run first.
+            if more:
+                self._kick()
+
+    def _iterate_once(self, ctx: MainContext) -> bool:
+        """One iteration; True if another is due now, else the timer is armed."""
         self._timeout = None
         self._iterations_run += 1
-        dispatched: bool | None = None  # None: the iteration raised
-        try:
-            dispatched = ctx.iterate(self, block=True, dispatch=True)
-        finally:
-            self._after_iteration(dispatched)
-
-    def _after_iteration(self, dispatched: bool | None) -> None:
+        dispatched = ctx.iterate(self, block=True, dispatch=True)
         if not dispatched:
             self._empty_iterations += 1
-        # Re-check after publishing "may sleep" (QEMU's notify_me handshake).  After a
-        # KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook may not
-        # have said how long to wait): iterate again when the loop runs again.
-        ctx = self._ctx
-        if dispatched is None or ctx.has_work():
-            self._kick()
-            return
-        timeout = self._timeout
+        # Re-check after publishing "may sleep" (QEMU's notify_me handshake).
+        again = self._batch == 2
+        self._batch = 1
+        if again or ctx.has_work():
+            return True
+        timeout = cast("float | None", self._timeout)  # poll() set it meanwhile
         if (timeout == 0.0 and dispatched
                 and not ctx.wait_needs_prepare(self._timer_when != math.inf)):
             # Prepare's zero said "something is ready", and the dispatch ran it:
             # re-arming it would fire an empty iteration right away.
             timeout = None
         self._rearm(timeout)
+        return False
 
     def _rearm(self, timeout: float | None) -> None:
         if self._closed:
@@ -325,6 +358,8 @@ class PlainDriver(_PlainBase, Driver):
         self._empty_iterations = 0
         self._timer_arms = 0
         self._timer_fires = 0
+        #: 0 outside `_run`; 1 inside its batch of iterations; 2: one more was asked for.
+        self._batch = 0
         self.source_ready = self._kick
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
@@ -342,7 +377,7 @@ class PlainDriver(_PlainBase, Driver):
             self._loop.call_soon_threadsafe(self._on_readable)
 
     def prepare_needed(self) -> None:
-        self._kick()
+        self._again()
 
     def epoll_changed(self) -> None:
         if not self._closed and not self._loop.is_closed():
@@ -353,7 +388,7 @@ class PlainDriver(_PlainBase, Driver):
                 self._loop.add_reader(self._fd, self._on_readable)
 
     def iterated_by_hand(self) -> None:
-        self._kick()
+        self._again()
 
     def close(self) -> None:
         if self._closed:
