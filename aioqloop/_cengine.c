@@ -44,6 +44,11 @@
 #ifndef AIOQLOOP_SOURCE_HASH
 #define AIOQLOOP_SOURCE_HASH ""
 #endif
+/* 1: built in place (an editable install, a checkout), whose sources may change under
+ * the build, so aioqloop._engine compares SOURCE_HASH at import; 0: built for a wheel. */
+#ifndef AIOQLOOP_INPLACE
+#define AIOQLOOP_INPLACE 0
+#endif
 
 /* ------------------------------------------------------------------ configuration */
 /* Set once by configure(), from the Python side of the engine. */
@@ -3527,7 +3532,8 @@ PyInit__cengine(void)
             || PyModule_AddObject(m, "HookCore", (PyObject *)&HookType) < 0
             || PyModule_AddObject(m, "PlainCore", (PyObject *)&PlainType) < 0
             || PyModule_AddObject(m, "BHCore", (PyObject *)&BHType) < 0
-            || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0) {
+            || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
+            || PyModule_AddIntConstant(m, "INPLACE", AIOQLOOP_INPLACE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -3,6 +3,7 @@ from collections.abc import Callable
 from typing import Any
 
 SOURCE_HASH: str
+INPLACE: int
 
 def configure(**refs: Any) -> None: ...
 
