@@ -45,8 +45,12 @@ def _hash() -> str:
     return digest
 
 
-def compile_core(out_dir: Path) -> Path | None:
-    """Compile the core into ``out_dir``; the path of the module, or None (reason printed)."""
+def compile_core(out_dir: Path, *, inplace: bool = False) -> Path | None:
+    """Compile the core into ``out_dir``; the path of the module, or None (reason printed).
+
+    ``inplace``: the build stays next to its sources (an editable install, a checkout),
+    which may change under it, so it is checked against them at import; a wheel's is not.
+    """
     if os.environ.get("AIOQLOOP_NO_EXTENSION", "") not in ("", "0"):
         _note("AIOQLOOP_NO_EXTENSION is set")
         return None
@@ -55,7 +59,8 @@ def compile_core(out_dir: Path) -> Path | None:
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
     flags = ["-O2", "-fPIC", "-shared", "-Wall", "-Wno-deprecated-declarations",
-             f"-I{include}", f'-DAIOQLOOP_SOURCE_HASH="{_hash()}"']
+             f"-I{include}", f'-DAIOQLOOP_SOURCE_HASH="{_hash()}"',
+             f"-DAIOQLOOP_INPLACE={int(inplace)}"]
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     cmd = [*cc, *flags, str(SOURCE), "-o", str(tmp)]
@@ -149,7 +154,8 @@ class CoreBuildHook(BuildHookInterface):  # type: ignore[misc,valid-type]
         if self.target_name != "wheel":
             return
         if version == "editable":
-            built = compile_core(PKG)  # in place: the editable install imports from here
+            # in place: the editable install imports from here
+            built = compile_core(PKG, inplace=True)
             if built is not None:
                 build_data["pure_python"] = False
                 build_data["infer_tag"] = True
@@ -182,6 +188,6 @@ class CoreBuildHook(BuildHookInterface):  # type: ignore[misc,valid-type]
 
 
 if __name__ == "__main__":
-    path = compile_core(PKG)
+    path = compile_core(PKG, inplace=True)
     print(path if path else "not built")
     sys.exit(0 if path else 1)

@@ -6,11 +6,9 @@ units (milliseconds and microseconds).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._engine import ENGINE as ENGINE
-from .biglock import BigLock as BigLock
-from .biglock import bql as bql
 from .bottomhalf import BottomHalf as BottomHalf
 from .clock import VirtualClock as VirtualClock
 from .constants import (
@@ -55,10 +53,25 @@ from .sources import timeout_add as timeout_add
 from .statistics import ContextStatistics as ContextStatistics
 from .statistics import SourceStats as SourceStats
 from .statistics import statistics_table as statistics_table
-from .unix import ChildWatchSource as ChildWatchSource
-from .unix import SignalSource as SignalSource
-from .unix import child_watch_add as child_watch_add
-from .unix import signal_add as signal_add
+
+if TYPE_CHECKING:
+    from .biglock import BigLock as BigLock
+    from .biglock import bql as bql
+    from .unix import ChildWatchSource as ChildWatchSource
+    from .unix import SignalSource as SignalSource
+    from .unix import child_watch_add as child_watch_add
+    from .unix import signal_add as signal_add
+
+# Imported on first use (module __getattr__), so `import aioqloop` stays cheap: the big
+# lock and the signal and child-watch sources are not needed by every program.
+_LAZY = {
+    "BigLock": "biglock",
+    "bql": "biglock",
+    "ChildWatchSource": "unix",
+    "SignalSource": "unix",
+    "child_watch_add": "unix",
+    "signal_add": "unix",
+}
 
 __version__ = "0.1.0"
 
@@ -103,9 +116,20 @@ __all__ = (
 
 
 def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups find it without this hook
+        return value
     # The policy is built lazily: policies are deprecated from Python 3.14 on.
     if name == "EventLoopPolicy":
         from .loop import _event_loop_policy_class
 
         return _event_loop_policy_class()
     raise AttributeError(f"module 'aioqloop' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -44,6 +44,11 @@
 #ifndef AIOQLOOP_SOURCE_HASH
 #define AIOQLOOP_SOURCE_HASH ""
 #endif
+/* 1: built in place (an editable install, a checkout), whose sources may change under
+ * the build, so aioqloop._engine compares SOURCE_HASH at import; 0: built for a wheel. */
+#ifndef AIOQLOOP_INPLACE
+#define AIOQLOOP_INPLACE 0
+#endif
 
 /* ------------------------------------------------------------------ configuration */
 /* Set once by configure(), from the Python side of the engine. */
@@ -2829,8 +2834,13 @@ typedef struct {
     PyObject_HEAD
     PyObject *ctx, *loop, *handle, *timer, *timeout, *run_cb;
     double timer_when, slack;
+    Py_ssize_t iterations_run, empty_iterations;  /* figures for statistics() */
     char closed, owned;
+    char batch;  /* 0 outside _run; 1 in its batch; 2: one more iteration was asked for */
 } PlainObject;
+
+/* The most iterations one loop callback runs while sources stay ready (bridge.BATCH). */
+#define PLAIN_BATCH 64
 
 static PyTypeObject PlainType;
 static PyObject *plain_poll_descr, *plain_place_descr;
@@ -2943,7 +2953,8 @@ ctx_time(ContextObject *self, PyObject *unused)
 static int
 plain_kick(PlainObject *self)
 {
-    if (!IS_NONE(self->handle) || self->closed)
+    /* inside a batch the batch itself looks again: no call_soon per source made ready */
+    if (!IS_NONE(self->handle) || self->closed || self->batch)
         return 0;
     if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
         return -1;
@@ -3030,7 +3041,46 @@ plain_rearm_meth(PlainObject *self, PyObject *timeout)
     Py_RETURN_NONE;
 }
 
-/* PlainDriver._run: one GLib iteration without a wait, then arrange for the next. */
+/* PlainDriver._iterate_once: one iteration; 1 if another is due now, 0 once the timer
+ * is armed for the next, -1 on error. */
+static int
+plain_iterate_once(PlainObject *self, ContextObject *ctx)
+{
+    Py_CLEAR(self->timeout);
+    self->iterations_run++;
+    int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        self->empty_iterations++;
+    /* re-check after publishing "may sleep" (QEMU's notify_me handshake) */
+    int again = self->batch == 2;
+    self->batch = 1;
+    int work = again ? 1 : has_work(ctx);
+    if (work != 0)
+        return work;
+    PyObject *wait = self->timeout ? self->timeout : Py_None;
+    if (r == 1 && PyFloat_Check(wait) && PyFloat_AS_DOUBLE(wait) == 0.0) {
+        /* Prepare's zero said "something is ready", and the dispatch ran it: re-arming
+         * it would fire an empty iteration right away.  Only a new prepare knows the
+         * wait of prepare hooks, or of the fd audit when no timer is armed for it
+         * (MainContext.wait_needs_prepare). */
+        int needs = nonempty_attr(ctx->prepare_hooks, s_prios);
+        if (needs == 0 && isinf(self->timer_when))
+            needs = nonempty_attr(ctx->fds, s_masks);
+        if (needs < 0)
+            return -1;
+        if (needs == 0)
+            wait = Py_None;
+    }
+    Py_INCREF(wait);
+    int rc = plain_rearm(self, wait);
+    Py_DECREF(wait);
+    return rc < 0 ? -1 : 0;
+}
+
+/* PlainDriver._run: GLib iterations without a wait while sources are ready (at most
+ * PLAIN_BATCH in one loop callback), then arrange for the next. */
 static PyObject *
 plain_run(PlainObject *self, PyObject *unused)
 {
@@ -3061,27 +3111,45 @@ plain_run(PlainObject *self, PyObject *unused)
         }
         self->owned = 1;
     }
-    Py_CLEAR(self->timeout);
-    int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
-    /* finally: re-check after publishing "may sleep" (QEMU's notify_me handshake).
-     * After a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
-     * may not have said how long to wait): iterate again when the loop runs again. */
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
-    int work = r < 0 ? 1 : has_work(ctx);
-    PyObject *wait = self->timeout ? self->timeout : Py_None;
-    Py_INCREF(wait);
-    int rc = work < 0 ? -1 : work ? plain_kick(self) : plain_rearm(self, wait);
-    Py_DECREF(wait);
-    Py_DECREF(ctxo);
-    if (rc < 0) {
-        Py_XDECREF(et);
-        Py_XDECREF(ev);
-        Py_XDECREF(etb);
-        return NULL;
+    int more = 1;
+    self->batch = 1;  /* sources made ready meanwhile need no call_soon: we look again */
+    for (int i = 0; i < PLAIN_BATCH; i++) {
+        if (i > 0) {
+            /* GLib polls in every iteration: fd events and wake-ups that came meanwhile
+             * compete with the sources that stayed ready. */
+            PyObject *epoll = PyObject_GetAttr(ctx->fds, s_epoll);
+            if (epoll == NULL) {
+                more = -1;
+                break;
+            }
+            int open = epoll != Py_None;
+            Py_DECREF(epoll);
+            if (open && ctx_call_poll_ready(ctxo) < 0) {
+                more = -1;
+                break;
+            }
+        }
+        more = plain_iterate_once(self, ctx);
+        if (more <= 0 || self->closed)
+            break;
     }
-    PyErr_Restore(et, ev, etb);
-    if (r < 0)
+    self->batch = 0;
+    Py_DECREF(ctxo);
+    /* finally: after a KeyboardInterrupt/SystemExit the iteration is unfinished (a
+     * prepare hook may not have said how long to wait): iterate again when the loop
+     * runs again.  A spent batch lets the loop's own callbacks run first. */
+    if (more != 0) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (plain_kick(self) < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            return NULL;
+        }
+        PyErr_Restore(et, ev, etb);
+    }
+    if (more < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -3150,6 +3218,9 @@ static PyMemberDef plain_members[] = {
     PM("_slack", T_DOUBLE, slack),
     PM("_closed", T_BOOL, closed),
     PM("_owned", T_BOOL, owned),
+    PM("_iterations_run", T_PYSSIZET, iterations_run),
+    PM("_empty_iterations", T_PYSSIZET, empty_iterations),
+    PM("_batch", T_BYTE, batch),
     {NULL}
 };
 
@@ -3583,7 +3654,8 @@ PyInit__cengine(void)
             || PyModule_AddObject(m, "HookCore", (PyObject *)&HookType) < 0
             || PyModule_AddObject(m, "PlainCore", (PyObject *)&PlainType) < 0
             || PyModule_AddObject(m, "BHCore", (PyObject *)&BHType) < 0
-            || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0) {
+            || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
+            || PyModule_AddIntConstant(m, "INPLACE", AIOQLOOP_INPLACE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

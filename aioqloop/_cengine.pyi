@@ -3,6 +3,7 @@ from collections.abc import Callable
 from typing import Any
 
 SOURCE_HASH: str
+INPLACE: int
 
 def configure(**refs: Any) -> None: ...
 
@@ -72,6 +73,8 @@ class HookCore:
     def source_ready(self, priority: int) -> None: ...
 
 class PlainCore:
+    _iterations_run: int
+    _empty_iterations: int
     def _kick(self, _priority: int = 0) -> None: ...
     def _rearm(self, timeout: float | None) -> None: ...
     def _run(self) -> None: ...

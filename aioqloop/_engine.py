@@ -12,20 +12,22 @@ at import, from the ``AIOQLOOP_ENGINE`` environment variable:
 
 A stale build must not shadow edited sources: the build records a hash of ``_cengine.c``
 and of the Python modules whose hot paths it mirrors (`HASHED`), and a build whose hash
-differs from the files next to it is not used (with a warning under ``auto``).
+differs from the files next to it is not used (with a warning under ``auto``).  Only a
+build made in place (an editable install, ``python hatch_build.py``) is checked: its
+sources can change under it.  A wheel's build says it was not made in place (``INPLACE``
+is 0) and is not hashed at import: the files it was built from are installed with it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 import warnings
-from pathlib import Path
 from types import ModuleType
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ._corehash import HASHED, source_hash
+if TYPE_CHECKING:
+    from ._corehash import HASHED, source_hash
 
 __all__ = ("ENGINE", "HASHED", "REASON", "core", "engine_info", "source_hash")
 
@@ -33,7 +35,21 @@ _ENV = "AIOQLOOP_ENGINE"
 
 
 def _free_threaded() -> bool:
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    # No free-threaded builds before 3.13 (and no sysconfig to import there).
+    if sys.version_info >= (3, 13):
+        import sysconfig
+
+        return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    return False
+
+
+def __getattr__(name: str) -> Any:
+    # The hashing module (hashlib, pathlib) is imported only when a hash is needed.
+    if name in ("HASHED", "source_hash"):
+        from . import _corehash
+
+        return getattr(_corehash, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -53,9 +69,14 @@ def _load() -> tuple[ModuleType | None, str]:
         if wanted == "c":
             raise ImportError(f"{_ENV}=c, but the compiled core is not built: {exc}") from exc
         return None, "the compiled core is not built (no C compiler at install time?)"
+    if not getattr(_cengine, "INPLACE", 1):  # a build that does not say is checked
+        return _cengine, "built for this installation"
+    from ._corehash import source_hash
+
     expected = source_hash()
     if expected is not None and expected != _cengine.SOURCE_HASH:
-        why = (f"the compiled core {Path(_cengine.__file__ or '?').name} is stale: the "
+        name = os.path.basename(_cengine.__file__ or "?")
+        why = (f"the compiled core {name} is stale: the "
                "sources changed since it was built (rebuild: pip install -e .)")
         if wanted == "c":
             raise ImportError(f"{_ENV}=c, but {why}")

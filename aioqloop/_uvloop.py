@@ -3,9 +3,10 @@
 libuv gives no hook before its poll and no view of its ready queue, so the loop's context
 is driven by `aioqloop.bridge.PlainDriver`: one ``add_reader`` for the context's epoll fd,
 one ``call_at`` for the earliest ready time (and for the NVAL audit of watched fds), and
-one ``call_soon`` per GLib iteration, queued when something becomes ready.  GLib's rules
-hold among sources and prioritized task steps; against uvloop's own callbacks a source
-dispatch is one more callback in uvloop's FIFO (the README's table lists what differs).
+one ``call_soon`` queued when something becomes ready, which runs GLib iterations while
+sources stay ready (at most ``bridge.BATCH``).  GLib's rules hold among sources and
+prioritized task steps; against uvloop's own callbacks a batch of source dispatches is
+one more callback in uvloop's FIFO (the README's table lists what differs).
 With ``bql=`` the lock is held while sources dispatch; it cannot be dropped around
 libuv's poll, which aioqloop does not see.
 

@@ -16,10 +16,12 @@ public loop API only, on any asyncio loop (the stock ``asyncio.run`` loop, uvloo
 * the context's epoll fd is one ``add_reader``;
 * the earliest ready time is one ``call_at`` handle, re-armed only when the head moves
   earlier or the handle fired;
-* each GLib iteration is one ``call_soon`` callback, queued when something becomes ready
-  (a ready time, an fd, a wake-up, an attach); it runs prepare → check → dispatch without
-  waiting, since asyncio did the waiting, so sources interleave FIFO with asyncio's
-  callbacks.  On the uvloop base the NVAL audit of watched fds is a timer too.
+* GLib iterations run in one ``call_soon`` callback, queued when something becomes ready
+  (a ready time, an fd, a wake-up, an attach); each runs prepare → check → dispatch
+  without waiting, since asyncio did the waiting.  While sources stay ready the callback
+  iterates again, up to `BATCH` times (a source made ready meanwhile queues nothing),
+  then queues itself behind asyncio's callbacks, so sources interleave with them in
+  bounded runs.  On the uvloop base the NVAL audit of watched fds is a timer too.
 
 aioqloop's stock-base loop drives its own context from inside the selector instead (see
 `aioqloop.loop`).
@@ -34,7 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _engine
 
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
 __all__ = ("Driver", "LoopPort", "PlainDriver", "StandalonePort", "is_uvloop", "make_port")
 
 logger = logging.getLogger("aioqloop")
+
+#: The most context iterations one loop callback of the plain driver runs while sources
+#: stay ready; then the iteration is queued again, behind the loop's own callbacks.
+BATCH = 64
 _get_ident = threading.get_ident
 
 
@@ -201,6 +207,12 @@ class Driver:
     def close(self) -> None:
         """The context closes: withdraw everything registered with the loop."""
 
+    def figures(self) -> tuple[int, int, int, int]:
+        """For `MainContext.statistics`: iterations run from loop callbacks, how many
+        of them dispatched nothing, deadline timers armed, timers fired (zeros for a
+        driver that keeps no such figures)."""
+        return (0, 0, 0, 0)
+
 
 class _PyPlain:
     """The per-iteration methods of `PlainDriver` that the compiled core
@@ -213,12 +225,18 @@ class _PyPlain:
     _closed: bool
     _timeout: float | None
     _owned: bool
+    _iterations_run: int
+    _empty_iterations: int
+    _batch: int
+    _fd: int | None
 
     if TYPE_CHECKING:
         def deadline_changed(self, when: float) -> None: ...
 
     def _kick(self, _priority: int = 0) -> None:
-        if self._handle is None and not self._closed:
+        # Inside a batch the batch itself looks again (has_work): no call_soon per
+        # source made ready.
+        if self._handle is None and not self._closed and not self._batch:
             try:
                 self._handle = self._loop.call_soon(self._run)
             except RuntimeError:
@@ -227,6 +245,14 @@ class _PyPlain:
                 # here is a notification in the middle of a change, which must finish.
                 if not self._loop.is_closed():
                     raise
+
+    def _again(self) -> None:
+        """Another iteration is needed even if nothing is ready (prepare hooks to call,
+        an fd audit to arm, a hand-run iteration to follow)."""
+        if self._batch:
+            self._batch = 2
+        else:
+            self._kick()
 
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
@@ -248,7 +274,8 @@ class _PyPlain:
         self._ctx.dispatch(priority)
 
     def _run(self) -> None:
-        """One GLib iteration without a wait; then arrange for the next."""
+        """GLib iterations without a wait while sources are ready (at most `BATCH` in
+        one loop callback); then arrange for the next."""
         self._handle = None
         ctx = self._ctx
         if self._closed:  # closing the context closes its driver first
@@ -260,19 +287,45 @@ class _PyPlain:
                 self._rearm(0.01)  # another thread iterates it by hand: look again soon
                 return
             self._owned = True
-        self._timeout = None
-        completed = False
+        more = True
+        self._batch = 1
         try:
-            ctx.iterate(self, block=True, dispatch=True)
-            completed = True
+            for i in range(BATCH):
+                if i and self._fd is not None:
+                    # GLib polls in every iteration: fd events and wake-ups that came
+                    # meanwhile compete with the sources that stayed ready.
+                    ctx.poll_ready()
+                more = self._iterate_once(ctx)
+                if not more or self._closed:
+                    break
         finally:
-            # Re-check after publishing "may sleep" (QEMU's notify_me handshake).  After
-            # a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
-            # may not have said how long to wait): iterate again when the loop runs again.
-            if not completed or ctx.has_work():
+            self._batch = 0
+            # After a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare
+            # hook may not have said how long to wait): iterate again when the loop runs
+            # again.  A spent batch lets the loop's own callbacks run first.
+            if more:
                 self._kick()
-            else:
-                self._rearm(self._timeout)
+
+    def _iterate_once(self, ctx: MainContext) -> bool:
+        """One iteration; True if another is due now, else the timer is armed."""
+        self._timeout = None
+        self._iterations_run += 1
+        dispatched = ctx.iterate(self, block=True, dispatch=True)
+        if not dispatched:
+            self._empty_iterations += 1
+        # Re-check after publishing "may sleep" (QEMU's notify_me handshake).
+        again = self._batch == 2
+        self._batch = 1
+        if again or ctx.has_work():
+            return True
+        timeout = cast("float | None", self._timeout)  # poll() set it meanwhile
+        if (timeout == 0.0 and dispatched
+                and not ctx.wait_needs_prepare(self._timer_when != math.inf)):
+            # Prepare's zero said "something is ready", and the dispatch ran it:
+            # re-arming it would fire an empty iteration right away.
+            timeout = None
+        self._rearm(timeout)
+        return False
 
     def _rearm(self, timeout: float | None) -> None:
         if self._closed:
@@ -306,6 +359,14 @@ class PlainDriver(_PlainBase, Driver):
         self._slack = 0.001 if is_uvloop(loop) else 0.0
         self._timeout: float | None = None
         self._owned = False
+        # Figures for MainContext.statistics(): iterations run from loop callbacks (and
+        # how many dispatched nothing), deadline timers armed and fired.
+        self._iterations_run = 0
+        self._empty_iterations = 0
+        self._timer_arms = 0
+        self._timer_fires = 0
+        #: 0 outside `_run`; 1 inside its batch of iterations; 2: one more was asked for.
+        self._batch = 0
         self.source_ready = self._kick
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
@@ -313,13 +374,17 @@ class PlainDriver(_PlainBase, Driver):
         ctx.driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
         self._kick()
 
+    def figures(self) -> tuple[int, int, int, int]:
+        return (self._iterations_run, self._empty_iterations, self._timer_arms,
+                self._timer_fires)
+
     def _wake_threadsafe(self) -> None:
         # Any thread, under the context's waker lock.
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
             self._loop.call_soon_threadsafe(self._on_readable)
 
     def prepare_needed(self) -> None:
-        self._kick()
+        self._again()
 
     def epoll_changed(self) -> None:
         if not self._closed and not self._loop.is_closed():
@@ -330,7 +395,7 @@ class PlainDriver(_PlainBase, Driver):
                 self._loop.add_reader(self._fd, self._on_readable)
 
     def iterated_by_hand(self) -> None:
-        self._kick()
+        self._again()
 
     def close(self) -> None:
         if self._closed:
@@ -353,11 +418,13 @@ class PlainDriver(_PlainBase, Driver):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_when = when
+            self._timer_arms += 1
             # A timer that fires a little early only costs a re-arm: the iteration
             # re-checks the heap against the context's clock, so nothing runs early.
             self._timer = self._loop.call_at(when + self._slack, self._on_timer)
 
     def _on_timer(self) -> None:
+        self._timer_fires += 1
         self._timer = None
         self._timer_when = math.inf
         self._run()

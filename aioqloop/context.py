@@ -35,7 +35,7 @@ Driver contract (what a driver may call, and when)
   ``driver.poll(timeout)`` (wait up to ``timeout`` seconds, then feed fd readiness with
   `poll_ready`) and ``driver.place(priority)`` (run `dispatch` now or queue it).
 * `dispatch(priority)`, `poll_ready()`, `has_work()`, `next_deadline()`, `time()`,
-  `call_at_priority(...)` — owner thread.
+  `wait_needs_prepare(timer_armed)`, `call_at_priority(...)` — owner thread.
 * `close_with_loop()` — the owning loop closes (selector still open).
 """
 
@@ -603,12 +603,17 @@ class MainContext(SourceSet, _Core):
                 dispatches=st.dispatches, dispatch_time=st.dispatch_time,
                 max_dispatch_time=st.max_dispatch_time, waited=st.waited,
             ))
+        runs, empty, arms, fires = self._driver.figures()
         return ContextStatistics(
             iterations=self._iterations,
             poll_time=self._poll_time,
             dispatch_time=self._dispatch_time,
             sources=tuple(rows),
             wakeup_writes=self._waker.writes,
+            driver_iterations=runs,
+            empty_iterations=empty,
+            timer_arms=arms,
+            timer_fires=fires,
         )
 
     def close(self) -> None:
@@ -683,6 +688,13 @@ class MainContext(SourceSet, _Core):
             self._fd_generation = self._fds.generation  # the driver asks for the fd next
         else:
             self._waker.fallback = wake
+
+    def wait_needs_prepare(self, timer_armed: bool) -> bool:
+        """After a dispatch ran what made prepare's wait zero, can only a new prepare
+        tell how long the driver may wait?  True with prepare hooks (their waits are
+        theirs to say), or with watched fds and no timer armed (``timer_armed``) for
+        their audit; otherwise the next ready time is the whole answer."""
+        return bool(self._prepare_hooks.prios) or (bool(self._fds.masks) and not timer_armed)
 
     def driver_fileno(self) -> int | None:
         """The fd that becomes readable on fd events or a wake-up (for ``add_reader``),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
+from typing import Any
 
 import pytest
 from conftest import recorder
 
+import aioqloop
 from aioqloop import (
     PRIORITY_HIGH,
     BottomHalf,
@@ -18,6 +21,7 @@ from aioqloop import (
     MainContext,
     Source,
     TimeoutSource,
+    bridge,
     fd_add,
     get_main_context,
     main_depth,
@@ -263,3 +267,98 @@ def test_port_clock_follows_any_overridden_loop_time() -> None:
     finally:
         for loop in (plain, shifted, patched):
             loop.close()
+
+
+def _run_on_plain(base: str, main: Any) -> Any:
+    """Run ``main()`` where a `PlainDriver` drives the context: the uvloop base or a
+    context bound to a plain asyncio loop."""
+    if base == "uvloop":
+        pytest.importorskip("uvloop")
+        return aioqloop.run(main(), base="uvloop")
+    return asyncio.run(main())
+
+
+def _plain_context(base: str) -> MainContext:
+    return get_main_context() if base == "uvloop" else MainContext()
+
+
+@pytest.mark.parametrize("base", ["uvloop", "asyncio"])
+def test_ready_sources_run_in_batches_between_the_loop_callbacks(base: str) -> None:
+    # While sources stay ready, one loop callback runs several iterations (no loop
+    # round trip per dispatch), but at most bridge.BATCH: the loop's own callbacks
+    # (here a task's steps) still get their turn.
+    async def main() -> list[int]:
+        ctx = _plain_context(base)
+        dispatches = 0
+
+        def repeat() -> bool:
+            nonlocal dispatches
+            dispatches += 1
+            return True
+
+        src = IdleSource()
+        src.set_callback(repeat)
+        src.attach(ctx)
+        seen = []
+        try:
+            for _ in range(6):
+                await asyncio.sleep(0)
+                seen.append(dispatches)
+        finally:
+            src.destroy()
+            if base == "asyncio":
+                ctx.close()
+        return seen
+
+    seen = _run_on_plain(base, main)
+    steps = [b - a for a, b in itertools.pairwise(seen[1:])]
+    assert all(2 <= step <= bridge.BATCH for step in steps), (seen, steps)
+
+
+@pytest.mark.parametrize("base", ["uvloop", "asyncio"])
+def test_sources_made_ready_in_a_batch_queue_no_loop_callback_each(base: str) -> None:
+    # A chain of one-shot idles (each attaches the next): inside a batch a source made
+    # ready is the batch's business, so the driver queues one call_soon per batch, not
+    # one per source.
+    n = 200
+
+    async def main() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        ctx = _plain_context(base)
+        driver = ctx._driver
+        queued = 0
+        real_call_soon = loop.call_soon
+
+        def counting_call_soon(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal queued
+            if getattr(callback, "__self__", None) is driver:
+                queued += 1
+            return real_call_soon(callback, *args, **kwargs)
+
+        done = loop.create_future()
+        count = 0
+
+        def link() -> bool:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set_result(None)
+            else:
+                aioqloop.idle_add(link, context=ctx)
+            return False
+
+        before = ctx.statistics()
+        loop.call_soon = counting_call_soon  # type: ignore[method-assign]
+        try:
+            aioqloop.idle_add(link, context=ctx)
+            await done
+        finally:
+            del loop.call_soon
+            after = ctx.statistics()
+            if base == "asyncio":
+                ctx.close()
+        return queued, after.iterations - before.iterations, count
+
+    queued, iterations, count = _run_on_plain(base, main)
+    assert (iterations, count) == (n, n)
+    assert queued <= n // bridge.BATCH + 2, queued

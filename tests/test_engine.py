@@ -191,6 +191,63 @@ def test_build_hook_builds_a_core_that_loads(tmp_path: Path) -> None:
     assert proc.stdout.strip() == _engine.source_hash()
 
 
+def _hatch_build() -> Any:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import hatch_build
+    finally:
+        sys.path.remove(str(ROOT))
+    return hatch_build
+
+
+@needs_build
+def test_an_installed_build_is_not_hashed_at_import(tmp_path: Path) -> None:
+    # A wheel's build (not made in place) is installed with the sources it was built
+    # from: import neither hashes them nor loads the hashing module.  An in-place build
+    # (an editable install, a checkout) is still checked (the stale-build test above).
+    parent = _copy_package(tmp_path, with_core=False)
+    built = _hatch_build().compile_core(parent / "aioqloop")  # as the wheel build does
+    assert built is not None
+    code = ("import sys, aioqloop, aioqloop._engine as e; "
+            "print(aioqloop.ENGINE, 'aioqloop._corehash' in sys.modules, "
+            "getattr(e.core, 'INPLACE', None))")
+    full = {**os.environ, "PYTHONPATH": str(parent), "AIOQLOOP_ENGINE": "c"}
+    proc = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
+                          text=True, timeout=60, check=False, cwd=parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["c", "False", "0"]
+    inplace = _hatch_build().compile_core(tmp_path / "inplace", inplace=True)
+    assert inplace is not None
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("aioqloop._cengine", {str(inplace)!r})
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        print(mod.INPLACE)
+    """)], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.stdout.strip() == "1", proc.stderr
+
+
+def test_import_loads_no_optional_module() -> None:
+    # `import aioqloop` stays cheap: what only some programs need is imported on first
+    # use (the big lock, signal and child-watch sources, uvloop, rich, the hashing of a
+    # build's sources, the demo, the benchmarks, the pytest plugin).
+    code = ("import sys, aioqloop; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('uvloop', 'rich', "
+            "'hashlib', 'pathlib', 'pytest', 'gi') or m in ('aioqloop.biglock', "
+            "'aioqloop.unix', 'aioqloop._corehash', 'aioqloop.demo', 'aioqloop.bench', "
+            "'aioqloop.pytest_plugin', 'aioqloop._uvloop')))")
+    full = {**os.environ, "AIOQLOOP_ENGINE": "python"}
+    proc = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    proc = subprocess.run([sys.executable, "-c", "import aioqloop as a; "
+                           "print(a.bql.name, a.SignalSource.__name__, 'BigLock' in dir(a))"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.stdout.split() == ["bql", "SignalSource", "True"], proc.stderr
+
+
 @pytest.mark.parametrize("base", ["asyncio", "uvloop"])
 def test_no_memory_grows_with_dispatches(base: str) -> None:
     """Dispatch, re-arm, attach, destroy and report exceptions many times: the engine
