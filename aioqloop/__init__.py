@@ -6,9 +6,11 @@ units (milliseconds and microseconds).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._engine import ENGINE as ENGINE
+from ._tasks import EventLoop as EventLoop
+from ._tasks import QTask as Task
 from .biglock import BigLock as BigLock
 from .biglock import bql as bql
 from .bottomhalf import BottomHalf as BottomHalf
@@ -91,6 +93,8 @@ __all__ = (
     "get_main_context",
     "new_event_loop",
     "run",
+    "EventLoop",
+    "Task",
     "EventLoopPolicy",
     "BigLock",
     "bql",
@@ -102,10 +106,26 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The policy is built lazily: policies are deprecated from Python 3.14 on.
-    if name == "EventLoopPolicy":
-        from .loop import _event_loop_policy_class
+if TYPE_CHECKING:
+    import asyncio
 
-        return _event_loop_policy_class()
-    raise AttributeError(f"module 'aioqloop' has no attribute {name!r}")
+    class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+        """An asyncio policy whose loops are aioqloop loops (``base`` as in new_event_loop).
+
+        Deprecated with asyncio's policies from Python 3.14 on; gone from 3.16.
+        """
+
+        def __init__(self, base: str = "asyncio") -> None: ...
+        def new_event_loop(self) -> EventLoop: ...
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        # The policy is built lazily: policies are deprecated from Python 3.14 on.  Only
+        # at run time: a module __getattr__ seen by type checkers would make every
+        # misspelt ``aioqloop.name`` pass as Any.
+        if name == "EventLoopPolicy":
+            from .loop import _event_loop_policy_class
+
+            return _event_loop_policy_class()
+        raise AttributeError(f"module 'aioqloop' has no attribute {name!r}")

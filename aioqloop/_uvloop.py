@@ -23,11 +23,10 @@ The class is built on first use, so importing aioqloop does not import uvloop.
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._tasks import QLoopMixin
+from ._tasks import EventLoop
 from .bridge import PlainDriver
 from .context import MainContext
 
@@ -36,10 +35,10 @@ if TYPE_CHECKING:
 
 __all__ = ("uvloop_class",)
 
-_QUVLoop: type[asyncio.AbstractEventLoop] | None = None
+_QUVLoop: type[EventLoop] | None = None
 
 
-def uvloop_class() -> type[asyncio.AbstractEventLoop]:
+def uvloop_class() -> type[EventLoop]:
     """`QUVLoop`, built on first use (needs uvloop: ``pip install 'aioqloop[uvloop]'``)."""
     global _QUVLoop
     if _QUVLoop is not None:
@@ -51,7 +50,7 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             "base='uvloop' needs uvloop: pip install 'aioqloop[uvloop]'", name="uvloop"
         ) from exc
 
-    class QUVLoop(QLoopMixin, uvloop.Loop):  # type: ignore[misc]
+    class QUVLoop(EventLoop, uvloop.Loop):  # type: ignore[misc]
         """aioqloop on uvloop: the context runs through public loop API only."""
 
         def __init__(self, *, bql: BigLock | None = None) -> None:

@@ -50,13 +50,13 @@ import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _engine, _registry
 from ._fdpoll import MAX_WAIT
 from ._selectorfds import SelectorFds, eligible
-from ._tasks import QLoopMixin, QTask
+from ._tasks import EventLoop, QTask
 from .bridge import Driver
 from .constants import PRIORITY_DEFAULT
 from .context import MainContext, get_main_context
@@ -421,7 +421,7 @@ class _HookDriver(Driver):
         hook._epfd = -1
 
 
-class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
+class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
     """aioqloop on the stock selector loop (see the module docstring)."""
 
     def __new__(cls, *args: Any, clock: Any = None, bql: Any = None, **kwargs: Any) -> Any:
@@ -462,10 +462,13 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
     if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
 
         def create_task(  # type: ignore[override]
-            self, coro: Any, *, name: Any = None
-        ) -> asyncio.Task[Any]:
+            self,
+            coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+            *,
+            name: str | None = None,
+        ) -> QTask[_T]:
             """Like 3.10's ``loop.create_task`` (no ``context=``); the task is a `QTask`."""
-            return QLoopMixin.create_task(self, coro, name=name)
+            return EventLoop.create_task(self, coro, name=name)
 
     def _aioq_ready_count(self) -> int:
         return self._selector.ready_count()  # type: ignore[no-any-return]
@@ -579,8 +582,11 @@ def new_event_loop(
     base: str = "asyncio",
     clock: VirtualClock | None = None,
     bql: BigLock | None = None,
-) -> asyncio.AbstractEventLoop:
+) -> EventLoop:
     """Create an aioqloop event loop; usable as ``loop_factory``.
+
+    The loop is an `aioqloop.EventLoop` (an ``asyncio.AbstractEventLoop`` with
+    ``main_context`` and a ``create_task`` that returns an `aioqloop.Task`).
 
     ``base`` is ``"asyncio"`` (the stock selector loop, full priority support) or
     ``"uvloop"``.  ``clock`` is a `VirtualClock` (stock base only: libuv's timers run on
@@ -616,7 +622,7 @@ def run(
     if not asyncio.iscoroutine(coro):
         raise TypeError(f"a coroutine was expected, got {coro!r}")
 
-    def factory() -> asyncio.AbstractEventLoop:
+    def factory() -> EventLoop:
         return new_event_loop(base=base, **loop_kwargs)
 
     if sys.version_info >= (3, 11):
@@ -662,7 +668,8 @@ def _event_loop_policy_class() -> type:
             super().__init__()
             self._aioq_base = base
 
-        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        def new_event_loop(self) -> EventLoop:
+            """A new aioqloop loop on this policy's base."""
             return new_event_loop(base=self._aioq_base)
 
     _policy_cls = EventLoopPolicy
