@@ -169,6 +169,8 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _aioq_priorities_in_use(self, delta: int) -> None:
         self._aioq_prio_tasks += delta
         if self._aioq_prio_tasks > 0:
-            self.call_soon = self._aioq_call_soon_prio  # type: ignore[method-assign,assignment]
+            # On the instance only (see the module docstring): set through __dict__, as
+            # it is taken back below, so checkers see no second type for call_soon.
+            self.__dict__["call_soon"] = self._aioq_call_soon_prio
         else:
             self.__dict__.pop("call_soon", None)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ("Driver", "LoopPort", "PlainDriver", "StandalonePort", "is_uvloop", "make_port")
 
-logger = logging.getLogger("aioqloop")
+logger: logging.Logger = logging.getLogger("aioqloop")
 _get_ident = threading.get_ident
 
 
@@ -103,8 +103,8 @@ class LoopPort(StandalonePort):
     """The port of a context bound to the asyncio loop ``loop``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.virtual_clock = getattr(loop, "_aioq_clock", None)
+        self.loop: asyncio.AbstractEventLoop | None = loop
+        self.virtual_clock: Any = getattr(loop, "_aioq_clock", None)
         self.rebind()
 
     def rebind(self) -> Callable[[], float]:
@@ -115,7 +115,8 @@ class LoopPort(StandalonePort):
         when ``type(loop)`` changed, so its deadlines follow the new clock.
         """
         loop: Any = self.loop
-        self.loop_class = type(loop)
+        self.loop_class: type = type(loop)
+        self.time: Callable[[], float]
         if is_uvloop(loop) and type(loop).time is _uvloop_time(loop):
             # uvloop's time() is libuv's cached, millisecond-truncated clock: deadlines
             # computed from it fire up to 1 ms early.  Same epoch, fresh reading.
@@ -299,7 +300,7 @@ class PlainDriver(_PlainBase, Driver):
         self._slack = 0.001 if is_uvloop(loop) else 0.0
         self._timeout: float | None = None
         self._owned = False
-        self.source_ready = self._kick
+        self.source_ready: Callable[[int], None] | None = self._kick
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
         self._fd: int | None = None

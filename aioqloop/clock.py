@@ -52,7 +52,7 @@ class VirtualClock:
     ) -> None:
         self._now = _seconds(start, "start")
         self._target = self._now
-        self.autojump = bool(autojump)
+        self.autojump: bool = bool(autojump)
         threshold = _seconds(autojump_threshold, "autojump_threshold")
         if threshold < 0:
             raise ValueError(f"autojump_threshold can't be negative: {autojump_threshold!r}")

@@ -57,6 +57,7 @@ from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
+from ._registry import current_source, main_depth
 from ._sourceset import SourceSet
 from ._waker import FREE_THREADED, Waker
 from .constants import PRIORITY_DEFAULT
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = ("MainContext", "current_source", "get_main_context", "main_depth")
 
-logger = logging.getLogger("aioqloop")
+logger: logging.Logger = logging.getLogger("aioqloop")
 
 _INF = math.inf
 _get_ident = threading.get_ident
@@ -80,8 +81,6 @@ _perf = time.perf_counter
 # asyncio's "Executing ... took"); below this floor nothing is looked up.
 _SLOW_FLOOR = 0.001
 _tls = _registry._tls
-main_depth = _registry.main_depth
-current_source = _registry.current_source
 
 
 class IterationDriver(Protocol):
@@ -414,7 +413,7 @@ class MainContext(SourceSet, _Core):
     """
 
     #: Seconds between two audits of watched fds for ones closed behind the context's back.
-    fd_audit_interval = 1.0
+    fd_audit_interval: float = 1.0
 
     def __init__(
         self, loop: Any = None, *, _driver: str = "auto", _port: Any = None

@@ -442,8 +442,10 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
         self._aioq_clock = clock
         if clock is not None:
             clock._bind(self)
-            self.time = clock.time  # type: ignore[method-assign]
-            self.call_at = self._aioq_call_at_fifo  # type: ignore[method-assign,assignment]
+            # Instance attributes over the class's methods (through __dict__, so that
+            # checkers see one type for time and call_at).
+            self.__dict__["time"] = clock.time
+            self.__dict__["call_at"] = self._aioq_call_at_fifo
         hook = _SelectorHook(self, self._selector)
         self._selector: Any = hook
         ctx = MainContext(self, _driver="loop")
