@@ -69,7 +69,7 @@ class Dispatcher:
         def _report(self, exc: BaseException, src: Source, phase: str, *,
                     destroy: bool = True, callback: Any = None) -> None: ...
 
-    def dispatch(self, priority: float) -> None:
+    def _dispatch(self, priority: float) -> None:
         """Dispatch the ready sources of ``priority`` in attach order.  Owner thread.
 
         This is the only place where source callbacks are called.

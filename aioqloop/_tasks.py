@@ -161,7 +161,7 @@ class EventLoop(asyncio.AbstractEventLoop):
             if self.is_closed():
                 raise RuntimeError("Event loop is closed")
             handle = asyncio.Handle(callback, args, self, context)
-            self._aioqloop_context.call_at_priority(task._aioq_priority, _run_handle, (handle,))
+            self._aioqloop_context._call_at_priority(task._aioq_priority, _run_handle, (handle,))
             return handle
         plain: Any = type(self).call_soon  # the class's, not the instance attribute
         return plain(self, callback, *args, context=context)  # type: ignore[no-any-return]

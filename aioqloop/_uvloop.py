@@ -58,11 +58,11 @@ def uvloop_class() -> type[EventLoop]:
             ctx = MainContext(self, _driver="loop")
             self._aioqloop_context = ctx
             self._aioq_driver = PlainDriver(ctx, self)
-            ctx.set_bql(bql)
+            ctx._set_bql(bql)
 
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
-                self._aioqloop_context.close_with_loop()
+                self._aioqloop_context._close_with_loop()
             # uvloop's close walks libuv's handles and warns about each unclosed one
             # *before* closing it.  With ResourceWarning as an error (pytest's
             # filterwarnings = error) that raise skips the handle's close, and the
@@ -87,7 +87,7 @@ def uvloop_class() -> type[EventLoop]:
             ctx: Any = getattr(self, "_aioqloop_context", None)
             if ctx is not None and not ctx.closed and not self.is_running():
                 try:
-                    ctx.close_with_loop()
+                    ctx._close_with_loop()
                 except Exception:
                     pass
             parent: Any = getattr(super(), "__del__", None)

@@ -9,7 +9,7 @@ The context never imports asyncio.  What it needs from a loop comes through a **
 * `StandalonePort` for a context bound to no loop (``time.monotonic``, the logger).
 
 How the context is *driven* is the driver's business.  Drivers call the context through
-its documented driver contract (`MainContext.iterate`, `acquire`/`release`, ...) and the
+its documented driver contract (`MainContext._iterate`, `acquire`/`release`, ...) and the
 context calls back the `Driver` methods below.  `PlainDriver` drives a context from
 public loop API only, on any asyncio loop (the stock ``asyncio.run`` loop, uvloop):
 
@@ -226,7 +226,7 @@ class _PyPlain:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
         # iteration later (unless an iteration is already queued: keep FIFO order).
         queued = self._handle is not None
-        self._ctx.poll_ready()
+        self._ctx._poll_ready()
         if queued:
             return
         handle = self._handle
@@ -239,7 +239,7 @@ class _PyPlain:
         self._timeout = timeout  # the prepare phase's wait: re-armed as a timer after
 
     def place(self, priority: float) -> None:
-        self._ctx.dispatch(priority)
+        self._ctx._dispatch(priority)
 
     def _run(self) -> None:
         """One GLib iteration without a wait; then arrange for the next."""
@@ -257,13 +257,13 @@ class _PyPlain:
         self._timeout = None
         completed = False
         try:
-            ctx.iterate(self, block=True, dispatch=True)
+            ctx._iterate(self, block=True, dispatch=True)
             completed = True
         finally:
             # Re-check after publishing "may sleep" (QEMU's notify_me handshake).  After
             # a KeyboardInterrupt/SystemExit the iteration is unfinished (a prepare hook
             # may not have said how long to wait): iterate again when the loop runs again.
-            if not completed or ctx.has_work():
+            if not completed or ctx._has_work():
                 self._kick()
             else:
                 self._rearm(self._timeout)
@@ -272,9 +272,9 @@ class _PyPlain:
         if self._closed:
             return
         ctx = self._ctx
-        deadline = ctx.next_deadline()
+        deadline = ctx._next_deadline()
         if timeout is not None:
-            deadline = min(deadline, ctx.time() + timeout)
+            deadline = min(deadline, ctx._time() + timeout)
         if deadline < self._timer_when:
             self.deadline_changed(deadline)
 
@@ -304,7 +304,7 @@ class PlainDriver(_PlainBase, Driver):
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
         self._fd: int | None = None
-        ctx.driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
+        ctx._driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
         self._kick()
 
     def _wake_threadsafe(self) -> None:
@@ -319,7 +319,7 @@ class PlainDriver(_PlainBase, Driver):
         if not self._closed and not self._loop.is_closed():
             if self._fd is not None:
                 self._loop.remove_reader(self._fd)
-            self._fd = self._ctx.driver_fileno()
+            self._fd = self._ctx._driver_fileno()
             if self._fd is not None:
                 self._loop.add_reader(self._fd, self._on_readable)
 

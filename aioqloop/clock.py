@@ -172,7 +172,7 @@ class VirtualClock:
             best = scheduled[0]._when  # heap head; asyncio pruned cancelled heads already
         ctx = getattr(loop, "_aioqloop_context", None)
         if ctx is not None:
-            best = min(best, ctx.next_deadline())
+            best = min(best, ctx._next_deadline())
         return float(best)
 
     def _idle_select(

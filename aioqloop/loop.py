@@ -6,7 +6,7 @@ A subclass of ``asyncio.SelectorEventLoop`` whose default `MainContext` lives *i
 asyncio's iteration, without a copy of ``_run_once``.  ``_run_once`` computes its timeout
 and calls ``self._selector.select(timeout)`` exactly once per iteration, right before it
 runs the ready handles; the selector is wrapped (`_SelectorHook`), and that call runs one
-`MainContext.iterate` whose poll is the real ``select``:
+`MainContext._iterate` whose poll is the real ``select``:
 
 1. **prepare** (GLib runs it before every poll) shortens the timeout to the context's;
 2. the real ``select`` (so tools that wrap it, like looptime, keep working); the big
@@ -155,16 +155,16 @@ class _PyHook:
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         """prepare → the real select → check → place the dispatch (module docstring)."""
         ctx: Any = self._ctx
-        if self._clock is None and ctx.is_empty():
+        if self._clock is None and ctx._is_empty():
             events = self._select(timeout)  # asyncio bounds its own timeouts (one day)
             if self._woken(events):
                 # A wake-up: run what other threads posted, on the events we have.
                 self._preset = events
-                ctx.iterate(self, block=False, dispatch=True)
+                ctx._iterate(self, block=False, dispatch=True)
             return events
         self._timeout = timeout
         self._events = []
-        ctx.iterate(self, block=True, dispatch=True)
+        ctx._iterate(self, block=True, dispatch=True)
         events, self._events = self._events, []
         if "select" in self.__dict__:
             self._expose_deadline(ctx)
@@ -177,7 +177,7 @@ class _PyHook:
         if preset is not None:
             self._preset = None
             if self.direct is None:
-                ctx.poll_ready()  # else applied with the select that found the wake-up
+                ctx._poll_ready()  # else applied with the select that found the wake-up
             self._events = preset
             return
         timeout = self._timeout
@@ -192,9 +192,9 @@ class _PyHook:
             events = self._select(timeout)
         if direct is not None:
             if direct.raw:
-                ctx.apply_polled(direct.take_raw())
+                ctx._apply_polled(direct.take_raw())
         elif events and self._take_epfd(events):
-            ctx.poll_ready()
+            ctx._poll_ready()
         self._events = events
 
     def place(self, priority: float) -> None:
@@ -206,16 +206,16 @@ class _PyHook:
             ready = loop._ready
             quiet = not self._events and not (loop._scheduled and loop._timer_due())
             if quiet and not ready:
-                ctx.dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
+                ctx._dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
             elif quiet and len(ready) == 1 and ready[0] is self._dispatch_handle:
                 ready.clear()  # only our own queued dispatch: run it here, in order
                 self._queued = False
-                ctx.dispatch(priority)
+                ctx._dispatch(priority)
             else:
                 self.source_ready(PRIORITY_DEFAULT)
         elif not (self._events or self._loop._ready
                   or (self._loop._scheduled and self._loop._timer_due())):
-            ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
+            ctx._dispatch(priority)  # idle-class: only when asyncio has nothing to run
 
 
 if TYPE_CHECKING or _engine.core is None:
@@ -230,7 +230,7 @@ else:
 class _SelectorHook(_HookBase):
     """The loop's selector with a context iteration around ``select`` (module docstring).
 
-    It is also the context's driver: ``poll``/``place`` for `MainContext.iterate`, and
+    It is also the context's driver: ``poll``/``place`` for `MainContext._iterate`, and
     ``source_ready`` to queue the default-priority dispatch in FIFO order.  Everything but
     ``select`` is the real selector's bound method (no per-call cost).
     """
@@ -276,7 +276,7 @@ class _SelectorHook(_HookBase):
         self.unregister = direct.unregister
         self.modify = direct.modify
         ctx: Any = self._ctx
-        self._wake_fd = ctx.driver_share_fds(direct.set)
+        self._wake_fd = ctx._driver_share_fds(direct.set)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -314,7 +314,7 @@ class _SelectorHook(_HookBase):
         """A tool wrapped this ``select`` (looptime does) and decides how far to move time
         from asyncio's own timeout, before the context could shorten it: keep one asyncio
         timer at the context's next deadline so that timeout includes it."""
-        when = ctx.next_deadline()
+        when = ctx._next_deadline()
         handle = self._exposed
         if handle is not None and handle.when() != when:
             handle.cancel()
@@ -344,7 +344,7 @@ class _SelectorHook(_HookBase):
         for fd, _ev in raw:
             if fd == wake:
                 ctx: Any = self._ctx
-                ctx.apply_polled(raw)
+                ctx._apply_polled(raw)
                 return True
         return False  # asyncio's fds only: an empty context has nothing to record
 
@@ -360,7 +360,7 @@ class _SelectorHook(_HookBase):
         self._queued = False
         ctx: Any = self._ctx
         if ctx is not None and not ctx.closed:
-            ctx.dispatch(PRIORITY_DEFAULT)
+            ctx._dispatch(PRIORITY_DEFAULT)
 
     # -- strict priorities: asyncio's work waits while something urgent runs --------
     def _urgent(self, ctx: Any, priority: float) -> None:
@@ -368,7 +368,7 @@ class _SelectorHook(_HookBase):
         ready, scheduled = loop._ready, loop._scheduled
         loop._ready, loop._scheduled = deque(), []
         try:
-            ctx.dispatch(priority)
+            ctx._dispatch(priority)
         except BaseException:
             self._merge(ready, scheduled, loop._ready, loop._scheduled)
             raise
@@ -452,11 +452,11 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
         self._aioqloop_context = ctx
         hook._ctx = ctx
         hook._clock = clock
-        ctx.driver_attach(_HookDriver(hook), may_sleep=False)
-        epfd = ctx.driver_fileno()
+        ctx._driver_attach(_HookDriver(hook), may_sleep=False)
+        epfd = ctx._driver_fileno()
         assert epfd is not None  # attached without a wake callback: the fds are open
         hook._epfd = epfd
-        ctx.set_bql(bql)
+        ctx._set_bql(bql)
         hook.share_fds()
         if hook.direct is None:
             self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
@@ -506,7 +506,7 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if not self.is_closed():
-            self._aioqloop_context.close_with_loop()
+            self._aioqloop_context._close_with_loop()
         super().close()
 
     def __repr__(self) -> str:
@@ -544,7 +544,7 @@ def _default_context() -> MainContext:
         g = _default_loop
         if g is None or g.is_closed() or get_main_context(g).closed:
             g = _default_loop = new_event_loop()
-            get_main_context(g).set_home_thread(threading.main_thread().ident or 0)
+            get_main_context(g)._set_home_thread(threading.main_thread().ident or 0)
             _default_adopted = False
         if main and not _default_adopted:
             _default_adopted = adopt = True

@@ -815,7 +815,7 @@ def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
     loop = aioqloop.new_event_loop(base="uvloop")
     ctx = aioqloop.get_main_context(loop)
     try:
-        assert ctx.driver_fileno() is None
+        assert ctx._driver_fileno() is None
         out: list[str] = []
 
         async def main() -> None:
@@ -829,14 +829,14 @@ def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
             await asyncio.wait_for(done.wait(), 5)
 
         loop.run_until_complete(main())
-        assert out == ["bh"] and ctx.driver_fileno() is None
+        assert out == ["bh"] and ctx._driver_fileno() is None
         assert ctx.statistics().wakeup_writes >= 1
         r, w = os.pipe()
         try:
             src = FdSource(r, IOCondition.IN)
             src.set_callback(lambda fd, cond: (out.append("fd"), False)[1])
             src.attach(ctx)
-            assert ctx.driver_fileno() is not None
+            assert ctx._driver_fileno() is not None
             os.write(w, b"x")
             loop.run_until_complete(asyncio.sleep(0.05))
             assert out == ["bh", "fd"]
