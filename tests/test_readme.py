@@ -24,6 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 TIME_LIMIT = 120.0  # seconds for a whole run (a type checker, or all blocks together)
+#: pytest-timeout's limit for those tests: above TIME_LIMIT, so the run's own report wins.
+_SLOW = pytest.mark.timeout(TIME_LIMIT + 30)
 #: Blocks that may go unrun, each with its reason in the README.
 MAX_NOT_RUN = 1
 
@@ -129,6 +131,7 @@ def test_block_extraction() -> None:
     assert second.not_run is None and second.is_test_module
 
 
+@_SLOW
 def test_examples_pass_mypy_strict(written: Path) -> None:
     files = [str(written / b.filename) for b in BLOCKS]
     # The project's settings (strict, python_version) and its cache, so a warm run is fast.
@@ -137,6 +140,7 @@ def test_examples_pass_mypy_strict(written: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@_SLOW
 @pytest.mark.skipif(importlib.util.find_spec("pyright") is None,
                     reason="pyright is not installed (pip install pyright)")
 def test_examples_pass_pyright(written: Path) -> None:
@@ -146,6 +150,7 @@ def test_examples_pass_pyright(written: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@_SLOW
 def test_example_scripts_run(written: Path) -> None:
     scripts = [b for b in BLOCKS if b.not_run is None and not b.is_test_module]
     assert scripts
@@ -167,6 +172,7 @@ def test_example_scripts_run(written: Path) -> None:
     assert not failed, "\n".join(failed)
 
 
+@_SLOW
 def test_example_test_modules_pass(written: Path) -> None:
     modules = [b.filename for b in BLOCKS if b.not_run is None and b.is_test_module]
     assert modules

@@ -87,6 +87,7 @@ aioqloop.timeout_ad
 '''
 
 
+@pytest.mark.timeout(150)
 def test_mypy_sees_the_loop_and_task_types(tmp_path: Path) -> None:
     checked = tmp_path / "checked.py"
     checked.write_text(_CHECKED, encoding="utf-8")
