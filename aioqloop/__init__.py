@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._engine import ENGINE as ENGINE
+from ._tasks import EventLoop as EventLoop
+from ._tasks import QTask as Task
 from .bottomhalf import BottomHalf as BottomHalf
 from .clock import VirtualClock as VirtualClock
 from .constants import (
@@ -104,6 +106,8 @@ __all__ = (
     "get_main_context",
     "new_event_loop",
     "run",
+    "EventLoop",
+    "Task",
     "EventLoopPolicy",
     "BigLock",
     "bql",
@@ -115,20 +119,37 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is not None:
-        import importlib
+if TYPE_CHECKING:
+    import asyncio
 
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value  # later lookups find it without this hook
-        return value
-    # The policy is built lazily: policies are deprecated from Python 3.14 on.
-    if name == "EventLoopPolicy":
-        from .loop import _event_loop_policy_class
+    class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+        """An asyncio policy whose loops are aioqloop loops (``base`` as in new_event_loop).
 
-        return _event_loop_policy_class()
-    raise AttributeError(f"module 'aioqloop' has no attribute {name!r}")
+        Deprecated with asyncio's policies from Python 3.14 on; gone from 3.16.
+        """
+
+        def __init__(self, base: str = "asyncio") -> None: ...
+        def new_event_loop(self) -> EventLoop: ...
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        # Only at run time: a module __getattr__ seen by type checkers would make every
+        # misspelt ``aioqloop.name`` pass as Any (they see the lazy names' real imports
+        # above, under TYPE_CHECKING).
+        module = _LAZY.get(name)
+        if module is not None:
+            import importlib
+
+            value = getattr(importlib.import_module(f".{module}", __name__), name)
+            globals()[name] = value  # later lookups find it without this hook
+            return value
+        # The policy is built lazily: policies are deprecated from Python 3.14 on.
+        if name == "EventLoopPolicy":
+            from .loop import _event_loop_policy_class
+
+            return _event_loop_policy_class()
+        raise AttributeError(f"module 'aioqloop' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -71,6 +71,7 @@ static PyObject *s_phase_dispatch, *s_set_ready_time;
 static PyObject *s_revents, *s_key, *s_sort, *s_unpolled, *s_records, *s_wake_fd, *s_events;
 static PyObject *s_source, *s_drain, *s_epoll, *s_last_audit, *s_audit, *s_audit_interval;
 static PyObject *s_always, *s_mark_ready, *s_poll_ready_name, *s_apply_polled_name;
+static PyObject *s_ctx_dispatch;
 static PyObject *float_zero, *float_inf;
 
 static double SLOW_FLOOR = 0.001;
@@ -1001,7 +1002,7 @@ only_key(PyObject *dict)
     return NULL;
 }
 
-/* Dispatcher.dispatch_postponed(): a big lock handed over for a dispatch that does not
+/* Dispatcher._dispatch_postponed(): a big lock handed over for a dispatch that does not
  * happen now goes back at once, so the loop never polls holding it. */
 static PyObject *
 ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
@@ -1199,7 +1200,7 @@ apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, i
 }
 
 /* FdPoller.apply: record poll results (fd, revents) on the fd records and mark their
- * sources ready; a wake-up is drained (MainContext.apply_polled). */
+ * sources ready; a wake-up is drained (MainContext._apply_polled). */
 static int
 apply_events(ContextObject *self, PyObject *events)
 {
@@ -1581,14 +1582,14 @@ fail:
 }
 
 
-/* MainContext.iterate(driver, *, block, dispatch): g_main_context_iterate. */
+/* MainContext._iterate(driver, *, block, dispatch): g_main_context_iterate. */
 static PyObject *
 ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     int block = 0, dispatch = 0;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "iterate() takes one positional argument (driver)");
+        PyErr_SetString(PyExc_TypeError, "_iterate() takes one positional argument (driver)");
         return NULL;
     }
     int seen_block = 0, seen_dispatch = 0;
@@ -1606,13 +1607,13 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
             seen_dispatch = 1;
         }
         else {
-            PyErr_Format(PyExc_TypeError, "iterate() got an unexpected keyword argument %R", k);
+            PyErr_Format(PyExc_TypeError, "_iterate() got an unexpected keyword argument %R", k);
             return NULL;
         }
     }
     if (!seen_block || !seen_dispatch) {
         PyErr_SetString(PyExc_TypeError,
-                        "iterate() needs the keyword arguments 'block' and 'dispatch'");
+                        "_iterate() needs the keyword arguments 'block' and 'dispatch'");
         return NULL;
     }
     int r = iterate_impl(self, args[0], block, dispatch);
@@ -1631,41 +1632,58 @@ static PyObject *ctx_time(ContextObject *self, PyObject *unused);
 
 static PyMethodDef ctx_methods[] = {
     {"_schedule_ready_time", (PyCFunction)ctx_schedule_ready_time, METH_O,
+     "_schedule_ready_time($self, src, /)\n--\n\n"
      "(Re)enter a source's ready time in the heap (owner thread)."},
     {"_attach", (PyCFunction)ctx_attach, METH_O,
+     "_attach($self, src, /)\n--\n\n"
      "Give an attached source its id and insert it (any thread); returns the id."},
     {"_insert", (PyCFunction)ctx_insert, METH_O,
+     "_insert($self, src, /)\n--\n\n"
      "Insert an attached source (owner thread)."},
     {"_remove_source", (PyCFunction)ctx_remove_source, METH_O,
+     "_remove_source($self, src, /)\n--\n\n"
      "Take a destroyed source out of the context (owner thread)."},
     {"_collect", (PyCFunction)ctx_collect, METH_NOARGS,
+     "_collect($self, /)\n--\n\n"
      "Start of prepare and check: foreign ops, the cached time, bottom halves, due ready "
      "times; returns the time."},
-    {"has_work", (PyCFunction)ctx_has_work, METH_NOARGS,
+    {"_has_work", (PyCFunction)ctx_has_work, METH_NOARGS,
+     "_has_work($self, /)\n--\n\n"
      "Is anything ready or due without waiting?  Owner thread."},
-    {"next_deadline", (PyCFunction)ctx_next_deadline, METH_NOARGS,
+    {"_next_deadline", (PyCFunction)ctx_next_deadline, METH_NOARGS,
+     "_next_deadline($self, /)\n--\n\n"
      "The earliest ready time in loop seconds (inf if none)."},
-    {"time", (PyCFunction)ctx_time, METH_NOARGS,
+    {"_time", (PyCFunction)ctx_time, METH_NOARGS,
+     "_time($self, /)\n--\n\n"
      "The context's time in seconds: cached during an iteration, else the loop's now."},
-    {"dispatch_postponed", (PyCFunction)ctx_dispatch_postponed, METH_NOARGS,
+    {"_dispatch_postponed", (PyCFunction)ctx_dispatch_postponed, METH_NOARGS,
+     "_dispatch_postponed($self, /)\n--\n\n"
      "The driver does not dispatch what the check found ready: give back a handed lock."},
-    {"dispatch", (PyCFunction)ctx_dispatch, METH_O,
+    {"_dispatch", (PyCFunction)ctx_dispatch, METH_O,
+     "_dispatch($self, priority, /)\n--\n\n"
      "Dispatch the ready sources of ``priority`` in attach order.  Owner thread."},
     {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
+     "_mark_ready($self, src, /)\n--\n\n"
      "Set GLib's READY flag on a source and its ancestors.  Owner thread only."},
-    {"_unmark_ready", (PyCFunction)ctx_unmark_ready, METH_O, "Clear READY on a source."},
-    {"apply_polled", (PyCFunction)ctx_apply_polled, METH_O,
+    {"_unmark_ready", (PyCFunction)ctx_unmark_ready, METH_O,
+     "_unmark_ready($self, src, /)\n--\n\n"
+     "Clear READY on a source."},
+    {"_apply_polled", (PyCFunction)ctx_apply_polled, METH_O,
+     "_apply_polled($self, events, /)\n--\n\n"
      "Record raw epoll results (fd, revents) polled by a driver that shares the context's "
      "fds; a wake-up is drained.  Owner thread, during the driver's poll."},
-    {"poll_ready", (PyCFunction)ctx_poll_ready, METH_NOARGS,
+    {"_poll_ready", (PyCFunction)ctx_poll_ready, METH_NOARGS,
+     "_poll_ready($self, /)\n--\n\n"
      "Record what the private epoll set reports now, without waiting (owner thread)."},
     {"_check", (PyCFunction)ctx_check, METH_NOARGS,
+     "_check($self, /)\n--\n\n"
      "GLib's check: the priority to dispatch (inf if none).  Owner thread."},
     {"_prepare", (PyCFunction)ctx_prepare, METH_NOARGS,
+     "_prepare($self, /)\n--\n\n"
      "GLib's prepare (+ query): the poll timeout in seconds (None = forever)."},
-    {"iterate", (PyCFunction)(void (*)(void))ctx_iterate, METH_FASTCALL | METH_KEYWORDS,
-     "iterate(driver, *, block, dispatch): one iteration (g_main_context_iterate); "
-     "True if a source was ready.  Owner thread."},
+    {"_iterate", (PyCFunction)(void (*)(void))ctx_iterate, METH_FASTCALL | METH_KEYWORDS,
+     "_iterate($self, driver, /, *, block, dispatch)\n--\n\n"
+     "One iteration (g_main_context_iterate); True if a source was ready.  Owner thread."},
     {NULL}
 };
 
@@ -2184,7 +2202,7 @@ ctx_call_dispatch(PyObject *ctx, PyObject *priority)
         return -1;
     }
     PyObject *r = is_context(ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
-                                  : PyObject_CallMethodOneArg(ctx, s_dispatch, priority);
+                                  : PyObject_CallMethodOneArg(ctx, s_ctx_dispatch, priority);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -2273,12 +2291,16 @@ fail:
 
 static PyMethodDef hook_methods[] = {
     {"select", (PyCFunction)(void (*)(void))hook_select, METH_FASTCALL | METH_KEYWORDS,
+     "select($self, /, timeout=None)\n--\n\n"
      "prepare -> the real select -> check -> place the dispatch."},
     {"poll", (PyCFunction)hook_poll, METH_O,
+     "poll($self, wait, /)\n--\n\n"
      "The context's poll: asyncio's own select, for the shorter of both timeouts."},
     {"place", (PyCFunction)hook_place, METH_O,
+     "place($self, priority, /)\n--\n\n"
      "Run the dispatch of ``priority`` now or queue it against asyncio's ready queue."},
     {"source_ready", (PyCFunction)hook_source_ready, METH_O,
+     "source_ready($self, priority, /)\n--\n\n"
      "A source became ready: queue the default-priority dispatch, FIFO."},
     {NULL}
 };
@@ -3064,7 +3086,7 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
         /* Prepare's zero said "something is ready", and the dispatch ran it: re-arming
          * it would fire an empty iteration right away.  Only a new prepare knows the
          * wait of prepare hooks, or of the fd audit when no timer is armed for it
-         * (MainContext.wait_needs_prepare). */
+         * (MainContext._wait_needs_prepare). */
         int needs = nonempty_attr(ctx->prepare_hooks, s_prios);
         if (needs == 0 && isinf(self->timer_when))
             needs = nonempty_attr(ctx->fds, s_masks);
@@ -3195,15 +3217,23 @@ plain_place(PlainObject *self, PyObject *priority)
 
 static PyMethodDef plain_methods[] = {
     {"_kick", (PyCFunction)(void (*)(void))plain_kick_meth, METH_FASTCALL,
+     "_kick($self, _priority=0, /)\n--\n\n"
      "Queue one iteration (a source became ready)."},
     {"_rearm", (PyCFunction)plain_rearm_meth, METH_O,
+     "_rearm($self, timeout, /)\n--\n\n"
      "Arm the timer for the next deadline or the prepare phase's wait."},
     {"_run", (PyCFunction)plain_run, METH_NOARGS,
+     "_run($self, /)\n--\n\n"
      "One GLib iteration without a wait; then arrange for the next."},
     {"_on_readable", (PyCFunction)plain_on_readable, METH_NOARGS,
+     "_on_readable($self, /)\n--\n\n"
      "The context's fd is readable: record it and iterate."},
-    {"poll", (PyCFunction)plain_poll, METH_O, "The driver's poll (asyncio did the waiting)."},
-    {"place", (PyCFunction)plain_place, METH_O, "Dispatch the ready priority now."},
+    {"poll", (PyCFunction)plain_poll, METH_O,
+     "poll($self, timeout, /)\n--\n\n"
+     "The driver's poll (asyncio did the waiting)."},
+    {"place", (PyCFunction)plain_place, METH_O,
+     "place($self, priority, /)\n--\n\n"
+     "Dispatch the ready priority now."},
     {NULL}
 };
 
@@ -3388,6 +3418,7 @@ out:
 
 static PyMethodDef bh_methods[] = {
     {"schedule", (PyCFunction)bh_schedule, METH_NOARGS,
+     "schedule($self, /)\n--\n\n"
      "Run the callback once on a coming iteration (any thread; idempotent).\n\n"
      "On the context's own thread the carrying source becomes ready at once, so the\n"
      "bottom half keeps its place among asyncio callbacks scheduled after it.  From\n"
@@ -3499,6 +3530,7 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
 
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure($module, /, **refs)\n--\n\n"
      "Give the core the Python objects it compares against or calls (once, at import)."},
     {NULL}
 };
@@ -3518,6 +3550,7 @@ PyInit__cengine(void)
     INTERN(s_idle, "_idle");
     INTERN(s_survives, "_survives_escape");
     INTERN(s_dispatch, "dispatch");
+    INTERN(s_ctx_dispatch, "_dispatch");
     INTERN(s_count_waited, "_count_waited");
     INTERN(s_enter, "enter");
     INTERN(s_between, "between");
@@ -3563,13 +3596,13 @@ PyInit__cengine(void)
     INTERN(s_audit_interval, "fd_audit_interval");
     INTERN(s_always, "always");
     INTERN(s_mark_ready, "_mark_ready");
-    INTERN(s_poll_ready_name, "poll_ready");
-    INTERN(s_apply_polled_name, "apply_polled");
+    INTERN(s_poll_ready_name, "_poll_ready");
+    INTERN(s_apply_polled_name, "_apply_polled");
     INTERN(s_ready_q, "_ready");
     INTERN(s_scheduled, "_scheduled");
     INTERN(s_timer_due, "_timer_due");
     INTERN(s_urgent, "_urgent");
-    INTERN(s_dispatch_postponed, "dispatch_postponed");
+    INTERN(s_dispatch_postponed, "_dispatch_postponed");
     INTERN(s_woken, "_woken");
     INTERN(s_raw, "raw");
     INTERN(s_take_raw, "take_raw");

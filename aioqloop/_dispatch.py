@@ -69,7 +69,7 @@ class Dispatcher:
         def _report(self, exc: BaseException, src: Source, phase: str, *,
                     destroy: bool = True, callback: Any = None) -> None: ...
 
-    def dispatch(self, priority: float) -> None:
+    def _dispatch(self, priority: float) -> None:
         """Dispatch the ready sources of ``priority`` in attach order.  Owner thread.
 
         This is the only place where source callbacks are called.
@@ -77,7 +77,7 @@ class Dispatcher:
         ready = self._ready
         bucket = ready.get(priority)  # type: ignore[call-overload]
         if not bucket:
-            self.dispatch_postponed()  # gone since the check: nothing to hold the lock for
+            self._dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
         self._iterations += 1
         pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
@@ -111,7 +111,7 @@ class Dispatcher:
             if gate is not None:
                 gate.leave()
 
-    def dispatch_postponed(self) -> None:
+    def _dispatch_postponed(self) -> None:
         """The driver does not dispatch what the check found ready, not now (owner thread).
 
         A big lock handed over to the loop for that dispatch goes back at once: kept, it

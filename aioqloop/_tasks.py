@@ -1,5 +1,10 @@
 """Prioritized tasks (PyGObject's ``GLibTask``) and what both aioqloop bases share.
 
+The public types live here: `EventLoop`, the base class of both aioqloop loops (the
+stock base and the uvloop base), and `QTask` (``aioqloop.Task``), the task its
+``create_task`` returns.  They let a type checker see ``loop.main_context`` and
+``task.set_priority`` on what `aioqloop.new_event_loop` returns.
+
 A task of an aioqloop loop is a `QTask`: an ``asyncio.Task`` with ``set_priority``.  While
 its priority is not `PRIORITY_DEFAULT`, each of its steps is queued in the loop's context
 at that priority instead of asyncio's ready queue, so GLib's priority rules order it
@@ -13,22 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._checks import check_priority
 from .constants import PRIORITY_DEFAULT
 
 if TYPE_CHECKING:
+    from contextvars import Context
+
     from .context import MainContext
 
-__all__ = ("QLoopMixin", "QTask")
+__all__ = ("EventLoop", "QTask")
+
+_T = TypeVar("_T")
 
 
-class QTask(asyncio.Task):  # type: ignore[type-arg]
+class QTask(asyncio.Task[_T]):
     """A task whose steps run at a GLib priority (like PyGObject's ``GLibTask``).
 
-    Created by aioqloop loops for every ``create_task``.  The priority is read each time
+    Public as ``aioqloop.Task``.  Created by aioqloop loops for every ``create_task``
+    (and so for ``asyncio.create_task`` on such a loop).  The priority is read each time
     a step is scheduled, so a change applies from the next step on.  Its repr and log
     lines read ``<Task ...>``, as asyncio's do.
     """
@@ -42,7 +52,7 @@ class QTask(asyncio.Task):  # type: ignore[type-arg]
         if old == priority:
             return
         loop = self.get_loop()
-        if isinstance(loop, QLoopMixin):
+        if isinstance(loop, EventLoop):
             if old == PRIORITY_DEFAULT:
                 loop._aioq_priorities_in_use(+1)
                 self.add_done_callback(_forget_priority)
@@ -63,7 +73,7 @@ def _forget_priority(task: asyncio.Future[Any]) -> None:
     if isinstance(task, QTask) and task._aioq_priority != PRIORITY_DEFAULT:
         task._aioq_priority = PRIORITY_DEFAULT
         loop = task.get_loop()
-        if isinstance(loop, QLoopMixin):
+        if isinstance(loop, EventLoop):
             loop._aioq_priorities_in_use(-1)
 
 
@@ -72,14 +82,18 @@ def _run_handle(handle: asyncio.Handle) -> None:
         handle._run()
 
 
-if TYPE_CHECKING:
-    _MixinBase = asyncio.AbstractEventLoop
-else:
-    _MixinBase = object
+class EventLoop(asyncio.AbstractEventLoop):
+    """The type of every aioqloop event loop (what `aioqloop.new_event_loop` returns).
 
-
-class QLoopMixin(_MixinBase):
-    """What both bases share: the owned context, prioritized tasks, `create_task`."""
+    An ``asyncio.AbstractEventLoop`` with a GLib main context: `main_context` is the
+    loop's own `MainContext`, and `create_task` makes a `QTask` (``aioqloop.Task``),
+    whose ``set_priority`` runs its steps at a GLib priority.  Both bases derive from
+    it: the stock base (an ``asyncio.SelectorEventLoop``) and the uvloop base (a
+    ``uvloop.Loop``), so ``isinstance(asyncio.get_running_loop(), aioqloop.EventLoop)``
+    tells an aioqloop loop apart and lets a type checker see these members.  It is not
+    meant to be subclassed or instantiated on its own: make loops with
+    `aioqloop.new_event_loop`.
+    """
 
     _aioqloop_context: MainContext
     _aioq_prio_tasks = 0
@@ -101,12 +115,18 @@ class QLoopMixin(_MixinBase):
             ctx.release()
 
     def create_task(
-        self, coro: Any, *, name: Any = None, context: Any = None
-    ) -> asyncio.Task[Any]:
+        self,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+        *,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> QTask[_T]:
         """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``).
 
         The signature is the base loop's on this Python: the stock base takes
         ``context=`` from 3.11 on (as asyncio does), uvloop takes it on every version.
+        With a task factory installed (``set_task_factory``) the task is the factory's,
+        as in asyncio, and has no ``set_priority`` unless the factory makes a `QTask`.
         """
         if self.get_task_factory() is not None:
             parent: Any = super().create_task
@@ -117,7 +137,7 @@ class QLoopMixin(_MixinBase):
             return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
         return self._aioq_new_task(coro, name, context)
 
-    def _aioq_new_task(self, coro: Any, name: Any, context: Any) -> asyncio.Task[Any]:
+    def _aioq_new_task(self, coro: Any, name: Any, context: Any) -> QTask[Any]:
         if self.is_closed():
             raise RuntimeError("Event loop is closed")
         task_cls: Any = QTask
@@ -141,7 +161,7 @@ class QLoopMixin(_MixinBase):
             if self.is_closed():
                 raise RuntimeError("Event loop is closed")
             handle = asyncio.Handle(callback, args, self, context)
-            self._aioqloop_context.call_at_priority(task._aioq_priority, _run_handle, (handle,))
+            self._aioqloop_context._call_at_priority(task._aioq_priority, _run_handle, (handle,))
             return handle
         plain: Any = type(self).call_soon  # the class's, not the instance attribute
         return plain(self, callback, *args, context=context)  # type: ignore[no-any-return]
@@ -149,6 +169,8 @@ class QLoopMixin(_MixinBase):
     def _aioq_priorities_in_use(self, delta: int) -> None:
         self._aioq_prio_tasks += delta
         if self._aioq_prio_tasks > 0:
-            self.call_soon = self._aioq_call_soon_prio  # type: ignore[method-assign,assignment]
+            # On the instance only (see the module docstring): set through __dict__, as
+            # it is taken back below, so checkers see no second type for call_soon.
+            self.__dict__["call_soon"] = self._aioq_call_soon_prio
         else:
             self.__dict__.pop("call_soon", None)

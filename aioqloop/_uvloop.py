@@ -24,11 +24,10 @@ The class is built on first use, so importing aioqloop does not import uvloop.
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._tasks import QLoopMixin
+from ._tasks import EventLoop
 from .bridge import PlainDriver
 from .context import MainContext
 
@@ -37,10 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ("uvloop_class",)
 
-_QUVLoop: type[asyncio.AbstractEventLoop] | None = None
+_QUVLoop: type[EventLoop] | None = None
 
 
-def uvloop_class() -> type[asyncio.AbstractEventLoop]:
+def uvloop_class() -> type[EventLoop]:
     """`QUVLoop`, built on first use (needs uvloop: ``pip install 'aioqloop[uvloop]'``)."""
     global _QUVLoop
     if _QUVLoop is not None:
@@ -52,7 +51,7 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             "base='uvloop' needs uvloop: pip install 'aioqloop[uvloop]'", name="uvloop"
         ) from exc
 
-    class QUVLoop(QLoopMixin, uvloop.Loop):  # type: ignore[misc]
+    class QUVLoop(EventLoop, uvloop.Loop):  # type: ignore[misc]
         """aioqloop on uvloop: the context runs through public loop API only."""
 
         def __init__(self, *, bql: BigLock | None = None) -> None:
@@ -60,11 +59,11 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             ctx = MainContext(self, _driver="loop")
             self._aioqloop_context = ctx
             self._aioq_driver = PlainDriver(ctx, self)
-            ctx.set_bql(bql)
+            ctx._set_bql(bql)
 
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
-                self._aioqloop_context.close_with_loop()
+                self._aioqloop_context._close_with_loop()
             # uvloop's close walks libuv's handles and warns about each unclosed one
             # *before* closing it.  With ResourceWarning as an error (pytest's
             # filterwarnings = error) that raise skips the handle's close, and the
@@ -89,7 +88,7 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             ctx: Any = getattr(self, "_aioqloop_context", None)
             if ctx is not None and not ctx.closed and not self.is_running():
                 try:
-                    ctx.close_with_loop()
+                    ctx._close_with_loop()
                 except Exception:
                     pass
             parent: Any = getattr(super(), "__del__", None)

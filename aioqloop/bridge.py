@@ -9,7 +9,7 @@ The context never imports asyncio.  What it needs from a loop comes through a **
 * `StandalonePort` for a context bound to no loop (``time.monotonic``, the logger).
 
 How the context is *driven* is the driver's business.  Drivers call the context through
-its documented driver contract (`MainContext.iterate`, `acquire`/`release`, ...) and the
+its documented driver contract (`MainContext._iterate`, `acquire`/`release`, ...) and the
 context calls back the `Driver` methods below.  `PlainDriver` drives a context from
 public loop API only, on any asyncio loop (the stock ``asyncio.run`` loop, uvloop):
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ("Driver", "LoopPort", "PlainDriver", "StandalonePort", "is_uvloop", "make_port")
 
-logger = logging.getLogger("aioqloop")
+logger: logging.Logger = logging.getLogger("aioqloop")
 
 #: The most context iterations one loop callback of the plain driver runs while sources
 #: stay ready; then the iteration is queued again, behind the loop's own callbacks.
@@ -109,8 +109,8 @@ class LoopPort(StandalonePort):
     """The port of a context bound to the asyncio loop ``loop``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.virtual_clock = getattr(loop, "_aioq_clock", None)
+        self.loop: asyncio.AbstractEventLoop | None = loop
+        self.virtual_clock: Any = getattr(loop, "_aioq_clock", None)
         self.rebind()
 
     def rebind(self) -> Callable[[], float]:
@@ -121,7 +121,8 @@ class LoopPort(StandalonePort):
         when ``type(loop)`` changed, so its deadlines follow the new clock.
         """
         loop: Any = self.loop
-        self.loop_class = type(loop)
+        self.loop_class: type = type(loop)
+        self.time: Callable[[], float]
         if is_uvloop(loop) and type(loop).time is _uvloop_time(loop):
             # uvloop's time() is libuv's cached, millisecond-truncated clock: deadlines
             # computed from it fire up to 1 ms early.  Same epoch, fresh reading.
@@ -258,7 +259,7 @@ class _PyPlain:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
         # iteration later (unless an iteration is already queued: keep FIFO order).
         queued = self._handle is not None
-        self._ctx.poll_ready()
+        self._ctx._poll_ready()
         if queued:
             return
         handle = self._handle
@@ -271,7 +272,7 @@ class _PyPlain:
         self._timeout = timeout  # the prepare phase's wait: re-armed as a timer after
 
     def place(self, priority: float) -> None:
-        self._ctx.dispatch(priority)
+        self._ctx._dispatch(priority)
 
     def _run(self) -> None:
         """GLib iterations without a wait while sources are ready (at most `BATCH` in
@@ -294,7 +295,7 @@ class _PyPlain:
                 if i and self._fd is not None:
                     # GLib polls in every iteration: fd events and wake-ups that came
                     # meanwhile compete with the sources that stayed ready.
-                    ctx.poll_ready()
+                    ctx._poll_ready()
                 more = self._iterate_once(ctx)
                 if not more or self._closed:
                     break
@@ -310,17 +311,17 @@ class _PyPlain:
         """One iteration; True if another is due now, else the timer is armed."""
         self._timeout = None
         self._iterations_run += 1
-        dispatched = ctx.iterate(self, block=True, dispatch=True)
+        dispatched = ctx._iterate(self, block=True, dispatch=True)
         if not dispatched:
             self._empty_iterations += 1
         # Re-check after publishing "may sleep" (QEMU's notify_me handshake).
         again = self._batch == 2
         self._batch = 1
-        if again or ctx.has_work():
+        if again or ctx._has_work():
             return True
         timeout = cast("float | None", self._timeout)  # poll() set it meanwhile
         if (timeout == 0.0 and dispatched
-                and not ctx.wait_needs_prepare(self._timer_when != math.inf)):
+                and not ctx._wait_needs_prepare(self._timer_when != math.inf)):
             # Prepare's zero said "something is ready", and the dispatch ran it:
             # re-arming it would fire an empty iteration right away.
             timeout = None
@@ -331,9 +332,9 @@ class _PyPlain:
         if self._closed:
             return
         ctx = self._ctx
-        deadline = ctx.next_deadline()
+        deadline = ctx._next_deadline()
         if timeout is not None:
-            deadline = min(deadline, ctx.time() + timeout)
+            deadline = min(deadline, ctx._time() + timeout)
         if deadline < self._timer_when:
             self.deadline_changed(deadline)
 
@@ -367,11 +368,11 @@ class PlainDriver(_PlainBase, Driver):
         self._timer_fires = 0
         #: 0 outside `_run`; 1 inside its batch of iterations; 2: one more was asked for.
         self._batch = 0
-        self.source_ready = self._kick
+        self.source_ready: Callable[[int], None] | None = self._kick
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
         self._fd: int | None = None
-        ctx.driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
+        ctx._driver_attach(self, may_sleep=True, wake=self._wake_threadsafe)
         self._kick()
 
     def figures(self) -> tuple[int, int, int, int]:
@@ -390,7 +391,7 @@ class PlainDriver(_PlainBase, Driver):
         if not self._closed and not self._loop.is_closed():
             if self._fd is not None:
                 self._loop.remove_reader(self._fd)
-            self._fd = self._ctx.driver_fileno()
+            self._fd = self._ctx._driver_fileno()
             if self._fd is not None:
                 self._loop.add_reader(self._fd, self._on_readable)
 

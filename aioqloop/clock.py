@@ -52,7 +52,7 @@ class VirtualClock:
     ) -> None:
         self._now = _seconds(start, "start")
         self._target = self._now
-        self.autojump = bool(autojump)
+        self.autojump: bool = bool(autojump)
         threshold = _seconds(autojump_threshold, "autojump_threshold")
         if threshold < 0:
             raise ValueError(f"autojump_threshold can't be negative: {autojump_threshold!r}")
@@ -172,7 +172,7 @@ class VirtualClock:
             best = scheduled[0]._when  # heap head; asyncio pruned cancelled heads already
         ctx = getattr(loop, "_aioqloop_context", None)
         if ctx is not None:
-            best = min(best, ctx.next_deadline())
+            best = min(best, ctx._next_deadline())
         return float(best)
 
     def _idle_select(

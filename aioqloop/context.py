@@ -8,7 +8,7 @@ iteration is skipped; one attached during dispatch waits for the next iteration;
 non-recursive source is blocked while it dispatches; a nested iteration takes over what
 the outer one had left to dispatch; the time is cached per iteration.
 
-`iterate` is that iteration, written once, like ``g_main_context_iterate(block, dispatch)``;
+`_iterate` is that iteration, written once, like ``g_main_context_iterate(block, dispatch)``;
 it is parametrised by a driver that knows how to wait and where to put the dispatch.
 `iteration` and `pending` use the context's own poll; the plain driver
 (`aioqloop.bridge`) polls without waiting inside a loop callback; the stock-base loop
@@ -25,18 +25,24 @@ core (`aioqloop._engine`) their C twins (`aioqloop._cengine.ContextCore`) come f
 
 Driver contract (what a driver may call, and when)
 --------------------------------------------------
-* `acquire` / `release` / `is_owner` — GLib's context ownership; any thread.
-* `driver_attach(driver, may_sleep)` — once, when a driver takes over the context.
-* `driver_fileno()` — the fd that is readable when the context has fd events or a wake-up.
-* `driver_share_fds(mirror)` / `apply_polled(events)` — instead of polling
-  `driver_fileno`, the driver keeps the context's fds (and the wake-up fd) in its own
+These are underscore names: they are for the loop layer (`aioqloop.loop`,
+`aioqloop._uvloop`, `aioqloop.bridge`), not part of the public surface.
+
+* `acquire` / `release` / `is_owner` — GLib's context ownership; any thread (public).
+* `_driver_attach(driver, may_sleep)` — once, when a driver takes over the context.
+* `_driver_fileno()` — the fd that is readable when the context has fd events or a
+  wake-up.
+* `_driver_share_fds(mirror)` / `_apply_polled(events)` — instead of polling
+  `_driver_fileno`, the driver keeps the context's fds (and the wake-up fd) in its own
   epoll set and feeds the raw results back (the stock base, `aioqloop._selectorfds`).
-* `iterate(driver, block, dispatch)` — one iteration; owner thread.  It calls
+* `_iterate(driver, block, dispatch)` — one iteration; owner thread.  It calls
   ``driver.poll(timeout)`` (wait up to ``timeout`` seconds, then feed fd readiness with
-  `poll_ready`) and ``driver.place(priority)`` (run `dispatch` now or queue it).
-* `dispatch(priority)`, `poll_ready()`, `has_work()`, `next_deadline()`, `time()`,
-  `wait_needs_prepare(timer_armed)`, `call_at_priority(...)` — owner thread.
-* `close_with_loop()` — the owning loop closes (selector still open).
+  `_poll_ready`) and ``driver.place(priority)`` (run `_dispatch` now or queue it).
+* `_dispatch(priority)`, `_poll_ready()`, `_has_work()`, `_next_deadline()`, `_time()`,
+  `_wait_needs_prepare(timer_armed)`, `_call_at_priority(...)`, `_is_empty()` —
+  owner thread.
+* `_set_bql(lock)`, `_set_home_thread(ident)` — when the loop is built.
+* `_close_with_loop()` — the owning loop closes (selector still open).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
+from ._registry import current_source, main_depth
 from ._sourceset import SourceSet
 from ._waker import FREE_THREADED, Waker
 from .constants import PRIORITY_DEFAULT
@@ -71,7 +78,7 @@ if TYPE_CHECKING:
 
 __all__ = ("MainContext", "current_source", "get_main_context", "main_depth")
 
-logger = logging.getLogger("aioqloop")
+logger: logging.Logger = logging.getLogger("aioqloop")
 
 _INF = math.inf
 _get_ident = threading.get_ident
@@ -80,12 +87,10 @@ _perf = time.perf_counter
 # asyncio's "Executing ... took"); below this floor nothing is looked up.
 _SLOW_FLOOR = 0.001
 _tls = _registry._tls
-main_depth = _registry.main_depth
-current_source = _registry.current_source
 
 
 class IterationDriver(Protocol):
-    """How `MainContext.iterate` waits and where it puts the dispatch."""
+    """How `MainContext._iterate` waits and where it puts the dispatch."""
 
     def poll(self, timeout: float | None) -> None: ...
     def place(self, priority: float) -> None: ...
@@ -165,7 +170,7 @@ class _HandDriver:
         self._ctx._hand_poll(timeout)
 
     def place(self, priority: float) -> None:
-        self._ctx.dispatch(priority)
+        self._ctx._dispatch(priority)
 
 
 class _PyCore(Dispatcher):
@@ -198,7 +203,7 @@ class _PyCore(Dispatcher):
         def _remove(self, src: Source) -> None: ...
         def _check_loop_open(self) -> None: ...
 
-    def iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
+    def _iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
         """One iteration (``g_main_context_iterate``); True if a source was ready.
 
         Owner thread.  ``block``: let ``driver.poll`` wait for the prepare phase's
@@ -301,21 +306,21 @@ class _PyCore(Dispatcher):
                 gate.give_back()  # handed over for a dispatch that has nothing to run
         return min(ready) if ready else _INF
 
-    def apply_polled(self, events: list[tuple[int, int]]) -> None:
+    def _apply_polled(self, events: list[tuple[int, int]]) -> None:
         """Record raw epoll results ``(fd, revents)`` polled by a driver that shares the
-        context's fds (`driver_share_fds`); fds the context does not watch are ignored,
+        context's fds (`_driver_share_fds`); fds the context does not watch are ignored,
         a wake-up is drained.  Owner thread, during the driver's poll."""
         if self._fds.apply(events, self._mark_ready) < 0:
             self._waker.drain()
 
-    def poll_ready(self) -> None:
+    def _poll_ready(self) -> None:
         """Record what the private epoll set reports now, without waiting (owner thread);
         consumes a wake-up, also one sent through the driver's ``wake``."""
         ep = self._fds.epoll
         if ep is None or self._fds.apply(ep.poll(0), self._mark_ready) < 0:
             self._waker.drain()
 
-    def has_work(self) -> bool:
+    def _has_work(self) -> bool:
         """Is anything ready or due without waiting?  Owner thread."""
         gate = self._gate
         if gate is not None and gate.deferred:
@@ -328,11 +333,11 @@ class _PyCore(Dispatcher):
         entries = self._deadlines.entries
         return bool(entries) and entries[0][0] <= self._clock()
 
-    def next_deadline(self) -> float:
+    def _next_deadline(self) -> float:
         """The earliest ready time in loop seconds (``inf`` if none)."""
         return self._deadlines.next_deadline()
 
-    def time(self) -> float:
+    def _time(self) -> float:
         """The context's time in seconds: cached during an iteration, else the loop's now."""
         return self._now if (self._in_iteration or self._in_hook) else self._clock()
 
@@ -416,7 +421,7 @@ class MainContext(SourceSet, _Core):
     """
 
     #: Seconds between two audits of watched fds for ones closed behind the context's back.
-    fd_audit_interval = 1.0
+    fd_audit_interval: float = 1.0
 
     def __init__(
         self, loop: Any = None, *, _driver: str = "auto", _port: Any = None
@@ -487,11 +492,6 @@ class MainContext(SourceSet, _Core):
         """True after `close`."""
         return self._closed
 
-    @property
-    def in_hook(self) -> bool:
-        """True while a source's ``prepare`` or ``check`` runs (iterating is refused)."""
-        return self._in_hook
-
     def find_source_by_id(self, id: int) -> Source | None:
         """The attached, not destroyed source with this id, or None."""
         if isinstance(id, bool) or not isinstance(id, int):
@@ -509,7 +509,7 @@ class MainContext(SourceSet, _Core):
         if not self.acquire():
             return False
         try:
-            return self.iterate(self._hand, block=False, dispatch=False)
+            return self._iterate(self._hand, block=False, dispatch=False)
         finally:
             self.release()
 
@@ -544,7 +544,7 @@ class MainContext(SourceSet, _Core):
             raise RuntimeError("iteration(): another thread owns this MainContext")
         try:
             self._open_fds()  # before "may sleep" is published: wake-ups must reach it
-            return self.iterate(self._hand, block=may_block, dispatch=True)
+            return self._iterate(self._hand, block=may_block, dispatch=True)
         finally:
             self.release()
             self._driver.iterated_by_hand()
@@ -662,12 +662,12 @@ class MainContext(SourceSet, _Core):
         """True if the calling thread owns the context (``g_main_context_is_owner``)."""
         return self._owner == _get_ident()
 
-    def set_home_thread(self, ident: int) -> None:
+    def _set_home_thread(self, ident: int) -> None:
         """Name the thread an unowned context belongs to (for `invoke`)."""
         self._home = ident
 
     # ------------------------------------------------------- driver contract
-    def driver_attach(
+    def _driver_attach(
         self, driver: bridge.Driver, *, may_sleep: bool,
         wake: Callable[[], None] | None = None,
     ) -> None:
@@ -676,7 +676,7 @@ class MainContext(SourceSet, _Core):
         ``may_sleep``: the loop may sleep without telling the context, so other threads
         must always send a wake-up (the plain driver).  ``wake``: how another thread
         wakes the loop while the context has no wake-up fd (called from any thread,
-        under the waker's lock; the driver then calls `poll_ready` on the loop thread);
+        under the waker's lock; the driver then calls `_poll_ready` on the loop thread);
         without it the fds are opened now.  The driver learns that the epoll set was
         opened, or rebuilt, through ``epoll_changed``.
         """
@@ -689,14 +689,14 @@ class MainContext(SourceSet, _Core):
         else:
             self._waker.fallback = wake
 
-    def wait_needs_prepare(self, timer_armed: bool) -> bool:
+    def _wait_needs_prepare(self, timer_armed: bool) -> bool:
         """After a dispatch ran what made prepare's wait zero, can only a new prepare
         tell how long the driver may wait?  True with prepare hooks (their waits are
         theirs to say), or with watched fds and no timer armed (``timer_armed``) for
         their audit; otherwise the next ready time is the whole answer."""
         return bool(self._prepare_hooks.prios) or (bool(self._fds.masks) and not timer_armed)
 
-    def driver_fileno(self) -> int | None:
+    def _driver_fileno(self) -> int | None:
         """The fd that becomes readable on fd events or a wake-up (for ``add_reader``),
         or None while it is not open (a driver attached with ``wake``)."""
         return self._fds.epoll.fileno() if self._fds.epoll is not None else None
@@ -707,13 +707,13 @@ class MainContext(SourceSet, _Core):
             self._fds.ensure_open()
             self._check_fd_generation()
 
-    def driver_share_fds(self, mirror: Callable[[int, int], None]) -> int:
+    def _driver_share_fds(self, mirror: Callable[[int, int], None]) -> int:
         """The driver polls the context's fds in its own epoll set (once, owner thread).
 
         ``mirror(fd, mask)`` is called now for the wake-up fd and every polled fd, and
         on every later change of an fd's merged epoll mask (0 = stop polling it).  The
-        driver then passes what its poll reports to `apply_polled` instead of polling
-        `driver_fileno`; the private set stays complete for `iteration` and `pending`.
+        driver then passes what its poll reports to `_apply_polled` instead of polling
+        `_driver_fileno`; the private set stays complete for `iteration` and `pending`.
         Returns the wake-up fd (readable when another thread posted work).
         """
         import select
@@ -725,7 +725,7 @@ class MainContext(SourceSet, _Core):
             mirror(fd, mask)
         return self._waker.fd
 
-    def set_bql(self, lock: BigLock | None) -> None:
+    def _set_bql(self, lock: BigLock | None) -> None:
         """Dispatch with ``lock`` held, dropped while polling (QEMU's BQL rule)."""
         from .biglock import BigLock
 
@@ -744,11 +744,11 @@ class MainContext(SourceSet, _Core):
     def _wake(self) -> None:
         self._waker.notify(force=True)
 
-    def is_empty(self) -> bool:
+    def _is_empty(self) -> bool:
         """No source attached and nothing posted by other threads (a cheap test)."""
         return not self._sources and not self._waker.ops
 
-    def call_at_priority(
+    def _call_at_priority(
         self, priority: int, fn: Callable[..., Any], args: tuple[Any, ...]
     ) -> None:
         """Queue ``fn(*args)`` to run at ``priority`` (owner thread; task steps)."""
@@ -759,7 +759,7 @@ class MainContext(SourceSet, _Core):
         q.queue.append((fn, args))
         self._mark_ready(q)
 
-    def close_with_loop(self) -> None:
+    def _close_with_loop(self) -> None:
         """The owning loop closes: close the context (its selector is still open)."""
         self._close()
 

@@ -81,7 +81,7 @@ class VirtualTimer(Source):
     def __init__(self, period: float, *, name: str) -> None:
         super().__init__(name=name)
         self.period = period
-        self.ticking = False
+        self.ticking: bool = False
 
     def start_clock(self) -> None:
         """Run the clock: ready one ``period`` (seconds) from the iteration's time."""
@@ -118,40 +118,44 @@ class Machine:
         self.n_vcpus = n_vcpus
         # -- state guarded by the big lock --------------------------------
         self.regs: dict[str, int] = {"irq_count": 0, "dma_pending": 0, "dma_done": 0}
-        self.running = True
-        self.serial_echoes = 0
-        self.interrupts = 0
-        self.vcpu_lock_acquisitions = [0] * n_vcpus
-        self.io_requests = 0
-        self.dma_completed = 0  # survives system_reset, unlike the dma_done register
-        self.bh_runs = 0
-        self.housekeeping_runs = 0
-        self.parked = 0
+        self.running: bool = True
+        self.serial_echoes: int = 0
+        self.interrupts: int = 0
+        self.vcpu_lock_acquisitions: list[int] = [0] * n_vcpus
+        self.io_requests: int = 0
+        self.dma_completed: int = 0  # survives system_reset, unlike the dma_done register
+        self.bh_runs: int = 0
+        self.housekeeping_runs: int = 0
+        self.parked: int = 0
         # -- thread coordination (not guarded by the lock) ---------------------
-        self.shutdown = threading.Event()
-        self.run_event = threading.Event()  # set while vCPUs may run
+        self.shutdown: threading.Event = threading.Event()
+        self.run_event: threading.Event = threading.Event()  # set while vCPUs may run
         self.run_event.set()
-        self.guest_echoes_seen = 0  # written by the console thread only
-        self.all_parked = asyncio.Event()
+        self.guest_echoes_seen: int = 0  # written by the console thread only
+        self.all_parked: asyncio.Event = asyncio.Event()
         # -- devices --------------------------------------------------------
+        self.serial_master: int
+        self.serial_slave: int
         self.serial_master, self.serial_slave = os.openpty()
         tty.setraw(self.serial_slave)  # no line discipline: bytes pass through unchanged
         os.set_blocking(self.serial_master, False)
         self._serial_buf = b""
-        self.serial_source = FdSource(self.serial_master, IOCondition.IN, name="serial0")
+        self.serial_source: FdSource = FdSource(self.serial_master, IOCondition.IN, name="serial0")
         self.serial_source.set_callback(self._serial_readable)
         self.serial_source.attach(ctx)
-        self.timer_source = VirtualTimer(TIMER_PERIOD, name="timer0")
+        self.timer_source: VirtualTimer = VirtualTimer(TIMER_PERIOD, name="timer0")
         self.timer_source.set_callback(self._timer_fired)
         self.timer_source.attach(ctx)
         self.timer_source.start_clock()
-        self.io_bh = BottomHalf(self._complete_io, context=ctx, name="dma-complete")
-        self.parked_bh = BottomHalf(self._vcpu_parked, context=ctx, name="vcpu-parked")
+        self.io_bh: BottomHalf = BottomHalf(self._complete_io, context=ctx, name="dma-complete")
+        self.parked_bh: BottomHalf = BottomHalf(self._vcpu_parked, context=ctx, name="vcpu-parked")
         self._idle_id = 0
-        self.housekeeping_timer = TimeoutSource(HOUSEKEEPING_PERIOD, name="housekeeping-kick")
+        self.housekeeping_timer: TimeoutSource = TimeoutSource(
+            HOUSEKEEPING_PERIOD, name="housekeeping-kick"
+        )
         self.housekeeping_timer.set_callback(self._kick_housekeeping)
         self.housekeeping_timer.attach(ctx)
-        self.threads = [
+        self.threads: list[threading.Thread] = [
             threading.Thread(target=self._vcpu, args=(i,), name=f"vcpu{i}") for i in range(n_vcpus)
         ]
         self.threads.append(threading.Thread(target=self._guest_console, name="guest-console"))
@@ -327,8 +331,8 @@ class Monitor:
         import aioqloop
 
         self.machine = machine
-        self.quit_requested = asyncio.Event()
-        self.server = QMPServer(
+        self.quit_requested: asyncio.Event = asyncio.Event()
+        self.server: QMPServer = QMPServer(
             [
                 Command("query-status", self.query_status),
                 Command("stop", self.stop),

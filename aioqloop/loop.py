@@ -6,7 +6,7 @@ A subclass of ``asyncio.SelectorEventLoop`` whose default `MainContext` lives *i
 asyncio's iteration, without a copy of ``_run_once``.  ``_run_once`` computes its timeout
 and calls ``self._selector.select(timeout)`` exactly once per iteration, right before it
 runs the ready handles; the selector is wrapped (`_SelectorHook`), and that call runs one
-`MainContext.iterate` whose poll is the real ``select``:
+`MainContext._iterate` whose poll is the real ``select``:
 
 1. **prepare** (GLib runs it before every poll) shortens the timeout to the context's;
 2. the real ``select`` (so tools that wrap it, like looptime, keep working); the big
@@ -50,13 +50,13 @@ import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _engine, _registry
 from ._fdpoll import MAX_WAIT
 from ._selectorfds import SelectorFds, eligible
-from ._tasks import QLoopMixin, QTask
+from ._tasks import EventLoop, QTask
 from .bridge import Driver
 from .constants import PRIORITY_DEFAULT
 from .context import MainContext, get_main_context
@@ -155,16 +155,16 @@ class _PyHook:
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         """prepare → the real select → check → place the dispatch (module docstring)."""
         ctx: Any = self._ctx
-        if self._clock is None and ctx.is_empty():
+        if self._clock is None and ctx._is_empty():
             events = self._select(timeout)  # asyncio bounds its own timeouts (one day)
             if self._woken(events):
                 # A wake-up: run what other threads posted, on the events we have.
                 self._preset = events
-                ctx.iterate(self, block=False, dispatch=True)
+                ctx._iterate(self, block=False, dispatch=True)
             return events
         self._timeout = timeout
         self._events = []
-        ctx.iterate(self, block=True, dispatch=True)
+        ctx._iterate(self, block=True, dispatch=True)
         events, self._events = self._events, []
         if "select" in self.__dict__:
             self._expose_deadline(ctx)
@@ -177,7 +177,7 @@ class _PyHook:
         if preset is not None:
             self._preset = None
             if self.direct is None:
-                ctx.poll_ready()  # else applied with the select that found the wake-up
+                ctx._poll_ready()  # else applied with the select that found the wake-up
             self._events = preset
             return
         timeout = self._timeout
@@ -192,9 +192,9 @@ class _PyHook:
             events = self._select(timeout)
         if direct is not None:
             if direct.raw:
-                ctx.apply_polled(direct.take_raw())
+                ctx._apply_polled(direct.take_raw())
         elif events and self._take_epfd(events):
-            ctx.poll_ready()
+            ctx._poll_ready()
         self._events = events
 
     def place(self, priority: float) -> None:
@@ -206,18 +206,18 @@ class _PyHook:
             ready = loop._ready
             quiet = not self._events and not (loop._scheduled and loop._timer_due())
             if quiet and not ready:
-                ctx.dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
+                ctx._dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
             elif quiet and len(ready) == 1 and ready[0] is self._dispatch_handle:
                 ready.clear()  # only our own queued dispatch: run it here, in order
                 self._queued = False
-                ctx.dispatch(priority)
+                ctx._dispatch(priority)
             else:
                 self.source_ready(PRIORITY_DEFAULT)
         elif not (self._events or self._loop._ready
                   or (self._loop._scheduled and self._loop._timer_due())):
-            ctx.dispatch(priority)  # idle-class: only when asyncio has nothing to run
+            ctx._dispatch(priority)  # idle-class: only when asyncio has nothing to run
         else:
-            ctx.dispatch_postponed()  # asyncio's work first: no lock held meanwhile
+            ctx._dispatch_postponed()  # asyncio's work first: no lock held meanwhile
 
 
 if TYPE_CHECKING or _engine.core is None:
@@ -232,7 +232,7 @@ else:
 class _SelectorHook(_HookBase):
     """The loop's selector with a context iteration around ``select`` (module docstring).
 
-    It is also the context's driver: ``poll``/``place`` for `MainContext.iterate`, and
+    It is also the context's driver: ``poll``/``place`` for `MainContext._iterate`, and
     ``source_ready`` to queue the default-priority dispatch in FIFO order.  Everything but
     ``select`` is the real selector's bound method (no per-call cost).
     """
@@ -278,7 +278,7 @@ class _SelectorHook(_HookBase):
         self.unregister = direct.unregister
         self.modify = direct.modify
         ctx: Any = self._ctx
-        self._wake_fd = ctx.driver_share_fds(direct.set)
+        self._wake_fd = ctx._driver_share_fds(direct.set)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -316,7 +316,7 @@ class _SelectorHook(_HookBase):
         """A tool wrapped this ``select`` (looptime does) and decides how far to move time
         from asyncio's own timeout, before the context could shorten it: keep one asyncio
         timer at the context's next deadline so that timeout includes it."""
-        when = ctx.next_deadline()
+        when = ctx._next_deadline()
         handle = self._exposed
         if handle is not None and handle.when() != when:
             handle.cancel()
@@ -346,7 +346,7 @@ class _SelectorHook(_HookBase):
         for fd, _ev in raw:
             if fd == wake:
                 ctx: Any = self._ctx
-                ctx.apply_polled(raw)
+                ctx._apply_polled(raw)
                 return True
         return False  # asyncio's fds only: an empty context has nothing to record
 
@@ -362,7 +362,7 @@ class _SelectorHook(_HookBase):
         self._queued = False
         ctx: Any = self._ctx
         if ctx is not None and not ctx.closed:
-            ctx.dispatch(PRIORITY_DEFAULT)
+            ctx._dispatch(PRIORITY_DEFAULT)
 
     # -- strict priorities: asyncio's work waits while something urgent runs --------
     def _urgent(self, ctx: Any, priority: float) -> None:
@@ -370,7 +370,7 @@ class _SelectorHook(_HookBase):
         ready, scheduled = loop._ready, loop._scheduled
         loop._ready, loop._scheduled = deque(), []
         try:
-            ctx.dispatch(priority)
+            ctx._dispatch(priority)
         except BaseException:
             self._merge(ready, scheduled, loop._ready, loop._scheduled)
             raise
@@ -423,7 +423,7 @@ class _HookDriver(Driver):
         hook._epfd = -1
 
 
-class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
+class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
     """aioqloop on the stock selector loop (see the module docstring)."""
 
     def __new__(cls, *args: Any, clock: Any = None, bql: Any = None, **kwargs: Any) -> Any:
@@ -444,19 +444,21 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         self._aioq_clock = clock
         if clock is not None:
             clock._bind(self)
-            self.time = clock.time  # type: ignore[method-assign]
-            self.call_at = self._aioq_call_at_fifo  # type: ignore[method-assign,assignment]
+            # Instance attributes over the class's methods (through __dict__, so that
+            # checkers see one type for time and call_at).
+            self.__dict__["time"] = clock.time
+            self.__dict__["call_at"] = self._aioq_call_at_fifo
         hook = _SelectorHook(self, self._selector)
         self._selector: Any = hook
         ctx = MainContext(self, _driver="loop")
         self._aioqloop_context = ctx
         hook._ctx = ctx
         hook._clock = clock
-        ctx.driver_attach(_HookDriver(hook), may_sleep=False)
-        epfd = ctx.driver_fileno()
+        ctx._driver_attach(_HookDriver(hook), may_sleep=False)
+        epfd = ctx._driver_fileno()
         assert epfd is not None  # attached without a wake callback: the fds are open
         hook._epfd = epfd
-        ctx.set_bql(bql)
+        ctx._set_bql(bql)
         hook.share_fds()
         if hook.direct is None:
             self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
@@ -464,10 +466,13 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
     if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
 
         def create_task(  # type: ignore[override]
-            self, coro: Any, *, name: Any = None
-        ) -> asyncio.Task[Any]:
+            self,
+            coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+            *,
+            name: str | None = None,
+        ) -> QTask[_T]:
             """Like 3.10's ``loop.create_task`` (no ``context=``); the task is a `QTask`."""
-            return QLoopMixin.create_task(self, coro, name=name)
+            return EventLoop.create_task(self, coro, name=name)
 
     def _aioq_ready_count(self) -> int:
         return self._selector.ready_count()  # type: ignore[no-any-return]
@@ -503,7 +508,7 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if not self.is_closed():
-            self._aioqloop_context.close_with_loop()
+            self._aioqloop_context._close_with_loop()
         super().close()
 
     def __repr__(self) -> str:
@@ -541,7 +546,7 @@ def _default_context() -> MainContext:
         g = _default_loop
         if g is None or g.is_closed() or get_main_context(g).closed:
             g = _default_loop = new_event_loop()
-            get_main_context(g).set_home_thread(threading.main_thread().ident or 0)
+            get_main_context(g)._set_home_thread(threading.main_thread().ident or 0)
             _default_adopted = False
         if main and not _default_adopted:
             _default_adopted = adopt = True
@@ -581,8 +586,11 @@ def new_event_loop(
     base: str = "asyncio",
     clock: VirtualClock | None = None,
     bql: BigLock | None = None,
-) -> asyncio.AbstractEventLoop:
+) -> EventLoop:
     """Create an aioqloop event loop; usable as ``loop_factory``.
+
+    The loop is an `aioqloop.EventLoop` (an ``asyncio.AbstractEventLoop`` with
+    ``main_context`` and a ``create_task`` that returns an `aioqloop.Task`).
 
     ``base`` is ``"asyncio"`` (the stock selector loop, full priority support) or
     ``"uvloop"``.  ``clock`` is a `VirtualClock` (stock base only: libuv's timers run on
@@ -618,7 +626,7 @@ def run(
     if not asyncio.iscoroutine(coro):
         raise TypeError(f"a coroutine was expected, got {coro!r}")
 
-    def factory() -> asyncio.AbstractEventLoop:
+    def factory() -> EventLoop:
         return new_event_loop(base=base, **loop_kwargs)
 
     if sys.version_info >= (3, 11):
@@ -664,7 +672,8 @@ def _event_loop_policy_class() -> type:
             super().__init__()
             self._aioq_base = base
 
-        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        def new_event_loop(self) -> EventLoop:
+            """A new aioqloop loop on this policy's base."""
             return new_event_loop(base=self._aioq_base)
 
     _policy_cls = EventLoopPolicy

@@ -51,7 +51,7 @@ class MainLoop:
         ctx = self._context
         if ctx.closed:
             raise RuntimeError("the MainContext is closed")
-        if ctx.in_hook:
+        if ctx._in_hook:
             warnings.warn(
                 "MainLoop.run() called recursively from within a source's check() or "
                 "prepare()",

@@ -339,13 +339,13 @@ class QMPServer:
             Command("query-commands", self._query_commands),
             Command("query-version", self._query_version),
         ]
-        self.commands = {c.name: c for c in [*builtin, *commands]}
+        self.commands: dict[str, Command] = {c.name: c for c in [*builtin, *commands]}
         # In negotiation mode only qmp_capabilities exists (QEMU's
         # qmp_cap_negotiation_commands); it acts on its own connection.
         self._capabilities = Command("qmp_capabilities", self._no_handler, {"enable?": "array"})
         self._connections: set[_Connection] = set()
         #: Replies and errors sent, over all connections.
-        self.replies = 0
+        self.replies: int = 0
 
     # ---------------------------------------------------------------- builtins
     @staticmethod

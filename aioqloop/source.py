@@ -53,12 +53,12 @@ class _FdRecord:
         self, source: Source, fd: int, events: IOCondition,
         ident: tuple[int, int] | None = None,
     ) -> None:
-        self.source = source
-        self.fd = fd
-        self.events = events
-        self.revents = 0
+        self.source: Source = source
+        self.fd: int = fd
+        self.events: IOCondition = events
+        self.revents: int = 0
         #: (device, inode) of the file when the watch was added: tells a reused fd number.
-        self.ident = ident
+        self.ident: tuple[int, int] | None = ident
 
     def __repr__(self) -> str:
         return f"<fd tag fd={self.fd} events={self.events!r} revents={IOCondition(self.revents)!r}>"

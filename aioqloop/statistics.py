@@ -23,10 +23,10 @@ class _PySourceStatistics:
     __slots__ = ("dispatch_time", "dispatches", "max_dispatch_time", "waited")
 
     def __init__(self) -> None:
-        self.dispatches = 0
-        self.dispatch_time = 0.0
-        self.max_dispatch_time = 0.0
-        self.waited = 0
+        self.dispatches: int = 0
+        self.dispatch_time: float = 0.0
+        self.max_dispatch_time: float = 0.0
+        self.waited: int = 0
 
 
 # The compiled core updates its own record type in place (no allocation per dispatch).

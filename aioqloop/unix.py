@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = ("ChildWatchSource", "SignalSource", "child_watch_add", "signal_add")
 
-logger = logging.getLogger("aioqloop")
+logger: logging.Logger = logging.getLogger("aioqloop")
 
 if TYPE_CHECKING:
     from typing import TypeAlias

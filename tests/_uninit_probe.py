@@ -222,8 +222,8 @@ def _source_actions(core: type) -> Iterator[tuple[str, Callable[[Any], object]]]
             yield (f"ctx.{name}(src)",
                    lambda src, n=name: getattr(src._context, n)(src))
     yield "ctx.iteration(False)", lambda src: src._context.iteration(False)
-    yield "ctx.dispatch(src.priority)", lambda src: (src._context._mark_ready(src),
-                                                     src._context.dispatch(src._priority))
+    yield "ctx._dispatch(src.priority)", lambda src: (src._context._mark_ready(src),
+                                                     src._context._dispatch(src._priority))
     yield "src.destroy()", lambda src: src.destroy()
 
 

@@ -178,11 +178,11 @@ def test_close_detaches_from_loop() -> None:
         loop = asyncio.get_running_loop()
         ctx = MainContext()
         # No fd of the context's until one is watched; the loop watches the epoll fd then.
-        assert ctx.driver_fileno() is None
+        assert ctx._driver_fileno() is None
         r, w = os.pipe()
         watch = FdSource(r, IOCondition.IN)
         watch.attach(ctx)
-        epfd = ctx.driver_fileno()
+        epfd = ctx._driver_fileno()
         assert epfd is not None
         assert loop._selector.get_key(epfd) is not None  # type: ignore[attr-defined]
         log: list[str] = []

@@ -35,7 +35,7 @@ def test_closing_an_extra_context_leaves_the_loop_usable_for_any_fd(base: str) -
         loop = asyncio.get_running_loop()
         extra = MainContext(loop)
         TimeoutSource(3600).attach(extra)
-        epfd = extra.driver_fileno()
+        epfd = extra._driver_fileno()
         extra.close()
         # Sockets until one reuses the closed epoll fd's number (or a few tries).
         socks = []

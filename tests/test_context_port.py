@@ -48,16 +48,16 @@ def test_timeouts_follow_the_ports_clock_exactly(fctx: MainContext, port: FakePo
     s = TimeoutSource(2.0)
     s.set_callback(lambda: fired.append(s.time()) or True)
     s.attach(fctx)
-    assert fctx.next_deadline() == 102.0
+    assert fctx._next_deadline() == 102.0
     port.now = 101.999
     assert fctx.iteration(False) is False
     port.now = 102.0
     assert fctx.iteration(False) is True
     assert fired == [102.0]
-    assert fctx.next_deadline() == 104.0
+    assert fctx._next_deadline() == 104.0
     port.now = 104.5  # late: rearms from the iteration time, no catch-up
     assert fctx.iteration(False) is True
-    assert fctx.next_deadline() == 106.5
+    assert fctx._next_deadline() == 106.5
 
 
 def test_errors_go_to_the_port_and_destroy_the_source(fctx: MainContext, port: FakePort) -> None:

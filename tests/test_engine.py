@@ -67,8 +67,8 @@ def test_compiled_core_takes_over_the_hot_types() -> None:
         assert built_core.SourceCore in mro_src
         assert statistics.SourceStatistics is built_core.SourceStatistics
         # The C methods come first in the MRO; the Python twins are the reference.
-        assert MainContext.dispatch is built_core.ContextCore.dispatch
-        assert MainContext.iterate is built_core.ContextCore.iterate
+        assert MainContext._dispatch is built_core.ContextCore._dispatch
+        assert MainContext._iterate is built_core.ContextCore._iterate
         assert _engine.source_hash() == built_core.SOURCE_HASH
     else:
         assert all(c.__module__ != "aioqloop._cengine" for c in (*mro_ctx, *mro_src))
@@ -336,7 +336,7 @@ def test_check_hook_of_a_source_attached_from_another_thread_is_called_at_once()
         # GLib's check after that poll: the posted insert runs first, then the new
         # source's check() is called in the same check phase, and it dispatches.
         assert ctx._check() == 0
-        ctx.dispatch(0)
+        ctx._dispatch(0)
         assert ran == [1]
     finally:
         ctx.release()

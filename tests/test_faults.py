@@ -820,7 +820,7 @@ def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
     loop = aioqloop.new_event_loop(base="uvloop")
     ctx = aioqloop.get_main_context(loop)
     try:
-        assert ctx.driver_fileno() is None
+        assert ctx._driver_fileno() is None
         out: list[str] = []
 
         async def main() -> None:
@@ -834,14 +834,14 @@ def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
             await asyncio.wait_for(done.wait(), 5)
 
         loop.run_until_complete(main())
-        assert out == ["bh"] and ctx.driver_fileno() is None
+        assert out == ["bh"] and ctx._driver_fileno() is None
         assert ctx.statistics().wakeup_writes >= 1
         r, w = os.pipe()
         try:
             src = FdSource(r, IOCondition.IN)
             src.set_callback(lambda fd, cond: (out.append("fd"), False)[1])
             src.attach(ctx)
-            assert ctx.driver_fileno() is not None
+            assert ctx._driver_fileno() is not None
             os.write(w, b"x")
             loop.run_until_complete(asyncio.sleep(0.05))
             assert out == ["bh", "fd"]
@@ -1309,7 +1309,7 @@ def test_pass2_item_3_an_uninitialised_context_says_so() -> None:
     # The compiled core names the missing field (the pure engine: AttributeError).
     ctx = MainContext.__new__(MainContext)
     expected = RuntimeError if aioqloop.ENGINE == "c" else AttributeError
-    for call in (ctx.time, ctx.has_work, ctx.poll_ready):
+    for call in (ctx._time, ctx._has_work, ctx._poll_ready):
         with pytest.raises(expected, match=r"not initialised: _\w+ is not set|has no attribute"):
             call()
 
@@ -1330,7 +1330,7 @@ events = [(r, 1)] * 50
 def shrink(priority):
     del events[:]
 ctx._source_ready = shrink  # the driver's hook, run when a source becomes ready
-ctx.apply_polled(events)
+ctx._apply_polled(events)
 """,
     # Marking a child ready marks its parent too; the hook run for the child took the
     # ready set away before the parent's turn.

@@ -24,7 +24,7 @@ def test_the_class_is_a_uvloop_loop_with_a_plain_driver() -> None:
         assert type(loop) is _uvloop.uvloop_class()
         ctx = aioqloop.get_main_context(loop)
         assert isinstance(ctx._driver, PlainDriver)
-        assert ctx._driver._fd == ctx.driver_fileno()  # one add_reader: the epoll fd
+        assert ctx._driver._fd == ctx._driver_fileno()  # one add_reader: the epoll fd
     finally:
         loop.close()
     assert aioqloop.get_main_context(loop).closed

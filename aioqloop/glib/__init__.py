@@ -142,7 +142,7 @@ __all__ = (
     "unix_signal_add_full",
 )
 
-logger = logging.getLogger("aioqloop.glib")
+logger: logging.Logger = logging.getLogger("aioqloop.glib")
 
 #: ``GLib.IO_IN`` and friends: PyGObject's aliases of `IOCondition` members.
 IO_IN: Final = IOCondition.IN
@@ -1318,8 +1318,8 @@ class PollFD:
     __slots__ = ("_source", "_tag", "events", "fd")
 
     def __init__(self, fd: int, events: IOCondition | int) -> None:
-        self.fd = int(fd)
-        self.events = IOCondition(int(events))
+        self.fd: int = int(fd)
+        self.events: IOCondition = IOCondition(int(events))
         self._source: _CoreSource | None = None
         self._tag: _FdRecord | None = None
 

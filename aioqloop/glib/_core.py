@@ -86,7 +86,7 @@ def set_thread_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
 
 def iterate_without_blocking(ctx: MainContext) -> bool:
     """``ctx.iteration(False)``, also allowed inside a coroutine (gi.events does it)."""
-    if ctx.in_hook:
+    if ctx._in_hook:
         return ctx.iteration(False)  # warns and returns False, as the core does
     if ctx.closed:
         raise RuntimeError("the MainContext is closed")
@@ -124,7 +124,7 @@ def standalone_context() -> MainContext:
 
 def has_sources(ctx: MainContext) -> bool:
     """True if any source is attached to ``ctx`` (or posted by another thread)."""
-    return not ctx.is_empty()
+    return not ctx._is_empty()
 
 
 def loop_class(base: str) -> type[asyncio.AbstractEventLoop]:
