@@ -260,3 +260,36 @@ def test_pusher_is_used_once() -> None:
     with pytest.raises(RuntimeError), pusher:
         pass
     assert GLib.MainContext.get_thread_default() is None
+
+
+# ------------------------------------ what current PyGObject (3.52+) returns differently
+def test_main_context_query_hands_out_the_poll_fd() -> None:
+    import select
+
+    ctx = GLib.MainContext()
+    assert ctx.acquire()
+    try:
+        timeout_ms, fds = ctx.query(GLib.PRIORITY_DEFAULT)
+        assert timeout_ms <= 0
+        assert len(fds) == 1 and fds[0].events == GLib.IO_IN
+        poller = select.poll()
+        poller.register(fds[0].fd, select.POLLIN)
+        assert poller.poll(0) == []
+        ctx.wakeup()  # GLib's wake-up fd is among what query hands out
+        assert [fd for fd, _ in poller.poll(0)] == [fds[0].fd]
+        assert ctx.query(GLib.PRIORITY_DEFAULT)[0] == -1
+        GLib.Idle().attach(ctx)
+        assert ctx.query(GLib.PRIORITY_DEFAULT)[0] == 0
+    finally:
+        ctx.release()
+
+
+def test_iochannel_read_chars_returns_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    path.write_bytes(b"hello world")
+    ch = GLib.IOChannel(filename=str(path))
+    assert ch.read_chars() == b"hello world"
+    ch = GLib.IOChannel(filename=str(path))
+    assert ch.read_chars(5) == b"hello"
+    assert ch.read_chars(-1) == b" world"
+    assert ch.read_chars() == b""

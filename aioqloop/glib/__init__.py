@@ -427,8 +427,17 @@ class MainContext(_GMainContext):
         return (ready, PRIORITY_DEFAULT if ready else MAXINT)
 
     def query(self, max_priority: int) -> tuple[int, list[PollFD]]:
-        """``g_main_context_query``: ``(timeout_ms, fds)``; see `prepare`."""
-        return (0 if self._ctx.pending() else -1, [])
+        """``g_main_context_query``: ``(timeout_ms, fds)``; see `prepare`.
+
+        ``timeout_ms`` is 0 when something is ready, else -1; ``fds`` is one `PollFD`
+        for the context's poll set (readable on any of its fds or on a wake-up), where
+        GLib lists its wake-up fd and each source fd.  The caller should own the
+        context (`acquire`), as GLib requires; otherwise the set may not be open yet and
+        ``fds`` is empty.
+        """
+        fd = _core.poll_fileno(self._ctx)
+        fds = [] if fd is None else [PollFD(fd, IOCondition.IN)]
+        return (0 if self._ctx.pending() else -1, fds)
 
     def check(self, max_priority: int, fds: list[PollFD] | None = None) -> bool:
         """``g_main_context_check``: True if something is ready to dispatch; see `prepare`."""
