@@ -114,28 +114,106 @@ class EventLoop(asyncio.AbstractEventLoop):
         finally:
             ctx.release()
 
-    def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
-    ) -> QTask[_T]:
-        """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``).
+    if sys.version_info >= (3, 14):
 
-        The signature is the base loop's on this Python: the stock base takes
-        ``context=`` from 3.11 on (as asyncio does), uvloop takes it on every version.
-        With a task factory installed (``set_task_factory``) the task is the factory's,
-        as in asyncio, and has no ``set_priority`` unless the factory makes a `QTask`.
-        """
-        if self.get_task_factory() is not None:
-            parent: Any = super().create_task
-            # Pass context only when given: 3.10's BaseEventLoop.create_task has no such
-            # parameter, and 3.11+ call a factory without it then (the legacy form).
-            if context is None:
-                return parent(coro, name=name)  # type: ignore[no-any-return]
-            return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
-        return self._aioq_new_task(coro, name, context)
+        def create_task(
+            self,
+            coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+            *,
+            name: str | None = None,
+            context: Context | None = None,
+            eager_start: bool | None = None,
+            **kwargs: Any,
+        ) -> QTask[_T]:
+            """Like asyncio 3.14's ``loop.create_task``; the task is a `QTask`.
+
+            The keywords given (``name``, ``context``, ``eager_start`` and any other)
+            go to the task factory, or without one to the task's constructor, which
+            refuses what it does not know (`TypeError`), as asyncio does.  Under
+            ``asyncio.eager_task_factory`` the task is an eagerly started `QTask`, so
+            that its priority can still be set.  With another task factory installed
+            the task is the factory's, as in asyncio, and has no ``set_priority`` unless
+            the factory makes a `QTask`.
+            """
+            if name is not None:
+                kwargs["name"] = name
+            if context is not None:
+                kwargs["context"] = context
+            if eager_start is not None:
+                kwargs["eager_start"] = eager_start
+            if self.is_closed():
+                raise RuntimeError("Event loop is closed")
+            factory: Any = self.get_task_factory()
+            if factory is asyncio.eager_task_factory:
+                kwargs.setdefault("eager_start", True)
+            elif factory is not None:
+                # asyncio 3.14 hands the factory exactly the keywords given.
+                return factory(self, coro, **kwargs)  # type: ignore[no-any-return]
+            return self._aioq_task(coro, kwargs)
+
+    else:
+
+        def create_task(
+            self,
+            coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+            *,
+            name: str | None = None,
+            context: Context | None = None,
+        ) -> QTask[_T]:
+            """Like ``loop.create_task``; the task is a `QTask` (it has ``set_priority``).
+
+            The signature is the base loop's on this Python: the stock base takes
+            ``context=`` from 3.11 on (as asyncio does), uvloop takes it on every
+            version; ``eager_start=`` is asyncio 3.14's and refused before it, as asyncio
+            refuses it.  Under ``asyncio.eager_task_factory`` (3.12+) the task is an
+            eagerly started `QTask`, so that its priority can still be set.  With another
+            task factory installed (``set_task_factory``) the task is the factory's, as in
+            asyncio, and has no ``set_priority`` unless the factory makes a `QTask`.
+            """
+            factory: Any = self.get_task_factory()
+            if factory is not None and factory is getattr(asyncio, "eager_task_factory", None):
+                if self.is_closed():
+                    raise RuntimeError("Event loop is closed")
+                kw: dict[str, Any] = {"eager_start": True}
+                if name is not None:
+                    kw["name"] = name
+                if context is not None:
+                    kw["context"] = context
+                return self._aioq_task(coro, kw)
+            if (
+                factory is not None
+                and sys.version_info >= (3, 12)
+                and not isinstance(self, asyncio.BaseEventLoop)
+            ):
+                # uvloop (0.21+) hands every factory asyncio 3.14's eager_start=, which
+                # the factories of 3.12/3.13 (create_eager_task_factory's) refuse: call
+                # it as this Python's asyncio does.
+                if self.is_closed():
+                    raise RuntimeError("Event loop is closed")
+                if context is None:
+                    made = factory(self, coro)
+                else:
+                    made = factory(self, coro, context=context)
+                if name is not None:
+                    made.set_name(name)
+                return made  # type: ignore[no-any-return]
+            if factory is not None:
+                parent: Any = super().create_task
+                # Pass context only when given: 3.10's BaseEventLoop.create_task has no
+                # such parameter, and 3.11+ call a factory without it then (the legacy
+                # form).
+                if context is None:
+                    return parent(coro, name=name)  # type: ignore[no-any-return]
+                return parent(coro, name=name, context=context)  # type: ignore[no-any-return]
+            return self._aioq_new_task(coro, name, context)
+
+    def _aioq_task(self, coro: Any, kwargs: dict[str, Any]) -> QTask[Any]:
+        """A `QTask` made with asyncio's own keywords (3.12+: ``eager_start`` too)."""
+        task: Any = QTask(coro, loop=self, **kwargs)
+        tb = getattr(task, "_source_traceback", None)
+        if tb:
+            del tb[-1]
+        return task  # type: ignore[no-any-return]
 
     def _aioq_new_task(self, coro: Any, name: Any, context: Any) -> QTask[Any]:
         if self.is_closed():

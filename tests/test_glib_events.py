@@ -190,3 +190,185 @@ def test_raw_pending_counts_queued_asyncio_callbacks() -> None:
 
     run_inside(loop, inside)
     assert seen == [(False, True), (False, False)]
+
+
+# ------------------------------------------- gi.events 3.56+: no policy needed
+BASES = ("asyncio", "uvloop")
+
+
+def _fresh(base: str, body: str) -> None:
+    """Run ``body`` in a fresh process (GLib's default context and the policy's class
+    registry are process-wide), with ``Loop`` the base's GLibEventLoop class."""
+    if base == "uvloop":
+        pytest.importorskip("uvloop")
+    code = (
+        "import asyncio, sys, threading, warnings\n"
+        "from aioqloop import glib as GLib\n"
+        "from aioqloop.glib import events\n"
+        "from aioqloop.glib.events import GLibEventLoopPolicy as Policy\n"
+        f"Loop = events.GLibEventLoop if {base!r} == 'asyncio' else events.GLibUVEventLoop\n"
+        "class BasePolicy(Policy):\n"
+        f"    _base = {base!r}\n"
+        + body
+        + "\nprint('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_loop_without_a_context_takes_the_threads(base: str) -> None:
+    _fresh(base, """
+# Main thread, no thread default: GLib's default context (made by this loop).
+main = Loop()
+assert GLib.MainContext.get_thread_default() is None
+assert hash(main._context) == hash(GLib.MainContext.default())
+# A pushed thread default is taken as is.
+ctx = GLib.MainContext()
+ctx.push_thread_default()
+pushed = Loop()
+assert hash(pushed._context) == hash(ctx)
+ctx.pop_thread_default()
+# Another thread without one: a new context of its own.
+seen = []
+def worker():
+    loop = Loop()
+    seen.append(hash(loop._context))
+    loop.close()
+t = threading.Thread(target=worker); t.start(); t.join()
+assert seen and seen[0] not in (hash(main._context), hash(ctx))
+pushed.close(); main.close()
+""")
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_loop_as_context_manager_pushes_registers_and_counts(base: str) -> None:
+    _fresh(base, """
+loop = Loop(GLib.MainContext())
+assert Policy._get_event_loop() is None
+with loop:
+    assert GLib.MainContext.get_thread_default() is loop._context
+    assert Policy._get_event_loop() is loop
+    assert Policy._get_event_loop_for_context(loop._context) is loop
+    with loop:  # nested: counted
+        pass
+    assert GLib.MainContext.get_thread_default() is loop._context
+    # A second loop for the same context (the thread default now) is refused.
+    same = Loop()
+    assert hash(same._context) == hash(loop._context)
+    try:
+        with same:
+            raise AssertionError("entered")
+    except RuntimeError:
+        pass
+    future = same.create_future(); future.set_result(1)
+    try:
+        same.run_until_complete(future)
+        raise AssertionError("ran")
+    except RuntimeError:
+        pass
+    assert GLib.MainContext.get_thread_default() is loop._context
+assert GLib.MainContext.get_thread_default() is None
+assert Policy._get_event_loop() is None
+# Once the first is out, the second may run, on the shared context.  (The refused
+# run left asyncio's stop callback of the done future queued, as asyncio does: a run
+# with a done future takes it.)
+future = same.create_future(); future.set_result(2)
+assert same.run_until_complete(future) == 2
+hits = []
+with same:
+    idle = GLib.Idle()
+    idle.set_callback(lambda: hits.append("idle") or False)
+    idle.attach(GLib.MainContext.get_thread_default())
+got = same.create_future()
+same.call_later(0.001, got.set_result, 3)
+assert same.run_until_complete(got) == 3
+assert hits == ["idle"], hits
+same.close(); loop.close()
+""")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run(loop_factory=) is 3.12+")
+@pytest.mark.parametrize("base", BASES)
+def test_asyncio_run_with_the_loop_as_factory_needs_no_policy(base: str) -> None:
+    _fresh(base, """
+async def main():
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, Loop)
+    assert Policy._get_event_loop() is loop
+    got = loop.create_future()
+    GLib.timeout_add(1, lambda: got.set_result("glib") or False)
+    return await got
+assert not isinstance(asyncio.get_event_loop_policy(), Policy)
+for _ in range(2):  # the first loop is unregistered (and closed): again works
+    assert asyncio.run(main(), loop_factory=Loop) == "glib"
+    assert Policy._get_event_loop() is None
+""")
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_policy_registry_is_on_the_class(base: str) -> None:
+    _fresh(base, """
+# Not installed: the class-level look-ups answer None rather than create.
+assert Policy._get_event_loop() is None
+assert Policy._get_event_loop_for_context(GLib.MainContext()) is None
+loop = BasePolicy().get_event_loop()
+assert isinstance(loop, Loop)
+assert Policy._get_event_loop() is loop
+assert BasePolicy().get_event_loop() is loop  # any instance: one registry
+ctx = GLib.MainContext()
+other = BasePolicy().get_event_loop_for_context(ctx)
+assert hash(other._context) == hash(ctx) and other is not loop
+assert Policy._get_event_loop_for_context(ctx) is other
+# Installed (as a context manager): the class look-ups create, and the loops it
+# knows are closed at the end.
+with BasePolicy() as policy:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert asyncio.get_event_loop_policy() is policy
+    fresh = GLib.MainContext()
+    made = Policy._get_event_loop_for_context(fresh)
+    assert made is not None and hash(made._context) == hash(fresh)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    assert not isinstance(asyncio.get_event_loop_policy(), Policy)
+assert loop.is_closed() and other.is_closed() and made.is_closed()
+""")
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_paused_and_running(base: str) -> None:
+    _fresh(base, """
+loop = Loop(GLib.MainContext())
+calls = []
+async def main():
+    with loop.paused():
+        pass
+    return "done"
+assert loop.run_until_complete(main()) == "done"
+# running(quit): stop() also quits the GLib main loop run inside the block.
+quits = []
+with loop.running(lambda: quits.append("quit")):
+    loop.stop()
+assert quits == ["quit"]
+loop.run_forever()  # a stop() before the run: one iteration, as asyncio does
+loop.close()
+""")
+
+
+def test_paused_keeps_raw_iteration_from_running_asyncio_callbacks() -> None:
+    loop = events.GLibEventLoop(GLib.MainContext())
+    called: list[str] = []
+
+    def inside() -> None:
+        loop.call_soon(called.append, "cb")
+        with loop.paused():
+            while raw_iteration(loop._context):
+                pass
+        assert called == []
+        while raw_iteration(loop._context):
+            pass
+        assert called == ["cb"]
+
+    run_inside(loop, inside)

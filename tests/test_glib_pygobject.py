@@ -62,7 +62,7 @@ def outcomes(pytestconfig: pytest.Config) -> tuple[dict[str, str], dict[str, str
         real: dict[str, str] | None = {_short(k): v for k, v in pygobject.run("real").items()}
     except pygobject.Unavailable:
         real = None
-    _show(pytestconfig, pygobject.report(aio, real))
+    _show(pytestconfig, pygobject.report(aio, real, pygobject.VERSION))
     return aio, real
 
 
@@ -138,3 +138,63 @@ def test_gi_events_on_uvloop_fails_only_where_plain_uvloop_does(
         for k, v in policy.items()
     ), policy
 
+
+
+# ---------------------------------------------- the current release (3.58.1) files
+CURRENT = pygobject.CURRENT
+
+
+@pytest.fixture(scope="module")
+def current(pytestconfig: pytest.Config) -> dict[str, str]:
+    try:
+        pygobject.sdist_tests(CURRENT)
+    except pygobject.Unavailable as exc:
+        pytest.skip(str(exc))
+    aio = {_short(k): v for k, v in pygobject.run("aioqloop", version=CURRENT).items()}
+    _show(pytestconfig, pygobject.report(aio, None, CURRENT))
+    return aio
+
+
+def test_current_release_passes_every_main_loop_test(current: dict[str, str]) -> None:
+    # No real PyGObject of this release runs here (it needs a newer GLib than Debian's
+    # to build): every test not excluded must pass, or skip by the file's own decision
+    # (no Gtk, an older Python, Windows-only).
+    failing = sorted(
+        t for t, v in current.items()
+        if exclusions.excluded(t, CURRENT) is None and v not in _GOOD and v != "skipped"
+    )
+    assert not failing, f"PyGObject {CURRENT}'s main-loop tests failing here: {failing}"
+    assert sum(v == "passed" for v in current.values()) >= 165, current
+
+
+def test_current_release_exclusions_name_real_tests(current: dict[str, str]) -> None:
+    stale = sorted(set(exclusions.EXCLUDED_CURRENT) - set(current))
+    assert not stale, f"stale exclusions: {stale}"
+    # An exclusion that passes is no longer needed (the list only shrinks).
+    passing = sorted(t for t in exclusions.EXCLUDED_CURRENT if current.get(t) in _GOOD)
+    assert not passing, f"excluded tests that pass now: {passing}"
+
+
+def test_current_gi_events_on_uvloop_fails_only_where_plain_uvloop_does(
+    pytestconfig: pytest.Config,
+) -> None:
+    try:
+        pygobject.sdist_tests(CURRENT)
+    except pygobject.Unavailable as exc:
+        pytest.skip(str(exc))
+    aio = {_short(k): v for k, v in pygobject.run(
+        "aioqloop", base="uvloop", files=_UV_FILES, timeout=10, version=CURRENT).items()}
+    plain = {_short(k): v for k, v in pygobject.run(
+        "aioqloop", base="uvloop-plain", files=_UV_FILES, timeout=10, version=CURRENT).items()}
+    passed = sum(v == "passed" for v in aio.values())
+    _show(pytestconfig, f"{CURRENT}'s test_events.py on the uvloop base: {passed}/{len(aio)} "
+          f"passed; plain uvloop {sum(v == 'passed' for v in plain.values())}/{len(plain)}")
+    assert passed >= 65, f"too few tests ran on the uvloop base: {aio}"
+    extra = sorted(_failing(aio) - _failing(plain))
+    assert not extra, f"fail on aioqloop's uvloop base but not on plain uvloop: {extra}"
+    policy = {k: v for k, v in aio.items() if "::GLibEventLoopPolicyTests::" in k}
+    assert policy and all(
+        v in _GOOD or v == "skipped" or k in exclusions.UVLOOP_POLICY_GAPS
+        or exclusions.excluded(k, CURRENT) is not None
+        for k, v in policy.items()
+    ), policy

@@ -110,8 +110,11 @@ __all__ = (
     "Idle",
     "Timeout",
     "idle_add",
+    "idle_add_once",
     "timeout_add",
+    "timeout_add_once",
     "timeout_add_seconds",
+    "timeout_add_seconds_once",
     "source_remove",
     "unix_fd_add_full",
     "io_add_watch",
@@ -424,8 +427,17 @@ class MainContext(_GMainContext):
         return (ready, PRIORITY_DEFAULT if ready else MAXINT)
 
     def query(self, max_priority: int) -> tuple[int, list[PollFD]]:
-        """``g_main_context_query``: ``(timeout_ms, fds)``; see `prepare`."""
-        return (0 if self._ctx.pending() else -1, [])
+        """``g_main_context_query``: ``(timeout_ms, fds)``; see `prepare`.
+
+        ``timeout_ms`` is 0 when something is ready, else -1; ``fds`` is one `PollFD`
+        for the context's poll set (readable on any of its fds or on a wake-up), where
+        GLib lists its wake-up fd and each source fd.  The caller should own the
+        context (`acquire`), as GLib requires; otherwise the set may not be open yet and
+        ``fds`` is empty.
+        """
+        fd = _core.poll_fileno(self._ctx)
+        fds = [] if fd is None else [PollFD(fd, IOCondition.IN)]
+        return (0 if self._ctx.pending() else -1, fds)
 
     def check(self, max_priority: int, fds: list[PollFD] | None = None) -> bool:
         """``g_main_context_check``: True if something is ready to dispatch; see `prepare`."""
@@ -456,6 +468,15 @@ class MainContext(_GMainContext):
             return
         stack.pop()
 
+    def pusher(self) -> _Pusher:
+        """``g_main_context_pusher_new`` (GLib 2.64) as a context manager.
+
+        ``with ctx.pusher():`` makes ``ctx`` the calling thread's default context for
+        the block (`push_thread_default` on entry, the matching `pop_thread_default` on
+        exit), as a ``g_autoptr(GMainContextPusher)`` does for a C scope.
+        """
+        return _Pusher(self)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, MainContext):
             return self._ctx is other._ctx
@@ -466,6 +487,35 @@ class MainContext(_GMainContext):
 
     def __repr__(self) -> str:
         return f"<GLib.MainContext {self._ctx!r}>"
+
+
+class _Pusher:
+    """What `MainContext.pusher` returns: pushes on ``__enter__``, pops on ``__exit__``.
+
+    One use only (a ``GMainContextPusher`` is freed once); entering it again raises
+    `RuntimeError` and changes nothing.
+    """
+
+    __slots__ = ("_context", "_state")
+
+    def __init__(self, context: MainContext) -> None:
+        self._context = context
+        self._state = 0  # 0 new, 1 pushed, 2 popped
+
+    def __enter__(self) -> MainContext:
+        if self._state != 0:
+            raise RuntimeError("a MainContext pusher is used once")
+        self._context.push_thread_default()
+        self._state = 1
+        return self._context
+
+    def __exit__(self, *exc: object) -> None:
+        self._state = 2
+        self._context.pop_thread_default()
+
+    def __repr__(self) -> str:
+        state = ("new", "pushed", "popped")[self._state]
+        return f"<GLib.MainContextPusher {state} {self._context!r}>"
 
 
 def main_context_default() -> MainContext:
@@ -581,6 +631,26 @@ class _Adapter(_CoreSource):
         f = self._facade_ref()
         name = type(f).__name__ if f is not None else "Source"
         return super().__repr__().replace("_Adapter", name, 1)
+
+
+class _Disposing(_CoreSource):
+    """Mixed into a core source's class by `Source.set_dispose_function`."""
+
+    def finalize(self) -> None:
+        if "_glib_dispose" in self.__dict__:
+            _run_dispose(self, _facade(self))
+        super().finalize()
+
+
+def _run_dispose(src: _CoreSource, facade: Source) -> None:
+    fn = src.__dict__.pop("_glib_dispose")
+    try:
+        fn(facade)
+    except Exception as exc:
+        _excepthook(exc)
+
+
+_DISPOSING: dict[type, type] = {}
 
 
 class _AdapterP(_Adapter):
@@ -726,6 +796,12 @@ class Source:
         # PyGObject: a custom source dies with its Python wrapper, destroyed (detached
         # from its context, not dispatched again) and finalized there and then.
         src = self.__dict__.get("_src")
+        if src is None:
+            return
+        if "_glib_dispose" in src.__dict__ and (isinstance(src, _Adapter) or src.context is None):
+            # The wrapper's end is GLib's last unref here: a custom source's, or one
+            # that no context holds.  The dispose function sees this very wrapper.
+            _run_dispose(src, self)
         if isinstance(src, _Adapter):
             try:
                 src.destroy()
@@ -856,6 +932,36 @@ class Source:
     def set_name(self, name: str | None) -> None:
         """Name the source (shown in reprs and statistics)."""
         self._src.name = name
+
+    def set_static_name(self, name: str) -> None:
+        """``g_source_set_static_name`` (GLib 2.70): `set_name` without GLib's copy of
+        the string, which a Python string never needs; the same as `set_name` here."""
+        self.set_name(name)
+
+    def set_dispose_function(self, dispose: Callable[[Source], Any]) -> None:
+        """``g_source_set_dispose_function`` (GLib 2.64): call ``dispose(source)`` once,
+        when GLib would drop the source's last reference, before any ``finalize``.
+
+        Here that is when the source is destroyed and no dispatch of it runs (for a
+        custom source, ahead of the `finalize` that comes with its wrapper's end); a
+        source never attached nor destroyed gets it when its wrapper goes away.  Like
+        GLib, a source takes one dispose function: setting a second raises
+        `RuntimeError`.  An exception in ``dispose`` goes to ``sys.excepthook``.
+        """
+        fn = _callable(dispose)
+        src = self._src
+        if "_glib_dispose" in src.__dict__:
+            raise RuntimeError("this source already has a dispose function")
+        if src._finalized:
+            raise RuntimeError("this source is already finalized")
+        base = type(src)
+        cls = _DISPOSING.get(base)
+        if cls is None:
+            cls = _DISPOSING[base] = type(base.__name__, (_Disposing, base), {})
+        src._glib_dispose = fn  # type: ignore[attr-defined]
+        # The core calls a source's finalize hook once it is destroyed and no dispatch
+        # of it runs, GLib's last unref: a subclass of the same layout adds the call.
+        src.__class__ = cls
 
     def set_ready_time(self, ready_time: int) -> None:
         """Make the source ready at ``ready_time`` µs of the monotonic clock.
@@ -1051,6 +1157,64 @@ def timeout_add_seconds(
     fn = _callable(function)
     src = _SecondsTimeout(float(secs), priority=PRIORITY_DEFAULT if prio is None else prio)
     src.set_callback(_guard(fn), *user_data)
+    return src.attach(_default_core())
+
+
+def _once(fn: Callable[..., Any]) -> Callable[..., bool]:
+    """``fn`` as a ``GSourceOnceFunc``: called once, its result ignored, the source gone."""
+    guarded = _guard(fn)
+
+    def call(*args: Any) -> bool:
+        guarded(*args)
+        return False
+
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    call.__qualname__ = getattr(fn, "__qualname__", repr(fn))
+    return call
+
+
+def idle_add_once(function: Callable[..., Any], *user_data: Any, **kwargs: Any) -> int:
+    """``g_idle_add_once`` (GLib 2.74): call ``function(*user_data)`` once when idle.
+
+    Its return value is ignored and the source is removed after the call; returns the
+    source id.  Keyword ``priority`` (default `PRIORITY_DEFAULT_IDLE`, GLib's only one).
+    """
+    prio = _check_kwargs(kwargs)
+    fn = _callable(function)
+    src = _IdleSource(priority=PRIORITY_DEFAULT_IDLE if prio is None else prio)
+    src.set_callback(_once(fn), *user_data)
+    return src.attach(_default_core())
+
+
+def timeout_add_once(
+    interval: int, function: Callable[..., Any], *user_data: Any, **kwargs: Any
+) -> int:
+    """``g_timeout_add_once`` (GLib 2.74): call ``function(*user_data)`` once, after
+    ``interval`` milliseconds; its return value is ignored.  Returns the source id.
+
+    Keyword ``priority`` (default `PRIORITY_DEFAULT`, GLib's only one).
+    """
+    ms = _uint(interval, "interval")
+    prio = _check_kwargs(kwargs)
+    fn = _callable(function)
+    src = _TimeoutSource(ms / 1000.0, priority=PRIORITY_DEFAULT if prio is None else prio)
+    src.set_callback(_once(fn), *user_data)
+    return src.attach(_default_core())
+
+
+def timeout_add_seconds_once(
+    interval: int, function: Callable[..., Any], *user_data: Any, **kwargs: Any
+) -> int:
+    """``g_timeout_add_seconds_once`` (GLib 2.78): call ``function(*user_data)`` once,
+    after ``interval`` seconds, coalesced as `timeout_add_seconds` is; its return value
+    is ignored.  Returns the source id.  Keyword ``priority`` (default
+    `PRIORITY_DEFAULT`, GLib's only one).
+    """
+    secs = _uint(interval, "interval")
+    prio = _check_kwargs(kwargs)
+    fn = _callable(function)
+    src = _SecondsTimeout(float(secs), priority=PRIORITY_DEFAULT if prio is None else prio)
+    src.set_callback(_once(fn), *user_data)
     return src.attach(_default_core())
 
 

@@ -22,6 +22,8 @@ and this module shrinks to nothing:
   (``QSelectorEventLoop._aioq_run_ready``): gi.events' raw ``g_main_context_iteration``.
 * `standalone_context()` — a context bound to no asyncio loop, iterated by hand
   (``MainContext(_driver="standalone")``): GLib's ``g_main_context_new``.
+* `poll_fileno(ctx)` — the context's epoll fd (``MainContext._driver_fileno``, opened with
+  ``_open_fds`` by the owner): what ``g_main_context_query`` hands out to poll.
 * `has_sources(ctx)` — whether anything is attached (``MainContext._sources``): a
   ``GLibEventLoop`` adopts a fresh context only if nothing is lost by doing so.
 * `loop_class(base)` — the aioqloop loop class to subclass for ``GLibEventLoop``
@@ -47,6 +49,7 @@ __all__ = (
     "loop_class",
     "now",
     "owner",
+    "poll_fileno",
     "run_asyncio_ready",
     "set_thread_default_loop",
     "standalone_context",
@@ -102,6 +105,8 @@ def _nested_loop(ctx: MainContext) -> Any:
         return None
     if not hasattr(loop, "_aioq_run_ready") or asyncio.current_task(loop) is not None:
         return None
+    if getattr(loop, "_glib_paused", 0):
+        return None  # gi.events' GLibEventLoop.paused(): not iterated inside the block
     return loop
 
 
@@ -120,6 +125,16 @@ def run_asyncio_ready(ctx: MainContext) -> bool:
 def standalone_context() -> MainContext:
     """A new context bound to no asyncio loop, iterated by hand."""
     return MainContext(_driver="standalone")
+
+
+def poll_fileno(ctx: MainContext) -> int | None:
+    """The one fd that polls for everything ``ctx`` waits on (its epoll set: the wake-up
+    fd and every source fd), opened if need be; None if it cannot be opened here."""
+    if ctx.closed:
+        return None
+    if ctx.is_owner():
+        ctx._open_fds()
+    return ctx._driver_fileno()
 
 
 def has_sources(ctx: MainContext) -> bool:

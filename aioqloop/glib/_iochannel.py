@@ -229,7 +229,12 @@ class IOChannel:
         self._rbuf += data
         return IOStatus.NORMAL
 
-    def read_chars(self, count: int = -1) -> tuple[IOStatus, bytes]:
+    def read_chars(self, max_count: int = -1) -> bytes:
+        """Read up to ``max_count`` bytes (-1: all there is), as `read` (PyGObject 3.52+'s
+        override; older PyGObject could not call ``g_io_channel_read_chars`` at all)."""
+        return self.read(max_count)
+
+    def _read_chars(self, count: int = -1) -> tuple[IOStatus, bytes]:
         """Up to ``count`` bytes (-1: one buffer's worth): ``(status, data)``."""
         self._flush_quiet()
         if not self._rbuf:
@@ -247,7 +252,7 @@ class IOChannel:
         self._eof = False
         while max_count < 0 or len(out) < max_count:
             want = -1 if max_count < 0 else max_count - len(out)
-            status, data = self.read_chars(want)
+            status, data = self._read_chars(want)
             out += data
             if status != IOStatus.NORMAL:
                 break

@@ -11,6 +11,9 @@ pytest on it in a subprocess, either with the ``gi`` shim of ``gi_shim/`` first 
 path (``impl="aioqloop"``: ``gi.repository.GLib`` is `aioqloop.glib`) or with a Python
 whose ``gi`` is real PyGObject (``impl="real"``), and returns ``{test id: outcome}``.
 
+Two releases' files run (`SDISTS`): 3.50.1's on aioqloop.glib and on real PyGObject 3.50.1,
+and the current release's (3.58.1) on aioqloop.glib, each with its own exclusions.
+
 Also a script: ``python -m tests.peer.pygobject`` prints the side-by-side counts.
 """
 
@@ -27,15 +30,29 @@ import tempfile
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from tests.peer import exclusions
 
+#: The releases whose test files run here: ``{version: (sdist URL, sha256)}``.  3.50.1 is
+#: the release real PyGObject is built from (``.ci/glib-differential.sh``); 3.58.1 is the
+#: current one (policy-less gi.events), which needs a newer GLib than Debian's to build,
+#: so its files run on aioqloop.glib only.
+SDISTS: dict[str, tuple[str, str]] = {
+    "3.50.1": (
+        "https://files.pythonhosted.org/packages/71/eb/"
+        "53106840011df907781891a4968a35cfde42aef0e80f74c060367402a468/pygobject-3.50.1.tar.gz",
+        "a4df4e7adef7f4f01685a763d138eac9396585bfc68a7d31bbe4fbca2de0d7cb",
+    ),
+    "3.58.1": (
+        "https://files.pythonhosted.org/packages/65/1e/"
+        "d590f82e14db75945b03f6b63e0f19662e0340babd8f574fdb1bb5a015e2/pygobject-3.58.1.tar.gz",
+        "4c80598ade17fbaa7798e01a25d0bf29ce109740786026a074c5c62bb3e79d23",
+    ),
+}
+#: The release real PyGObject is built from (the recorded real passes are of its files).
 VERSION = "3.50.1"
-SDIST_URL = (
-    "https://files.pythonhosted.org/packages/71/eb/"
-    "53106840011df907781891a4968a35cfde42aef0e80f74c060367402a468/pygobject-3.50.1.tar.gz"
-)
-SDIST_SHA256 = "a4df4e7adef7f4f01685a763d138eac9396585bfc68a7d31bbe4fbca2de0d7cb"
+CURRENT = "3.58.1"
 
 #: PyGObject's test files that exercise the main loop (issue list), in report order.
 FILES = (
@@ -62,38 +79,39 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AIOQLOOP_PEER_CACHE", ROOT / ".cache" / "pygobject"))
 
 
-def sdist_tests() -> Path:
-    """The ``tests/`` directory of the pinned sdist, downloaded and unpacked once."""
+def sdist_tests(version: str = VERSION) -> Path:
+    """The ``tests/`` directory of ``version``'s sdist, downloaded and unpacked once."""
+    url, sha256 = SDISTS[version]
     cache = cache_dir()
-    unpacked = cache / f"pygobject-{VERSION}" / "tests"
+    unpacked = cache / f"pygobject-{version}" / "tests"
     if (unpacked / "helper.py").is_file():
         return unpacked
     cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / f"pygobject-{VERSION}.tar.gz"
+    archive = cache / f"pygobject-{version}.tar.gz"
     if not archive.is_file():
         # `pip download --no-binary :all:` would fetch this same file but then build the
         # package's metadata (meson, a C toolchain, GLib headers) just to name it; the
         # pinned URL and hash are what PyPI's index lists for the release.
         part = archive.with_suffix(".part")
         try:
-            with urllib.request.urlopen(SDIST_URL, timeout=60) as resp, open(part, "wb") as f:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as f:
                 shutil.copyfileobj(resp, f)
         except OSError as exc:
-            raise Unavailable(f"cannot download PyGObject {VERSION} sdist: {exc}") from exc
+            raise Unavailable(f"cannot download PyGObject {version} sdist: {exc}") from exc
         digest = hashlib.sha256(part.read_bytes()).hexdigest()
-        if digest != SDIST_SHA256:
+        if digest != sha256:
             part.unlink()
             raise Unavailable(f"PyGObject sdist hash mismatch: {digest}")
         part.replace(archive)
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(f"pygobject-{VERSION}/tests/")]
+        members = [m for m in tar.getmembers() if m.name.startswith(f"pygobject-{version}/tests/")]
         tar.extractall(cache, members=members)
     return unpacked
 
 
-def build_tree(dest: Path) -> Path:
-    """A package ``pgtests`` in ``dest`` holding the selected files; returns its path."""
-    src = sdist_tests()
+def build_tree(dest: Path, version: str = VERSION) -> Path:
+    """A package ``pgtests`` in ``dest`` holding ``version``'s selected files."""
+    src = sdist_tests(version)
     pkg = dest / "pgtests"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -132,9 +150,9 @@ def real_python() -> str | None:
 
 def run(
     impl: str, python: str | None = None, base: str = "asyncio",
-    files: tuple[str, ...] = FILES, timeout: int | None = None,
+    files: tuple[str, ...] = FILES, timeout: int | None = None, version: str = VERSION,
 ) -> dict[str, str]:
-    """Run ``files`` on ``impl`` ("aioqloop" or "real"); ``{test id: outcome}``.
+    """Run ``version``'s ``files`` on ``impl`` ("aioqloop" or "real"); ``{test id: outcome}``.
 
     ``base`` is the loop gi.events is served on: "asyncio", "uvloop", or "uvloop-plain"
     (plain uvloop, no aioqloop: the control for the uvloop run).  ``timeout``: seconds a
@@ -146,12 +164,13 @@ def run(
             raise Unavailable("no Python with real PyGObject and pytest")
     python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="aioqloop-pygobject-") as tmp:
-        build_tree(Path(tmp))
+        build_tree(Path(tmp), version)
         results = Path(tmp) / "results.json"
         env = dict(os.environ)
         env["AIOQLOOP_PEER_IMPL"] = impl
         env["AIOQLOOP_PEER_RESULTS"] = str(results)
         env["AIOQLOOP_GLIB_EVENTS_BASE"] = base
+        env["AIOQLOOP_PEER_VERSION"] = version
         env.pop("PYTHONPATH", None)
         if timeout is not None:
             env["PYTEST_ADDOPTS"] = f"--timeout {timeout}"
@@ -199,19 +218,21 @@ def by_file(outcomes: dict[str, str]) -> dict[str, Counter[str]]:
     return table
 
 
-def _main_loop_only(outcomes: dict[str, str]) -> dict[str, str]:
+def _main_loop_only(outcomes: dict[str, str], version: str) -> dict[str, str]:
     return {k: v for k, v in outcomes.items()
-            if exclusions.excluded(k.removeprefix("pgtests/")) is None}
+            if exclusions.excluded(k.removeprefix("pgtests/"), version) is None}
 
 
-def report(aio: dict[str, str], real: dict[str, str] | None) -> str:
+def report(aio: dict[str, str], real: dict[str, str] | None, version: str = VERSION) -> str:
     """Side-by-side pass counts per file: all tests, and the main-loop ones (those not
     excluded by `tests.peer.exclusions`, which every GLib main loop should pass)."""
-    lines = [f"{'':<24} {'all tests':^27} {'main-loop tests':^27}",
+    lines = [f"PyGObject {version}'s test files",
+             f"{'':<24} {'all tests':^27} {'main-loop tests':^27}",
              f"{'file':<24} {'aioqloop.glib':>13} {'real GLib':>13} "
              f"{'aioqloop.glib':>13} {'real GLib':>13}"]
     ta, tr = by_file(aio), by_file(real or {})
-    ma, mr = by_file(_main_loop_only(aio)), by_file(_main_loop_only(real or {}))
+    ma = by_file(_main_loop_only(aio, version))
+    mr = by_file(_main_loop_only(real or {}, version))
 
     def cell(table: dict[str, Counter[str]], name: str, present: bool) -> str:
         c = table.get(name, Counter())
@@ -228,11 +249,16 @@ def report(aio: dict[str, str], real: dict[str, str] | None) -> str:
 
 
 if __name__ == "__main__":
-    aio_out = run("aioqloop")
-    try:
-        real_out: dict[str, str] | None = run("real")
-    except Unavailable:
-        real_out = None
-    print(report(aio_out, real_out))
+    everything: dict[str, Any] = {}
+    for release in SDISTS:
+        aio_out = run("aioqloop", version=release)
+        real_out: dict[str, str] | None = None
+        if release == VERSION:
+            try:
+                real_out = run("real")
+            except Unavailable:
+                pass
+        print(report(aio_out, real_out, release))
+        everything[release] = {"aioqloop": aio_out, "real": real_out}
     if len(sys.argv) > 1:
-        Path(sys.argv[1]).write_text(json.dumps({"aioqloop": aio_out, "real": real_out}, indent=1))
+        Path(sys.argv[1]).write_text(json.dumps(everything, indent=1))

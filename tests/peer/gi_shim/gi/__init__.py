@@ -7,12 +7,15 @@ warning class `aioqloop.glib` raises.  Nothing else of PyGObject is imitated.
 
 from __future__ import annotations
 
+import os
+
 from aioqloop import glib as _glib
 
 PyGIDeprecationWarning = _glib.PyGIDeprecationWarning
 PyGIWarning = _glib.PyGIWarning
-version_info = (3, 50, 1)
-__version__ = "3.50.1"
+# The release whose test files run (tests/peer/pygobject.py sets it).
+__version__ = os.environ.get("AIOQLOOP_PEER_VERSION", "3.50.1")
+version_info = tuple(int(part) for part in __version__.split("."))
 
 
 def require_version(namespace: str, version: str) -> None:

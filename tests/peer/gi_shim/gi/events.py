@@ -20,15 +20,13 @@ if os.environ.get("AIOQLOOP_GLIB_EVENTS_BASE") == "uvloop-plain":
             super().__init__()
 
     class GLibEventLoopPolicy(_events.GLibEventLoopPolicy):  # type: ignore[no-redef]
-        def __init__(self) -> None:
-            super().__init__(base="uvloop")
+        _base = "uvloop"
 
 elif os.environ.get("AIOQLOOP_GLIB_EVENTS_BASE") == "uvloop":
     GLibEventLoop = _events.GLibUVEventLoop
 
     class GLibEventLoopPolicy(_events.GLibEventLoopPolicy):
-        def __init__(self) -> None:
-            super().__init__(base="uvloop")
+        _base = "uvloop"
 
 else:
     GLibEventLoop = _events.GLibEventLoop  # type: ignore[assignment,misc]
