@@ -1216,6 +1216,7 @@ UNINIT_TARGETS = (
     "aioqloop.glib:Idle", "aioqloop.glib:Timeout", "aioqloop.glib:IOChannel",
     "aioqloop.glib:_Adapter", "aioqloop.glib:_AdapterP", "aioqloop.glib:_AdapterC",
     "aioqloop.glib:_AdapterPC", "aioqloop.glib:_IOWatch", "aioqloop.glib:_SecondsTimeout",
+    "aioqloop.glib:_Disposing",
     "aioqloop.demo:VirtualTimer",
 )
 #: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
