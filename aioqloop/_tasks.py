@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _registry
 from ._checks import check_priority
 from .constants import PRIORITY_DEFAULT
 
@@ -95,6 +96,7 @@ class QLoopMixin(_MixinBase):
         ctx = self._aioqloop_context
         if not ctx.acquire():
             raise RuntimeError("the loop's MainContext is owned by another thread")
+        _registry.note_run(ctx)  # the global default context's report at exit
         try:
             super().run_forever()
         finally:

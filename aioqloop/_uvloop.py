@@ -27,6 +27,7 @@ import asyncio
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from . import _registry
 from ._tasks import QLoopMixin
 from .bridge import PlainDriver
 from .context import MainContext
@@ -56,14 +57,35 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
 
         def __init__(self, *, bql: BigLock | None = None) -> None:
             super().__init__()  # libuv's loop and fds exist already (__cinit__)
-            ctx = MainContext(self, _driver="loop")
+            self._aioq_bql = bql
+            ctx = _registry.default_hooks.claim(self)
+            if ctx is None:
+                ctx = MainContext(self, _driver="loop")
+                self._aioq_bind(ctx)
+                _registry.default_hooks.became(self, ctx)
+            else:
+                self._aioq_bind(ctx)
+
+        def _aioq_bind(self, ctx: MainContext) -> None:
+            """Drive ``ctx`` from this loop (a new context, or the global default
+            context moving here: ``aioqloop.loop.claim_default``)."""
             self._aioqloop_context = ctx
-            self._aioq_driver = PlainDriver(ctx, self)
-            ctx.set_bql(bql)
+            driver = self._aioq_driver = PlainDriver(ctx, self)
+            if ctx.driver_fileno() is not None:
+                # Its fds were opened under another loop: watch them from this one.
+                driver.epoll_changed()
+            ctx.set_bql(self._aioq_bql)
+
+        def _aioq_unbind(self) -> MainContext:
+            """Let the context go (`MainContext.driver_detach`); the loop gets a new one."""
+            ctx = self._aioqloop_context
+            ctx.driver_detach()
+            self._aioq_bind(MainContext(self, _driver="loop"))
+            return ctx
 
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
-                self._aioqloop_context.close_with_loop()
+                _registry.default_hooks.release(self, self._aioqloop_context)
             # uvloop's close walks libuv's handles and warns about each unclosed one
             # *before* closing it.  With ResourceWarning as an error (pytest's
             # filterwarnings = error) that raise skips the handle's close, and the
@@ -75,12 +97,7 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ResourceWarning)
                 super().close()
-            for w in caught:
-                try:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
-                                           source=w.source)
-                except Warning:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            _reissue(caught)
 
         def __del__(self) -> None:
             # A loop dropped without close(): free the context's fds with it, and give
@@ -88,7 +105,7 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
             ctx: Any = getattr(self, "_aioqloop_context", None)
             if ctx is not None and not ctx.closed and not self.is_running():
                 try:
-                    ctx.close_with_loop()
+                    _registry.default_hooks.release(self, ctx)
                 except Exception:
                     pass
             parent: Any = getattr(super(), "__del__", None)
@@ -97,3 +114,14 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
 
     _QUVLoop = QUVLoop
     return QUVLoop
+
+
+def _reissue(caught: list[warnings.WarningMessage]) -> None:
+    """Warn again, under the caller's filters, what uvloop's close() warned; one that a
+    filter turns into an error is only shown (close() never raises)."""
+    for w in caught:
+        try:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                   source=w.source)
+        except Warning:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
