@@ -76,12 +76,17 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
                 driver.epoll_changed()
             ctx.set_bql(self._aioq_bql)
 
-        def _aioq_unbind(self) -> MainContext:
-            """Let the context go (`MainContext.driver_detach`); the loop gets a new one."""
-            ctx = self._aioqloop_context
-            ctx.driver_detach()
-            self._aioq_bind(MainContext(self, _driver="loop"))
-            return ctx
+        def _aioq_swap(self, ctx: MainContext | None) -> MainContext:
+            """Let the context go (`MainContext.driver_detach`) and drive ``ctx``
+            instead (detached; None: a new one); returns the context let go."""
+            old = self._aioqloop_context
+            old.driver_detach()
+            if ctx is None:
+                ctx = MainContext(self, _driver="loop")
+            else:
+                ctx.rebind(self)
+            self._aioq_bind(ctx)
+            return old
 
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():

@@ -473,14 +473,19 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
         if hook.direct is None:
             self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
 
-    def _aioq_unbind(self) -> MainContext:
-        """Let the context go (`MainContext.driver_detach`); the loop gets a new one."""
-        ctx = self._aioqloop_context
-        ctx.driver_detach()
-        old: Any = self._selector
-        old._ctx = None  # a dispatch it queued earlier finds no context to run
-        self._aioq_bind(MainContext(self, _driver="loop"))
-        return ctx
+    def _aioq_swap(self, ctx: MainContext | None) -> MainContext:
+        """Let the context go (`MainContext.driver_detach`) and drive ``ctx`` instead
+        (detached; None: a new one); returns the context let go (not running)."""
+        old = self._aioqloop_context
+        old.driver_detach()
+        hook: Any = self._selector
+        hook._ctx = None  # a dispatch it queued earlier finds no context to run
+        if ctx is None:
+            ctx = MainContext(self, _driver="loop")
+        else:
+            ctx.rebind(self)
+        self._aioq_bind(ctx)
+        return old
 
     if sys.version_info < (3, 11):  # pragma: no cover - 3.10 only
 
@@ -553,7 +558,8 @@ def _never_called() -> None:  # pragma: no cover - filtered out by the hook
 #   own); a loop made in another thread never takes it;
 # * outside a running loop, MainContext.default() needs a loop behind the context (for
 #   MainLoop.run from plain code): if none holds it, one is made on demand; that loop
-#   does not count as the user's and hands the context over to the next loop made;
+#   does not count as the user's and hands the context over to the next loop made
+#   (keeping a context of its own meanwhile), and takes it back once it is free again;
 # * when the loop holding it closes, its sources are destroyed (its work ends with it,
 #   as asyncio's callbacks do) and the context is free again for the next loop;
 # * work that no loop ever runs is reported at interpreter exit (_report_unrun).
@@ -620,13 +626,14 @@ def claim_default(loop: asyncio.AbstractEventLoop) -> MainContext | None:
         if holder is not None:
             if not _default_on_demand or holder.is_running():
                 return None  # the user's open loop holds it: this one gets its own
-            unbind: Any = getattr(holder, "_aioq_unbind", None)
-            if unbind is None or not ctx.acquire():
+            swap: Any = getattr(holder, "_aioq_swap", None)
+            if swap is None or not ctx.acquire():
                 return None  # iterated by hand in another thread: leave it there
             try:
-                unbind()  # the on-demand loop goes on with a context of its own
+                swap(None)  # the on-demand loop goes on with a context of its own
             finally:
                 ctx.release()
+            _spare.loop = holder
         ctx.rebind(loop)
         _set_default(ctx, loop, user=True)
         _default_adopted = False
@@ -685,6 +692,11 @@ def _default_context() -> MainContext:
     with _default_lock:
         ctx = _usable_default()
         g = _holder()
+        if ctx is not None and g is None:
+            g = _reuse_spare(ctx)
+            if g is not None:
+                _set_default(ctx, g, user=False)
+                _default_adopted = False
         if ctx is None or g is None:
             _making.on_demand = True
             _making.ctx = ctx  # a free default context: the new loop takes it
@@ -706,6 +718,29 @@ def _default_context() -> MainContext:
         # Outside the lock: a policy's set_event_loop may ask for the default context.
         asyncio.set_event_loop(g)
     return ctx
+
+
+class _Spare:
+    #: The loop made on demand that handed the context over: still open, and maybe the
+    #: main thread's current event loop, it takes the context back when that is free
+    #: again, rather than a second loop made on demand leaving it unclosed.
+    loop: Any = None
+
+
+_spare = _Spare()
+
+
+def _reuse_spare(ctx: MainContext) -> asyncio.AbstractEventLoop | None:
+    """The free default context ``ctx`` goes back to the spare on-demand loop, if it
+    is open, not running, and nothing was attached to its own context meanwhile."""
+    g: Any = _spare.loop
+    _spare.loop = None
+    if g is None or g.is_closed() or g.is_running() or not g._aioqloop_context.is_empty():
+        return None
+    own = g._aioq_swap(ctx)
+    own.close_with_loop()
+    ctx.set_home_thread(threading.main_thread().ident or 0)
+    return g  # type: ignore[no-any-return]
 
 
 def _adopt_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:
@@ -741,6 +776,9 @@ def _forget_default_loop() -> None:
         adopted, _default_adopted = _default_adopted, False
         _set_default(None, None, user=False)
         _default_ran = False
+        spare, _spare.loop = _spare.loop, None
+    if spare is not None and not spare.is_closed() and not spare.is_running():
+        spare.close()
     if g is not None and (on_demand or adopted) and not g.is_running():
         g.close()
     elif g is None and ctx is not None:

@@ -314,3 +314,56 @@ def test_glib_default_context_is_the_main_loops(engine: str) -> None:
         aioqloop.run(main())
         assert sorted(log) == ["idle", "module"]
     """, "asyncio", engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("base", BASES)
+def test_the_loop_made_on_demand_takes_the_context_back_after_the_run(
+    base: str, engine: str
+) -> None:
+    # The loop made on demand (the main thread's current loop) hands the context over to
+    # run()'s loop and takes it back when that one closes: no second loop made on demand
+    # leaves the first one unclosed.
+    ok("""
+        import gc
+        r_fired = []
+        on_demand = MainContext.default().loop
+        assert asyncio.get_event_loop_policy().get_event_loop() is on_demand
+
+        async def main():
+            return MainContext.default()
+
+        ctx = aioqloop.run(main(), base=BASE)
+        assert MainContext.default() is ctx and ctx.loop is on_demand
+        assert asyncio.get_event_loop_policy().get_event_loop() is on_demand
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+        assert not [w for w in caught if "unclosed" in str(w.message)], caught
+        aioqloop.idle_add(lambda: r_fired.append(1) or False)
+        aioqloop.MainContext.default().iteration(False)
+        assert r_fired == [1]
+        on_demand.close()
+    """, base, engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("base", BASES)
+def test_fds_watched_before_run_are_watched_by_the_main_loop(base: str, engine: str) -> None:
+    # An fd source attached before run() sits in the on-demand loop's epoll set; the
+    # main loop (either base) must watch it from its own.
+    ok("""
+        import os
+        from aioqloop import IOCondition
+        r, w = os.pipe()
+        got = []
+        aioqloop.fd_add(r, IOCondition.IN, lambda fd, cond: got.append(os.read(fd, 10)) or False)
+
+        async def main():
+            os.write(w, b"x")
+            while not got:
+                await bounded(asyncio.sleep(0.01))
+
+        aioqloop.run(main(), base=BASE)
+        assert got == [b"x"]
+    """, base, engine)
