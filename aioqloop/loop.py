@@ -817,8 +817,10 @@ def _unrun_work(ctx: MainContext) -> list[str]:
 
 
 def _report_unrun() -> None:
-    """At interpreter exit: work attached to the global default context that no loop
-    ran, because none held it after the work was added, is reported with one warning.
+    """At interpreter exit: the work waiting in the global default context (sources
+    never dispatched, scheduled bottom halves) is reported with one warning when no
+    loop ran the context since it was made or since the last loop holding it closed,
+    and no loop of the user's holds it now.
 
     GLib queues such work until the main loop runs, and so does this context (a loop
     made on the main thread later takes it); a program that ends before any loop ran
@@ -833,9 +835,9 @@ def _report_unrun() -> None:
     if names:
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         warnings.warn(
-            f"aioqloop: never run: {shown} was added to the global default MainContext, "
-            "and no event loop on the main thread ran it (make one, e.g. aioqloop.run(), "
-            "or pass context=)",
+            f"aioqloop: work added to the global default MainContext was never run, "
+            f"as no event loop ran that context: {shown} (run a loop on the main thread, "
+            "e.g. aioqloop.run(), or pass context=)",
             RuntimeWarning,
             stacklevel=1,
         )
