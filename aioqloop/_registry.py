@@ -65,12 +65,13 @@ def register_run_hook(hook: Callable[[MainContext], None]) -> None:
 
 
 class DefaultHooks:
-    """How a loop being built or closed deals with the global default context; set by
-    `aioqloop.loop` (``claim_default``, ``became_default``, ``release_default``) for the
-    uvloop base, which `aioqloop.loop` imports lazily."""
+    """How a loop being built or closed deals with the global default context: set by
+    `aioqloop.loop` (``claim_default``, ``became_default``, ``bound_default``,
+    ``release_default``) for the uvloop base, which `aioqloop.loop` imports lazily."""
 
     claim: Callable[[Any], MainContext | None]
     became: Callable[[Any, MainContext], None]
+    bound: Callable[[MainContext], None]
     release: Callable[[Any, MainContext], None]
 
 

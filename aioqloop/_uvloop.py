@@ -64,7 +64,10 @@ def uvloop_class() -> type[asyncio.AbstractEventLoop]:
                 self._aioq_bind(ctx)
                 _registry.default_hooks.became(self, ctx)
             else:
-                self._aioq_bind(ctx)
+                try:
+                    self._aioq_bind(ctx)
+                finally:
+                    _registry.default_hooks.bound(ctx)
 
         def _aioq_bind(self, ctx: MainContext) -> None:
             """Drive ``ctx`` from this loop (a new context, or the global default

@@ -454,7 +454,10 @@ class QSelectorEventLoop(QLoopMixin, asyncio.SelectorEventLoop):
             self._aioq_bind(ctx)
             became_default(self, ctx)
         else:
-            self._aioq_bind(ctx)
+            try:
+                self._aioq_bind(ctx)
+            finally:
+                bound_default(ctx)
 
     def _aioq_bind(self, ctx: MainContext) -> None:
         """Drive ``ctx`` from this loop's selector (a new context, or the global default
@@ -607,11 +610,17 @@ def claim_default(loop: asyncio.AbstractEventLoop) -> MainContext | None:
     """Called by an aioqloop loop being built: the global default context if this loop
     takes it (main thread, not held by an open loop of the user's), rebound to ``loop``;
     None if the loop makes a context of its own.  The loop then calls `became_default`
-    with its own new context when no default context exists yet."""
+    with its own new context when no default context exists yet, or `bound_default`
+    once its driver is attached to the context it took.
+
+    The context taken stays acquired by this thread until `bound_default`: another
+    thread attaching meanwhile posts its work, which the loop's first iteration runs,
+    instead of inserting it while the context changes loops."""
     global _default_adopted
     if getattr(_making, "on_demand", False):  # made by _default_context, any thread
         ctx: MainContext | None = _making.ctx  # a free default context, or None
         if ctx is not None:
+            _making.held = ctx.acquire()  # unless a thread iterates it by hand just now
             ctx.rebind(loop)
         return ctx
     if threading.current_thread() is not threading.main_thread():
@@ -623,21 +632,31 @@ def claim_default(loop: asyncio.AbstractEventLoop) -> MainContext | None:
         if ctx is None:
             return None
         holder = _holder()
-        if holder is not None:
-            if not _default_on_demand or holder.is_running():
-                return None  # the user's open loop holds it: this one gets its own
-            swap: Any = getattr(holder, "_aioq_swap", None)
-            if swap is None or not ctx.acquire():
-                return None  # iterated by hand in another thread: leave it there
-            try:
+        if holder is not None and (not _default_on_demand or holder.is_running()):
+            return None  # the user's open loop holds it: this one gets its own
+        swap: Any = getattr(holder, "_aioq_swap", None)
+        if (holder is not None and swap is None) or not ctx.acquire():
+            return None  # iterated by hand in another thread: leave it there
+        try:
+            if holder is not None:
                 swap(None)  # the on-demand loop goes on with a context of its own
-            finally:
-                ctx.release()
-            _spare.loop = holder
-        ctx.rebind(loop)
+                _spare.loop = holder
+            ctx.rebind(loop)
+        except BaseException:
+            ctx.release()
+            raise
+        _making.held = True
         _set_default(ctx, loop, user=True)
         _default_adopted = False
         return ctx
+
+
+def bound_default(ctx: MainContext) -> None:
+    """The loop that took ``ctx`` (`claim_default`) has attached its driver: let go of
+    the ownership taken meanwhile."""
+    if getattr(_making, "held", False):
+        _making.held = False
+        ctx.release()
 
 
 def became_default(loop: asyncio.AbstractEventLoop, ctx: MainContext) -> None:
@@ -761,6 +780,7 @@ _registry.register_default_lookup(_default_context)
 _registry.register_run_hook(note_run)
 _registry.default_hooks.claim = claim_default
 _registry.default_hooks.became = became_default
+_registry.default_hooks.bound = bound_default
 _registry.default_hooks.release = release_default
 
 
