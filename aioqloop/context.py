@@ -37,6 +37,10 @@ Driver contract (what a driver may call, and when)
 * `dispatch(priority)`, `poll_ready()`, `has_work()`, `next_deadline()`, `time()`,
   `call_at_priority(...)` — owner thread.
 * `close_with_loop()` — the owning loop closes (selector still open).
+* `driver_detach()`, `rebind(loop)`, `clear_sources()` — the global default context
+  moves between loops (`aioqloop.loop`): the old driver lets it go, it is bound to the
+  new loop (owner thread, neither loop running), whose driver then attaches; the loop
+  that holds it closes without closing it.
 """
 
 from __future__ import annotations

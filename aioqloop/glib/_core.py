@@ -13,7 +13,7 @@ and this module shrinks to nothing:
 * `now(ctx)` — a fresh reading of the context's clock (``MainContext._clock``), not the
   iteration's cached time: a seconds timeout's first expiry is computed from it.
 * `thread_default_loop()` / `set_thread_default_loop(loop)` — the loop holding the
-  core's global default context (``loop._default_loop``), so that ``GLibEventLoop`` can
+  core's global default context (``loop._holder()``), so that ``GLibEventLoop`` can
   become GLib's one process-wide default; `default_context_if_made()` — that context.
 * `iterate_without_blocking(ctx)` — ``iteration(False)`` without the core's refusal
   inside a coroutine (``MainContext._hand_iteration``): gi.events allows it.
