@@ -84,6 +84,11 @@ class Deadlines:
         heapq.heapify(self.entries)
         self._stale = 0
 
+    def shift(self, offset: float) -> None:
+        """Move every entry by ``offset`` seconds (the context moved to a loop whose
+        clock reads differently); the heap order does not change."""
+        self.entries = [(when + offset, seq, src) for when, seq, src in self.entries]
+
     def next_deadline(self) -> float:
         """The earliest live ready time (``inf`` if none); prunes stale heads."""
         heap = self.entries

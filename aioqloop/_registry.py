@@ -54,6 +54,37 @@ _context_class: type[Any] | None = None
 _default_lookup: Callable[[], MainContext] | None = None
 
 
+# Set by aioqloop.loop: told when a loop starts running a context (its report at exit).
+_run_hook: Callable[[MainContext], None] | None = None
+
+
+def register_run_hook(hook: Callable[[MainContext], None]) -> None:
+    """Called once by `aioqloop.loop`: what `note_run` calls."""
+    global _run_hook
+    _run_hook = hook
+
+
+class DefaultHooks:
+    """How a loop being built or closed deals with the global default context: set by
+    `aioqloop.loop` (``claim_default``, ``became_default``, ``bound_default``,
+    ``release_default``) for the uvloop base, which `aioqloop.loop` imports lazily."""
+
+    claim: Callable[[Any], MainContext | None]
+    became: Callable[[Any, MainContext], None]
+    bound: Callable[[MainContext], None]
+    release: Callable[[Any, MainContext], None]
+
+
+default_hooks = DefaultHooks()
+
+
+def note_run(ctx: MainContext) -> None:
+    """A loop starts running ``ctx`` (called by both bases' ``run_forever``)."""
+    hook = _run_hook
+    if hook is not None:
+        hook(ctx)
+
+
 def register_context_class(cls: type[Any]) -> None:
     """Called once by `aioqloop.context`: the class `is_context` checks against."""
     global _context_class

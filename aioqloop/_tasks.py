@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _registry
 from ._checks import check_priority
 from .constants import PRIORITY_DEFAULT
 
@@ -109,6 +110,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         ctx = self._aioqloop_context
         if not ctx.acquire():
             raise RuntimeError("the loop's MainContext is owned by another thread")
+        _registry.note_run(ctx)  # the global default context's report at exit
         try:
             super().run_forever()
         finally:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from . import _registry
 from ._tasks import EventLoop
 from .bridge import PlainDriver
 from .context import MainContext
@@ -56,14 +57,43 @@ def uvloop_class() -> type[EventLoop]:
 
         def __init__(self, *, bql: BigLock | None = None) -> None:
             super().__init__()  # libuv's loop and fds exist already (__cinit__)
-            ctx = MainContext(self, _driver="loop")
+            self._aioq_bql = bql
+            ctx = _registry.default_hooks.claim(self)
+            if ctx is None:
+                ctx = MainContext(self, _driver="loop")
+                self._aioq_bind(ctx)
+                _registry.default_hooks.became(self, ctx)
+            else:
+                try:
+                    self._aioq_bind(ctx)
+                finally:
+                    _registry.default_hooks.bound(ctx)
+
+        def _aioq_bind(self, ctx: MainContext) -> None:
+            """Drive ``ctx`` from this loop (a new context, or the global default
+            context moving here: ``aioqloop.loop.claim_default``)."""
             self._aioqloop_context = ctx
-            self._aioq_driver = PlainDriver(ctx, self)
-            ctx._set_bql(bql)
+            driver = self._aioq_driver = PlainDriver(ctx, self)
+            if ctx._driver_fileno() is not None:
+                # Its fds were opened under another loop: watch them from this one.
+                driver.epoll_changed()
+            ctx._set_bql(self._aioq_bql)
+
+        def _aioq_swap(self, ctx: MainContext | None) -> MainContext:
+            """Let the context go (`MainContext._driver_detach`) and drive ``ctx``
+            instead (detached; None: a new one); returns the context let go."""
+            old = self._aioqloop_context
+            old._driver_detach()
+            if ctx is None:
+                ctx = MainContext(self, _driver="loop")
+            else:
+                ctx._rebind(self)
+            self._aioq_bind(ctx)
+            return old
 
         def close(self) -> None:
             if not self.is_closed() and not self.is_running():
-                self._aioqloop_context._close_with_loop()
+                _registry.default_hooks.release(self, self._aioqloop_context)
             # uvloop's close walks libuv's handles and warns about each unclosed one
             # *before* closing it.  With ResourceWarning as an error (pytest's
             # filterwarnings = error) that raise skips the handle's close, and the
@@ -75,12 +105,7 @@ def uvloop_class() -> type[EventLoop]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ResourceWarning)
                 super().close()
-            for w in caught:
-                try:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
-                                           source=w.source)
-                except Warning:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            _reissue(caught)
 
         def __del__(self) -> None:
             # A loop dropped without close(): free the context's fds with it, and give
@@ -88,7 +113,7 @@ def uvloop_class() -> type[EventLoop]:
             ctx: Any = getattr(self, "_aioqloop_context", None)
             if ctx is not None and not ctx.closed and not self.is_running():
                 try:
-                    ctx._close_with_loop()
+                    _registry.default_hooks.release(self, ctx)
                 except Exception:
                     pass
             parent: Any = getattr(super(), "__del__", None)
@@ -97,3 +122,14 @@ def uvloop_class() -> type[EventLoop]:
 
     _QUVLoop = QUVLoop
     return QUVLoop
+
+
+def _reissue(caught: list[warnings.WarningMessage]) -> None:
+    """Warn again, under the caller's filters, what uvloop's close() warned; one that a
+    filter turns into an error is only shown (close() never raises)."""
+    for w in caught:
+        try:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                   source=w.source)
+        except Warning:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)

@@ -43,6 +43,10 @@ These are underscore names: they are for the loop layer (`aioqloop.loop`,
   owner thread.
 * `_set_bql(lock)`, `_set_home_thread(ident)` — when the loop is built.
 * `_close_with_loop()` — the owning loop closes (selector still open).
+* `_driver_detach()`, `_rebind(loop)`, `_clear_sources()` — the global default context
+  moves between loops (`aioqloop.loop`): the old driver lets it go, it is bound to the
+  new loop (owner thread, neither loop running), whose driver then attaches; the loop
+  that holds it closes without closing it.
 """
 
 from __future__ import annotations
@@ -478,7 +482,9 @@ class MainContext(SourceSet, _Core):
         """The default context: the running loop's, else the global default context.
 
         Like ``g_main_context_default``: outside a running loop every thread gets the
-        same context, the main thread's, whose loop is created on demand.
+        same context, the one the main thread's aioqloop loop runs (a loop made on the
+        main thread takes it; before one exists, a loop is made on demand behind it,
+        which hands it over to the next one made).  See `aioqloop.loop`.
         """
         return _registry.default_context()
 
@@ -762,6 +768,53 @@ class MainContext(SourceSet, _Core):
     def _close_with_loop(self) -> None:
         """The owning loop closes: close the context (its selector is still open)."""
         self._close()
+
+    # --------------------------------- moving between loops (the global default context)
+    def _driver_detach(self) -> None:
+        """The loop that drives this context lets it go without closing it (owner thread,
+        the loop not running): everything registered with that loop is withdrawn, the
+        sources stay attached, and the context waits for `_rebind` and a new driver.
+
+        Only the global default context moves: GLib's ``g_main_context_default`` is one
+        context that whichever main loop runs next iterates (`aioqloop.loop`).
+        """
+        self._driver.close()  # withdraws fds, timers and queued iterations; releases
+        self._driver = bridge.Driver()
+        self._source_ready = None
+        self._fds.mirror = None
+        self._waker.fallback = None
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
+
+    def _rebind(self, loop: Any) -> None:
+        """Bind the detached context to ``loop`` (not running), then `driver_attach`.
+
+        Ready times were computed on the old loop's clock: when either loop has a
+        virtual clock they are moved by the difference of both clocks now, so a timeout
+        keeps the time it had left; between two real-clock loops (one monotonic clock)
+        nothing moves.
+        """
+        old = self._port
+        old_now = self._clock()
+        port = self._port = bridge.make_port(loop)
+        self._clock = port.time
+        now = self._now = self._clock()
+        if old.virtual_clock is not None or port.virtual_clock is not None:
+            offset = now - old_now
+            if offset:
+                self._deadlines.shift(offset)
+                for src in self._sources.values():
+                    when = src._ready_time
+                    if when not in (-1, _INF):
+                        src._ready_time = when + offset
+        self._home = _get_ident()
+
+    def _clear_sources(self) -> None:
+        """Destroy every attached source, keeping the context open (the loop that held
+        the global default context closes: its work ends with it, as asyncio's does)."""
+        for src in list(self._sources.values()):
+            src.destroy()
 
     def _close(self) -> None:
         if self._closed or self._closing:

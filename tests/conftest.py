@@ -50,6 +50,15 @@ class VirtualContext:
 
 
 @pytest.fixture
+def default_held() -> Iterator[None]:
+    """Loops the test makes on the main thread get contexts of their own: a loop made
+    first holds the global default context meanwhile (a second loop never takes it)."""
+    holder = aioqloop.new_event_loop()
+    yield
+    holder.close()
+
+
+@pytest.fixture
 def vctx() -> Iterator[VirtualContext]:
     """A hand-iterated context whose time is a manual `VirtualClock` (starts at 1000 s)."""
     v = VirtualContext()

@@ -18,6 +18,7 @@ BASES = ["asyncio", "uvloop"]
 
 
 @pytest.mark.parametrize("base", BASES)
+@pytest.mark.usefixtures("default_held")
 def test_a_loops_own_context_refuses_to_close_alone(base: str) -> None:
     loop = aioqloop.new_event_loop(base=base)
     try:

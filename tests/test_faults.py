@@ -771,6 +771,7 @@ def fds_kept_by_dropped_loop(
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("run", [False, True], ids=["never run", "run"])
+@pytest.mark.usefixtures("default_held")
 def test_item_7_dropped_uvloop_loop_keeps_no_more_fds_than_plain_uvloop(run: bool) -> None:
     # A uvloop loop that ran is not collected when dropped unclosed (uvloop's own
     # limit, 5 fds): aioqloop must add nothing to what it keeps, so the context opens
@@ -789,6 +790,7 @@ def test_item_7_dropped_uvloop_loop_keeps_no_more_fds_than_plain_uvloop(run: boo
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.usefixtures("default_held")
 def test_item_7_dropped_uvloop_loop_restores_signal_disposition() -> None:
     # When a dropped uvloop loop dies (one that never ran: uvloop keeps a loop that ran
     # alive until close(), as the README says), its SignalSource gives the disposition
@@ -813,6 +815,7 @@ def test_item_7_dropped_uvloop_loop_restores_signal_disposition() -> None:
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.usefixtures("default_held")
 def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
     # No fd of aioqloop's on a uvloop loop until an fd is watched or the context is
     # iterated by hand; cross-thread wake-ups go through uvloop's own async handle.
@@ -854,6 +857,7 @@ def test_item_7_uvloop_context_opens_its_fds_only_when_needed() -> None:
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("base", BASES)
+@pytest.mark.usefixtures("default_held")
 def test_item_7_finalize_cannot_attach_to_a_closing_context(base: str) -> None:
     loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
     ctx = aioqloop.get_main_context(loop)

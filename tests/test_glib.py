@@ -798,8 +798,8 @@ def test_worker_asking_first_creates_the_shared_default() -> None:
     t.start()
     t.join()
     assert GLib.MainContext.default() == result[0]  # adopted by the main thread
-    assert core_loop._default_loop is result[0]._ctx.loop
-    assert asyncio.get_event_loop_policy().get_event_loop() is core_loop._default_loop
+    assert core_loop._holder() is result[0]._ctx.loop
+    assert asyncio.get_event_loop_policy().get_event_loop() is core_loop._holder()
 
 
 # ------------------------------------------------------------ exceptions

@@ -17,6 +17,7 @@ uvloop = pytest.importorskip("uvloop")
 pytestmark = pytest.mark.timeout(30)
 
 
+@pytest.mark.usefixtures("default_held")
 def test_the_class_is_a_uvloop_loop_with_a_plain_driver() -> None:
     loop = aioqloop.new_event_loop(base="uvloop")
     try:

@@ -25,8 +25,11 @@ Which context is "the default"
 GLib has one process-wide default context, which is why ``GLib.idle_add(fn)`` from a
 worker thread reaches the main loop.  Here `MainContext.default` is: the context of the
 asyncio loop running in this thread, if any (like a pushed thread-default context);
-otherwise the default context of the **main thread** (its aioqloop loop, created on
-demand, the one `MainLoop.run` drives from plain synchronous code).
+otherwise the core's global default context, the one the **main thread's** aioqloop
+loop runs (``aioqloop.run`` or any aioqloop loop made on the main thread takes it; before
+one exists, a loop made on demand holds it, the one `MainLoop.run` drives from plain
+synchronous code).  A ``GLibEventLoop`` takes its context from ``main_context`` as
+gi.events does (a fresh one by default), never the default one implicitly.
 
 Where this differs from PyGObject, deliberately
 -----------------------------------------------
@@ -1595,11 +1598,7 @@ IO_STATUS_AGAIN: Final = IOStatus.AGAIN
 # ---------------------------------------------------------------------------
 def _default_core_if_made() -> _CoreContext | None:
     """The core context GLib's default maps to, if one was made (none is created)."""
-    if threading.current_thread() is threading.main_thread():
-        loop = _core.thread_default_loop()
-        if loop is not None and not loop.is_closed():
-            return _get_main_context(loop)
-    return _global_default
+    return _core.default_context_if_made()
 
 
 def _rebind(facade: MainContext, core: _CoreContext) -> None:

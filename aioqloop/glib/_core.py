@@ -12,9 +12,9 @@ and this module shrinks to nothing:
   releasing use the core's `MainContext.acquire` / `release`).
 * `now(ctx)` — a fresh reading of the context's clock (``MainContext._clock``), not the
   iteration's cached time: a seconds timeout's first expiry is computed from it.
-* `thread_default_loop()` / `set_thread_default_loop(loop)` — the loop of the core's
-  global default context (``loop._default_loop``), so that ``GLibEventLoop`` can become
-  GLib's one process-wide default.
+* `thread_default_loop()` / `set_thread_default_loop(loop)` — the loop holding the
+  core's global default context (``loop._holder()``), so that ``GLibEventLoop`` can
+  become GLib's one process-wide default; `default_context_if_made()` — that context.
 * `iterate_without_blocking(ctx)` — ``iteration(False)`` without the core's refusal
   inside a coroutine (``MainContext._hand_iteration``): gi.events allows it.
 * `asyncio_ready(ctx)` / `run_asyncio_ready(ctx)` — whether the asyncio callbacks queued
@@ -43,6 +43,7 @@ from aioqloop.source import _FdRecord as FdTag
 __all__ = (
     "FdTag",
     "asyncio_ready",
+    "default_context_if_made",
     "has_sources",
     "iterate_without_blocking",
     "is_closed",
@@ -77,7 +78,14 @@ def thread_default_loop() -> asyncio.AbstractEventLoop | None:
     """The loop of the core's global default context, if one was made (none is created)."""
     from aioqloop import loop as _loop
 
-    return _loop._default_loop
+    return _loop._holder()
+
+
+def default_context_if_made() -> MainContext | None:
+    """The core's global default context, if one was made and is open (none is made)."""
+    from aioqloop import loop as _loop
+
+    return _loop._usable_default()
 
 
 def set_thread_default_loop(loop: asyncio.AbstractEventLoop | None) -> None:

@@ -100,6 +100,9 @@ class _Mixin:
 
     _context: GLib.MainContext
     _main_loop: GLib.MainLoop
+    #: gi.events decides the context from ``main_context`` (a fresh one by default), so
+    #: the core's "a loop made on the main thread takes the default context" is off.
+    _aioq_takes_default = False
 
     def _glib_setup(self, main_context: GLib.MainContext | None) -> None:
         loop: Any = self
