@@ -246,7 +246,10 @@ class ClosedLoopScene:
 
 
 @pytest.fixture(params=CLOSED_KINDS)
-def scene(request: pytest.FixtureRequest) -> Iterator[ClosedLoopScene]:
+def scene(request: pytest.FixtureRequest, default_held: None) -> Iterator[ClosedLoopScene]:
+    # default_held: the aioqloop loops get contexts of their own, which close with them.
+    # The global default context outlives the loop that ran it, waiting for the next one
+    # (tests/test_default_context.py).
     s = ClosedLoopScene(request.param)
     try:
         yield s
