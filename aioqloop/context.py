@@ -441,6 +441,7 @@ class MainContext(SourceSet, _Core):
         self._in_hook = False
         self._serial = 0
         self._iterations = 0
+        self._tap = None  # the dispatch tap of aioqloop._trace (test tools)
         self._poll_time = 0.0
         self._dispatch_time = 0.0
         # Both fds open on first need (_fdpoll/_waker "lazy"): a driver that shares them

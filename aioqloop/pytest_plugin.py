@@ -41,6 +41,13 @@ anyio's test runner does.  A source or bottom half the test body left attached o
 scheduled on the loop's `MainContext` is reported as an `AioqloopLeakWarning` (an error
 under ``-W error``); the context's own internal sources do not count.
 
+Test tools (aioqloop._plugin_tools, the README's testing section): a task the test left
+pending warns like a leaked source; a stuck `VirtualClock` loop fails the test within
+``--aioqloop-stuck-grace`` (1 s) with what each task awaits, and so does a real-clock
+loop without progress for ``hang_timeout`` seconds; ``--aioqloop-seed`` /
+``--aioqloop-seeds`` draw the order of same-priority ready work from a seed;
+``--aioqloop-trace-dir`` / ``--aioqloop-trace-compare`` save and compare dispatch traces.
+
 Fixtures: ``main_context`` (the test loop's `MainContext`), ``bql`` (a fresh `BigLock`),
 ``virtual_clock`` (the test loop's `VirtualClock`; requesting it gives an opted-in test a
 loop on a fresh virtual clock).
@@ -79,7 +86,9 @@ _FACTORY_NAMES = {"asyncio": "aioqloop", "uvloop": "aioqloop-uvloop"}
 _PLAIN_RUNNER = "_aioqloop_runner"
 _PLAIN_BASE = "_aioqloop_base"
 _ANYIO_RUNNER = "_aioqloop_anyio_runner"
-_MARKER_ARGS = ("base", "virtual_clock", "autojump", "autojump_threshold", "bql")
+_MARKER_ARGS: tuple[str, ...] = (
+    "base", "virtual_clock", "autojump", "autojump_threshold", "bql")
+_MARKER_ARGS += ("hang_timeout", "seed")  # aioqloop._plugin_tools reads them
 _UVLOOP_HINT = "uvloop is not installed: pip install 'aioqloop[uvloop]' (or uvloop)"
 
 #: What this plugin needs: new-style hook wrappers (``hookimpl(wrapper=True)``) came with
@@ -268,6 +277,7 @@ class _State:
     def track(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loops.add(loop)
         loop.set_exception_handler(self._handler)
+        _arm_tools(loop)  # stuck loops, task origins
 
     def test_bql(self) -> BigLock:
         """The running test's `BigLock`: the ``bql`` fixture's and a ``bql=True`` loop's."""
@@ -362,6 +372,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="VirtualClock autojump_threshold, in real seconds")
     parser.addini("aioqloop_bql", type="bool", default=False,
                   help="give opted-in tests' loops the test's BigLock (the bql fixture)")
+    _add_tools_options(parser, group)
+
+
+def _add_tools_options(parser: pytest.Parser, group: Any) -> None:
+    """Options of aioqloop._plugin_tools: stuck loops."""
+    group.addoption("--aioqloop-hang-timeout", type=float, default=None, metavar="SECONDS",
+                    help="fail an aioqloop test whose loop (real clock) makes no progress "
+                         "for SECONDS, with a report of what each task awaits (0: off)")
+    group.addoption("--aioqloop-stuck-grace", type=float, default=None, metavar="SECONDS",
+                    help="real seconds a stuck virtual-clock loop waits for other threads "
+                         "before the test fails with a report (default 1; 0: off)")
+    parser.addini("aioqloop_hang_timeout", default="0",
+                  help="--aioqloop-hang-timeout, in seconds (0: off)")
+    parser.addini("aioqloop_stuck_grace", default="1",
+                  help="--aioqloop-stuck-grace, in real seconds (0: off)")
+    group.addoption("--aioqloop-seed", type=int, default=None, metavar="N",
+                    help="run ready work of one priority in an order drawn from seed N "
+                         "(FIFO without a seed)")
+    group.addoption("--aioqloop-seeds", type=int, default=None, metavar="K",
+                    help="run each opted-in test under K seeds (from --aioqloop-seed, "
+                         "else 0, on)")
+    group.addoption("--aioqloop-trace-dir", default=None, metavar="DIR",
+                    help="save each opted-in test's dispatch trace in DIR")
+    group.addoption("--aioqloop-trace-compare", default=None, metavar="DIR",
+                    help="fail an opted-in test whose dispatch trace differs from the one "
+                         "saved in DIR")
+    parser.addini("aioqloop_seed", default="",
+                  help="--aioqloop-seed (empty: FIFO)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -378,6 +416,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                 + _UVLOOP_HINT)
     if _run_opted_in(config):
         _register_factories_hook(config)
+    config.pluginmanager.register(_ToolsHooks(), "aioqloop-tools")
 
 
 def _run_opted_in(config: pytest.Config) -> bool:
@@ -525,6 +564,7 @@ def _pytest_asyncio_item(item: Any) -> bool:
 @_wrapper()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> Iterator[None]:
     definition = metafunc.definition
+    _tools_seeds(metafunc)
     if definition.get_closest_marker("aioqloop") is not None:
         _register_factories_hook(metafunc.config)  # before pytest-asyncio asks for it
     if (_plain_candidate(metafunc.config, definition, metafunc.function)
@@ -754,12 +794,96 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     return clock
 
 
+# ------------------------------------------------ stuck loops, leaked tasks
+class _ToolsHooks:
+    """Each test phase under aioqloop._plugin_tools: a stuck loop fails the phase with a
+    report; a call that leaves tasks pending warns.  Imports nothing until a test made
+    an aioqloop loop (the plugin's loops import the tools module)."""
+
+    #: The test whose phase is running (for loops made during it).
+    item: pytest.Item | None = None
+
+    @_wrapper(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from _tools_phase(item, "setup"))
+
+    @_wrapper(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from _tools_phase(item, "call"))
+
+    @_wrapper(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from _tools_phase(item, "teardown"))
+
+
+_SEED_PARAM = "_aioqloop_seed"
+
+
+def _tools_seeds(metafunc: pytest.Metafunc) -> None:
+    """``--aioqloop-seeds=K``: parametrize an opted-in test over K seeds."""
+    config = metafunc.config
+    count = config.getoption("aioqloop_seeds", None)
+    if not count:
+        return
+    if count < 0:
+        raise pytest.UsageError(f"--aioqloop-seeds must be >= 0, not {count}")
+    if metafunc.definition.get_closest_marker("aioqloop") is None and not _run_opted_in(config):
+        return
+    first = config.getoption("aioqloop_seed", None) or 0
+    seeds = list(range(first, first + count))
+    metafunc.fixturenames.append(_SEED_PARAM)
+    metafunc.parametrize(_SEED_PARAM, seeds, indirect=True, ids=[f"seed{n}" for n in seeds])
+
+
+@pytest.fixture
+def _aioqloop_seed(request: pytest.FixtureRequest) -> int | None:
+    """The seed of a test run under ``--aioqloop-seeds`` (its parameter)."""
+    param = getattr(request, "param", None)
+    return int(param) if param is not None else None
+
+
+#: aioqloop._plugin_tools, once the plugin made a loop (it is not imported before).
+_TOOLS: list[Any] = []
+
+
+def _arm_tools(loop: asyncio.AbstractEventLoop) -> None:
+    from aioqloop import _plugin_tools
+
+    if not _TOOLS:
+        _TOOLS.append(_plugin_tools)
+    _TOOLS[0].arm(loop, _ToolsHooks.item)
+
+
+def _tools_phase(item: pytest.Item, phase: str) -> Iterator[None]:
+    # Until the tools module is loaded only the item is kept, so a loop made during
+    # this phase gets its settings.
+    _ToolsHooks.item = item
+    tools: Any = _TOOLS[0] if _TOOLS else None
+    loops = [lp for lp in list(_state.loops) if not lp.is_closed()]
+    before = tools.begin(item, phase, loops) if tools is not None else set()
+    try:
+        result = yield
+    except BaseException as exc:
+        tools = _TOOLS[0] if _TOOLS else None
+        if tools is not None:
+            tools.end(item, phase, loops, before, exc)
+        raise
+    finally:
+        if phase == "teardown":
+            _ToolsHooks.item = None
+    tools = _TOOLS[0] if _TOOLS else None
+    if tools is not None:
+        loops = [lp for lp in list(_state.loops) if not lp.is_closed()]
+        tools.end(item, phase, loops, before, None)
+    return result
+
+
 # ------------------------------------------------- too old pytest / pluggy
 if _DISABLED is not None:  # pragma: no cover - exercised in a venv with old versions
     # Register nothing but the warning: no hooks, options, markers or fixtures.
     for _name in [n for n in list(globals()) if n.startswith("pytest_")] + [
             "_aioqloop_base", "_aioqloop_runner", _ANYIO_RUNNER, "main_context", "bql",
-            "virtual_clock"]:
+            "virtual_clock", _SEED_PARAM]:
         globals().pop(_name, None)
 
     def pytest_configure(config: pytest.Config) -> None:
