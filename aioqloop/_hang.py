@@ -42,11 +42,18 @@ _SKIP_DIRS = tuple(
 _SKIP_PACKAGES = ("anyio", "pytest_asyncio", "_pytest", "pytest", "pluggy", "uvloop")
 
 
+_skip_cache: dict[str, bool] = {}
+
+
 def _skipped(filename: str) -> bool:
-    if filename.startswith(_SKIP_DIRS):
-        return True
+    known = _skip_cache.get(filename)
+    if known is not None:
+        return known
     parts = filename.replace("\\", "/").split("/")
-    return any(p in _SKIP_PACKAGES for p in parts[-4:-1])
+    skip = filename.startswith(_SKIP_DIRS) or any(p in _SKIP_PACKAGES for p in parts[-4:-1])
+    if len(_skip_cache) < 4096:  # bounded: exec'd code has made-up file names
+        _skip_cache[filename] = skip
+    return skip
 
 
 def _caller(start: types.FrameType | None) -> str | None:

@@ -50,6 +50,11 @@ class _Tools:
         self.traces: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                                DispatchTrace] = weakref.WeakKeyDictionary()
         self.trace_item: pytest.Item | None = None
+        #: The running test's (hang_timeout, stuck_grace, seed), read once per test.
+        self.settings_item: pytest.Item | None = None
+        self.settings: tuple[float, float, int | None] = (0.0, 0.0, None)
+        #: Loops already armed for the running test (settings_item).
+        self.armed_for_item: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 _tools = _Tools()
@@ -120,14 +125,23 @@ def _trace_options(item: pytest.Item) -> tuple[str | None, str | None]:
             config.getoption("aioqloop_trace_compare", None))
 
 
-def _arm_trace(loop: asyncio.AbstractEventLoop, item: pytest.Item) -> None:
+def _item_settings(item: pytest.Item) -> tuple[float, float, int | None]:
+    """(hang_timeout, stuck_grace, seed) of ``item``, read once per test."""
+    if _tools.settings_item is not item:
+        hang, grace = settings(item)
+        _tools.settings = (hang, grace, seed(item))
+        _tools.settings_item = item
+        _tools.armed_for_item = weakref.WeakSet()
+    return _tools.settings
+
+
+def _arm_trace(loop: asyncio.AbstractEventLoop, item: pytest.Item, n: int | None) -> None:
     """A seeded order and/or a recorded trace for ``item`` on ``loop`` (once per test)."""
     if _tools.trace_item is not item:
         _tools.trace_item = item
         _tools.traces = weakref.WeakKeyDictionary()
     if loop in _tools.traces:
         return
-    n = seed(item)
     save, compare = _trace_options(item)
     if n is None and save is None and compare is None:
         return
@@ -146,8 +160,11 @@ def arm(loop: asyncio.AbstractEventLoop, item: pytest.Item | None) -> None:
     _hang.record_origins(loop)
     if item is None or loop.is_closed():
         return
-    _arm_trace(loop, item)
-    hang, grace = settings(item)
+    hang, grace, n = _item_settings(item)
+    if loop in _tools.armed_for_item:
+        return  # armed for this test already (an earlier phase)
+    _tools.armed_for_item.add(loop)
+    _arm_trace(loop, item, n)
     clock = getattr(loop, "_aioq_clock", None)
     if isinstance(clock, VirtualClock):
         clock._stuck_grace = grace
@@ -175,6 +192,8 @@ def _disarm() -> None:
         trace.detach()
     _tools.traces = weakref.WeakKeyDictionary()
     _tools.trace_item = None
+    _tools.settings_item = None
+    _tools.armed_for_item = weakref.WeakSet()
     _tools.armed = weakref.WeakSet()
 
 
@@ -210,7 +229,8 @@ def begin(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop]
     for loop in loops:
         if not loop.is_closed():
             arm(loop, item)
-            pending.update(_pending(loop))
+            if phase != "teardown":  # what setup and call compare against
+                pending.update(_pending(loop))
     if phase == "setup":
         _tools.before_setup = {id(t) for t in pending}
     return pending
@@ -234,7 +254,7 @@ def end(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop],
             _disarm()
     if phase != "call":
         return
-    n = seed(item)
+    n = _item_settings(item)[2]
     if exc is not None and n is not None:
         item.add_report_section("call", "aioqloop", (
             f"scheduling seed {n}: rerun with --aioqloop-seed={n} (or "
