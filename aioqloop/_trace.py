@@ -14,7 +14,12 @@ instead of first-in first-out:
   the context's dispatch tap (``MainContext._tap``, in both engines);
 * on the stock base, asyncio's ready callbacks (task steps, ``call_soon``, the context's
   queued default-priority dispatch): each batch ``_run_once`` runs is shuffled before it
-  starts.  Between priorities nothing changes: GLib's strict priority order holds.
+  starts;
+* the steps of tasks with a non-default priority (``QTask.set_priority``), which the
+  context queues per priority: each batch of one queue is shuffled before it runs (both
+  bases), and each call is recorded as ``call``.
+
+Between priorities nothing changes: GLib's strict priority order holds.
 
 The uvloop base has no ready queue Python can reach (uvloop keeps it in C), so there only
 the context's sources are traced and reordered; uvloop's own callbacks run FIFO, untraced.
@@ -135,6 +140,24 @@ class DispatchTrace:
         if rng is not None:
             rng.shuffle(pending)
         return pending
+
+    def calls(self, priority: int, queue: deque[Any]) -> None:
+        """A queue source of the context (prioritized task steps) runs its queued
+        ``(function, args)`` calls now: order them by the seed and record each."""
+        rng = self._rng
+        if rng is not None and len(queue) > 1:
+            batch = list(queue)
+            rng.shuffle(batch)
+            queue.clear()
+            queue.extend(batch)
+        if self.recording:
+            for fn, args in queue:
+                # A task step is queued as (run handle, (handle,)): name the step.
+                inner = args[0] if len(args) == 1 else None
+                target = fn
+                if isinstance(inner, asyncio.Handle):
+                    target = getattr(inner, "_callback", fn)
+                self._add("call", _callable_name(target), int(priority))
 
     def _add(self, kind: str, name: str, priority: int) -> None:
         loop = self._loop

@@ -137,6 +137,8 @@ class _QueueSource(Source):
         queue = self.queue
         ctx = self._context
         assert ctx is not None
+        if ctx._tap is not None:
+            ctx._tap.calls(self._priority, queue)  # test tools: seeded order, trace
         try:
             # Only what was queued before this dispatch runs now, like asyncio's _run_once.
             for _ in range(len(queue)):

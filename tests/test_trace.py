@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import aioqloop
+from aioqloop._tasks import QTask
 from aioqloop._trace import DispatchTrace, first_difference
 
 with contextlib.suppress(ImportError):
@@ -187,3 +188,42 @@ def test_marker_and_ini_seed(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(*opts)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*mark.aioqloop(seed=) takes an int or None*"])
+
+
+def _prioritized_steps(seed: int | None) -> tuple[list[str], list[str]]:
+    """Four tasks at PRIORITY_HIGH wake together: the order their steps ran in, and the
+    trace's queued calls."""
+    loop = aioqloop.new_event_loop(clock=aioqloop.VirtualClock())
+    trace = DispatchTrace(seed).attach(loop)
+    ran: list[str] = []
+
+    async def step(name: str, go: asyncio.Event) -> None:
+        task = asyncio.current_task()
+        assert isinstance(task, QTask)
+        task.set_priority(aioqloop.PRIORITY_HIGH)
+        await go.wait()
+        ran.append(name)
+
+    async def main() -> None:
+        go = asyncio.Event()
+        tasks = [asyncio.create_task(step(f"t{i}", go)) for i in range(4)]
+        await asyncio.sleep(1)
+        go.set()
+        await asyncio.gather(*tasks)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    calls = [name for kind, name, prio, _t in trace.entries
+             if kind == "call" and prio == aioqloop.PRIORITY_HIGH]
+    return ran, calls
+
+
+def test_prioritized_task_steps_are_seeded_and_traced() -> None:
+    fifo, calls = _prioritized_steps(None)
+    assert fifo == ["t0", "t1", "t2", "t3"]
+    assert "step _prioritized_steps.<locals>.step" in calls
+    orders = {tuple(_prioritized_steps(seed)[0]) for seed in range(8)}
+    assert len(orders) > 1
+    assert _prioritized_steps(3) == _prioritized_steps(3)
