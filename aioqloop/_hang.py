@@ -50,7 +50,8 @@ def _skipped(filename: str) -> bool:
     if known is not None:
         return known
     parts = filename.replace("\\", "/").split("/")
-    skip = filename.startswith(_SKIP_DIRS) or any(p in _SKIP_PACKAGES for p in parts[-4:-1])
+    skip = (filename.startswith(("<frozen", *_SKIP_DIRS))  # runpy's frames too
+            or any(p in _SKIP_PACKAGES for p in parts[-4:-1]))
     if len(_skip_cache) < 4096:  # bounded: exec'd code has made-up file names
         _skip_cache[filename] = skip
     return skip

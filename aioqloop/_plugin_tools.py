@@ -210,15 +210,22 @@ def _real_why(seconds: float) -> str:
 
 
 def _stuck(loop: asyncio.AbstractEventLoop, why: str) -> None:
-    """A loop is stuck: keep the report, cancel the stuck tasks so the loop returns."""
+    """A loop is stuck: keep the report, cancel the stuck tasks so the loop returns.
+
+    The second time in one phase (a task that swallowed its cancellation and waits
+    again), or with no task to cancel, the loop is stopped instead: the
+    ``run_until_complete`` running the test then raises, and the phase fails with the
+    reports.
+    """
     _tools.reports.append(_hang.hang_report(loop, why))
     pending = _pending(loop)
     mine = [t for t in pending if id(t) not in _tools.before_setup]
     targets = _hang.roots(mine or pending)
+    if len(_tools.reports) > 1 or not targets:
+        loop.stop()
+        return
     for task in targets:
         task.cancel()
-    if not targets:
-        loop.stop()  # nothing to cancel: run_until_complete then raises
 
 
 def begin(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop]

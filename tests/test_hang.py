@@ -341,3 +341,23 @@ def test_foreign_fds_and_signal_handlers() -> None:
         b.close()
     finally:
         loop.close()
+
+
+def test_a_task_that_swallows_the_cancellation_still_fails(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import asyncio, pytest
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_stubborn():
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # swallows every cancellation
+""", "--aioqloop-stuck-grace=0.1", "-W", "ignore::pytest.PytestUnraisableExceptionWarning",
+               subprocess=True)
+    # Stuck, cancelled, stuck again: the loop is stopped and the test fails (and so does
+    # the runner's teardown, whose cancellation the task swallows too).
+    result.assert_outcomes(failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*the test's event loop is stuck*",
+                                 "*test_inner.py:7 in test_stubborn*"])
