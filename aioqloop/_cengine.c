@@ -296,6 +296,7 @@ typedef struct {
     PyObject *gate, *port, *fds, *source_ready, *deadlines, *waker, *bh;
     PyObject *prepare_hooks, *check_hooks, *clock;
     PyObject *spare_bucket;    /* an empty ready bucket kept for reuse */
+    PyObject *tap;             /* None, or the dispatch tap (aioqloop._trace) */
     double now, dispatch_time;
     Py_ssize_t in_iteration, serial, iterations;
     char in_hook;
@@ -306,7 +307,7 @@ static PyTypeObject ContextType;
 #define CTX_FIELDS(X) \
     X(ready) X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
     X(deadlines) X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
-    X(spare_bucket)
+    X(spare_bucket) X(tap)
 GC_FUNCTIONS(ctx, ContextObject, CTX_FIELDS)
 
 static PyObject *
@@ -847,11 +848,54 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
                                       NULL);
 }
 
+/* The dispatch tap (Dispatcher's ``_tap``, aioqloop._trace): a test tool that records
+ * each dispatch and may reorder the ready sources of one priority.  Kept apart from the
+ * dispatch itself; with no tap (None, the default) it costs one pointer test. */
+static PyObject *s_tap_order, *s_tap_dispatched;
+
+static int
+tap_dispatched(ContextObject *self, PyObject *srcobj)
+{
+    PyObject *tap = self->tap;
+    if (tap == NULL || IS_NONE(tap))
+        return 0;
+    Py_INCREF(tap);
+    PyObject *r = PyObject_CallMethodOneArg(tap, s_tap_dispatched, srcobj);
+    Py_DECREF(tap);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Replace *pending (a new list reference) by the tap's order of it. */
+static int
+tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
+{
+    PyObject *tap = self->tap;
+    if (tap == NULL || IS_NONE(tap))
+        return 0;
+    Py_INCREF(tap);
+    PyObject *r = PyObject_CallMethodObjArgs(tap, s_tap_order, priority, *pending, NULL);
+    Py_DECREF(tap);
+    if (r == NULL)
+        return -1;
+    if (!PyList_CheckExact(r)) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_TypeError, "a dispatch tap's order() must return a list");
+        return -1;
+    }
+    Py_SETREF(*pending, r);
+    return 0;
+}
+
 /* Dispatcher._dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
 static int
 dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
 {
     PyObject *srcobj = (PyObject *)src;
+    if (tap_dispatched(self, srcobj) < 0)
+        return -1;
     if (src->ready) {
         src->ready = src->ready_by_time = src->ready_by_child = 0;
         if (drop_ready(self, src, 1) < 0)
@@ -1054,6 +1098,10 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
             return NULL;
         }
         Py_DECREF(r);
+        if (tap_order(self, priority, &pending) < 0) {
+            Py_DECREF(pending);
+            return NULL;
+        }
     }
     if (PyDict_GET_SIZE(self->ready) > 1) {
         if (call_method_void((PyObject *)self, s_count_waited, priority, NULL, NULL) < 0)
@@ -1702,6 +1750,7 @@ static PyMemberDef ctx_members[] = {
     CM("_prepare_hooks", T_OBJECT_EX, prepare_hooks),
     CM("_check_hooks", T_OBJECT_EX, check_hooks),
     CM("_clock", T_OBJECT_EX, clock),
+    CM("_tap", T_OBJECT, tap),
     CM("_now", T_DOUBLE, now),
     CM("_dispatch_time", T_DOUBLE, dispatch_time),
     CM("_in_iteration", T_PYSSIZET, in_iteration),
@@ -3551,6 +3600,8 @@ PyInit__cengine(void)
     INTERN(s_survives, "_survives_escape");
     INTERN(s_dispatch, "dispatch");
     INTERN(s_ctx_dispatch, "_dispatch");
+    INTERN(s_tap_order, "order");
+    INTERN(s_tap_dispatched, "dispatched");
     INTERN(s_count_waited, "_count_waited");
     INTERN(s_enter, "enter");
     INTERN(s_between, "between");

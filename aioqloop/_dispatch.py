@@ -61,6 +61,9 @@ class Dispatcher:
     _gate: LockGate | None
     _port: StandalonePort
     _fds: FdPoller
+    #: None, or the dispatch tap (`aioqloop._trace`): ``dispatched(src)`` before each
+    #: dispatch, ``order(priority, pending)`` -> the ready list of one priority, reordered.
+    _tap: Any
 
     if TYPE_CHECKING:
         def _mark_ready(self, src: Source) -> None: ...
@@ -81,6 +84,8 @@ class Dispatcher:
             return
         self._iterations += 1
         pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
+        if self._tap is not None and len(pending) > 1:
+            pending = self._tap.order(priority, pending)
         if len(ready) > 1:
             self._count_waited(priority)
         gate = self._gate
@@ -133,6 +138,8 @@ class Dispatcher:
 
     def _dispatch_one(self, src: Source, t0: float) -> float:
         """Dispatch ``src``; ``t0`` is when the dispatch started, the result when it ended."""
+        if self._tap is not None:
+            self._tap.dispatched(src)
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
         if src._ready:  # _unmark_ready, inlined on the hot path
             src._ready = src._ready_by_time = src._ready_by_child = False

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import selectors
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ("VirtualClock",)
@@ -60,6 +61,11 @@ class VirtualClock:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._base_resolution = 1e-9
         self._threads_busy = 0  # run_in_executor calls whose result has not come back
+        #: Called (loop thread) when the loop is provably stuck (`_stuck_select`); None:
+        #: an idle loop without deadlines just waits, as a real one would.
+        self._on_stuck: Callable[[], None] | None = None
+        #: Real seconds a stuck loop still waits for other threads before `_on_stuck`.
+        self._stuck_grace = 1.0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -197,7 +203,39 @@ class VirtualClock:
             return []
         # Time cannot move (no deadline, or a manual clock at its target): wait for real
         # events; advance() from another thread and fds wake this poll.
+        if self._on_stuck is not None:
+            return self._stuck_select(real)
         return real.select(None)
+
+    def _stuck_select(
+        self, real: selectors.BaseSelector
+    ) -> list[tuple[selectors.SelectorKey, int]]:
+        """The idle poll when time cannot move and `_on_stuck` is set.
+
+        Without a watched fd of its own (a socket, a pipe, an fd source), only another
+        thread can still wake the loop (``call_soon_threadsafe``, a bottom half, `advance`):
+        wait `_stuck_grace` real seconds for one, then call `_on_stuck` and return no
+        events so the loop runs what the hook scheduled (it cancels the stuck tasks).
+        """
+        from ._hang import foreign_fds
+
+        if foreign_fds(self._loop):
+            return real.select(None)  # an fd may still wake it: not provably stuck
+        events = real.select(self._stuck_grace)
+        if events or getattr(real, "raw", None) or self._threads_busy:
+            return events
+        hook = self._on_stuck
+        if hook is not None:
+            try:
+                hook()
+            except Exception as exc:  # reported once, the loop goes on
+                self._on_stuck = None
+                loop = self._loop
+                if loop is not None:
+                    loop.call_exception_handler({
+                        "message": f"VirtualClock stuck hook {hook!r} failed",
+                        "exception": exc})
+        return []
 
     def _idle_wait(self, timeout: float | None) -> bool:
         """Nothing is ready: move time, and say whether it moved.

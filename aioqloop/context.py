@@ -146,6 +146,8 @@ class _QueueSource(Source):
         queue = self.queue
         ctx = self._context
         assert ctx is not None
+        if ctx._tap is not None:
+            ctx._tap.calls(self._priority, queue)  # test tools: seeded order, trace
         try:
             # Only what was queued before this dispatch runs now, like asyncio's _run_once.
             for _ in range(len(queue)):
@@ -452,6 +454,7 @@ class MainContext(SourceSet, _Core):
         self._in_hook = False
         self._serial = 0
         self._iterations = 0
+        self._tap = None  # the dispatch tap of aioqloop._trace (test tools)
         self._poll_time = 0.0
         self._dispatch_time = 0.0
         # Both fds open on first need (_fdpoll/_waker "lazy"): a driver that shares them

@@ -48,6 +48,13 @@ anyio's test runner does.  A source or bottom half the test body left attached o
 scheduled on the loop's `MainContext` is reported as an `AioqloopLeakWarning` (an error
 under ``-W error``); the context's own internal sources do not count.
 
+Test tools (aioqloop._plugin_tools, the README's testing section): a task the test left
+pending warns like a leaked source; a stuck `VirtualClock` loop fails the test within
+``--aioqloop-stuck-grace`` (1 s) with what each task awaits, and so does a real-clock
+loop without progress for ``hang_timeout`` seconds; ``--aioqloop-seed`` /
+``--aioqloop-seeds`` draw the order of same-priority ready work from a seed;
+``--aioqloop-trace-dir`` / ``--aioqloop-trace-compare`` save and compare dispatch traces.
+
 Fixtures: ``main_context`` (the test loop's `MainContext`), ``bql`` (a fresh `BigLock`),
 ``virtual_clock`` (the test loop's `VirtualClock`; requesting it gives an opted-in test a
 loop on a fresh virtual clock).
@@ -87,7 +94,9 @@ _FACTORY_NAMES = {"asyncio": "aioqloop", "uvloop": "aioqloop-uvloop"}
 _PLAIN_RUNNER = "_aioqloop_runner"
 _PLAIN_BASE = "_aioqloop_base"
 _ANYIO_RUNNER = "_aioqloop_anyio_runner"
-_MARKER_ARGS = ("base", "virtual_clock", "autojump", "autojump_threshold", "bql")
+# hang_timeout and seed: aioqloop._plugin_tools reads them.
+_MARKER_ARGS: tuple[str, ...] = (
+    "base", "virtual_clock", "autojump", "autojump_threshold", "bql", "hang_timeout", "seed")
 _UVLOOP_HINT = "uvloop is not installed: pip install 'aioqloop[uvloop]' (or uvloop)"
 
 #: What this plugin needs: new-style hook wrappers (``hookimpl(wrapper=True)``) came with
@@ -303,6 +312,7 @@ class _State:
     def track(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loops.add(loop)
         loop.set_exception_handler(self._handler)
+        _arm_tools(loop)  # stuck loops, task origins
 
     def test_bql(self) -> BigLock:
         """The running test's `BigLock`: the ``bql`` fixture's and a ``bql=True`` loop's."""
@@ -427,15 +437,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="VirtualClock autojump_threshold, in real seconds")
     parser.addini("aioqloop_bql", type="bool", default=False,
                   help="give opted-in tests' loops the test's BigLock (the bql fixture)")
+    _add_tools_options(parser, group)
+
+
+def _add_tools_options(parser: pytest.Parser, group: Any) -> None:
+    """Options of aioqloop._plugin_tools: stuck loops."""
+    group.addoption("--aioqloop-hang-timeout", type=float, default=None, metavar="SECONDS",
+                    help="fail an aioqloop test whose loop (real clock) makes no progress "
+                         "for SECONDS, with a report of what each task awaits (0: off)")
+    group.addoption("--aioqloop-stuck-grace", type=float, default=None, metavar="SECONDS",
+                    help="real seconds a stuck virtual-clock loop waits for other threads "
+                         "before the test fails with a report (default 1; 0: off)")
+    parser.addini("aioqloop_hang_timeout", default="0",
+                  help="--aioqloop-hang-timeout, in seconds (0: off)")
+    parser.addini("aioqloop_stuck_grace", default="1",
+                  help="--aioqloop-stuck-grace, in real seconds (0: off)")
+    group.addoption("--aioqloop-seed", type=int, default=None, metavar="N",
+                    help="run ready work of one priority in an order drawn from seed N "
+                         "(FIFO without a seed)")
+    group.addoption("--aioqloop-seeds", type=int, default=None, metavar="K",
+                    help="run each opted-in test under K seeds (from --aioqloop-seed, "
+                         "else 0, on)")
+    group.addoption("--aioqloop-trace-dir", default=None, metavar="DIR",
+                    help="save each opted-in test's dispatch trace in DIR")
+    group.addoption("--aioqloop-trace-compare", default=None, metavar="DIR",
+                    help="fail an opted-in test whose dispatch trace differs from the one "
+                         "saved in DIR")
+    parser.addini("aioqloop_seed", default="",
+                  help="--aioqloop-seed (empty: FIFO)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "aioqloop(base='asyncio', virtual_clock=False, autojump=True, autojump_threshold=0, "
-        "bql=False): run this async test on an aioqloop loop; base 'asyncio', 'uvloop' or "
-        "'both' (parametrized); virtual_clock=True (or a VirtualClock) puts the loop on a "
-        "virtual clock; bql=True (or a BigLock) gives it the big lock",
+        "bql=False, hang_timeout=None, seed=None): run this async test on an aioqloop loop; "
+        "base 'asyncio', 'uvloop' or 'both' (parametrized); virtual_clock=True (or a "
+        "VirtualClock) puts the loop on a virtual clock; bql=True (or a BigLock) gives it "
+        "the big lock; hang_timeout=S fails it after S real seconds without progress; "
+        "seed=N runs ready work of one priority in an order drawn from N",
     )
     if (config.getoption("aioqloop_base") in ("uvloop", "both")
             and not _have_uvloop()):
@@ -450,6 +490,7 @@ def pytest_configure(config: pytest.Config) -> None:
             # --aioqloop asks for every pytest-asyncio test to run on aioqloop.
             raise pytest.UsageError(f"--aioqloop / aioqloop = true: {too_old}")
         _register_factories_hook(config)
+    config.pluginmanager.register(_ToolsHooks(), "aioqloop-tools")
 
 
 def _too_old(config: pytest.Config) -> str | None:
@@ -655,6 +696,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Iterator[None]:
             problem = str(exc)
         if problem is not None:  # raised outside the except: no "during handling" chain
             pytest.fail(problem, pytrace=False)
+    _tools_seeds(metafunc)
     if asks:
         _register_factories_hook(config)  # before pytest-asyncio asks for it
     if (_plain_candidate(config, definition, metafunc.function)
@@ -898,12 +940,96 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     return clock
 
 
+# ------------------------------------------------ stuck loops, leaked tasks
+class _ToolsHooks:
+    """Each test phase under aioqloop._plugin_tools: a stuck loop fails the phase with a
+    report; a call that leaves tasks pending warns.  Imports nothing until a test made
+    an aioqloop loop (the plugin's loops import the tools module)."""
+
+    #: The test whose phase is running (for loops made during it).
+    item: pytest.Item | None = None
+
+    @_wrapper(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from _tools_phase(item, "setup"))
+
+    @_wrapper(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from _tools_phase(item, "call"))
+
+    @_wrapper(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from _tools_phase(item, "teardown"))
+
+
+_SEED_PARAM = "_aioqloop_seed"
+
+
+def _tools_seeds(metafunc: pytest.Metafunc) -> None:
+    """``--aioqloop-seeds=K``: parametrize an opted-in test over K seeds."""
+    config = metafunc.config
+    count = config.getoption("aioqloop_seeds", None)
+    if not count:
+        return
+    if count < 0:
+        raise pytest.UsageError(f"--aioqloop-seeds must be >= 0, not {count}")
+    if metafunc.definition.get_closest_marker("aioqloop") is None and not _run_opted_in(config):
+        return
+    first = config.getoption("aioqloop_seed", None) or 0
+    seeds = list(range(first, first + count))
+    metafunc.fixturenames.append(_SEED_PARAM)
+    metafunc.parametrize(_SEED_PARAM, seeds, indirect=True, ids=[f"seed{n}" for n in seeds])
+
+
+@pytest.fixture
+def _aioqloop_seed(request: pytest.FixtureRequest) -> int | None:
+    """The seed of a test run under ``--aioqloop-seeds`` (its parameter)."""
+    param = getattr(request, "param", None)
+    return int(param) if param is not None else None
+
+
+#: aioqloop._plugin_tools, once the plugin made a loop (it is not imported before).
+_TOOLS: list[Any] = []
+
+
+def _arm_tools(loop: asyncio.AbstractEventLoop) -> None:
+    from aioqloop import _plugin_tools
+
+    if not _TOOLS:
+        _TOOLS.append(_plugin_tools)
+    _TOOLS[0].arm(loop, _ToolsHooks.item)
+
+
+def _tools_phase(item: pytest.Item, phase: str) -> Iterator[None]:
+    # Until the tools module is loaded only the item is kept, so a loop made during
+    # this phase gets its settings.
+    _ToolsHooks.item = item
+    tools: Any = _TOOLS[0] if _TOOLS else None
+    loops = [lp for lp in list(_state.loops) if not lp.is_closed()]
+    before = tools.begin(item, phase, loops) if tools is not None else set()
+    try:
+        result = yield
+    except BaseException as exc:
+        tools = _TOOLS[0] if _TOOLS else None
+        if tools is not None:
+            tools.end(item, phase, loops, before, exc)
+        raise
+    finally:
+        if phase == "teardown":
+            _ToolsHooks.item = None
+    tools = _TOOLS[0] if _TOOLS else None
+    if tools is not None:
+        loops = [lp for lp in list(_state.loops) if not lp.is_closed()]
+        tools.end(item, phase, loops, before, None)
+    return result
+
+
 # ------------------------------------------------- too old pytest / pluggy
 if _DISABLED is not None:  # pragma: no cover - exercised in a venv with old versions
     # Register nothing but the warning: no hooks, options, markers or fixtures.
     for _name in [n for n in list(globals()) if n.startswith("pytest_")] + [
             "_aioqloop_base", "_aioqloop_runner", _ANYIO_RUNNER, "main_context", "bql",
-            "virtual_clock"]:
+            "virtual_clock", _SEED_PARAM]:
         globals().pop(_name, None)
 
     def pytest_configure(config: pytest.Config) -> None:

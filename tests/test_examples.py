@@ -32,6 +32,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "uvloop_base.py": ("loop is a uvloop.Loop: True", "bottom half ran on the loop thread: True",
                        "timeout fired 5 times"),
     "pytest_virtual_clock.py": ("2 passed",),
+    "pytest_seeded_race.py": ("1 passed",),
 }
 
 

@@ -1,0 +1,363 @@
+"""Test tools of the pytest plugin: leaked tasks, stuck loops (inner pytest runs)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from aioqloop import _hang
+
+with contextlib.suppress(ImportError):
+    import uvloop  # noqa: F401  (see tests/test_pytest_plugin.py)
+
+pytest_plugins = ["pytester"]
+
+INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+"""
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def base(request: pytest.FixtureRequest) -> str:
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    return str(request.param)
+
+
+def run(pytester: pytest.Pytester, source: str, *args: str,
+        subprocess: bool = False) -> pytest.RunResult:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_inner=source)
+    opts = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+            "-p", "no:looptime_plugin", "-W", "error", *args)
+    if subprocess:
+        # A deliberately stuck test: in a fresh process, bounded by pytest-timeout
+        # (which would report a plain timeout, not the plugin's explanation).
+        return pytester.runpytest_subprocess(*opts, "--timeout=20")
+    return pytester.runpytest(*opts)
+
+
+# ------------------------------------------------------------------ leaked tasks
+LEAKS = """
+import asyncio, pytest, pytest_asyncio
+
+async def forever():
+    await asyncio.Event().wait()
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def server():
+    task = asyncio.create_task(forever(), name="module-server")
+    yield task
+    task.cancel()
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_leaks(server):
+    asyncio.create_task(forever(), name="left-behind")
+    await asyncio.sleep(0)
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_cleans_up(server):
+    task = asyncio.create_task(forever(), name="cancelled")
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.create_task(asyncio.sleep(0), name="awaited")
+"""
+
+
+def test_leaked_task_is_reported_with_its_origin(pytester: pytest.Pytester,
+                                                 base: str) -> None:
+    result = run(pytester, LEAKS, "--aioqloop", f"--aioqloop-base={base}",
+                 "-W", "default::aioqloop.pytest_plugin.AioqloopLeakWarning")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*AioqloopLeakWarning: the test left 1 task(s) pending*",
+        "*Task 'left-behind' (forever)*",
+        "*created at *test_inner.py:14 in test_leaks*",
+        "*test_inner.py:4 in forever*",
+    ])
+    # The module fixture's task is not the test's.
+    assert "module-server" not in result.stdout.str()
+
+
+def test_leaked_task_fails_under_w_error(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import asyncio, pytest
+
+@pytest.mark.aioqloop
+async def test_leaks():
+    asyncio.get_running_loop().create_task(asyncio.Event().wait(), name="orphan")
+""")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AioqloopLeakWarning: the test left 1 task(s) pending*",
+                                 "*Task 'orphan'*"])
+
+
+def test_no_task_report_without_opting_in(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import asyncio, pytest
+
+@pytest.mark.asyncio
+async def test_leaks():
+    asyncio.create_task(asyncio.Event().wait())
+""")
+    result.assert_outcomes(passed=1)
+
+
+# ------------------------------------------------------------ stuck: virtual clock
+DEADLOCK = """
+import asyncio, pytest
+
+async def consumer(queue, done):
+    item = await queue.get()
+    done.set()
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_deadlocked():
+    queue = asyncio.Queue()
+    done = asyncio.Event()
+    asyncio.create_task(consumer(queue, done), name="consumer")
+    await asyncio.sleep(5)  # virtual time moves; nobody ever puts anything
+    await done.wait()
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_fine_afterwards():
+    await asyncio.sleep(3600)
+"""
+
+
+def test_deadlock_on_virtual_clock_fails_with_a_report(pytester: pytest.Pytester) -> None:
+    result = run(pytester, DEADLOCK, subprocess=True)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*test_deadlocked*",
+        "*the test's event loop is stuck (virtual time 5.000000 s)*",
+        "*2 pending task(s):",
+        "Task 'Task-*' (test_deadlocked)",
+        "*test_inner.py:13 in test_deadlocked",
+        "*locks.py:* in wait",
+        "Task 'consumer' (consumer)",
+        "*created at *test_inner.py:11 in test_deadlocked",
+        "*test_inner.py:4 in consumer",
+        "*queues.py:* in get",
+    ])
+    assert "Timeout" not in result.stdout.str()
+
+
+def test_stuck_grace_zero_turns_detection_off() -> None:
+    from aioqloop.clock import VirtualClock
+
+    clock = VirtualClock()
+    assert clock._on_stuck is None  # a clock outside the plugin never reports
+
+
+def test_executor_work_and_fds_are_not_stuck(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import asyncio, socket, threading, time, pytest
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_slow_thread():
+    # Longer than the grace: executor work outstanding is not a stuck loop.
+    await asyncio.to_thread(time.sleep, 0.6)
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_thread_wakes_through_a_socket():
+    a, b = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=a)
+    def later():
+        time.sleep(0.6)
+        b.send(b"x")
+    thread = threading.Thread(target=later)
+    thread.start()
+    assert await reader.read(1) == b"x"  # a watched fd: the loop is not stuck
+    thread.join()
+    writer.close()
+    b.close()
+""", "--aioqloop-stuck-grace=0.2")
+    result.assert_outcomes(passed=2)
+
+
+def test_thread_safe_wakeup_within_the_grace(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import asyncio, threading, pytest
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_woken_from_a_thread():
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    started = threading.Event()
+    def post():
+        started.wait()
+        loop.call_soon_threadsafe(fut.set_result, 7)
+    thread = threading.Thread(target=post)
+    thread.start()
+    loop.call_soon(started.set)
+    assert await fut == 7
+    thread.join()
+""")
+    result.assert_outcomes(passed=1)
+
+
+def test_failing_stuck_hook_is_reported_once() -> None:
+    from aioqloop import new_event_loop
+    from aioqloop.clock import VirtualClock
+
+    clock = VirtualClock()
+    loop = new_event_loop(clock=clock)
+    seen: list[dict[str, object]] = []
+    calls: list[int] = []
+
+    def hook() -> None:
+        calls.append(1)
+        raise ValueError("broken hook")
+
+    clock._on_stuck = hook
+    clock._stuck_grace = 0.0
+    try:
+        fut = loop.create_future()
+
+        def handler(_loop: object, context: dict[str, object]) -> None:
+            seen.append(context)
+            fut.set_result(None)  # the loop goes on after the report
+
+        loop.set_exception_handler(handler)
+        loop.run_until_complete(fut)
+    finally:
+        loop.close()
+    assert calls == [1]
+    assert clock._on_stuck is None
+    assert len(seen) == 1 and isinstance(seen[0]["exception"], ValueError)
+    assert "stuck hook" in str(seen[0]["message"])
+
+
+# ---------------------------------------------------------------- stuck: real clock
+def test_hang_timeout_on_a_real_clock(pytester: pytest.Pytester, base: str) -> None:
+    result = run(pytester, """
+import asyncio, pytest
+
+@pytest.mark.aioqloop(hang_timeout=0.3)
+async def test_stuck():
+    lock = asyncio.Lock()
+    await lock.acquire()
+    await lock.acquire()
+
+@pytest.mark.aioqloop
+async def test_not_watched_without_the_option():
+    await asyncio.sleep(0.5)
+""", f"--aioqloop-base={base}", subprocess=True)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*made no progress for 0.3 s (hang_timeout)*",
+        "Task 'Task-*' (test_stuck)",
+        "*test_inner.py:7 in test_stuck",
+        "*locks.py:* in acquire",
+    ])
+
+
+def test_hang_timeout_from_the_command_line_and_ini(pytester: pytest.Pytester) -> None:
+    source = """
+import asyncio, pytest
+
+@pytest.mark.aioqloop
+async def test_stuck():
+    await asyncio.get_running_loop().create_future()
+"""
+    result = run(pytester, source, "--aioqloop-hang-timeout=0.3", subprocess=True)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*made no progress for 0.3 s*"])
+    pytester.makeini(INI + "aioqloop_hang_timeout = 0.3\n")
+    opts = ("-p", "no:cacheprovider", "-p", "no:looptime_plugin", "--timeout=20")
+    result = pytester.runpytest_subprocess(*opts)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*made no progress for 0.3 s*"])
+
+
+def test_hang_timeout_usage_error(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import pytest
+
+@pytest.mark.aioqloop(hang_timeout="soon")
+async def test_x():
+    pass
+""")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*hang_timeout=) must be a number of seconds*"])
+
+
+# ---------------------------------------------------------------- the helpers
+def test_roots_and_description() -> None:
+    import asyncio
+
+    async def main() -> None:
+        async def leaf() -> None:
+            await asyncio.Event().wait()
+
+        child = asyncio.create_task(leaf(), name="child")
+        parent = asyncio.create_task(asyncio.wait_for(child, None), name="parent")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        me = asyncio.current_task()
+        assert me is not None
+        assert _hang.roots([child, parent]) == [parent]
+        text = _hang.describe_task(child)
+        assert "Task 'child' (" in text and "in leaf" in text
+        parent.cancel()
+        child.cancel()
+        await asyncio.gather(parent, child, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_foreign_fds_and_signal_handlers() -> None:
+    import signal
+    import socket
+
+    import aioqloop
+    from aioqloop import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        assert _hang.foreign_fds(loop) == []  # the loop's own fds do not count
+        a, b = socket.socketpair()
+        loop.add_reader(a.fileno(), lambda: None)
+        assert _hang.foreign_fds(loop) == [a.fileno()]
+        loop.remove_reader(a.fileno())
+
+        async def fd_source() -> list[int]:
+            sid = aioqloop.fd_add(b.fileno(), aioqloop.IOCondition.IN, lambda *_: True)
+            try:
+                return _hang.foreign_fds(loop)
+            finally:
+                aioqloop.source_remove(sid)
+
+        assert loop.run_until_complete(fd_source()) == [b.fileno()]
+        assert _hang.foreign_fds(loop) == []
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+        assert _hang.foreign_fds(loop) == [-1]
+        loop.remove_signal_handler(signal.SIGUSR1)
+        a.close()
+        b.close()
+    finally:
+        loop.close()
+
+
+def test_a_task_that_swallows_the_cancellation_still_fails(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+import asyncio, pytest
+
+@pytest.mark.aioqloop(virtual_clock=True)
+async def test_stubborn():
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # swallows every cancellation
+""", "--aioqloop-stuck-grace=0.1", "-W", "ignore::pytest.PytestUnraisableExceptionWarning",
+               subprocess=True)
+    # Stuck, cancelled, stuck again: the loop is stopped and the test fails (and so does
+    # the runner's teardown, whose cancellation the task swallows too).
+    result.assert_outcomes(failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*the test's event loop is stuck*",
+                                 "*test_inner.py:7 in test_stubborn*"])
