@@ -691,6 +691,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Iterator[None]:
         # pytest-asyncio's hooks, which would raise it later).
         try:
             _factories_for(config, definition, metafunc.fixturenames)
+            # The test tools' settings too, before a loop exists that an error later
+            # would leave open (holding the global default context).
+            from aioqloop import _plugin_tools
+
+            _plugin_tools.settings(definition)
+            _plugin_tools.seed(definition)
             problem = None
         except pytest.UsageError as exc:
             problem = str(exc)

@@ -284,6 +284,12 @@ async def test_x():
 """)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*hang_timeout=) must be a number of seconds*"])
+    # Refused at collection, before a loop exists: none is left open (an open loop made
+    # on the main thread would hold the global default context for the tests after).
+    from aioqloop import loop as core_loop
+
+    holder = core_loop._holder()
+    assert holder is None or holder.is_closed() or core_loop._default_on_demand
 
 
 # ---------------------------------------------------------------- the helpers
