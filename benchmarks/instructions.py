@@ -32,7 +32,6 @@ Run ``python benchmarks/instructions.py [--only WORKLOAD ...] [--impl IMPL ...]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -381,17 +380,10 @@ def measure(workloads: tuple[str, ...], impls: tuple[str, ...],
     return results
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def describe() -> str:
     """The machine and interpreter line printed above the table."""
     import aioqloop
+    from aioqloop.bench import _cpu_model
 
     try:
         import uvloop
