@@ -9,7 +9,10 @@ with OK/MISS, and optionally writes the records as JSON and the scaling curves a
 PNG (needs the ``plot`` extra, matplotlib).
 
 Real GLib (PyGObject) is measured in a helper process under whichever Python can import
-``gi``; without it the tables say "GLib: not installed".
+``gi``; without it the tables say "GLib: not installed".  Instructions per operation
+under callgrind (the ``instructions`` workload) run only when asked for
+(``--instructions`` or ``--only instructions``); without valgrind the output says
+"valgrind: not installed".
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 import traceback
@@ -35,9 +39,13 @@ from ._console import Console, PlainConsole, Table, escape, make_console
 __all__ = ("WORKLOADS", "main")
 
 #: The workloads, in the order the suite runs them (``benchmarks/bench_<name>.py``).
-WORKLOADS = ("dispatch", "timers", "fd", "scaling", "wakeup", "biglock", "echo")
+WORKLOADS = ("dispatch", "timers", "fd", "scaling", "wakeup", "biglock", "echo", "pingpong",
+             "instructions")
+#: Workloads that run only when asked for (``--only NAME``, or ``--instructions``):
+#: ``instructions`` needs valgrind and takes minutes.
+OPT_IN = ("instructions",)
 
-_IMPL_ORDER = ("asyncio", "uvloop", "aioqloop/asyncio", "aioqloop/uvloop", "glib")
+_IMPL_ORDER = ("asyncio", "uvloop", "aioqloop/asyncio", "aioqloop/uvloop", "glib", "glib-c")
 
 
 #: Exit status of ``--check`` when a performance goal is missed.
@@ -65,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="smaller workloads and fewer runs (about a minute)")
     parser.add_argument("--only", action="append", choices=WORKLOADS, metavar="NAME",
                         help=f"run only this workload (repeatable): {', '.join(WORKLOADS)}")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per operation under callgrind (needs "
+                        "valgrind; takes minutes)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write all records as JSON")
     parser.add_argument("--plot", type=Path, metavar="FILE",
                         help="write a PNG of the scaling curves (needs matplotlib)")
@@ -80,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"exit with status {EXIT_GOAL_MISSED} when a performance goal "
                         "is missed (default: goals are reported only)")
     return parser
+
+
+def _selected(args: argparse.Namespace) -> list[str]:
+    """The workloads to run: ``--only``'s, else all but the opt-in ones; ``--instructions``."""
+    chosen = set(args.only) if args.only else {n for n in WORKLOADS if n not in OPT_IN}
+    if args.instructions:
+        chosen.add("instructions")
+    return [n for n in WORKLOADS if n in chosen]
+
+
+def _valgrind_status() -> str:
+    """``valgrind: <path>`` or ``valgrind: not installed`` (for the instructions workload)."""
+    found = shutil.which("valgrind")
+    return f"valgrind: {found}" if found else "valgrind: not installed"
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -366,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[red]no benchmarks found in {escape(str(bench_dir))} "
                   "(use --bench-dir DIR)[/red]")
         return 2
-    names = [n for n in WORKLOADS if not args.only or n in args.only]
+    names = _selected(args)
     if str(bench_dir) not in sys.path:
         sys.path.insert(0, str(bench_dir))
     lib = _load(lib_path, "_benchlib")
@@ -379,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         mode = "quick" if args.quick else "full"
         err.print(f"aioqloop benchmarks ({mode}): {', '.join(names)}")
         err.print(f"GLib: {escape(str(glib_status))}")
+        valgrind = _valgrind_status() if "instructions" in names else None
+        if valgrind is not None:
+            err.print(escape(valgrind))
         seconds: dict[str, float] = {}
         with _progress(err, len(names)) as (report, advance):
             for name in names:
@@ -402,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     out.print(escape(f"aioqloop {meta['aioqloop']} on Python {meta['python']}, "
                      f"{meta['cpus']} CPUs; uvloop: {meta['uvloop']}; GLib: {glib_status}"))
     out.print(escape(f"engine: {meta['engine']}; CPU: {meta['cpu_model']}"))
+    if valgrind is not None:
+        out.print(escape(valgrind))
     for name in names:
         mine = [r for r in figures if r.get("bench") == name]
         if mine:

@@ -226,6 +226,11 @@ def configure_glib(enabled: bool) -> None:
     _glib_enabled = enabled
 
 
+def glib_enabled() -> bool:
+    """False after ``configure_glib(False)`` (``--no-glib``): measure no GLib at all."""
+    return _glib_enabled
+
+
 def glib() -> GLibBackend:
     """The shared GLib helper (started on first use)."""
     global _glib
@@ -385,18 +390,118 @@ def emit(records: list[Record]) -> None:
 def standalone(
     run: Callable[..., list[Record]], doc: str | None, argv: list[str] | None = None
 ) -> None:
-    """``python benchmarks/bench_<name>.py [--quick]``: one JSON line per figure and target."""
+    """``python benchmarks/bench_<name>.py [--quick]``: one JSON line per figure and target.
+
+    With ``--progress-json`` (the child process of `run_in_fixed_allocator`) progress goes
+    to stdout too, as ``{"kind": "progress", "text": ...}`` lines.
+    """
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations and runs")
     parser.add_argument("--runs", type=int, default=None, help="runs per implementation")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply workload sizes")
     parser.add_argument("--no-glib", action="store_true", help="skip real GLib")
+    parser.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     configure_glib(not args.no_glib)
+    if args.progress_json:
+        def progress(text: str) -> None:
+            print(json.dumps({"kind": "progress", "text": text}), flush=True)
+
+        emit(run(args.quick, runs=args.runs, scale=args.scale, report=progress))
+        configure_glib(True)
+        return
     emit(run(args.quick, runs=args.runs, scale=args.scale))
     status = glib().status
     print(f"# GLib: {status}", file=sys.stderr)
     configure_glib(True)
+
+
+# --------------------------------------------------------------------------- allocator state
+# asyncio's socket transports ``recv`` into a fresh 256 KiB buffer and shrink it to the
+# bytes read.  While glibc's mmap threshold is dynamic (its default), such a buffer is an
+# mmap + mremap + munmap per ``recv`` until the process frees some large heap block, which
+# raises the threshold for good (importing aioqloop does: it hashes its sources).  The same
+# asyncio code then runs at very different speeds depending on what the process did
+# before, so the socket workloads run in a child process whose threshold is fixed by
+# ``MALLOC_MMAP_THRESHOLD_`` (which also turns the dynamic adjustment off): every
+# implementation is measured in the same allocator state, whatever was imported first.
+# The dynamic adjustment also sets the trim threshold to twice the mmap threshold; a fixed
+# mmap threshold leaves it at 128 KiB, and freeing each 256 KiB buffer at the top of the
+# heap would then give the memory back to the kernel (a ``brk`` per ``recv``).
+# ``MALLOC_TRIM_THRESHOLD_`` is fixed the same way.
+
+#: The environment variables glibc reads at start-up.
+MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
+TRIM_THRESHOLD_ENV = "MALLOC_TRIM_THRESHOLD_"
+#: 1 MiB: above asyncio's 256 KiB receive buffer, so those come from the heap on every loop
+#: (the state a long-running process reaches anyway once it has freed a large block).
+MMAP_THRESHOLD = 1 << 20
+#: Twice the mmap threshold, as glibc's dynamic adjustment would set it.
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+
+
+def in_fixed_allocator() -> bool:
+    """True in a process started with both glibc thresholds fixed to this module's values."""
+    return (os.environ.get(MMAP_THRESHOLD_ENV) == str(MMAP_THRESHOLD)
+            and os.environ.get(TRIM_THRESHOLD_ENV) == str(TRIM_THRESHOLD))
+
+
+def allocator_params() -> dict[str, Any]:
+    """The allocator setting the figures were measured under (for a record's ``params``)."""
+    return {"malloc_mmap_threshold": os.environ.get(MMAP_THRESHOLD_ENV),
+            "malloc_trim_threshold": os.environ.get(TRIM_THRESHOLD_ENV)}
+
+
+def fixed_allocator_command(
+    script: Path, quick: bool, runs: int | None, scale: float,
+    environ: dict[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The child process of `run_in_fixed_allocator`: ``(argv, environment)``."""
+    argv = [sys.executable, str(script), "--progress-json", "--no-glib", "--scale", repr(scale)]
+    if quick:
+        argv.append("--quick")
+    if runs is not None:
+        argv += ["--runs", str(runs)]
+    env = dict(os.environ if environ is None else environ)
+    env[MMAP_THRESHOLD_ENV] = str(MMAP_THRESHOLD)
+    env[TRIM_THRESHOLD_ENV] = str(TRIM_THRESHOLD)
+    return argv, env
+
+
+def run_in_fixed_allocator(
+    script: Path,
+    measure_here: Callable[..., list[Record]],
+    quick: bool,
+    *,
+    runs: int | None,
+    scale: float,
+    report: Report | None,
+) -> list[Record]:
+    """``measure_here(quick, runs=, scale=, report=)`` in the fixed allocator state.
+
+    In a process already started that way, directly; otherwise in a child process running
+    ``script`` (whose records and progress come back as JSON lines on its stdout; its
+    stderr is this process's).  A child that fails raises RuntimeError.
+    """
+    if in_fixed_allocator():
+        return measure_here(quick, runs=runs, scale=scale, report=report)
+    argv, env = fixed_allocator_command(script, quick, runs, scale)
+    report = report or _quiet
+    records: list[Record] = []
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("kind") == "progress":
+                report(str(record["text"]))
+            else:
+                records.append(record)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script.name} failed in its child process "
+                           f"(exit status {proc.returncode})")
+    return records
 
 
 def scaled(n: int, scale: float, minimum: int = 10) -> int:

@@ -6,6 +6,9 @@ every message is a full round trip through the loop.  No GLib column: this is th
 "aioqloop costs nothing to asyncio code that uses no sources" check.
 
 Figures (messages per second, higher is better): one stream, and 8 concurrent streams.
+They are measured in a child process with glibc's mmap threshold fixed
+(``MALLOC_MMAP_THRESHOLD_``, see ``_benchlib.run_in_fixed_allocator``), so that every
+loop runs in the same allocator state.
 Run ``python benchmarks/bench_echo.py [--quick]``.
 """
 
@@ -74,7 +77,21 @@ def run(
     scale: float = 1.0,
     report: c.Report | None = None,
 ) -> list[c.Record]:
-    """Measure echo throughput on every loop; return figure and target records."""
+    """Measure echo throughput on every loop; return figure and target records.
+
+    The measurements run in a child process in the fixed allocator state.
+    """
+    return c.run_in_fixed_allocator(Path(__file__), _run_here, quick, runs=runs, scale=scale,
+                                    report=report)
+
+
+def _run_here(
+    quick: bool,
+    *,
+    runs: int | None,
+    scale: float,
+    report: c.Report | None,
+) -> list[c.Record]:
     n = c.scaled(1_000 if quick else 10_000, scale)
     nruns = c.pick(quick, runs, 3, 7)
     impls = c.loop_impls()
@@ -94,7 +111,8 @@ def run(
         records.append(
             c.figure(BENCH, f"TCP echo, {shape}", "msg/s", values, runs=nruns,
                      better="higher",
-                     params={"streams": streams, "messages": streams * per, "bytes": 100})
+                     params={"streams": streams, "messages": streams * per, "bytes": 100,
+                             **c.allocator_params()})
         )
         for impl, base in ((c.AQ, c.ASYNCIO), (c.AQUV, c.UVLOOP)):
             if impl in values:

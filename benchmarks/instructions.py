@@ -15,6 +15,8 @@ Workloads (one "operation" each):
 
 * ``idle`` -- a repeating idle source (GLib, aioqloop); a ``call_soon`` chain (asyncio,
   uvloop): one callback.
+* ``chain`` -- a ``call_soon`` chain on every asyncio loop, aioqloop's included (plain
+  asyncio work that uses no source): one callback.
 * ``fd`` -- a one-byte ping-pong over a socketpair: ``FdSource`` / ``g_unix_fd_add``
   (aioqloop, GLib), ``add_reader`` (asyncio, uvloop): one round trip (two callbacks).
 * ``timers`` -- a burst of one-shot timers, all created, then run: one timer.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import socket
@@ -43,12 +46,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-WORKLOADS = ("idle", "fd", "timers", "timer0", "bh")
+WORKLOADS = ("idle", "chain", "fd", "timers", "timer0", "bh")
 IMPLS = ("asyncio", "uvloop", "aioqloop/asyncio", "aioqloop/uvloop", "glib", "glib-c")
 #: Sizes per workload: large enough that the difference dwarfs noise, small enough that a
 #: run under callgrind takes seconds.
-SIZES = {"idle": (2000, 12000), "fd": (1000, 6000), "timers": (1000, 6000),
+SIZES = {"idle": (2000, 12000), "chain": (2000, 12000), "fd": (1000, 6000), "timers": (1000, 6000),
          "timer0": (1000, 6000), "bh": (500, 2500)}
+#: Workloads with no GLib variant (GLib has no ``call_soon``; a thread hand-off through
+#: ``g_idle_add`` is ``bench_wakeup.py``'s business).
+_NOT_GLIB = ("chain", "bh")
 _HERE = Path(__file__).resolve().parent
 _COLLECTED = re.compile(rb"Collected\s*:\s*(\d+)")
 
@@ -80,8 +86,8 @@ def _child_asyncio(impl: str, workload: str, n: int) -> None:
         if not done.done():
             done.set_result(None)
 
-    if workload == "idle":
-        if aio:
+    if workload in ("idle", "chain"):
+        if aio and workload == "idle":
             import aioqloop
 
             def repeat() -> bool:
@@ -302,9 +308,11 @@ def _count(cmd: list[str]) -> int | None:
 def _command(impl: str, workload: str, n: int, glib_py: str | None,
              floor: Path | None) -> list[str] | None:
     if impl == "glib-c":
-        return None if floor is None or workload == "bh" else [str(floor), workload, str(n)]
+        if floor is None or workload in _NOT_GLIB:
+            return None
+        return [str(floor), workload, str(n)]
     if impl == "glib":
-        if glib_py is None or workload == "bh":
+        if glib_py is None or workload in _NOT_GLIB:
             return None
         return [glib_py, __file__, "--child", impl, workload, str(n)]
     if impl in ("uvloop", "aioqloop/uvloop"):
@@ -315,30 +323,92 @@ def _command(impl: str, workload: str, n: int, glib_py: str | None,
     return [sys.executable, __file__, "--child", impl, workload, str(n)]
 
 
+#: What ``measure`` says when callgrind cannot run here.
+NO_VALGRIND = "valgrind: not installed"
+
+
+def valgrind_missing() -> str | None:
+    """``NO_VALGRIND`` when ``valgrind`` is not on ``PATH``, else None."""
+    return NO_VALGRIND if shutil.which("valgrind") is None else None
+
+
+Progress = Callable[[str], None]
+
+
 def measure(workloads: tuple[str, ...], impls: tuple[str, ...],
-            sizes: tuple[int, int] | None = None) -> dict[str, dict[str, float | None]]:
-    """Instructions per operation: ``{workload: {impl: figure or None}}``."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+            sizes: tuple[int, int] | dict[str, tuple[int, int]] | None = None,
+            progress: Progress | None = None) -> dict[str, dict[str, float | None]]:
+    """Instructions per operation: ``{workload: {impl: figure or None}}``.
+
+    ``sizes`` is one ``(n1, n2)`` pair for every workload, or a pair per workload (default:
+    ``SIZES``).  ``progress`` gets one line per implementation and workload measured;
+    without it the lines go to stderr.  Raises RuntimeError when valgrind is missing.
+    """
+    missing = valgrind_missing()
+    if missing is not None:
+        raise RuntimeError(f"{missing} (Debian: apt-get install valgrind)")
+
+    def say(text: str) -> None:
+        if progress is None:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            progress(text)
+
     glib_py = _glib_python() if "glib" in impls else None
     results: dict[str, dict[str, float | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         floor = _build_floor(Path(tmp)) if "glib-c" in impls else None
         for workload in workloads:
-            n1, n2 = sizes or SIZES[workload]
+            if isinstance(sizes, dict):
+                n1, n2 = sizes.get(workload, SIZES[workload])
+            else:
+                n1, n2 = sizes or SIZES[workload]
             row: dict[str, float | None] = {}
             for impl in impls:
                 figure = None
                 cmds = [_command(impl, workload, n, glib_py, floor) for n in (n1, n2)]
                 if cmds[0] is not None and cmds[1] is not None:
+                    say(f"{workload} {impl} (callgrind, n={n1} and n={n2})")
                     ir1, ir2 = _count(cmds[0]), _count(cmds[1])
                     if ir1 is not None and ir2 is not None:
                         figure = (ir2 - ir1) / (n2 - n1)
                 row[impl] = figure
                 shown = "-" if figure is None else f"{figure:,.0f}"
-                print(f"  {workload:7} {impl:17} {shown:>10}", file=sys.stderr, flush=True)
+                if progress is None:
+                    say(f"  {workload:7} {impl:17} {shown:>10}")
             results[workload] = row
     return results
+
+
+def describe() -> str:
+    """The machine and interpreter line printed above the table."""
+    import aioqloop
+    from aioqloop.bench import _cpu_model
+
+    try:
+        import uvloop
+
+        uv = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        uv = "uvloop not installed"
+    glib = "GLib not installed"
+    glib_py = _glib_python()
+    if glib_py is not None:
+        probe = subprocess.run(
+            [glib_py, "-c", "import gi; gi.require_version('GLib', '2.0'); "
+             "from gi.repository import GLib; "
+             "print('.'.join(map(str, GLib.glib_version)), gi.__version__)"],
+            capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and len(probe.stdout.split()) == 2:
+            version, gi_version = probe.stdout.split()
+            glib = f"GLib {version} via PyGObject {gi_version} ({glib_py})"
+    tool = subprocess.run(["valgrind", "--version"], capture_output=True, text=True,
+                          check=False).stdout.strip() if shutil.which("valgrind") else ""
+    return (f"{_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} "
+            f"{platform.release()}; {platform.python_implementation()} "
+            f"{platform.python_version()}; aioqloop {aioqloop.__version__}, engine "
+            f"{aioqloop.ENGINE}; {uv}; {glib}; {tool or 'valgrind'} "
+            f"(callgrind, PYTHONHASHSEED=0): instructions per operation")
 
 
 def _table(results: dict[str, dict[str, float | None]], impls: tuple[str, ...]) -> str:
@@ -371,12 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         n1, n2 = (int(x) for x in args.sizes.split(","))
         sizes = (n1, n2)
     impls = tuple(args.impl)
+    missing = valgrind_missing()
+    if missing is not None:
+        print(f"{missing} (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
     results = measure(tuple(args.only), impls, sizes)
-    if "aioqloop/asyncio" in impls:
-        import aioqloop
-
-        print(f"aioqloop engine: {aioqloop.ENGINE}; instructions per operation "
-              f"(callgrind, PYTHONHASHSEED=0)")
+    print(describe())
     print(_table(results, impls))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

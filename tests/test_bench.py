@@ -64,7 +64,7 @@ def test_tiny_suite_writes_records_and_tables(
     out = tmp_path / "results.json"
     png = tmp_path / "scaling.png"
     plot = importlib.util.find_spec("matplotlib") is not None
-    names = ["dispatch", "timers", "fd", "scaling", "wakeup", "echo"]
+    names = ["dispatch", "timers", "fd", "scaling", "wakeup", "echo", "pingpong"]
     argv = [*TINY, "--json", str(out), *(["--plot", str(png)] if plot else [])]
     for name in names:
         argv += ["--only", name]
@@ -95,6 +95,10 @@ def test_tiny_suite_writes_records_and_tables(
     assert counts == [0, 10, 100, 1000]
     if plot:
         assert png.read_bytes().startswith(b"\x89PNG")
+    # The socket workloads ran with glibc's thresholds fixed (same allocator state).
+    for rec in figures:
+        if rec["bench"] in ("echo", "pingpong"):
+            assert rec["params"]["malloc_mmap_threshold"] == str(1 << 20), rec
     # Wake-up writes are read from the context's statistics: nothing was patched.
     assert aioqloop._waker.os is os
 
@@ -248,3 +252,182 @@ def test_check_fails_on_a_missed_goal(
 
 def test_default_workloads_are_the_checkout_ones_here() -> None:
     assert bench._default_bench_dir() == BENCH_DIR
+
+
+# --------------------------------------------------------------------------- opt-in workloads
+
+
+def test_instructions_is_opt_in() -> None:
+    def selected(*argv: str) -> list[str]:
+        return bench._selected(bench._parser().parse_args(list(argv)))
+
+    default = selected()
+    assert "instructions" not in default
+    assert "pingpong" in default and "echo" in default
+    assert selected("--instructions") == [*default, "instructions"]
+    assert selected("--only", "echo", "--instructions") == ["echo", "instructions"]
+    assert selected("--only", "instructions") == ["instructions"]
+
+
+#: Instructions per operation the fake callgrind reports: ``{workload: {impl: Ir/op}}``.
+_FAKE_IR = {
+    "idle": {"asyncio": 16000, "uvloop": 4000, "aioqloop/asyncio": 11000,
+             "aioqloop/uvloop": 3000, "glib": 3500, "glib-c": 1200},
+    "chain": {"asyncio": 16000, "uvloop": 4000, "aioqloop/asyncio": 16500,
+              "aioqloop/uvloop": 4100},
+    "fd": {"asyncio": 40000, "uvloop": 10000, "aioqloop/asyncio": 39000,
+           "aioqloop/uvloop": 12000, "glib": 11000, "glib-c": 3000},
+    "timers": {"asyncio": 20000, "uvloop": 8000, "aioqloop/asyncio": 14000,
+               "aioqloop/uvloop": 9000, "glib": 5000, "glib-c": 1000},
+    "timer0": {"asyncio": 18000, "uvloop": 5000, "aioqloop/asyncio": 18000,
+               "aioqloop/uvloop": 6000, "glib": 4000, "glib-c": 900},
+    "bh": {"asyncio": 30000, "uvloop": 20000, "aioqloop/asyncio": 33000,
+           "aioqloop/uvloop": 21000},
+}
+
+# valgrind's own options come first, then the command it runs: a child of instructions.py
+# (``python instructions.py --child IMPL WORKLOAD N``) or the C floor (``floor WORKLOAD N``).
+_FAKE_VALGRIND = """#!{python}
+import json, os, sys
+cmd = sys.argv[3:]
+if "--child" in cmd:
+    i = cmd.index("--child")
+    impl, workload, n = cmd[i + 1:i + 4]
+else:
+    impl, (workload, n) = "glib-c", cmd[1:3]
+per = json.loads(os.environ["FAKE_IR_PER_OP"])[workload][impl]
+sys.stderr.write("==7== Events    : Ir\\n==7== Collected : %d\\n" % (123456789 + per * int(n)))
+"""
+# The C floor's compiler: makes the executable the fake valgrind never runs.
+_FAKE_CC = """#!{python}
+import sys
+open(sys.argv[sys.argv.index("-o") + 1], "w").close()
+"""
+
+
+def _script(path: Path, text: str) -> None:
+    path.write_text(text.format(python=sys.executable), encoding="utf-8")
+    path.chmod(0o755)
+
+
+@pytest.mark.timeout(120)
+def test_instructions_records_and_goals_from_fake_callgrind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    _script(fake_bin / "valgrind", _FAKE_VALGRIND)
+    _script(fake_bin / "cc", _FAKE_CC)
+    _script(fake_bin / "pkg-config", "#!/bin/sh\necho -I/nowhere\n")
+    _script(fake_bin / "gi-python", "#!/bin/sh\nexit 0\n")  # "imports gi"
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CC", "cc")
+    monkeypatch.setenv("FAKE_IR_PER_OP", json.dumps(_FAKE_IR))
+    monkeypatch.setenv("AIOQLOOP_BENCH_GLIB_PYTHON", str(fake_bin / "gi-python"))
+    out = tmp_path / "results.json"
+    assert bench.main(["--only", "instructions", "--scale", "0.1", "--json", str(out)]) == 0
+
+    shown = capsys.readouterr()
+    assert f"valgrind:{fake_bin / 'valgrind'}" in "".join(shown.err.split())  # wrapped
+    records = json.loads(out.read_text(encoding="utf-8"))["records"]
+    assert {r["bench"] for r in records} == {"instructions"}
+    figures = {r["params"]["workload"]: r for r in records if r["kind"] == "figure"}
+    have_uv = importlib.util.find_spec("uvloop") is not None
+    assert set(figures) == set(_FAKE_IR)
+    for workload, per_op in _FAKE_IR.items():
+        rec = figures[workload]
+        _check_figure(rec)
+        assert rec["unit"] == "instr/op"
+        assert rec["params"]["n2"] > rec["params"]["n1"]
+        expected = {impl: float(v) for impl, v in per_op.items()
+                    if have_uv or "uvloop" not in impl}
+        assert rec["values"] == pytest.approx(expected)
+    assert figures["idle"]["labels"]["aioqloop/asyncio"] == "idle source"
+    assert figures["idle"]["labels"]["asyncio"] == "call_soon chain"
+
+    targets = {r["target"]: r for r in records if r["kind"] == "target"}
+    expected_goals = {
+        # name: (goal, measured ratio, ok)
+        "repeating idle on aioqloop/asyncio vs asyncio call_soon chain": ("≤ 0.75x", 11/16),
+        "FdSource round trip on aioqloop/asyncio vs asyncio add_reader": ("≤ 0.95x", 39/40),
+        "one-shot timer burst on aioqloop/asyncio vs asyncio call_later": ("≤ 0.75x", 14/20),
+        "0-delay timer chain on aioqloop/asyncio vs asyncio call_later(0)": ("≤ 1x", 1.0),
+        "BottomHalf on aioqloop/asyncio vs asyncio call_soon_threadsafe": ("≤ 1x", 33/30),
+        "call_soon chain on aioqloop/asyncio vs asyncio": ("≤ 1.02x", 16.5/16),
+        "repeating idle on aioqloop/uvloop vs GLib+PyGObject idle_add": ("≤ 1x", 3/3.5),
+        "FdSource round trip on aioqloop/uvloop vs GLib+PyGObject unix_fd_add": (
+            "≤ 1x", 12/11),
+        "call_soon chain on aioqloop/uvloop vs uvloop": ("≤ 1.05x", 4.1/4),
+    }
+    assert set(targets) == set(expected_goals)
+    for name, (goal, ratio) in expected_goals.items():
+        rec = targets[name]
+        assert rec["goal"] == goal
+        if "uvloop" in name and not have_uv:
+            assert rec["ok"] is None and rec["measured"] is None
+            continue
+        limit = float(goal.split()[1].rstrip("x"))
+        assert rec["measured"] == pytest.approx(ratio), name
+        assert rec["ok"] is (ratio <= limit), name
+    # Both verdicts occur, and the goals table shows them.
+    assert {r["ok"] for r in targets.values()} >= {True, False}
+    flat = " ".join(shown.out.split())
+    assert "instructions" in flat and "MISS" in flat and "OK" in flat
+
+
+def test_instructions_without_valgrind_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no valgrind there
+    out = tmp_path / "results.json"
+    assert bench.main(["--only", "instructions", "--no-glib", "--json", str(out)]) == 0
+    shown = capsys.readouterr()
+    assert "valgrind: not installed" in shown.err
+    assert "valgrind: not installed" in shown.out
+    targets = json.loads(out.read_text(encoding="utf-8"))["records"]
+    assert len(targets) == 9
+    for rec in targets:
+        assert rec["kind"] == "target"
+        assert rec["ok"] is None
+        assert rec["detail"] == "valgrind: not installed"
+
+
+# --------------------------------------------------------------------------- allocator state
+
+
+def test_socket_workloads_run_with_fixed_malloc_thresholds(tmp_path: Path) -> None:
+    lib = _load_benchlib()
+    script = BENCH_DIR / "bench_pingpong.py"
+    argv, env = lib.fixed_allocator_command(script, True, 2, 0.5, environ={"KEEP": "1"})
+    assert argv[:3] == [sys.executable, str(script), "--progress-json"]
+    assert argv[argv.index("--runs") + 1] == "2"
+    assert float(argv[argv.index("--scale") + 1]) == 0.5
+    assert "--quick" in argv
+    # glibc's mmap threshold is fixed above asyncio's 256 KiB receive buffer, and the trim
+    # threshold at twice that, as glibc's own adjustment would set them.
+    assert env == {"KEEP": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
+                   "MALLOC_TRIM_THRESHOLD_": str(2 << 20)}
+    # Without the setting, a workload runs in such a child, not in this process.
+    assert not lib.in_fixed_allocator()
+    assert lib.in_fixed_allocator() is (
+        os.environ.get("MALLOC_MMAP_THRESHOLD_") == str(1 << 20))
+
+
+@pytest.mark.timeout(120)
+def test_pingpong_figures_come_from_the_fixed_allocator_child() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "bench_pingpong.py"), *TINY, "--no-glib"],
+        capture_output=True, text=True, timeout=100, check=True, env=env,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    figures = [r for r in lines if r["kind"] == "figure"]
+    assert len(figures) == 1
+    rec = figures[0]
+    _check_figure(rec)
+    assert rec["params"]["pairs"] == 64
+    assert rec["params"]["malloc_mmap_threshold"] == str(1 << 20)
+    assert rec["params"]["malloc_trim_threshold"] == str(2 << 20)
+    assert {"asyncio", "aioqloop/asyncio"} <= rec["values"].keys()
+    targets = [r for r in lines if r["kind"] == "target"]
+    assert [t["goal"] for t in targets] == ["≥ 1.15x"]
