@@ -6,7 +6,7 @@ import aioqloop
 
 project = "aioqloop"
 author = "The aioqloop developers"
-copyright = "the aioqloop developers"  # noqa: A001 (Sphinx's own setting name)
+copyright = "the aioqloop developers"
 release = aioqloop.__version__
 version = release
 

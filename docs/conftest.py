@@ -39,10 +39,10 @@ def run_test_file(example: Example) -> None:
             cwd=tmp, capture_output=True, text=True, timeout=120, check=False,
         )
     report = proc.stdout + proc.stderr
-    outcomes = dict(
-        (m.group(2), m.group(1))
+    outcomes = {
+        m.group(2): m.group(1)
         for m in re.finditer(r"^(PASSED|FAILED|ERROR|SKIPPED) \S*::(test_\w+)", report, re.M)
-    )
+    }
     for name in names:
         want = "FAILED" if "fail" in name else "PASSED"
         found = {o for n, o in ((k.split("[")[0], v) for k, v in outcomes.items()) if n == name}
