@@ -79,6 +79,8 @@ def test_sdist_carries_the_ci_scripts(dist: Path) -> None:
         run = tar.getmember(f"{tar.getnames()[0].split('/')[0]}/.ci/run")
         assert run.mode & 0o100, oct(run.mode)  # still executable
     assert {".ci/run", ".ci/glib-differential.sh"} <= names
+    # What the suite (tests/test_docs.py) and the metadata's Changelog URL point to.
+    assert {"docs/index.md", "docs/conf.py", "CHANGELOG.md", "CONTRIBUTING.md"} <= names
 
 
 @pytest.mark.timeout(120)
