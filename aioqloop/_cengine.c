@@ -2490,7 +2490,9 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
             Py_XDECREF(nseq);
             return NULL;
         }
-        PyObject *order = Py_BuildValue("(Oi)", nseq, 1);
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *order = one ? PyTuple_Pack(2, nseq, one) : NULL;  /* (seq, 1) */
+        Py_XDECREF(one);
         Py_DECREF(nseq);
         if (order == NULL)
             return NULL;
