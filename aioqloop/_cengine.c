@@ -711,7 +711,8 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
     }
     PyObject *st = src->stats;
     if (IS_NONE(st)) {
-        st = PyObject_CallNoArgs((PyObject *)&StatsType);
+        /* SourceStatistics(): zeroed counters (its __init__ takes no arguments) */
+        st = StatsType.tp_alloc(&StatsType, 0);
         if (st == NULL)
             return -1;
         Py_XSETREF(src->stats, st);
