@@ -3786,6 +3786,12 @@ timers_notify(PyObject *waker)
 {
     if (tm_waker_notify == NULL || _PyType_Lookup(Py_TYPE(waker), s_notify) != tm_waker_notify)
         return call_method_void(waker, s_notify, NULL, NULL, NULL);
+    /* The loop is not about to sleep: nothing to wake.  (The loop writes this flag
+     * without the lock on GIL builds, the only ones the core runs on, so looking
+     * at it under the lock would tell nothing more.) */
+    int waiting = attr_truth(waker, s_poll_waiting);
+    if (waiting <= 0)
+        return waiting;
     PyObject *lock = PyObject_GetAttr(waker, s_lock);
     if (lock == NULL)
         return -1;
@@ -3794,14 +3800,9 @@ timers_notify(PyObject *waker)
     if (held < 0)
         return -1;
     if (!held) {
-        int closed = attr_truth(waker, s_tm_closed);
-        int quiet = closed;
+        int quiet = attr_truth(waker, s_tm_closed);
         if (quiet == 0)
             quiet = attr_truth(waker, s_tm_notified);
-        if (quiet == 0) {
-            int waiting = attr_truth(waker, s_poll_waiting);
-            quiet = waiting < 0 ? -1 : !waiting;
-        }
         if (quiet < 0)
             return -1;
         if (quiet)
