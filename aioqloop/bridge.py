@@ -429,3 +429,14 @@ class PlainDriver(_PlainBase, Driver):
         self._timer = None
         self._timer_when = math.inf
         self._run()
+
+
+if _engine.core is not None:
+    # The core skips a deadline notification these methods would ignore (the base's does
+    # nothing; the plain driver's returns while a timer is armed as early), and reads the
+    # stock loop's clock (BaseEventLoop.time is time.monotonic()) itself while neither
+    # was replaced.
+    _engine.core.configure_timers(noop_deadline=Driver.deadline_changed,
+                                  plain_deadline=PlainDriver.deadline_changed,
+                                  loop_time=asyncio.BaseEventLoop.time, time_module=time,
+                                  monotonic=time.monotonic)

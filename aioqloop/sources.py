@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _engine, _registry
+from . import _engine, _registry, _waker
 from ._checks import FileLike as _FileLike
 from ._checks import check_callback as _check_callback
 from ._checks import check_interval as _check_interval
+from ._checks import check_name as _check_name
+from ._checks import check_priority as _check_priority
 from ._checks import fd_of as _fd_of
 from .constants import PRIORITY_DEFAULT, PRIORITY_DEFAULT_IDLE, IOCondition
 from .source import _CONDITIONS, Source
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from .context import MainContext
 
 _INF = float("inf")
+# The compiled core's TimeoutSource.__init__ and timeout_add (set below), or None.
+_core_timeout_init: Callable[[Source, Any, Any, Any], bool] | None = None
+_core_timeout_add: Callable[..., int] | None = None
 
 __all__ = (
     "FdSource",
@@ -46,6 +51,9 @@ class TimeoutSource(Source):
     def __init__(
         self, interval: float, *, priority: int = PRIORITY_DEFAULT, name: str | None = None
     ) -> None:
+        init = _core_timeout_init
+        if init is not None and init(self, interval, priority, name):
+            return  # the compiled core did the work below, without a Python frame
         if type(interval) is float and 0.0 <= interval < _INF:
             self._interval = interval  # the common case, checked inline
         else:
@@ -127,6 +135,15 @@ if _engine.core is not None:
     _engine.core.configure(timeout_dispatch=TimeoutSource.dispatch,
                            fd_dispatch=FdSource.dispatch,
                            timeout_attached=TimeoutSource._attached)
+    # timeout_add and TimeoutSource() in C: what the Python code below does, the checks
+    # that raise called back only for the values they refuse or convert.
+    _engine.core.configure_timers(timeout_class=TimeoutSource, source_class=Source,
+                                  registry=_registry, check_interval=_check_interval,
+                                  check_priority=_check_priority, check_name=_check_name,
+                                  check_callback=_check_callback,
+                                  waker_notify=_waker.Waker.notify)
+    _core_timeout_init = _engine.core.timeout_init
+    _core_timeout_add = _engine.core.timeout_add
 
 
 def _attach(src: Source, callback: Callable[..., Any], args: tuple[Any, ...],
@@ -156,6 +173,8 @@ def timeout_add(
     context: MainContext | None = None,
 ) -> int:
     """Call ``callback(*args)`` every ``interval`` seconds while it returns True; return the id."""
+    if _core_timeout_add is not None:
+        return _core_timeout_add(interval, callback, args, priority, context)
     return _attach(TimeoutSource(interval, priority=priority), callback, args, context)
 
 

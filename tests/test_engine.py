@@ -408,3 +408,81 @@ def test_a_failing_callback_is_reported_as_it_is_after_the_failure() -> None:
     assert [type(r["exception"]) for r in reports] == [ValueError]
     assert reports[0]["callback"] is replacement
     ctx.close()
+
+
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+def test_timeout_add_and_one_shot_firing_run_no_python_frame_but_the_callback(
+    base: str,
+) -> None:
+    """GLib's g_timeout_add and the firing of a one-shot timeout: on the compiled core,
+    making one runs no Python frame but the public ``timeout_add`` itself (from inside
+    the loop and from outside it), and firing one runs none but its callback: no check,
+    no attach, no clock, no destroy or finalize, no sort key, no prepare in Python.  The
+    pure engine runs the same timeouts (its frames are its reference code)."""
+    import asyncio
+
+    n = 40
+    fired: list[int] = []
+    calls: list[tuple[str, str]] = []
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            calls.append((code.co_filename, code.co_name))
+
+    def oneshot(i: int) -> bool:
+        fired.append(i)
+        if len(fired) == 2 * n + 1:
+            done.set_result(None)
+        return False
+
+    def ours(seen: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        # Frames of the package (the loop's own per-iteration frames are asyncio's).
+        return [(Path(f).name, name) for f, name in seen if Path(f).parent == PKG]
+
+    loop = aioqloop.new_event_loop(base=base)
+    try:
+        ctx = aioqloop.get_main_context(loop)
+        done = loop.create_future()
+        # Outside the running loop: the context is not owned (a wake-up is considered).
+        # The first timeout tells the loop once (its timer, a wake-up); the rest not.
+        aioqloop.timeout_add(0, oneshot, -1, context=ctx)
+        sys.setprofile(profile)
+        try:
+            for i in range(n):
+                aioqloop.timeout_add(0, oneshot, i, context=ctx)
+        finally:
+            sys.setprofile(None)
+        made_outside = ours(calls)
+        calls.clear()
+
+        async def main() -> list[tuple[str, str]]:
+            await asyncio.sleep(0)  # the first n fire
+            calls.clear()
+            sys.setprofile(profile)
+            try:
+                for i in range(n, 2 * n):
+                    aioqloop.timeout_add(0.0, oneshot, i, priority=1, context=ctx)
+                inside = calls[:]
+                calls.clear()
+                await done  # the next n fire, all in one iteration
+            finally:
+                sys.setprofile(None)
+            return ours(inside)
+
+        made_inside = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert sorted(fired) == list(range(-1, 2 * n))
+    callbacks = [c for c in calls if c[1] == "oneshot"]
+    assert len(callbacks) == n  # the first n fired during main(), before profiling
+    if aioqloop.ENGINE != "c":
+        return
+    assert made_outside == [("sources.py", "timeout_add")] * n
+    assert made_inside == [("sources.py", "timeout_add")] * n
+    # The plain driver's loop-timer callback is the loop's entry into the context (one
+    # per wake-up of the uvloop base), not a frame of a timeout.
+    assert [c for c in ours(calls) if c != ("bridge.py", "_on_timer")] == []
+    # What else ran is the loop's own iterations, not a frame per timeout.
+    others = [c for c in calls if c[1] not in ("oneshot", "main")]
+    assert len(others) < n // 2, others
