@@ -6,7 +6,7 @@ one ``call_at`` for the earliest ready time (and for the NVAL audit of watched f
 one ``call_soon`` queued when something becomes ready, which runs GLib iterations while
 sources stay ready (at most ``bridge.BATCH``).  GLib's rules hold among sources and
 prioritized task steps; against uvloop's own callbacks a batch of source dispatches is
-one more callback in uvloop's FIFO (the README's table lists what differs).
+one more callback in uvloop's FIFO (docs/tutorial/uvloop.md lists what differs).
 With ``bql=`` the lock is held while sources dispatch; it cannot be dropped around
 libuv's poll, which aioqloop does not see.
 

@@ -48,7 +48,7 @@ anyio's test runner does.  A source or bottom half the test body left attached o
 scheduled on the loop's `MainContext` is reported as an `AioqloopLeakWarning` (an error
 under ``-W error``); the context's own internal sources do not count.
 
-Test tools (aioqloop._plugin_tools, the README's testing section): a task the test left
+Test tools (aioqloop._plugin_tools, docs/tutorial/testing.md): a task the test left
 pending warns like a leaked source; a stuck `VirtualClock` loop fails the test within
 ``--aioqloop-stuck-grace`` (1 s) with what each task awaits, and so does a real-clock
 loop without progress for ``hang_timeout`` seconds; ``--aioqloop-seed`` /

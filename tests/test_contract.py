@@ -1180,7 +1180,7 @@ def test_exception_in_a_hand_iterated_loop_bound_context_goes_to_handler() -> No
 
 # ------------------------------------------------- priorities across asyncio / tasks
 def test_asyncio_callbacks_run_at_priority_default() -> None:
-    # Stock base only: README's "uvloop base: what differs" documents that a context
+    # Stock base only: docs/tutorial/uvloop.md documents that a context
     # iteration there is a call_soon, FIFO with uvloop's callbacks.
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()

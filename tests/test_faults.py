@@ -793,7 +793,7 @@ def test_item_7_dropped_uvloop_loop_keeps_no_more_fds_than_plain_uvloop(run: boo
 @pytest.mark.usefixtures("default_held")
 def test_item_7_dropped_uvloop_loop_restores_signal_disposition() -> None:
     # When a dropped uvloop loop dies (one that never ran: uvloop keeps a loop that ran
-    # alive until close(), as the README says), its SignalSource gives the disposition
+    # alive until close(), as docs/tutorial/uvloop.md says), its SignalSource gives the disposition
     # back.
     pytest.importorskip("uvloop")
     before = signal.getsignal(signal.SIGUSR1)

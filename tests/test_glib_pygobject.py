@@ -131,7 +131,7 @@ def test_gi_events_on_uvloop_fails_only_where_plain_uvloop_does(
     extra = sorted(_failing(aio) - _failing(plain))
     assert not extra, f"fail on aioqloop's uvloop base but not on plain uvloop: {extra}"
     # The policy's own tests need aioqloop (plain uvloop has no GLib context): on the
-    # uvloop base they must pass, except the raw nested iteration (README).
+    # uvloop base they must pass, except the raw nested iteration (docs/tutorial/pygobject.md).
     policy = {k: v for k, v in aio.items() if "::GLibEventLoopPolicyTests::" in k}
     assert policy and all(
         v in _GOOD or v == "skipped" or k.endswith("test_inside_context_iteration")

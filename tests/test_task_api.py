@@ -141,7 +141,7 @@ def _check_steps(loop: asyncio.AbstractEventLoop, steps: list[tuple[str, int]]) 
     if isinstance(loop, QSelectorEventLoop):
         assert steps == _STEPS
     else:
-        # The uvloop base is not strict against asyncio's own queue (README): the
+        # The uvloop base is not strict against asyncio's own queue (docs/tutorial/uvloop.md): the
         # steps at PRIORITY_DEFAULT may run among the others; the rest keep their order.
         assert [s for s in steps if s[1] != PRIORITY_DEFAULT] == [
             s for s in _STEPS if s[1] != PRIORITY_DEFAULT

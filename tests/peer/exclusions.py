@@ -74,11 +74,13 @@ EXCLUDED_CURRENT: dict[str, str] = {
 #: test of test_events.py is held to what plain uvloop does).
 UVLOOP_POLICY_GAPS: dict[str, str] = {
     "test_events.py::GLibEventLoopPolicyTests::test_inside_context_iteration": (
-        "raw nested g_main_context_iteration cannot reach uvloop's ready queue (README)"
+        "raw nested g_main_context_iteration cannot reach uvloop's ready queue "
+        "(docs/tutorial/pygobject.md)"
     ),
     "test_events.py::GLibEventLoopPolicyTests::test_glib_task_prio": (
         "the uvloop base is not strict against asyncio's own queue: a task set to "
-        "PRIORITY_DEFAULT steps in uvloop's queue, the others in the context (README)"
+        "PRIORITY_DEFAULT steps in uvloop's queue, the others in the context "
+        "(docs/tutorial/uvloop.md)"
     ),
     "test_events.py::GLibEventLoopPolicyTests::test_implicit_close": (
         "uvloop's own __del__ warns differently (plain uvloop fails it too)"
