@@ -1222,7 +1222,7 @@ UNINIT_TARGETS = (
     "aioqloop.glib._sources:_AdapterC", "aioqloop.glib._sources:_AdapterPC",
     "aioqloop.glib._functions:_IOWatch", "aioqloop.glib._sources:_SecondsTimeout",
     "aioqloop.glib._sources:_Disposing",
-    "aioqloop.demo:VirtualTimer",
+    "aioqloop._demo_machine:VirtualTimer",
 )
 #: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
 BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh")
