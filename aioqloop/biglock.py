@@ -91,17 +91,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import dataclasses
 import functools
 import logging
 import math
 import numbers
-import os
 import threading
 from collections.abc import Callable
-from time import monotonic, perf_counter, sleep
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
+
+from ._biglock_stats import BigLockOwnerStatistics, BigLockStatistics, _Counters
+from ._biglock_watchdog import _gone_reason, _watchdog
 
 __all__ = ("BigLock", "BigLockOwnerStatistics", "BigLockStatistics", "bql")
 
@@ -136,85 +137,6 @@ _CALLBACK: Final = 2  # a loop thread that asked to be called back (_acquire_for
 _PENDING: Final = 0  # in the queue
 _GRANTED: Final = 1  # ownership handed over; may not have woken yet
 _ABANDONED: Final = 2  # left the queue (cancelled, timed out, interrupted)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BigLockOwnerStatistics:
-    """Counters for one kind of owner (tasks or threads).  Times are in seconds.
-
-    :ivar acquisitions: times an owner of this kind got the lock.
-    :ivar contended_acquisitions: those of them that had to queue first.
-    :ivar total_wait_time: time spent queued, summed over contended acquisitions; a
-        wait ends when ownership is handed over, before the waiter wakes up.
-    :ivar max_wait_time: the longest single wait.
-    :ivar total_hold_time: time spent owning the lock, summed over completed holds.
-    :ivar max_hold_time: the longest completed hold.
-    """
-
-    acquisitions: int
-    contended_acquisitions: int
-    total_wait_time: float
-    max_wait_time: float
-    total_hold_time: float
-    max_hold_time: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BigLockStatistics:
-    """A snapshot of :meth:`BigLock.statistics`.  Times are in seconds.
-
-    The first six fields sum (or take the maximum of) :attr:`tasks` and :attr:`threads`.
-    A loop thread that owns the lock to dispatch sources counts as a thread.
-
-    :ivar locked: whether some task or thread owns the lock.
-    :ivar owner: the owning task or thread, or ``None``.
-    :ivar waiters: tasks and threads queued right now.
-    :ivar cancelled_waits: waits that ended without the lock: task cancellation,
-        ``KeyboardInterrupt`` in a waiting thread.
-    :ivar failed_attempts: :meth:`BigLock.acquire_sync` calls that returned ``False``
-        (non-blocking, or the timeout expired).
-    :ivar abandoned: times the lock was taken back from a task that had finished or a
-        thread that had exited while owning it, or from a waiter that could not be woken.
-    """
-
-    acquisitions: int
-    contended_acquisitions: int
-    total_wait_time: float
-    max_wait_time: float
-    total_hold_time: float
-    max_hold_time: float
-    locked: bool
-    owner: object | None
-    waiters: int
-    cancelled_waits: int
-    failed_attempts: int
-    abandoned: int
-    tasks: BigLockOwnerStatistics
-    threads: BigLockOwnerStatistics
-
-
-class _Counters:
-    """Mutable statistics for one owner kind; changed with the internal mutex held."""
-
-    __slots__ = ("acquisitions", "contended", "max_hold", "max_wait", "total_hold", "total_wait")
-
-    def __init__(self) -> None:
-        self.acquisitions = 0
-        self.contended = 0
-        self.total_wait = 0.0
-        self.max_wait = 0.0
-        self.total_hold = 0.0
-        self.max_hold = 0.0
-
-    def snapshot(self) -> BigLockOwnerStatistics:
-        return BigLockOwnerStatistics(
-            self.acquisitions,
-            self.contended,
-            self.total_wait,
-            self.max_wait,
-            self.total_hold,
-            self.max_hold,
-        )
 
 
 class _Waiter:
@@ -1063,92 +985,6 @@ class BigLock:
             f"acquire_sync() would deadlock: waiting for {self!r} here blocks the thread "
             f"behind {who}; in a coroutine use 'async with lock:' or 'await lock.acquire()'"
         )
-
-
-def _gone_reason(owner: object) -> str:
-    if isinstance(owner, threading.Thread):
-        return "its thread exited while holding it"
-    return "it finished while holding it"
-
-
-#: Seconds between two looks of the watchdog at the owners of contended locks: the
-#: longest a waiter stays queued behind a thread that exited or a task that finished.
-_WATCH_INTERVAL: Final = 0.1
-
-
-class _OwnerWatchdog:
-    """Notices owners that vanish while others wait for their lock.
-
-    A thread's exit cannot be observed without polling, nor can a task of another
-    loop be given a done-callback from here, so one daemon thread looks at the owner of
-    every contended lock each :data:`_WATCH_INTERVAL`.  It runs only while some lock
-    has waiters and exits at the first look that finds none, so an uncontended lock
-    costs nothing.  Lock order: the watchdog's mutex, then a lock's mutex; a
-    :class:`BigLock` never takes the watchdog's mutex while holding its own.
-    """
-
-    __slots__ = ("_locks", "_mutex", "_thread")
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._locks: set[BigLock] = set()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, lock: BigLock) -> None:
-        """Look after ``lock``, which has just got a waiter.  Its mutex is not held."""
-        with self._mutex:
-            lock._dogged = True
-            self._locks.add(lock)
-            if self._thread is not None:
-                return
-            thread = threading.Thread(
-                target=self._run, name="aioqloop-biglock-watchdog", daemon=True
-            )
-            try:
-                thread.start()
-            except RuntimeError:
-                # Interpreter shutdown (or no threads left): vanished owners are then
-                # noticed at the next acquire only, as they always were.
-                for each in self._locks:
-                    each._dogged = False
-                self._locks.clear()
-                return
-            self._thread = thread
-
-    def _run(self) -> None:
-        while True:
-            sleep(_WATCH_INTERVAL)
-            gone: list[tuple[BigLock, object, _Waiter | None]] = []
-            with self._mutex:
-                for lock in list(self._locks):
-                    with lock._mutex:
-                        if not lock._waiters:
-                            lock._dogged = False
-                            self._locks.discard(lock)
-                            continue
-                        owner, woken = lock._look_at_owner_locked()
-                    if owner is not None:
-                        gone.append((lock, owner, woken))
-                if not self._locks and not gone:
-                    self._thread = None
-                    return
-            # Report and wake outside every mutex: logging and waking may run user code.
-            for lock, owner, woken in gone:
-                lock._report_gone(owner, _gone_reason(owner))
-                lock._wake(woken)
-
-    def _after_fork(self) -> None:
-        # The child has no watchdog thread and none of the parent's waiting threads.
-        self._mutex = threading.Lock()
-        for lock in self._locks:
-            lock._dogged = False
-        self._locks.clear()
-        self._thread = None
-
-
-_watchdog: Final = _OwnerWatchdog()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_watchdog._after_fork)
 
 
 class _Guard:

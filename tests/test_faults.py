@@ -1218,10 +1218,11 @@ UNINIT_TARGETS = (
     "aioqloop.bridge:PlainDriver", "aioqloop.mainloop:MainLoop", "aioqloop.biglock:BigLock",
     "aioqloop.glib:MainContext", "aioqloop.glib:MainLoop", "aioqloop.glib:Source",
     "aioqloop.glib:Idle", "aioqloop.glib:Timeout", "aioqloop.glib:IOChannel",
-    "aioqloop.glib:_Adapter", "aioqloop.glib:_AdapterP", "aioqloop.glib:_AdapterC",
-    "aioqloop.glib:_AdapterPC", "aioqloop.glib:_IOWatch", "aioqloop.glib:_SecondsTimeout",
-    "aioqloop.glib:_Disposing",
-    "aioqloop.demo:VirtualTimer",
+    "aioqloop.glib._sources:_Adapter", "aioqloop.glib._sources:_AdapterP",
+    "aioqloop.glib._sources:_AdapterC", "aioqloop.glib._sources:_AdapterPC",
+    "aioqloop.glib._functions:_IOWatch", "aioqloop.glib._sources:_SecondsTimeout",
+    "aioqloop.glib._sources:_Disposing",
+    "aioqloop._demo_machine:VirtualTimer",
 )
 #: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
 BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh")

@@ -21,6 +21,8 @@ import pytest
 
 import aioqloop
 from aioqloop import glib as GLib
+from aioqloop.glib import _context as glib_context
+from aioqloop.glib import _sources as glib_sources
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _glib_scenarios as scenarios
@@ -583,10 +585,10 @@ def test_io_add_watch_fd_and_file_forms() -> None:
 def test_timer_perturb_matches_glib_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
     monkeypatch.setenv("HOSTNAME", "aioqloop-test")
-    monkeypatch.setattr(GLib, "_perturb_us", None)
+    monkeypatch.setattr(glib_sources, "_perturb_us", None)
     assert GLib._timer_perturb() == 220598  # what GLib 2.74 computes for this host name
     monkeypatch.delenv("HOSTNAME")
-    monkeypatch.setattr(GLib, "_perturb_us", None)
+    monkeypatch.setattr(glib_sources, "_perturb_us", None)
     assert GLib._timer_perturb() == 0
 
 
@@ -604,14 +606,14 @@ def test_timer_perturb_matches_glib_hash(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_seconds_coalescing(
     monkeypatch: pytest.MonkeyPatch, now: float, seconds: int, perturb: int, expected: float
 ) -> None:
-    monkeypatch.setattr(GLib, "_perturb_us", perturb)
+    monkeypatch.setattr(glib_sources, "_perturb_us", perturb)
     assert GLib._coalesced_expiry(now, seconds) == pytest.approx(expected, abs=1e-6)
 
 
 def test_timeout_add_seconds_fires_on_the_phase_and_rearms(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(GLib, "_perturb_us", 300_000)
+    monkeypatch.setattr(glib_sources, "_perturb_us", 300_000)
 
     async def main() -> list[int]:
         done = asyncio.get_running_loop().create_future()
@@ -792,7 +794,7 @@ def test_quit_and_wakeup_from_another_thread() -> None:
 def test_worker_asking_first_creates_the_shared_default() -> None:
     from aioqloop import loop as core_loop
 
-    GLib._global_default = None
+    glib_context._global_default = None
     result: list[Any] = []
     t = threading.Thread(target=lambda: result.append(GLib.MainContext.default()))
     t.start()

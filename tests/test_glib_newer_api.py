@@ -19,6 +19,7 @@ import pytest
 
 import aioqloop
 from aioqloop import glib as GLib
+from aioqloop.glib import _sources as glib_sources
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _glib_scenarios as scenarios
@@ -126,7 +127,7 @@ def test_timeout_add_once_fires_once_after_the_interval() -> None:
 def test_timeout_add_seconds_once_fires_once_on_the_phase(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(GLib, "_perturb_us", 300_000)
+    monkeypatch.setattr(glib_sources, "_perturb_us", 300_000)
 
     async def main() -> list[int]:
         done = asyncio.get_running_loop().create_future()
