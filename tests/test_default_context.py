@@ -137,7 +137,11 @@ def test_worker_thread_work_runs_on_the_main_loop(base: str, engine: str, entry:
         if ENTRY == "run":
             got = aioqloop.run(main(), base=BASE)
         elif ENTRY == "runner":
-            with asyncio.Runner(loop_factory=factory) as runner:
+            try:
+                Runner = asyncio.Runner
+            except AttributeError:  # 3.10: the backport aioqloop depends on there
+                from backports.asyncio.runner import Runner
+            with Runner(loop_factory=factory) as runner:
                 got = runner.run(main())
         elif ENTRY == "asyncio.run":
             got = asyncio.run(main(), loop_factory=factory)
