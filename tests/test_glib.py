@@ -1062,3 +1062,10 @@ def test_non_blocking_iteration_inside_a_coroutine_dispatches_sources_only() -> 
     during, after = aioqloop.run(main())
     assert during == ["idle"]
     assert after == ["idle", "asyncio"]
+
+
+def test_the_overrides_argument_parsers_pygobjects_tests_call_are_there() -> None:
+    # PyGObject's test_overrides_glib.py and test_subprocess.py call these as GLib._name.
+    args = GLib._child_watch_add_get_args(GLib.PRIORITY_DEFAULT, 1234, print)
+    assert args[:3] == (GLib.PRIORITY_DEFAULT, 1234, print)
+    assert callable(GLib._io_add_watch_get_args)

@@ -149,6 +149,10 @@ from ._context import (
 from ._context import (
     logger as logger,
 )
+
+# The overrides' argument parsers, which PyGObject's own tests call as GLib._name.
+from ._functions import _child_watch_add_get_args as _child_watch_add_get_args
+from ._functions import _io_add_watch_get_args as _io_add_watch_get_args
 from ._functions import (
     child_watch_add,
     get_current_time,
