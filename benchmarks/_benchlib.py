@@ -103,6 +103,18 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
+def messages_per_second(impl: str, workload: Callable[[int, int], Any], conns: int,
+                        n: int) -> float:
+    """Messages per second of ``workload(conns, n)`` (a coroutine function returning its
+    elapsed seconds for ``conns * n`` messages) on a fresh loop of ``impl``."""
+    loop = new_loop(impl)
+    try:
+        elapsed: float = loop.run_until_complete(workload(conns, n))
+        return conns * n / elapsed
+    finally:
+        close_loop(loop)
+
+
 def raise_nofile_limit() -> int:
     """Raise RLIMIT_NOFILE's soft limit to the hard limit; return the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -61,15 +61,6 @@ async def _echo(streams: int, n: int) -> float:
         await server.wait_closed()
 
 
-def _measure(impl: str, streams: int, n: int) -> float:
-    loop = c.new_loop(impl)
-    try:
-        elapsed: float = loop.run_until_complete(_echo(streams, n))
-        return streams * n / elapsed
-    finally:
-        c.close_loop(loop)
-
-
 def run(
     quick: bool = False,
     *,
@@ -101,7 +92,7 @@ def _run_here(
     def measure(variant: str) -> dict[str, float]:
         impl, shape = variant.split("|")
         streams, per = shapes[shape]
-        return {"msg_s": _measure(impl, streams, per)}
+        return {"msg_s": c.messages_per_second(impl, _echo, streams, per)}
 
     samples = c.interleaved(variants, nruns, measure, report, BENCH)
     rate = c.medians(samples, "msg_s")

@@ -63,15 +63,6 @@ async def _pingpong(pairs: int, n: int) -> float:
     return elapsed
 
 
-def _measure(impl: str, pairs: int, n: int) -> float:
-    loop = c.new_loop(impl)
-    try:
-        elapsed: float = loop.run_until_complete(_pingpong(pairs, n))
-        return pairs * n / elapsed
-    finally:
-        c.close_loop(loop)
-
-
 def run(
     quick: bool = False,
     *,
@@ -97,8 +88,10 @@ def _run_here(
     per = c.scaled(100 if quick else 1_000, scale, minimum=2)
     nruns = c.pick(quick, runs, 3, 7)
     impls = c.loop_impls()
-    samples = c.interleaved(impls, nruns, lambda impl: {"msg_s": _measure(impl, PAIRS, per)},
-                            report, BENCH)
+    samples = c.interleaved(
+        impls, nruns,
+        lambda impl: {"msg_s": c.messages_per_second(impl, _pingpong, PAIRS, per)},
+        report, BENCH)
     values = c.medians(samples, "msg_s")
     name = f"ping-pong, {PAIRS} socketpairs"
     records = [
