@@ -1138,65 +1138,75 @@ def assert_each_reported_once(faulty: list[Source], reports: list[dict[str, Any]
         assert f"{type(report['source']).__name__} id={report['source'].id} " in report["message"]
 
 
+class _FaultyScene:
+    """An aioqloop loop of ``base`` whose exception handler collects reports, with the
+    mix of faulty sources (`attach_faulty_mix`) attached to its context."""
+
+    def __init__(self, base: str) -> None:
+        self.loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
+        self.r, self.w = os.pipe()
+        self.ctx = aioqloop.get_main_context(self.loop)
+        self.reports: list[dict[str, Any]] = []
+        self.loop.set_exception_handler(lambda _loop, c: self.reports.append(c))
+        os.write(self.w, b"x")
+        self.faulty = attach_faulty_mix(self.ctx, self.r)
+
+    def close(self) -> None:
+        self.loop.close()
+        os.close(self.r)
+        os.close(self.w)
+
+
+@pytest.fixture
+def faulty_scene(base: str) -> Iterator[_FaultyScene]:
+    scene = _FaultyScene(base)
+    try:
+        yield scene
+    finally:
+        scene.close()
+
+
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("base", BASES)
-def test_pass2_item_1_result_whose_truth_raises_is_reported_once(base: str) -> None:
+def test_pass2_item_1_result_whose_truth_raises_is_reported_once(
+    faulty_scene: _FaultyScene,
+) -> None:
     # Before: a check() result's truth escaped run() on the stock base (the loop died)
     # and was reported on every iteration on the uvloop base, the source never destroyed;
     # a dispatch() result's the same, without the source ever being destroyed.
-    loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
-    r, w = os.pipe()
-    try:
-        ctx = aioqloop.get_main_context(loop)
-        reports: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda _loop, c: reports.append(c))
-        os.write(w, b"x")
-        faulty = attach_faulty_mix(ctx, r)
-        # A well-behaved source at the same priority: nothing lost for it.
-        runs: list[int] = []
-        done = loop.create_future()
+    loop, ctx, reports = faulty_scene.loop, faulty_scene.ctx, faulty_scene.reports
+    # A well-behaved source at the same priority: nothing lost for it.
+    runs: list[int] = []
+    done = loop.create_future()
 
-        def good() -> bool:
-            runs.append(1)
-            if len(runs) < 5:
-                return True
-            done.set_result(None)
-            return False
+    def good() -> bool:
+        runs.append(1)
+        if len(runs) < 5:
+            return True
+        done.set_result(None)
+        return False
 
-        aioqloop.idle_add(good, priority=PRIORITY_DEFAULT, context=ctx)
-        loop.run_until_complete(asyncio.wait_for(done, DEADLINE))
-        loop.run_until_complete(asyncio.sleep(0.01))  # a few more turns: no second report
-        assert runs == [1] * 5
-        assert_each_reported_once(faulty, reports)
-        assert all(isinstance(r["exception"], (ZeroDivisionError, TypeError)) for r in reports)
-    finally:
-        loop.close()
-        os.close(r)
-        os.close(w)
+    aioqloop.idle_add(good, priority=PRIORITY_DEFAULT, context=ctx)
+    loop.run_until_complete(asyncio.wait_for(done, DEADLINE))
+    loop.run_until_complete(asyncio.sleep(0.01))  # a few more turns: no second report
+    assert runs == [1] * 5
+    assert_each_reported_once(faulty_scene.faulty, reports)
+    assert all(isinstance(r["exception"], (ZeroDivisionError, TypeError)) for r in reports)
 
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("how", ["iteration", "pending"])
 @pytest.mark.parametrize("base", BASES)
-def test_pass2_item_1_hand_run_iteration_reports_a_truth_that_raises(base: str, how: str) -> None:
+def test_pass2_item_1_hand_run_iteration_reports_a_truth_that_raises(
+    faulty_scene: _FaultyScene, how: str,
+) -> None:
     # Before: iteration() and pending() raised the check() result's error, every time.
-    loop = aioqloop.new_event_loop(base=base)  # type: ignore[arg-type]
-    r, w = os.pipe()
-    try:
-        ctx = aioqloop.get_main_context(loop)
-        reports: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda _loop, c: reports.append(c))
-        os.write(w, b"x")
-        faulty = attach_faulty_mix(ctx, r)
-        for _ in range(5):
-            if how == "pending":
-                ctx.pending()
-            ctx.iteration(False)
-        assert_each_reported_once(faulty, reports)
-    finally:
-        loop.close()
-        os.close(r)
-        os.close(w)
+    ctx = faulty_scene.ctx
+    for _ in range(5):
+        if how == "pending":
+            ctx.pending()
+        ctx.iteration(False)
+    assert_each_reported_once(faulty_scene.faulty, faulty_scene.reports)
 
 
 # --------------------------------------------------------------------------- #
