@@ -146,9 +146,9 @@ else:
             return value
         # The policy is built lazily: policies are deprecated from Python 3.14 on.
         if name == "EventLoopPolicy":
-            from .loop import _event_loop_policy_class
+            from ._policy import event_loop_policy_class
 
-            return _event_loop_policy_class()
+            return event_loop_policy_class()
         raise AttributeError(f"module 'aioqloop' has no attribute {name!r}")
 
 

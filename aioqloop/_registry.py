@@ -67,7 +67,8 @@ def register_run_hook(hook: Callable[[MainContext], None]) -> None:
 class DefaultHooks:
     """How a loop being built or closed deals with the global default context: set by
     `aioqloop.loop` (``claim_default``, ``became_default``, ``bound_default``,
-    ``release_default``) for the uvloop base, which `aioqloop.loop` imports lazily."""
+    ``release_default``) for both bases (`aioqloop._stock`, `aioqloop._uvloop`), which
+    `aioqloop.loop` imports."""
 
     claim: Callable[[Any], MainContext | None]
     became: Callable[[Any, MainContext], None]

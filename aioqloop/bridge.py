@@ -24,7 +24,7 @@ public loop API only, on any asyncio loop (the stock ``asyncio.run`` loop, uvloo
   bounded runs.  On the uvloop base the NVAL audit of watched fds is a timer too.
 
 aioqloop's stock-base loop drives its own context from inside the selector instead (see
-`aioqloop.loop`).
+`aioqloop._stock`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ the outer one had left to dispatch; the time is cached per iteration.
 it is parametrised by a driver that knows how to wait and where to put the dispatch.
 `iteration` and `pending` use the context's own poll; the plain driver
 (`aioqloop.bridge`) polls without waiting inside a loop callback; the stock-base loop
-(`aioqloop.loop`) waits in asyncio's selector and places the dispatch against asyncio's
+(`aioqloop._stock`) waits in asyncio's selector and places the dispatch against asyncio's
 ready queue.
 
 Why it stays cheap (GLib walks every source twice per iteration; we do not): ready sources
@@ -20,13 +20,14 @@ sit in a dict per priority; ready times in one heap (`aioqloop._deadlines`); fds
 private epoll set (`aioqloop._fdpoll`); only sources whose class overrides ``prepare`` or
 ``check`` are called (`aioqloop._index`).  Other threads reach the context through its
 `aioqloop._waker`; the big-lock rule is `aioqloop._gate`.  The context never calls asyncio:
-its port (`aioqloop.bridge`) does.  The hot methods live in `_PyCore`; with the compiled
-core (`aioqloop._engine`) their C twins (`aioqloop._cengine.ContextCore`) come first.
+its port (`aioqloop.bridge`) does.  The hot methods live in `_PyCore`
+(`aioqloop._contextcore`); with the compiled core (`aioqloop._engine`) their C twins
+(`aioqloop._cengine.ContextCore`) come first.
 
 Driver contract (what a driver may call, and when)
 --------------------------------------------------
-These are underscore names: they are for the loop layer (`aioqloop.loop`,
-`aioqloop._uvloop`, `aioqloop.bridge`), not part of the public surface.
+These are underscore names: they are for the loop layer (`aioqloop._stock`,
+`aioqloop._uvloop`, `aioqloop.bridge`, `aioqloop.loop`), not part of the public surface.
 
 * `acquire` / `release` / `is_owner` — GLib's context ownership; any thread (public).
 * `_driver_attach(driver, may_sleep)` — once, when a driver takes over the context.
@@ -59,17 +60,17 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from . import _engine, _registry, bridge
+from ._contextcore import _PyCore
 from ._deadlines import Deadlines
-from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
 from ._registry import current_source, main_depth
 from ._sourceset import SourceSet
-from ._waker import FREE_THREADED, Waker
+from ._waker import Waker
 from .constants import PRIORITY_DEFAULT
 from .source import Source
 from .statistics import ContextStatistics, SourceStatistics, SourceStats
@@ -91,13 +92,6 @@ _perf = time.perf_counter
 # asyncio's "Executing ... took"); below this floor nothing is looked up.
 _SLOW_FLOOR = 0.001
 _tls = _registry._tls
-
-
-class IterationDriver(Protocol):
-    """How `MainContext._iterate` waits and where it puts the dispatch."""
-
-    def poll(self, timeout: float | None) -> None: ...
-    def place(self, priority: float) -> None: ...
 
 
 # A weak-key mapping cannot be the main store: its value (the context) holds the loop,
@@ -177,237 +171,6 @@ class _HandDriver:
 
     def place(self, priority: float) -> None:
         self._ctx._dispatch(priority)
-
-
-class _PyCore(Dispatcher):
-    """The hot methods the compiled core (`aioqloop._cengine.ContextCore`) replaces.
-
-    The pure-Python engine's reference: readiness, the fast part of prepare, check and
-    the iteration itself.  With the compiled core, its C methods of the same names come
-    first in `MainContext`'s MRO and these are not used.
-    """
-
-    _deadlines: Deadlines
-    _waker: Waker
-    _bh: _BHCarrier | None
-    _prepare_hooks: PriorityIndex
-    _check_hooks: PriorityIndex
-    _clock: Callable[[], float]
-    _in_hook: bool
-    _source_ready: Callable[[int], None] | None
-    _closed: bool
-    _closing: bool
-    _next_id: int
-    _sources: dict[int, Source]
-    _owner: int | None
-
-    if TYPE_CHECKING:
-        def _run_check_hooks(self) -> None: ...
-        def _prepare_slow(self, deferred: bool) -> float | None: ...
-        def _insert_tree(self, src: Source) -> None: ...
-        def _post_insert(self, src: Source) -> None: ...
-        def _remove(self, src: Source) -> None: ...
-        def _check_loop_open(self) -> None: ...
-
-    def _iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
-        """One iteration (``g_main_context_iterate``); True if a source was ready.
-
-        Owner thread.  ``block``: let ``driver.poll`` wait for the prepare phase's
-        timeout; otherwise poll with timeout 0.  ``dispatch``: hand the ready priority to
-        ``driver.place``; otherwise only report readiness (`pending`).
-        """
-        waker = self._waker
-        was_waiting = waker.poll_waiting
-        port = self._port
-        if type(port.loop) is not port.loop_class:
-            self._clock = port.rebind()  # the loop's class was swapped (e.g. looptime)
-        # "May sleep" is published before the last look at the queues (the GIL orders
-        # a plain store; a free-threaded build needs the lock's barrier).
-        if FREE_THREADED:
-            waker.set_waiting(True)
-        else:
-            waker.poll_waiting = True
-        try:
-            timeout = self._prepare()
-            driver.poll(timeout if block else 0.0)
-        finally:
-            if FREE_THREADED:
-                waker.set_waiting(was_waiting)
-            else:
-                waker.poll_waiting = was_waiting  # awake again: producers need not write
-        prio = self._check()
-        if prio == _INF:
-            return False
-        if dispatch:
-            driver.place(prio)
-        return True
-
-    def _mark_ready(self, src: Source) -> None:
-        """Set GLib's READY flag on ``src`` and its ancestors.  Owner thread only."""
-        via_child = False
-        while src is not None:
-            if src._destroyed:
-                return
-            if src._blocked:
-                src._ready_while_blocked = True
-                return
-            if not src._ready:
-                src._ready = True
-                # An ancestor ready only through a child stops being ready if that child
-                # goes before the next check (GLib re-derives it every iteration).
-                src._ready_by_child = via_child
-                prio = src._priority
-                bucket = self._ready.get(prio)
-                if bucket is None:
-                    bucket = self._ready[prio] = {}
-                bucket[src] = None
-                notify = self._source_ready
-                if notify is not None:
-                    notify(prio)
-            elif not via_child:
-                src._ready_by_child = False  # ready in its own right now
-            via_child = True
-            src = src._parent  # type: ignore[assignment]
-
-    def _unmark_ready(self, src: Source) -> None:
-        src._ready_by_time = src._ready_by_child = False
-        if src._ready:
-            src._ready = False
-            bucket = self._ready.get(src._priority)
-            if bucket is not None:
-                bucket.pop(src, None)
-                if not bucket:
-                    del self._ready[src._priority]
-
-    def _prepare(self) -> float | None:
-        """GLib's prepare (+ query): the poll timeout in seconds (None = forever)."""
-        self._serial += 1  # a nested prepare takes over the outer pending dispatches
-        gate = self._gate
-        deferred = gate is not None and gate.deferred
-        bh = self._bh
-        queued = self._waker.ops or (bh is not None and bh.pending)
-        if self._ready and not deferred and not self._prepare_hooks.prios and not queued:
-            return 0.0  # something is ready and no hook needs calling
-        if not (self._ready or self._deadlines.entries or self._prepare_hooks.prios or queued
-                or self._fds.masks):
-            return None  # nothing attached that could need a wait or a dispatch
-        return self._prepare_slow(deferred)
-
-    def _check(self) -> float:
-        """GLib's check: the priority to dispatch (``inf`` if none).  Owner thread."""
-        bh = self._bh
-        if (self._deadlines.entries or self._check_hooks.prios or self._waker.ops
-                or (bh is not None and bh.pending)):
-            self._collect()
-            if self._check_hooks.prios:
-                self._run_check_hooks()
-        elif self._ready:
-            self._now = self._clock()  # only ready sources: just the cached time
-        gate = self._gate
-        ready = self._ready
-        if gate is not None:
-            if gate.deferred:
-                return _INF
-            if not ready:
-                gate.give_back()  # handed over for a dispatch that has nothing to run
-        return min(ready) if ready else _INF
-
-    def _apply_polled(self, events: list[tuple[int, int]]) -> None:
-        """Record raw epoll results ``(fd, revents)`` polled by a driver that shares the
-        context's fds (`_driver_share_fds`); fds the context does not watch are ignored,
-        a wake-up is drained.  Owner thread, during the driver's poll."""
-        if self._fds.apply(events, self._mark_ready) < 0:
-            self._waker.drain()
-
-    def _poll_ready(self) -> None:
-        """Record what the private epoll set reports now, without waiting (owner thread);
-        consumes a wake-up, also one sent through the driver's ``wake``."""
-        ep = self._fds.epoll
-        if ep is None or self._fds.apply(ep.poll(0), self._mark_ready) < 0:
-            self._waker.drain()
-
-    def _has_work(self) -> bool:
-        """Is anything ready or due without waiting?  Owner thread."""
-        gate = self._gate
-        if gate is not None and gate.deferred:
-            return False
-        bh = self._bh
-        if self._ready or (bh is not None and bh.pending) or self._waker.ops:
-            return True
-        if self._fds.always and self._fds.always_ready_pending():
-            return True
-        entries = self._deadlines.entries
-        return bool(entries) and entries[0][0] <= self._clock()
-
-    def _next_deadline(self) -> float:
-        """The earliest ready time in loop seconds (``inf`` if none)."""
-        return self._deadlines.next_deadline()
-
-    def _time(self) -> float:
-        """The context's time in seconds: cached during an iteration, else the loop's now."""
-        return self._now if (self._in_iteration or self._in_hook) else self._clock()
-
-    def _schedule_ready_time(self, src: Source) -> None:
-        if src._destroyed or src._context is not self:
-            return
-        when = src._ready_time
-        if src._ready_by_time and src._ready and not src._dispatching and (
-            when == -1 or when > self._clock()
-        ):
-            # READY came only from the old ready time; GLib would not see it ready now.
-            self._unmark_ready(src)
-        if when in (-1, _INF):
-            self._deadlines.drop(src)
-        elif self._deadlines.push(src, when):
-            self._driver.deadline_changed(when)
-
-    def _insert(self, src: Source) -> None:
-        """Insert an attached source (owner thread); the core's fast path, else this."""
-        self._insert_tree(src)
-
-    def _remove_source(self, src: Source) -> None:
-        """Take a destroyed source out (owner thread); the core's fast path, else this."""
-        self._remove(src)
-
-    def _collect(self) -> float:
-        """Start of prepare and check: foreign ops, the cached time, BHs, due ready times."""
-        waker = self._waker
-        if waker.ops:
-            waker.run_ops()
-        now = self._now = self._clock()
-        bh = self._bh
-        if bh is not None and bh.pending:
-            self._mark_ready(bh.source)
-        if self._deadlines.head() <= now:
-            for src in self._deadlines.pop_due(now):
-                if src._blocked:
-                    self._blocked_due.append(src)
-                elif not src._ready:
-                    self._mark_ready(src)
-                    src._ready_by_time = src._ready
-        return now
-
-    def _attach(self, src: Source) -> int:
-        with self._waker.lock:
-            if self._closed or self._closing:
-                raise RuntimeError("the MainContext is closed")
-            self._check_loop_open()
-            sid = self._next_id
-            while sid == 0 or sid in self._sources:
-                sid = (sid + 1) & 0xFFFFFFFF
-            self._next_id = (sid + 1) & 0xFFFFFFFF
-            src._id = sid
-            src._context = cast("MainContext", self)
-            self._sources[sid] = src
-        # _local_or_post, inlined without a closure: attach is hot (100k timers).
-        owner = self._owner
-        if owner is not None and owner != _get_ident():
-            self._post_insert(src)
-        else:
-            self._insert(src)
-            if owner is None:
-                self._waker.notify()  # unowned: a thread may be starting to block
-        return sid
 
 
 if TYPE_CHECKING or _engine.core is None:

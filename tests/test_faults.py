@@ -1224,7 +1224,7 @@ UNINIT_TARGETS = (
     "aioqloop.source:Source", "aioqloop.sources:IdleSource", "aioqloop.sources:TimeoutSource",
     "aioqloop.sources:FdSource", "aioqloop.unix:SignalSource",
     "aioqloop.unix:ChildWatchSource", "aioqloop.bottomhalf:BottomHalf",
-    "aioqloop.bottomhalf:_BHSource", "aioqloop.loop:_SelectorHook",
+    "aioqloop.bottomhalf:_BHSource", "aioqloop._stock:_SelectorHook",
     "aioqloop.bridge:PlainDriver", "aioqloop.mainloop:MainLoop", "aioqloop.biglock:BigLock",
     "aioqloop.glib:MainContext", "aioqloop.glib:MainLoop", "aioqloop.glib:Source",
     "aioqloop.glib:Idle", "aioqloop.glib:Timeout", "aioqloop.glib:IOChannel",
@@ -1314,9 +1314,9 @@ def test_pass2_item_3_every_core_type_and_class_built_on_one_is_probed() -> None
     core_types = [v for v in vars(_cengine).values() if isinstance(v, type)]
     ours = {f"{c.__module__}:{c.__qualname__}" for t in core_types for c in built_on(t)
             if c.__module__.startswith("aioqloop.") and "<locals>" not in c.__qualname__}
-    # The aioqloop.context._Core, loop._HookBase, bridge._PlainBase and bottomhalf._BHBase
+    # The aioqloop.context._Core, _stock._HookBase, bridge._PlainBase and bottomhalf._BHBase
     # glue classes only order the bases of the classes above.
-    glue = {"aioqloop.context:_Core", "aioqloop.loop:_HookBase", "aioqloop.bridge:_PlainBase",
+    glue = {"aioqloop.context:_Core", "aioqloop._stock:_HookBase", "aioqloop.bridge:_PlainBase",
             "aioqloop.bottomhalf:_BHBase"}
     assert ours - glue <= set(UNINIT_TARGETS)
 

@@ -170,7 +170,7 @@ def test_event_loop_policy_rejects_a_bad_base() -> None:
 def test_event_loop_policy_is_built_lazily() -> None:
     # A fresh interpreter: importing aioqloop must not build (or warn about) the policy.
     code = (
-        "import aioqloop, aioqloop.loop as l\n"
+        "import aioqloop, aioqloop._policy as l\n"
         "assert l._policy_cls is None\n"
         "assert 'EventLoopPolicy' not in vars(aioqloop)\n"
         "cls = aioqloop.EventLoopPolicy\n"
