@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import aioqloop
-from aioqloop import ChildWatchSource, MainContext, SignalSource, unix
+from aioqloop import ChildWatchSource, MainContext, SignalSource, _signals, unix
 from aioqloop.unix import child_watch_add, signal_add
 
 USR1 = signal.SIGUSR1
@@ -34,7 +34,7 @@ def _signals_left_alone() -> Iterator[None]:
     wakeup = signal.set_wakeup_fd(-1)
     assert after == before
     assert wakeup == -1
-    assert not any(entry.wakers for entry in unix._entries.values())
+    assert not any(entry.wakers for entry in _signals._entries.values())
 
 
 def counter(log: list[Any], result: bool = True) -> Callable[..., bool]:
@@ -245,9 +245,9 @@ def test_removing_the_last_source_restores_the_previous_disposition(
     try:
         a = signal_add(USR2, counter([]), context=ctx)
         b = signal_add(USR2, counter([]), context=ctx)
-        assert signal.getsignal(USR2) is unix._on_signal
+        assert signal.getsignal(USR2) is _signals._on_signal
         aioqloop.source_remove(a, ctx)
-        assert signal.getsignal(USR2) is unix._on_signal  # one source is left
+        assert signal.getsignal(USR2) is _signals._on_signal  # one source is left
         aioqloop.source_remove(b, ctx)
         assert signal.getsignal(USR2) is prev
         if previous == "callable":
@@ -259,7 +259,7 @@ def test_removing_the_last_source_restores_the_previous_disposition(
 
 def test_unattached_source_installs_and_destroy_restores() -> None:
     src = SignalSource(USR1)
-    assert signal.getsignal(USR1) is unix._on_signal
+    assert signal.getsignal(USR1) is _signals._on_signal
     src.destroy()
     assert signal.getsignal(USR1) is signal.SIG_DFL
 
@@ -267,7 +267,7 @@ def test_unattached_source_installs_and_destroy_restores() -> None:
 def test_someone_else_replacing_the_handler_is_not_undone(ctx: MainContext) -> None:
     sid = signal_add(USR1, counter([]), context=ctx)
     theirs = signal.signal(USR1, signal.SIG_IGN)
-    assert theirs is unix._on_signal
+    assert theirs is _signals._on_signal
     aioqloop.source_remove(sid, ctx)
     assert signal.getsignal(USR1) is signal.SIG_IGN
     signal.signal(USR1, signal.SIG_DFL)
@@ -288,7 +288,7 @@ def test_removal_outside_main_thread_restores_at_next_delivery(ctx: MainContext)
         thread.start()
         thread.join()
         # Python can only change handlers in the main thread: still ours for now...
-        assert signal.getsignal(USR1) is unix._on_signal
+        assert signal.getsignal(USR1) is _signals._on_signal
         signal.raise_signal(USR1)
         # ...and the delivery both restores the old handler and reaches it.
         assert hits == [USR1]
@@ -304,7 +304,7 @@ def test_removal_outside_main_thread_restored_by_next_main_thread_change() -> No
     thread = threading.Thread(target=src.destroy)
     thread.start()
     thread.join()
-    assert signal.getsignal(USR1) is unix._on_signal
+    assert signal.getsignal(USR1) is _signals._on_signal
     SignalSource(USR2).destroy()
     assert signal.getsignal(USR1) is signal.SIG_DFL
 
@@ -344,7 +344,7 @@ def test_first_watch_must_be_in_main_thread_later_ones_need_not(ctx: MainContext
 
 
 def test_wakeup_fd_is_taken_only_while_free_and_given_back() -> None:
-    _rfd, wfd = unix._get_wake_pipe()
+    _rfd, wfd = _signals._get_wake_pipe()
     src = SignalSource(USR1)
     current = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(current, warn_on_full_buffer=False)
