@@ -13,7 +13,8 @@ from time import sleep
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from aioqloop.biglock import BigLock, _Waiter
+    from aioqloop._biglock_waiters import _Waiter
+    from aioqloop.biglock import BigLock
 
 
 def _gone_reason(owner: object) -> str:

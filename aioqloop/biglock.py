@@ -93,15 +93,27 @@ import collections
 import contextvars
 import functools
 import logging
-import math
-import numbers
 import threading
 from collections.abc import Callable
-from time import monotonic, perf_counter
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
+from ._biglock_scopes import _Guard, _Released
 from ._biglock_stats import BigLockOwnerStatistics, BigLockStatistics, _Counters
+from ._biglock_waiters import (
+    _ABANDONED,
+    _CALLBACK,
+    _GRANTED,
+    _TASK,
+    _THREAD,
+    _block,
+    _check_timeout,
+    _owner_kind,
+    _resolve,
+    _task_loop,
+    _Waiter,
+)
 from ._biglock_watchdog import _gone_reason, _watchdog
 
 __all__ = ("BigLock", "BigLockOwnerStatistics", "BigLockStatistics", "bql")
@@ -126,101 +138,6 @@ _tls = threading.local()
 def _remember_thread() -> threading.Thread:
     thread = _tls.thread = _current_thread()
     return thread
-
-
-# Waiter kinds: how a waiter is woken.
-_TASK: Final = 0  # a future awaited on its own loop
-_THREAD: Final = 1  # a blocked thread (maybe running a task that called acquire_sync)
-_CALLBACK: Final = 2  # a loop thread that asked to be called back (_acquire_for_dispatch)
-
-# Waiter states, changed only with the internal mutex held.
-_PENDING: Final = 0  # in the queue
-_GRANTED: Final = 1  # ownership handed over; may not have woken yet
-_ABANDONED: Final = 2  # left the queue (cancelled, timed out, interrupted)
-
-
-class _Waiter:
-    """One queued acquirer.  ``state`` changes only with the lock's mutex held."""
-
-    __slots__ = ("counters", "future", "kind", "loop", "owner", "retry", "since", "state", "wakeup")
-
-    def __init__(self, kind: int, owner: object, counters: _Counters) -> None:
-        self.kind = kind
-        self.owner = owner
-        self.counters = counters
-        self.state = _PENDING
-        self.since = perf_counter()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.future: asyncio.Future[None] | None = None
-        self.wakeup: threading.Lock | None = None
-        self.retry: Callable[[], None] | None = None
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    # The future may have been cancelled with its task; the task then finds its waiter
-    # granted and passes the lock on (see BigLock.acquire).
-    if not future.done():
-        future.set_result(None)
-
-
-def _task_loop(owner: object) -> object:
-    """The loop of a task owner, or None for a thread owner."""
-    if isinstance(owner, threading.Thread):
-        return None
-    get_loop = getattr(owner, "get_loop", None)
-    return get_loop() if get_loop is not None else None
-
-
-def _owner_kind(owner: object) -> str:
-    return "thread" if isinstance(owner, threading.Thread) else "task"
-
-
-def _check_timeout(blocking: object, timeout: object) -> float:
-    """Validate :meth:`BigLock.acquire_sync`'s arguments; return the timeout as a float.
-
-    ``-1.0`` means no limit (also for ``blocking=False``, where no wait happens).
-    """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, numbers.Real)):
-        raise TypeError(
-            "timeout must be a number of seconds (int or float; -1 = no limit), "
-            f"not {type(timeout).__name__}"
-        )
-    try:
-        seconds = float(timeout)
-    except OverflowError:  # an int beyond float's range: as good as no limit
-        seconds = -math.inf if isinstance(timeout, int) and timeout < 0 else math.inf
-    if math.isnan(seconds):
-        raise ValueError("timeout must be a number of seconds or -1, not NaN")
-    if not blocking:
-        if seconds != -1:
-            raise ValueError("can't specify a timeout for a non-blocking call")
-        return -1.0
-    if seconds in (-1, math.inf):
-        return -1.0
-    if seconds < 0:
-        raise ValueError(
-            f"timeout must be a non-negative number of seconds or -1 (no limit), not {timeout!r}"
-        )
-    return seconds
-
-
-def _block(wakeup: threading.Lock, timeout: float) -> bool:
-    """Acquire ``wakeup`` within ``timeout`` seconds (< 0: no limit); return whether it was.
-
-    A finite timeout beyond what :meth:`threading.Lock.acquire` accepts is waited out
-    in several waits of at most :data:`threading.TIMEOUT_MAX`.
-    """
-    if timeout < 0:
-        return wakeup.acquire()
-    if timeout <= threading.TIMEOUT_MAX:
-        return wakeup.acquire(True, timeout)
-    deadline = monotonic() + timeout
-    while True:
-        remaining = deadline - monotonic()
-        if remaining <= 0:
-            return wakeup.acquire(False)
-        if wakeup.acquire(True, min(remaining, threading.TIMEOUT_MAX)):
-            return True
 
 
 class BigLock:
@@ -985,114 +902,6 @@ class BigLock:
             f"acquire_sync() would deadlock: waiting for {self!r} here blocks the thread "
             f"behind {who}; in a coroutine use 'async with lock:' or 'await lock.acquire()'"
         )
-
-
-class _Guard:
-    """Context manager returned by :meth:`BigLock.guard` (sync and async)."""
-
-    __slots__ = ("_lock", "_took")
-
-    def __init__(self, lock: BigLock) -> None:
-        self._lock = lock
-        self._took = False
-
-    def __enter__(self) -> None:
-        if not self._lock.held():
-            # Marked before the call: an interrupt between a successful acquire and
-            # the mark would otherwise leave __exit__ not releasing what was taken.
-            self._took = True
-            try:
-                self._lock.acquire_sync()
-            except BaseException:
-                self._took = False
-                raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._took:
-            self._took = False
-            self._lock.release()
-
-    async def __aenter__(self) -> None:
-        if not self._lock.held():
-            self._took = True
-            try:
-                await self._lock.acquire()
-            except BaseException:
-                self._took = False
-                raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class _Released:
-    """Context manager returned by :meth:`BigLock.released` (sync and async)."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: BigLock) -> None:
-        self._lock = lock
-
-    def _drop(self) -> None:
-        lock = self._lock
-        if not lock.held():
-            raise RuntimeError(
-                f"released() called by the current {_owner_kind(lock._caller())}, "
-                f"which is not holding {lock!r}"
-            )
-        lock.release()
-
-    def __enter__(self) -> None:
-        self._drop()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Take the lock back even if interrupted meanwhile (KeyboardInterrupt while
-        # queued), then re-raise: the enclosing 'with lock:' will release it.
-        interrupt: BaseException | None = None
-        while True:
-            try:
-                self._lock.acquire_sync()
-                break
-            except (KeyboardInterrupt, SystemExit) as error:
-                interrupt = error
-        if interrupt is not None:
-            raise interrupt
-
-    async def __aenter__(self) -> None:
-        self._drop()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Take the lock back even if cancelled meanwhile (as asyncio.Condition.wait
-        # does): the enclosing 'async with lock:' will release it.
-        cancelled: asyncio.CancelledError | None = None
-        while True:
-            try:
-                await self._lock.acquire()
-                break
-            except asyncio.CancelledError as error:
-                cancelled = error
-        if cancelled is not None:
-            raise cancelled
 
 
 #: The process-wide big lock, QEMU's BQL.
