@@ -272,7 +272,7 @@ def end(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop],
         leaked.extend(t for t in _pending(loop)
                       if t not in before and not _hang.runner_task(t))
     if leaked:
-        from .pytest_plugin import AioqloopLeakWarning
+        from ._plugin_options import AioqloopLeakWarning
 
         described = "\n".join(_hang.describe_task(t) for t in
                               sorted(leaked, key=lambda t: t.get_name()))

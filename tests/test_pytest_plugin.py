@@ -311,6 +311,7 @@ async def test_typo():
                                  "*test_inner.py::test_typo: aioqloop base must be*"])
     # The message alone: no frames of pluggy, pytest-asyncio or the plugin.
     assert "/pluggy/" not in out and "pytest_plugin.py" not in out, out
+    assert "_plugin_options.py" not in out, out
     assert "Traceback" not in out and "UsageError" not in out, out
     lines = out.splitlines()
     first = next(i for i, line in enumerate(lines) if "= ERRORS =" in line)
@@ -569,7 +570,7 @@ async def test_leaks():
 
 # ------------------------------------------------- pytest / pluggy versions
 def test_version_guard() -> None:
-    from aioqloop import pytest_plugin as plugin
+    from aioqloop import _plugin_options as plugin
 
     assert plugin._version_tuple("8.2.1") == (8, 2, 1)
     assert plugin._version_tuple("1.0.0rc1") == (1, 0, 0)
@@ -588,7 +589,7 @@ def test_version_guard() -> None:
 
 
 def test_pytest_asyncio_version_guard() -> None:
-    from aioqloop import pytest_plugin as plugin
+    from aioqloop import _plugin_options as plugin
 
     # 1.4.0 brought the pytest_asyncio_loop_factories hook the plugin gives loops through.
     assert plugin.MIN_PYTEST_ASYNCIO == (1, 4)
@@ -605,7 +606,7 @@ def test_too_old_pytest_asyncio_fails_tests_that_ask_for_aioqloop(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     # The version as an old pytest-asyncio reports it; the real old one runs in a venv
     # below (test_old_pytest_asyncio_*).
-    from aioqloop import pytest_plugin as plugin
+    from aioqloop import _plugin_options as plugin
 
     monkeypatch.setattr(plugin, "_pytest_asyncio_version", lambda: "0.26.0")
     source = """
@@ -1109,7 +1110,7 @@ async def test_virtual(virtual_clock):
 # ------------------------------------------------------- uvloop not installed
 def test_uvloop_base_without_uvloop(pytester: pytest.Pytester,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from aioqloop import pytest_plugin as plugin
+    from aioqloop import _plugin_options as plugin
 
     monkeypatch.setattr(plugin, "_have_uvloop", lambda: False)
     source = """
