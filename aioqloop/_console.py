@@ -224,17 +224,28 @@ class PlainConsole:
               highlight: bool | None = None) -> None:
         """Write ``objects`` separated by spaces, then a newline (``highlight`` is rich's)."""
         del highlight  # nothing to highlight without colour
+        width = self.width
         parts = []
         for obj in objects:
             if isinstance(obj, Table):
-                parts.append(obj.render(self.width))
+                parts.append(obj.render(width))
             elif isinstance(obj, str):
-                parts.append(obj if markup is False else strip_markup(obj))
+                parts.append(_wrap(obj if markup is False else strip_markup(obj), width))
             else:
                 parts.append(str(obj))
         file = self.file
         file.write(" ".join(parts) + "\n")
         file.flush()
+
+
+def _wrap(text: str, width: int | None) -> str:
+    """Prose wrapped at spaces to ``width`` columns, as rich does (a word longer than the
+    width stays whole; line breaks already there are kept)."""
+    if width is None:
+        return text
+    return "\n".join(line if len(line) <= width else
+                     textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                     for line in text.split("\n"))
 
 
 def make_console(file: TextIO | None = None, *, stderr: bool = False,

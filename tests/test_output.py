@@ -198,3 +198,18 @@ def test_plain_table_wraps_to_the_width() -> None:
     assert any(line.startswith("lines") for line in lines)
     with pytest.raises(ValueError, match="2 columns"):
         table.add_row("only one")
+
+
+def test_plain_prose_wraps_to_the_width_as_rich_does() -> None:
+    from aioqloop._console import PlainConsole
+
+    buf = io.StringIO()
+    console = PlainConsole(buf, width=20)
+    console.print("engine: python (AIOQLOOP_ENGINE=python; cpython 3.11.7)\nshort")
+    console.print("a-word-longer-than-twenty-columns stays whole")
+    lines = buf.getvalue().splitlines()
+    assert lines == ["engine: python", "(AIOQLOOP_ENGINE=python;", "cpython 3.11.7)", "short",
+                     "a-word-longer-than-twenty-columns", "stays whole"]
+    unlimited = io.StringIO()
+    PlainConsole(unlimited).print("x " * 100)  # not a terminal, no width: one line
+    assert unlimited.getvalue().count("\n") == 1
