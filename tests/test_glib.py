@@ -581,6 +581,33 @@ def test_io_add_watch_fd_and_file_forms() -> None:
     os.close(w)
 
 
+def test_iochannel_add_watch_warns_at_the_caller_and_watches() -> None:
+    r, w = os.pipe()
+    ch = GLib.IOChannel.unix_new(r)
+    loop = GLib.MainLoop()
+    got: list[Any] = []
+
+    def cb(channel: Any, cond: Any, *data: Any) -> bool:
+        got.append((channel, int(cond), data))
+        loop.quit()
+        return False
+
+    try:
+        with pytest.warns(GLib.PyGIDeprecationWarning, match="use GLib.io_add_watch") as rec:
+            sid = ch.add_watch(GLib.IO_IN, cb, "x", priority=GLib.PRIORITY_HIGH)
+        assert rec[0].filename == __file__  # attributed to the caller, not aioqloop
+        assert GLib.main_context_default().find_source_by_id(sid).get_priority() == \
+            GLib.PRIORITY_HIGH
+        with pytest.raises(TypeError):
+            ch.add_watch(GLib.IO_IN, cb, prio=1)  # a misspelt keyword is refused
+        os.write(w, b"!")
+        loop.run()
+        assert got == [(ch, int(GLib.IO_IN), ("x",))]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 # ------------------------------------------------------ timeout_add_seconds (§2.7)
 def test_timer_perturb_matches_glib_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)

@@ -10,10 +10,30 @@ import aioqloop
 PKG = Path(aioqloop.__file__).parent
 
 
+def _module_name(path: Path) -> str:
+    """``aioqloop/glib/_compat.py`` -> ``glib._compat`` (package-relative, dotted)."""
+    parts = list(path.relative_to(PKG).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
 def _imports(path: Path) -> set[str]:
-    """Modules of the package imported by ``path`` (TYPE_CHECKING blocks excluded)."""
+    """Modules of the package imported by ``path``, package-relative and dotted, lazy
+    imports included (TYPE_CHECKING blocks excluded).  ``from X import name`` counts
+    ``X.name`` when that is a module (``from aioqloop import glib``), else ``X``."""
     tree = ast.parse(path.read_text())
+    here = _module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found: set[str] = set()
+
+    modules = _modules()
+
+    def add(module: str, names: list[str]) -> None:
+        # ``from X import y``: the module X.y if there is one, else a name of X.
+        for name in names:
+            sub = f"{module}.{name}" if module else name
+            found.add(sub if sub in modules else module)
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
@@ -21,37 +41,51 @@ def _imports(path: Path) -> set[str]:
                 for orelse in child.orelse:
                     visit(orelse)
                 continue
-            if isinstance(child, ast.ImportFrom) and child.level == 1:
-                if child.module:
-                    found.add(child.module.split(".")[0])
-                else:
-                    found.update(alias.name for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and (child.module or "").startswith("aioqloop."):
-                found.add((child.module or "").split(".")[1])
+            if isinstance(child, ast.ImportFrom):
+                names = [alias.name for alias in child.names]
+                if child.level:
+                    base = package.split(".") if package else []
+                    base = base[:len(base) - (child.level - 1)]
+                    add(".".join([*base, *([child.module] if child.module else [])]), names)
+                elif child.module == "aioqloop" or (child.module or "").startswith("aioqloop."):
+                    add((child.module or "").partition(".")[2], names)
             elif isinstance(child, ast.Import):
                 for alias in child.names:
                     if alias.name.startswith("aioqloop."):
-                        found.add(alias.name.split(".")[1])
+                        found.add(alias.name.partition(".")[2])
             visit(child)
 
     visit(tree)
+    found.discard("")
     return found
 
 
+def _modules() -> dict[str, Path]:
+    """Every module of the package, dotted and package-relative (the package's own
+    ``__init__`` excluded: it is the face that imports everything)."""
+    return {_module_name(p): p for p in PKG.rglob("*.py") if p != PKG / "__init__.py"}
+
+
+def _fine_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, subpackages' modules included."""
+    modules = _modules()
+    return {mod: {m for m in _imports(path) if m in modules and m != mod}
+            for mod, path in modules.items()}
+
+
 def _graph() -> dict[str, set[str]]:
-    mods = {p.stem for p in PKG.glob("*.py") if p.stem != "__init__"}
-    mods |= {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    """Top-level module (a subpackage counts as one) -> those it imports."""
     graph: dict[str, set[str]] = {}
-    for mod in mods:
-        path = PKG / f"{mod}.py"
-        if not path.exists():
-            path = PKG / mod / "__init__.py"
-        graph[mod] = {m for m in _imports(path) if m in mods and m != mod}
+    for mod, deps in _fine_graph().items():
+        top = mod.split(".")[0]
+        graph.setdefault(top, set()).update(d.split(".")[0] for d in deps)
+    for top, deps in graph.items():
+        deps.discard(top)
     return graph
 
 
 def test_no_import_cycles() -> None:
-    graph = _graph()
+    graph = _fine_graph()
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -141,3 +175,8 @@ def test_only_the_layers_the_table_allows_import_asyncio() -> None:
 def test_the_walker_sees_lazy_imports() -> None:
     # context imports bottomhalf and sources lazily (inside methods): they count.
     assert {"bottomhalf", "sources", "bridge"} <= _graph()["context"]
+    # and every spelling: relative, absolute, a module imported by name from a package
+    graph = _fine_graph()
+    assert {"glib._compat", "glib._iochannel", "constants"} <= graph["glib"]
+    assert "glib" in graph["glib.events"]  # from aioqloop import glib as GLib
+    assert "glib._core" in graph["glib.events"]  # from . import _core

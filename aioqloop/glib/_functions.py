@@ -19,6 +19,7 @@ from aioqloop.sources import FdSource as _FdSource
 from aioqloop.sources import IdleSource as _IdleSource
 from aioqloop.sources import TimeoutSource as _TimeoutSource
 
+from . import _iochannel
 from ._compat import PyGIDeprecationWarning
 from ._context import _callable, _default_core, _guard, _priority, _uint, get_real_time
 from ._core import FdTag as _FdRecord
@@ -259,6 +260,17 @@ def io_add_watch(*args: Any, **kwargs: Any) -> int:
     src = _IOWatch(channel, condition, prio, ch)
     src.set_callback(_guard(func), *user_data)
     return src.attach(_default_core())
+
+
+def _channel_add_watch(channel: IOChannel, condition: int, callback: Callable[..., Any],
+                       *user_data: Any, priority: int = PRIORITY_DEFAULT) -> int:
+    """`IOChannel.add_watch`: ``io_add_watch`` with PyGObject's deprecation warning."""
+    warnings.warn("IOChannel.add_watch is deprecated; use GLib.io_add_watch",
+                  PyGIDeprecationWarning, stacklevel=3)  # the caller of add_watch
+    return io_add_watch(channel, priority, condition, callback, *user_data)
+
+
+_iochannel._add_watch = _channel_add_watch
 
 
 def unix_signal_add(

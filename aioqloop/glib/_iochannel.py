@@ -16,13 +16,17 @@ import enum
 import errno
 import fcntl
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ("IOChannel", "IOFlags", "IOStatus", "SeekType")
 
 _DEFAULT_BUFFER = 1024  # GLib's default buffer size, in bytes
+
+#: `IOChannel.add_watch`'s body, which is ``GLib.io_add_watch`` and its deprecation
+#: warning: set by `aioqloop.glib._functions`, which defines ``io_add_watch`` on top of
+#: this module (so this module needs no import of it, and the package has no cycle).
+_add_watch: Callable[..., int] | None = None
 
 
 class IOFlags(enum.IntFlag):
@@ -400,15 +404,8 @@ class IOChannel:
         self, condition: int, callback: Callable[..., Any], *user_data: Any, **kwargs: Any
     ) -> int:
         """Deprecated method form of ``GLib.io_add_watch(self, priority, condition, ...)``."""
-        from aioqloop import glib
-
-        warnings.warn(
-            "IOChannel.add_watch is deprecated; use GLib.io_add_watch",
-            glib.PyGIDeprecationWarning,
-            stacklevel=2,
-        )
-        priority = kwargs.get("priority", glib.PRIORITY_DEFAULT)
-        return glib.io_add_watch(self, priority, condition, callback, *user_data)
+        assert _add_watch is not None  # set when aioqloop.glib imports its functions
+        return _add_watch(self, condition, callback, *user_data, **kwargs)
 
     def __del__(self) -> None:
         if getattr(self, "_close_on_unref", False) and not getattr(self, "_closed", True):
