@@ -15,6 +15,10 @@ import pytest
 # aioqloop's uvloop base class must stay a subclass of the one the inner tests see.
 with contextlib.suppress(ImportError):
     import uvloop  # noqa: F401
+# Likewise the big lock: aioqloop keeps ``aioqloop.BigLock`` once looked up, so a
+# biglock module dropped and imported again would give the plugin's isinstance check a
+# second, different class.
+import aioqloop.biglock  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
