@@ -854,7 +854,7 @@ def test_various_ready_times(vctx: VirtualContext) -> None:
              now + 1e9, 1e308, float("inf")]
     whens += [now + rng.uniform(-2, 3) for _ in range(40)]
     fired: dict[int, float] = {}
-    sources = []
+    sources: list[Source] = []
     for i, when in enumerate(whens):
         src = Source()
 
@@ -1402,34 +1402,31 @@ def test_context_bound_to_a_plain_loop_does_not_keep_it_and_its_fds() -> None:
 
 def test_fd_removed_in_a_dispatch_with_a_nested_iteration_can_be_watched_again(
     ctx: MainContext,
+    pipe: tuple[int, int],
 ) -> None:
     # The nested iteration unpolls the blocked source's fd; removing the fd before the
     # dispatch ended left it marked unpolled, so no later watch of it was ever polled.
     import os
 
-    r, w = os.pipe()
-    try:
-        class Nesting(Source):
-            tag: Any = None
+    r, w = pipe
+    class Nesting(Source):
+        tag: Any = None
 
-            def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
-                ctx.iteration(False)
-                self.remove_unix_fd(self.tag)
-                return True
+        def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
+            ctx.iteration(False)
+            self.remove_unix_fd(self.tag)
+            return True
 
-        nesting = Nesting()
-        nesting.tag = nesting.add_unix_fd(r, aioqloop.IOCondition.IN)
-        nesting.attach(ctx)
-        os.write(w, b"x")
-        assert ctx.iteration(False) is True
-        seen: list[Any] = []
-        aioqloop.fd_add(r, aioqloop.IOCondition.IN, lambda fd, cond: seen.append(cond),
-                        context=ctx)
-        assert ctx.iteration(False) is True
-        assert seen == [aioqloop.IOCondition.IN]
-    finally:
-        os.close(r)
-        os.close(w)
+    nesting = Nesting()
+    nesting.tag = nesting.add_unix_fd(r, aioqloop.IOCondition.IN)
+    nesting.attach(ctx)
+    os.write(w, b"x")
+    assert ctx.iteration(False) is True
+    seen: list[Any] = []
+    aioqloop.fd_add(r, aioqloop.IOCondition.IN, lambda fd, cond: seen.append(cond),
+                    context=ctx)
+    assert ctx.iteration(False) is True
+    assert seen == [aioqloop.IOCondition.IN]
 
 
 def test_ready_time_heap_stays_bounded(ctx: MainContext) -> None:
@@ -1472,19 +1469,15 @@ def test_source_destroyed_in_its_callback_is_finalized_when_keyboardinterrupt_es
     assert main_depth() == 0
 
 
-def test_wakeup_of_a_closed_context_writes_to_no_fd() -> None:
+def test_wakeup_of_a_closed_context_writes_to_no_fd(pipe: tuple[int, int]) -> None:
     # After close() the eventfd number can belong to another file: a late wakeup() from
     # some thread must not write 8 bytes into it (nor fail).
     import os
 
     context = MainContext(_driver="standalone")
     context.close()
-    r, w = os.pipe()
-    try:
-        os.set_blocking(r, False)
-        context.wakeup()
-        with pytest.raises(BlockingIOError):
-            os.read(r, 64)
-    finally:
-        os.close(r)
-        os.close(w)
+    r, _ = pipe
+    os.set_blocking(r, False)
+    context.wakeup()
+    with pytest.raises(BlockingIOError):
+        os.read(r, 64)
