@@ -33,12 +33,12 @@ def scenario(fn: Scenario) -> Scenario:
     return fn
 
 
-def _base(GLib: Any) -> type:
+def _base(GLib: Any) -> Any:
     class Base(GLib.Source):
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             return (False, -1)
 
-        def check(self):
+        def check(self) -> bool:
             return False
 
     return Base
@@ -262,16 +262,16 @@ def scenario_custom_hooks(GLib: Any) -> Any:
             super().__init__()
             self.n = 0
 
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             self.n += 1
             log.append(("prepare", self.n))
             return (self.n >= 3, -1)
 
-        def check(self):
+        def check(self) -> bool:
             log.append(("check", self.n))
             return self.n == 2
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             log.append(("dispatch", self.n, callback(*args)))
             return self.n < 3
 
@@ -295,14 +295,14 @@ def scenario_prepare_timeout(GLib: Any) -> Any:
             self.start = GLib.get_monotonic_time()
             self.checks = 0
 
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             return (False, 10)
 
-        def check(self):
+        def check(self) -> bool:
             self.checks += 1
-            return GLib.get_monotonic_time() - self.start >= 20_000
+            return bool(GLib.get_monotonic_time() - self.start >= 20_000)
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             log.append("dispatched")
             loop.quit()
             return False
@@ -322,13 +322,13 @@ def scenario_no_callback(GLib: Any) -> Any:
     """dispatch gets (None, None) without set_callback; a falsy return removes."""
     ctx = GLib.MainContext()
     seen: list[Any] = []
-    Base = _base(GLib)
+    Base: Any = _base(GLib)
 
     class S(Base):
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             return (True, -1)
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             seen.append((callback, args))
             return 0
 
@@ -342,11 +342,11 @@ def scenario_no_callback(GLib: Any) -> Any:
 def scenario_ready_time(GLib: Any) -> Any:
     """set_ready_time (µs): 0 fires now and is not reset by dispatch; -1 never."""
     ctx = GLib.MainContext()
-    Base = _base(GLib)
+    Base: Any = _base(GLib)
     log: list[Any] = []
 
     class R(Base):
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             if self is past:
                 log.append(("past", self.get_ready_time() < GLib.get_monotonic_time()))
                 return False
@@ -378,7 +378,7 @@ def scenario_ready_time(GLib: Any) -> Any:
 def scenario_source_time(GLib: Any) -> Any:
     """get_time (µs) is cached: equal within an iteration, larger in the next one."""
     ctx = GLib.MainContext()
-    Base = _base(GLib)
+    Base: Any = _base(GLib)
     times: list[tuple[str, int]] = []
 
     class T(Base):
@@ -386,10 +386,10 @@ def scenario_source_time(GLib: Any) -> Any:
             super().__init__()
             self.tag = tag
 
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             return (True, -1)
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             first = self.get_time()
             # Let the clock move on, then look again: the cached time must not.
             target = GLib.get_monotonic_time() + 2_000
@@ -414,7 +414,7 @@ def scenario_source_time(GLib: Any) -> Any:
 def scenario_child_sources(GLib: Any) -> Any:
     """Children take the parent's priority, dispatch first, ready it, die with it."""
     ctx = GLib.MainContext()
-    Base = _base(GLib)
+    Base: Any = _base(GLib)
     log: list[str] = []
 
     class S(Base):
@@ -422,7 +422,7 @@ def scenario_child_sources(GLib: Any) -> Any:
             super().__init__()
             self.tag = tag
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             log.append(self.tag)
             return True
 
@@ -461,13 +461,13 @@ def scenario_fd_pipe(GLib: Any) -> Any:
             super().__init__()
             self.tag = self.add_unix_fd(r, GLib.IOCondition.IN)
 
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             return (False, -1)
 
-        def check(self):
+        def check(self) -> bool:
             return False
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             log.append((int(self.query_unix_fd(self.tag)), os.read(r, 100)))
             return True
 
@@ -547,7 +547,7 @@ def scenario_nested_loop(GLib: Any) -> Any:
 def scenario_current_source(GLib: Any) -> Any:
     """main_current_source is the dispatching source (by id), None outside."""
     ctx = GLib.MainContext()
-    Base = _base(GLib)
+    Base: Any = _base(GLib)
     log: list[Any] = [("top", GLib.main_current_source() is None)]
     ids: dict[str, int] = {}
 
@@ -562,10 +562,10 @@ def scenario_current_source(GLib: Any) -> Any:
         ids[tag] = s.attach(ctx)
 
     class S(Base):
-        def prepare(self):
+        def prepare(self) -> tuple[bool, int]:
             return (True, -1)
 
-        def dispatch(self, callback, args):
+        def dispatch(self, callback: Any, args: Any) -> Any:
             cur = GLib.main_current_source()
             log.append(("custom", cur.get_id() == self.get_id(), GLib.main_depth()))
             return False

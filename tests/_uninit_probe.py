@@ -25,11 +25,12 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import operator
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 #: Seconds one call may run before it is interrupted (a blocking call is no crash).
 CALL_LIMIT = 0.1
@@ -95,14 +96,42 @@ def method_calls(cls: type) -> Iterator[tuple[str, Callable[[Any], object]]]:
         if callable(getattr(cls, name, None)) and not isinstance(getattr(cls, name), type):
             for args, kwargs in SHAPES:
                 yield (f"call {name}(*{args!r}, **{kwargs!r})",
-                       lambda obj, n=name, a=args, k=kwargs: getattr(obj, n)(*a, **k))
+                       operator.methodcaller(name, *args, **kwargs))
+
+
+def _init_nothing(self: object, *args: object, **kwargs: object) -> None:
+    """The ``__init__`` of a subclass that leaves its base uninitialised."""
+
+
+def _setter(name: str, value: object) -> Callable[[Any], object]:
+    def action(obj: Any) -> object:
+        setattr(obj, name, value)
+        return getattr(obj, name)
+    return action
+
+
+def _deleter(name: str) -> Callable[[Any], object]:
+    def action(obj: Any) -> object:
+        delattr(obj, name)
+        return None
+    return action
+
+
+def _context_call(name: str) -> Callable[[Any], object]:
+    """``src._context.<name>(src)``: a context method given the source."""
+    def action(src: Any) -> object:
+        return getattr(src._context, name)(src)
+    return action
 
 
 def uninit_probes(target: str) -> Iterator[Probe]:
     cls = resolve(target)
-    makers: list[tuple[str, Callable[[], Any]]] = [("new", lambda: cls.__new__(cls))]
+    # The class's own __new__ (a C type's tp_new); typed as a plain `type`, mypy would
+    # resolve it to type.__new__.
+    new: Callable[[type], object] = cast(Any, cls).__new__
+    makers: list[tuple[str, Callable[[], Any]]] = [("new", lambda: new(cls))]
     if cls.__flags__ & (1 << 10):  # Py_TPFLAGS_BASETYPE: it can be subclassed
-        sub = type(f"Uninit{cls.__name__}", (cls,), {"__init__": lambda self, *a, **k: None})
+        sub: type = type(f"Uninit{cls.__name__}", (cls,), {"__init__": _init_nothing})
         makers.append(("sub", sub))
     for mode, make in makers:
         def fresh(make: Callable[[], Any] = make) -> tuple[Any, Callable[[], None]]:
@@ -110,12 +139,12 @@ def uninit_probes(target: str) -> Iterator[Probe]:
 
         yield f"[{mode}] repr", fresh, repr
         for name in names(cls):
-            yield f"[{mode}] get {name}", fresh, lambda obj, n=name: getattr(obj, n)
+            yield f"[{mode}] get {name}", fresh, operator.attrgetter(name)
             if is_data_descriptor(cls, name):
                 for value in VALUES:
                     yield (f"[{mode}] set {name}={value!r}", fresh,
-                           lambda obj, n=name, v=value: (setattr(obj, n, v), getattr(obj, n)))
-                yield f"[{mode}] del {name}", fresh, lambda obj, n=name: delattr(obj, n)
+                           _setter(name, value))
+                yield f"[{mode}] del {name}", fresh, _deleter(name)
         for label, action in method_calls(cls):
             yield f"[{mode}] {label}", fresh, action
 
@@ -220,7 +249,7 @@ def _source_actions(core: type) -> Iterator[tuple[str, Callable[[Any], object]]]
     for name in names(ctx_core):
         if callable(getattr(ctx_core, name)):
             yield (f"ctx.{name}(src)",
-                   lambda src, n=name: getattr(src._context, n)(src))
+                   _context_call(name))
     yield "ctx.iteration(False)", lambda src: src._context.iteration(False)
     yield "ctx._dispatch(src.priority)", lambda src: (src._context._mark_ready(src),
                                                      src._context._dispatch(src._priority))
@@ -284,7 +313,7 @@ def main() -> None:
             close()
         except BaseException:  # a broken object may not close
             pass
-        obj = close = None
+        obj, close = None, _nothing  # drop the object (and its bound close) before collecting
         gc.collect(0)  # the object's deallocation is part of the probe
         os.write(out, f"E {n}\n".encode())
     os.write(out, b"DONE\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -13,10 +14,50 @@ import pytest
 import aioqloop
 from aioqloop import MainContext, _engine
 
+#: The two asyncio loops aioqloop runs on: the stock selector loop and uvloop.  Tests take
+#: them through the `base` fixture; this tuple is for what a fixture cannot reach
+#: (hypothesis strategies, loops inside one test).
+BASES = ("asyncio", "uvloop")
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     # Which engine this run tests: the compiled core or the pure-Python reference.
     return f"aioqloop engine: {_engine.engine_info()}"
+
+
+@pytest.fixture(params=BASES)
+def base(request: pytest.FixtureRequest) -> str:
+    """The base loop under test: ``"asyncio"`` (stock) or ``"uvloop"`` (skipped, with the
+    reason, when uvloop is not installed)."""
+    name: str = request.param
+    if name == "uvloop":
+        pytest.importorskip("uvloop", reason="the uvloop base needs uvloop installed "
+                            "(pip install 'aioqloop[uvloop]')")
+    return name
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A fresh pipe ``(read_fd, write_fd)``, both ends closed at teardown.
+
+    A test may close either end itself.  Teardown closes an end only while its number
+    still names this pipe (same inode), so a number the test closed and something else
+    reused since is left alone.
+    """
+    r, w = os.pipe()
+
+    def ident(fd: int) -> tuple[int, int]:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+
+    mine = ident(r)
+    yield r, w
+    for fd in (r, w):
+        try:
+            if ident(fd) == mine:
+                os.close(fd)
+        except OSError:  # already closed by the test
+            pass
 
 
 @pytest.fixture

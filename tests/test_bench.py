@@ -100,7 +100,7 @@ def test_tiny_suite_writes_records_and_tables(
         if rec["bench"] in ("echo", "pingpong"):
             assert rec["params"]["malloc_mmap_threshold"] == str(1 << 20), rec
     # Wake-up writes are read from the context's statistics: nothing was patched.
-    assert aioqloop._waker.os is os
+    assert aioqloop._waker.os is os  # type: ignore[attr-defined]  # the module's own import
 
     shown = capsys.readouterr()
     for name in names:

@@ -327,20 +327,16 @@ def test_nested_iteration_runs_rest_of_outer_batch(ctx: MainContext) -> None:
     assert order == ["first", "second", "first-done"]
 
 
-def test_schedule_on_a_closed_context_raises_and_writes_to_no_fd() -> None:
+def test_schedule_on_a_closed_context_raises_and_writes_to_no_fd(pipe: tuple[int, int]) -> None:
     # After close() the eventfd number can belong to another file (here, likely the new
     # pipe): schedule() used to write 8 bytes into it, or fail with a bare EBADF.
     ctx = MainContext(_driver="standalone")
     bh = BottomHalf(lambda: None, context=ctx)
     ctx.close()
-    r, w = os.pipe()
-    try:
-        os.set_blocking(r, False)
-        with pytest.raises(RuntimeError, match="closed"):
-            bh.schedule()
-        with pytest.raises(BlockingIOError):
-            os.read(r, 64)
-        assert not bh.scheduled
-    finally:
-        os.close(r)
-        os.close(w)
+    r, _ = pipe
+    os.set_blocking(r, False)
+    with pytest.raises(RuntimeError, match="closed"):
+        bh.schedule()
+    with pytest.raises(BlockingIOError):
+        os.read(r, 64)
+    assert not bh.scheduled

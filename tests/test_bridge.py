@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from conftest import recorder
@@ -211,7 +211,7 @@ def test_main_context_on_closed_loop_refused() -> None:
     with pytest.raises(RuntimeError):
         MainContext(loop)
     with pytest.raises(TypeError):
-        MainContext("loop")  # type: ignore[arg-type]
+        MainContext("loop")
 
 
 def test_regular_file_watched_without_in_or_out_does_not_spin_the_plain_driver() -> None:
@@ -220,14 +220,15 @@ def test_regular_file_watched_without_in_or_out_does_not_spin_the_plain_driver()
     async def main() -> int:
         ctx = MainContext()
         runs = 0
-        real_run = ctx._driver._run
+        driver = cast(PlainDriver, ctx._driver)
+        real_run = driver._run
 
         def counting_run() -> None:
             nonlocal runs
             runs += 1
             real_run()
 
-        ctx._driver._run = counting_run
+        driver._run = counting_run  # type: ignore[method-assign]
         with open(os.devnull, "rb") as f:
             src = FdSource(f, IOCondition.PRI)
             src.set_callback(lambda fd, cond: True)
@@ -348,7 +349,7 @@ def test_sources_made_ready_in_a_batch_queue_no_loop_callback_each(base: str) ->
             return False
 
         before = ctx.statistics()
-        loop.call_soon = counting_call_soon  # type: ignore[method-assign]
+        loop.call_soon = counting_call_soon  # type: ignore[method-assign,assignment]
         try:
             aioqloop.idle_add(link, context=ctx)
             await done

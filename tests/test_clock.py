@@ -133,7 +133,7 @@ def test_an_hour_of_timers_in_exact_order_and_time() -> None:
 
         task = asyncio.ensure_future(sleeper())
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(3600.0):
+            async with asyncio.timeout(3600.0):  # type: ignore[attr-defined]  # 3.11+
                 await asyncio.Event().wait()
         log.append(("timeout", loop.time()))
         await task

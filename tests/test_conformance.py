@@ -59,7 +59,7 @@ def _skip(tests: dict[str, str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------- stock base
-class QSelectorEventLoopTests(  # type: ignore[misc]
+class QSelectorEventLoopTests(
     _CloseLoop,
     test_events.UnixEventLoopTestsMixin,
     test_events.SubprocessTestsMixin,
@@ -97,14 +97,14 @@ class _ThreadedWatcher:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 policy = asyncio.get_event_loop_policy()
                 watcher = policy.get_child_watcher()
-                policy.set_child_watcher(None)
+                policy.set_child_watcher(None)  # type: ignore[arg-type]  # typeshed: no None
                 watcher.attach_loop(None)
                 watcher.close()
 
     uses_child_watcher = True
 
 
-class QSelectorSubprocessTests(  # type: ignore[misc]
+class QSelectorSubprocessTests(
     _ThreadedWatcher, _CloseLoop, test_subprocess.SubprocessMixin, test_utils.TestCase
 ):
     """CPython's subprocess suite on ``new_event_loop(base="asyncio")``."""
@@ -189,13 +189,13 @@ class _NoChildWatcher:
     """uvloop reaps its children itself and warns when asyncio installs a watcher."""
 
     def setUp(self) -> None:
-        test_events.EventLoopTestsMixin.setUp(self)  # type: ignore[arg-type]
+        test_events.EventLoopTestsMixin.setUp(self)
 
     def tearDown(self) -> None:
-        test_events.EventLoopTestsMixin.tearDown(self)  # type: ignore[arg-type]
+        test_events.EventLoopTestsMixin.tearDown(self)
 
 
-class QUVLoopTests(  # type: ignore[misc]
+class QUVLoopTests(
     _NoChildWatcher,
     _CloseLoop,
     test_events.UnixEventLoopTestsMixin,
@@ -210,7 +210,7 @@ class QUVLoopTests(  # type: ignore[misc]
     locals().update(_skip(UVLOOP_EVENTS_LIMITS))
 
 
-class QUVLoopSubprocessTests(  # type: ignore[misc]
+class QUVLoopSubprocessTests(
     _ThreadedWatcher, _CloseLoop, test_subprocess.SubprocessMixin, test_utils.TestCase
 ):
     """CPython's subprocess suite on ``new_event_loop(base="uvloop")``."""

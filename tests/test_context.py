@@ -15,7 +15,6 @@ from conftest import LOOP_KINDS, HandlerLog, VirtualContext, context_for, iterat
 import aioqloop
 from aioqloop import (
     PRIORITY_DEFAULT,
-    PRIORITY_DEFAULT_IDLE,
     PRIORITY_HIGH,
     PRIORITY_LOW,
     IdleSource,
@@ -316,153 +315,6 @@ def test_prepare_timeout_bounds_blocking_iteration(ctx: MainContext) -> None:
         if ctx.iteration(True):
             break
     assert log == ["soon"]
-
-
-# --------------------------------------------------------- destroy and dispatch
-
-
-def test_destroyed_earlier_in_iteration_is_skipped(ctx: MainContext) -> None:
-    log: list[str] = []
-    b: IdleSource
-
-    def a_cb() -> bool:
-        log.append("a")
-        b.destroy()
-        return True
-
-    a = IdleSource(priority=PRIORITY_DEFAULT)
-    a.set_callback(a_cb)
-    a.attach(ctx)
-    b = idle(ctx, log, "b")
-    idle(ctx, log, "c")
-    ctx.iteration(False)
-    assert log == ["a", "c"]
-
-
-def test_added_during_dispatch_waits_for_next_iteration(ctx: MainContext) -> None:
-    log: list[str] = []
-
-    def a_cb() -> bool:
-        log.append("a")
-        idle(ctx, log, "new", result=False)
-        return False
-
-    a = IdleSource(priority=PRIORITY_DEFAULT)
-    a.set_callback(a_cb)
-    a.attach(ctx)
-    idle(ctx, log, "b", result=False)
-    ctx.iteration(False)
-    assert log == ["a", "b"]
-    ctx.iteration(False)
-    assert log == ["a", "b", "new"]
-
-
-def test_self_destroy_and_continue_is_destroyed_once(ctx: MainContext) -> None:
-    finalized: list[int] = []
-
-    class Fin(IdleSource):
-        def finalize(self) -> None:
-            finalized.append(1)
-
-    src = Fin()
-
-    def cb() -> bool:
-        src.destroy()
-        return True
-
-    src.set_callback(cb)
-    src.attach(ctx)
-    ctx.iteration(False)
-    assert src.is_destroyed
-    assert finalized == [1]
-    assert ctx.iteration(False) is False
-
-
-def test_finalize_after_dispatch_finishes(ctx: MainContext) -> None:
-    events: list[str] = []
-
-    class Fin(IdleSource):
-        def finalize(self) -> None:
-            events.append("finalize")
-
-    src = Fin()
-
-    def cb() -> bool:
-        src.destroy()
-        events.append("after destroy")
-        return False
-
-    src.set_callback(cb)
-    src.attach(ctx)
-    ctx.iteration(False)
-    assert events == ["after destroy", "finalize"]
-
-
-# ------------------------------------------------------------------- recursion
-
-
-class PrepareReady(Source):
-    def prepare(self) -> tuple[bool, float | None]:
-        return (True, None)
-
-
-def _always_ready(kind: str) -> Source:
-    if kind == "idle":
-        return IdleSource(priority=PRIORITY_DEFAULT)
-    if kind == "ready_time":
-        src = Source()
-        src.set_ready_time(0)
-        return src
-    return PrepareReady()
-
-
-@pytest.mark.parametrize("kind", ["idle", "ready_time", "prepare"])
-@pytest.mark.parametrize(("can_recurse", "expected"), [(False, 1), (True, 2)])
-def test_nested_iteration_and_can_recurse(ctx: MainContext, kind: str, can_recurse: bool,
-                                          expected: int) -> None:
-    # GLib: a non-recursive source is blocked during its dispatch; a recursive one that is
-    # still ready runs again inside a nested iteration of its own callback (1 vs 2 calls).
-    count = 0
-
-    def cb() -> bool:
-        nonlocal count
-        count += 1
-        if count == 1:
-            ctx.iteration(False)
-        return False
-
-    src = _always_ready(kind)
-    src.can_recurse = can_recurse
-    src.set_callback(cb)
-    src.attach(ctx)
-    # Keep something else ready so the nested iteration has work either way.
-    other = IdleSource(priority=PRIORITY_DEFAULT_IDLE)
-    other.set_callback(lambda: True)
-    other.attach(ctx)
-    ctx.iteration(False)
-    assert count == expected
-
-
-def test_nested_iteration_takes_over_outer_pending(ctx: MainContext) -> None:
-    seen: list[tuple[str, int]] = []
-
-    def first() -> bool:
-        seen.append(("a", main_depth()))
-        ctx.iteration(False)
-        seen.append(("a-done", main_depth()))
-        return False
-
-    a = IdleSource(priority=PRIORITY_DEFAULT)
-    a.set_callback(first)
-    a.attach(ctx)
-    for tag in ("b", "c"):
-        s = IdleSource(priority=PRIORITY_DEFAULT)
-        s.set_callback(lambda t=tag: seen.append((t, main_depth())) or False)
-        s.attach(ctx)
-    ctx.iteration(False)
-    # b and c were pending in the outer iteration: they ran inside the nested one.
-    assert seen == [("a", 1), ("b", 2), ("c", 2), ("a-done", 1)]
-    assert ctx.iteration(False) is False
 
 
 def test_main_depth_and_current_source(ctx: MainContext) -> None:
@@ -854,7 +706,7 @@ def test_various_ready_times(vctx: VirtualContext) -> None:
              now + 1e9, 1e308, float("inf")]
     whens += [now + rng.uniform(-2, 3) for _ in range(40)]
     fired: dict[int, float] = {}
-    sources = []
+    sources: list[Source] = []
     for i, when in enumerate(whens):
         src = Source()
 
@@ -1402,34 +1254,31 @@ def test_context_bound_to_a_plain_loop_does_not_keep_it_and_its_fds() -> None:
 
 def test_fd_removed_in_a_dispatch_with_a_nested_iteration_can_be_watched_again(
     ctx: MainContext,
+    pipe: tuple[int, int],
 ) -> None:
     # The nested iteration unpolls the blocked source's fd; removing the fd before the
     # dispatch ended left it marked unpolled, so no later watch of it was ever polled.
     import os
 
-    r, w = os.pipe()
-    try:
-        class Nesting(Source):
-            tag: Any = None
+    r, w = pipe
+    class Nesting(Source):
+        tag: Any = None
 
-            def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
-                ctx.iteration(False)
-                self.remove_unix_fd(self.tag)
-                return True
+        def dispatch(self, callback: Any, args: tuple[Any, ...]) -> bool:
+            ctx.iteration(False)
+            self.remove_unix_fd(self.tag)
+            return True
 
-        nesting = Nesting()
-        nesting.tag = nesting.add_unix_fd(r, aioqloop.IOCondition.IN)
-        nesting.attach(ctx)
-        os.write(w, b"x")
-        assert ctx.iteration(False) is True
-        seen: list[Any] = []
-        aioqloop.fd_add(r, aioqloop.IOCondition.IN, lambda fd, cond: seen.append(cond),
-                        context=ctx)
-        assert ctx.iteration(False) is True
-        assert seen == [aioqloop.IOCondition.IN]
-    finally:
-        os.close(r)
-        os.close(w)
+    nesting = Nesting()
+    nesting.tag = nesting.add_unix_fd(r, aioqloop.IOCondition.IN)
+    nesting.attach(ctx)
+    os.write(w, b"x")
+    assert ctx.iteration(False) is True
+    seen: list[Any] = []
+    aioqloop.fd_add(r, aioqloop.IOCondition.IN, lambda fd, cond: seen.append(cond),
+                    context=ctx)
+    assert ctx.iteration(False) is True
+    assert seen == [aioqloop.IOCondition.IN]
 
 
 def test_ready_time_heap_stays_bounded(ctx: MainContext) -> None:
@@ -1472,19 +1321,15 @@ def test_source_destroyed_in_its_callback_is_finalized_when_keyboardinterrupt_es
     assert main_depth() == 0
 
 
-def test_wakeup_of_a_closed_context_writes_to_no_fd() -> None:
+def test_wakeup_of_a_closed_context_writes_to_no_fd(pipe: tuple[int, int]) -> None:
     # After close() the eventfd number can belong to another file: a late wakeup() from
     # some thread must not write 8 bytes into it (nor fail).
     import os
 
     context = MainContext(_driver="standalone")
     context.close()
-    r, w = os.pipe()
-    try:
-        os.set_blocking(r, False)
-        context.wakeup()
-        with pytest.raises(BlockingIOError):
-            os.read(r, 64)
-    finally:
-        os.close(r)
-        os.close(w)
+    r, _ = pipe
+    os.set_blocking(r, False)
+    context.wakeup()
+    with pytest.raises(BlockingIOError):
+        os.read(r, 64)

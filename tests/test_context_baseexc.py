@@ -13,9 +13,6 @@ import aioqloop
 from aioqloop import PRIORITY_HIGH, BottomHalf, MainContext, Source
 
 pytestmark = pytest.mark.timeout(30)
-BASES = ["asyncio", "uvloop"]
-
-
 def _loop(base: str) -> asyncio.AbstractEventLoop:
     return aioqloop.new_event_loop(base=base)
 
@@ -26,7 +23,6 @@ async def _turns(n: int = 20) -> None:
     await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
 def test_bottom_half_batch_survives(base: str, exc: type[BaseException]) -> None:
     loop = _loop(base)
@@ -59,7 +55,6 @@ def test_bottom_half_batch_survives(base: str, exc: type[BaseException]) -> None
         loop.close()
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_prioritized_task_steps_resume_after_keyboard_interrupt(base: str) -> None:
     loop = _loop(base)
     try:
@@ -93,7 +88,6 @@ def test_prioritized_task_steps_resume_after_keyboard_interrupt(base: str) -> No
         loop.close()
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_source_that_raised_keyboard_interrupt_had_its_run(base: str) -> None:
     loop = _loop(base)
     try:
@@ -119,7 +113,6 @@ def test_source_that_raised_keyboard_interrupt_had_its_run(base: str) -> None:
         loop.close()
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_child_watch_called_once_with_the_real_status(
     base: str, recwarn: pytest.WarningsRecorder
 ) -> None:

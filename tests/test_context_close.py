@@ -14,10 +14,6 @@ import aioqloop
 from aioqloop import BigLock, BottomHalf, MainContext, TimeoutSource
 
 pytestmark = pytest.mark.timeout(30)
-BASES = ["asyncio", "uvloop"]
-
-
-@pytest.mark.parametrize("base", BASES)
 @pytest.mark.usefixtures("default_held")
 def test_a_loops_own_context_refuses_to_close_alone(base: str) -> None:
     loop = aioqloop.new_event_loop(base=base)
@@ -30,7 +26,6 @@ def test_a_loops_own_context_refuses_to_close_alone(base: str) -> None:
     assert aioqloop.get_main_context(loop).closed
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_closing_an_extra_context_leaves_the_loop_usable_for_any_fd(base: str) -> None:
     async def main() -> bytes:
         loop = asyncio.get_running_loop()
@@ -91,7 +86,6 @@ def test_loop_closed_while_queued_for_the_lock_does_not_keep_it() -> None:
 FAR = [25 * 86400.0, 30 * 86400.0, 10 * 365 * 86400.0, 2**32 / 1000]
 
 
-@pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("far", FAR)
 def test_far_future_deadlines_on_a_running_loop(base: str, far: float) -> None:
     async def main() -> str:
@@ -126,7 +120,6 @@ def test_far_prepare_timeout_and_hand_run_iteration(far: float) -> None:
         ctx.close()
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_closed_fd_is_reported_nval_when_nothing_else_drives_the_context(base: str) -> None:
     import os
 
@@ -147,7 +140,6 @@ def test_closed_fd_is_reported_nval_when_nothing_else_drives_the_context(base: s
     assert aioqloop.run(main(), base=base) == aioqloop.IOCondition.NVAL
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_reused_fd_number_under_a_live_dup_gives_no_spurious_dispatch(base: str) -> None:
     import os
 
@@ -349,6 +341,7 @@ def test_queries_and_changes_adding_no_work_finish_on_a_context_of_a_closed_loop
     # "Event loop is closed" in the middle of its check; a priority change of a ready
     # source raised the same after the priority had changed.  Both add no work: they
     # finish, and nothing runs.
+    loop: asyncio.AbstractEventLoop
     if kind == "uvloop":
         import uvloop
 

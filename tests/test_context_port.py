@@ -21,7 +21,7 @@ class FakePort(StandalonePort):
         self.reports: list[dict[str, Any]] = []
         self.slow: float | None = None
 
-    def time(self) -> float:  # type: ignore[override]
+    def time(self) -> float:
         return self.now
 
     def report(self, context: dict[str, Any]) -> None:

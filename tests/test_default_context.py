@@ -16,7 +16,6 @@ import pytest
 
 from aioqloop import _engine
 
-BASES = ["asyncio", "uvloop"]
 ENGINES = [
     pytest.param("c", marks=pytest.mark.skipif(_engine.core is None, reason="no C core")),
     "python",
@@ -59,7 +58,6 @@ def from_worker(log):
 
 
 def run_script(body: str, base: str, engine: str) -> subprocess.CompletedProcess[str]:
-    pytest.importorskip("uvloop") if base == "uvloop" else None
     env = dict(os.environ, AIOQLOOP_ENGINE=engine, PYTHONWARNINGS="default")
     code = PRELUDE + textwrap.dedent(body)
     return subprocess.run(
@@ -77,7 +75,6 @@ def ok(body: str, base: str, engine: str) -> str:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_module_level_timeout_fires_under_run(base: str, engine: str) -> None:
     out = ok("""
         fired = []
@@ -117,7 +114,6 @@ def test_module_level_timeout_on_a_virtual_clock_keeps_its_interval(engine: str)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("entry", ["run", "runner", "asyncio.run", "policy"])
 def test_worker_thread_work_runs_on_the_main_loop(base: str, engine: str, entry: str) -> None:
     if entry == "asyncio.run" and sys.version_info < (3, 12):
@@ -156,7 +152,6 @@ def test_worker_thread_work_runs_on_the_main_loop(base: str, engine: str, entry:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_source_remove_from_a_worker_removes_the_running_loops_source(
     base: str, engine: str
 ) -> None:
@@ -175,7 +170,6 @@ def test_source_remove_from_a_worker_removes_the_running_loops_source(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_a_second_main_thread_loop_gets_its_own_context(base: str, engine: str) -> None:
     ok("""
         first = aioqloop.new_event_loop(base=BASE)
@@ -198,7 +192,6 @@ def test_a_second_main_thread_loop_gets_its_own_context(base: str, engine: str) 
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_a_loop_made_in_another_thread_never_takes_the_default(
     base: str, engine: str
 ) -> None:
@@ -223,7 +216,6 @@ def test_a_loop_made_in_another_thread_never_takes_the_default(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_after_close_the_next_loop_takes_the_default_again(base: str, engine: str) -> None:
     ok("""
         contexts = []
@@ -247,7 +239,6 @@ def test_after_close_the_next_loop_takes_the_default_again(base: str, engine: st
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_worker_work_before_run_waits_for_the_main_loop(base: str, engine: str) -> None:
     # GLib queues work for the default context until the main loop runs: no warning.
     ok("""
@@ -321,7 +312,6 @@ def test_glib_default_context_is_the_main_loops(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_the_loop_made_on_demand_takes_the_context_back_after_the_run(
     base: str, engine: str
 ) -> None:
@@ -352,7 +342,6 @@ def test_the_loop_made_on_demand_takes_the_context_back_after_the_run(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("base", BASES)
 def test_fds_watched_before_run_are_watched_by_the_main_loop(base: str, engine: str) -> None:
     # An fd source attached before run() sits in the on-demand loop's epoll set; the
     # main loop (either base) must watch it from its own.

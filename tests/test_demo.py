@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BASES
 
 from aioqloop import __main__ as cli
 
 ROOT = Path(__file__).resolve().parent.parent
-BASES = ("asyncio", "uvloop")
 _procs: dict[str, subprocess.Popen[str]] = {}
 
 
@@ -41,10 +41,7 @@ def _counter(out: str, label: str) -> int:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("base", BASES)
 def test_demo_machine_works(base: str) -> None:
-    if base == "uvloop":
-        pytest.importorskip("uvloop")
     _start_all()
     proc = _procs[base]
     out, err = proc.communicate(timeout=60)
@@ -88,11 +85,8 @@ def test_demo_machine_works(base: str) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("base", BASES)
 def test_demo_into_a_closed_pipe_exits_quietly(base: str) -> None:
     """``python -m aioqloop demo | head -3``: no BrokenPipeError, no task tracebacks."""
-    if base == "uvloop":
-        pytest.importorskip("uvloop")
     env = dict(os.environ, NO_COLOR="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "aioqloop", "demo", "--seconds", "0.5", "--base", base],

@@ -81,9 +81,12 @@ def test_regular_file_is_always_ready(
         os.close(fd)
 
 
-def test_closed_fd_is_reported_nval_by_the_audit(poller: tuple[FdPoller, Waker]) -> None:
+def test_closed_fd_is_reported_nval_by_the_audit(
+    poller: tuple[FdPoller, Waker],
+    pipe: tuple[int, int],
+) -> None:
     p, _w = poller
-    r, w = os.pipe()
+    r, w = pipe
     src, tag = watch(p, r, IOCondition.IN)
     os.close(r)
     os.close(w)
@@ -122,22 +125,21 @@ def test_reused_number_with_a_dup_alive_reports_only_the_new_file(
             os.close(fd)
 
 
-def test_blocked_watchers_are_unpolled_and_repolled(poller: tuple[FdPoller, Waker]) -> None:
+def test_blocked_watchers_are_unpolled_and_repolled(
+    poller: tuple[FdPoller, Waker],
+    pipe: tuple[int, int],
+) -> None:
     p, _w = poller
-    r, w = os.pipe()
-    try:
-        src, _tag = watch(p, r, IOCondition.IN)
-        os.write(w, b"x")
-        src._blocked = True
-        p.unpoll_blocked([src])
-        assert p.poll(0, Marks()) == 0
-        src._blocked = False
-        p.repoll(src)
-        marks = Marks()
-        assert p.poll(0, marks) == 1 and marks.sources == [src]
-    finally:
-        os.close(r)
-        os.close(w)
+    r, w = pipe
+    src, _tag = watch(p, r, IOCondition.IN)
+    os.write(w, b"x")
+    src._blocked = True
+    p.unpoll_blocked([src])
+    assert p.poll(0, Marks()) == 0
+    src._blocked = False
+    p.repoll(src)
+    marks = Marks()
+    assert p.poll(0, marks) == 1 and marks.sources == [src]
 
 
 def test_clamp_wait() -> None:
@@ -150,27 +152,24 @@ def test_clamp_wait() -> None:
 
 def test_mirror_gets_the_merged_mask_and_zero_on_removal(
     poller: tuple[FdPoller, Waker],
+    pipe: tuple[int, int],
 ) -> None:
     import select
 
     p, _w = poller
     seen: list[tuple[int, int]] = []
     p.mirror = lambda fd, mask: seen.append((fd, mask))
-    r, w = os.pipe()
-    try:
-        _s1, t1 = watch(p, r, IOCondition.IN)
-        _s2, t2 = watch(p, r, IOCondition.PRI)
-        always = select.EPOLLERR | select.EPOLLHUP
-        assert seen == [(r, select.EPOLLIN | always),
-                        (r, select.EPOLLIN | select.EPOLLPRI | always)]
-        assert p.mirrored() == [(r, select.EPOLLIN | select.EPOLLPRI | always)]
-        p.remove(t2)  # type: ignore[arg-type]
-        p.remove(t1)  # type: ignore[arg-type]
-        assert seen[-2:] == [(r, select.EPOLLIN | always), (r, 0)]
-        assert p.mirrored() == []
-    finally:
-        os.close(r)
-        os.close(w)
+    r, _ = pipe
+    _s1, t1 = watch(p, r, IOCondition.IN)
+    _s2, t2 = watch(p, r, IOCondition.PRI)
+    always = select.EPOLLERR | select.EPOLLHUP
+    assert seen == [(r, select.EPOLLIN | always),
+                    (r, select.EPOLLIN | select.EPOLLPRI | always)]
+    assert p.mirrored() == [(r, select.EPOLLIN | select.EPOLLPRI | always)]
+    p.remove(t2)  # type: ignore[arg-type]
+    p.remove(t1)  # type: ignore[arg-type]
+    assert seen[-2:] == [(r, select.EPOLLIN | always), (r, 0)]
+    assert p.mirrored() == []
 
 
 def test_opened_on_first_watch_with_the_openers_wake_fd() -> None:

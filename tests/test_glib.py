@@ -313,7 +313,8 @@ def test_unix_signal_add_delivers_user_data() -> None:
         return GLib.SOURCE_REMOVE
 
     sid = GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGUSR1, on_signal, "a", 1)
-    assert GLib.MainContext.default().find_source_by_id(sid).priority == GLib.PRIORITY_HIGH
+    found = GLib.MainContext.default().find_source_by_id(sid)
+    assert found is not None and found.priority == GLib.PRIORITY_HIGH
     GLib.idle_add(lambda: os.kill(os.getpid(), signal.SIGUSR1))
     loop.run()
     assert got == [("a", 1)]
@@ -527,8 +528,8 @@ def test_names_and_child_removal() -> None:
     assert "parent" in repr(parent)
 
 
-def test_unix_fd_source_api_modify_and_remove() -> None:
-    r, w = os.pipe()
+def test_unix_fd_source_api_modify_and_remove(pipe: tuple[int, int]) -> None:
+    r, w = pipe
     ctx = GLib.MainContext()
     seen: list[int] = []
 
@@ -559,8 +560,8 @@ def test_unix_fd_source_api_modify_and_remove() -> None:
         os.close(w)
 
 
-def test_io_add_watch_fd_and_file_forms() -> None:
-    r, w = os.pipe()
+def test_io_add_watch_fd_and_file_forms(pipe: tuple[int, int]) -> None:
+    r, w = pipe
     loop = GLib.MainLoop()
     got: list[Any] = []
 
@@ -693,7 +694,9 @@ def test_nested_main_loop_inside_an_aioqloop_program() -> None:
             return False
 
         def outer() -> bool:
-            log.append(("outer", GLib.main_depth(), GLib.main_current_source().get_id()))
+            current = GLib.main_current_source()
+            assert current is not None
+            log.append(("outer", GLib.main_depth(), current.get_id()))
             GLib.timeout_add(1, inner)
             loop.run()  # nested, from a source callback
             log.append(("after", GLib.main_depth(), loop.is_running()))
@@ -900,28 +903,29 @@ def test_direct_invoke_exception_is_reported_not_raised(
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
+        # (The arg-type ignores mark the deliberately wrong types: the refusal is the test.)
         (lambda: GLib.timeout_add(-1, print), OverflowError, "not in range"),
         (lambda: GLib.timeout_add(2**32, print), ValueError, "not in range"),
-        (lambda: GLib.timeout_add("x", print), TypeError, "must be a number"),
-        (lambda: GLib.timeout_add(float("nan"), print), ValueError, "finite"),
-        (lambda: GLib.timeout_add(10, 5), TypeError, "Callback needs to be a function"),
+        (lambda: GLib.timeout_add("x", print), TypeError, "must be a number"),  # type: ignore[arg-type]
+        (lambda: GLib.timeout_add(float("nan"), print), ValueError, "finite"),  # type: ignore[arg-type]
+        (lambda: GLib.timeout_add(10, 5), TypeError, "Callback needs to be a function"),  # type: ignore[arg-type]
         (lambda: GLib.timeout_add_seconds(-1, print), OverflowError, "not in range"),
-        (lambda: GLib.idle_add(5), TypeError, "Callback needs to be a function"),
+        (lambda: GLib.idle_add(5), TypeError, "Callback needs to be a function"),  # type: ignore[arg-type]
         (lambda: GLib.idle_add(print, priority="x"), TypeError, "priority"),
         (lambda: GLib.idle_add(print, prio=1), TypeError, "unexpected keyword"),
         (lambda: GLib.source_remove(-1), OverflowError, "not in range"),
-        (lambda: GLib.source_remove("x"), TypeError, "must be a number"),
+        (lambda: GLib.source_remove("x"), TypeError, "must be a number"),  # type: ignore[arg-type]
         (lambda: GLib.Timeout(-5), OverflowError, "not in range"),
-        (lambda: GLib.Idle().attach(5), TypeError, "Expected GLib.MainContext"),
-        (lambda: GLib.Idle().set_ready_time("x"), TypeError, "must be a number"),
-        (lambda: GLib.Source().add_child_source(5), TypeError, "GLib.Source"),
-        (lambda: GLib.Idle().set_callback(5), TypeError, "Callback needs to be a function"),
-        (lambda: GLib.Idle().set_priority(None), TypeError, "priority"),
+        (lambda: GLib.Idle().attach(5), TypeError, "Expected GLib.MainContext"),  # type: ignore[arg-type]
+        (lambda: GLib.Idle().set_ready_time("x"), TypeError, "must be a number"),  # type: ignore[arg-type]
+        (lambda: GLib.Source().add_child_source(5), TypeError, "GLib.Source"),  # type: ignore[arg-type]
+        (lambda: GLib.Idle().set_callback(5), TypeError, "Callback needs to be a function"),  # type: ignore[arg-type]
+        (lambda: GLib.Idle().set_priority(None), TypeError, "priority"),  # type: ignore[arg-type]
         (lambda: GLib.MainContext().find_source_by_id(-1), OverflowError, "not in range"),
-        (lambda: GLib.MainContext().invoke_full("x", print), TypeError, "priority"),
-        (lambda: GLib.MainContext().invoke_full(0, None), TypeError, "Callback"),
-        (lambda: GLib.MainLoop(5), TypeError, "Expected GLib.MainContext"),
-        (lambda: GLib.unix_fd_add_full(0, "x", GLib.IO_IN, print), TypeError, "fd"),
+        (lambda: GLib.MainContext().invoke_full("x", print), TypeError, "priority"),  # type: ignore[arg-type]
+        (lambda: GLib.MainContext().invoke_full(0, None), TypeError, "Callback"),  # type: ignore[arg-type]
+        (lambda: GLib.MainLoop(5), TypeError, "Expected GLib.MainContext"),  # type: ignore[arg-type]
+        (lambda: GLib.unix_fd_add_full(0, "x", GLib.IO_IN, print), TypeError, "fd"),  # type: ignore[arg-type]
         (lambda: GLib.child_watch_add(0, 1), TypeError, "expected callback"),
     ],
 )
@@ -930,8 +934,8 @@ def test_bad_input_raises_at_the_call(call: Any, exc: type[BaseException], match
         call()
 
 
-def test_closed_fd_raises_oserror() -> None:
-    r, w = os.pipe()
+def test_closed_fd_raises_oserror(pipe: tuple[int, int]) -> None:
+    r, w = pipe
     os.close(r)
     os.close(w)
     with pytest.raises(OSError):
@@ -958,15 +962,18 @@ def test_zero_ids_return_none_and_log(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_float_interval_is_truncated_like_pygobject() -> None:
-    sid = GLib.timeout_add(1.9, lambda: False)
+    # A float where the annotation says int: PyGObject accepts it, and so must we.
+    sid = GLib.timeout_add(1.9, lambda: False)  # type: ignore[arg-type]
     src = aioqloop.MainContext.default().find_source_by_id(sid)
     assert isinstance(src, aioqloop.TimeoutSource) and src.interval == 0.001
     assert GLib.source_remove(sid)
 
 
 # ------------------------------------------------- PyGObject conformance (issue items)
-def test_io_add_watch_passes_only_the_asked_conditions_and_idles_still_run() -> None:
-    r, w = os.pipe()
+def test_io_add_watch_passes_only_the_asked_conditions_and_idles_still_run(
+    pipe: tuple[int, int],
+) -> None:
+    r, w = pipe
     os.write(w, b"x")
     os.close(w)  # the reader now sees IN|HUP, then HUP for ever
     calls: list[int] = []
@@ -992,19 +999,15 @@ def test_io_add_watch_passes_only_the_asked_conditions_and_idles_still_run() -> 
     os.close(r)
 
 
-def test_io_add_watch_keyword_priority_and_old_forms_warn() -> None:
-    r, w = os.pipe()
-    try:
-        with pytest.warns(GLib.PyGIDeprecationWarning):
-            sid = GLib.io_add_watch(r, GLib.IO_IN, lambda *a: True, priority=GLib.PRIORITY_HIGH)
-        src = GLib.MainContext.default().find_source_by_id(sid)
-        assert src is not None and src.priority == GLib.PRIORITY_HIGH
-        assert GLib.source_remove(sid)
-        with pytest.raises(TypeError):
-            GLib.io_add_watch(r, GLib.PRIORITY_DEFAULT, GLib.IO_IN)
-    finally:
-        os.close(r)
-        os.close(w)
+def test_io_add_watch_keyword_priority_and_old_forms_warn(pipe: tuple[int, int]) -> None:
+    r, _ = pipe
+    with pytest.warns(GLib.PyGIDeprecationWarning):
+        sid = GLib.io_add_watch(r, GLib.IO_IN, lambda *a: True, priority=GLib.PRIORITY_HIGH)
+    src = GLib.MainContext.default().find_source_by_id(sid)
+    assert src is not None and src.priority == GLib.PRIORITY_HIGH
+    assert GLib.source_remove(sid)
+    with pytest.raises(TypeError):
+        GLib.io_add_watch(r, GLib.PRIORITY_DEFAULT, GLib.IO_IN)
 
 
 @pytest.mark.parametrize(("verdict", "kept"), [((0, 1), False), ((1, 0), True), ((), False)])

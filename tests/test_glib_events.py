@@ -77,7 +77,7 @@ def test_set_event_loop_in_a_thread_pushes_the_loops_context() -> None:
         try:
             policy.set_event_loop(loop)
             out.append(policy.get_event_loop() is loop)
-            out.append(GLib.MainContext.get_thread_default() is loop._context)
+            out.append(GLib.MainContext.get_thread_default() is loop._context)  # type: ignore[attr-defined]
             with pytest.raises(RuntimeError):
                 policy.set_event_loop(policy.new_event_loop())
             policy.set_event_loop(None)
@@ -193,14 +193,9 @@ def test_raw_pending_counts_queued_asyncio_callbacks() -> None:
 
 
 # ------------------------------------------- gi.events 3.56+: no policy needed
-BASES = ("asyncio", "uvloop")
-
-
 def _fresh(base: str, body: str) -> None:
     """Run ``body`` in a fresh process (GLib's default context and the policy's class
     registry are process-wide), with ``Loop`` the base's GLibEventLoop class."""
-    if base == "uvloop":
-        pytest.importorskip("uvloop")
     code = (
         "import asyncio, sys, threading, warnings\n"
         "from aioqloop import glib as GLib\n"
@@ -217,7 +212,6 @@ def _fresh(base: str, body: str) -> None:
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_loop_without_a_context_takes_the_threads(base: str) -> None:
     _fresh(base, """
 # Main thread, no thread default: GLib's default context (made by this loop).
@@ -242,7 +236,6 @@ pushed.close(); main.close()
 """)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_loop_as_context_manager_pushes_registers_and_counts(base: str) -> None:
     _fresh(base, """
 loop = Loop(GLib.MainContext())
@@ -290,7 +283,6 @@ same.close(); loop.close()
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run(loop_factory=) is 3.12+")
-@pytest.mark.parametrize("base", BASES)
 def test_asyncio_run_with_the_loop_as_factory_needs_no_policy(base: str) -> None:
     _fresh(base, """
 async def main():
@@ -307,7 +299,6 @@ for _ in range(2):  # the first loop is unregistered (and closed): again works
 """)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_policy_registry_is_on_the_class(base: str) -> None:
     _fresh(base, """
 # Not installed: the class-level look-ups answer None rather than create.
@@ -337,7 +328,6 @@ assert loop.is_closed() and other.is_closed() and made.is_closed()
 """)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_paused_and_running(base: str) -> None:
     _fresh(base, """
 loop = Loop(GLib.MainContext())

@@ -16,10 +16,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvloop
+from conftest import BASES
 
 import aioqloop
 from aioqloop import (
@@ -35,8 +36,6 @@ from aioqloop import (
 )
 from aioqloop.loop import QSelectorEventLoop, QTask
 
-BASES = ("asyncio", "uvloop")
-
 
 def run(main: Callable[[], Coroutine[Any, Any, Any]], base: str = "asyncio", **kw: Any) -> Any:
     """``aioqloop.run(main())``; a wedged loop fails in 10 s instead of hanging.
@@ -50,7 +49,7 @@ def run(main: Callable[[], Coroutine[Any, Any, Any]], base: str = "asyncio", **k
     return aioqloop.run(bounded(), base=base, **kw)
 
 
-def base_class(base: str) -> type:
+def base_class(base: str) -> type[asyncio.AbstractEventLoop]:
     return QSelectorEventLoop if base == "asyncio" else uvloop.Loop
 
 
@@ -65,7 +64,6 @@ def thread_default_loop() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- entry points
-@pytest.mark.parametrize("base", BASES)
 def test_run_returns_value_on_the_chosen_base(base: str) -> None:
     async def main() -> tuple[int, asyncio.AbstractEventLoop]:
         await asyncio.sleep(0)
@@ -77,7 +75,6 @@ def test_run_returns_value_on_the_chosen_base(base: str) -> None:
     assert loop.is_closed()
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_run_passes_debug_and_refuses_non_coroutines(base: str) -> None:
     async def main() -> bool:
         return asyncio.get_running_loop().get_debug()
@@ -106,12 +103,15 @@ def test_uvloop_run_accepts_the_uvloop_base() -> None:
     async def main() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 
-    loop = uvloop.run(main(), loop_factory=lambda: aioqloop.new_event_loop(base="uvloop"))
+    def factory() -> uvloop.Loop:
+        # aioqloop's uvloop-base loop is a uvloop.Loop subclass; its static type omits it.
+        return cast(uvloop.Loop, aioqloop.new_event_loop(base="uvloop"))
+
+    loop = uvloop.run(main(), loop_factory=factory)
     assert isinstance(loop, uvloop.Loop)
     assert isinstance(aioqloop.get_main_context(loop), MainContext)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_runner_with_loop_factory(base: str) -> None:
     async def main(x: int) -> tuple[int, MainContext]:
         await asyncio.sleep(0)
@@ -121,7 +121,9 @@ def test_runner_with_loop_factory(base: str) -> None:
     if sys.version_info >= (3, 11):
         runner_cls: Any = asyncio.Runner
     else:  # pragma: no cover - 3.10: the backport aioqloop depends on there
-        from backports.asyncio.runner import Runner as runner_cls
+        from backports.asyncio.runner import (  # type: ignore[import-not-found]
+            Runner as runner_cls,
+        )
     with runner_cls(loop_factory=factory) as runner:
         loop = runner.get_loop()
         assert isinstance(loop, base_class(base))
@@ -141,7 +143,6 @@ def test_asyncio_run_with_loop_factory() -> None:  # pragma: no cover - 3.12+
     assert isinstance(loop, QSelectorEventLoop)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_event_loop_policy(base: str) -> None:
     async def main() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
@@ -196,13 +197,12 @@ def test_bad_arguments_are_refused_at_the_call() -> None:
 
 
 # ------------------------------------------------------------- owned contexts
-@pytest.mark.parametrize("base", BASES)
 def test_each_loop_owns_its_default_context(base: str) -> None:
     loops = [aioqloop.new_event_loop(base=base) for _ in range(2)]
     try:
         ctxs = [aioqloop.get_main_context(loop) for loop in loops]
         for loop, ctx in zip(loops, ctxs):
-            assert ctx is loop.main_context  # type: ignore[attr-defined]
+            assert ctx is loop.main_context
             assert ctx.loop is loop
             assert aioqloop.get_main_context(loop) is ctx  # stable
         assert ctxs[0] is not ctxs[1]
@@ -372,8 +372,8 @@ def test_task_priority_against_queued_callbacks(priority: int, first: list[str])
 
         task = loop.create_task(worker())
         assert isinstance(task, QTask)
-        task.set_priority(priority)  # type: ignore[attr-defined]
-        assert task.get_priority() == priority  # type: ignore[attr-defined]
+        task.set_priority(priority)
+        assert task.get_priority() == priority
         await asyncio.sleep(0)  # the worker now waits on the gate
         loop.call_soon(log.append, "a")
         gate.set_result(None)  # wakes the worker through call_soon
@@ -416,7 +416,6 @@ def test_low_priority_task_steps_wait_for_an_idle_loop(priority: int, starved: b
     assert (log.index("low") > log.index(29)) is starved
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_task_priority_api(base: str) -> None:
     async def main() -> list[int]:
         loop = asyncio.get_running_loop()
@@ -469,7 +468,6 @@ def test_prepare_runs_before_every_poll() -> None:
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("base", BASES)
 def test_prepare_timeout_bounds_the_poll(base: str) -> None:
     class Deadline(Source):
         """Ready once its own clock passes a deadline; only prepare/check know it."""
@@ -497,7 +495,6 @@ def test_prepare_timeout_bounds_the_poll(base: str) -> None:
     run(main, base)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_loop_tolerates_a_mixin_swapped_onto_its_class(base: str) -> None:
     calls: list[str] = []
 
@@ -526,7 +523,7 @@ def test_loop_tolerates_a_mixin_swapped_onto_its_class(base: str) -> None:
 
     try:
         assert isinstance(loop, Mixin)
-        assert aioqloop.get_main_context(loop) is loop.main_context  # type: ignore[attr-defined]
+        assert aioqloop.get_main_context(loop) is loop.main_context
         loop.run_until_complete(main())
     finally:
         loop.close()
@@ -536,7 +533,6 @@ def test_loop_tolerates_a_mixin_swapped_onto_its_class(base: str) -> None:
 
 
 # ------------------------------------------------------------- on both bases
-@pytest.mark.parametrize("base", BASES)
 def test_sources_and_timeouts_dispatch(base: str) -> None:
     log: list[str] = []
 
@@ -563,7 +559,6 @@ def test_sources_and_timeouts_dispatch(base: str) -> None:
     assert log.count("idle") == 1
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_fd_sources_dispatch(base: str) -> None:
     async def main() -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -595,7 +590,6 @@ def test_fd_sources_dispatch(base: str) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("base", BASES)
 def test_bottom_halves_scheduled_from_threads(base: str) -> None:
     async def main() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
@@ -626,7 +620,6 @@ def test_bottom_halves_scheduled_from_threads(base: str) -> None:
     assert 1 <= n <= nthreads
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_priorities_among_sources(base: str) -> None:
     log: list[str] = []
 
@@ -656,7 +649,6 @@ def test_priorities_among_sources(base: str) -> None:
 
 # ---------------------------------------------------------------- the big lock
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("base", BASES)
 def test_bql_is_held_while_sources_dispatch_and_free_while_the_loop_sleeps(
     base: str,
 ) -> None:
@@ -702,7 +694,6 @@ def test_bql_is_held_while_sources_dispatch_and_free_while_the_loop_sleeps(
 
 
 # ---------------------------------------------------------------- big lock discipline
-@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
 @pytest.mark.timeout(30)
 def test_bql_waiting_thread_gets_in_between_dispatches_of_a_busy_loop(base: str) -> None:
     import time as _time
@@ -783,7 +774,6 @@ def test_debug_mode_warns_about_a_slow_dispatch(caplog: pytest.LogCaptureFixture
 
 # --------------------------------------------------------- review regressions
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("base", BASES)
 def test_refused_nested_run_keeps_the_running_thread_owner(base: str) -> None:
     # run_forever() cleared the context's owner in its finally even when asyncio refused
     # to start (the loop already runs): the context then took other threads for its own
@@ -812,7 +802,6 @@ def test_refused_nested_run_keeps_the_running_thread_owner(base: str) -> None:
     assert "another thread" in aioqloop.run(main(), base=base)
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_a_refused_bql_leaves_no_half_built_loop(base: str) -> None:
     # The bql was checked after the base loop (selector, self-pipe, context) was built:
     # the half-built loop kept its fds and warned "unclosed event loop" at GC.
@@ -829,7 +818,6 @@ def test_a_refused_bql_leaves_no_half_built_loop(base: str) -> None:
     gc.collect()
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_tasks_look_like_asyncio_tasks_in_reprs(base: str) -> None:
     # asyncio's slow-callback and "Task was destroyed" logs print the task's repr.
     async def child() -> None:

@@ -96,9 +96,9 @@ def test_fd_source_round_trip(loop: asyncio.AbstractEventLoop) -> None:
     _roundtrip_with_source(loop)
 
 
-def test_exact_revents_hup_and_err(loop: asyncio.AbstractEventLoop) -> None:
+def test_exact_revents_hup_and_err(loop: asyncio.AbstractEventLoop, pipe: tuple[int, int]) -> None:
     ctx = aioqloop.get_main_context(loop)
-    r, w = os.pipe()
+    r, w = pipe
     got_r: list[int] = []
     got_w: list[int] = []
     s1 = aioqloop.fd_add(r, IN, lambda fd, c: got_r.append(int(c)) and False, context=ctx)
@@ -331,10 +331,13 @@ def test_closing_the_context_withdraws_its_fds(loop: asyncio.AbstractEventLoop) 
         b.close()
 
 
-def test_fd_closed_behind_the_watch_is_reported_nval(loop: asyncio.AbstractEventLoop) -> None:
+def test_fd_closed_behind_the_watch_is_reported_nval(
+    loop: asyncio.AbstractEventLoop,
+    pipe: tuple[int, int],
+) -> None:
     ctx = aioqloop.get_main_context(loop)
     ctx.fd_audit_interval = 0.0  # audit at every sleep
-    r, w = os.pipe()
+    r, w = pipe
     got: list[int] = []
     sid = aioqloop.fd_add(r, IN, lambda fd, c: got.append(int(c)) and False, context=ctx)
     run_until(loop, lambda: True)

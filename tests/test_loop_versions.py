@@ -18,7 +18,6 @@ from aioqloop.loop import QTask
 
 uvloop = pytest.importorskip("uvloop")
 
-BASES = ("asyncio", "uvloop")
 _var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
 
 
@@ -36,9 +35,9 @@ def _factory_tasks(log: list[dict[str, Any]]) -> Any:
     return factory
 
 
-@pytest.fixture(params=BASES)
-def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
-    lp = aioqloop.new_event_loop(base=request.param)
+@pytest.fixture
+def loop(base: str) -> Iterator[asyncio.AbstractEventLoop]:
+    lp = aioqloop.new_event_loop(base=base)
     yield lp
     lp.close()
 
@@ -84,10 +83,10 @@ def test_create_task_with_context_follows_the_base_signature(
     coro = _read_var()
     if not _accepts_context(loop):
         with pytest.raises(TypeError, match="context"):
-            loop.create_task(coro, name="ctx", context=_context_with_var())
+            loop.create_task(coro, name="ctx", context=_context_with_var())  # type: ignore[call-arg]
         coro.close()
         return
-    task = loop.create_task(coro, name="ctx", context=_context_with_var())
+    task = loop.create_task(coro, name="ctx", context=_context_with_var())  # type: ignore[call-arg]
     assert loop.run_until_complete(task) == "given"
     assert task.get_name() == "ctx"
     assert isinstance(task, QTask) is (not with_factory)

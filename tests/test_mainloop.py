@@ -12,8 +12,6 @@ import pytest
 import aioqloop
 from aioqloop import MainContext, MainLoop, main_depth
 
-BASES = ("asyncio", "uvloop")
-
 
 @pytest.fixture
 def thread_default_loop() -> Iterator[None]:
@@ -135,7 +133,6 @@ def test_run_on_a_closed_loop_is_refused() -> None:
 
 # ------------------------------------------------------------------- nesting
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("base", BASES)
 def test_nested_run_from_a_source_callback(base: str) -> None:
     log: list[Any] = []
 
@@ -171,7 +168,6 @@ def test_nested_run_from_a_source_callback(base: str) -> None:
     assert got.index(("outer", 1)) < got.index(("nested", 2, True)) < got.index(("back", 1, False))
 
 
-@pytest.mark.parametrize("base", BASES)
 def test_run_inside_a_coroutine_is_refused(base: str) -> None:
     async def main() -> str:
         ml = MainLoop(aioqloop.get_main_context())
@@ -209,7 +205,6 @@ def test_run_on_a_loop_running_in_another_thread_is_refused() -> None:
 
 # ------------------------------------------------------------------ run_async
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("base", BASES)
 def test_run_async_until_quit(base: str) -> None:
     async def main() -> list[Any]:
         ml = MainLoop(aioqloop.get_main_context())

@@ -68,7 +68,7 @@ def test_attach_twice_and_attach_destroyed(ctx: MainContext) -> None:
         other.close()
 
 
-def test_use_after_destroy(ctx: MainContext) -> None:
+def test_use_after_destroy(ctx: MainContext, pipe: tuple[int, int]) -> None:
     src = Source()
     src.attach(ctx)
     src.destroy()
@@ -76,13 +76,9 @@ def test_use_after_destroy(ctx: MainContext) -> None:
         src.set_callback(lambda: True)
     with pytest.raises(RuntimeError):
         src.set_ready_time(0)
-    r, w = os.pipe()
-    try:
-        with pytest.raises(RuntimeError):
-            src.add_unix_fd(r, IOCondition.IN)
-    finally:
-        os.close(r)
-        os.close(w)
+    r, _ = pipe
+    with pytest.raises(RuntimeError):
+        src.add_unix_fd(r, IOCondition.IN)
     with pytest.raises(RuntimeError):
         src.add_child_source(Source())
     assert src.time() >= 0  # the context is still known
@@ -164,43 +160,39 @@ def test_destroy_from_other_thread(ctx: MainContext) -> None:
     assert log == []
 
 
-def test_unix_fd_tags(ctx: MainContext) -> None:
-    r, w = os.pipe()
-    try:
-        src = Source()
-        tag = src.add_unix_fd(r, IOCondition.IN)
-        assert src.query_unix_fd(tag) == IOCondition(0)
-        src.modify_unix_fd(tag, IOCondition.IN | IOCondition.PRI)
-        with pytest.raises(TypeError):
-            src.query_unix_fd("tag")  # type: ignore[arg-type]
-        other = Source()
-        with pytest.raises(ValueError):
-            other.query_unix_fd(tag)
-        with pytest.raises(ValueError):
-            other.remove_unix_fd(tag)
-        with pytest.raises(ValueError):
-            src.add_unix_fd(-3, IOCondition.IN)
-        with pytest.raises(ValueError):
-            src.modify_unix_fd(tag, 1 << 12)
-        with pytest.raises(TypeError):
-            src.add_unix_fd(r, "IN")  # type: ignore[arg-type]
-        seen: list[IOCondition] = []
-        src.set_callback(lambda: seen.append(src.query_unix_fd(tag)) or True)
-        src.attach(ctx)
-        os.write(w, b"x")
-        ctx.iteration(False)
-        assert seen == [IOCondition.IN]
+def test_unix_fd_tags(ctx: MainContext, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    src = Source()
+    tag = src.add_unix_fd(r, IOCondition.IN)
+    assert src.query_unix_fd(tag) == IOCondition(0)
+    src.modify_unix_fd(tag, IOCondition.IN | IOCondition.PRI)
+    with pytest.raises(TypeError):
+        src.query_unix_fd("tag")  # type: ignore[arg-type]
+    other = Source()
+    with pytest.raises(ValueError):
+        other.query_unix_fd(tag)
+    with pytest.raises(ValueError):
+        other.remove_unix_fd(tag)
+    with pytest.raises(ValueError):
+        src.add_unix_fd(-3, IOCondition.IN)
+    with pytest.raises(ValueError):
+        src.modify_unix_fd(tag, 1 << 12)
+    with pytest.raises(TypeError):
+        src.add_unix_fd(r, "IN")  # type: ignore[arg-type]
+    seen: list[IOCondition] = []
+    src.set_callback(lambda: seen.append(src.query_unix_fd(tag)) or True)
+    src.attach(ctx)
+    os.write(w, b"x")
+    ctx.iteration(False)
+    assert seen == [IOCondition.IN]
+    src.remove_unix_fd(tag)
+    with pytest.raises(ValueError):
         src.remove_unix_fd(tag)
-        with pytest.raises(ValueError):
-            src.remove_unix_fd(tag)
-        assert ctx.iteration(False) is False
-    finally:
-        os.close(r)
-        os.close(w)
+    assert ctx.iteration(False) is False
 
 
-def test_add_unix_fd_closed_fd() -> None:
-    r, w = os.pipe()
+def test_add_unix_fd_closed_fd(pipe: tuple[int, int]) -> None:
+    r, w = pipe
     os.close(r)
     os.close(w)
     with pytest.raises(OSError):

@@ -59,17 +59,6 @@ def watch(ctx: MainContext, fd: Any, cond: IOCondition, *, priority: int = PRIOR
 
 
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-@pytest.fixture
 def sockpair() -> Iterator[tuple[socket.socket, socket.socket]]:
     a, b = socket.socketpair()
     yield a, b
@@ -292,8 +281,8 @@ def test_fd_pri_with_tcp_urgent_data(ctx: MainContext) -> None:
         server.close()
 
 
-def test_fd_nval_for_fd_closed_behind_the_source(ctx: MainContext) -> None:
-    r, w = os.pipe()
+def test_fd_nval_for_fd_closed_behind_the_source(ctx: MainContext, pipe: tuple[int, int]) -> None:
+    r, w = pipe
     ctx.fd_audit_interval = 0.0
     src, seen = watch(ctx, r, IN, keep=False)
     assert ctx.iteration(False) is False
@@ -464,15 +453,15 @@ def test_fd_source_invalid_fds(pipe: tuple[int, int]) -> None:
     with pytest.raises(TypeError):
         FdSource("3", IN)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        FdSource(True, IN)  # type: ignore[arg-type]
+        FdSource(True, IN)
     with pytest.raises(TypeError):
         FdSource(r, "IN")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         FdSource(r, 0x1000)
 
 
-def test_fd_add_on_closed_file_object() -> None:
-    r, w = os.pipe()
+def test_fd_add_on_closed_file_object(pipe: tuple[int, int]) -> None:
+    r, w = pipe
     f = os.fdopen(r, "rb")
     os.close(w)
     f.close()

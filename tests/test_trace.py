@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,6 @@ asyncio_default_fixture_loop_scope = function
 """
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def base(request: pytest.FixtureRequest) -> str:
-    if request.param == "uvloop":
-        pytest.importorskip("uvloop")
-    return str(request.param)
-
-
 def _sources_run(base: str, seed: int | None) -> tuple[list[str], list[tuple[str, int]]]:
     """Six idle sources at the default priority and one high-priority idle: the order
     they ran in, and the trace's (name, priority) of each source dispatch."""
@@ -45,7 +39,7 @@ def _sources_run(base: str, seed: int | None) -> tuple[list[str], list[tuple[str
     async def main() -> None:
         done = asyncio.Event()
 
-        def make(name: str) -> object:
+        def make(name: str) -> Callable[[], bool]:
             def cb() -> bool:
                 ran.append(name)
                 if len(ran) == 7:

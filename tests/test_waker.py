@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import threading
@@ -57,7 +58,7 @@ def test_post_queues_and_wakes_run_ops_in_order() -> None:
         w.set_waiting(True)
         out: list[int] = []
         for i in range(3):
-            w.post(lambda i=i: out.append(i))
+            w.post(functools.partial(out.append, i))
         assert w.writes == 1
         w.run_ops()
         assert out == [0, 1, 2] and not w.ops
