@@ -597,8 +597,8 @@ def test_iochannel_add_watch_warns_at_the_caller_and_watches() -> None:
         with pytest.warns(GLib.PyGIDeprecationWarning, match="use GLib.io_add_watch") as rec:
             sid = ch.add_watch(GLib.IO_IN, cb, "x", priority=GLib.PRIORITY_HIGH)
         assert rec[0].filename == __file__  # attributed to the caller, not aioqloop
-        assert GLib.main_context_default().find_source_by_id(sid).get_priority() == \
-            GLib.PRIORITY_HIGH
+        src = GLib.main_context_default().find_source_by_id(sid)
+        assert src is not None and src.get_priority() == GLib.PRIORITY_HIGH
         with pytest.raises(TypeError):
             ch.add_watch(GLib.IO_IN, cb, prio=1)  # a misspelt keyword is refused
         os.write(w, b"!")
