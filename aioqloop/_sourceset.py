@@ -144,6 +144,11 @@ class SourceSet:
             if any(c._ready for c in parent._children if c is not src):
                 break
             self._unmark_ready(parent)
+            if parent._ready_time != -1 and not parent._in_heap:
+                # Its own ready time may have passed while it was ready (so it left the
+                # deadline heap): GLib derives READY from the ready time at every
+                # prepare, so put it back in the heap for the next one to look at.
+                self._schedule_ready_time(parent)
             parent = parent._parent
         if src._has_prepare or src._has_check:
             prio = src._priority
