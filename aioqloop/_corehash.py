@@ -14,7 +14,10 @@ from typing import Final
 __all__ = ("HASHED", "source_hash")
 
 #: The files whose content a build of the compiled core depends on (package-relative).
-HASHED: Final = ("_cengine.c", "_dispatch.py", "context.py", "source.py", "sources.py",
+HASHED: Final = ("_cengine.c", *(f"_csrc/{part}.h" for part in (
+    "common", "stats", "source", "context", "dispatch", "fdresults", "iterate", "attach",
+    "context_type", "hook", "plain", "bh", "timers", "module")),
+                 "_dispatch.py", "context.py", "source.py", "sources.py",
                  "statistics.py", "_fdpoll.py", "_selectorfds.py", "loop.py",
                  "bridge.py", "_sourceset.py", "_deadlines.py", "bottomhalf.py",
                  "_engine.py", "_corehash.py")

@@ -1,0 +1,522 @@
+/* aioqloop._cengine, part attach.h: Attach and destroy: g_source_attach / g_source_destroy and the ready-time heap's
+ * push (g_source_set_ready_time), with fast paths for plain sources; the start of
+ * prepare and check that collects operations posted by other threads (QEMU's
+ * aio_notify handshake), bottom halves and due ready times.
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+/* ------------------------------------------------ attach and destroy, fast paths */
+/* SourceSet._insert_tree / _remove for the common source: no prepare/check hooks, no
+ * fds, no children, no parent, a built-in _attached.  Anything else goes to the Python
+ * methods (the reference).  Deadlines.push is inlined; drop and rebuild stay Python. */
+
+
+/* Deadlines.push: 1 if src is the new head, 0 if not, -1 on error. */
+static int
+deadlines_push(PyObject *deadlines, SourceObject *src, double when)
+{
+    if (src->in_heap && call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL) < 0)
+        return -1;
+    PyObject *seq_o = PyObject_GetAttr(deadlines, s_seq_attr);
+    Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
+    Py_XDECREF(seq_o);
+    if (seq == -1 && PyErr_Occurred())
+        return -1;
+    seq++;
+    PyObject *nseq = PyLong_FromSsize_t(seq);
+    if (nseq == NULL || PyObject_SetAttr(deadlines, s_seq_attr, nseq) < 0) {
+        Py_XDECREF(nseq);
+        return -1;
+    }
+    src->heap_seq = seq;
+    src->in_heap = 1;
+    PyObject *entries = PyObject_GetAttr(deadlines, s_entries);
+    PyObject *w = entries ? PyFloat_FromDouble(when) : NULL;
+    PyObject *entry = w ? PyTuple_Pack(3, w, nseq, (PyObject *)src) : NULL;
+    Py_XDECREF(w);
+    Py_DECREF(nseq);
+    int pushed = -1;
+    if (entry != NULL && PyList_CheckExact(entries))
+        pushed = timers_heappush(entries, entry);  /* heapq's push, compared in C */
+    else if (entry != NULL) {
+        PyObject *r = PyObject_CallFunctionObjArgs(heappush, entries, entry, NULL);
+        pushed = r ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(entry);
+    if (pushed < 0) {
+        Py_XDECREF(entries);
+        return -1;
+    }
+    int head = 0;
+    if (PyList_Check(entries) && PyList_GET_SIZE(entries) > 0) {
+        PyObject *first = PyList_GET_ITEM(entries, 0);
+        if (PyTuple_Check(first) && PyTuple_GET_SIZE(first) == 3)
+            head = PyTuple_GET_ITEM(first, 2) == (PyObject *)src
+                   && ((SourceObject *)src)->heap_seq == seq;
+    }
+    Py_DECREF(entries);
+    return head;
+}
+
+/* MainContext._schedule_ready_time: (re)enter src's ready time in the heap. */
+static int
+schedule_ready_time_c(ContextObject *self, SourceObject *src)
+{
+    if (src->destroyed || src->context != (PyObject *)self)
+        return 0;
+    double when = src->ready_time;
+    if (src->ready_by_time && src->ready && !src->dispatching) {
+        int passed = when == -1;
+        if (!passed) {
+            double now;
+            if (clock_now(self, &now) < 0)
+                return -1;
+            passed = when > now;
+        }
+        /* READY came only from the old ready time; GLib would not see it ready now */
+        if (passed && unmark_ready(self, src) < 0)
+            return -1;
+    }
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
+    if (when == -1 || isinf(when))
+        return call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL);
+    int head = deadlines_push(deadlines, src, when);
+    if (head <= 0)
+        return head;
+    return timers_deadline_changed((PyObject *)self, when);
+}
+
+static PyObject *
+ctx_schedule_ready_time(ContextObject *self, PyObject *src)
+{
+    if (!Source_Check(src)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    if (schedule_ready_time_c(self, (SourceObject *)src) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+plain_source(SourceObject *src, PyObject **attached)
+{
+    PyTypeObject *type = Py_TYPE(src);
+    if (class_flag(type, s_has_prepare) || class_flag(type, s_has_check))
+        return 0;
+    if (list_len(src->fds) != 0 || list_len(src->children) != 0 || !IS_NONE(src->parent))
+        return 0;
+    if (PyErr_Occurred())
+        return -1;
+    if (attached != NULL) {
+        *attached = _PyType_Lookup(type, s_attached);
+        if (*attached != default_attached && *attached != timeout_attached)
+            return 0;
+    }
+    return 1;
+}
+
+/* _insert(src): insert an attached source (owner thread). */
+static PyObject *
+ctx_insert(ContextObject *self, PyObject *srcobj)
+{
+    if (!Source_Check(srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    if (src->destroyed)
+        Py_RETURN_NONE;
+    PyObject *attached = NULL;
+    int plain = default_attached != NULL ? plain_source(src, &attached) : 0;
+    if (plain < 0)
+        return NULL;
+    if (!plain)
+        return PyObject_CallMethodOneArg((PyObject *)self, s_insert_tree, srcobj);
+    /* no attach order yet (an empty tuple, or none at all after a del) */
+    if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
+        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, s_seq_attr);
+        Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
+        Py_XDECREF(seq_o);
+        if (seq == -1 && PyErr_Occurred())
+            return NULL;
+        PyObject *nseq = PyLong_FromSsize_t(seq + 1);
+        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, s_seq_attr, nseq) < 0) {
+            Py_XDECREF(nseq);
+            return NULL;
+        }
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *order = one ? PyTuple_Pack(2, nseq, one) : NULL;  /* (seq, 1) */
+        Py_XDECREF(one);
+        Py_DECREF(nseq);
+        if (order == NULL)
+            return NULL;
+        Py_XSETREF(src->order, order);
+    }
+    if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
+        return NULL;
+    if (attached == timeout_attached && src->ready_time == -1) {
+        double now;
+        if (clock_now(self, &now) < 0)
+            return NULL;
+        src->ready_time = now + src->interval;
+    }
+    if (src->ready_time != -1 && schedule_ready_time_c(self, src) < 0)
+        return NULL;
+    if (src->c_idle && mark_ready(self, srcobj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _remove_source(src): take a destroyed source out of the context (owner thread). */
+static PyObject *
+ctx_remove_source(ContextObject *self, PyObject *srcobj)
+{
+    if (!Source_Check(srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    int plain = default_attached != NULL ? plain_source(src, NULL) : 0;
+    if (plain < 0)
+        return NULL;
+    PyTypeObject *type = Py_TYPE(src);
+    if (!plain || _PyType_Lookup(type, s_maybe_finalize) != default_maybe_finalize)
+        return PyObject_CallMethodOneArg((PyObject *)self, s_remove, srcobj);
+    if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
+        return NULL;
+    if (src->in_heap) {
+        PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+        if (deadlines == NULL || call_method_void(deadlines, s_drop, srcobj, NULL, NULL) < 0)
+            return NULL;
+    }
+    /* Source._maybe_finalize */
+    if (src->finalized || src->dispatching)
+        Py_RETURN_NONE;
+    src->finalized = 1;
+    Py_CLEAR(src->callback);
+    Py_XSETREF(src->args, PyTuple_New(0));
+    if (_PyType_Lookup(type, s_finalize) == default_finalize)
+        Py_RETURN_NONE;  /* the default finalize does nothing */
+    PyObject *r = PyObject_CallMethodNoArgs(srcobj, s_finalize);
+    if (r != NULL) {
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_GeneratorExit))
+        return NULL;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    PyErr_NormalizeException(&et, &ev, &etb);
+    if (etb != NULL && ev != NULL)
+        PyException_SetTraceback(ev, etb);
+    PyObject *phase = PyUnicode_FromString("finalize");
+    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, s_report, ev ? ev : Py_None,
+                                           srcobj, phase, NULL) : NULL;
+    Py_XDECREF(phase);
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(etb);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------- collect and destroy, in C */
+
+/* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
+static int
+pop_due_into(ContextObject *self, double now)
+{
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
+    Py_INCREF(deadlines);
+    PyObject *heap = PyObject_GetAttr(deadlines, s_entries);
+    int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
+    if (rc < 0 && heap != NULL)
+        PyErr_SetString(PyExc_TypeError, "Deadlines.entries must be a list");
+    Py_ssize_t stale_popped = 0;
+    while (rc == 0 && PyList_GET_SIZE(heap) > 0) {
+        PyObject *first = PyList_GET_ITEM(heap, 0);
+        if (!PyTuple_Check(first) || PyTuple_GET_SIZE(first) != 3) {
+            PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            rc = -1;
+            break;
+        }
+        double when = PyFloat_AsDouble(PyTuple_GET_ITEM(first, 0));
+        if (when == -1.0 && PyErr_Occurred()) {
+            rc = -1;
+            break;
+        }
+        if (when > now)
+            break;
+        PyObject *entry = PyList_CheckExact(heap) ? timers_heappop(heap)
+                                                  : PyObject_CallOneArg(heappop, heap);
+        if (entry == NULL) {
+            rc = -1;
+            break;
+        }
+        PyObject *srcobj = PyTuple_GET_ITEM(entry, 2);
+        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
+        if (!Source_Check(srcobj) || (seq == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            Py_DECREF(entry);
+            rc = -1;
+            break;
+        }
+        SourceObject *src = (SourceObject *)srcobj;
+        if (!(src->in_heap && src->heap_seq == seq)) {
+            stale_popped++;  /* dropped lazily earlier */
+            Py_DECREF(entry);
+            continue;
+        }
+        src->in_heap = 0;
+        if (src->blocked) {
+            PyObject *due = REQUIRED(self, blocked_due, "_blocked_due");
+            rc = due == NULL ? -1 : PyList_Append(due, srcobj);
+        }
+        else if (!src->ready) {
+            rc = mark_ready(self, srcobj);
+            src->ready_by_time = src->ready;
+        }
+        Py_DECREF(entry);
+    }
+    Py_XDECREF(heap);
+    if (stale_popped) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);  /* an error of the loop above stays the one raised */
+        PyObject *st = PyObject_GetAttr(deadlines, s_stale_attr);
+        Py_ssize_t v = st ? PyLong_AsSsize_t(st) : -1;
+        Py_XDECREF(st);
+        PyObject *nv = (v == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(v - stale_popped);
+        if (nv == NULL || PyObject_SetAttr(deadlines, s_stale_attr, nv) < 0)
+            rc = -1;
+        Py_XDECREF(nv);
+        if (et != NULL) {
+            if (PyErr_Occurred()) {
+                Py_XDECREF(et);
+                Py_XDECREF(ev);
+                Py_XDECREF(etb);
+            }
+            else {
+                PyErr_Restore(et, ev, etb);
+            }
+        }
+    }
+    Py_DECREF(deadlines);
+    return rc;
+}
+
+/* MainContext._collect: foreign ops, the cached time, bottom halves, due ready times. */
+static PyObject *
+ctx_collect(ContextObject *self, PyObject *unused)
+{
+    int ops = nonempty_attr(self->waker, s_ops);
+    if (ops < 0 || (ops && call_method_void(self->waker, s_run_ops, NULL, NULL, NULL) < 0))
+        return NULL;
+    if (read_clock(self) < 0)
+        return NULL;
+    double now = self->now;
+    int bh = bh_pending(self);
+    if (bh < 0)
+        return NULL;
+    if (bh) {
+        PyObject *bsrc = PyObject_GetAttr(self->bh, s_bh_source);
+        int rc = bsrc ? mark_ready(self, bsrc) : -1;
+        Py_XDECREF(bsrc);
+        if (rc < 0)
+            return NULL;
+    }
+    if (heappop != NULL && pop_due_into(self, now) < 0)
+        return NULL;
+    return PyFloat_FromDouble(now);
+}
+
+/* Source.destroy for a source whose class keeps it, from the core (owner thread). */
+static int
+destroy_source(SourceObject *src)
+{
+    PyObject *srcobj = (PyObject *)src;
+    if (default_destroy == NULL || _PyType_Lookup(Py_TYPE(src), s_destroy) != default_destroy
+            || !is_context(src->context))
+        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    if (src->destroyed)
+        return 0;
+    PyObject *ctx = src->context;
+    /* another thread owns the context: the Python method posts the removal */
+    PyObject *owner = PyObject_GetAttr(ctx, s_owner);
+    if (owner == NULL)
+        return -1;
+    int unowned = owner == Py_None, foreign = 0;
+    if (!unowned) {
+        unsigned long who = PyLong_AsUnsignedLong(owner);
+        foreign = !(who == (unsigned long)-1 && PyErr_Occurred())
+                  && who != PyThread_get_thread_ident();
+    }
+    Py_DECREF(owner);
+    if (PyErr_Occurred())
+        return -1;
+    if (foreign)
+        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    PyObject *waker = ((ContextObject *)ctx)->waker;
+    PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr(ctx, s_sources) : NULL;
+    if (sources == NULL || !PyDict_CheckExact(sources)) {
+        /* not the plain state this path knows: the Python method (the reference) */
+        Py_XDECREF(sources);
+        Py_XDECREF(lock);
+        if (PyErr_Occurred())
+            return -1;
+        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    }
+    src->destroyed = 1;
+    Py_INCREF(ctx);
+    Py_INCREF(srcobj);
+    int rc = -1;
+    if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    PyObject *key = PyLong_FromSsize_t(src->id);
+    int drc = -1;
+    if (key != NULL) {
+        PyObject *cur = PyDict_GetItemWithError(sources, key);
+        drc = cur == srcobj ? PyDict_DelItem(sources, key) : (PyErr_Occurred() ? -1 : 0);
+        Py_DECREF(key);
+    }
+    if (call_method_void(lock, s_release, NULL, NULL, NULL) < 0 || drc < 0)
+        goto out;
+    int is_closed = attr_truth(ctx, s_closed_attr);
+    if (is_closed < 0)
+        goto out;
+    PyObject *r = ctx_remove_source((ContextObject *)ctx, srcobj);
+    if (r == NULL)
+        goto out;
+    Py_DECREF(r);
+    rc = 0;
+    if (!is_closed && unowned)
+        rc = timers_notify(waker);
+out:
+    Py_XDECREF(sources);
+    Py_XDECREF(lock);
+    Py_DECREF(srcobj);
+    Py_DECREF(ctx);
+    return rc;
+}
+
+/* SourceSet._attach: give src an id in this context and insert it (any thread). */
+
+static PyObject *
+ctx_attach(ContextObject *self, PyObject *srcobj)
+{
+    if (!Source_Check(srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    PyObject *waker = self->waker;
+    if (IS_NONE(waker)) {
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+        return NULL;
+    }
+    Py_INCREF(waker);
+    PyObject *lock = PyObject_GetAttr(waker, s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, s_sources) : NULL;
+    PyObject *result = NULL;
+    if (sources == NULL || !PyDict_Check(sources)) {
+        if (sources != NULL)
+            PyErr_SetString(PyExc_TypeError, "MainContext._sources must be a dict");
+        goto out;
+    }
+    if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    long sid = -1;
+    {
+        int closed = attr_truth((PyObject *)self, s_closed_attr);
+        int closing = closed == 0 ? attr_truth((PyObject *)self, s_closing_attr) : 0;
+        int open = closed == 0 && closing == 0;
+        /* A closed loop refuses the attach before anything changes (see
+         * MainContext._check_loop_open); a loop's own context is closed with it. */
+        int own = open ? attr_truth((PyObject *)self, s_owned_by_loop) : 0;
+        if (own < 0 || (open && !own
+                        && call_method_void((PyObject *)self, s_check_loop_open,
+                                            NULL, NULL, NULL) < 0))
+            open = 0;
+        PyObject *next = open ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
+        if (closed > 0 || closing > 0)
+            PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+        if (next != NULL) {
+            sid = PyLong_AsLong(next);
+            Py_DECREF(next);
+        }
+        while (sid >= 0 && !PyErr_Occurred()) {
+            PyObject *key = PyLong_FromLong(sid);
+            int taken = key ? (sid == 0 || PyDict_Contains(sources, key)) : -1;
+            if (taken == 0) {
+                PyObject *nxt = PyLong_FromLong((sid + 1) & 0xFFFFFFFFL);
+                int rc = nxt ? PyObject_SetAttr((PyObject *)self, s_next_id, nxt) : -1;
+                Py_XDECREF(nxt);
+                if (rc == 0 && PyDict_SetItem(sources, key, srcobj) == 0) {
+                    src->id = sid;
+                    Py_INCREF(self);
+                    Py_XSETREF(src->context, (PyObject *)self);
+                }
+                Py_DECREF(key);
+                break;
+            }
+            Py_XDECREF(key);
+            if (taken < 0)
+                break;
+            sid = (sid + 1) & 0xFFFFFFFFL;
+        }
+    }
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        int rrc = call_method_void(lock, s_release, NULL, NULL, NULL);
+        if (rrc < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            goto out;
+        }
+        PyErr_Restore(et, ev, etb);
+        if (et != NULL)
+            goto out;
+    }
+    /* _local_or_post, without a closure: insert here, or post it to the owner */
+    PyObject *owner = PyObject_GetAttr((PyObject *)self, s_owner);
+    if (owner == NULL)
+        goto out;
+    int unowned = owner == Py_None, foreign = 0;
+    if (!unowned) {
+        unsigned long who = PyLong_AsUnsignedLong(owner);
+        foreign = !(who == (unsigned long)-1 && PyErr_Occurred())
+                  && who != PyThread_get_thread_ident();
+    }
+    Py_DECREF(owner);
+    if (PyErr_Occurred())
+        goto out;
+    int rc;
+    if (foreign) {
+        rc = call_method_void((PyObject *)self, s_post_insert, srcobj, NULL, NULL);
+    }
+    else {
+        PyObject *r = ctx_insert(self, srcobj);
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+        if (rc == 0 && unowned)  /* unowned: a thread may be starting to block */
+            rc = timers_notify(waker);
+    }
+    if (rc == 0)
+        result = PyLong_FromLong(sid);
+out:
+    Py_XDECREF(sources);
+    Py_XDECREF(lock);
+    Py_DECREF(waker);
+    return result;
+}

@@ -1,0 +1,164 @@
+/* aioqloop._cengine, part bh.h: BHCore: a QEMU bottom half's state and qemu_bh_schedule (util/async.c), carried by one
+ * source of the context.
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+/* -------------------------------------------------------------------- BHCore */
+/* A bottom half's state and qemu_bh_schedule (aioqloop.bottomhalf.BottomHalf): any
+ * thread schedules; the context's thread runs it through the carrier source. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *callback, *args, *ctx, *name;
+    char scheduled, deleted, oneshot;
+} BHObject;
+
+
+#define BH_FIELDS(X) \
+    X(callback) X(args) X(ctx) X(name)
+GC_FUNCTIONS(bh, BHObject, BH_FIELDS)
+
+static PyObject *
+bh_schedule(BHObject *self, PyObject *unused)
+{
+    if (self->deleted) {
+        PyErr_Format(PyExc_RuntimeError, "schedule() on deleted %R", (PyObject *)self);
+        return NULL;
+    }
+    PyObject *ctx = self->ctx;
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the bottom half has no context");
+        return NULL;
+    }
+    Py_INCREF(ctx);
+    PyObject *carrier = PyObject_GetAttr(ctx, s_bh);
+    PyObject *waker = carrier ? PyObject_GetAttr(ctx, s_waker_attr) : NULL;
+    PyObject *lock = waker ? PyObject_GetAttr(waker, s_lock) : NULL;
+    PyObject *result = NULL, *source = NULL;
+    if (lock == NULL || call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    int local = 0, done = 0;
+    {
+        int closed = attr_truth(waker, s_closed_attr);
+        if (closed > 0)
+            PyErr_Format(PyExc_RuntimeError, "schedule() of %R: its MainContext is closed",
+                         (PyObject *)self);
+        if (closed != 0)
+            goto unlock;
+        if (self->scheduled) {
+            done = 1;
+            goto unlock;
+        }
+        if (IS_NONE(carrier)) {
+            PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
+            goto unlock;
+        }
+        /* refused before anything changes: work nothing would ever run (a loop's own
+         * context is closed with its loop, and the waker with it) */
+        int own = attr_truth(ctx, s_owned_by_loop);
+        if (own < 0 || (!own && call_method_void(ctx, s_check_loop_open,
+                                                 NULL, NULL, NULL) < 0))
+            goto unlock;
+        self->scheduled = 1;
+        PyObject *pending = PyObject_GetAttr(carrier, s_pending_attr);
+        long n = pending ? PyLong_AsLong(pending) : -1;
+        Py_XDECREF(pending);
+        if (n == -1 && PyErr_Occurred())
+            goto unlock;
+        PyObject *queue = PyObject_GetAttr(carrier, s_queue);
+        if (queue == NULL)
+            goto unlock;
+        int rc = 0;
+        if (n == 0)  /* only cancelled entries can be left */
+            rc = call_method_void(queue, s_clear, NULL, NULL, NULL);
+        PyObject *np = rc == 0 ? PyLong_FromLong(n + 1) : NULL;
+        if (np == NULL || PyObject_SetAttr(carrier, s_pending_attr, np) < 0
+                || call_method_void(queue, s_append, (PyObject *)self, NULL, NULL) < 0) {
+            Py_XDECREF(np);
+            Py_DECREF(queue);
+            goto unlock;
+        }
+        Py_DECREF(np);
+        Py_DECREF(queue);
+        PyObject *owner = PyObject_GetAttr(ctx, s_owner);
+        if (owner == NULL)
+            goto unlock;
+        if (owner != Py_None) {
+            unsigned long who = PyLong_AsUnsignedLong(owner);
+            local = !(who == (unsigned long)-1 && PyErr_Occurred())
+                    && who == PyThread_get_thread_ident();
+        }
+        Py_DECREF(owner);
+        if (PyErr_Occurred())
+            goto unlock;
+        if (!local) {
+            /* another thread (or an unowned context): wake the loop, once per burst */
+            if (call_method_void(waker, s_notify_locked, NULL, NULL, NULL) < 0)
+                goto unlock;
+            done = 1;
+        }
+        else {
+            source = PyObject_GetAttr(carrier, s_bh_source);
+            if (source == NULL)
+                goto unlock;
+        }
+    }
+unlock:
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (call_method_void(lock, s_release, NULL, NULL, NULL) < 0) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+            goto out;
+        }
+        PyErr_Restore(et, ev, etb);
+        if (et != NULL)
+            goto out;
+    }
+    if (done) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto out;
+    }
+    /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
+    if (is_context(ctx) ? mark_ready((ContextObject *)ctx, source) < 0
+                        : call_method_void(ctx, s_mark_ready, source, NULL, NULL) < 0)
+        goto out;
+    Py_INCREF(Py_None);
+    result = Py_None;
+out:
+    Py_XDECREF(source);
+    Py_XDECREF(lock);
+    Py_XDECREF(waker);
+    Py_XDECREF(carrier);
+    Py_DECREF(ctx);
+    return result;
+}
+
+static PyMethodDef bh_methods[] = {
+    {"schedule", (PyCFunction)bh_schedule, METH_NOARGS,
+     "schedule($self, /)\n--\n\n"
+     "Run the callback once on a coming iteration (any thread; idempotent).\n\n"
+     "On the context's own thread the carrying source becomes ready at once, so the\n"
+     "bottom half keeps its place among asyncio callbacks scheduled after it.  From\n"
+     "another thread the loop is woken through the context's Waker, once per burst.\n"
+     "Raises RuntimeError after delete() or once the context is closed."},
+    {NULL}
+};
+
+#define BM(name, type, field) {name, type, offsetof(BHObject, field), 0, NULL}
+static PyMemberDef bh_members[] = {
+    BM("_callback", T_OBJECT_EX, callback),
+    BM("_args", T_OBJECT_EX, args),
+    BM("_ctx", T_OBJECT_EX, ctx),
+    BM("_name", T_OBJECT_EX, name),
+    BM("_scheduled", T_BOOL, scheduled),
+    BM("_deleted", T_BOOL, deleted),
+    BM("_oneshot", T_BOOL, oneshot),
+    {NULL}
+};
+
+static PyTypeObject BHType = CORE_TYPE(bh, BHObject, "BHCore",
+    "A bottom half's state and schedule(), as C (base of BottomHalf).",
+    PyType_GenericNew);
