@@ -34,6 +34,10 @@
  * The parts are included in dependency order; common.h declares what is used before
  * it is defined.
  *
+ * State: multi-phase initialisation (PEP 489) and heap types made per module; the
+ * interned names, what configure() sets and the types live in the module state
+ * (common.h), which every core object points to from its construction on.
+ *
  * Threads: the fields belong to the thread that runs the context, like the Python
  * attributes they replace (other threads post through the context's Waker).  The module
  * is not declared free-threading safe; aioqloop picks the pure engine on such builds.

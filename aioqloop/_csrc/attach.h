@@ -15,22 +15,23 @@
 static int
 deadlines_push(PyObject *deadlines, SourceObject *src, double when)
 {
-    if (src->in_heap && call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL) < 0)
+    ModState *st = src->st;
+    if (src->in_heap && call_method_void(deadlines, st->s_drop, (PyObject *)src, NULL, NULL) < 0)
         return -1;
-    PyObject *seq_o = PyObject_GetAttr(deadlines, s_seq_attr);
+    PyObject *seq_o = PyObject_GetAttr(deadlines, st->s_seq_attr);
     Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
     Py_XDECREF(seq_o);
     if (seq == -1 && PyErr_Occurred())
         return -1;
     seq++;
     PyObject *nseq = PyLong_FromSsize_t(seq);
-    if (nseq == NULL || PyObject_SetAttr(deadlines, s_seq_attr, nseq) < 0) {
+    if (nseq == NULL || PyObject_SetAttr(deadlines, st->s_seq_attr, nseq) < 0) {
         Py_XDECREF(nseq);
         return -1;
     }
     src->heap_seq = seq;
     src->in_heap = 1;
-    PyObject *entries = PyObject_GetAttr(deadlines, s_entries);
+    PyObject *entries = PyObject_GetAttr(deadlines, st->s_entries);
     PyObject *w = entries ? PyFloat_FromDouble(when) : NULL;
     PyObject *entry = w ? PyTuple_Pack(3, w, nseq, (PyObject *)src) : NULL;
     Py_XDECREF(w);
@@ -39,7 +40,7 @@ deadlines_push(PyObject *deadlines, SourceObject *src, double when)
     if (entry != NULL && PyList_CheckExact(entries))
         pushed = timers_heappush(entries, entry);  /* heapq's push, compared in C */
     else if (entry != NULL) {
-        PyObject *r = PyObject_CallFunctionObjArgs(heappush, entries, entry, NULL);
+        PyObject *r = PyObject_CallFunctionObjArgs(st->heappush, entries, entry, NULL);
         pushed = r ? 0 : -1;
         Py_XDECREF(r);
     }
@@ -63,6 +64,7 @@ deadlines_push(PyObject *deadlines, SourceObject *src, double when)
 static int
 schedule_ready_time_c(ContextObject *self, SourceObject *src)
 {
+    ModState *st = self->st;
     if (src->destroyed || src->context != (PyObject *)self)
         return 0;
     double when = src->ready_time;
@@ -82,17 +84,18 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
     if (deadlines == NULL)
         return -1;
     if (when == -1 || isinf(when))
-        return call_method_void(deadlines, s_drop, (PyObject *)src, NULL, NULL);
+        return call_method_void(deadlines, st->s_drop, (PyObject *)src, NULL, NULL);
     int head = deadlines_push(deadlines, src, when);
     if (head <= 0)
         return head;
-    return timers_deadline_changed((PyObject *)self, when);
+    return timers_deadline_changed(self, when);
 }
 
 static PyObject *
 ctx_schedule_ready_time(ContextObject *self, PyObject *src)
 {
-    if (!Source_Check(src)) {
+    ModState *st = self->st;
+    if (!Source_Check(st, src)) {
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
@@ -104,16 +107,17 @@ ctx_schedule_ready_time(ContextObject *self, PyObject *src)
 static int
 plain_source(SourceObject *src, PyObject **attached)
 {
+    ModState *st = src->st;
     PyTypeObject *type = Py_TYPE(src);
-    if (class_flag(type, s_has_prepare) || class_flag(type, s_has_check))
+    if (class_flag(type, st->s_has_prepare) || class_flag(type, st->s_has_check))
         return 0;
     if (list_len(src->fds) != 0 || list_len(src->children) != 0 || !IS_NONE(src->parent))
         return 0;
     if (PyErr_Occurred())
         return -1;
     if (attached != NULL) {
-        *attached = _PyType_Lookup(type, s_attached);
-        if (*attached != default_attached && *attached != timeout_attached)
+        *attached = _PyType_Lookup(type, st->s_attached);
+        if (*attached != st->default_attached && *attached != st->timeout_attached)
             return 0;
     }
     return 1;
@@ -123,7 +127,8 @@ plain_source(SourceObject *src, PyObject **attached)
 static PyObject *
 ctx_insert(ContextObject *self, PyObject *srcobj)
 {
-    if (!Source_Check(srcobj)) {
+    ModState *st = self->st;
+    if (!Source_Check(st, srcobj)) {
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
@@ -131,20 +136,20 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     if (src->destroyed)
         Py_RETURN_NONE;
     PyObject *attached = NULL;
-    int plain = default_attached != NULL ? plain_source(src, &attached) : 0;
+    int plain = st->default_attached != NULL ? plain_source(src, &attached) : 0;
     if (plain < 0)
         return NULL;
     if (!plain)
-        return PyObject_CallMethodOneArg((PyObject *)self, s_insert_tree, srcobj);
+        return PyObject_CallMethodOneArg((PyObject *)self, st->s_insert_tree, srcobj);
     /* no attach order yet (an empty tuple, or none at all after a del) */
     if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
-        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, s_seq_attr);
+        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, st->s_seq_attr);
         Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
         Py_XDECREF(seq_o);
         if (seq == -1 && PyErr_Occurred())
             return NULL;
         PyObject *nseq = PyLong_FromSsize_t(seq + 1);
-        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, s_seq_attr, nseq) < 0) {
+        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, st->s_seq_attr, nseq) < 0) {
             Py_XDECREF(nseq);
             return NULL;
         }
@@ -158,7 +163,7 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     }
     if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
         return NULL;
-    if (attached == timeout_attached && src->ready_time == -1) {
+    if (attached == st->timeout_attached && src->ready_time == -1) {
         double now;
         if (clock_now(self, &now) < 0)
             return NULL;
@@ -175,22 +180,23 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
 static PyObject *
 ctx_remove_source(ContextObject *self, PyObject *srcobj)
 {
-    if (!Source_Check(srcobj)) {
+    ModState *st = self->st;
+    if (!Source_Check(st, srcobj)) {
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
     SourceObject *src = (SourceObject *)srcobj;
-    int plain = default_attached != NULL ? plain_source(src, NULL) : 0;
+    int plain = st->default_attached != NULL ? plain_source(src, NULL) : 0;
     if (plain < 0)
         return NULL;
     PyTypeObject *type = Py_TYPE(src);
-    if (!plain || _PyType_Lookup(type, s_maybe_finalize) != default_maybe_finalize)
-        return PyObject_CallMethodOneArg((PyObject *)self, s_remove, srcobj);
+    if (!plain || _PyType_Lookup(type, st->s_maybe_finalize) != st->default_maybe_finalize)
+        return PyObject_CallMethodOneArg((PyObject *)self, st->s_remove, srcobj);
     if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
         return NULL;
     if (src->in_heap) {
         PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-        if (deadlines == NULL || call_method_void(deadlines, s_drop, srcobj, NULL, NULL) < 0)
+        if (deadlines == NULL || call_method_void(deadlines, st->s_drop, srcobj, NULL, NULL) < 0)
             return NULL;
     }
     /* Source._maybe_finalize */
@@ -199,9 +205,9 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
     src->finalized = 1;
     Py_CLEAR(src->callback);
     Py_XSETREF(src->args, PyTuple_New(0));
-    if (_PyType_Lookup(type, s_finalize) == default_finalize)
+    if (_PyType_Lookup(type, st->s_finalize) == st->default_finalize)
         Py_RETURN_NONE;  /* the default finalize does nothing */
-    PyObject *r = PyObject_CallMethodNoArgs(srcobj, s_finalize);
+    PyObject *r = PyObject_CallMethodNoArgs(srcobj, st->s_finalize);
     if (r != NULL) {
         Py_DECREF(r);
         Py_RETURN_NONE;
@@ -214,7 +220,7 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
     if (etb != NULL && ev != NULL)
         PyException_SetTraceback(ev, etb);
     PyObject *phase = PyUnicode_FromString("finalize");
-    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, s_report, ev ? ev : Py_None,
+    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, st->s_report, ev ? ev : Py_None,
                                            srcobj, phase, NULL) : NULL;
     Py_XDECREF(phase);
     Py_XDECREF(et);
@@ -232,11 +238,12 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
 static int
 pop_due_into(ContextObject *self, double now)
 {
+    ModState *st = self->st;
     PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
     if (deadlines == NULL)
         return -1;
     Py_INCREF(deadlines);
-    PyObject *heap = PyObject_GetAttr(deadlines, s_entries);
+    PyObject *heap = PyObject_GetAttr(deadlines, st->s_entries);
     int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
     if (rc < 0 && heap != NULL)
         PyErr_SetString(PyExc_TypeError, "Deadlines.entries must be a list");
@@ -256,14 +263,14 @@ pop_due_into(ContextObject *self, double now)
         if (when > now)
             break;
         PyObject *entry = PyList_CheckExact(heap) ? timers_heappop(heap)
-                                                  : PyObject_CallOneArg(heappop, heap);
+                                                  : PyObject_CallOneArg(st->heappop, heap);
         if (entry == NULL) {
             rc = -1;
             break;
         }
         PyObject *srcobj = PyTuple_GET_ITEM(entry, 2);
         Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
-        if (!Source_Check(srcobj) || (seq == -1 && PyErr_Occurred())) {
+        if (!Source_Check(st, srcobj) || (seq == -1 && PyErr_Occurred())) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
             Py_DECREF(entry);
@@ -291,11 +298,11 @@ pop_due_into(ContextObject *self, double now)
     if (stale_popped) {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);  /* an error of the loop above stays the one raised */
-        PyObject *st = PyObject_GetAttr(deadlines, s_stale_attr);
-        Py_ssize_t v = st ? PyLong_AsSsize_t(st) : -1;
-        Py_XDECREF(st);
+        PyObject *stale_o = PyObject_GetAttr(deadlines, st->s_stale_attr);
+        Py_ssize_t v = stale_o ? PyLong_AsSsize_t(stale_o) : -1;
+        Py_XDECREF(stale_o);
         PyObject *nv = (v == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(v - stale_popped);
-        if (nv == NULL || PyObject_SetAttr(deadlines, s_stale_attr, nv) < 0)
+        if (nv == NULL || PyObject_SetAttr(deadlines, st->s_stale_attr, nv) < 0)
             rc = -1;
         Py_XDECREF(nv);
         if (et != NULL) {
@@ -317,8 +324,9 @@ pop_due_into(ContextObject *self, double now)
 static PyObject *
 ctx_collect(ContextObject *self, PyObject *unused)
 {
-    int ops = nonempty_attr(self->waker, s_ops);
-    if (ops < 0 || (ops && call_method_void(self->waker, s_run_ops, NULL, NULL, NULL) < 0))
+    ModState *st = self->st;
+    int ops = nonempty_attr(self->waker, st->s_ops);
+    if (ops < 0 || (ops && call_method_void(self->waker, st->s_run_ops, NULL, NULL, NULL) < 0))
         return NULL;
     if (read_clock(self) < 0)
         return NULL;
@@ -327,13 +335,13 @@ ctx_collect(ContextObject *self, PyObject *unused)
     if (bh < 0)
         return NULL;
     if (bh) {
-        PyObject *bsrc = PyObject_GetAttr(self->bh, s_bh_source);
+        PyObject *bsrc = PyObject_GetAttr(self->bh, st->s_bh_source);
         int rc = bsrc ? mark_ready(self, bsrc) : -1;
         Py_XDECREF(bsrc);
         if (rc < 0)
             return NULL;
     }
-    if (heappop != NULL && pop_due_into(self, now) < 0)
+    if (st->heappop != NULL && pop_due_into(self, now) < 0)
         return NULL;
     return PyFloat_FromDouble(now);
 }
@@ -342,15 +350,16 @@ ctx_collect(ContextObject *self, PyObject *unused)
 static int
 destroy_source(SourceObject *src)
 {
+    ModState *st = src->st;
     PyObject *srcobj = (PyObject *)src;
-    if (default_destroy == NULL || _PyType_Lookup(Py_TYPE(src), s_destroy) != default_destroy
-            || !is_context(src->context))
-        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+    if (st->default_destroy == NULL || _PyType_Lookup(Py_TYPE(src), st->s_destroy) != st->default_destroy
+            || !is_context(st, src->context))
+        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
     if (src->destroyed)
         return 0;
     PyObject *ctx = src->context;
     /* another thread owns the context: the Python method posts the removal */
-    PyObject *owner = PyObject_GetAttr(ctx, s_owner);
+    PyObject *owner = PyObject_GetAttr(ctx, st->s_owner);
     if (owner == NULL)
         return -1;
     int unowned = owner == Py_None, foreign = 0;
@@ -363,23 +372,23 @@ destroy_source(SourceObject *src)
     if (PyErr_Occurred())
         return -1;
     if (foreign)
-        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
     PyObject *waker = ((ContextObject *)ctx)->waker;
-    PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, s_lock);
-    PyObject *sources = lock ? PyObject_GetAttr(ctx, s_sources) : NULL;
+    PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, st->s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr(ctx, st->s_sources) : NULL;
     if (sources == NULL || !PyDict_CheckExact(sources)) {
         /* not the plain state this path knows: the Python method (the reference) */
         Py_XDECREF(sources);
         Py_XDECREF(lock);
         if (PyErr_Occurred())
             return -1;
-        return call_method_void(srcobj, s_destroy, NULL, NULL, NULL);
+        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
     }
     src->destroyed = 1;
     Py_INCREF(ctx);
     Py_INCREF(srcobj);
     int rc = -1;
-    if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+    if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
         goto out;
     PyObject *key = PyLong_FromSsize_t(src->id);
     int drc = -1;
@@ -388,9 +397,9 @@ destroy_source(SourceObject *src)
         drc = cur == srcobj ? PyDict_DelItem(sources, key) : (PyErr_Occurred() ? -1 : 0);
         Py_DECREF(key);
     }
-    if (call_method_void(lock, s_release, NULL, NULL, NULL) < 0 || drc < 0)
+    if (call_method_void(lock, st->s_release, NULL, NULL, NULL) < 0 || drc < 0)
         goto out;
-    int is_closed = attr_truth(ctx, s_closed_attr);
+    int is_closed = attr_truth(ctx, st->s_closed_attr);
     if (is_closed < 0)
         goto out;
     PyObject *r = ctx_remove_source((ContextObject *)ctx, srcobj);
@@ -399,7 +408,7 @@ destroy_source(SourceObject *src)
     Py_DECREF(r);
     rc = 0;
     if (!is_closed && unowned)
-        rc = timers_notify(waker);
+        rc = timers_notify(st, waker);
 out:
     Py_XDECREF(sources);
     Py_XDECREF(lock);
@@ -413,7 +422,8 @@ out:
 static PyObject *
 ctx_attach(ContextObject *self, PyObject *srcobj)
 {
-    if (!Source_Check(srcobj)) {
+    ModState *st = self->st;
+    if (!Source_Check(st, srcobj)) {
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
@@ -424,29 +434,29 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
         return NULL;
     }
     Py_INCREF(waker);
-    PyObject *lock = PyObject_GetAttr(waker, s_lock);
-    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, s_sources) : NULL;
+    PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, st->s_sources) : NULL;
     PyObject *result = NULL;
     if (sources == NULL || !PyDict_Check(sources)) {
         if (sources != NULL)
             PyErr_SetString(PyExc_TypeError, "MainContext._sources must be a dict");
         goto out;
     }
-    if (call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+    if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
         goto out;
     long sid = -1;
     {
-        int closed = attr_truth((PyObject *)self, s_closed_attr);
-        int closing = closed == 0 ? attr_truth((PyObject *)self, s_closing_attr) : 0;
+        int closed = attr_truth((PyObject *)self, st->s_closed_attr);
+        int closing = closed == 0 ? attr_truth((PyObject *)self, st->s_closing_attr) : 0;
         int open = closed == 0 && closing == 0;
         /* A closed loop refuses the attach before anything changes (see
          * MainContext._check_loop_open); a loop's own context is closed with it. */
-        int own = open ? attr_truth((PyObject *)self, s_owned_by_loop) : 0;
+        int own = open ? attr_truth((PyObject *)self, st->s_owned_by_loop) : 0;
         if (own < 0 || (open && !own
-                        && call_method_void((PyObject *)self, s_check_loop_open,
+                        && call_method_void((PyObject *)self, st->s_check_loop_open,
                                             NULL, NULL, NULL) < 0))
             open = 0;
-        PyObject *next = open ? PyObject_GetAttr((PyObject *)self, s_next_id) : NULL;
+        PyObject *next = open ? PyObject_GetAttr((PyObject *)self, st->s_next_id) : NULL;
         if (closed > 0 || closing > 0)
             PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
         if (next != NULL) {
@@ -458,7 +468,7 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
             int taken = key ? (sid == 0 || PyDict_Contains(sources, key)) : -1;
             if (taken == 0) {
                 PyObject *nxt = PyLong_FromLong((sid + 1) & 0xFFFFFFFFL);
-                int rc = nxt ? PyObject_SetAttr((PyObject *)self, s_next_id, nxt) : -1;
+                int rc = nxt ? PyObject_SetAttr((PyObject *)self, st->s_next_id, nxt) : -1;
                 Py_XDECREF(nxt);
                 if (rc == 0 && PyDict_SetItem(sources, key, srcobj) == 0) {
                     src->id = sid;
@@ -477,7 +487,7 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        int rrc = call_method_void(lock, s_release, NULL, NULL, NULL);
+        int rrc = call_method_void(lock, st->s_release, NULL, NULL, NULL);
         if (rrc < 0) {
             Py_XDECREF(et);
             Py_XDECREF(ev);
@@ -489,7 +499,7 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
             goto out;
     }
     /* _local_or_post, without a closure: insert here, or post it to the owner */
-    PyObject *owner = PyObject_GetAttr((PyObject *)self, s_owner);
+    PyObject *owner = PyObject_GetAttr((PyObject *)self, st->s_owner);
     if (owner == NULL)
         goto out;
     int unowned = owner == Py_None, foreign = 0;
@@ -503,14 +513,14 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
         goto out;
     int rc;
     if (foreign) {
-        rc = call_method_void((PyObject *)self, s_post_insert, srcobj, NULL, NULL);
+        rc = call_method_void((PyObject *)self, st->s_post_insert, srcobj, NULL, NULL);
     }
     else {
         PyObject *r = ctx_insert(self, srcobj);
         rc = r ? 0 : -1;
         Py_XDECREF(r);
         if (rc == 0 && unowned)  /* unowned: a thread may be starting to block */
-            rc = timers_notify(waker);
+            rc = timers_notify(st, waker);
     }
     if (rc == 0)
         result = PyLong_FromLong(sid);

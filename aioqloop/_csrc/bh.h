@@ -6,11 +6,12 @@
 /* -------------------------------------------------------------------- BHCore */
 /* A bottom half's state and qemu_bh_schedule (aioqloop.bottomhalf.BottomHalf): any
  * thread schedules; the context's thread runs it through the carrier source. */
-typedef struct {
+struct BHObject {
     PyObject_HEAD
+    ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *callback, *args, *ctx, *name;
     char scheduled, deleted, oneshot;
-} BHObject;
+};
 
 
 #define BH_FIELDS(X) \
@@ -18,8 +19,21 @@ typedef struct {
 GC_FUNCTIONS(bh, BHObject, BH_FIELDS)
 
 static PyObject *
+bh_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
+    BHObject *self = (BHObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->st = st;
+    return (PyObject *)self;
+}
+
+static PyObject *
 bh_schedule(BHObject *self, PyObject *unused)
 {
+    ModState *st = self->st;
     if (self->deleted) {
         PyErr_Format(PyExc_RuntimeError, "schedule() on deleted %R", (PyObject *)self);
         return NULL;
@@ -30,15 +44,15 @@ bh_schedule(BHObject *self, PyObject *unused)
         return NULL;
     }
     Py_INCREF(ctx);
-    PyObject *carrier = PyObject_GetAttr(ctx, s_bh);
-    PyObject *waker = carrier ? PyObject_GetAttr(ctx, s_waker_attr) : NULL;
-    PyObject *lock = waker ? PyObject_GetAttr(waker, s_lock) : NULL;
+    PyObject *carrier = PyObject_GetAttr(ctx, st->s_bh);
+    PyObject *waker = carrier ? PyObject_GetAttr(ctx, st->s_waker_attr) : NULL;
+    PyObject *lock = waker ? PyObject_GetAttr(waker, st->s_lock) : NULL;
     PyObject *result = NULL, *source = NULL;
-    if (lock == NULL || call_method_void(lock, s_acquire, NULL, NULL, NULL) < 0)
+    if (lock == NULL || call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
         goto out;
     int local = 0, done = 0;
     {
-        int closed = attr_truth(waker, s_closed_attr);
+        int closed = attr_truth(waker, st->s_closed_attr);
         if (closed > 0)
             PyErr_Format(PyExc_RuntimeError, "schedule() of %R: its MainContext is closed",
                          (PyObject *)self);
@@ -54,32 +68,32 @@ bh_schedule(BHObject *self, PyObject *unused)
         }
         /* refused before anything changes: work nothing would ever run (a loop's own
          * context is closed with its loop, and the waker with it) */
-        int own = attr_truth(ctx, s_owned_by_loop);
-        if (own < 0 || (!own && call_method_void(ctx, s_check_loop_open,
+        int own = attr_truth(ctx, st->s_owned_by_loop);
+        if (own < 0 || (!own && call_method_void(ctx, st->s_check_loop_open,
                                                  NULL, NULL, NULL) < 0))
             goto unlock;
         self->scheduled = 1;
-        PyObject *pending = PyObject_GetAttr(carrier, s_pending_attr);
+        PyObject *pending = PyObject_GetAttr(carrier, st->s_pending_attr);
         long n = pending ? PyLong_AsLong(pending) : -1;
         Py_XDECREF(pending);
         if (n == -1 && PyErr_Occurred())
             goto unlock;
-        PyObject *queue = PyObject_GetAttr(carrier, s_queue);
+        PyObject *queue = PyObject_GetAttr(carrier, st->s_queue);
         if (queue == NULL)
             goto unlock;
         int rc = 0;
         if (n == 0)  /* only cancelled entries can be left */
-            rc = call_method_void(queue, s_clear, NULL, NULL, NULL);
+            rc = call_method_void(queue, st->s_clear, NULL, NULL, NULL);
         PyObject *np = rc == 0 ? PyLong_FromLong(n + 1) : NULL;
-        if (np == NULL || PyObject_SetAttr(carrier, s_pending_attr, np) < 0
-                || call_method_void(queue, s_append, (PyObject *)self, NULL, NULL) < 0) {
+        if (np == NULL || PyObject_SetAttr(carrier, st->s_pending_attr, np) < 0
+                || call_method_void(queue, st->s_append, (PyObject *)self, NULL, NULL) < 0) {
             Py_XDECREF(np);
             Py_DECREF(queue);
             goto unlock;
         }
         Py_DECREF(np);
         Py_DECREF(queue);
-        PyObject *owner = PyObject_GetAttr(ctx, s_owner);
+        PyObject *owner = PyObject_GetAttr(ctx, st->s_owner);
         if (owner == NULL)
             goto unlock;
         if (owner != Py_None) {
@@ -92,12 +106,12 @@ bh_schedule(BHObject *self, PyObject *unused)
             goto unlock;
         if (!local) {
             /* another thread (or an unowned context): wake the loop, once per burst */
-            if (call_method_void(waker, s_notify_locked, NULL, NULL, NULL) < 0)
+            if (call_method_void(waker, st->s_notify_locked, NULL, NULL, NULL) < 0)
                 goto unlock;
             done = 1;
         }
         else {
-            source = PyObject_GetAttr(carrier, s_bh_source);
+            source = PyObject_GetAttr(carrier, st->s_bh_source);
             if (source == NULL)
                 goto unlock;
         }
@@ -106,7 +120,7 @@ unlock:
     {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        if (call_method_void(lock, s_release, NULL, NULL, NULL) < 0) {
+        if (call_method_void(lock, st->s_release, NULL, NULL, NULL) < 0) {
             Py_XDECREF(et);
             Py_XDECREF(ev);
             Py_XDECREF(etb);
@@ -122,8 +136,8 @@ unlock:
         goto out;
     }
     /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
-    if (is_context(ctx) ? mark_ready((ContextObject *)ctx, source) < 0
-                        : call_method_void(ctx, s_mark_ready, source, NULL, NULL) < 0)
+    if (is_context(st, ctx) ? mark_ready((ContextObject *)ctx, source) < 0
+                        : call_method_void(ctx, st->s_mark_ready, source, NULL, NULL) < 0)
         goto out;
     Py_INCREF(Py_None);
     result = Py_None;
@@ -159,6 +173,6 @@ static PyMemberDef bh_members[] = {
     {NULL}
 };
 
-static PyTypeObject BHType = CORE_TYPE(bh, BHObject, "BHCore",
+CORE_SPEC(bh, BHObject, "BHCore",
     "A bottom half's state and schedule(), as C (base of BottomHalf).",
-    PyType_GenericNew);
+    bh_new)

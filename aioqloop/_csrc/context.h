@@ -4,8 +4,9 @@
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* ------------------------------------------------------------------- ContextCore */
-typedef struct {
+struct ContextObject {
     PyObject_HEAD
+    ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *ready;           /* dict: priority -> dict[Source, None] */
     PyObject *blocked, *blocked_due;
     PyObject *gate, *port, *fds, *source_ready, *deadlines, *waker, *bh;
@@ -15,7 +16,7 @@ typedef struct {
     double now, dispatch_time;
     Py_ssize_t in_iteration, serial, iterations;
     char in_hook;
-} ContextObject;
+};
 
 
 #define CTX_FIELDS(X) \
@@ -27,9 +28,13 @@ GC_FUNCTIONS(ctx, ContextObject, CTX_FIELDS)
 static PyObject *
 ctx_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
     ContextObject *self = (ContextObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
+    self->st = st;
     self->ready = PyDict_New();
     self->blocked = PyList_New(0);
     self->blocked_due = PyList_New(0);
@@ -55,6 +60,7 @@ ready_ok(ContextObject *self)
 static int
 mark_ready(ContextObject *self, PyObject *srcobj)
 {
+    ModState *st = self->st;
     int via_child = 0;
     Py_INCREF(srcobj);
     while (!IS_NONE(srcobj)) {
@@ -63,7 +69,7 @@ mark_ready(ContextObject *self, PyObject *srcobj)
             Py_DECREF(srcobj);
             return -1;
         }
-        if (!Source_Check(srcobj)) {
+        if (!Source_Check(st, srcobj)) {
             PyErr_Format(PyExc_TypeError, "expected a Source, not %.100s",
                          Py_TYPE(srcobj)->tp_name);
             Py_DECREF(srcobj);
@@ -212,7 +218,8 @@ ctx_mark_ready(ContextObject *self, PyObject *src)
 static PyObject *
 ctx_unmark_ready(ContextObject *self, PyObject *src)
 {
-    if (!Source_Check(src)) {
+    ModState *st = self->st;
+    if (!Source_Check(st, src)) {
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
@@ -223,7 +230,7 @@ ctx_unmark_ready(ContextObject *self, PyObject *src)
 
 /* Is o a ContextCore (MainContext)? */
 static inline int
-is_context(PyObject *o)
+is_context(ModState *st, PyObject *o)
 {
-    return o != NULL && PyObject_TypeCheck(o, &ContextType);
+    return o != NULL && PyObject_TypeCheck(o, st->ContextType);
 }

@@ -93,6 +93,6 @@ static PyMemberDef ctx_members[] = {
     {NULL}
 };
 
-static PyTypeObject ContextType = CORE_TYPE(ctx, ContextObject, "ContextCore",
+CORE_SPEC(ctx, ContextObject, "ContextCore",
     "The hot part of a GMainContext, as C fields (base of aioqloop.MainContext).",
-    ctx_new);
+    ctx_new)

@@ -4,14 +4,11 @@
  *
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
-static int schedule_ready_time_c(ContextObject *self, SourceObject *src);
-static int destroy_source(SourceObject *src);
-static PyObject *ctx_collect(ContextObject *self, PyObject *unused);
-
 /* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
 static int
 rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
 {
+    ModState *st = self->st;
     Py_ssize_t nfds = list_len(src->fds);
     if (nfds < 0)
         return -1;
@@ -25,7 +22,7 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
         PyObject *rec;
         PyObject *zero = PyLong_FromLong(0);
         while ((rec = PyIter_Next(it)) != NULL) {
-            int rc = PyObject_SetAttr(rec, s_revents, zero);
+            int rc = PyObject_SetAttr(rec, st->s_revents, zero);
             Py_DECREF(rec);
             if (rc < 0) {
                 Py_DECREF(zero);
@@ -67,36 +64,36 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
 
 /* Dispatch counters on a statistics object that is not the core's own record. */
 static int
-stats_generic(PyObject *st, double elapsed)
+stats_generic(PyObject *rec, double elapsed)
 {
-    PyObject *d = PyObject_GetAttrString(st, "dispatches");
+    PyObject *d = PyObject_GetAttrString(rec, "dispatches");
     PyObject *one = PyLong_FromLong(1);
     PyObject *nd = d && one ? PyNumber_Add(d, one) : NULL;
     Py_XDECREF(d);
     Py_XDECREF(one);
-    if (nd == NULL || PyObject_SetAttrString(st, "dispatches", nd) < 0) {
+    if (nd == NULL || PyObject_SetAttrString(rec, "dispatches", nd) < 0) {
         Py_XDECREF(nd);
         return -1;
     }
     Py_DECREF(nd);
-    PyObject *t = PyObject_GetAttrString(st, "dispatch_time");
+    PyObject *t = PyObject_GetAttrString(rec, "dispatch_time");
     double total = t ? PyFloat_AsDouble(t) : -1.0;
     Py_XDECREF(t);
     if (total == -1.0 && PyErr_Occurred())
         return -1;
     PyObject *nt = PyFloat_FromDouble(total + elapsed);
-    int rc = nt ? PyObject_SetAttrString(st, "dispatch_time", nt) : -1;
+    int rc = nt ? PyObject_SetAttrString(rec, "dispatch_time", nt) : -1;
     Py_XDECREF(nt);
     if (rc < 0)
         return -1;
-    PyObject *m = PyObject_GetAttrString(st, "max_dispatch_time");
+    PyObject *m = PyObject_GetAttrString(rec, "max_dispatch_time");
     double mx = m ? PyFloat_AsDouble(m) : -1.0;
     Py_XDECREF(m);
     if (mx == -1.0 && PyErr_Occurred())
         return -1;
     if (elapsed > mx) {
         PyObject *ne = PyFloat_FromDouble(elapsed);
-        rc = ne ? PyObject_SetAttrString(st, "max_dispatch_time", ne) : -1;
+        rc = ne ? PyObject_SetAttrString(rec, "max_dispatch_time", ne) : -1;
         Py_XDECREF(ne);
     }
     return rc;
@@ -106,6 +103,7 @@ stats_generic(PyObject *st, double elapsed)
 static int
 end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, double elapsed)
 {
+    ModState *st = self->st;
     src->dispatching--;
     if (blocked) {
         Py_ssize_t ndue = list_len(self->blocked_due);
@@ -113,7 +111,7 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             return -1;
         int unpolled = 0;
         if (leaf && list_len(src->fds) > 0) {
-            unpolled = nonempty_attr(self->fds, s_unpolled);
+            unpolled = nonempty_attr(self->fds, st->s_unpolled);
             if (unpolled < 0)
                 return -1;
         }
@@ -126,41 +124,41 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
                 if (PyList_SetSlice(stack, n - 1, n, NULL) < 0)
                     return -1;
             }
-            else if (call_method_void((PyObject *)self, s_unblock, (PyObject *)src, NULL,
+            else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
                                       NULL) < 0) {
                 return -1;
             }
         }
-        else if (call_method_void((PyObject *)self, s_unblock, (PyObject *)src, NULL,
+        else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
                                   NULL) < 0) {
             return -1;
         }
     }
-    PyObject *st = src->stats;
-    if (IS_NONE(st)) {
+    PyObject *rec = src->stats;
+    if (IS_NONE(rec)) {
         /* SourceStatistics(): zeroed counters (its __init__ takes no arguments) */
-        st = StatsType.tp_alloc(&StatsType, 0);
-        if (st == NULL)
+        rec = st->StatsType->tp_alloc(st->StatsType, 0);
+        if (rec == NULL)
             return -1;
-        Py_XSETREF(src->stats, st);
+        Py_XSETREF(src->stats, rec);
     }
-    if (Py_IS_TYPE(st, &StatsType)) {
-        StatsObject *s = (StatsObject *)st;
+    if (Py_IS_TYPE(rec, st->StatsType)) {
+        StatsObject *s = (StatsObject *)rec;
         s->dispatches++;
         s->dispatch_time += elapsed;
         if (elapsed > s->max_dispatch_time)
             s->max_dispatch_time = elapsed;
     }
-    else if (stats_generic(st, elapsed) < 0) {
+    else if (stats_generic(rec, elapsed) < 0) {
         return -1;  /* some other record object: updated through its attributes */
     }
     if (src->destroyed) {
-        if (call_method_void((PyObject *)src, s_maybe_finalize, NULL, NULL, NULL) < 0)
+        if (call_method_void((PyObject *)src, st->s_maybe_finalize, NULL, NULL, NULL) < 0)
             return -1;
     }
-    if (elapsed >= SLOW_FLOOR) {
+    if (elapsed >= st->slow_floor) {
         PyObject *port = REQUIRED(self, port, "_port");
-        PyObject *th = port ? PyObject_CallMethodNoArgs(port, s_slow_threshold) : NULL;
+        PyObject *th = port ? PyObject_CallMethodNoArgs(port, st->s_slow_threshold) : NULL;
         if (th == NULL)
             return -1;
         if (th != Py_None) {
@@ -172,7 +170,7 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
                 PyObject *e = PyFloat_FromDouble(elapsed);
                 if (e == NULL)
                     return -1;
-                PyObject *r = PyObject_CallFunctionObjArgs(warn_slow, (PyObject *)src, e,
+                PyObject *r = PyObject_CallFunctionObjArgs(st->warn_slow, (PyObject *)src, e,
                                                            NULL);
                 Py_DECREF(e);
                 if (r == NULL)
@@ -199,12 +197,13 @@ type_attr(PyObject *obj, PyObject *name)
 static PyObject *
 run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
 {
+    ModState *st = src->st;
     PyObject *self = (PyObject *)src;
-    PyObject *fn = type_attr(self, s_dispatch);
+    PyObject *fn = type_attr(self, st->s_dispatch);
     if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
-        if (fn == default_dispatch)
+        if (fn == st->default_dispatch)
             return PyObject_Call(cb, args, NULL);
-        if (fn == fd_dispatch) {
+        if (fn == st->fd_dispatch) {
             PyObject *fileobj = src->fileobj, *tag = src->tag;
             if (fileobj == NULL || tag == NULL) {
                 PyErr_SetString(PyExc_AttributeError, "FdSource without a watch");
@@ -212,7 +211,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
             }
             Py_INCREF(fileobj);
             Py_INCREF(tag);
-            PyObject *rev = PyObject_GetAttr(tag, s_revents);
+            PyObject *rev = PyObject_GetAttr(tag, st->s_revents);
             Py_DECREF(tag);
             if (rev == NULL) {
                 Py_DECREF(fileobj);
@@ -235,7 +234,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
                 }
             }
             argv[0] = fileobj;
-            argv[1] = PyTuple_GET_ITEM(conditions, bits & 0x3F);
+            argv[1] = PyTuple_GET_ITEM(st->conditions, bits & 0x3F);
             for (Py_ssize_t i = 0; i < n; i++)
                 argv[i + 2] = PyTuple_GET_ITEM(args, i);
             PyObject *r = PyObject_Vectorcall(cb, argv, (size_t)(n + 2), NULL);
@@ -245,9 +244,9 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
             return r;
         }
         ContextObject *ctx = (ContextObject *)src->context;
-        if (fn == timeout_dispatch && ctx != NULL && default_set_ready_time != NULL
-                && type_attr(self, s_set_ready_time) == default_set_ready_time
-                && PyObject_TypeCheck((PyObject *)ctx, &ContextType)
+        if (fn == st->timeout_dispatch && ctx != NULL && st->default_set_ready_time != NULL
+                && type_attr(self, st->s_set_ready_time) == st->default_set_ready_time
+                && PyObject_TypeCheck((PyObject *)ctx, st->ContextType)
                 && (ctx->in_iteration || ctx->in_hook)) {
             PyObject *r = PyObject_Call(cb, args, NULL);
             if (r == NULL)
@@ -271,7 +270,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
                 PyObject *w = PyFloat_FromDouble(when);
                 if (w == NULL)
                     return NULL;
-                PyObject *x = PyObject_CallMethodOneArg(self, s_set_ready_time, w);
+                PyObject *x = PyObject_CallMethodOneArg(self, st->s_set_ready_time, w);
                 Py_DECREF(w);
                 if (x == NULL)
                     return NULL;
@@ -281,7 +280,7 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
         }
     }
     /* the class's own dispatch(): dispatch_one takes its result's truth */
-    return PyObject_CallMethodObjArgs(self, s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
+    return PyObject_CallMethodObjArgs(self, st->s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
                                       NULL);
 }
 
@@ -292,11 +291,12 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
 static int
 tap_dispatched(ContextObject *self, PyObject *srcobj)
 {
+    ModState *st = self->st;
     PyObject *tap = self->tap;
     if (tap == NULL || IS_NONE(tap))
         return 0;
     Py_INCREF(tap);
-    PyObject *r = PyObject_CallMethodOneArg(tap, s_tap_dispatched, srcobj);
+    PyObject *r = PyObject_CallMethodOneArg(tap, st->s_tap_dispatched, srcobj);
     Py_DECREF(tap);
     if (r == NULL)
         return -1;
@@ -308,11 +308,12 @@ tap_dispatched(ContextObject *self, PyObject *srcobj)
 static int
 tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
 {
+    ModState *st = self->st;
     PyObject *tap = self->tap;
     if (tap == NULL || IS_NONE(tap))
         return 0;
     Py_INCREF(tap);
-    PyObject *r = PyObject_CallMethodObjArgs(tap, s_tap_order, priority, *pending, NULL);
+    PyObject *r = PyObject_CallMethodObjArgs(tap, st->s_tap_order, priority, *pending, NULL);
     Py_DECREF(tap);
     if (r == NULL)
         return -1;
@@ -329,6 +330,7 @@ tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
 static int
 dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
 {
+    ModState *st = self->st;
     PyObject *srcobj = (PyObject *)src;
     if (tap_dispatched(self, srcobj) < 0)
         return -1;
@@ -358,15 +360,15 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
             if (PyList_Append(self->blocked, srcobj) < 0)
                 return -1;
         }
-        else if (call_method_void((PyObject *)self, s_block, srcobj, NULL, NULL) < 0) {
+        else if (call_method_void((PyObject *)self, st->s_block, srcobj, NULL, NULL) < 0) {
             return -1;
         }
     }
-    if (tls == NULL || order_key == NULL || warn_slow == NULL) {
+    if (st->tls == NULL || st->order_key == NULL || st->warn_slow == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
         return -1;
     }
-    PyObject *current = PyObject_GetAttr(tls, s_current);
+    PyObject *current = PyObject_GetAttr(st->tls, st->s_current);
     if (current == NULL)
         return -1;
     if (!PyList_CheckExact(current) || PyList_Append(current, srcobj) < 0) {
@@ -405,15 +407,15 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
             PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
             if (exc_tb != NULL && exc_value != NULL)
                 PyException_SetTraceback(exc_value, exc_tb);
-            PyObject *kwnames = PyTuple_Pack(1, s_callback);
+            PyObject *kwnames = PyTuple_Pack(1, st->s_callback);
             /* the callback as it is now (the failed one may have replaced itself) */
             PyObject *now_cb = src->callback ? src->callback : Py_None;
             Py_INCREF(now_cb);  /* _report may destroy and finalize the source */
             PyObject *fnargs[5] = {(PyObject *)self, exc_value ? exc_value : Py_None, srcobj,
-                                   s_phase_dispatch, now_cb};
+                                   st->s_phase_dispatch, now_cb};
             PyObject *r = NULL;
             if (kwnames != NULL) {
-                r = PyObject_VectorcallMethod(s_report, fnargs, 4, kwnames);
+                r = PyObject_VectorcallMethod(st->s_report, fnargs, 4, kwnames);
                 Py_DECREF(kwnames);
             }
             Py_DECREF(now_cb);
@@ -487,10 +489,11 @@ only_key(PyObject *dict)
 static PyObject *
 ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
 {
+    ModState *st = self->st;
     PyObject *gate = self->gate;
     if (gate != NULL && !IS_NONE(gate)) {
         Py_INCREF(gate);
-        int rc = call_method_void(gate, s_give_back, NULL, NULL, NULL);
+        int rc = call_method_void(gate, st->s_give_back, NULL, NULL, NULL);
         Py_DECREF(gate);
         if (rc < 0)
             return NULL;
@@ -502,6 +505,7 @@ ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
 static PyObject *
 ctx_dispatch(ContextObject *self, PyObject *priority)
 {
+    ModState *st = self->st;
     if (!ready_ok(self))
         return NULL;
     PyObject *bucket = PyDict_GetItemWithError(self->ready, priority);
@@ -525,9 +529,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         pending = PySequence_List(bucket);
         if (pending == NULL)
             return NULL;
-        PyObject *kwnames = PyTuple_Pack(1, s_key);
-        PyObject *sargs[2] = {pending, timers_order_key ? timers_order_key : order_key};
-        PyObject *r = kwnames ? PyObject_VectorcallMethod(s_sort, sargs, 1, kwnames) : NULL;
+        PyObject *kwnames = PyTuple_Pack(1, st->s_key);
+        PyObject *sargs[2] = {pending, st->order_key_fn ? st->order_key_fn : st->order_key};
+        PyObject *r = kwnames ? PyObject_VectorcallMethod(st->s_sort, sargs, 1, kwnames) : NULL;
         Py_XDECREF(kwnames);
         if (r == NULL) {
             Py_DECREF(pending);
@@ -540,13 +544,13 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         }
     }
     if (PyDict_GET_SIZE(self->ready) > 1) {
-        if (call_method_void((PyObject *)self, s_count_waited, priority, NULL, NULL) < 0)
+        if (call_method_void((PyObject *)self, st->s_count_waited, priority, NULL, NULL) < 0)
             goto fail_early;
     }
     PyObject *gate = IS_NONE(self->gate) ? NULL : self->gate;
     Py_XINCREF(gate);
     if (gate != NULL) {
-        int ok = call_truth(gate, s_enter);
+        int ok = call_truth(gate, st->s_enter);
         if (ok <= 0) {
             Py_DECREF(gate);
             if (ok < 0)
@@ -567,7 +571,7 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         if (self->serial != serial)
             break;  /* a nested iteration took over the rest, as in gmain.c */
         PyObject *o = single ? single : PyList_GET_ITEM(pending, i);
-        if (!Source_Check(o))
+        if (!Source_Check(st, o))
             continue;
         SourceObject *src = (SourceObject *)o;
         if (!src->ready || src->destroyed)
@@ -575,7 +579,7 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         if (first)
             first = 0;
         else if (gate != NULL) {
-            int ok = call_truth(gate, s_between);
+            int ok = call_truth(gate, st->s_between);
             if (ok < 0) {
                 failed = 1;
                 break;
@@ -596,7 +600,7 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     if (gate != NULL) {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        if (call_method_void(gate, s_leave, NULL, NULL, NULL) < 0) {
+        if (call_method_void(gate, st->s_leave, NULL, NULL, NULL) < 0) {
             Py_XDECREF(et);
             Py_XDECREF(ev);
             Py_XDECREF(etb);

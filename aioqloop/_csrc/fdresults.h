@@ -7,6 +7,7 @@
 static int
 apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, int *woken)
 {
+    ModState *st = self->st;
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
         PyErr_SetString(PyExc_TypeError, "poll results must be (fd, events) pairs");
         return -1;
@@ -31,7 +32,7 @@ apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, i
     for (Py_ssize_t j = 0; j < PyList_GET_SIZE(recs); j++) {
         PyObject *rec = PyList_GET_ITEM(recs, j);
         Py_INCREF(rec);
-        PyObject *mask_o = PyObject_GetAttr(rec, s_events);
+        PyObject *mask_o = PyObject_GetAttr(rec, st->s_events);
         long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
         Py_XDECREF(mask_o);
         if (mask == -1 && PyErr_Occurred()) {
@@ -41,7 +42,7 @@ apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, i
         }
         long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
         PyObject *rv = PyLong_FromLong(revents);
-        if (rv == NULL || PyObject_SetAttr(rec, s_revents, rv) < 0) {
+        if (rv == NULL || PyObject_SetAttr(rec, st->s_revents, rv) < 0) {
             Py_XDECREF(rv);
             Py_DECREF(rec);
             rc = -1;
@@ -49,13 +50,13 @@ apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, i
         }
         Py_DECREF(rv);
         if (revents) {
-            PyObject *source = PyObject_GetAttr(rec, s_source);
+            PyObject *source = PyObject_GetAttr(rec, st->s_source);
             if (source == NULL) {
                 Py_DECREF(rec);
                 rc = -1;
                 break;
             }
-            if (Source_Check(source) && !((SourceObject *)source)->blocked)
+            if (Source_Check(st, source) && !((SourceObject *)source)->blocked)
                 rc = mark_ready(self, source);
             Py_DECREF(source);
         }
@@ -72,14 +73,15 @@ apply_event(ContextObject *self, PyObject *records, PyObject *item, long wake, i
 static int
 apply_events(ContextObject *self, PyObject *events)
 {
+    ModState *st = self->st;
     PyObject *fds = self->fds;
     if (IS_NONE(fds)) {
         PyErr_SetString(PyExc_RuntimeError, "the MainContext has no fd poller");
         return -1;
     }
     Py_INCREF(fds);
-    PyObject *records = PyObject_GetAttr(fds, s_records);
-    PyObject *wake_o = records ? PyObject_GetAttr(fds, s_wake_fd) : NULL;
+    PyObject *records = PyObject_GetAttr(fds, st->s_records);
+    PyObject *wake_o = records ? PyObject_GetAttr(fds, st->s_wake_fd) : NULL;
     Py_DECREF(fds);
     if (wake_o == NULL) {
         Py_XDECREF(records);
@@ -108,7 +110,7 @@ apply_events(ContextObject *self, PyObject *events)
     Py_DECREF(seq);
     Py_DECREF(records);
     if (rc == 0 && woken && !IS_NONE(self->waker))
-        rc = call_method_void(self->waker, s_drain, NULL, NULL, NULL);
+        rc = call_method_void(self->waker, st->s_drain, NULL, NULL, NULL);
     return rc;
 }
 
@@ -123,19 +125,20 @@ ctx_apply_polled(ContextObject *self, PyObject *events)
 static PyObject *
 ctx_poll_ready(ContextObject *self, PyObject *unused)
 {
+    ModState *st = self->st;
     PyObject *fds = REQUIRED(self, fds, "_fds");
-    PyObject *epoll = fds ? PyObject_GetAttr(fds, s_epoll) : NULL;
+    PyObject *epoll = fds ? PyObject_GetAttr(fds, st->s_epoll) : NULL;
     if (epoll == NULL)
         return NULL;
     if (epoll == Py_None) {
         /* No epoll set yet (opened on first need): a wake-up came through the driver's
          * own wake callback; consume it. */
         Py_DECREF(epoll);
-        if (!IS_NONE(self->waker) && call_method_void(self->waker, s_drain, NULL, NULL, NULL) < 0)
+        if (!IS_NONE(self->waker) && call_method_void(self->waker, st->s_drain, NULL, NULL, NULL) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *events = PyObject_CallMethodOneArg(epoll, s_poll, float_zero);
+    PyObject *events = PyObject_CallMethodOneArg(epoll, st->s_poll, st->float_zero);
     Py_DECREF(epoll);
     if (events == NULL)
         return NULL;

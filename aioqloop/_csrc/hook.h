@@ -9,12 +9,13 @@
  * around asyncio's select, and the placement of its dispatch against asyncio's ready
  * queue.  The rare paths (strict priorities, wake-ups of an empty context, a virtual
  * clock, a wrapped select) stay in Python on the subclass. */
-typedef struct {
+struct HookObject {
     PyObject_HEAD
+    ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *loop, *ctx, *clock, *select, *timeout, *events, *dispatch_handle, *preset;
     PyObject *direct, *polls;
     char queued;
-} HookObject;
+};
 
 
 #define HOOK_FIELDS(X) \
@@ -25,35 +26,39 @@ GC_FUNCTIONS(hook, HookObject, HOOK_FIELDS)
 static PyObject *
 hook_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
     HookObject *self = (HookObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    Py_INCREF(empty_events);
-    self->events = empty_events;
+    self->st = st;
+    Py_INCREF(st->empty_tuple);
+    self->events = st->empty_tuple;
     return (PyObject *)self;
 }
 /* MainContext.is_empty: no source attached and nothing posted by other threads. */
 static int
-context_is_empty(PyObject *ctx)
+context_is_empty(ModState *st, PyObject *ctx)
 {
-    PyObject *sources = PyObject_GetAttr(ctx, s_sources);
+    PyObject *sources = PyObject_GetAttr(ctx, st->s_sources);
     if (sources == NULL)
         return -1;
     int has = PyObject_IsTrue(sources);
     Py_DECREF(sources);
     if (has)
         return has < 0 ? -1 : 0;
-    PyObject *waker = is_context(ctx) ? ((ContextObject *)ctx)->waker : NULL;
+    PyObject *waker = is_context(st, ctx) ? ((ContextObject *)ctx)->waker : NULL;
     if (waker == NULL)
         return 1;
-    int ops = nonempty_attr(waker, s_ops);
+    int ops = nonempty_attr(waker, st->s_ops);
     return ops < 0 ? -1 : !ops;
 }
 
 static int
-call_iterate(PyObject *ctx, PyObject *driver, int block)
+call_iterate(ModState *st, PyObject *ctx, PyObject *driver, int block)
 {
-    if (is_context(ctx))
+    if (is_context(st, ctx))
         return iterate_impl((ContextObject *)ctx, driver, block, 1);
     PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
     return -1;
@@ -61,16 +66,16 @@ call_iterate(PyObject *ctx, PyObject *driver, int block)
 
 /* Does the loop have a timer due (QSelectorEventLoop._timer_due)?  -1 on error. */
 static int
-timer_due(PyObject *loop)
+timer_due(ModState *st, PyObject *loop)
 {
-    PyObject *scheduled = PyObject_GetAttr(loop, s_scheduled);
+    PyObject *scheduled = PyObject_GetAttr(loop, st->s_scheduled);
     if (scheduled == NULL)
         return -1;
     int any = PyObject_IsTrue(scheduled);
     Py_DECREF(scheduled);
     if (any <= 0)
         return any;
-    return call_truth(loop, s_timer_due);
+    return call_truth(loop, st->s_timer_due);
 }
 
 /* SelectorFds.select (aioqloop._selectorfds), for the hook's own select: one epoll_wait
@@ -78,10 +83,10 @@ timer_due(PyObject *loop)
  * accumulate in direct.raw when one of the context's fds is among them. */
 
 static PyObject *
-shared_select(PyObject *direct, PyObject *timeout)
+shared_select(ModState *st, PyObject *direct, PyObject *timeout)
 {
-    int stale = attr_truth(direct, s_stale);
-    if (stale < 0 || (stale && call_method_void(direct, s_rebuild, NULL, NULL, NULL) < 0))
+    int stale = attr_truth(direct, st->s_stale);
+    if (stale < 0 || (stale && call_method_void(direct, st->s_rebuild, NULL, NULL, NULL) < 0))
         return NULL;
     double wait;
     if (timeout == Py_None)
@@ -92,11 +97,11 @@ shared_select(PyObject *direct, PyObject *timeout)
             return NULL;
         wait = t <= 0 ? 0.0 : ceil(t * 1e3) * 1e-3;  /* epoll's milliseconds, rounded up */
     }
-    PyObject *ep = PyObject_GetAttr(direct, s_ep);
+    PyObject *ep = PyObject_GetAttr(direct, st->s_ep);
     if (ep == NULL)
         return NULL;
     PyObject *w = PyFloat_FromDouble(wait);
-    PyObject *raw = w ? PyObject_CallMethodOneArg(ep, s_poll, w) : NULL;
+    PyObject *raw = w ? PyObject_CallMethodOneArg(ep, st->s_poll, w) : NULL;
     Py_XDECREF(w);
     Py_DECREF(ep);
     if (raw == NULL) {
@@ -115,8 +120,8 @@ shared_select(PyObject *direct, PyObject *timeout)
         Py_DECREF(raw);
         return ready;
     }
-    PyObject *fd_to_key = PyObject_GetAttr(direct, s_fd_to_key);
-    PyObject *ctx_mask = fd_to_key ? PyObject_GetAttr(direct, s_ctx_mask) : NULL;
+    PyObject *fd_to_key = PyObject_GetAttr(direct, st->s_fd_to_key);
+    PyObject *ctx_mask = fd_to_key ? PyObject_GetAttr(direct, st->s_ctx_mask) : NULL;
     if (ctx_mask == NULL || !PyDict_Check(ctx_mask)) {
         if (ctx_mask != NULL)
             PyErr_SetString(PyExc_TypeError, "SelectorFds._ctx_mask must be a dict");
@@ -160,7 +165,7 @@ shared_select(PyObject *direct, PyObject *timeout)
             kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
         }
         else {
-            PyObject *kev = PyObject_GetAttr(key, s_events_attr);
+            PyObject *kev = PyObject_GetAttr(key, st->s_events_attr);
             kevents = kev ? PyLong_AsLong(kev) : -1;
             Py_XDECREF(kev);
         }
@@ -169,7 +174,7 @@ shared_select(PyObject *direct, PyObject *timeout)
             goto fail;
         }
         /* only what asyncio's own registration could have reported */
-        long mine = ev & reportable[kevents & 3];
+        long mine = ev & st->reportable[kevents & 3];
         if (mine) {
             long events = 0;
             if (mine & ~(long)EPOLLIN_BIT)
@@ -188,7 +193,7 @@ shared_select(PyObject *direct, PyObject *timeout)
     }
     if (hit) {
         /* the raw list matters to the context only if one of its fds is in it */
-        PyObject *prev = PyObject_GetAttr(direct, s_raw);
+        PyObject *prev = PyObject_GetAttr(direct, st->s_raw);
         if (prev == NULL)
             goto fail;
         int nonempty = PyObject_IsTrue(prev);
@@ -199,7 +204,7 @@ shared_select(PyObject *direct, PyObject *timeout)
             Py_XDECREF(r);
         }
         else {
-            rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, s_raw, raw);
+            rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, st->s_raw, raw);
         }
         Py_DECREF(prev);
         if (rc < 0)
@@ -221,13 +226,14 @@ fail:
 static PyObject *
 hook_call_select(HookObject *self, PyObject *timeout)
 {
+    ModState *st = self->st;
     PyObject *fn = REQUIRED(self, select, "_select");
     if (fn == NULL)
         return NULL;
-    if (shared_select_func != NULL && PyMethod_Check(fn)
-            && PyMethod_GET_FUNCTION(fn) == shared_select_func
+    if (st->shared_select_fn != NULL && PyMethod_Check(fn)
+            && PyMethod_GET_FUNCTION(fn) == st->shared_select_fn
             && PyMethod_GET_SELF(fn) == self->direct)
-        return shared_select(self->direct, timeout);
+        return shared_select(st, self->direct, timeout);
     return PyObject_CallOneArg(fn, timeout);
 }
 
@@ -235,6 +241,7 @@ hook_call_select(HookObject *self, PyObject *timeout)
 static PyObject *
 hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
+    ModState *st = self->st;
     PyObject *timeout = Py_None;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs + nkw > 1) {
@@ -258,7 +265,7 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     Py_INCREF(ctx);
     PyObject *events = NULL;
     if (IS_NONE(self->clock)) {
-        int empty = context_is_empty(ctx);
+        int empty = context_is_empty(st, ctx);
         if (empty < 0)
             goto fail;
         if (empty) {
@@ -268,16 +275,16 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
                 goto fail;
             /* only raw results (shared epoll) or events (private epoll) can hold one */
             int woken = IS_NONE(self->direct) ? PyObject_IsTrue(events)
-                                              : nonempty_attr(self->direct, s_raw);
+                                              : nonempty_attr(self->direct, st->s_raw);
             if (woken > 0)
-                woken = call_truth_arg((PyObject *)self, s_woken, events);
+                woken = call_truth_arg((PyObject *)self, st->s_woken, events);
             if (woken < 0)
                 goto fail;
             if (woken) {
                 /* a wake-up: run what other threads posted, on the events we have */
                 Py_INCREF(events);
                 Py_XSETREF(self->preset, events);
-                if (call_iterate(ctx, (PyObject *)self, 0) < 0)
+                if (call_iterate(st, ctx, (PyObject *)self, 0) < 0)
                     goto fail;
             }
             Py_DECREF(ctx);
@@ -286,23 +293,23 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     }
     Py_INCREF(timeout);
     Py_XSETREF(self->timeout, timeout);
-    Py_INCREF(empty_events);
-    Py_XSETREF(self->events, empty_events);
-    if (call_iterate(ctx, (PyObject *)self, 1) < 0)
+    Py_INCREF(st->empty_tuple);
+    Py_XSETREF(self->events, st->empty_tuple);
+    if (call_iterate(st, ctx, (PyObject *)self, 1) < 0)
         goto fail;
     events = self->events;  /* the reference moves to the caller */
-    Py_INCREF(empty_events);
-    self->events = empty_events;
+    Py_INCREF(st->empty_tuple);
+    self->events = st->empty_tuple;
     if (events == NULL) {  /* deleted during the iteration */
-        Py_INCREF(empty_events);
-        events = empty_events;
+        Py_INCREF(st->empty_tuple);
+        events = st->empty_tuple;
     }
     {
         /* a tool wrapped this select (looptime does): keep the deadline visible */
         PyObject *dict = PyObject_GenericGetDict((PyObject *)self, NULL);
-        int wrapped = dict ? PyDict_Contains(dict, s_select_name) : -1;
+        int wrapped = dict ? PyDict_Contains(dict, st->s_select_name) : -1;
         Py_XDECREF(dict);
-        if (wrapped < 0 || (wrapped && call_method_void((PyObject *)self, s_expose_deadline,
+        if (wrapped < 0 || (wrapped && call_method_void((PyObject *)self, st->s_expose_deadline,
                                                         ctx, NULL, NULL) < 0))
             goto fail;
     }
@@ -315,24 +322,25 @@ fail:
 }
 
 static int
-ctx_call_poll_ready(PyObject *ctx)
+ctx_call_poll_ready(ModState *st, PyObject *ctx)
 {
     if (ctx == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
         return -1;
     }
-    if (is_context(ctx)) {
+    if (is_context(st, ctx)) {
         PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
         Py_XDECREF(r);
         return r ? 0 : -1;
     }
-    return call_method_void(ctx, s_poll_ready_name, NULL, NULL, NULL);
+    return call_method_void(ctx, st->s_poll_ready_name, NULL, NULL, NULL);
 }
 
 /* _SelectorHook.poll(wait): asyncio's own select, for the shorter of both timeouts. */
 static PyObject *
 hook_poll(HookObject *self, PyObject *wait)
 {
+    ModState *st = self->st;
     PyObject *ctx = self->ctx;
     if (IS_NONE(ctx)) {
         PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
@@ -343,7 +351,7 @@ hook_poll(HookObject *self, PyObject *wait)
     if (!IS_NONE(self->preset)) {
         PyObject *preset = self->preset;
         self->preset = NULL;
-        if (IS_NONE(self->direct) && ctx_call_poll_ready(ctx) < 0) {
+        if (IS_NONE(self->direct) && ctx_call_poll_ready(st, ctx) < 0) {
             Py_DECREF(preset);
             goto fail;
         }
@@ -370,8 +378,8 @@ hook_poll(HookObject *self, PyObject *wait)
         }
         if (shorter) {
             Py_DECREF(timeout);
-            if (w > MAX_WAIT) {
-                timeout = PyFloat_FromDouble(MAX_WAIT);  /* a poll takes 32-bit ms */
+            if (w > st->max_wait) {
+                timeout = PyFloat_FromDouble(st->max_wait);  /* a poll takes 32-bit ms */
                 if (timeout == NULL)
                     goto fail;
             }
@@ -391,7 +399,7 @@ hook_poll(HookObject *self, PyObject *wait)
         zero = t == 0.0;
     }
     if (!IS_NONE(self->clock) && !zero)
-        events = PyObject_CallMethodOneArg((PyObject *)self, s_poll_clock, timeout);
+        events = PyObject_CallMethodOneArg((PyObject *)self, st->s_poll_clock, timeout);
     else
         events = hook_call_select(self, timeout);
     Py_DECREF(timeout);
@@ -400,16 +408,16 @@ hook_poll(HookObject *self, PyObject *wait)
     if (!IS_NONE(self->direct)) {
         PyObject *direct = self->direct;
         Py_INCREF(direct);
-        int raw = nonempty_attr(direct, s_raw);
+        int raw = nonempty_attr(direct, st->s_raw);
         if (raw > 0) {
-            PyObject *taken = PyObject_CallMethodNoArgs(direct, s_take_raw);
+            PyObject *taken = PyObject_CallMethodNoArgs(direct, st->s_take_raw);
             if (taken == NULL)
                 raw = -1;
             else {
-                if (is_context(ctx))
+                if (is_context(st, ctx))
                     raw = apply_events((ContextObject *)ctx, taken) < 0 ? -1 : 1;
                 else
-                    raw = call_method_void(ctx, s_apply_polled_name, taken, NULL, NULL) < 0
+                    raw = call_method_void(ctx, st->s_apply_polled_name, taken, NULL, NULL) < 0
                           ? -1 : 1;
                 Py_DECREF(taken);
             }
@@ -423,8 +431,8 @@ hook_poll(HookObject *self, PyObject *wait)
         if (any < 0)
             goto fail;
         if (any) {
-            int hit = call_truth_arg((PyObject *)self, s_take_epfd, events);
-            if (hit < 0 || (hit && ctx_call_poll_ready(ctx) < 0))
+            int hit = call_truth_arg((PyObject *)self, st->s_take_epfd, events);
+            if (hit < 0 || (hit && ctx_call_poll_ready(st, ctx) < 0))
                 goto fail;
         }
     }
@@ -441,13 +449,14 @@ fail:
 static int
 hook_queue(HookObject *self)
 {
+    ModState *st = self->st;
     if (self->queued || IS_NONE(self->dispatch_handle))
         return 0;
     PyObject *loop = REQUIRED(self, loop, "_loop");
-    PyObject *ready = loop ? PyObject_GetAttr(loop, s_ready_q) : NULL;
+    PyObject *ready = loop ? PyObject_GetAttr(loop, st->s_ready_q) : NULL;
     if (ready == NULL)
         return -1;
-    int rc = call_method_void(ready, s_append, self->dispatch_handle, NULL, NULL);
+    int rc = call_method_void(ready, st->s_append, self->dispatch_handle, NULL, NULL);
     Py_DECREF(ready);
     if (rc == 0)
         self->queued = 1;
@@ -466,14 +475,14 @@ hook_source_ready(HookObject *self, PyObject *priority)
 }
 
 static int
-ctx_call_dispatch(PyObject *ctx, PyObject *priority)
+ctx_call_dispatch(ModState *st, PyObject *ctx, PyObject *priority)
 {
     if (ctx == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
         return -1;
     }
-    PyObject *r = is_context(ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
-                                  : PyObject_CallMethodOneArg(ctx, s_ctx_dispatch, priority);
+    PyObject *r = is_context(st, ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
+                                  : PyObject_CallMethodOneArg(ctx, st->s_ctx_dispatch, priority);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -483,6 +492,7 @@ ctx_call_dispatch(PyObject *ctx, PyObject *priority)
 static PyObject *
 hook_place(HookObject *self, PyObject *priority)
 {
+    ModState *st = self->st;
     double p = PyFloat_AsDouble(priority);
     if (p == -1.0 && PyErr_Occurred())
         return NULL;
@@ -492,7 +502,7 @@ hook_place(HookObject *self, PyObject *priority)
         return NULL;
     }
     if (p < 0) {
-        if (call_method_void((PyObject *)self, s_urgent, ctx, priority, NULL) < 0)
+        if (call_method_void((PyObject *)self, st->s_urgent, ctx, priority, NULL) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
@@ -500,7 +510,7 @@ hook_place(HookObject *self, PyObject *priority)
     if (loop == NULL)
         return NULL;
     Py_INCREF(ctx);
-    PyObject *ready = PyObject_GetAttr(loop, s_ready_q);
+    PyObject *ready = PyObject_GetAttr(loop, st->s_ready_q);
     if (ready == NULL)
         goto fail;
     int events = PyObject_IsTrue(self->events ? self->events : Py_None);
@@ -509,7 +519,7 @@ hook_place(HookObject *self, PyObject *priority)
         goto fail_ready;
     int quiet = !events;
     if (quiet) {
-        int due = timer_due(loop);
+        int due = timer_due(st, loop);
         if (due < 0)
             goto fail_ready;
         quiet = !due;
@@ -517,7 +527,7 @@ hook_place(HookObject *self, PyObject *priority)
     int rc = 0;
     if (p == 0) {
         if (quiet && nready == 0) {
-            rc = ctx_call_dispatch(ctx, priority);  /* nothing of asyncio's to keep FIFO */
+            rc = ctx_call_dispatch(st, ctx, priority);  /* nothing of asyncio's to keep FIFO */
         }
         else if (quiet && nready == 1) {
             PyObject *first = PySequence_GetItem(ready, 0);
@@ -527,10 +537,10 @@ hook_place(HookObject *self, PyObject *priority)
             Py_DECREF(first);
             if (ours) {
                 /* only our own queued dispatch: run it here, in order */
-                rc = call_method_void(ready, s_clear, NULL, NULL, NULL);
+                rc = call_method_void(ready, st->s_clear, NULL, NULL, NULL);
                 if (rc == 0) {
                     self->queued = 0;
-                    rc = ctx_call_dispatch(ctx, priority);
+                    rc = ctx_call_dispatch(st, ctx, priority);
                 }
             }
             else {
@@ -542,11 +552,11 @@ hook_place(HookObject *self, PyObject *priority)
         }
     }
     else if (quiet && nready == 0) {
-        rc = ctx_call_dispatch(ctx, priority);  /* idle-class: asyncio has nothing to run */
+        rc = ctx_call_dispatch(st, ctx, priority);  /* idle-class: asyncio has nothing to run */
     }
     else {
         /* asyncio's work first: no big lock held meanwhile */
-        rc = call_method_void(ctx, s_dispatch_postponed, NULL, NULL, NULL);
+        rc = call_method_void(ctx, st->s_dispatch_postponed, NULL, NULL, NULL);
     }
     Py_DECREF(ready);
     Py_DECREF(ctx);
@@ -592,6 +602,6 @@ static PyMemberDef hook_members[] = {
     {NULL}
 };
 
-static PyTypeObject HookType = CORE_TYPE(hook, HookObject, "HookCore",
+CORE_SPEC(hook, HookObject, "HookCore",
     "The stock base's selector hook, as C (base of aioqloop.loop._SelectorHook).",
-    hook_new);
+    hook_new)

@@ -8,6 +8,7 @@
 static PyObject *
 best_priority(ContextObject *self)
 {
+    ModState *st = self->st;
     Py_ssize_t pos = 0;
     PyObject *key, *value, *best = NULL;
     long bestv = 0;
@@ -21,8 +22,8 @@ best_priority(ContextObject *self)
         }
     }
     if (best == NULL) {
-        Py_INCREF(float_inf);
-        return float_inf;
+        Py_INCREF(st->float_inf);
+        return st->float_inf;
     }
     Py_INCREF(best);
     return best;
@@ -32,17 +33,19 @@ best_priority(ContextObject *self)
 static int
 bh_pending(ContextObject *self)
 {
-    return nonempty_attr(self->bh, s_pending);
+    ModState *st = self->st;
+    return nonempty_attr(self->bh, st->s_pending);
 }
 
 /* The loop's time in seconds through the context's clock (not cached); -1 on error. */
 static int
 clock_now(ContextObject *self, double *out)
 {
+    ModState *st = self->st;
     PyObject *clock = REQUIRED(self, clock, "_clock");
     if (clock == NULL)
         return -1;
-    if (timers_fast_clock(clock, out))
+    if (timers_fast_clock(st, clock, out))
         return 0;
     Py_INCREF(clock);  /* the call may replace the field */
     PyObject *t = PyObject_CallNoArgs(clock);
@@ -68,9 +71,10 @@ read_clock(ContextObject *self)
 static PyObject *
 check(ContextObject *self)
 {
-    int entries = nonempty_attr(self->deadlines, s_entries);
-    int hooks = entries < 0 ? -1 : nonempty_attr(self->check_hooks, s_prios);
-    int ops = hooks < 0 ? -1 : nonempty_attr(self->waker, s_ops);
+    ModState *st = self->st;
+    int entries = nonempty_attr(self->deadlines, st->s_entries);
+    int hooks = entries < 0 ? -1 : nonempty_attr(self->check_hooks, st->s_prios);
+    int ops = hooks < 0 ? -1 : nonempty_attr(self->waker, st->s_ops);
     int bh = ops < 0 ? -1 : bh_pending(self);
     if (bh < 0)
         return NULL;
@@ -82,8 +86,8 @@ check(ContextObject *self)
             return NULL;
         Py_DECREF(t);
         /* again: an operation posted by another thread may have attached a hooked source */
-        hooks = nonempty_attr(self->check_hooks, s_prios);
-        if (hooks < 0 || (hooks && call_method_void((PyObject *)self, s_run_check_hooks,
+        hooks = nonempty_attr(self->check_hooks, st->s_prios);
+        if (hooks < 0 || (hooks && call_method_void((PyObject *)self, st->s_run_check_hooks,
                                                     NULL, NULL, NULL) < 0))
             return NULL;
     }
@@ -94,16 +98,16 @@ check(ContextObject *self)
     if (!IS_NONE(self->gate)) {
         PyObject *gate = self->gate;
         Py_INCREF(gate);
-        int deferred = attr_truth(gate, s_deferred);
+        int deferred = attr_truth(gate, st->s_deferred);
         if (deferred < 0 || (deferred == 0 && PyDict_GET_SIZE(self->ready) == 0
-                             && call_method_void(gate, s_give_back, NULL, NULL, NULL) < 0)) {
+                             && call_method_void(gate, st->s_give_back, NULL, NULL, NULL) < 0)) {
             Py_DECREF(gate);
             return NULL;
         }
         Py_DECREF(gate);
         if (deferred) {
-            Py_INCREF(float_inf);
-            return float_inf;
+            Py_INCREF(st->float_inf);
+            return st->float_inf;
         }
     }
     return best_priority(self);
@@ -120,10 +124,11 @@ ctx_check(ContextObject *self, PyObject *unused)
 static PyObject *
 prepare_fds_only(ContextObject *self, int deferred)
 {
+    ModState *st = self->st;
     if (read_clock(self) < 0)
         return NULL;
     double now = self->now;
-    PyObject *iv = PyObject_GetAttr((PyObject *)self, s_audit_interval);
+    PyObject *iv = PyObject_GetAttr((PyObject *)self, st->s_audit_interval);
     double interval = iv ? PyFloat_AsDouble(iv) : -1.0;
     Py_XDECREF(iv);
     if (interval == -1.0 && PyErr_Occurred())
@@ -132,20 +137,20 @@ prepare_fds_only(ContextObject *self, int deferred)
     if (fds == NULL)
         return NULL;
     Py_INCREF(fds);
-    PyObject *la = PyObject_GetAttr(fds, s_last_audit);
+    PyObject *la = PyObject_GetAttr(fds, st->s_last_audit);
     double last = la ? PyFloat_AsDouble(la) : -1.0;
     Py_XDECREF(la);
     if (last == -1.0 && PyErr_Occurred())
         goto fail;
     if (now - last >= interval) {
-        PyObject *mark = PyObject_GetAttr((PyObject *)self, s_mark_ready);
+        PyObject *mark = PyObject_GetAttr((PyObject *)self, st->s_mark_ready);
         PyObject *t = mark ? PyFloat_FromDouble(now) : NULL;
-        int rc = t ? call_method_void(fds, s_audit, t, mark, NULL) : -1;
+        int rc = t ? call_method_void(fds, st->s_audit, t, mark, NULL) : -1;
         Py_XDECREF(t);
         Py_XDECREF(mark);
         if (rc < 0)
             goto fail;
-        la = PyObject_GetAttr(fds, s_last_audit);
+        la = PyObject_GetAttr(fds, st->s_last_audit);
         last = la ? PyFloat_AsDouble(la) : -1.0;
         Py_XDECREF(la);
         if (last == -1.0 && PyErr_Occurred())
@@ -156,8 +161,8 @@ prepare_fds_only(ContextObject *self, int deferred)
     if (wait < 0)
         wait = 0.0;
     if (PyDict_GET_SIZE(self->ready) && !deferred) {
-        Py_INCREF(float_zero);
-        return float_zero;
+        Py_INCREF(st->float_zero);
+        return st->float_zero;
     }
     if (isinf(wait))
         Py_RETURN_NONE;
@@ -171,32 +176,33 @@ fail:
 static PyObject *
 prepare(ContextObject *self)
 {
+    ModState *st = self->st;
     self->serial++;
     int deferred = 0;
-    if (!IS_NONE(self->gate) && (deferred = attr_truth(self->gate, s_deferred)) < 0)
+    if (!IS_NONE(self->gate) && (deferred = attr_truth(self->gate, st->s_deferred)) < 0)
         return NULL;
-    int queued = nonempty_attr(self->waker, s_ops);
+    int queued = nonempty_attr(self->waker, st->s_ops);
     if (queued == 0)
         queued = bh_pending(self);
     if (queued < 0)
         return NULL;
-    int hooks = nonempty_attr(self->prepare_hooks, s_prios);
+    int hooks = nonempty_attr(self->prepare_hooks, st->s_prios);
     if (hooks < 0 || !ready_ok(self))
         return NULL;
     Py_ssize_t nready = PyDict_GET_SIZE(self->ready);
     if (nready && !deferred && !hooks && !queued) {
-        Py_INCREF(float_zero);
-        return float_zero;
+        Py_INCREF(st->float_zero);
+        return st->float_zero;
     }
     if (!(nready || hooks || queued)) {
-        int entries = nonempty_attr(self->deadlines, s_entries);
-        int masks = entries ? entries : nonempty_attr(self->fds, s_masks);
+        int entries = nonempty_attr(self->deadlines, st->s_entries);
+        int masks = entries ? entries : nonempty_attr(self->fds, st->s_masks);
         if (masks < 0)
             return NULL;
         if (!masks)
             Py_RETURN_NONE;
         if (!entries) {
-            int always = nonempty_attr(self->fds, s_always);
+            int always = nonempty_attr(self->fds, st->s_always);
             if (always < 0)
                 return NULL;
             if (!always)
@@ -204,12 +210,12 @@ prepare(ContextObject *self)
         }
     }
     if (!hooks && !queued) {
-        PyObject *r = timers_prepare((PyObject *)self, deferred);
+        PyObject *r = timers_prepare(self, deferred);
         if (r != Py_NotImplemented)
             return r;
         Py_DECREF(r);
     }
-    return PyObject_CallMethodOneArg((PyObject *)self, s_prepare_slow,
+    return PyObject_CallMethodOneArg((PyObject *)self, st->s_prepare_slow,
                                      deferred ? Py_True : Py_False);
 }
 
@@ -223,18 +229,19 @@ ctx_prepare(ContextObject *self, PyObject *unused)
 static int
 follow_clock(ContextObject *self)
 {
+    ModState *st = self->st;
     PyObject *port = REQUIRED(self, port, "_port");
     if (port == NULL)
         return -1;
     Py_INCREF(port);
-    PyObject *loop = PyObject_GetAttr(port, s_loop);
-    PyObject *loop_class = loop ? PyObject_GetAttr(port, s_loop_class) : NULL;
+    PyObject *loop = PyObject_GetAttr(port, st->s_loop);
+    PyObject *loop_class = loop ? PyObject_GetAttr(port, st->s_loop_class) : NULL;
     int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
     Py_XDECREF(loop);
     Py_XDECREF(loop_class);
     int rc = loop_class == NULL ? -1 : 0;
     if (rc == 0 && swapped) {
-        PyObject *clock = PyObject_CallMethodNoArgs(port, s_rebind);
+        PyObject *clock = PyObject_CallMethodNoArgs(port, st->s_rebind);
         if (clock == NULL)
             rc = -1;
         else
@@ -244,20 +251,19 @@ follow_clock(ContextObject *self)
     return rc;
 }
 
-static PyObject *driver_poll(PyObject *driver, PyObject *timeout);
-static PyObject *driver_place(PyObject *driver, PyObject *prio);
 
 /* g_main_context_iterate: 1 if a source was ready, 0 if not, -1 on error. */
 static int
 iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
 {
+    ModState *st = self->st;
     PyObject *waker = self->waker;
     if (IS_NONE(waker)) {
         PyErr_SetString(PyExc_RuntimeError, "the MainContext has no waker");
         return -1;
     }
     Py_INCREF(waker);
-    PyObject *was_waiting = PyObject_GetAttr(waker, s_poll_waiting);
+    PyObject *was_waiting = PyObject_GetAttr(waker, st->s_poll_waiting);
     if (was_waiting == NULL) {
         Py_DECREF(waker);
         return -1;
@@ -266,18 +272,18 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         goto fail;
     /* "May sleep" is published before the last look at the queues (the GIL orders a
      * plain store; free-threaded builds use the pure engine). */
-    if (PyObject_SetAttr(waker, s_poll_waiting, Py_True) < 0)
+    if (PyObject_SetAttr(waker, st->s_poll_waiting, Py_True) < 0)
         goto fail;
     PyObject *timeout = prepare(self);
     PyObject *r = NULL;
     if (timeout != NULL) {
-        r = driver_poll(driver, block ? timeout : float_zero);
+        r = driver_poll(st, driver, block ? timeout : st->float_zero);
         Py_DECREF(timeout);
     }
     {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        if (PyObject_SetAttr(waker, s_poll_waiting, was_waiting) < 0) {
+        if (PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting) < 0) {
             Py_XDECREF(et);
             Py_XDECREF(ev);
             Py_XDECREF(etb);
@@ -294,12 +300,12 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
     PyObject *prio = check(self);
     if (prio == NULL)
         return -1;
-    if (prio == float_inf || (PyFloat_Check(prio) && isinf(PyFloat_AS_DOUBLE(prio)))) {
+    if (prio == st->float_inf || (PyFloat_Check(prio) && isinf(PyFloat_AS_DOUBLE(prio)))) {
         Py_DECREF(prio);
         return 0;
     }
     if (dispatch) {
-        r = driver_place(driver, prio);
+        r = driver_place(st, driver, prio);
         Py_DECREF(prio);
         if (r == NULL)
             return -1;
@@ -320,6 +326,7 @@ fail:
 static PyObject *
 ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
+    ModState *st = self->st;
     int block = 0, dispatch = 0;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs != 1) {
@@ -332,11 +339,11 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
         int v = PyObject_IsTrue(args[nargs + i]);
         if (v < 0)
             return NULL;
-        if (k == s_block_kw || PyUnicode_Compare(k, s_block_kw) == 0) {
+        if (k == st->s_block_kw || PyUnicode_Compare(k, st->s_block_kw) == 0) {
             block = v;
             seen_block = 1;
         }
-        else if (k == s_dispatch_kw || PyUnicode_Compare(k, s_dispatch_kw) == 0) {
+        else if (k == st->s_dispatch_kw || PyUnicode_Compare(k, st->s_dispatch_kw) == 0) {
             dispatch = v;
             seen_dispatch = 1;
         }
@@ -361,8 +368,9 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 static int
 has_work(ContextObject *self)
 {
+    ModState *st = self->st;
     if (!IS_NONE(self->gate)) {
-        int deferred = attr_truth(self->gate, s_deferred);
+        int deferred = attr_truth(self->gate, st->s_deferred);
         if (deferred != 0)
             return deferred < 0 ? -1 : 0;
     }
@@ -372,16 +380,16 @@ has_work(ContextObject *self)
         return 1;
     int r = bh_pending(self);
     if (r == 0)
-        r = nonempty_attr(self->waker, s_ops);
+        r = nonempty_attr(self->waker, st->s_ops);
     if (r != 0)
         return r;
-    r = nonempty_attr(self->fds, s_always);
+    r = nonempty_attr(self->fds, st->s_always);
     if (r > 0)
-        r = call_truth(self->fds, s_always_ready_pending);
+        r = call_truth(self->fds, st->s_always_ready_pending);
     if (r != 0)
         return r;
     PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-    PyObject *entries = deadlines ? PyObject_GetAttr(deadlines, s_entries) : NULL;
+    PyObject *entries = deadlines ? PyObject_GetAttr(deadlines, st->s_entries) : NULL;
     if (entries == NULL)
         return -1;
     if (!PyList_Check(entries) || PyList_GET_SIZE(entries) == 0) {
@@ -409,12 +417,13 @@ ctx_has_work(ContextObject *self, PyObject *unused)
 static int
 next_deadline(ContextObject *self, double *out)
 {
-    int any = nonempty_attr(self->deadlines, s_entries);
+    ModState *st = self->st;
+    int any = nonempty_attr(self->deadlines, st->s_entries);
     if (any <= 0) {
         *out = INFINITY;
         return any;
     }
-    return timers_next_deadline(self->deadlines, out);
+    return timers_next_deadline(st, self->deadlines, out);
 }
 
 static PyObject *

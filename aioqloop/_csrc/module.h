@@ -32,32 +32,25 @@ set_ref(PyObject **slot, PyObject *kw, const char *name)
 static PyObject *
 configure(PyObject *module, PyObject *args, PyObject *kw)
 {
+    ModState *st = module_state(module);
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
         return NULL;
     }
     if (kw == NULL)
         Py_RETURN_NONE;
-    static const char *names[] = {"default_dispatch", "timeout_dispatch", "fd_dispatch",
-                                  "conditions", "tls", "warn_slow", "order_key",
-                                  "default_attached", "timeout_attached", "default_finalize",
-                                  "default_maybe_finalize", "heappush", "heappop",
-                                  "default_destroy", "default_set_ready_time"};
-    PyObject **slots[] = {&default_dispatch, &timeout_dispatch, &fd_dispatch, &conditions,
-                          &tls, &warn_slow, &order_key, &default_attached, &timeout_attached,
-                          &default_finalize, &default_maybe_finalize, &heappush, &heappop,
-                          &default_destroy, &default_set_ready_time};
     Py_ssize_t used = 0;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        int r = set_ref(slots[i], kw, names[i]);
-        if (r < 0)
-            return NULL;
-        used += r;
-    }
+    int r;
+#define SET_REF(field)                                 \
+    if ((r = set_ref(&st->field, kw, #field)) < 0)     \
+        return NULL;                                   \
+    used += r;
+    CORE_CONFIG(SET_REF)
+#undef SET_REF
     PyObject *sf = PyDict_GetItemString(kw, "shared_select");
     if (sf != NULL) {
         Py_INCREF(sf);
-        Py_XSETREF(shared_select_func, sf);
+        Py_XSETREF(st->shared_select_fn, sf);
         used++;
     }
     PyObject *rep = PyDict_GetItemString(kw, "reportable");
@@ -70,7 +63,7 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
             long v = PyLong_AsLong(PyTuple_GET_ITEM(rep, i));
             if (v == -1 && PyErr_Occurred())
                 return NULL;
-            reportable[i] = v;
+            st->reportable[i] = v;
         }
         used++;
     }
@@ -79,7 +72,7 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
         double v = PyFloat_AsDouble(mw);
         if (v == -1.0 && PyErr_Occurred())
             return NULL;
-        MAX_WAIT = v;
+        st->max_wait = v;
         used++;
     }
     PyObject *floor = PyDict_GetItemString(kw, "slow_floor");
@@ -87,7 +80,7 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
         double v = PyFloat_AsDouble(floor);
         if (v == -1.0 && PyErr_Occurred())
             return NULL;
-        SLOW_FLOOR = v;
+        st->slow_floor = v;
         used++;
     }
     if (used != PyDict_GET_SIZE(kw)) {
@@ -114,166 +107,134 @@ static PyMethodDef module_methods[] = {
     {NULL}
 };
 
-static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "aioqloop._cengine",
-    "The compiled core of aioqloop's engine (see the C source's header).", -1,
-    module_methods,
+/* A core type, made for this module and added to it. */
+static int
+add_type(PyObject *module, PyTypeObject **slot, PyType_Spec *spec)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, NULL);
+    if (type == NULL)
+        return -1;
+    *slot = (PyTypeObject *)type;  /* the state's reference */
+    return PyModule_AddType(module, *slot);
+}
+
+/* A method descriptor of a core type, to tell a subclass's override from it. */
+static int
+own_method(PyObject **slot, PyTypeObject *type, PyObject *name)
+{
+    *slot = PyObject_GetAttr((PyObject *)type, name);
+    return *slot == NULL ? -1 : 0;
+}
+
+/* Py_mod_exec: fill the module state and add the types (PEP 489). */
+static int
+module_exec(PyObject *module)
+{
+    ModState *st = module_state(module);
+#define INTERN_NAME(field, text)                                    \
+    if ((st->field = PyUnicode_InternFromString(text)) == NULL)     \
+        return -1;
+    CORE_NAMES(INTERN_NAME)
+#undef INTERN_NAME
+    st->slow_floor = 0.001;
+    st->max_wait = 86400.0;
+    if ((st->empty_tuple = PyTuple_New(0)) == NULL
+            || (st->float_zero = PyFloat_FromDouble(0.0)) == NULL
+            || (st->float_inf = PyFloat_FromDouble(INFINITY)) == NULL)
+        return -1;
+    if (add_type(module, &st->StatsType, &stats_spec) < 0
+            || add_type(module, &st->SourceType, &source_spec) < 0
+            || add_type(module, &st->ContextType, &ctx_spec) < 0
+            || add_type(module, &st->HookType, &hook_spec) < 0
+            || add_type(module, &st->PlainType, &plain_spec) < 0
+            || add_type(module, &st->BHType, &bh_spec) < 0)
+        return -1;
+    if (own_method(&st->plain_poll_descr, st->PlainType, st->s_poll) < 0
+            || own_method(&st->plain_place_descr, st->PlainType, st->s_place) < 0
+            || own_method(&st->hook_poll_descr, st->HookType, st->s_poll) < 0
+            || own_method(&st->hook_place_descr, st->HookType, st->s_place) < 0
+            || own_method(&st->attach_descr, st->ContextType, st->s_tm_attach) < 0)
+        return -1;
+    st->order_key_fn = PyCFunction_NewEx(&timers_order_key_def, module, NULL);
+    if (st->order_key_fn == NULL)
+        return -1;
+    if (PyModule_AddStringConstant(module, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
+            || PyModule_AddIntConstant(module, "INPLACE", AIOQLOOP_INPLACE) < 0)
+        return -1;
+    return 0;
+}
+
+#define VISIT_STATE(field) Py_VISIT(st->field);
+#define VISIT_STATE2(field, keyword) Py_VISIT(st->field);
+#define CLEAR_STATE(field) Py_CLEAR(st->field);
+#define CLEAR_STATE2(field, keyword) Py_CLEAR(st->field);
+
+/* m_traverse and m_clear: the objects of the state that can be part of a cycle (the
+ * types hold the module; configured functions hold their modules' globals). */
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    ModState *st = module_state(module);
+    CORE_TYPES(VISIT_STATE)
+    CORE_CONFIG(VISIT_STATE)
+    CORE_TIMER_CONFIG(VISIT_STATE2)
+    CORE_OWNED(VISIT_STATE)
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    ModState *st = module_state(module);
+    CORE_TYPES(CLEAR_STATE)
+    CORE_CONFIG(CLEAR_STATE)
+    CORE_TIMER_CONFIG(CLEAR_STATE2)
+    CORE_OWNED(CLEAR_STATE)
+    return 0;
+}
+
+/* m_free: the rest (names and constants) goes with the module itself. */
+static void
+module_free(void *module)
+{
+    module_clear((PyObject *)module);
+    ModState *st = module_state((PyObject *)module);
+    CORE_NAMES(CLEAR_STATE2)
+    Py_CLEAR(st->empty_tuple);
+    Py_CLEAR(st->float_zero);
+    Py_CLEAR(st->float_inf);
+}
+
+/* Subinterpreters: all the core keeps is in the module state and every object it
+ * touches belongs to the importing interpreter, so each interpreter, even one with its
+ * own GIL (PEP 684), gets an independent copy.  Free-threaded builds (PEP 703): the
+ * core relies on the GIL to order its plain field accesses, so it says it needs one;
+ * aioqloop._engine picks the pure-Python engine there and never imports it. */
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
 };
 
-#define INTERN(var, text) if (((var) = PyUnicode_InternFromString(text)) == NULL) return NULL
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "aioqloop._cengine",
+    .m_doc = "The compiled core of aioqloop's engine (see the C source's header).",
+    .m_size = sizeof(ModState),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
 
 PyMODINIT_FUNC
 PyInit__cengine(void)
 {
-    INTERN(s_current, "current");
-    INTERN(s_idle, "_idle");
-    INTERN(s_survives, "_survives_escape");
-    INTERN(s_dispatch, "dispatch");
-    INTERN(s_ctx_dispatch, "_dispatch");
-    INTERN(s_tap_order, "order");
-    INTERN(s_tap_dispatched, "dispatched");
-    INTERN(s_count_waited, "_count_waited");
-    INTERN(s_enter, "enter");
-    INTERN(s_between, "between");
-    INTERN(s_leave, "leave");
-    INTERN(s_block, "_block");
-    INTERN(s_unblock, "_unblock");
-    INTERN(s_report, "_report");
-    INTERN(s_callback, "callback");
-    INTERN(s_maybe_finalize, "_maybe_finalize");
-    INTERN(s_slow_threshold, "slow_threshold");
-    INTERN(s_destroy, "destroy");
-    INTERN(s_run_check_hooks, "_run_check_hooks");
-    INTERN(s_deferred, "deferred");
-    INTERN(s_give_back, "give_back");
-    INTERN(s_entries, "entries");
-    INTERN(s_prios, "prios");
-    INTERN(s_ops, "ops");
-    INTERN(s_pending, "pending");
-    INTERN(s_prepare_slow, "_prepare_slow");
-    INTERN(s_masks, "masks");
-    INTERN(s_poll_waiting, "poll_waiting");
-    INTERN(s_loop, "loop");
-    INTERN(s_loop_class, "loop_class");
-    INTERN(s_rebind, "rebind");
-    INTERN(s_poll, "poll");
-    INTERN(s_place, "place");
-    INTERN(s_block_kw, "block");
-    INTERN(s_dispatch_kw, "dispatch");
-    INTERN(s_phase_dispatch, "dispatch");
-    INTERN(s_set_ready_time, "set_ready_time");
-    INTERN(s_revents, "revents");
-    INTERN(s_key, "key");
-    INTERN(s_sort, "sort");
-    INTERN(s_unpolled, "unpolled");
-    INTERN(s_records, "records");
-    INTERN(s_wake_fd, "_wake_fd");
-    INTERN(s_events, "events");
-    INTERN(s_source, "source");
-    INTERN(s_drain, "drain");
-    INTERN(s_epoll, "epoll");
-    INTERN(s_last_audit, "last_audit");
-    INTERN(s_audit, "audit");
-    INTERN(s_audit_interval, "fd_audit_interval");
-    INTERN(s_always, "always");
-    INTERN(s_mark_ready, "_mark_ready");
-    INTERN(s_poll_ready_name, "_poll_ready");
-    INTERN(s_apply_polled_name, "_apply_polled");
-    INTERN(s_ready_q, "_ready");
-    INTERN(s_scheduled, "_scheduled");
-    INTERN(s_timer_due, "_timer_due");
-    INTERN(s_urgent, "_urgent");
-    INTERN(s_dispatch_postponed, "_dispatch_postponed");
-    INTERN(s_woken, "_woken");
-    INTERN(s_raw, "raw");
-    INTERN(s_take_raw, "take_raw");
-    INTERN(s_take_epfd, "_take_epfd");
-    INTERN(s_poll_clock, "_poll_clock");
-    INTERN(s_expose_deadline, "_expose_deadline");
-    INTERN(s_sources, "_sources");
-    INTERN(s_append, "append");
-    INTERN(s_clear, "clear");
-    INTERN(s_select_name, "select");
-    INTERN(s_stale, "stale");
-    INTERN(s_call_soon, "call_soon");
-    INTERN(s_has_prepare, "_has_prepare");
-    INTERN(s_run_ops, "run_ops");
-    INTERN(s_bh, "_bh");
-    INTERN(s_queue, "queue");
-    INTERN(s_pending_attr, "pending");
-    INTERN(s_notify_locked, "notify_locked");
-    INTERN(s_waker_attr, "_waker");
-    INTERN(s_closing_attr, "_closing");
-    INTERN(s_next_id, "_next_id");
-    INTERN(s_post_insert, "_post_insert");
-    INTERN(s_lock, "lock");
-    INTERN(s_owner, "_owner");
-    INTERN(s_closed_attr, "_closed");
-    INTERN(s_check_loop_open, "_check_loop_open");
-    INTERN(s_is_closed, "is_closed");
-    INTERN(s_owned_by_loop, "_owned_by_loop");
-    INTERN(s_notify, "notify");
-    INTERN(s_bh_source, "source");
-    INTERN(s_stale_attr, "_stale");
-    INTERN(s_release, "release");
-    INTERN(s_has_check, "_has_check");
-    INTERN(s_attached, "_attached");
-    INTERN(s_finalize, "finalize");
-    INTERN(s_insert_tree, "_insert_tree");
-    INTERN(s_remove, "_remove");
-    INTERN(s_seq_attr, "_seq");
-    INTERN(s_drop, "drop");
-    INTERN(s_driver, "_driver");
-    INTERN(s_run, "_run");
-    INTERN(s_cancel, "cancel");
-    INTERN(s_acquire, "acquire");
-    INTERN(s_deadline_changed, "deadline_changed");
-    INTERN(s_always_ready_pending, "always_ready_pending");
-    INTERN(s_next_deadline, "next_deadline");
-    INTERN(s_rebuild, "rebuild");
-    INTERN(s_ep, "_ep");
-    INTERN(s_fd_to_key, "_fd_to_key");
-    INTERN(s_ctx_mask, "_ctx_mask");
-    INTERN(s_events_attr, "events");
-    if ((empty_events = PyTuple_New(0)) == NULL)
-        return NULL;
-    if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)
-        return NULL;
-    if ((float_inf = PyFloat_FromDouble(INFINITY)) == NULL)
-        return NULL;
-    if (PyType_Ready(&StatsType) < 0 || PyType_Ready(&SourceType) < 0
-            || PyType_Ready(&ContextType) < 0 || PyType_Ready(&HookType) < 0
-            || PyType_Ready(&PlainType) < 0 || PyType_Ready(&BHType) < 0)
-        return NULL;
-    plain_poll_descr = PyDict_GetItem(PlainType.tp_dict, s_poll);
-    plain_place_descr = PyDict_GetItem(PlainType.tp_dict, s_place);
-    if (plain_poll_descr == NULL || plain_place_descr == NULL)
-        return NULL;
-    if (timers_init() < 0)
-        return NULL;
-    hook_poll_descr = PyDict_GetItem(HookType.tp_dict, s_poll);
-    hook_place_descr = PyDict_GetItem(HookType.tp_dict, s_place);
-    if (hook_poll_descr == NULL || hook_place_descr == NULL)
-        return NULL;
-    PyObject *m = PyModule_Create(&moduledef);
-    if (m == NULL)
-        return NULL;
-    Py_INCREF(&StatsType);
-    Py_INCREF(&SourceType);
-    Py_INCREF(&ContextType);
-    Py_INCREF(&HookType);
-    Py_INCREF(&PlainType);
-    Py_INCREF(&BHType);
-    if (PyModule_AddObject(m, "SourceStatistics", (PyObject *)&StatsType) < 0
-            || PyModule_AddObject(m, "SourceCore", (PyObject *)&SourceType) < 0
-            || PyModule_AddObject(m, "ContextCore", (PyObject *)&ContextType) < 0
-            || PyModule_AddObject(m, "HookCore", (PyObject *)&HookType) < 0
-            || PyModule_AddObject(m, "PlainCore", (PyObject *)&PlainType) < 0
-            || PyModule_AddObject(m, "BHCore", (PyObject *)&BHType) < 0
-            || PyModule_AddStringConstant(m, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
-            || PyModule_AddIntConstant(m, "INPLACE", AIOQLOOP_INPLACE) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModuleDef_Init(&moduledef);
 }

@@ -7,14 +7,15 @@
 /* The plain driver (aioqloop.bridge.PlainDriver): a context driven from loop callbacks
  * through public loop API (the uvloop base, any asyncio loop).  Its per-iteration
  * methods are here; arming timers and closing stay in Python on the subclass. */
-typedef struct {
+struct PlainObject {
     PyObject_HEAD
+    ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *ctx, *loop, *handle, *timer, *timeout, *run_cb;
     double timer_when, slack;
     Py_ssize_t iterations_run, empty_iterations;  /* figures for statistics() */
     char closed, owned;
     char batch;  /* 0 outside _run; 1 in its batch; 2: one more iteration was asked for */
-} PlainObject;
+};
 
 /* The most iterations one loop callback runs while sources stay ready (bridge.BATCH). */
 #define PLAIN_BATCH 64
@@ -27,9 +28,14 @@ GC_FUNCTIONS(plain, PlainObject, PLAIN_FIELDS)
 static PyObject *
 plain_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
     PlainObject *self = (PlainObject *)type->tp_alloc(type, 0);
-    if (self != NULL)
-        self->timer_when = INFINITY;
+    if (self == NULL)
+        return NULL;
+    self->st = st;
+    self->timer_when = INFINITY;
     return (PyObject *)self;
 }
 
@@ -37,16 +43,17 @@ plain_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 static int
 plain_kick(PlainObject *self)
 {
+    ModState *st = self->st;
     /* inside a batch the batch itself looks again: no call_soon per source made ready */
     if (!IS_NONE(self->handle) || self->closed || self->batch)
         return 0;
-    if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, s_run)) == NULL)
+    if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, st->s_run)) == NULL)
         return -1;
     PyObject *loop = REQUIRED(self, loop, "_loop");
     if (loop == NULL)
         return -1;
     Py_INCREF(loop);  /* call_soon runs Python code that may replace self->loop */
-    PyObject *h = PyObject_CallMethodOneArg(loop, s_call_soon, self->run_cb);
+    PyObject *h = PyObject_CallMethodOneArg(loop, st->s_call_soon, self->run_cb);
     if (h == NULL) {
         /* A closed loop has nothing to run (new work is refused up front, see
          * MainContext._check_loop_open): a notification in the middle of a change
@@ -55,7 +62,7 @@ plain_kick(PlainObject *self)
         if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
             PyObject *et, *ev, *etb;
             PyErr_Fetch(&et, &ev, &etb);
-            PyObject *closed = PyObject_CallMethodNoArgs(loop, s_is_closed);
+            PyObject *closed = PyObject_CallMethodNoArgs(loop, st->s_is_closed);
             is_closed = closed ? PyObject_IsTrue(closed) : -1;
             Py_XDECREF(closed);
             if (is_closed == 0)
@@ -91,9 +98,10 @@ plain_kick_meth(PlainObject *self, PyObject *const *args, Py_ssize_t nargs)
 static int
 plain_rearm(PlainObject *self, PyObject *timeout)
 {
+    ModState *st = self->st;
     if (self->closed)
         return 0;
-    if (!is_context(self->ctx)) {
+    if (!is_context(st, self->ctx)) {
         PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
         return -1;
     }
@@ -110,7 +118,7 @@ plain_rearm(PlainObject *self, PyObject *timeout)
     }
     if (deadline < self->timer_when) {
         PyObject *d = PyFloat_FromDouble(deadline);
-        int rc = d ? call_method_void((PyObject *)self, s_deadline_changed, d, NULL, NULL) : -1;
+        int rc = d ? call_method_void((PyObject *)self, st->s_deadline_changed, d, NULL, NULL) : -1;
         Py_XDECREF(d);
         return rc;
     }
@@ -130,6 +138,7 @@ plain_rearm_meth(PlainObject *self, PyObject *timeout)
 static int
 plain_iterate_once(PlainObject *self, ContextObject *ctx)
 {
+    ModState *st = self->st;
     Py_CLEAR(self->timeout);
     self->iterations_run++;
     int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
@@ -149,9 +158,9 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
          * it would fire an empty iteration right away.  Only a new prepare knows the
          * wait of prepare hooks, or of the fd audit when no timer is armed for it
          * (MainContext._wait_needs_prepare). */
-        int needs = nonempty_attr(ctx->prepare_hooks, s_prios);
+        int needs = nonempty_attr(ctx->prepare_hooks, st->s_prios);
         if (needs == 0 && isinf(self->timer_when))
-            needs = nonempty_attr(ctx->fds, s_masks);
+            needs = nonempty_attr(ctx->fds, st->s_masks);
         if (needs < 0)
             return -1;
         if (needs == 0)
@@ -168,11 +177,12 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
 static PyObject *
 plain_run(PlainObject *self, PyObject *unused)
 {
+    ModState *st = self->st;
     Py_CLEAR(self->handle);
     if (self->closed)  /* closing the context closes its driver first */
         Py_RETURN_NONE;
     PyObject *ctxo = self->ctx;
-    if (!is_context(ctxo)) {
+    if (!is_context(st, ctxo)) {
         PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
         return NULL;
     }
@@ -180,7 +190,7 @@ plain_run(PlainObject *self, PyObject *unused)
     ContextObject *ctx = (ContextObject *)ctxo;
     if (!self->owned) {
         /* the loop's thread owns the context from its first iteration on */
-        int ok = call_truth(ctxo, s_acquire);
+        int ok = call_truth(ctxo, st->s_acquire);
         if (ok <= 0) {
             int rc = -1;
             if (ok == 0) {
@@ -201,14 +211,14 @@ plain_run(PlainObject *self, PyObject *unused)
         if (i > 0) {
             /* GLib polls in every iteration: fd events and wake-ups that came meanwhile
              * compete with the sources that stayed ready. */
-            PyObject *epoll = PyObject_GetAttr(ctx->fds, s_epoll);
+            PyObject *epoll = PyObject_GetAttr(ctx->fds, st->s_epoll);
             if (epoll == NULL) {
                 more = -1;
                 break;
             }
             int open = epoll != Py_None;
             Py_DECREF(epoll);
-            if (open && ctx_call_poll_ready(ctxo) < 0) {
+            if (open && ctx_call_poll_ready(st, ctxo) < 0) {
                 more = -1;
                 break;
             }
@@ -242,19 +252,20 @@ plain_run(PlainObject *self, PyObject *unused)
 static PyObject *
 plain_on_readable(PlainObject *self, PyObject *unused)
 {
+    ModState *st = self->st;
     int queued = !IS_NONE(self->handle);
     PyObject *ctx = self->ctx;
     if (IS_NONE(ctx)) {
         PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
         return NULL;
     }
-    if (ctx_call_poll_ready(ctx) < 0)
+    if (ctx_call_poll_ready(st, ctx) < 0)
         return NULL;
     if (queued)  /* an iteration is already queued: keep FIFO order */
         Py_RETURN_NONE;
     if (!IS_NONE(self->handle)) {
         /* queued by the readiness just recorded: run it now */
-        if (call_method_void(self->handle, s_cancel, NULL, NULL, NULL) < 0)
+        if (call_method_void(self->handle, st->s_cancel, NULL, NULL, NULL) < 0)
             return NULL;
     }
     return plain_run(self, NULL);
@@ -272,7 +283,8 @@ plain_poll(PlainObject *self, PyObject *timeout)
 static PyObject *
 plain_place(PlainObject *self, PyObject *priority)
 {
-    if (ctx_call_dispatch(self->ctx, priority) < 0)
+    ModState *st = self->st;
+    if (ctx_call_dispatch(st, self->ctx, priority) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -316,30 +328,30 @@ static PyMemberDef plain_members[] = {
     {NULL}
 };
 
-static PyTypeObject PlainType = CORE_TYPE(plain, PlainObject, "PlainCore",
+CORE_SPEC(plain, PlainObject, "PlainCore",
     "The plain driver's per-iteration methods, as C (base of PlainDriver).",
-    plain_new);
+    plain_new)
 
 static PyObject *
-driver_poll(PyObject *driver, PyObject *timeout)
+driver_poll(ModState *st, PyObject *driver, PyObject *timeout)
 {
-    if (PyObject_TypeCheck(driver, &HookType)
-            && _PyType_Lookup(Py_TYPE(driver), s_poll) == hook_poll_descr)
+    if (PyObject_TypeCheck(driver, st->HookType)
+            && _PyType_Lookup(Py_TYPE(driver), st->s_poll) == st->hook_poll_descr)
         return hook_poll((HookObject *)driver, timeout);
-    if (PyObject_TypeCheck(driver, &PlainType)
-            && _PyType_Lookup(Py_TYPE(driver), s_poll) == plain_poll_descr)
+    if (PyObject_TypeCheck(driver, st->PlainType)
+            && _PyType_Lookup(Py_TYPE(driver), st->s_poll) == st->plain_poll_descr)
         return plain_poll((PlainObject *)driver, timeout);
-    return PyObject_CallMethodOneArg(driver, s_poll, timeout);
+    return PyObject_CallMethodOneArg(driver, st->s_poll, timeout);
 }
 
 static PyObject *
-driver_place(PyObject *driver, PyObject *prio)
+driver_place(ModState *st, PyObject *driver, PyObject *prio)
 {
-    if (PyObject_TypeCheck(driver, &HookType)
-            && _PyType_Lookup(Py_TYPE(driver), s_place) == hook_place_descr)
+    if (PyObject_TypeCheck(driver, st->HookType)
+            && _PyType_Lookup(Py_TYPE(driver), st->s_place) == st->hook_place_descr)
         return hook_place((HookObject *)driver, prio);
-    if (PyObject_TypeCheck(driver, &PlainType)
-            && _PyType_Lookup(Py_TYPE(driver), s_place) == plain_place_descr)
+    if (PyObject_TypeCheck(driver, st->PlainType)
+            && _PyType_Lookup(Py_TYPE(driver), st->s_place) == st->plain_place_descr)
         return plain_place((PlainObject *)driver, prio);
-    return PyObject_CallMethodOneArg(driver, s_place, prio);
+    return PyObject_CallMethodOneArg(driver, st->s_place, prio);
 }

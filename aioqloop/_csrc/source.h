@@ -4,8 +4,9 @@
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* -------------------------------------------------------------------- SourceCore */
-typedef struct {
+struct SourceObject {
     PyObject_HEAD
+    ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *context, *callback, *args, *parent, *order, *stats;
     PyObject *priority, *fds, *children, *name;
     PyObject *fd, *fileobj, *tag;   /* FdSource's watch (fields, so it needs no dict) */
@@ -15,10 +16,7 @@ typedef struct {
     char can_recurse, destroyed, finalized, ready, ready_by_time, ready_by_child;
     char blocked, ready_while_blocked, in_heap;
     char c_idle, c_survives;   /* class flags _idle / _survives_escape, read at creation */
-} SourceObject;
-
-#define Source_Check(o) PyObject_TypeCheck((o), &SourceType)
-
+};
 
 /* A class-level flag (_idle, _survives_escape), read once per source from its type. */
 static int
@@ -38,9 +36,13 @@ class_flag(PyTypeObject *type, PyObject *name)
 static PyObject *
 source_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
     SourceObject *self = (SourceObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
+    self->st = st;
     self->args = PyTuple_New(0);
     self->order = PyTuple_New(0);
     /* no lists until the first fd or child is added (as the pure engine's defaults) */
@@ -52,8 +54,8 @@ source_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     }
     self->ready_time = -1.0;
-    self->c_idle = (char)class_flag(type, s_idle);
-    self->c_survives = (char)class_flag(type, s_survives);
+    self->c_idle = (char)class_flag(type, st->s_idle);
+    self->c_survives = (char)class_flag(type, st->s_survives);
     return (PyObject *)self;
 }
 
@@ -96,6 +98,6 @@ static PyMemberDef source_members[] = {
 
 static PyMethodDef source_methods[] = {{NULL}};
 
-static PyTypeObject SourceType = CORE_TYPE(source, SourceObject, "SourceCore",
+CORE_SPEC(source, SourceObject, "SourceCore",
     "The per-source state of a GSource, as C fields (base of aioqloop.Source).",
-    source_new);
+    source_new)

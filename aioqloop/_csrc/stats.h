@@ -4,13 +4,13 @@
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* -------------------------------------------------------------- SourceStatistics */
-typedef struct {
+struct StatsObject {
     PyObject_HEAD
     Py_ssize_t dispatches;
     Py_ssize_t waited;
     double dispatch_time;
     double max_dispatch_time;
-} StatsObject;
+};
 
 static PyMemberDef stats_members[] = {
     {"dispatches", T_PYSSIZET, offsetof(StatsObject, dispatches), 0, NULL},
@@ -30,13 +30,28 @@ stats_init(PyObject *self, PyObject *args, PyObject *kw)
     return 0;
 }
 
-static PyTypeObject StatsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "aioqloop._cengine.SourceStatistics",
-    .tp_basicsize = sizeof(StatsObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Per-source counters kept by the context (see MainContext.statistics).",
-    .tp_members = stats_members,
-    .tp_init = stats_init,
-    .tp_new = PyType_GenericNew,
+/* Not GC-tracked: it holds no object, so it cannot be part of a cycle (its reference
+ * to its heap type is plain ownership). */
+static void
+stats_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyType_Slot stats_slots[] = {
+    {Py_tp_doc, (void *)"Per-source counters kept by the context (see MainContext.statistics)."},
+    {Py_tp_members, stats_members},
+    {Py_tp_init, (void *)stats_init},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_dealloc, (void *)stats_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec stats_spec = {
+    .name = "aioqloop._cengine.SourceStatistics",
+    .basicsize = sizeof(StatsObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = stats_slots,
 };

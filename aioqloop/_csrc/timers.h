@@ -15,20 +15,20 @@
 /* BaseEventLoop.time() is ``time.monotonic()``: read that clock here, the same way
  * (nanoseconds to seconds as CPython rounds them), while nobody replaced either. */
 static int
-timers_fast_clock(PyObject *clock, double *out)
+timers_fast_clock(ModState *st, PyObject *clock, double *out)
 {
-    if (tm_loop_time == NULL || !PyMethod_Check(clock)
-            || PyMethod_GET_FUNCTION(clock) != tm_loop_time
-            || !PyFunction_Check(tm_loop_time))
+    if (st->tm_loop_time == NULL || !PyMethod_Check(clock)
+            || PyMethod_GET_FUNCTION(clock) != st->tm_loop_time
+            || !PyFunction_Check(st->tm_loop_time))
         return 0;
-    PyObject *g = PyFunction_GET_GLOBALS(tm_loop_time);
-    PyObject *mod = g ? PyDict_GetItemWithError(g, s_tm_time) : NULL;
-    if (mod == NULL || mod != tm_time_module || !PyModule_Check(mod)) {
+    PyObject *g = PyFunction_GET_GLOBALS(st->tm_loop_time);
+    PyObject *mod = g ? PyDict_GetItemWithError(g, st->s_tm_time) : NULL;
+    if (mod == NULL || mod != st->tm_time_module || !PyModule_Check(mod)) {
         PyErr_Clear();
         return 0;
     }
-    PyObject *fn = PyDict_GetItemWithError(PyModule_GetDict(mod), s_tm_monotonic);
-    if (fn == NULL || fn != tm_monotonic) {
+    PyObject *fn = PyDict_GetItemWithError(PyModule_GetDict(mod), st->s_tm_monotonic);
+    if (fn == NULL || fn != st->tm_monotonic) {
         PyErr_Clear();
         return 0;
     }
@@ -180,14 +180,14 @@ timers_heappop(PyObject *heap)
 /* Deadlines.next_deadline: the earliest live ready time (inf if none); prunes stale
  * heads.  The Python method for a heap that is not a list. */
 static int
-timers_next_deadline(PyObject *deadlines, double *out)
+timers_next_deadline(ModState *st, PyObject *deadlines, double *out)
 {
-    PyObject *heap = PyObject_GetAttr(deadlines, s_entries);
+    PyObject *heap = PyObject_GetAttr(deadlines, st->s_entries);
     if (heap == NULL)
         return -1;
     if (!PyList_CheckExact(heap)) {
         Py_DECREF(heap);
-        PyObject *r = PyObject_CallMethodNoArgs(deadlines, s_next_deadline);
+        PyObject *r = PyObject_CallMethodNoArgs(deadlines, st->s_next_deadline);
         if (r == NULL)
             return -1;
         *out = PyFloat_AsDouble(r);
@@ -199,7 +199,7 @@ timers_next_deadline(PyObject *deadlines, double *out)
     while (PyList_GET_SIZE(heap) > 0) {
         PyObject *e = PyList_GET_ITEM(heap, 0);
         if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 3
-                || !Source_Check(PyTuple_GET_ITEM(e, 2))) {
+                || !Source_Check(st, PyTuple_GET_ITEM(e, 2))) {
             PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
             rc = -1;
             break;
@@ -221,11 +221,11 @@ timers_next_deadline(PyObject *deadlines, double *out)
             break;
         }
         Py_DECREF(gone);
-        PyObject *st = PyObject_GetAttr(deadlines, s_stale_attr);
-        Py_ssize_t v = st ? PyLong_AsSsize_t(st) : -1;
-        Py_XDECREF(st);
+        PyObject *stale_o = PyObject_GetAttr(deadlines, st->s_stale_attr);
+        Py_ssize_t v = stale_o ? PyLong_AsSsize_t(stale_o) : -1;
+        Py_XDECREF(stale_o);
         PyObject *nv = (v == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(v - 1);
-        if (nv == NULL || PyObject_SetAttr(deadlines, s_stale_attr, nv) < 0) {
+        if (nv == NULL || PyObject_SetAttr(deadlines, st->s_stale_attr, nv) < 0) {
             Py_XDECREF(nv);
             rc = -1;
             break;
@@ -240,21 +240,23 @@ timers_next_deadline(PyObject *deadlines, double *out)
  * base's (does nothing) or the plain driver's that would return at once (a timer is
  * armed as early already, or the driver is closed). */
 static int
-timers_deadline_changed(PyObject *ctx, double when)
+timers_deadline_changed(ContextObject *self, double when)
 {
-    PyObject *driver = PyObject_GetAttr(ctx, s_driver);
+    ModState *st = self->st;
+    PyObject *ctx = (PyObject *)self;
+    PyObject *driver = PyObject_GetAttr(ctx, st->s_driver);
     if (driver == NULL)
         return -1;
-    PyObject *fn = _PyType_Lookup(Py_TYPE(driver), s_deadline_changed);
-    int skip = fn != NULL && fn == tm_noop_deadline;
-    if (!skip && fn != NULL && fn == tm_plain_deadline && PyObject_TypeCheck(driver, &PlainType)) {
+    PyObject *fn = _PyType_Lookup(Py_TYPE(driver), st->s_deadline_changed);
+    int skip = fn != NULL && fn == st->tm_noop_deadline;
+    if (!skip && fn != NULL && fn == st->tm_plain_deadline && PyObject_TypeCheck(driver, st->PlainType)) {
         PlainObject *p = (PlainObject *)driver;
         skip = !(when < p->timer_when) || p->closed;
     }
     int rc = 0;
     if (!skip) {
         PyObject *w = PyFloat_FromDouble(when);
-        rc = w ? call_method_void(driver, s_deadline_changed, w, NULL, NULL) : -1;
+        rc = w ? call_method_void(driver, st->s_deadline_changed, w, NULL, NULL) : -1;
         Py_XDECREF(w);
     }
     Py_DECREF(driver);
@@ -265,12 +267,12 @@ timers_deadline_changed(PyObject *ctx, double when)
  * watches, nothing queued): collect, then the wait until the earliest ready time.
  * NotImplemented (a new reference) when that is not the case: the Python method. */
 static PyObject *
-timers_prepare(PyObject *ctxobj, int deferred)
+timers_prepare(ContextObject *self, int deferred)
 {
-    ContextObject *self = (ContextObject *)ctxobj;
-    int other = nonempty_attr(self->fds, s_always);
+    ModState *st = self->st;
+    int other = nonempty_attr(self->fds, st->s_always);
     if (other == 0)
-        other = nonempty_attr(self->fds, s_masks);
+        other = nonempty_attr(self->fds, st->s_masks);
     if (other < 0)
         return NULL;
     if (other)
@@ -281,11 +283,11 @@ timers_prepare(PyObject *ctxobj, int deferred)
     Py_DECREF(t);
     /* an operation posted by another thread may have attached a hooked source or an fd
      * watch: the Python method then does the rest (collecting again changes nothing) */
-    other = nonempty_attr(self->prepare_hooks, s_prios);
+    other = nonempty_attr(self->prepare_hooks, st->s_prios);
     if (other == 0)
-        other = nonempty_attr(self->fds, s_always);
+        other = nonempty_attr(self->fds, st->s_always);
     if (other == 0)
-        other = nonempty_attr(self->fds, s_masks);
+        other = nonempty_attr(self->fds, st->s_masks);
     if (other < 0)
         return NULL;
     if (other)
@@ -293,12 +295,12 @@ timers_prepare(PyObject *ctxobj, int deferred)
     if (!ready_ok(self))
         return NULL;
     if (PyDict_GET_SIZE(self->ready) && !deferred) {
-        Py_INCREF(float_zero);
-        return float_zero;
+        Py_INCREF(st->float_zero);
+        return st->float_zero;
     }
     double deadline;
     PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-    if (deadlines == NULL || timers_next_deadline(deadlines, &deadline) < 0)
+    if (deadlines == NULL || timers_next_deadline(st, deadlines, &deadline) < 0)
         return NULL;
     if (isinf(deadline))
         Py_RETURN_NONE;
@@ -312,33 +314,33 @@ timers_prepare(PyObject *ctxobj, int deferred)
  * taking the lock when no thread holds it: the GIL is not released between that look
  * and the reads, so no thread can be inside the lock meanwhile.  Else the method. */
 static int
-timers_notify(PyObject *waker)
+timers_notify(ModState *st, PyObject *waker)
 {
-    if (tm_waker_notify == NULL || _PyType_Lookup(Py_TYPE(waker), s_notify) != tm_waker_notify)
-        return call_method_void(waker, s_notify, NULL, NULL, NULL);
+    if (st->tm_waker_notify == NULL || _PyType_Lookup(Py_TYPE(waker), st->s_notify) != st->tm_waker_notify)
+        return call_method_void(waker, st->s_notify, NULL, NULL, NULL);
     /* The loop is not about to sleep: nothing to wake.  (The loop writes this flag
      * without the lock on GIL builds, the only ones the core runs on, so looking
      * at it under the lock would tell nothing more.) */
-    int waiting = attr_truth(waker, s_poll_waiting);
+    int waiting = attr_truth(waker, st->s_poll_waiting);
     if (waiting <= 0)
         return waiting;
-    PyObject *lock = PyObject_GetAttr(waker, s_lock);
+    PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
     if (lock == NULL)
         return -1;
-    int held = call_truth(lock, s_tm_locked);
+    int held = call_truth(lock, st->s_tm_locked);
     Py_DECREF(lock);
     if (held < 0)
         return -1;
     if (!held) {
-        int quiet = attr_truth(waker, s_tm_closed);
+        int quiet = attr_truth(waker, st->s_tm_closed);
         if (quiet == 0)
-            quiet = attr_truth(waker, s_tm_notified);
+            quiet = attr_truth(waker, st->s_tm_notified);
         if (quiet < 0)
             return -1;
         if (quiet)
             return 0;
     }
-    return call_method_void(waker, s_notify, NULL, NULL, NULL);
+    return call_method_void(waker, st->s_notify, NULL, NULL, NULL);
 }
 
 /* Call a Python check that raises (or returns the value to use): new reference. */
@@ -357,6 +359,7 @@ timers_check(PyObject *check, PyObject *value)
 static int
 timers_fill(SourceObject *src, PyObject *interval, PyObject *priority, PyObject *name)
 {
+    ModState *st = src->st;
     double iv = -1.0;
     if (PyFloat_CheckExact(interval)) {
         iv = PyFloat_AS_DOUBLE(interval);
@@ -369,7 +372,7 @@ timers_fill(SourceObject *src, PyObject *interval, PyObject *priority, PyObject 
         }
     }
     if (!(iv >= 0.0 && iv < INFINITY)) {
-        PyObject *v = timers_check(tm_check_interval, interval);
+        PyObject *v = timers_check(st->tm_check_interval, interval);
         if (v == NULL)
             return -1;
         iv = PyFloat_AsDouble(v);
@@ -378,14 +381,14 @@ timers_fill(SourceObject *src, PyObject *interval, PyObject *priority, PyObject 
             return -1;
     }
     if (name != Py_None && !PyUnicode_Check(name)) {
-        PyObject *v = timers_check(tm_check_name, name);
+        PyObject *v = timers_check(st->tm_check_name, name);
         if (v == NULL)
             return -1;
         Py_DECREF(v);
     }
     Py_INCREF(priority);
     if (!PyLong_CheckExact(priority)) {
-        Py_SETREF(priority, timers_check(tm_check_priority, priority));
+        Py_SETREF(priority, timers_check(st->tm_check_priority, priority));
         if (priority == NULL)
             return -1;
     }
@@ -393,7 +396,7 @@ timers_fill(SourceObject *src, PyObject *interval, PyObject *priority, PyObject 
         int overflow;
         long long p = PyLong_AsLongLongAndOverflow(priority, &overflow);
         if (overflow || p < -0x80000000LL || p > 0x7FFFFFFFLL) {
-            Py_SETREF(priority, timers_check(tm_check_priority, priority));
+            Py_SETREF(priority, timers_check(st->tm_check_priority, priority));
             if (priority == NULL)
                 return -1;
         }
@@ -407,16 +410,16 @@ timers_fill(SourceObject *src, PyObject *interval, PyObject *priority, PyObject 
 
 /* Is ``type``'s __init__ chain after TimeoutSource the plain Source one? */
 static int
-timers_plain_init(PyTypeObject *type)
+timers_plain_init(ModState *st, PyTypeObject *type)
 {
     PyObject *mro = type->tp_mro;
-    if (tm_timeout_class == NULL || tm_source_class == NULL || mro == NULL
+    if (st->tm_timeout_class == NULL || st->tm_source_class == NULL || mro == NULL
             || !PyTuple_Check(mro))
         return 0;
     Py_ssize_t n = PyTuple_GET_SIZE(mro);
     for (Py_ssize_t i = 0; i + 1 < n; i++) {
-        if (PyTuple_GET_ITEM(mro, i) == tm_timeout_class)
-            return PyTuple_GET_ITEM(mro, i + 1) == tm_source_class;
+        if (PyTuple_GET_ITEM(mro, i) == st->tm_timeout_class)
+            return PyTuple_GET_ITEM(mro, i + 1) == st->tm_source_class;
     }
     return 0;
 }
@@ -426,11 +429,12 @@ timers_plain_init(PyTypeObject *type)
 static PyObject *
 timers_timeout_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    ModState *st = module_state(module);
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "timeout_init() takes 4 arguments");
         return NULL;
     }
-    if (!Source_Check(args[0]) || !timers_plain_init(Py_TYPE(args[0])))
+    if (!Source_Check(st, args[0]) || !timers_plain_init(st, Py_TYPE(args[0])))
         Py_RETURN_FALSE;
     if (timers_fill((SourceObject *)args[0], args[1], args[2], args[3]) < 0)
         return NULL;
@@ -441,20 +445,21 @@ timers_timeout_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    ModState *st = module_state(module);
     if (nargs != 5 || !PyTuple_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "timeout_add() takes 5 arguments, args a tuple");
         return NULL;
     }
-    if (tm_timeout_class == NULL || !PyType_Check(tm_timeout_class) || tm_registry == NULL) {
+    if (st->tm_timeout_class == NULL || !PyType_Check(st->tm_timeout_class) || st->tm_registry == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine timers are not configured");
         return NULL;
     }
     PyObject *interval = args[0], *callback = args[1], *context = args[4];
-    PyTypeObject *type = (PyTypeObject *)tm_timeout_class;
-    PyObject *srcobj = type->tp_new(type, empty_events, NULL);
+    PyTypeObject *type = (PyTypeObject *)st->tm_timeout_class;
+    PyObject *srcobj = type->tp_new(type, st->empty_tuple, NULL);
     if (srcobj == NULL)
         return NULL;
-    if (!Source_Check(srcobj)) {
+    if (!Source_Check(st, srcobj)) {
         Py_DECREF(srcobj);
         PyErr_SetString(PyExc_TypeError, "TimeoutSource is not a source");
         return NULL;
@@ -467,7 +472,7 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL, *ctx = NULL;
     /* sources._attach: any failure from here on destroys the source */
     if (!PyCallable_Check(callback)) {
-        PyObject *r = timers_check(tm_check_callback, callback);
+        PyObject *r = timers_check(st->tm_check_callback, callback);
         Py_XDECREF(r);
         if (r != NULL)
             PyErr_SetString(PyExc_TypeError, "callback must be callable");
@@ -478,12 +483,12 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(args[2]);
     Py_XSETREF(src->args, args[2]);
     if (context == Py_None) {
-        ctx = PyObject_CallMethodNoArgs(tm_registry, s_tm_default_context);
+        ctx = PyObject_CallMethodNoArgs(st->tm_registry, st->s_tm_default_context);
         if (ctx == NULL)
             goto fail;
     }
     else {
-        PyObject *cls = PyObject_GetAttr(tm_registry, s_tm_context_class);
+        PyObject *cls = PyObject_GetAttr(st->tm_registry, st->s_tm_context_class);
         int ok = cls == NULL ? -1 : (cls == Py_None ? 0 : PyObject_IsInstance(context, cls));
         Py_XDECREF(cls);
         if (ok < 0)
@@ -496,11 +501,11 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(context);
         ctx = context;
     }
-    if (PyObject_TypeCheck(ctx, &ContextType)
-            && _PyType_Lookup(Py_TYPE(ctx), s_tm_attach) == tm_attach_descr)
+    if (PyObject_TypeCheck(ctx, st->ContextType)
+            && _PyType_Lookup(Py_TYPE(ctx), st->s_tm_attach) == st->attach_descr)
         result = ctx_attach((ContextObject *)ctx, srcobj);
     else
-        result = PyObject_CallMethodOneArg(ctx, s_tm_attach, srcobj);
+        result = PyObject_CallMethodOneArg(ctx, st->s_tm_attach, srcobj);
     if (result == NULL)
         goto fail;
     Py_DECREF(ctx);
@@ -511,7 +516,7 @@ fail:
     {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        if (call_method_void(srcobj, s_destroy, NULL, NULL, NULL) < 0) {
+        if (call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL) < 0) {
             Py_XDECREF(et);  /* the destroy's own error replaces it, as in Python */
             Py_XDECREF(ev);
             Py_XDECREF(etb);
@@ -528,7 +533,8 @@ fail:
 static PyObject *
 timers_order_key_fn(PyObject *module, PyObject *src)
 {
-    if (!Source_Check(src)) {
+    ModState *st = module_state(module);
+    if (!Source_Check(st, src)) {
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
@@ -545,27 +551,21 @@ timers_order_key_fn(PyObject *module, PyObject *src)
 static PyObject *
 timers_configure(PyObject *module, PyObject *args, PyObject *kw)
 {
+    ModState *st = module_state(module);
     if (PyTuple_GET_SIZE(args) != 0) {
         PyErr_SetString(PyExc_TypeError, "configure_timers() takes keyword arguments only");
         return NULL;
     }
     if (kw == NULL)
         Py_RETURN_NONE;
-    static const char *names[] = {"timeout_class", "source_class", "registry",
-                                  "check_interval", "check_priority", "check_name",
-                                  "check_callback", "noop_deadline", "plain_deadline",
-                                  "loop_time", "time_module", "monotonic", "waker_notify"};
-    PyObject **slots[] = {&tm_timeout_class, &tm_source_class, &tm_registry,
-                          &tm_check_interval, &tm_check_priority, &tm_check_name,
-                          &tm_check_callback, &tm_noop_deadline, &tm_plain_deadline,
-                          &tm_loop_time, &tm_time_module, &tm_monotonic, &tm_waker_notify};
     Py_ssize_t used = 0;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        int r = set_ref(slots[i], kw, names[i]);
-        if (r < 0)
-            return NULL;
-        used += r;
-    }
+    int r;
+#define SET_TIMER_REF(field, keyword)                  \
+    if ((r = set_ref(&st->field, kw, keyword)) < 0)    \
+        return NULL;                                   \
+    used += r;
+    CORE_TIMER_CONFIG(SET_TIMER_REF)
+#undef SET_TIMER_REF
     if (used != PyDict_GET_SIZE(kw)) {
         PyErr_SetString(PyExc_TypeError, "configure_timers() got an unknown keyword argument");
         return NULL;
@@ -576,25 +576,4 @@ timers_configure(PyObject *module, PyObject *args, PyObject *kw)
 static PyMethodDef timers_order_key_def = {
     "order_key", (PyCFunction)timers_order_key_fn, METH_O,
     "order_key($module, src, /)\n--\n\nA ready source's attach order (the dispatch sort key)."};
-
-/* Module init of this section: interned names, the sort key, ContextCore._attach. */
-static int
-timers_init(void)
-{
-#define TM_INTERN(var, text) if (((var) = PyUnicode_InternFromString(text)) == NULL) return -1
-    TM_INTERN(s_tm_attach, "_attach");
-    TM_INTERN(s_tm_time, "time");
-    TM_INTERN(s_tm_monotonic, "monotonic");
-    TM_INTERN(s_tm_context_class, "_context_class");
-    TM_INTERN(s_tm_default_context, "default_context");
-    TM_INTERN(s_tm_locked, "locked");
-    TM_INTERN(s_tm_closed, "_closed");
-    TM_INTERN(s_tm_notified, "notified");
-#undef TM_INTERN
-    timers_order_key = PyCFunction_New(&timers_order_key_def, NULL);
-    if (timers_order_key == NULL)
-        return -1;
-    tm_attach_descr = PyDict_GetItemWithError(ContextType.tp_dict, s_tm_attach);
-    return tm_attach_descr == NULL ? -1 : 0;
-}
 /* ==================================================================== end timers */
