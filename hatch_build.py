@@ -61,7 +61,7 @@ def compile_core(out_dir: Path, *, inplace: bool = False) -> Path | None:
     # -Wextra without -Wunused-parameter: CPython's calling conventions fix the
     # signatures of methods and slots, whose arguments a core function may not need.
     flags = ["-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Wno-unused-parameter",
-             "-Wno-deprecated-declarations", f"-I{include}", f'-DAIOQLOOP_SOURCE_HASH="{_hash()}"',
+             f"-I{include}", f'-DAIOQLOOP_SOURCE_HASH="{_hash()}"',
              f"-DAIOQLOOP_INPLACE={int(inplace)}"]
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")

@@ -214,18 +214,12 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
     }
     if (!PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_GeneratorExit))
         return NULL;
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
-    PyErr_NormalizeException(&et, &ev, &etb);
-    if (etb != NULL && ev != NULL)
-        PyException_SetTraceback(ev, etb);
+    PyObject *exc = PyErr_GetRaisedException();
     PyObject *phase = PyUnicode_FromString("finalize");
-    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, st->s_report, ev ? ev : Py_None,
+    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, st->s_report, exc ? exc : Py_None,
                                            srcobj, phase, NULL) : NULL;
     Py_XDECREF(phase);
-    Py_XDECREF(et);
-    Py_XDECREF(ev);
-    Py_XDECREF(etb);
+    Py_XDECREF(exc);
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
@@ -233,6 +227,21 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
 }
 
 /* ----------------------------------------------------- collect and destroy, in C */
+
+/* Deadlines._stale -= n: n entries of sources dropped lazily were popped. */
+static int
+deadlines_forget_stale(ModState *st, PyObject *deadlines, Py_ssize_t n)
+{
+    PyObject *stale = PyObject_GetAttr(deadlines, st->s_stale_attr);
+    Py_ssize_t v = stale ? PyLong_AsSsize_t(stale) : -1;
+    Py_XDECREF(stale);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *nv = PyLong_FromSsize_t(v - n);
+    int rc = nv == NULL ? -1 : PyObject_SetAttr(deadlines, st->s_stale_attr, nv);
+    Py_XDECREF(nv);
+    return rc;
+}
 
 /* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
 static int
@@ -296,25 +305,12 @@ pop_due_into(ContextObject *self, double now)
     }
     Py_XDECREF(heap);
     if (stale_popped) {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);  /* an error of the loop above stays the one raised */
-        PyObject *stale_o = PyObject_GetAttr(deadlines, st->s_stale_attr);
-        Py_ssize_t v = stale_o ? PyLong_AsSsize_t(stale_o) : -1;
-        Py_XDECREF(stale_o);
-        PyObject *nv = (v == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(v - stale_popped);
-        if (nv == NULL || PyObject_SetAttr(deadlines, st->s_stale_attr, nv) < 0)
+        /* counted even after an error of the loop above (which stays the one raised,
+         * unless the count fails too) */
+        PyObject *saved = PyErr_GetRaisedException();
+        int counted = deadlines_forget_stale(st, deadlines, stale_popped);
+        if (finish_cleanup(saved, counted) < 0)
             rc = -1;
-        Py_XDECREF(nv);
-        if (et != NULL) {
-            if (PyErr_Occurred()) {
-                Py_XDECREF(et);
-                Py_XDECREF(ev);
-                Py_XDECREF(etb);
-            }
-            else {
-                PyErr_Restore(et, ev, etb);
-            }
-        }
     }
     Py_DECREF(deadlines);
     return rc;
@@ -485,17 +481,9 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
         }
     }
     {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        int rrc = call_method_void(lock, st->s_release, NULL, NULL, NULL);
-        if (rrc < 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
-            goto out;
-        }
-        PyErr_Restore(et, ev, etb);
-        if (et != NULL)
+        PyObject *saved = PyErr_GetRaisedException();
+        int released = call_method_void(lock, st->s_release, NULL, NULL, NULL);
+        if (finish_cleanup(saved, released) < 0)
             goto out;
     }
     /* _local_or_post, without a closure: insert here, or post it to the owner */

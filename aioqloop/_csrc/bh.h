@@ -118,16 +118,8 @@ bh_schedule(BHObject *self, PyObject *unused)
     }
 unlock:
     {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        if (call_method_void(lock, st->s_release, NULL, NULL, NULL) < 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
-            goto out;
-        }
-        PyErr_Restore(et, ev, etb);
-        if (et != NULL)
+        PyObject *saved = PyErr_GetRaisedException();
+        if (finish_cleanup(saved, call_method_void(lock, st->s_release, NULL, NULL, NULL)) < 0)
             goto out;
     }
     if (done) {

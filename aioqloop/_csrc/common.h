@@ -16,6 +16,56 @@
 #include <string.h>
 #include <time.h>
 
+/* ------------------------------------------------------- the pending exception */
+/* The pending exception is one object (PyErr_GetRaisedException, 3.12+).  3.10 and 3.11
+ * have only the (type, value, traceback) triple: there the two calls are made of it,
+ * with the same results (a normalised exception carrying its traceback). */
+#if PY_VERSION_HEX < 0x030C0000
+static inline PyObject *
+PyErr_GetRaisedException(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static inline void
+PyErr_SetRaisedException(PyObject *exc)
+{
+    if (exc == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+}
+#endif
+
+/* A finally block in C.  `PyObject *saved = PyErr_GetRaisedException();` before the
+ * cleanup, then `finish_cleanup(saved, rc)` with the cleanup's result: an exception of
+ * the cleanup replaces the saved one (as in Python); else the saved one is raised again.
+ * -1 if an exception is pending afterwards, 0 if none. */
+static inline int
+finish_cleanup(PyObject *saved, int cleanup_rc)
+{
+    if (cleanup_rc < 0) {
+        Py_XDECREF(saved);
+        return -1;
+    }
+    if (saved == NULL)
+        return 0;
+    PyErr_SetRaisedException(saved);
+    return -1;
+}
+
 /* --------------------------------------------------------------- module state */
 /* Everything the core keeps between calls lives in the module state (PEP 489, PEP 573):
  * no file-scope Python objects, so each import of the module (a subinterpreter, a

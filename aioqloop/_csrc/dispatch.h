@@ -326,9 +326,12 @@ tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
     return 0;
 }
 
-/* Dispatcher._dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
+/* The start of Dispatcher._dispatch_one: READY cleared (and set again at once for an
+ * idle or a due ready time, as GLib keeps such a source ready), then GLib's block_source
+ * unless the source may recurse.  0, or -1 with an exception. */
 static int
-dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
+begin_dispatch(ContextObject *self, SourceObject *src, int *blocked, int *premarked,
+               int *leaf)
 {
     ModState *st = self->st;
     PyObject *srcobj = (PyObject *)src;
@@ -339,47 +342,98 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
         if (drop_ready(self, src, 1) < 0)
             return -1;
     }
-    int blocked = !src->can_recurse;
+    *blocked = !src->can_recurse;
     double rt = src->ready_time;
-    int premarked = !blocked && (src->c_idle || (0 <= rt && rt <= self->now && !src->in_heap));
-    if (premarked && mark_ready(self, srcobj) < 0)
+    *premarked = !*blocked && (src->c_idle || (0 <= rt && rt <= self->now && !src->in_heap));
+    if (*premarked && mark_ready(self, srcobj) < 0)
         return -1;
     Py_ssize_t nchildren = list_len(src->children), nfds = list_len(src->fds);
     if (nchildren < 0 || nfds < 0)
         return -1;
     /* Blocking a source without children is one flag and one push (its fds are only
      * unpolled by a nested iteration's poll, which end_dispatch checks). */
-    int leaf = !nchildren;
-    if (blocked) {
-        if (leaf) {
-            src->blocked = 1;
-            if (self->blocked == NULL || !PyList_CheckExact(self->blocked)) {
-                PyErr_SetString(PyExc_TypeError, "MainContext._blocked must be a list");
-                return -1;
-            }
-            if (PyList_Append(self->blocked, srcobj) < 0)
-                return -1;
-        }
-        else if (call_method_void((PyObject *)self, st->s_block, srcobj, NULL, NULL) < 0) {
-            return -1;
-        }
+    *leaf = !nchildren;
+    if (!*blocked)
+        return 0;
+    if (!*leaf)
+        return call_method_void((PyObject *)self, st->s_block, srcobj, NULL, NULL);
+    src->blocked = 1;
+    if (self->blocked == NULL || !PyList_CheckExact(self->blocked)) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._blocked must be a list");
+        return -1;
     }
+    return PyList_Append(self->blocked, srcobj);
+}
+
+/* Push src on the thread's dispatch stack (g_main_current_source's): the stack (a new
+ * reference), or NULL with an exception. */
+static PyObject *
+push_current(ModState *st, PyObject *srcobj)
+{
     if (st->tls == NULL || st->order_key == NULL || st->warn_slow == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
-        return -1;
+        return NULL;
     }
     PyObject *current = PyObject_GetAttr(st->tls, st->s_current);
     if (current == NULL)
-        return -1;
+        return NULL;
     if (!PyList_CheckExact(current) || PyList_Append(current, srcobj) < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "the dispatch stack must be a list");
         Py_DECREF(current);
-        return -1;
+        return NULL;
     }
+    return current;
+}
+
+/* The dispatch raised (the exception is pending).  SystemExit and KeyboardInterrupt
+ * escape: *escaped is set and the exception returned, to be raised again after the
+ * cleanup.  Any other is reported through MainContext._report (GLib has no exceptions;
+ * this is aioqloop's rule), and what _report itself raises is returned.  NULL: reported,
+ * nothing to raise. */
+static PyObject *
+dispatch_error(ContextObject *self, SourceObject *src, int *escaped)
+{
+    ModState *st = self->st;
+    *escaped = PyErr_ExceptionMatches(PyExc_SystemExit)
+               || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+    PyObject *exc = PyErr_GetRaisedException();
+    if (*escaped)
+        return exc;
+    PyObject *kwnames = PyTuple_Pack(1, st->s_callback);
+    /* the callback as it is now (the failed one may have replaced itself) */
+    PyObject *now_cb = src->callback ? src->callback : Py_None;
+    Py_INCREF(now_cb);  /* _report may destroy and finalize the source */
+    PyObject *fnargs[5] = {(PyObject *)self, exc ? exc : Py_None, (PyObject *)src,
+                           st->s_phase_dispatch, now_cb};
+    PyObject *r = NULL;
+    if (kwnames != NULL) {
+        r = PyObject_VectorcallMethod(st->s_report, fnargs, 4, kwnames);
+        Py_DECREF(kwnames);
+    }
+    Py_DECREF(now_cb);
+    Py_XDECREF(exc);
+    if (r == NULL)
+        return PyErr_GetRaisedException();
+    Py_DECREF(r);
+    return NULL;
+}
+
+/* Dispatcher._dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
+static int
+dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
+{
+    ModState *st = self->st;
+    PyObject *srcobj = (PyObject *)src;
+    int blocked, premarked, leaf;
+    if (begin_dispatch(self, src, &blocked, &premarked, &leaf) < 0)
+        return -1;
+    PyObject *current = push_current(st, srcobj);
+    if (current == NULL)
+        return -1;
     self->in_iteration++;
     src->dispatching++;
-    int keep = 0, escaped = 0, failed = 0;
+    int keep = 0, escaped = 0;
     PyObject *cb = src->callback ? src->callback : Py_None;
     PyObject *args = src->args;
     Py_INCREF(cb);
@@ -388,49 +442,16 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     PyObject *res = args ? run_dispatch(src, cb, args) : NULL;
     if (args == NULL && !PyErr_Occurred())
         PyErr_SetString(PyExc_AttributeError, "_args");
-    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
     if (res != NULL) {
         /* The result's truth is part of the dispatch: a __bool__ that raises is reported
          * and destroys the source, like any other exception of the dispatch. */
         keep = PyObject_IsTrue(res);
         Py_DECREF(res);
     }
+    PyObject *exc = NULL;  /* raised again after the cleanup */
     if (res == NULL || keep < 0) {
         keep = 0;
-        if (PyErr_ExceptionMatches(PyExc_SystemExit)
-                || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-            escaped = 1;
-            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        }
-        else {
-            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-            PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
-            if (exc_tb != NULL && exc_value != NULL)
-                PyException_SetTraceback(exc_value, exc_tb);
-            PyObject *kwnames = PyTuple_Pack(1, st->s_callback);
-            /* the callback as it is now (the failed one may have replaced itself) */
-            PyObject *now_cb = src->callback ? src->callback : Py_None;
-            Py_INCREF(now_cb);  /* _report may destroy and finalize the source */
-            PyObject *fnargs[5] = {(PyObject *)self, exc_value ? exc_value : Py_None, srcobj,
-                                   st->s_phase_dispatch, now_cb};
-            PyObject *r = NULL;
-            if (kwnames != NULL) {
-                r = PyObject_VectorcallMethod(st->s_report, fnargs, 4, kwnames);
-                Py_DECREF(kwnames);
-            }
-            Py_DECREF(now_cb);
-            Py_XDECREF(exc_type);
-            Py_XDECREF(exc_value);
-            Py_XDECREF(exc_tb);
-            exc_type = exc_value = exc_tb = NULL;
-            if (r == NULL) {
-                failed = 1;
-                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-            }
-            else {
-                Py_DECREF(r);
-            }
-        }
+        exc = dispatch_error(self, src, &escaped);
     }
     /* finally: */
     double t1 = perf_now();
@@ -444,28 +465,17 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
         cleanup_rc = end_dispatch(self, src, blocked, leaf, t1 - t0);
     if (cleanup_rc == 0 && escaped)
         cleanup_rc = rearm(self, src, src->c_survives, premarked);
-    if (cleanup_rc < 0) {
-        /* an exception in the cleanup replaces the pending one, as in a finally block */
-        Py_XDECREF(exc_type);
-        Py_XDECREF(exc_value);
-        Py_XDECREF(exc_tb);
-        Py_DECREF(cb);
-        Py_XDECREF(args);
-        Py_DECREF(srcobj);
-        return -1;
-    }
-    if (escaped || failed) {
-        PyErr_Restore(exc_type, exc_value, exc_tb);
-        Py_DECREF(cb);
-        Py_XDECREF(args);
-        Py_DECREF(srcobj);
-        return -1;
-    }
     int rc;
-    if (keep && src->c_idle && list_len(src->fds) == 0 && !src->destroyed)
+    if (cleanup_rc < 0 || exc != NULL) {
+        /* an exception in the cleanup replaces the pending one, as in a finally block */
+        rc = finish_cleanup(exc, cleanup_rc);
+    }
+    else if (keep && src->c_idle && list_len(src->fds) == 0 && !src->destroyed) {
         rc = mark_ready(self, srcobj);  /* a repeating idle, the common case of rearm */
-    else
+    }
+    else {
         rc = rearm(self, src, keep, premarked);
+    }
     Py_DECREF(cb);
     Py_XDECREF(args);
     Py_DECREF(srcobj);
@@ -598,17 +608,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     }
     self->dispatch_time += t - t_start;
     if (gate != NULL) {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        if (call_method_void(gate, st->s_leave, NULL, NULL, NULL) < 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
+        PyObject *saved = PyErr_GetRaisedException();
+        if (finish_cleanup(saved, call_method_void(gate, st->s_leave, NULL, NULL, NULL)) < 0)
             failed = 1;
-        }
-        else {
-            PyErr_Restore(et, ev, etb);
-        }
         Py_DECREF(gate);
     }
     Py_XDECREF(single);

@@ -281,16 +281,13 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         Py_DECREF(timeout);
     }
     {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        if (PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting) < 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
+        /* finally: the flag goes back, whatever prepare and the poll did */
+        PyObject *saved = PyErr_GetRaisedException();
+        int restored = PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting);
+        if (finish_cleanup(saved, restored) < 0) {
             Py_XDECREF(r);
             goto fail;
         }
-        PyErr_Restore(et, ev, etb);
     }
     Py_DECREF(was_waiting);
     Py_DECREF(waker);

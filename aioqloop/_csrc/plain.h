@@ -60,18 +60,14 @@ plain_kick(PlainObject *self)
          * must let the change finish (PlainDriver._kick). */
         int is_closed = -1;
         if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-            PyObject *et, *ev, *etb;
-            PyErr_Fetch(&et, &ev, &etb);
+            PyObject *exc = PyErr_GetRaisedException();
             PyObject *closed = PyObject_CallMethodNoArgs(loop, st->s_is_closed);
             is_closed = closed ? PyObject_IsTrue(closed) : -1;
             Py_XDECREF(closed);
             if (is_closed == 0)
-                PyErr_Restore(et, ev, etb);  /* open loop: the original error goes on */
-            else {  /* closed: nothing to report; is_closed() failed: that error goes on */
-                Py_XDECREF(et);
-                Py_XDECREF(ev);
-                Py_XDECREF(etb);
-            }
+                PyErr_SetRaisedException(exc);  /* open loop: the original error goes on */
+            else  /* closed: nothing to report; is_closed() failed: that error goes on */
+                Py_XDECREF(exc);
         }
         Py_DECREF(loop);
         return is_closed > 0 ? 0 : -1;
@@ -233,15 +229,9 @@ plain_run(PlainObject *self, PyObject *unused)
      * prepare hook may not have said how long to wait): iterate again when the loop
      * runs again.  A spent batch lets the loop's own callbacks run first. */
     if (more != 0) {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        if (plain_kick(self) < 0) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
+        PyObject *saved = PyErr_GetRaisedException();
+        if (finish_cleanup(saved, plain_kick(self)) < 0)
             return NULL;
-        }
-        PyErr_Restore(et, ev, etb);
     }
     if (more < 0)
         return NULL;

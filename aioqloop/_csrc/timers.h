@@ -221,16 +221,10 @@ timers_next_deadline(ModState *st, PyObject *deadlines, double *out)
             break;
         }
         Py_DECREF(gone);
-        PyObject *stale_o = PyObject_GetAttr(deadlines, st->s_stale_attr);
-        Py_ssize_t v = stale_o ? PyLong_AsSsize_t(stale_o) : -1;
-        Py_XDECREF(stale_o);
-        PyObject *nv = (v == -1 && PyErr_Occurred()) ? NULL : PyLong_FromSsize_t(v - 1);
-        if (nv == NULL || PyObject_SetAttr(deadlines, st->s_stale_attr, nv) < 0) {
-            Py_XDECREF(nv);
+        if (deadlines_forget_stale(st, deadlines, 1) < 0) {
             rc = -1;
             break;
         }
-        Py_DECREF(nv);
     }
     Py_DECREF(heap);
     return rc;
@@ -514,16 +508,9 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 fail:
     Py_XDECREF(ctx);
     {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        if (call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL) < 0) {
-            Py_XDECREF(et);  /* the destroy's own error replaces it, as in Python */
-            Py_XDECREF(ev);
-            Py_XDECREF(etb);
-        }
-        else {
-            PyErr_Restore(et, ev, etb);
-        }
+        /* the destroy's own error replaces the pending one, as in Python */
+        PyObject *saved = PyErr_GetRaisedException();
+        (void)finish_cleanup(saved, call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL));
     }
     Py_DECREF(srcobj);
     return NULL;
