@@ -175,6 +175,23 @@ def test_the_hash_covers_every_part_of_the_core() -> None:
     assert hashed_c == ["_cengine.c", *included]
 
 
+@needs_build
+@pytest.mark.timeout(300)
+def test_the_stub_agrees_with_the_compiled_core() -> None:
+    # mypy's stubtest imports the built module and compares every name, signature and
+    # class of aioqloop/_cengine.pyi with it; the allowlist holds what a stub cannot say.
+    pytest.importorskip("mypy.stubtest")
+    allowlist = ROOT / "tests" / "stubtest_allowlist.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "aioqloop._cengine", "--allowlist",
+         str(allowlist), "--mypy-config-file", str(ROOT / "pyproject.toml")],
+        capture_output=True, text=True, timeout=280, check=False, cwd=ROOT,
+        env={**os.environ, "AIOQLOOP_ENGINE": "c"},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "Success" in proc.stdout
+
+
 def test_build_without_a_compiler_says_so_and_builds_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
