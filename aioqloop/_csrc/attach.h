@@ -355,19 +355,11 @@ destroy_source(SourceObject *src)
         return 0;
     PyObject *ctx = src->context;
     /* another thread owns the context: the Python method posts the removal */
-    PyObject *owner = PyObject_GetAttr(ctx, st->s_owner);
-    if (owner == NULL)
+    int owner = context_owner(st, ctx);
+    if (owner < 0)
         return -1;
-    int unowned = owner == Py_None, foreign = 0;
-    if (!unowned) {
-        unsigned long who = PyLong_AsUnsignedLong(owner);
-        foreign = !(who == (unsigned long)-1 && PyErr_Occurred())
-                  && who != PyThread_get_thread_ident();
-    }
-    Py_DECREF(owner);
-    if (PyErr_Occurred())
-        return -1;
-    if (foreign)
+    int unowned = owner == OWNER_NONE;
+    if (owner == OWNER_OTHER)
         return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
     PyObject *waker = ((ContextObject *)ctx)->waker;
     PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, st->s_lock);
@@ -413,8 +405,62 @@ out:
     return rc;
 }
 
-/* SourceSet._attach: give src an id in this context and insert it (any thread). */
+/* The part of SourceSet._attach under the context's lock: the next free source id
+ * (GLib's: 32 bits, 0 never used) in *sid, src entered under it in _sources and bound to
+ * the context.  A closed context, or a closed loop that refuses new work (see
+ * MainContext._check_loop_open; a loop's own context is closed with it), refuses the
+ * attach before anything changes.  0, or -1 with an exception. */
+static int
+attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *sid)
+{
+    ModState *st = self->st;
+    PyObject *me = (PyObject *)self;
+    *sid = -1;
+    int closed = attr_truth(me, st->s_closed_attr);
+    int closing = closed == 0 ? attr_truth(me, st->s_closing_attr) : 0;
+    if (closed > 0 || closing > 0)
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+    if (closed != 0 || closing != 0)
+        return -1;
+    int own = attr_truth(me, st->s_owned_by_loop);
+    if (own < 0 || (!own && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0))
+        return -1;
+    PyObject *next = PyObject_GetAttr(me, st->s_next_id);
+    if (next == NULL)
+        return -1;
+    long id = PyLong_AsLong(next);
+    Py_DECREF(next);
+    if (id == -1 && PyErr_Occurred())
+        return -1;
+    for (; id >= 0; id = (id + 1) & 0xFFFFFFFFL) {
+        PyObject *key = PyLong_FromLong(id);
+        if (key == NULL)
+            return -1;
+        int taken = id == 0 ? 1 : PyDict_Contains(sources, key);
+        if (taken != 0) {
+            Py_DECREF(key);
+            if (taken < 0)
+                return -1;
+            continue;
+        }
+        PyObject *nxt = PyLong_FromLong((id + 1) & 0xFFFFFFFFL);
+        int rc = nxt ? PyObject_SetAttr(me, st->s_next_id, nxt) : -1;
+        Py_XDECREF(nxt);
+        if (rc == 0)
+            rc = PyDict_SetItem(sources, key, (PyObject *)src);
+        Py_DECREF(key);
+        if (rc < 0)
+            return -1;
+        src->id = id;
+        Py_INCREF(self);
+        Py_XSETREF(src->context, me);
+        break;
+    }
+    *sid = id;
+    return 0;
+}
 
+/* SourceSet._attach: give src an id in this context and insert it (any thread). */
 static PyObject *
 ctx_attach(ContextObject *self, PyObject *srcobj)
 {
@@ -423,7 +469,6 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
-    SourceObject *src = (SourceObject *)srcobj;
     PyObject *waker = self->waker;
     if (IS_NONE(waker)) {
         PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
@@ -440,74 +485,24 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     }
     if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
         goto out;
-    long sid = -1;
-    {
-        int closed = attr_truth((PyObject *)self, st->s_closed_attr);
-        int closing = closed == 0 ? attr_truth((PyObject *)self, st->s_closing_attr) : 0;
-        int open = closed == 0 && closing == 0;
-        /* A closed loop refuses the attach before anything changes (see
-         * MainContext._check_loop_open); a loop's own context is closed with it. */
-        int own = open ? attr_truth((PyObject *)self, st->s_owned_by_loop) : 0;
-        if (own < 0 || (open && !own
-                        && call_method_void((PyObject *)self, st->s_check_loop_open,
-                                            NULL, NULL, NULL) < 0))
-            open = 0;
-        PyObject *next = open ? PyObject_GetAttr((PyObject *)self, st->s_next_id) : NULL;
-        if (closed > 0 || closing > 0)
-            PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
-        if (next != NULL) {
-            sid = PyLong_AsLong(next);
-            Py_DECREF(next);
-        }
-        while (sid >= 0 && !PyErr_Occurred()) {
-            PyObject *key = PyLong_FromLong(sid);
-            int taken = key ? (sid == 0 || PyDict_Contains(sources, key)) : -1;
-            if (taken == 0) {
-                PyObject *nxt = PyLong_FromLong((sid + 1) & 0xFFFFFFFFL);
-                int rc = nxt ? PyObject_SetAttr((PyObject *)self, st->s_next_id, nxt) : -1;
-                Py_XDECREF(nxt);
-                if (rc == 0 && PyDict_SetItem(sources, key, srcobj) == 0) {
-                    src->id = sid;
-                    Py_INCREF(self);
-                    Py_XSETREF(src->context, (PyObject *)self);
-                }
-                Py_DECREF(key);
-                break;
-            }
-            Py_XDECREF(key);
-            if (taken < 0)
-                break;
-            sid = (sid + 1) & 0xFFFFFFFFL;
-        }
-    }
-    {
-        PyObject *saved = PyErr_GetRaisedException();
-        int released = call_method_void(lock, st->s_release, NULL, NULL, NULL);
-        if (finish_cleanup(saved, released) < 0)
-            goto out;
-    }
+    long sid;
+    int rc = attach_take_id(self, (SourceObject *)srcobj, sources, &sid);
+    PyObject *saved = PyErr_GetRaisedException();
+    if (finish_cleanup(saved, call_method_void(lock, st->s_release, NULL, NULL, NULL)) < 0
+            || rc < 0)
+        goto out;
     /* _local_or_post, without a closure: insert here, or post it to the owner */
-    PyObject *owner = PyObject_GetAttr((PyObject *)self, st->s_owner);
-    if (owner == NULL)
+    int owner = context_owner(st, (PyObject *)self);
+    if (owner < 0)
         goto out;
-    int unowned = owner == Py_None, foreign = 0;
-    if (!unowned) {
-        unsigned long who = PyLong_AsUnsignedLong(owner);
-        foreign = !(who == (unsigned long)-1 && PyErr_Occurred())
-                  && who != PyThread_get_thread_ident();
-    }
-    Py_DECREF(owner);
-    if (PyErr_Occurred())
-        goto out;
-    int rc;
-    if (foreign) {
+    if (owner == OWNER_OTHER) {
         rc = call_method_void((PyObject *)self, st->s_post_insert, srcobj, NULL, NULL);
     }
     else {
         PyObject *r = ctx_insert(self, srcobj);
         rc = r ? 0 : -1;
         Py_XDECREF(r);
-        if (rc == 0 && unowned)  /* unowned: a thread may be starting to block */
+        if (rc == 0 && owner == OWNER_NONE)  /* a thread may be starting to block */
             rc = timers_notify(st, waker);
     }
     if (rc == 0)

@@ -30,6 +30,64 @@ bh_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
+/* The part of qemu_bh_schedule under the context's lock: refuse a closed context, queue
+ * the bottom half once on the carrier, wake the loop from another thread.  1: on the
+ * context's own thread, *source (new) is the carrier's source to mark ready after the
+ * lock; 0: done; -1 with an exception. */
+static int
+bh_enqueue_locked(BHObject *self, PyObject *ctx, PyObject *carrier, PyObject *waker,
+                  PyObject **source)
+{
+    ModState *st = self->st;
+    int closed = attr_truth(waker, st->s_closed_attr);
+    if (closed > 0)
+        PyErr_Format(PyExc_RuntimeError, "schedule() of %R: its MainContext is closed",
+                     (PyObject *)self);
+    if (closed != 0)
+        return -1;
+    if (self->scheduled)
+        return 0;
+    if (IS_NONE(carrier)) {
+        PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
+        return -1;
+    }
+    /* refused before anything changes: work nothing would ever run (a loop's own
+     * context is closed with its loop, and the waker with it) */
+    int own = attr_truth(ctx, st->s_owned_by_loop);
+    if (own < 0 || (!own && call_method_void(ctx, st->s_check_loop_open,
+                                             NULL, NULL, NULL) < 0))
+        return -1;
+    self->scheduled = 1;
+    PyObject *pending = PyObject_GetAttr(carrier, st->s_pending_attr);
+    long n = pending ? PyLong_AsLong(pending) : -1;
+    Py_XDECREF(pending);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *queue = PyObject_GetAttr(carrier, st->s_queue);
+    if (queue == NULL)
+        return -1;
+    int rc = 0;
+    if (n == 0)  /* only cancelled entries can be left */
+        rc = call_method_void(queue, st->s_clear, NULL, NULL, NULL);
+    PyObject *np = rc == 0 ? PyLong_FromLong(n + 1) : NULL;
+    rc = np == NULL || PyObject_SetAttr(carrier, st->s_pending_attr, np) < 0
+         || call_method_void(queue, st->s_append, (PyObject *)self, NULL, NULL) < 0 ? -1 : 0;
+    Py_XDECREF(np);
+    Py_DECREF(queue);
+    if (rc < 0)
+        return -1;
+    int owner = context_owner(st, ctx);
+    if (owner < 0)
+        return -1;
+    if (owner != OWNER_THIS) {
+        /* another thread (or an unowned context): wake the loop, once per burst */
+        return call_method_void(waker, st->s_notify_locked, NULL, NULL, NULL);
+    }
+    *source = PyObject_GetAttr(carrier, st->s_bh_source);
+    return *source == NULL ? -1 : 1;
+}
+
+/* BottomHalf.schedule (qemu_bh_schedule), from any thread. */
 static PyObject *
 bh_schedule(BHObject *self, PyObject *unused)
 {
@@ -47,99 +105,27 @@ bh_schedule(BHObject *self, PyObject *unused)
     PyObject *carrier = PyObject_GetAttr(ctx, st->s_bh);
     PyObject *waker = carrier ? PyObject_GetAttr(ctx, st->s_waker_attr) : NULL;
     PyObject *lock = waker ? PyObject_GetAttr(waker, st->s_lock) : NULL;
-    PyObject *result = NULL, *source = NULL;
-    if (lock == NULL || call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
-        goto out;
-    int local = 0, done = 0;
-    {
-        int closed = attr_truth(waker, st->s_closed_attr);
-        if (closed > 0)
-            PyErr_Format(PyExc_RuntimeError, "schedule() of %R: its MainContext is closed",
-                         (PyObject *)self);
-        if (closed != 0)
-            goto unlock;
-        if (self->scheduled) {
-            done = 1;
-            goto unlock;
-        }
-        if (IS_NONE(carrier)) {
-            PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
-            goto unlock;
-        }
-        /* refused before anything changes: work nothing would ever run (a loop's own
-         * context is closed with its loop, and the waker with it) */
-        int own = attr_truth(ctx, st->s_owned_by_loop);
-        if (own < 0 || (!own && call_method_void(ctx, st->s_check_loop_open,
-                                                 NULL, NULL, NULL) < 0))
-            goto unlock;
-        self->scheduled = 1;
-        PyObject *pending = PyObject_GetAttr(carrier, st->s_pending_attr);
-        long n = pending ? PyLong_AsLong(pending) : -1;
-        Py_XDECREF(pending);
-        if (n == -1 && PyErr_Occurred())
-            goto unlock;
-        PyObject *queue = PyObject_GetAttr(carrier, st->s_queue);
-        if (queue == NULL)
-            goto unlock;
-        int rc = 0;
-        if (n == 0)  /* only cancelled entries can be left */
-            rc = call_method_void(queue, st->s_clear, NULL, NULL, NULL);
-        PyObject *np = rc == 0 ? PyLong_FromLong(n + 1) : NULL;
-        if (np == NULL || PyObject_SetAttr(carrier, st->s_pending_attr, np) < 0
-                || call_method_void(queue, st->s_append, (PyObject *)self, NULL, NULL) < 0) {
-            Py_XDECREF(np);
-            Py_DECREF(queue);
-            goto unlock;
-        }
-        Py_DECREF(np);
-        Py_DECREF(queue);
-        PyObject *owner = PyObject_GetAttr(ctx, st->s_owner);
-        if (owner == NULL)
-            goto unlock;
-        if (owner != Py_None) {
-            unsigned long who = PyLong_AsUnsignedLong(owner);
-            local = !(who == (unsigned long)-1 && PyErr_Occurred())
-                    && who == PyThread_get_thread_ident();
-        }
-        Py_DECREF(owner);
-        if (PyErr_Occurred())
-            goto unlock;
-        if (!local) {
-            /* another thread (or an unowned context): wake the loop, once per burst */
-            if (call_method_void(waker, st->s_notify_locked, NULL, NULL, NULL) < 0)
-                goto unlock;
-            done = 1;
-        }
-        else {
-            source = PyObject_GetAttr(carrier, st->s_bh_source);
-            if (source == NULL)
-                goto unlock;
-        }
-    }
-unlock:
-    {
+    PyObject *source = NULL;
+    int rc = -1;
+    if (lock != NULL && call_method_void(lock, st->s_acquire, NULL, NULL, NULL) == 0) {
+        rc = bh_enqueue_locked(self, ctx, carrier, waker, &source);
         PyObject *saved = PyErr_GetRaisedException();
         if (finish_cleanup(saved, call_method_void(lock, st->s_release, NULL, NULL, NULL)) < 0)
-            goto out;
+            rc = -1;
     }
-    if (done) {
-        Py_INCREF(Py_None);
-        result = Py_None;
-        goto out;
+    if (rc > 0) {
+        /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
+        rc = is_context(st, ctx) ? mark_ready((ContextObject *)ctx, source)
+                                 : call_method_void(ctx, st->s_mark_ready, source, NULL, NULL);
     }
-    /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
-    if (is_context(st, ctx) ? mark_ready((ContextObject *)ctx, source) < 0
-                        : call_method_void(ctx, st->s_mark_ready, source, NULL, NULL) < 0)
-        goto out;
-    Py_INCREF(Py_None);
-    result = Py_None;
-out:
     Py_XDECREF(source);
     Py_XDECREF(lock);
     Py_XDECREF(waker);
     Py_XDECREF(carrier);
     Py_DECREF(ctx);
-    return result;
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef bh_methods[] = {

@@ -56,6 +56,46 @@ ready_ok(ContextObject *self)
     return 1;
 }
 
+/* Enter a source that just became READY in the ready bucket of its priority, and tell
+ * the driver (its source_ready).  0, or -1 with an exception. */
+static int
+enter_ready(ContextObject *self, PyObject *srcobj, PyObject *prio)
+{
+    PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
+    if (bucket == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        /* the bucket emptied by the last dispatch, kept for this: no allocation per
+         * dispatch of a source that re-arms itself */
+        bucket = self->spare_bucket;
+        self->spare_bucket = NULL;
+        if (bucket == NULL && (bucket = PyDict_New()) == NULL)
+            return -1;
+        if (PyDict_SetItem(self->ready, prio, bucket) < 0) {
+            Py_DECREF(bucket);
+            return -1;
+        }
+    }
+    else {
+        Py_INCREF(bucket);
+    }
+    /* held: a source class's own __hash__ or __eq__ runs Python code here */
+    int set = PyDict_SetItem(bucket, srcobj, Py_None);
+    Py_DECREF(bucket);
+    if (set < 0)
+        return -1;
+    PyObject *notify = self->source_ready;
+    if (IS_NONE(notify))
+        return 0;
+    Py_INCREF(notify);
+    PyObject *r = PyObject_CallOneArg(notify, prio);
+    Py_DECREF(notify);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* _mark_ready: GLib's READY flag on src and its ancestors. */
 static int
 mark_ready(ContextObject *self, PyObject *srcobj)
@@ -92,53 +132,12 @@ mark_ready(ContextObject *self, PyObject *srcobj)
                 return -1;
             }
             Py_INCREF(prio);
-            PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
-            if (bucket == NULL) {
-                if (PyErr_Occurred()) {
-                    Py_DECREF(prio);
-                    Py_DECREF(srcobj);
-                    return -1;
-                }
-                /* the bucket emptied by the last dispatch, kept for this: no allocation
-                 * per dispatch of a source that re-arms itself */
-                bucket = self->spare_bucket;
-                self->spare_bucket = NULL;
-                if (bucket == NULL && (bucket = PyDict_New()) == NULL) {
-                    Py_DECREF(prio);
-                    Py_DECREF(srcobj);
-                    return -1;
-                }
-                if (PyDict_SetItem(self->ready, prio, bucket) < 0) {
-                    Py_DECREF(bucket);
-                    Py_DECREF(prio);
-                    Py_DECREF(srcobj);
-                    return -1;
-                }
-            }
-            else {
-                Py_INCREF(bucket);
-            }
-            /* held: a source class's own __hash__ or __eq__ runs Python code here */
-            int set = PyDict_SetItem(bucket, srcobj, Py_None);
-            Py_DECREF(bucket);
-            if (set < 0) {
-                Py_DECREF(prio);
+            int rc = enter_ready(self, srcobj, prio);
+            Py_DECREF(prio);
+            if (rc < 0) {
                 Py_DECREF(srcobj);
                 return -1;
             }
-            PyObject *notify = self->source_ready;
-            if (!IS_NONE(notify)) {
-                Py_INCREF(notify);
-                PyObject *r = PyObject_CallOneArg(notify, prio);
-                Py_DECREF(notify);
-                if (r == NULL) {
-                    Py_DECREF(prio);
-                    Py_DECREF(srcobj);
-                    return -1;
-                }
-                Py_DECREF(r);
-            }
-            Py_DECREF(prio);
         }
         else if (!via_child) {
             src->ready_by_child = 0;
@@ -226,6 +225,28 @@ ctx_unmark_ready(ContextObject *self, PyObject *src)
     if (unmark_ready(self, (SourceObject *)src) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* Which thread owns a context (g_main_context_acquire's owner, MainContext._owner). */
+enum { OWNER_NONE, OWNER_THIS, OWNER_OTHER };
+
+/* OWNER_NONE, OWNER_THIS or OWNER_OTHER; -1 with an exception. */
+static int
+context_owner(ModState *st, PyObject *ctx)
+{
+    PyObject *owner = PyObject_GetAttr(ctx, st->s_owner);
+    if (owner == NULL)
+        return -1;
+    int who = OWNER_NONE;
+    if (owner != Py_None) {
+        unsigned long id = PyLong_AsUnsignedLong(owner);
+        if (id == (unsigned long)-1 && PyErr_Occurred())
+            who = -1;
+        else
+            who = id == PyThread_get_thread_ident() ? OWNER_THIS : OWNER_OTHER;
+    }
+    Py_DECREF(owner);
+    return who;
 }
 
 /* Is o a ContextCore (MainContext)? */

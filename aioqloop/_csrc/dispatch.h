@@ -192,6 +192,83 @@ type_attr(PyObject *obj, PyObject *name)
     return _PyType_Lookup(Py_TYPE(obj), name);  /* borrowed, no exception set */
 }
 
+/* FdSource.dispatch: callback(fileobj, condition, *args), the condition being the
+ * watch's revents as an IOCondition (GLib's GIOFunc / GUnixFDSourceFunc). */
+static PyObject *
+dispatch_fd(SourceObject *src, PyObject *cb, PyObject *args)
+{
+    ModState *st = src->st;
+    PyObject *fileobj = src->fileobj, *tag = src->tag;
+    if (fileobj == NULL || tag == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "FdSource without a watch");
+        return NULL;
+    }
+    Py_INCREF(fileobj);
+    Py_INCREF(tag);
+    PyObject *rev = PyObject_GetAttr(tag, st->s_revents);
+    Py_DECREF(tag);
+    long bits = rev ? PyLong_AsLong(rev) : -1;
+    Py_XDECREF(rev);
+    if (bits == -1 && PyErr_Occurred()) {
+        Py_DECREF(fileobj);
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *small[8];
+    PyObject **argv = small;
+    if (n + 2 > 8) {
+        argv = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n + 2));
+        if (argv == NULL) {
+            Py_DECREF(fileobj);
+            return PyErr_NoMemory();
+        }
+    }
+    argv[0] = fileobj;
+    argv[1] = PyTuple_GET_ITEM(st->conditions, bits & 0x3F);
+    for (Py_ssize_t i = 0; i < n; i++)
+        argv[i + 2] = PyTuple_GET_ITEM(args, i);
+    PyObject *r = PyObject_Vectorcall(cb, argv, (size_t)(n + 2), NULL);
+    if (argv != small)
+        PyMem_Free(argv);
+    Py_DECREF(fileobj);
+    return r;
+}
+
+/* TimeoutSource.dispatch during an iteration: the callback, and a repeating timeout
+ * re-armed at the iteration's cached time plus its interval (g_timeout_dispatch). */
+static PyObject *
+dispatch_timeout(SourceObject *src, ContextObject *ctx, PyObject *cb, PyObject *args)
+{
+    ModState *st = src->st;
+    PyObject *r = PyObject_Call(cb, args, NULL);
+    if (r == NULL)
+        return NULL;
+    int keep = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (keep <= 0)
+        return keep < 0 ? NULL : PyBool_FromLong(0);
+    if (src->destroyed)
+        return PyBool_FromLong(keep);
+    double when = ctx->now + src->interval;
+    if (when == src->ready_time)
+        return PyBool_FromLong(keep);  /* set_ready_time: no change */
+    if (!src->in_heap && when <= ctx->now && when >= 0) {
+        /* Due already (a timeout of 0): no heap entry; rearm marks it ready, which is
+         * what the next check would do with the entry. */
+        src->ready_time = when;
+        return PyBool_FromLong(keep);
+    }
+    PyObject *w = PyFloat_FromDouble(when);
+    if (w == NULL)
+        return NULL;
+    PyObject *x = PyObject_CallMethodOneArg((PyObject *)src, st->s_set_ready_time, w);
+    Py_DECREF(w);
+    if (x == NULL)
+        return NULL;
+    Py_DECREF(x);
+    return PyBool_FromLong(keep);
+}
+
 /* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
  * sources run no Python frame but the user's callback. */
 static PyObject *
@@ -203,81 +280,14 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
     if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
         if (fn == st->default_dispatch)
             return PyObject_Call(cb, args, NULL);
-        if (fn == st->fd_dispatch) {
-            PyObject *fileobj = src->fileobj, *tag = src->tag;
-            if (fileobj == NULL || tag == NULL) {
-                PyErr_SetString(PyExc_AttributeError, "FdSource without a watch");
-                return NULL;
-            }
-            Py_INCREF(fileobj);
-            Py_INCREF(tag);
-            PyObject *rev = PyObject_GetAttr(tag, st->s_revents);
-            Py_DECREF(tag);
-            if (rev == NULL) {
-                Py_DECREF(fileobj);
-                return NULL;
-            }
-            long bits = PyLong_AsLong(rev);
-            Py_DECREF(rev);
-            if (bits == -1 && PyErr_Occurred()) {
-                Py_DECREF(fileobj);
-                return NULL;
-            }
-            Py_ssize_t n = PyTuple_GET_SIZE(args);
-            PyObject *small[8];
-            PyObject **argv = small;
-            if (n + 2 > 8) {
-                argv = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n + 2));
-                if (argv == NULL) {
-                    Py_DECREF(fileobj);
-                    return PyErr_NoMemory();
-                }
-            }
-            argv[0] = fileobj;
-            argv[1] = PyTuple_GET_ITEM(st->conditions, bits & 0x3F);
-            for (Py_ssize_t i = 0; i < n; i++)
-                argv[i + 2] = PyTuple_GET_ITEM(args, i);
-            PyObject *r = PyObject_Vectorcall(cb, argv, (size_t)(n + 2), NULL);
-            if (argv != small)
-                PyMem_Free(argv);
-            Py_DECREF(fileobj);
-            return r;
-        }
+        if (fn == st->fd_dispatch)
+            return dispatch_fd(src, cb, args);
         ContextObject *ctx = (ContextObject *)src->context;
         if (fn == st->timeout_dispatch && ctx != NULL && st->default_set_ready_time != NULL
                 && type_attr(self, st->s_set_ready_time) == st->default_set_ready_time
                 && PyObject_TypeCheck((PyObject *)ctx, st->ContextType)
-                && (ctx->in_iteration || ctx->in_hook)) {
-            PyObject *r = PyObject_Call(cb, args, NULL);
-            if (r == NULL)
-                return NULL;
-            int keep = PyObject_IsTrue(r);
-            Py_DECREF(r);
-            if (keep < 0)
-                return NULL;
-            if (keep && !src->destroyed) {
-                /* re-arm at the iteration's cached time plus the interval */
-                double interval = src->interval;
-                double when = ctx->now + interval;
-                if (when == src->ready_time)
-                    return PyBool_FromLong(keep);  /* set_ready_time: no change */
-                if (!src->in_heap && when <= ctx->now && when >= 0) {
-                    /* Due already (a timeout of 0): no heap entry; rearm marks it ready,
-                     * which is what the next check would do with the entry. */
-                    src->ready_time = when;
-                    return PyBool_FromLong(keep);
-                }
-                PyObject *w = PyFloat_FromDouble(when);
-                if (w == NULL)
-                    return NULL;
-                PyObject *x = PyObject_CallMethodOneArg(self, st->s_set_ready_time, w);
-                Py_DECREF(w);
-                if (x == NULL)
-                    return NULL;
-                Py_DECREF(x);
-            }
-            return PyBool_FromLong(keep);
-        }
+                && (ctx->in_iteration || ctx->in_hook))
+            return dispatch_timeout(src, ctx, cb, args);
     }
     /* the class's own dispatch(): dispatch_one takes its result's truth */
     return PyObject_CallMethodObjArgs(self, st->s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
@@ -511,6 +521,74 @@ ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* The ready sources of a bucket of several, in attach order (a dispatch tap may reorder
+ * them): a new list, or NULL with an exception. */
+static PyObject *
+ordered_batch(ContextObject *self, PyObject *priority, PyObject *bucket)
+{
+    ModState *st = self->st;
+    PyObject *pending = PySequence_List(bucket);
+    if (pending == NULL)
+        return NULL;
+    PyObject *kwnames = PyTuple_Pack(1, st->s_key);
+    PyObject *sargs[2] = {pending, st->order_key_fn ? st->order_key_fn : st->order_key};
+    PyObject *r = kwnames ? PyObject_VectorcallMethod(st->s_sort, sargs, 1, kwnames) : NULL;
+    Py_XDECREF(kwnames);
+    if (r == NULL || tap_order(self, priority, &pending) < 0) {
+        Py_XDECREF(r);
+        Py_DECREF(pending);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return pending;
+}
+
+/* The loop of g_main_dispatch over one batch (``single``, or the list ``pending``): each
+ * source still ready, in order, until a nested iteration takes over the rest, as in
+ * gmain.c.  With a big lock (*gate), QEMU's rule: the batch's first dispatch comes
+ * before any waiter gets the lock, waiters get it between two dispatches, and *gate is
+ * cleared when the rest must wait for it (see Dispatcher.dispatch).  0, or -1. */
+static int
+run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pending)
+{
+    ModState *st = self->st;
+    Py_ssize_t serial = self->serial;
+    double t = perf_now(), t_start = t;
+    int rc = 0, first = 1;
+    Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (self->serial != serial)
+            break;  /* a nested iteration took over the rest */
+        PyObject *o = single ? single : PyList_GET_ITEM(pending, i);
+        if (!Source_Check(st, o))
+            continue;
+        SourceObject *src = (SourceObject *)o;
+        if (!src->ready || src->destroyed)
+            continue;
+        if (first)
+            first = 0;
+        else if (*gate != NULL) {
+            int ok = call_truth(*gate, st->s_between);
+            if (ok < 0) {
+                rc = -1;
+                break;
+            }
+            if (!ok) {
+                Py_CLEAR(*gate);  /* deferred: the rest waits for the lock */
+                break;
+            }
+        }
+        double t_end;
+        if (dispatch_one(self, src, t, &t_end) < 0) {
+            rc = -1;
+            break;
+        }
+        t = t_end;
+    }
+    self->dispatch_time += t - t_start;
+    return rc;
+}
+
 /* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
 static PyObject *
 ctx_dispatch(ContextObject *self, PyObject *priority)
@@ -530,96 +608,38 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     if (!PyDict_Check(bucket) || PyDict_GET_SIZE(bucket) == 0)
         return ctx_dispatch_postponed(self, NULL);
     self->iterations++;
-    PyObject *single = NULL, *pending = NULL;
+    PyObject *single = NULL, *pending = NULL, *gate = NULL;
     if (PyDict_GET_SIZE(bucket) == 1) {
         single = only_key(bucket);
         Py_INCREF(single);
     }
-    else {
-        pending = PySequence_List(bucket);
-        if (pending == NULL)
-            return NULL;
-        PyObject *kwnames = PyTuple_Pack(1, st->s_key);
-        PyObject *sargs[2] = {pending, st->order_key_fn ? st->order_key_fn : st->order_key};
-        PyObject *r = kwnames ? PyObject_VectorcallMethod(st->s_sort, sargs, 1, kwnames) : NULL;
-        Py_XDECREF(kwnames);
-        if (r == NULL) {
-            Py_DECREF(pending);
-            return NULL;
-        }
-        Py_DECREF(r);
-        if (tap_order(self, priority, &pending) < 0) {
-            Py_DECREF(pending);
-            return NULL;
-        }
+    else if ((pending = ordered_batch(self, priority, bucket)) == NULL) {
+        return NULL;
     }
-    if (PyDict_GET_SIZE(self->ready) > 1) {
-        if (call_method_void((PyObject *)self, st->s_count_waited, priority, NULL, NULL) < 0)
-            goto fail_early;
-    }
-    PyObject *gate = IS_NONE(self->gate) ? NULL : self->gate;
-    Py_XINCREF(gate);
-    if (gate != NULL) {
+    int rc = 0;
+    if (PyDict_GET_SIZE(self->ready) > 1)
+        rc = call_method_void((PyObject *)self, st->s_count_waited, priority, NULL, NULL);
+    if (rc == 0 && !IS_NONE(self->gate)) {
+        gate = self->gate;
+        Py_INCREF(gate);
         int ok = call_truth(gate, st->s_enter);
         if (ok <= 0) {
-            Py_DECREF(gate);
-            if (ok < 0)
-                goto fail_early;
-            Py_XDECREF(single);
-            Py_XDECREF(pending);
-            Py_RETURN_NONE;
+            rc = ok;  /* -1: an error; 0: the lock is not ours, nothing runs now */
+            Py_CLEAR(gate);
+            goto done;
         }
     }
-    Py_ssize_t serial = self->serial;
-    double t = perf_now(), t_start = t;
-    int failed = 0;
-    /* QEMU's rule: the batch's first dispatch comes before any waiter gets the lock;
-     * waiters get it between two dispatches (see Dispatcher.dispatch). */
-    int first = 1;
-    Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (self->serial != serial)
-            break;  /* a nested iteration took over the rest, as in gmain.c */
-        PyObject *o = single ? single : PyList_GET_ITEM(pending, i);
-        if (!Source_Check(st, o))
-            continue;
-        SourceObject *src = (SourceObject *)o;
-        if (!src->ready || src->destroyed)
-            continue;
-        if (first)
-            first = 0;
-        else if (gate != NULL) {
-            int ok = call_truth(gate, st->s_between);
-            if (ok < 0) {
-                failed = 1;
-                break;
-            }
-            if (!ok) {
-                Py_CLEAR(gate);  /* deferred: the rest waits for the lock */
-                break;
-            }
-        }
-        double t_end;
-        if (dispatch_one(self, src, t, &t_end) < 0) {
-            failed = 1;
-            break;
-        }
-        t = t_end;
-    }
-    self->dispatch_time += t - t_start;
+    if (rc == 0)
+        rc = run_batch(self, &gate, single, pending);
     if (gate != NULL) {
         PyObject *saved = PyErr_GetRaisedException();
-        if (finish_cleanup(saved, call_method_void(gate, st->s_leave, NULL, NULL, NULL)) < 0)
-            failed = 1;
+        rc = finish_cleanup(saved, call_method_void(gate, st->s_leave, NULL, NULL, NULL));
         Py_DECREF(gate);
     }
+done:
     Py_XDECREF(single);
     Py_XDECREF(pending);
-    if (failed)
+    if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
-fail_early:
-    Py_XDECREF(single);
-    Py_XDECREF(pending);
-    return NULL;
 }

@@ -82,6 +82,79 @@ timer_due(ModState *st, PyObject *loop)
  * for asyncio and the context.  Returns asyncio's (key, events) list; the raw results
  * accumulate in direct.raw when one of the context's fds is among them. */
 
+/* asyncio's SelectorKey of a polled fd: 1 and *key (new), 0 if asyncio has none, -1. */
+static int
+selector_key(PyObject *fd_to_key, PyObject *fd_o, PyObject **key)
+{
+    if (PyDict_CheckExact(fd_to_key)) {
+        *key = PyDict_GetItemWithError(fd_to_key, fd_o);
+        if (*key == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_INCREF(*key);
+        return 1;
+    }
+    *key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping: owned */
+    if (*key == NULL)
+        return -1;
+    if (*key == Py_None) {
+        Py_CLEAR(*key);
+        return 0;
+    }
+    return 1;
+}
+
+/* Append (key, events) to asyncio's ready list for a raw epoll result ``ev`` of its fd:
+ * only what asyncio's own registration could have reported.  0, or -1. */
+static int
+report_key(ModState *st, PyObject *ready, PyObject *key, long ev)
+{
+    long kevents;
+    if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
+        /* selectors.SelectorKey: (fileobj, fd, events, data) */
+        kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
+    }
+    else {
+        PyObject *kev = PyObject_GetAttr(key, st->s_events_attr);
+        kevents = kev ? PyLong_AsLong(kev) : -1;
+        Py_XDECREF(kev);
+    }
+    if (kevents == -1 && PyErr_Occurred())
+        return -1;
+    long mine = ev & st->reportable[kevents & 3];
+    if (!mine)
+        return 0;
+    long events = 0;
+    if (mine & ~(long)EPOLLIN_BIT)
+        events |= 2;  /* selectors.EVENT_WRITE */
+    if (mine & ~(long)EPOLLOUT_BIT)
+        events |= 1;  /* selectors.EVENT_READ */
+    PyObject *pair = Py_BuildValue("(Ol)", key, events & kevents);
+    int rc = pair == NULL ? -1 : PyList_Append(ready, pair);
+    Py_XDECREF(pair);
+    return rc;
+}
+
+/* Keep the raw epoll results for the context (SelectorFds.raw), after any not taken yet. */
+static int
+keep_raw(ModState *st, PyObject *direct, PyObject *raw)
+{
+    PyObject *prev = PyObject_GetAttr(direct, st->s_raw);
+    if (prev == NULL)
+        return -1;
+    int nonempty = PyObject_IsTrue(prev);
+    int rc;
+    if (nonempty > 0) {
+        PyObject *r = PyObject_CallMethod(prev, "extend", "O", raw);
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    else {
+        rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, st->s_raw, raw);
+    }
+    Py_DECREF(prev);
+    return rc;
+}
+
 static PyObject *
 shared_select(ModState *st, PyObject *direct, PyObject *timeout)
 {
@@ -141,75 +214,19 @@ shared_select(ModState *st, PyObject *direct, PyObject *timeout)
             goto fail;
         hit |= mine_ctx;
         PyObject *key;
-        if (PyDict_CheckExact(fd_to_key)) {
-            key = PyDict_GetItemWithError(fd_to_key, fd_o);
-            if (key == NULL) {
-                if (PyErr_Occurred())
-                    goto fail;
-                continue;
-            }
-            Py_INCREF(key);
-        }
-        else {
-            key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping: owned */
-            if (key == NULL)
-                goto fail;
-            if (key == Py_None) {
-                Py_DECREF(key);
-                continue;
-            }
-        }
-        long kevents;
-        if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
-            /* selectors.SelectorKey: (fileobj, fd, events, data) */
-            kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
-        }
-        else {
-            PyObject *kev = PyObject_GetAttr(key, st->s_events_attr);
-            kevents = kev ? PyLong_AsLong(kev) : -1;
-            Py_XDECREF(kev);
-        }
-        if (kevents == -1 && PyErr_Occurred()) {
-            Py_DECREF(key);
+        int known = selector_key(fd_to_key, fd_o, &key);
+        if (known < 0)
             goto fail;
-        }
-        /* only what asyncio's own registration could have reported */
-        long mine = ev & st->reportable[kevents & 3];
-        if (mine) {
-            long events = 0;
-            if (mine & ~(long)EPOLLIN_BIT)
-                events |= 2;  /* selectors.EVENT_WRITE */
-            if (mine & ~(long)EPOLLOUT_BIT)
-                events |= 1;  /* selectors.EVENT_READ */
-            PyObject *pair = Py_BuildValue("(Ol)", key, events & kevents);
-            if (pair == NULL || PyList_Append(ready, pair) < 0) {
-                Py_XDECREF(pair);
-                Py_DECREF(key);
-                goto fail;
-            }
-            Py_DECREF(pair);
-        }
+        if (known == 0)
+            continue;
+        int rc = report_key(st, ready, key, ev);
         Py_DECREF(key);
-    }
-    if (hit) {
-        /* the raw list matters to the context only if one of its fds is in it */
-        PyObject *prev = PyObject_GetAttr(direct, st->s_raw);
-        if (prev == NULL)
-            goto fail;
-        int nonempty = PyObject_IsTrue(prev);
-        int rc;
-        if (nonempty > 0) {
-            PyObject *r = PyObject_CallMethod(prev, "extend", "O", raw);
-            rc = r ? 0 : -1;
-            Py_XDECREF(r);
-        }
-        else {
-            rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, st->s_raw, raw);
-        }
-        Py_DECREF(prev);
         if (rc < 0)
             goto fail;
     }
+    /* the raw list matters to the context only if one of its fds is in it */
+    if (hit && keep_raw(st, direct, raw) < 0)
+        goto fail;
     Py_DECREF(fd_to_key);
     Py_DECREF(ctx_mask);
     Py_DECREF(raw);
@@ -336,6 +353,77 @@ ctx_call_poll_ready(ModState *st, PyObject *ctx)
     return call_method_void(ctx, st->s_poll_ready_name, NULL, NULL, NULL);
 }
 
+/* The select's timeout: the shorter of asyncio's (self->timeout) and the context's wait,
+ * at most max_wait (a poll takes 32-bit milliseconds).  A new reference (None: no
+ * timeout); *zero says it is 0.  NULL with an exception. */
+static PyObject *
+poll_timeout(HookObject *self, PyObject *wait, int *zero)
+{
+    ModState *st = self->st;
+    PyObject *timeout = self->timeout ? self->timeout : Py_None;
+    *zero = 0;
+    if (wait != Py_None) {
+        double w = PyFloat_AsDouble(wait);
+        if (w == -1.0 && PyErr_Occurred())
+            return NULL;
+        int shorter = timeout == Py_None;
+        if (!shorter) {
+            double t = PyFloat_AsDouble(timeout);
+            if (t == -1.0 && PyErr_Occurred())
+                return NULL;
+            shorter = w < t;
+        }
+        if (shorter && w > st->max_wait) {
+            *zero = st->max_wait == 0.0;
+            return PyFloat_FromDouble(st->max_wait);
+        }
+        if (shorter)
+            timeout = wait;
+    }
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        *zero = t == 0.0;
+    }
+    Py_INCREF(timeout);
+    return timeout;
+}
+
+/* After the select: hand what it found of the context's fds to the context (the shared
+ * epoll set's raw results, or a look at the private set when its fd was ready). */
+static int
+take_context_events(HookObject *self, PyObject *ctx, PyObject *events)
+{
+    ModState *st = self->st;
+    if (IS_NONE(self->direct)) {
+        int any = PyObject_IsTrue(events);
+        if (any <= 0)
+            return any;
+        int hit = call_truth_arg((PyObject *)self, st->s_take_epfd, events);
+        if (hit <= 0)
+            return hit;
+        return ctx_call_poll_ready(st, ctx);
+    }
+    PyObject *direct = self->direct;
+    Py_INCREF(direct);
+    int rc = nonempty_attr(direct, st->s_raw);
+    if (rc > 0) {
+        PyObject *taken = PyObject_CallMethodNoArgs(direct, st->s_take_raw);
+        if (taken == NULL)
+            rc = -1;
+        else {
+            if (is_context(st, ctx))
+                rc = apply_events((ContextObject *)ctx, taken);
+            else
+                rc = call_method_void(ctx, st->s_apply_polled_name, taken, NULL, NULL);
+            Py_DECREF(taken);
+        }
+    }
+    Py_DECREF(direct);
+    return rc < 0 ? -1 : 0;
+}
+
 /* _SelectorHook.poll(wait): asyncio's own select, for the shorter of both timeouts. */
 static PyObject *
 hook_poll(HookObject *self, PyObject *wait)
@@ -349,6 +437,7 @@ hook_poll(HookObject *self, PyObject *wait)
     Py_INCREF(ctx);
     PyObject *events = NULL;
     if (!IS_NONE(self->preset)) {
+        /* a wake-up's iteration: the events the select already returned */
         PyObject *preset = self->preset;
         self->preset = NULL;
         if (IS_NONE(self->direct) && ctx_call_poll_ready(st, ctx) < 0) {
@@ -359,83 +448,17 @@ hook_poll(HookObject *self, PyObject *wait)
         Py_DECREF(ctx);
         Py_RETURN_NONE;
     }
-    PyObject *timeout = self->timeout ? self->timeout : Py_None;
-    Py_INCREF(timeout);
-    if (wait != Py_None) {
-        double w = PyFloat_AsDouble(wait);
-        if (w == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(timeout);
-            goto fail;
-        }
-        int shorter = timeout == Py_None;
-        if (!shorter) {
-            double t = PyFloat_AsDouble(timeout);
-            if (t == -1.0 && PyErr_Occurred()) {
-                Py_DECREF(timeout);
-                goto fail;
-            }
-            shorter = w < t;
-        }
-        if (shorter) {
-            Py_DECREF(timeout);
-            if (w > st->max_wait) {
-                timeout = PyFloat_FromDouble(st->max_wait);  /* a poll takes 32-bit ms */
-                if (timeout == NULL)
-                    goto fail;
-            }
-            else {
-                Py_INCREF(wait);
-                timeout = wait;
-            }
-        }
-    }
-    int zero = 0;
-    if (timeout != Py_None) {
-        double t = PyFloat_AsDouble(timeout);
-        if (t == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(timeout);
-            goto fail;
-        }
-        zero = t == 0.0;
-    }
+    int zero;
+    PyObject *timeout = poll_timeout(self, wait, &zero);
+    if (timeout == NULL)
+        goto fail;
     if (!IS_NONE(self->clock) && !zero)
         events = PyObject_CallMethodOneArg((PyObject *)self, st->s_poll_clock, timeout);
     else
         events = hook_call_select(self, timeout);
     Py_DECREF(timeout);
-    if (events == NULL)
+    if (events == NULL || take_context_events(self, ctx, events) < 0)
         goto fail;
-    if (!IS_NONE(self->direct)) {
-        PyObject *direct = self->direct;
-        Py_INCREF(direct);
-        int raw = nonempty_attr(direct, st->s_raw);
-        if (raw > 0) {
-            PyObject *taken = PyObject_CallMethodNoArgs(direct, st->s_take_raw);
-            if (taken == NULL)
-                raw = -1;
-            else {
-                if (is_context(st, ctx))
-                    raw = apply_events((ContextObject *)ctx, taken) < 0 ? -1 : 1;
-                else
-                    raw = call_method_void(ctx, st->s_apply_polled_name, taken, NULL, NULL) < 0
-                          ? -1 : 1;
-                Py_DECREF(taken);
-            }
-        }
-        Py_DECREF(direct);
-        if (raw < 0)
-            goto fail;
-    }
-    else {
-        int any = PyObject_IsTrue(events);
-        if (any < 0)
-            goto fail;
-        if (any) {
-            int hit = call_truth_arg((PyObject *)self, st->s_take_epfd, events);
-            if (hit < 0 || (hit && ctx_call_poll_ready(st, ctx) < 0))
-                goto fail;
-        }
-    }
     Py_XSETREF(self->events, events);
     Py_DECREF(ctx);
     Py_RETURN_NONE;
