@@ -192,6 +192,38 @@ def test_the_stub_agrees_with_the_compiled_core() -> None:
     assert "Success" in proc.stdout
 
 
+@needs_build
+def test_the_core_runs_in_an_interpreter_with_its_own_gil() -> None:
+    # The module declares itself per-interpreter-GIL safe (PEP 684): it keeps no process
+    # state, so a subinterpreter with its own GIL imports it and runs a loop on it.
+    interpreters = pytest.importorskip("_interpreters", reason="needs Python 3.13+")
+    if aioqloop.ENGINE != "c":
+        pytest.skip("the compiled core is not in use")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(PKG.parent)!r})
+        import aioqloop
+        assert aioqloop.ENGINE == "c", aioqloop.engine_info()
+        loop = aioqloop.new_event_loop()
+        hits = []
+        def idle():
+            hits.append(1)
+            if len(hits) == 3:
+                loop.stop()
+            return True
+        aioqloop.idle_add(idle, context=aioqloop.get_main_context(loop))
+        loop.run_forever()
+        loop.close()
+        assert len(hits) == 3
+    """)
+    iid = interpreters.create("isolated")
+    try:
+        failure = interpreters.run_string(iid, code)
+    finally:
+        interpreters.destroy(iid)
+    assert failure is None, (failure.type, failure.msg, failure.formatted)
+
+
 def test_build_without_a_compiler_says_so_and_builds_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
