@@ -1,12 +1,19 @@
 # Types of the compiled core (aioqloop/_cengine.c); the pure-Python twins are the reference.
+# Checked against the built module by mypy's stubtest (tests/test_engine.py; what it
+# cannot be told is in tests/stubtest_allowlist.txt).
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 SOURCE_HASH: str
 INPLACE: int
 
 def configure(**refs: Any) -> None: ...
+def configure_timers(**refs: Any) -> None: ...
+def timeout_init(src: SourceCore, interval: float, priority: int, name: str | None, /) -> bool: ...
+def timeout_add(interval: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                priority: int, context: Any, /) -> int: ...
 
+@final
 class SourceStatistics:
     dispatches: int
     waited: int
@@ -43,6 +50,20 @@ class SourceCore:
     _in_heap: bool
 
 class ContextCore:
+    _ready: dict[int, dict[Any, None]]
+    _blocked: list[Any]
+    _blocked_due: list[Any]
+    _gate: Any
+    _port: Any
+    _fds: Any
+    _source_ready: Callable[[int], object] | None
+    _deadlines: Any
+    _waker: Any
+    _bh: Any
+    _prepare_hooks: Any
+    _check_hooks: Any
+    _clock: Callable[[], float]
+    _tap: Any
     _now: float
     _dispatch_time: float
     _in_iteration: int
@@ -68,12 +89,33 @@ class ContextCore:
     def _time(self, /) -> float: ...
 
 class HookCore:
+    _loop: Any
+    _ctx: Any
+    _clock: Any
+    _select: Callable[..., Any]
+    _timeout: float | None
+    _events: Any
+    _dispatch_handle: Any
+    _preset: Any
+    direct: Any
+    _polls: Any
+    _queued: bool
     def select(self, /, timeout: float | None = None) -> Any: ...
     def poll(self, wait: float | None, /) -> None: ...
     def place(self, priority: float, /) -> None: ...
     def source_ready(self, priority: int, /) -> None: ...
 
 class PlainCore:
+    _ctx: Any
+    _loop: Any
+    _handle: Any
+    _timer: Any
+    _timeout: float | None
+    _timer_when: float
+    _slack: float
+    _closed: bool
+    _owned: bool
+    _batch: int
     _iterations_run: int
     _empty_iterations: int
     def _kick(self, _priority: int = 0, /) -> None: ...

@@ -13,11 +13,36 @@ from typing import Final
 
 __all__ = ("HASHED", "source_hash")
 
-#: The files whose content a build of the compiled core depends on (package-relative).
-HASHED: Final = ("_cengine.c", "_dispatch.py", "context.py", "source.py", "sources.py",
-                 "statistics.py", "_fdpoll.py", "_selectorfds.py", "loop.py",
-                 "bridge.py", "_sourceset.py", "_deadlines.py", "bottomhalf.py",
-                 "_engine.py", "_corehash.py")
+#: The parts of the compiled core, included by ``_cengine.c`` (package-relative).
+_C_PARTS: Final = tuple(f"_csrc/{part}.h" for part in (
+    "common", "stats", "source", "context", "dispatch", "fdresults", "iterate", "attach",
+    "context_type", "hook", "plain", "bh", "timers", "module"))
+
+#: The files a build of the compiled core depends on (package-relative).  The build is
+#: made from the C sources alone.  Python files count only where the C repeats their
+#: data layout or constants, so that an edit there would leave the C disagreeing in
+#: silence.  The core's calls into Python by name (Waker, FdPoller, SelectorFds, the
+#: loop's hook, the big lock's Gate, bottom halves...) are not: a renamed method or
+#: attribute fails loudly, and the suite, run on both engines, checks that the C twins
+#: still follow their Python references (``_dispatch.py``, ``context.py``...).
+HASHED: Final = (
+    "_cengine.c", *_C_PARTS,
+    # the ready-time heap's entries, (when, seq, source), and its _seq and _stale
+    # counters, pushed and popped by the core itself (attach.h, timers.h)
+    "_deadlines.py",
+    # a source's attach order, (seq, 1), made by the core's attach (attach.h)
+    "_sourceset.py",
+    # source ids: 32 bits, 0 never used, the core's attach allocates them (attach.h)
+    "context.py",
+    # BATCH, the iterations of one loop callback, and the 0.01 s retry of an unowned
+    # context, which the plain driver's core repeats (plain.h)
+    "bridge.py",
+    # SourceStatistics' fields, the layout of the core's type that replaces it (stats.h)
+    "statistics.py",
+    # the range of a priority and of an interval that the core's timeout_add accepts
+    # without asking the Python checks (timers.h)
+    "sources.py",
+)
 _HERE = Path(__file__).resolve().parent
 
 

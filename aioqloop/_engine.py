@@ -10,9 +10,10 @@ at import, from the ``AIOQLOOP_ENGINE`` environment variable:
 * ``c``: the compiled core or an ImportError saying why not.
 * ``python``: the pure engine.
 
-A stale build must not shadow edited sources: the build records a hash of ``_cengine.c``
-and of the Python modules whose hot paths it mirrors (`HASHED`), and a build whose hash
-differs from the files next to it is not used (with a warning under ``auto``).  Only a
+A stale build must not shadow edited sources: the build records a hash of its C sources
+and of the few Python modules whose data layout or constants the C repeats (`HASHED`),
+and a build whose hash differs from the files next to it is not used (with a warning
+under ``auto``).  Only a
 build made in place (an editable install, ``python hatch_build.py``) is checked: its
 sources can change under it.  A wheel's build says it was not made in place (``INPLACE``
 is 0) and is not hashed at import: the files it was built from are installed with it.

@@ -7,6 +7,7 @@ environment variable, a missing or stale build, and what the compiled core takes
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,13 +138,13 @@ def test_without_a_build_auto_falls_back_and_c_says_why(tmp_path: Path) -> None:
 
 
 @needs_build
-@pytest.mark.parametrize("edited", ["context.py", "_dispatch.py", "_cengine.c"])
+@pytest.mark.parametrize("edited", ["_cengine.c", "_csrc/timers.h", "_deadlines.py"])
 def test_a_stale_build_never_shadows_edited_sources(tmp_path: Path, edited: str) -> None:
     parent = _copy_package(tmp_path, with_core=True)
     proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "auto"})
     assert proc.stdout.startswith("c |"), proc.stderr  # the copy as built: current
     with (parent / "aioqloop" / edited).open("a") as f:
-        f.write("\n// edited\n" if edited.endswith(".c") else "\n# edited\n")
+        f.write("\n// edited\n" if edited.endswith((".c", ".h")) else "\n# edited\n")
     proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "auto"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("python | the compiled core")
@@ -151,6 +152,80 @@ def test_a_stale_build_never_shadows_edited_sources(tmp_path: Path, edited: str)
     proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "c"})
     assert proc.returncode != 0
     assert "is stale" in proc.stderr
+
+
+@needs_build
+def test_an_edit_the_core_does_not_depend_on_keeps_the_build(tmp_path: Path) -> None:
+    # _dispatch.py is the Python twin of the core's dispatch: the core calls none of it
+    # and repeats none of its data, so the build stays current (the suite, run on both
+    # engines, is what keeps the twins in step).
+    assert "_dispatch.py" not in _engine.HASHED
+    parent = _copy_package(tmp_path, with_core=True)
+    with (parent / "aioqloop" / "_dispatch.py").open("a") as f:
+        f.write("\n# edited\n")
+    proc = _engine_in(parent, {"AIOQLOOP_ENGINE": "c"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("c | built and current")
+
+
+def test_the_hash_covers_every_part_of_the_core() -> None:
+    # A part added to the compilation unit but not to HASHED would let a stale build
+    # through.
+    unit = (PKG / "_cengine.c").read_text(encoding="utf-8")
+    included = re.findall(r'^#include "(_csrc/[^"]+)"', unit, re.MULTILINE)
+    on_disk = sorted(f"_csrc/{p.name}" for p in (PKG / "_csrc").iterdir())
+    hashed_c = [n for n in _engine.HASHED if n.endswith((".c", ".h"))]
+    assert sorted(included) == on_disk
+    assert hashed_c == ["_cengine.c", *included]
+
+
+@needs_build
+@pytest.mark.timeout(300)
+def test_the_stub_agrees_with_the_compiled_core() -> None:
+    # mypy's stubtest imports the built module and compares every name, signature and
+    # class of aioqloop/_cengine.pyi with it; the allowlist holds what a stub cannot say.
+    pytest.importorskip("mypy.stubtest")
+    allowlist = ROOT / "tests" / "stubtest_allowlist.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "aioqloop._cengine", "--allowlist",
+         str(allowlist), "--mypy-config-file", str(ROOT / "pyproject.toml")],
+        capture_output=True, text=True, timeout=280, check=False, cwd=ROOT,
+        env={**os.environ, "AIOQLOOP_ENGINE": "c"},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "Success" in proc.stdout
+
+
+@needs_build
+def test_the_core_runs_in_an_interpreter_with_its_own_gil() -> None:
+    # The module declares itself per-interpreter-GIL safe (PEP 684): it keeps no process
+    # state, so a subinterpreter with its own GIL imports it and runs a loop on it.
+    interpreters = pytest.importorskip("_interpreters", reason="needs Python 3.13+")
+    if aioqloop.ENGINE != "c":
+        pytest.skip("the compiled core is not in use")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(PKG.parent)!r})
+        import aioqloop
+        assert aioqloop.ENGINE == "c", aioqloop.engine_info()
+        loop = aioqloop.new_event_loop()
+        hits = []
+        def idle():
+            hits.append(1)
+            if len(hits) == 3:
+                loop.stop()
+            return True
+        aioqloop.idle_add(idle, context=aioqloop.get_main_context(loop))
+        loop.run_forever()
+        loop.close()
+        assert len(hits) == 3
+    """)
+    iid = interpreters.create("isolated")
+    try:
+        failure = interpreters.run_string(iid, code)
+    finally:
+        interpreters.destroy(iid)
+    assert failure is None, (failure.type, failure.msg, failure.formatted)
 
 
 def test_build_without_a_compiler_says_so_and_builds_nothing(

@@ -84,6 +84,22 @@ def test_sdist_carries_the_ci_scripts(dist: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_sdist_has_every_core_source_and_the_wheel_none(dist: Path) -> None:
+    """A wheel built from the sdist compiles the core from all its parts; an installed
+    wheel's build is not checked against sources at import, so it ships none of them."""
+    (sdist,) = dist.glob("aioqloop-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    parts = {f"aioqloop/{p.relative_to(ROOT / 'aioqloop')}"
+             for p in (ROOT / "aioqloop" / "_csrc").glob("*.h")}
+    assert len(parts) > 5
+    assert {"aioqloop/_cengine.c", "hatch_build.py", *parts} <= names
+    assert {f"aioqloop/{name}" for name in _engine.HASHED} <= names
+    shipped = set(_wheel(dist).namelist())
+    assert not [n for n in shipped if n == "aioqloop/_cengine.c" or "/_csrc/" in n]
+
+
+@pytest.mark.timeout(120)
 def test_metadata_has_project_urls_and_no_required_rich(dist: Path) -> None:
     wheel = _wheel(dist)
     (meta,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]

@@ -1,0 +1,515 @@
+/* aioqloop._cengine, part attach.h: Attach and destroy: g_source_attach / g_source_destroy and the ready-time heap's
+ * push (g_source_set_ready_time), with fast paths for plain sources; the start of
+ * prepare and check that collects operations posted by other threads (QEMU's
+ * aio_notify handshake), bottom halves and due ready times.
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+/* ------------------------------------------------ attach and destroy, fast paths */
+/* SourceSet._insert_tree / _remove for the common source: no prepare/check hooks, no
+ * fds, no children, no parent, a built-in _attached.  Anything else goes to the Python
+ * methods (the reference).  Deadlines.push is inlined; drop and rebuild stay Python. */
+
+
+/* Deadlines.push: 1 if src is the new head, 0 if not, -1 on error. */
+static int
+deadlines_push(PyObject *deadlines, SourceObject *src, double when)
+{
+    ModState *st = src->st;
+    if (src->in_heap && call_method_void(deadlines, st->s_drop, (PyObject *)src, NULL, NULL) < 0)
+        return -1;
+    PyObject *seq_o = PyObject_GetAttr(deadlines, st->s_seq_attr);
+    Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
+    Py_XDECREF(seq_o);
+    if (seq == -1 && PyErr_Occurred())
+        return -1;
+    seq++;
+    PyObject *nseq = PyLong_FromSsize_t(seq);
+    if (nseq == NULL || PyObject_SetAttr(deadlines, st->s_seq_attr, nseq) < 0) {
+        Py_XDECREF(nseq);
+        return -1;
+    }
+    src->heap_seq = seq;
+    src->in_heap = 1;
+    PyObject *entries = PyObject_GetAttr(deadlines, st->s_entries);
+    PyObject *w = entries ? PyFloat_FromDouble(when) : NULL;
+    PyObject *entry = w ? PyTuple_Pack(3, w, nseq, (PyObject *)src) : NULL;
+    Py_XDECREF(w);
+    Py_DECREF(nseq);
+    int pushed = -1;
+    if (entry != NULL && PyList_CheckExact(entries))
+        pushed = timers_heappush(entries, entry);  /* heapq's push, compared in C */
+    else if (entry != NULL) {
+        PyObject *r = PyObject_CallFunctionObjArgs(st->heappush, entries, entry, NULL);
+        pushed = r ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(entry);
+    if (pushed < 0) {
+        Py_XDECREF(entries);
+        return -1;
+    }
+    int head = 0;
+    if (PyList_Check(entries) && PyList_GET_SIZE(entries) > 0) {
+        PyObject *first = PyList_GET_ITEM(entries, 0);
+        if (PyTuple_Check(first) && PyTuple_GET_SIZE(first) == 3)
+            head = PyTuple_GET_ITEM(first, 2) == (PyObject *)src
+                   && ((SourceObject *)src)->heap_seq == seq;
+    }
+    Py_DECREF(entries);
+    return head;
+}
+
+/* MainContext._schedule_ready_time: (re)enter src's ready time in the heap. */
+static int
+schedule_ready_time_c(ContextObject *self, SourceObject *src)
+{
+    ModState *st = self->st;
+    if (src->destroyed || src->context != (PyObject *)self)
+        return 0;
+    double when = src->ready_time;
+    if (src->ready_by_time && src->ready && !src->dispatching) {
+        int passed = when == -1;
+        if (!passed) {
+            double now;
+            if (clock_now(self, &now) < 0)
+                return -1;
+            passed = when > now;
+        }
+        /* READY came only from the old ready time; GLib would not see it ready now */
+        if (passed && unmark_ready(self, src) < 0)
+            return -1;
+    }
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
+    if (when == -1 || isinf(when))
+        return call_method_void(deadlines, st->s_drop, (PyObject *)src, NULL, NULL);
+    int head = deadlines_push(deadlines, src, when);
+    if (head <= 0)
+        return head;
+    return timers_deadline_changed(self, when);
+}
+
+static PyObject *
+ctx_schedule_ready_time(ContextObject *self, PyObject *src)
+{
+    ModState *st = self->st;
+    if (!Source_Check(st, src)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    if (schedule_ready_time_c(self, (SourceObject *)src) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+plain_source(SourceObject *src, PyObject **attached)
+{
+    ModState *st = src->st;
+    PyTypeObject *type = Py_TYPE(src);
+    if (class_flag(type, st->s_has_prepare) || class_flag(type, st->s_has_check))
+        return 0;
+    if (list_len(src->fds) != 0 || list_len(src->children) != 0 || !IS_NONE(src->parent))
+        return 0;
+    if (PyErr_Occurred())
+        return -1;
+    if (attached != NULL) {
+        *attached = _PyType_Lookup(type, st->s_attached);
+        if (*attached != st->default_attached && *attached != st->timeout_attached)
+            return 0;
+    }
+    return 1;
+}
+
+/* _insert(src): insert an attached source (owner thread). */
+static PyObject *
+ctx_insert(ContextObject *self, PyObject *srcobj)
+{
+    ModState *st = self->st;
+    if (!Source_Check(st, srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    if (src->destroyed)
+        Py_RETURN_NONE;
+    PyObject *attached = NULL;
+    int plain = st->default_attached != NULL ? plain_source(src, &attached) : 0;
+    if (plain < 0)
+        return NULL;
+    if (!plain)
+        return PyObject_CallMethodOneArg((PyObject *)self, st->s_insert_tree, srcobj);
+    /* no attach order yet (an empty tuple, or none at all after a del) */
+    if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
+        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, st->s_seq_attr);
+        Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
+        Py_XDECREF(seq_o);
+        if (seq == -1 && PyErr_Occurred())
+            return NULL;
+        PyObject *nseq = PyLong_FromSsize_t(seq + 1);
+        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, st->s_seq_attr, nseq) < 0) {
+            Py_XDECREF(nseq);
+            return NULL;
+        }
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *order = one ? PyTuple_Pack(2, nseq, one) : NULL;  /* (seq, 1) */
+        Py_XDECREF(one);
+        Py_DECREF(nseq);
+        if (order == NULL)
+            return NULL;
+        Py_XSETREF(src->order, order);
+    }
+    if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
+        return NULL;
+    if (attached == st->timeout_attached && src->ready_time == -1) {
+        double now;
+        if (clock_now(self, &now) < 0)
+            return NULL;
+        src->ready_time = now + src->interval;
+    }
+    if (src->ready_time != -1 && schedule_ready_time_c(self, src) < 0)
+        return NULL;
+    if (src->c_idle && mark_ready(self, srcobj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _remove_source(src): take a destroyed source out of the context (owner thread). */
+static PyObject *
+ctx_remove_source(ContextObject *self, PyObject *srcobj)
+{
+    ModState *st = self->st;
+    if (!Source_Check(st, srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    int plain = st->default_attached != NULL ? plain_source(src, NULL) : 0;
+    if (plain < 0)
+        return NULL;
+    PyTypeObject *type = Py_TYPE(src);
+    if (!plain || _PyType_Lookup(type, st->s_maybe_finalize) != st->default_maybe_finalize)
+        return PyObject_CallMethodOneArg((PyObject *)self, st->s_remove, srcobj);
+    if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
+        return NULL;
+    if (src->in_heap) {
+        PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+        if (deadlines == NULL || call_method_void(deadlines, st->s_drop, srcobj, NULL, NULL) < 0)
+            return NULL;
+    }
+    /* Source._maybe_finalize */
+    if (src->finalized || src->dispatching)
+        Py_RETURN_NONE;
+    src->finalized = 1;
+    Py_CLEAR(src->callback);
+    Py_XSETREF(src->args, PyTuple_New(0));
+    if (_PyType_Lookup(type, st->s_finalize) == st->default_finalize)
+        Py_RETURN_NONE;  /* the default finalize does nothing */
+    PyObject *r = PyObject_CallMethodNoArgs(srcobj, st->s_finalize);
+    if (r != NULL) {
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_Exception) && !PyErr_ExceptionMatches(PyExc_GeneratorExit))
+        return NULL;
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *phase = PyUnicode_FromString("finalize");
+    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, st->s_report, exc ? exc : Py_None,
+                                           srcobj, phase, NULL) : NULL;
+    Py_XDECREF(phase);
+    Py_XDECREF(exc);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------- collect and destroy, in C */
+
+/* Deadlines._stale -= n: n entries of sources dropped lazily were popped. */
+static int
+deadlines_forget_stale(ModState *st, PyObject *deadlines, Py_ssize_t n)
+{
+    PyObject *stale = PyObject_GetAttr(deadlines, st->s_stale_attr);
+    Py_ssize_t v = stale ? PyLong_AsSsize_t(stale) : -1;
+    Py_XDECREF(stale);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *nv = PyLong_FromSsize_t(v - n);
+    int rc = nv == NULL ? -1 : PyObject_SetAttr(deadlines, st->s_stale_attr, nv);
+    Py_XDECREF(nv);
+    return rc;
+}
+
+/* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
+static int
+pop_due_into(ContextObject *self, double now)
+{
+    ModState *st = self->st;
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL)
+        return -1;
+    Py_INCREF(deadlines);
+    PyObject *heap = PyObject_GetAttr(deadlines, st->s_entries);
+    int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
+    if (rc < 0 && heap != NULL)
+        PyErr_SetString(PyExc_TypeError, "Deadlines.entries must be a list");
+    Py_ssize_t stale_popped = 0;
+    while (rc == 0 && PyList_GET_SIZE(heap) > 0) {
+        PyObject *first = PyList_GET_ITEM(heap, 0);
+        if (!PyTuple_Check(first) || PyTuple_GET_SIZE(first) != 3) {
+            PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            rc = -1;
+            break;
+        }
+        double when = PyFloat_AsDouble(PyTuple_GET_ITEM(first, 0));
+        if (when == -1.0 && PyErr_Occurred()) {
+            rc = -1;
+            break;
+        }
+        if (when > now)
+            break;
+        PyObject *entry = PyList_CheckExact(heap) ? timers_heappop(heap)
+                                                  : PyObject_CallOneArg(st->heappop, heap);
+        if (entry == NULL) {
+            rc = -1;
+            break;
+        }
+        PyObject *srcobj = PyTuple_GET_ITEM(entry, 2);
+        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
+        if (!Source_Check(st, srcobj) || (seq == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            Py_DECREF(entry);
+            rc = -1;
+            break;
+        }
+        SourceObject *src = (SourceObject *)srcobj;
+        if (!(src->in_heap && src->heap_seq == seq)) {
+            stale_popped++;  /* dropped lazily earlier */
+            Py_DECREF(entry);
+            continue;
+        }
+        src->in_heap = 0;
+        if (src->blocked) {
+            PyObject *due = REQUIRED(self, blocked_due, "_blocked_due");
+            rc = due == NULL ? -1 : PyList_Append(due, srcobj);
+        }
+        else if (!src->ready) {
+            rc = mark_ready(self, srcobj);
+            src->ready_by_time = src->ready;
+        }
+        Py_DECREF(entry);
+    }
+    Py_XDECREF(heap);
+    if (stale_popped) {
+        /* counted even after an error of the loop above (which stays the one raised,
+         * unless the count fails too) */
+        PyObject *saved = PyErr_GetRaisedException();
+        int counted = deadlines_forget_stale(st, deadlines, stale_popped);
+        if (finish_cleanup(saved, counted) < 0)
+            rc = -1;
+    }
+    Py_DECREF(deadlines);
+    return rc;
+}
+
+/* MainContext._collect: foreign ops, the cached time, bottom halves, due ready times. */
+static PyObject *
+ctx_collect(ContextObject *self, PyObject *unused)
+{
+    ModState *st = self->st;
+    int ops = nonempty_attr(self->waker, st->s_ops);
+    if (ops < 0 || (ops && call_method_void(self->waker, st->s_run_ops, NULL, NULL, NULL) < 0))
+        return NULL;
+    if (read_clock(self) < 0)
+        return NULL;
+    double now = self->now;
+    int bh = bh_pending(self);
+    if (bh < 0)
+        return NULL;
+    if (bh) {
+        PyObject *bsrc = PyObject_GetAttr(self->bh, st->s_bh_source);
+        int rc = bsrc ? mark_ready(self, bsrc) : -1;
+        Py_XDECREF(bsrc);
+        if (rc < 0)
+            return NULL;
+    }
+    if (st->heappop != NULL && pop_due_into(self, now) < 0)
+        return NULL;
+    return PyFloat_FromDouble(now);
+}
+
+/* Source.destroy for a source whose class keeps it, from the core (owner thread). */
+static int
+destroy_source(SourceObject *src)
+{
+    ModState *st = src->st;
+    PyObject *srcobj = (PyObject *)src;
+    if (st->default_destroy == NULL || _PyType_Lookup(Py_TYPE(src), st->s_destroy) != st->default_destroy
+            || !is_context(st, src->context))
+        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
+    if (src->destroyed)
+        return 0;
+    PyObject *ctx = src->context;
+    /* another thread owns the context: the Python method posts the removal */
+    int owner = context_owner(st, ctx);
+    if (owner < 0)
+        return -1;
+    int unowned = owner == OWNER_NONE;
+    if (owner == OWNER_OTHER)
+        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
+    PyObject *waker = ((ContextObject *)ctx)->waker;
+    PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, st->s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr(ctx, st->s_sources) : NULL;
+    if (sources == NULL || !PyDict_CheckExact(sources)) {
+        /* not the plain state this path knows: the Python method (the reference) */
+        Py_XDECREF(sources);
+        Py_XDECREF(lock);
+        if (PyErr_Occurred())
+            return -1;
+        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
+    }
+    src->destroyed = 1;
+    Py_INCREF(ctx);
+    Py_INCREF(srcobj);
+    int rc = -1;
+    if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    PyObject *key = PyLong_FromSsize_t(src->id);
+    int drc = -1;
+    if (key != NULL) {
+        PyObject *cur = PyDict_GetItemWithError(sources, key);
+        drc = cur == srcobj ? PyDict_DelItem(sources, key) : (PyErr_Occurred() ? -1 : 0);
+        Py_DECREF(key);
+    }
+    if (call_method_void(lock, st->s_release, NULL, NULL, NULL) < 0 || drc < 0)
+        goto out;
+    int is_closed = attr_truth(ctx, st->s_closed_attr);
+    if (is_closed < 0)
+        goto out;
+    PyObject *r = ctx_remove_source((ContextObject *)ctx, srcobj);
+    if (r == NULL)
+        goto out;
+    Py_DECREF(r);
+    rc = 0;
+    if (!is_closed && unowned)
+        rc = timers_notify(st, waker);
+out:
+    Py_XDECREF(sources);
+    Py_XDECREF(lock);
+    Py_DECREF(srcobj);
+    Py_DECREF(ctx);
+    return rc;
+}
+
+/* The part of SourceSet._attach under the context's lock: the next free source id
+ * (GLib's: 32 bits, 0 never used) in *sid, src entered under it in _sources and bound to
+ * the context.  A closed context, or a closed loop that refuses new work (see
+ * MainContext._check_loop_open; a loop's own context is closed with it), refuses the
+ * attach before anything changes.  0, or -1 with an exception. */
+static int
+attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *sid)
+{
+    ModState *st = self->st;
+    PyObject *me = (PyObject *)self;
+    *sid = -1;
+    int closed = attr_truth(me, st->s_closed_attr);
+    int closing = closed == 0 ? attr_truth(me, st->s_closing_attr) : 0;
+    if (closed > 0 || closing > 0)
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+    if (closed != 0 || closing != 0)
+        return -1;
+    int own = attr_truth(me, st->s_owned_by_loop);
+    if (own < 0 || (!own && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0))
+        return -1;
+    PyObject *next = PyObject_GetAttr(me, st->s_next_id);
+    if (next == NULL)
+        return -1;
+    long id = PyLong_AsLong(next);
+    Py_DECREF(next);
+    if (id == -1 && PyErr_Occurred())
+        return -1;
+    for (; id >= 0; id = (id + 1) & 0xFFFFFFFFL) {
+        PyObject *key = PyLong_FromLong(id);
+        if (key == NULL)
+            return -1;
+        int taken = id == 0 ? 1 : PyDict_Contains(sources, key);
+        if (taken != 0) {
+            Py_DECREF(key);
+            if (taken < 0)
+                return -1;
+            continue;
+        }
+        PyObject *nxt = PyLong_FromLong((id + 1) & 0xFFFFFFFFL);
+        int rc = nxt ? PyObject_SetAttr(me, st->s_next_id, nxt) : -1;
+        Py_XDECREF(nxt);
+        if (rc == 0)
+            rc = PyDict_SetItem(sources, key, (PyObject *)src);
+        Py_DECREF(key);
+        if (rc < 0)
+            return -1;
+        src->id = id;
+        Py_INCREF(self);
+        Py_XSETREF(src->context, me);
+        break;
+    }
+    *sid = id;
+    return 0;
+}
+
+/* SourceSet._attach: give src an id in this context and insert it (any thread). */
+static PyObject *
+ctx_attach(ContextObject *self, PyObject *srcobj)
+{
+    ModState *st = self->st;
+    if (!Source_Check(st, srcobj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    PyObject *waker = self->waker;
+    if (IS_NONE(waker)) {
+        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+        return NULL;
+    }
+    Py_INCREF(waker);
+    PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
+    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, st->s_sources) : NULL;
+    PyObject *result = NULL;
+    if (sources == NULL || !PyDict_Check(sources)) {
+        if (sources != NULL)
+            PyErr_SetString(PyExc_TypeError, "MainContext._sources must be a dict");
+        goto out;
+    }
+    if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
+        goto out;
+    long sid;
+    int rc = attach_take_id(self, (SourceObject *)srcobj, sources, &sid);
+    PyObject *saved = PyErr_GetRaisedException();
+    if (finish_cleanup(saved, call_method_void(lock, st->s_release, NULL, NULL, NULL)) < 0
+            || rc < 0)
+        goto out;
+    /* _local_or_post, without a closure: insert here, or post it to the owner */
+    int owner = context_owner(st, (PyObject *)self);
+    if (owner < 0)
+        goto out;
+    if (owner == OWNER_OTHER) {
+        rc = call_method_void((PyObject *)self, st->s_post_insert, srcobj, NULL, NULL);
+    }
+    else {
+        PyObject *r = ctx_insert(self, srcobj);
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+        if (rc == 0 && owner == OWNER_NONE)  /* a thread may be starting to block */
+            rc = timers_notify(st, waker);
+    }
+    if (rc == 0)
+        result = PyLong_FromLong(sid);
+out:
+    Py_XDECREF(sources);
+    Py_XDECREF(lock);
+    Py_DECREF(waker);
+    return result;
+}

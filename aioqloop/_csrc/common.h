@@ -1,0 +1,468 @@
+/* aioqloop._cengine, part common.h: what every part shares -- the module state (the
+ * interned names, what configure() and configure_timers() set, the core's heap types),
+ * the object structs' names, the helpers that call into Python objects, and the macros
+ * that make a core type's GC functions and type spec.
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#define EPOLLIN_BIT EPOLLIN
+#define EPOLLOUT_BIT EPOLLOUT
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------- the pending exception */
+/* The pending exception is one object (PyErr_GetRaisedException, 3.12+).  3.10 and 3.11
+ * have only the (type, value, traceback) triple: there the two calls are made of it,
+ * with the same results (a normalised exception carrying its traceback). */
+#if PY_VERSION_HEX < 0x030C0000
+static inline PyObject *
+PyErr_GetRaisedException(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static inline void
+PyErr_SetRaisedException(PyObject *exc)
+{
+    if (exc == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+}
+#endif
+
+/* A finally block in C.  `PyObject *saved = PyErr_GetRaisedException();` before the
+ * cleanup, then `finish_cleanup(saved, rc)` with the cleanup's result: an exception of
+ * the cleanup replaces the saved one (as in Python); else the saved one is raised again.
+ * -1 if an exception is pending afterwards, 0 if none. */
+static inline int
+finish_cleanup(PyObject *saved, int cleanup_rc)
+{
+    if (cleanup_rc < 0) {
+        Py_XDECREF(saved);
+        return -1;
+    }
+    if (saved == NULL)
+        return 0;
+    PyErr_SetRaisedException(saved);
+    return -1;
+}
+
+/* --------------------------------------------------------------- module state */
+/* Everything the core keeps between calls lives in the module state (PEP 489, PEP 573):
+ * no file-scope Python objects, so each import of the module (a subinterpreter, a
+ * reload) has its own.  Core objects cache a pointer to it at construction (their
+ * heap type holds the module, so the state outlives them); module functions read it
+ * from the module.  */
+
+/* Interned attribute and method names: X(field, "text"). */
+#define CORE_NAMES(X) \
+    X(s_current, "current") \
+    X(s_idle, "_idle") \
+    X(s_survives, "_survives_escape") \
+    X(s_dispatch, "dispatch") \
+    X(s_ctx_dispatch, "_dispatch") \
+    X(s_tap_order, "order") \
+    X(s_tap_dispatched, "dispatched") \
+    X(s_count_waited, "_count_waited") \
+    X(s_enter, "enter") \
+    X(s_between, "between") \
+    X(s_leave, "leave") \
+    X(s_block, "_block") \
+    X(s_unblock, "_unblock") \
+    X(s_report, "_report") \
+    X(s_callback, "callback") \
+    X(s_maybe_finalize, "_maybe_finalize") \
+    X(s_slow_threshold, "slow_threshold") \
+    X(s_destroy, "destroy") \
+    X(s_run_check_hooks, "_run_check_hooks") \
+    X(s_deferred, "deferred") \
+    X(s_give_back, "give_back") \
+    X(s_entries, "entries") \
+    X(s_prios, "prios") \
+    X(s_ops, "ops") \
+    X(s_pending, "pending") \
+    X(s_prepare_slow, "_prepare_slow") \
+    X(s_masks, "masks") \
+    X(s_poll_waiting, "poll_waiting") \
+    X(s_loop, "loop") \
+    X(s_loop_class, "loop_class") \
+    X(s_rebind, "rebind") \
+    X(s_poll, "poll") \
+    X(s_place, "place") \
+    X(s_block_kw, "block") \
+    X(s_dispatch_kw, "dispatch") \
+    X(s_phase_dispatch, "dispatch") \
+    X(s_set_ready_time, "set_ready_time") \
+    X(s_revents, "revents") \
+    X(s_key, "key") \
+    X(s_sort, "sort") \
+    X(s_unpolled, "unpolled") \
+    X(s_records, "records") \
+    X(s_wake_fd, "_wake_fd") \
+    X(s_events, "events") \
+    X(s_source, "source") \
+    X(s_drain, "drain") \
+    X(s_epoll, "epoll") \
+    X(s_last_audit, "last_audit") \
+    X(s_audit, "audit") \
+    X(s_audit_interval, "fd_audit_interval") \
+    X(s_always, "always") \
+    X(s_mark_ready, "_mark_ready") \
+    X(s_poll_ready_name, "_poll_ready") \
+    X(s_apply_polled_name, "_apply_polled") \
+    X(s_ready_q, "_ready") \
+    X(s_scheduled, "_scheduled") \
+    X(s_timer_due, "_timer_due") \
+    X(s_urgent, "_urgent") \
+    X(s_dispatch_postponed, "_dispatch_postponed") \
+    X(s_woken, "_woken") \
+    X(s_raw, "raw") \
+    X(s_take_raw, "take_raw") \
+    X(s_take_epfd, "_take_epfd") \
+    X(s_poll_clock, "_poll_clock") \
+    X(s_expose_deadline, "_expose_deadline") \
+    X(s_sources, "_sources") \
+    X(s_append, "append") \
+    X(s_clear, "clear") \
+    X(s_select_name, "select") \
+    X(s_stale, "stale") \
+    X(s_call_soon, "call_soon") \
+    X(s_has_prepare, "_has_prepare") \
+    X(s_run_ops, "run_ops") \
+    X(s_bh, "_bh") \
+    X(s_queue, "queue") \
+    X(s_pending_attr, "pending") \
+    X(s_notify_locked, "notify_locked") \
+    X(s_waker_attr, "_waker") \
+    X(s_closing_attr, "_closing") \
+    X(s_next_id, "_next_id") \
+    X(s_post_insert, "_post_insert") \
+    X(s_lock, "lock") \
+    X(s_owner, "_owner") \
+    X(s_closed_attr, "_closed") \
+    X(s_check_loop_open, "_check_loop_open") \
+    X(s_is_closed, "is_closed") \
+    X(s_owned_by_loop, "_owned_by_loop") \
+    X(s_notify, "notify") \
+    X(s_bh_source, "source") \
+    X(s_stale_attr, "_stale") \
+    X(s_release, "release") \
+    X(s_has_check, "_has_check") \
+    X(s_attached, "_attached") \
+    X(s_finalize, "finalize") \
+    X(s_insert_tree, "_insert_tree") \
+    X(s_remove, "_remove") \
+    X(s_seq_attr, "_seq") \
+    X(s_drop, "drop") \
+    X(s_driver, "_driver") \
+    X(s_run, "_run") \
+    X(s_cancel, "cancel") \
+    X(s_acquire, "acquire") \
+    X(s_deadline_changed, "deadline_changed") \
+    X(s_always_ready_pending, "always_ready_pending") \
+    X(s_next_deadline, "next_deadline") \
+    X(s_rebuild, "rebuild") \
+    X(s_ep, "_ep") \
+    X(s_fd_to_key, "_fd_to_key") \
+    X(s_ctx_mask, "_ctx_mask") \
+    X(s_events_attr, "events") \
+    X(s_tm_attach, "_attach") \
+    X(s_tm_time, "time") \
+    X(s_tm_monotonic, "monotonic") \
+    X(s_tm_context_class, "_context_class") \
+    X(s_tm_default_context, "default_context") \
+    X(s_tm_locked, "locked") \
+    X(s_tm_closed, "_closed") \
+    X(s_tm_notified, "notified")
+
+/* What configure() sets, by keyword: X(field) (the keyword is the field's name). */
+#define CORE_CONFIG(X) \
+    X(default_dispatch)       /* Source.dispatch (the plain function) */ \
+    X(timeout_dispatch)       /* TimeoutSource.dispatch */ \
+    X(fd_dispatch)            /* FdSource.dispatch */ \
+    X(conditions)             /* tuple of 64 IOCondition values */ \
+    X(tls)                    /* aioqloop._registry._tls */ \
+    X(warn_slow)              /* callable(src, elapsed) */ \
+    X(order_key)              /* callable(src) -> src._order */ \
+    X(default_attached)       /* Source._attached */ \
+    X(timeout_attached)       /* TimeoutSource._attached */ \
+    X(default_finalize)       /* Source.finalize */ \
+    X(default_maybe_finalize) /* Source._maybe_finalize */ \
+    X(heappush)               /* heapq.heappush */ \
+    X(heappop)                /* heapq.heappop */ \
+    X(default_destroy)        /* Source.destroy */ \
+    X(default_set_ready_time) /* Source.set_ready_time */
+
+/* What configure_timers() sets: X(field, "keyword"). */
+#define CORE_TIMER_CONFIG(X) \
+    X(tm_timeout_class, "timeout_class")     /* TimeoutSource */ \
+    X(tm_source_class, "source_class")       /* Source */ \
+    X(tm_registry, "registry")               /* aioqloop._registry */ \
+    X(tm_check_interval, "check_interval")   /* the argument checks that raise */ \
+    X(tm_check_priority, "check_priority") \
+    X(tm_check_name, "check_name") \
+    X(tm_check_callback, "check_callback") \
+    X(tm_noop_deadline, "noop_deadline")     /* bridge.Driver.deadline_changed */ \
+    X(tm_plain_deadline, "plain_deadline")   /* bridge.PlainDriver.deadline_changed */ \
+    X(tm_loop_time, "loop_time")             /* asyncio.BaseEventLoop.time */ \
+    X(tm_time_module, "time_module")         /* time */ \
+    X(tm_monotonic, "monotonic")             /* time.monotonic */ \
+    X(tm_waker_notify, "waker_notify")       /* Waker.notify */
+
+/* The Python objects of the state that can take part in reference cycles (through the
+ * module that made them, or the Python modules they belong to): visited and cleared by
+ * the module's GC functions.  The interned names and constants cannot, and stay until
+ * the module is freed. */
+#define CORE_TYPES(X) \
+    X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType)
+#define CORE_OWNED(X) \
+    X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
+    X(order_key_fn)      /* the dispatch sort key in C (a function of this module) */ \
+    X(attach_descr)      /* ContextCore._attach, to spot a class that overrides it */ \
+    X(hook_poll_descr) X(hook_place_descr) X(plain_poll_descr) X(plain_place_descr)
+
+#define DECLARE_NAME(field, text) PyObject *field;
+#define DECLARE_FIELD(field) PyObject *field;
+#define DECLARE_TYPE(field) PyTypeObject *field;
+#define DECLARE_FIELD2(field, keyword) PyObject *field;
+
+typedef struct ModState {
+    CORE_TYPES(DECLARE_TYPE)
+    CORE_CONFIG(DECLARE_FIELD)
+    CORE_TIMER_CONFIG(DECLARE_FIELD2)
+    CORE_OWNED(DECLARE_FIELD)
+    CORE_NAMES(DECLARE_NAME)
+    PyObject *empty_tuple, *float_zero, *float_inf;
+    double slow_floor;     /* configure(slow_floor=): dispatches shorter are never slow */
+    double max_wait;       /* configure(max_wait=): the longest poll, seconds */
+    long reportable[4];    /* configure(reportable=): epoll bits asyncio's masks report */
+} ModState;
+
+static struct PyModuleDef moduledef;
+
+static inline ModState *
+module_state(PyObject *module)
+{
+    return (ModState *)PyModule_GetState(module);
+}
+
+/* The state of the module that made ``type`` or one of its bases (a Python subclass of
+ * a core type has no module of its own): a slow path, for constructors only -- objects
+ * keep the pointer.  NULL with a TypeError when no base is ours. */
+static ModState *
+state_of_type(PyTypeObject *type)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *module = PyType_GetModuleByDef(type, &moduledef);
+    return module == NULL ? NULL : module_state(module);
+#else
+    /* 3.10 has no PyType_GetModuleByDef: walk the MRO as it does */
+    PyObject *mro = type->tp_mro;
+    Py_ssize_t n = mro != NULL && PyTuple_Check(mro) ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE))
+            continue;
+        PyObject *module = ((PyHeapTypeObject *)base)->ht_module;
+        if (module != NULL && PyModule_GetDef(module) == &moduledef)
+            return module_state(module);
+    }
+    PyErr_Format(PyExc_TypeError, "%.100s is not a type of aioqloop._cengine",
+                 type->tp_name);
+    return NULL;
+#endif
+}
+
+/* The object structs, defined in their parts. */
+typedef struct StatsObject StatsObject;
+typedef struct SourceObject SourceObject;
+typedef struct ContextObject ContextObject;
+typedef struct HookObject HookObject;
+typedef struct PlainObject PlainObject;
+typedef struct BHObject BHObject;
+
+#define IS_NONE(o) ((o) == NULL || (o) == Py_None)
+#define Source_Check(st, o) PyObject_TypeCheck((o), (st)->SourceType)
+
+/* Used before the part that defines them. */
+static int timers_fast_clock(ModState *st, PyObject *clock, double *out);
+static int timers_deadline_changed(ContextObject *self, double when);
+static PyObject *timers_prepare(ContextObject *self, int deferred);
+static int timers_next_deadline(ModState *st, PyObject *deadlines, double *out);
+static int timers_notify(ModState *st, PyObject *waker);
+static int timers_heappush(PyObject *heap, PyObject *entry);
+static PyObject *timers_heappop(PyObject *heap);
+static int set_ref(PyObject **slot, PyObject *kw, const char *name);
+static int schedule_ready_time_c(ContextObject *self, SourceObject *src);
+static int destroy_source(SourceObject *src);
+static PyObject *ctx_collect(ContextObject *self, PyObject *unused);
+static PyObject *driver_poll(ModState *st, PyObject *driver, PyObject *timeout);
+static PyObject *driver_place(ModState *st, PyObject *driver, PyObject *prio);
+
+static inline double
+perf_now(void)
+{
+    /* time.perf_counter() is CLOCK_MONOTONIC on Linux; only differences are used. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* tp_traverse, tp_clear and tp_dealloc of a core type whose object fields FIELDS(X)
+ * lists.  The types are heap types: an instance holds a reference to its type, which
+ * traverse visits and dealloc releases (after the object's memory: the type may go
+ * with it).  A Python subclass's own traverse and dealloc call these. */
+#define VISIT_FIELD(f) Py_VISIT(self->f);
+#define CLEAR_FIELD(f) Py_CLEAR(self->f);
+#define GC_FUNCTIONS(prefix, Type, FIELDS)                                  \
+    static int                                                             \
+    prefix##_traverse(Type *self, visitproc visit, void *arg)              \
+    {                                                                      \
+        Py_VISIT(Py_TYPE(self));                                           \
+        FIELDS(VISIT_FIELD)                                                \
+        return 0;                                                          \
+    }                                                                      \
+    static int                                                             \
+    prefix##_clear(Type *self)                                             \
+    {                                                                      \
+        FIELDS(CLEAR_FIELD)                                                \
+        return 0;                                                          \
+    }                                                                      \
+    static void                                                            \
+    prefix##_dealloc(Type *self)                                           \
+    {                                                                      \
+        PyTypeObject *type = Py_TYPE(self);                                \
+        PyObject_GC_UnTrack(self);                                         \
+        prefix##_clear(self);                                              \
+        type->tp_free((PyObject *)self);                                   \
+        Py_DECREF(type);                                                   \
+    }
+
+/* The spec of one of the core's GC-tracked, subclassable types (made per module by
+ * PyType_FromModuleAndSpec).  Immutable, as static types were: a class attribute
+ * cannot be set on the core type itself, only on a Python subclass. */
+#define CORE_SPEC(prefix, Obj, pyname, doc, newfunc)                        \
+    static PyType_Slot prefix##_slots[] = {                                 \
+        {Py_tp_doc, (void *)(doc)},                                         \
+        {Py_tp_traverse, (void *)prefix##_traverse},                        \
+        {Py_tp_clear, (void *)prefix##_clear},                              \
+        {Py_tp_dealloc, (void *)prefix##_dealloc},                          \
+        {Py_tp_members, prefix##_members},                                  \
+        {Py_tp_methods, prefix##_methods},                                  \
+        {Py_tp_new, (void *)(newfunc)},                                     \
+        {0, NULL},                                                          \
+    };                                                                      \
+    static PyType_Spec prefix##_spec = {                                    \
+        .name = "aioqloop._cengine." pyname,                                \
+        .basicsize = sizeof(Obj),                                           \
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC \
+                 | Py_TPFLAGS_IMMUTABLETYPE,                                \
+        .slots = prefix##_slots,                                            \
+    };
+
+/* A field that the object's __init__ sets, read where it must be there: the field
+ * (borrowed), or NULL with a RuntimeError when it is not (the __init__ never ran, as in
+ * T.__new__(T) or a subclass that skips it, or the attribute was deleted).  Every such
+ * read goes through this: a half-made object raises, it never crashes. */
+static PyObject *
+required_field(PyObject *field, PyObject *owner, const char *name)
+{
+    if (field == NULL)
+        PyErr_Format(PyExc_RuntimeError,
+                     "%.100s object is not initialised: %s is not set (did its __init__ run?)",
+                     Py_TYPE(owner)->tp_name, name);
+    return field;
+}
+#define REQUIRED(obj, field, name) required_field((obj)->field, (PyObject *)(obj), (name))
+
+static inline Py_ssize_t
+list_len(PyObject *o)
+{
+    if (o == NULL || o == Py_None)
+        return 0;
+    if (PyList_CheckExact(o))
+        return PyList_GET_SIZE(o);
+    return PyObject_Length(o);
+}
+
+
+/* Call self.<name>(args...) and discard the result; -1 on error. */
+static int
+call_method_void(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *r;
+    if (a == NULL)
+        r = PyObject_CallMethodNoArgs(obj, name);
+    else if (b == NULL)
+        r = PyObject_CallMethodOneArg(obj, name, a);
+    else
+        r = PyObject_CallMethodObjArgs(obj, name, a, b, c, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Truth of obj.<name>(); -1 on error. */
+static int
+call_truth(PyObject *obj, PyObject *name)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(obj, name);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* Truth of obj.<name>(arg); -1 on error. */
+static int
+call_truth_arg(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = PyObject_CallMethodOneArg(obj, name, arg);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* Truth of obj.<name>; -1 on error. */
+static int
+attr_truth(PyObject *obj, PyObject *name)
+{
+    PyObject *r = PyObject_GetAttr(obj, name);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static inline int
+nonempty_attr(PyObject *obj, PyObject *name)
+{
+    if (IS_NONE(obj))
+        return 0;
+    return attr_truth(obj, name);
+}
+

@@ -1,0 +1,645 @@
+/* aioqloop._cengine, part dispatch.h: Dispatch: g_main_dispatch for one priority, with GLib's source blocking
+ * (block_source/unblock_source), the dispatch depth, statistics, and QEMU's big-lock
+ * hand-over between two dispatches (the Gate).
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+/* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
+static int
+rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
+{
+    ModState *st = self->st;
+    Py_ssize_t nfds = list_len(src->fds);
+    if (nfds < 0)
+        return -1;
+    if (nfds) {
+        PyObject *fds = src->fds;
+        Py_INCREF(fds);
+        PyObject *it = PyObject_GetIter(fds);
+        Py_DECREF(fds);
+        if (it == NULL)
+            return -1;
+        PyObject *rec;
+        PyObject *zero = PyLong_FromLong(0);
+        while ((rec = PyIter_Next(it)) != NULL) {
+            int rc = PyObject_SetAttr(rec, st->s_revents, zero);
+            Py_DECREF(rec);
+            if (rc < 0) {
+                Py_DECREF(zero);
+                Py_DECREF(it);
+                return -1;
+            }
+        }
+        Py_DECREF(zero);
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            return -1;
+    }
+    double now = self->now, rt = src->ready_time;
+    if (premarked && src->ready && !src->c_idle && !(0 <= rt && rt <= now)) {
+        if (unmark_ready(self, src) < 0)
+            return -1;
+    }
+    if (src->destroyed)
+        return 0;
+    if (!keep)
+        return destroy_source(src);
+    if (src->c_idle)
+        return mark_ready(self, (PyObject *)src);
+    rt = src->ready_time;
+    if (rt != -1 && !src->in_heap) {
+        if (rt <= now) {
+            if (!src->ready) {
+                if (mark_ready(self, (PyObject *)src) < 0)
+                    return -1;
+                src->ready_by_time = src->ready;
+            }
+        }
+        else {
+            return schedule_ready_time_c(self, src);
+        }
+    }
+    return 0;
+}
+
+/* Dispatch counters on a statistics object that is not the core's own record. */
+static int
+stats_generic(PyObject *rec, double elapsed)
+{
+    PyObject *d = PyObject_GetAttrString(rec, "dispatches");
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *nd = d && one ? PyNumber_Add(d, one) : NULL;
+    Py_XDECREF(d);
+    Py_XDECREF(one);
+    if (nd == NULL || PyObject_SetAttrString(rec, "dispatches", nd) < 0) {
+        Py_XDECREF(nd);
+        return -1;
+    }
+    Py_DECREF(nd);
+    PyObject *t = PyObject_GetAttrString(rec, "dispatch_time");
+    double total = t ? PyFloat_AsDouble(t) : -1.0;
+    Py_XDECREF(t);
+    if (total == -1.0 && PyErr_Occurred())
+        return -1;
+    PyObject *nt = PyFloat_FromDouble(total + elapsed);
+    int rc = nt ? PyObject_SetAttrString(rec, "dispatch_time", nt) : -1;
+    Py_XDECREF(nt);
+    if (rc < 0)
+        return -1;
+    PyObject *m = PyObject_GetAttrString(rec, "max_dispatch_time");
+    double mx = m ? PyFloat_AsDouble(m) : -1.0;
+    Py_XDECREF(m);
+    if (mx == -1.0 && PyErr_Occurred())
+        return -1;
+    if (elapsed > mx) {
+        PyObject *ne = PyFloat_FromDouble(elapsed);
+        rc = ne ? PyObject_SetAttrString(rec, "max_dispatch_time", ne) : -1;
+        Py_XDECREF(ne);
+    }
+    return rc;
+}
+
+/* Dispatcher._end_dispatch. */
+static int
+end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, double elapsed)
+{
+    ModState *st = self->st;
+    src->dispatching--;
+    if (blocked) {
+        Py_ssize_t ndue = list_len(self->blocked_due);
+        if (ndue < 0)
+            return -1;
+        int unpolled = 0;
+        if (leaf && list_len(src->fds) > 0) {
+            unpolled = nonempty_attr(self->fds, st->s_unpolled);
+            if (unpolled < 0)
+                return -1;
+        }
+        if (leaf && !src->ready_while_blocked && ndue == 0 && !unpolled) {
+            src->blocked = 0;
+            PyObject *stack = self->blocked;
+            Py_ssize_t n;
+            if (stack != NULL && PyList_CheckExact(stack) && (n = PyList_GET_SIZE(stack)) > 0
+                    && PyList_GET_ITEM(stack, n - 1) == (PyObject *)src) {
+                if (PyList_SetSlice(stack, n - 1, n, NULL) < 0)
+                    return -1;
+            }
+            else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
+                                      NULL) < 0) {
+                return -1;
+            }
+        }
+        else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
+                                  NULL) < 0) {
+            return -1;
+        }
+    }
+    PyObject *rec = src->stats;
+    if (IS_NONE(rec)) {
+        /* SourceStatistics(): zeroed counters (its __init__ takes no arguments) */
+        rec = st->StatsType->tp_alloc(st->StatsType, 0);
+        if (rec == NULL)
+            return -1;
+        Py_XSETREF(src->stats, rec);
+    }
+    if (Py_IS_TYPE(rec, st->StatsType)) {
+        StatsObject *s = (StatsObject *)rec;
+        s->dispatches++;
+        s->dispatch_time += elapsed;
+        if (elapsed > s->max_dispatch_time)
+            s->max_dispatch_time = elapsed;
+    }
+    else if (stats_generic(rec, elapsed) < 0) {
+        return -1;  /* some other record object: updated through its attributes */
+    }
+    if (src->destroyed) {
+        if (call_method_void((PyObject *)src, st->s_maybe_finalize, NULL, NULL, NULL) < 0)
+            return -1;
+    }
+    if (elapsed >= st->slow_floor) {
+        PyObject *port = REQUIRED(self, port, "_port");
+        PyObject *th = port ? PyObject_CallMethodNoArgs(port, st->s_slow_threshold) : NULL;
+        if (th == NULL)
+            return -1;
+        if (th != Py_None) {
+            double t = PyFloat_AsDouble(th);
+            Py_DECREF(th);
+            if (t == -1.0 && PyErr_Occurred())
+                return -1;
+            if (elapsed >= t) {
+                PyObject *e = PyFloat_FromDouble(elapsed);
+                if (e == NULL)
+                    return -1;
+                PyObject *r = PyObject_CallFunctionObjArgs(st->warn_slow, (PyObject *)src, e,
+                                                           NULL);
+                Py_DECREF(e);
+                if (r == NULL)
+                    return -1;
+                Py_DECREF(r);
+            }
+        }
+        else {
+            Py_DECREF(th);
+        }
+    }
+    return 0;
+}
+
+/* Look a function up on the type (no instance attributes: those are not hooks). */
+static inline PyObject *
+type_attr(PyObject *obj, PyObject *name)
+{
+    return _PyType_Lookup(Py_TYPE(obj), name);  /* borrowed, no exception set */
+}
+
+/* FdSource.dispatch: callback(fileobj, condition, *args), the condition being the
+ * watch's revents as an IOCondition (GLib's GIOFunc / GUnixFDSourceFunc). */
+static PyObject *
+dispatch_fd(SourceObject *src, PyObject *cb, PyObject *args)
+{
+    ModState *st = src->st;
+    PyObject *fileobj = src->fileobj, *tag = src->tag;
+    if (fileobj == NULL || tag == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "FdSource without a watch");
+        return NULL;
+    }
+    Py_INCREF(fileobj);
+    Py_INCREF(tag);
+    PyObject *rev = PyObject_GetAttr(tag, st->s_revents);
+    Py_DECREF(tag);
+    long bits = rev ? PyLong_AsLong(rev) : -1;
+    Py_XDECREF(rev);
+    if (bits == -1 && PyErr_Occurred()) {
+        Py_DECREF(fileobj);
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *small[8];
+    PyObject **argv = small;
+    if (n + 2 > 8) {
+        argv = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n + 2));
+        if (argv == NULL) {
+            Py_DECREF(fileobj);
+            return PyErr_NoMemory();
+        }
+    }
+    argv[0] = fileobj;
+    argv[1] = PyTuple_GET_ITEM(st->conditions, bits & 0x3F);
+    for (Py_ssize_t i = 0; i < n; i++)
+        argv[i + 2] = PyTuple_GET_ITEM(args, i);
+    PyObject *r = PyObject_Vectorcall(cb, argv, (size_t)(n + 2), NULL);
+    if (argv != small)
+        PyMem_Free(argv);
+    Py_DECREF(fileobj);
+    return r;
+}
+
+/* TimeoutSource.dispatch during an iteration: the callback, and a repeating timeout
+ * re-armed at the iteration's cached time plus its interval (g_timeout_dispatch). */
+static PyObject *
+dispatch_timeout(SourceObject *src, ContextObject *ctx, PyObject *cb, PyObject *args)
+{
+    ModState *st = src->st;
+    PyObject *r = PyObject_Call(cb, args, NULL);
+    if (r == NULL)
+        return NULL;
+    int keep = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (keep <= 0)
+        return keep < 0 ? NULL : PyBool_FromLong(0);
+    if (src->destroyed)
+        return PyBool_FromLong(keep);
+    double when = ctx->now + src->interval;
+    if (when == src->ready_time)
+        return PyBool_FromLong(keep);  /* set_ready_time: no change */
+    if (!src->in_heap && when <= ctx->now && when >= 0) {
+        /* Due already (a timeout of 0): no heap entry; rearm marks it ready, which is
+         * what the next check would do with the entry. */
+        src->ready_time = when;
+        return PyBool_FromLong(keep);
+    }
+    PyObject *w = PyFloat_FromDouble(when);
+    if (w == NULL)
+        return NULL;
+    PyObject *x = PyObject_CallMethodOneArg((PyObject *)src, st->s_set_ready_time, w);
+    Py_DECREF(w);
+    if (x == NULL)
+        return NULL;
+    Py_DECREF(x);
+    return PyBool_FromLong(keep);
+}
+
+/* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
+ * sources run no Python frame but the user's callback. */
+static PyObject *
+run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
+{
+    ModState *st = src->st;
+    PyObject *self = (PyObject *)src;
+    PyObject *fn = type_attr(self, st->s_dispatch);
+    if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
+        if (fn == st->default_dispatch)
+            return PyObject_Call(cb, args, NULL);
+        if (fn == st->fd_dispatch)
+            return dispatch_fd(src, cb, args);
+        ContextObject *ctx = (ContextObject *)src->context;
+        if (fn == st->timeout_dispatch && ctx != NULL && st->default_set_ready_time != NULL
+                && type_attr(self, st->s_set_ready_time) == st->default_set_ready_time
+                && PyObject_TypeCheck((PyObject *)ctx, st->ContextType)
+                && (ctx->in_iteration || ctx->in_hook))
+            return dispatch_timeout(src, ctx, cb, args);
+    }
+    /* the class's own dispatch(): dispatch_one takes its result's truth */
+    return PyObject_CallMethodObjArgs(self, st->s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
+                                      NULL);
+}
+
+/* The dispatch tap (Dispatcher's ``_tap``, aioqloop._trace): a test tool that records
+ * each dispatch and may reorder the ready sources of one priority.  Kept apart from the
+ * dispatch itself; with no tap (None, the default) it costs one pointer test. */
+
+static int
+tap_dispatched(ContextObject *self, PyObject *srcobj)
+{
+    ModState *st = self->st;
+    PyObject *tap = self->tap;
+    if (tap == NULL || IS_NONE(tap))
+        return 0;
+    Py_INCREF(tap);
+    PyObject *r = PyObject_CallMethodOneArg(tap, st->s_tap_dispatched, srcobj);
+    Py_DECREF(tap);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Replace *pending (a new list reference) by the tap's order of it. */
+static int
+tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
+{
+    ModState *st = self->st;
+    PyObject *tap = self->tap;
+    if (tap == NULL || IS_NONE(tap))
+        return 0;
+    Py_INCREF(tap);
+    PyObject *r = PyObject_CallMethodObjArgs(tap, st->s_tap_order, priority, *pending, NULL);
+    Py_DECREF(tap);
+    if (r == NULL)
+        return -1;
+    if (!PyList_CheckExact(r)) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_TypeError, "a dispatch tap's order() must return a list");
+        return -1;
+    }
+    Py_SETREF(*pending, r);
+    return 0;
+}
+
+/* The start of Dispatcher._dispatch_one: READY cleared (and set again at once for an
+ * idle or a due ready time, as GLib keeps such a source ready), then GLib's block_source
+ * unless the source may recurse.  0, or -1 with an exception. */
+static int
+begin_dispatch(ContextObject *self, SourceObject *src, int *blocked, int *premarked,
+               int *leaf)
+{
+    ModState *st = self->st;
+    PyObject *srcobj = (PyObject *)src;
+    if (tap_dispatched(self, srcobj) < 0)
+        return -1;
+    if (src->ready) {
+        src->ready = src->ready_by_time = src->ready_by_child = 0;
+        if (drop_ready(self, src, 1) < 0)
+            return -1;
+    }
+    *blocked = !src->can_recurse;
+    double rt = src->ready_time;
+    *premarked = !*blocked && (src->c_idle || (0 <= rt && rt <= self->now && !src->in_heap));
+    if (*premarked && mark_ready(self, srcobj) < 0)
+        return -1;
+    Py_ssize_t nchildren = list_len(src->children), nfds = list_len(src->fds);
+    if (nchildren < 0 || nfds < 0)
+        return -1;
+    /* Blocking a source without children is one flag and one push (its fds are only
+     * unpolled by a nested iteration's poll, which end_dispatch checks). */
+    *leaf = !nchildren;
+    if (!*blocked)
+        return 0;
+    if (!*leaf)
+        return call_method_void((PyObject *)self, st->s_block, srcobj, NULL, NULL);
+    src->blocked = 1;
+    if (self->blocked == NULL || !PyList_CheckExact(self->blocked)) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._blocked must be a list");
+        return -1;
+    }
+    return PyList_Append(self->blocked, srcobj);
+}
+
+/* Push src on the thread's dispatch stack (g_main_current_source's): the stack (a new
+ * reference), or NULL with an exception. */
+static PyObject *
+push_current(ModState *st, PyObject *srcobj)
+{
+    if (st->tls == NULL || st->order_key == NULL || st->warn_slow == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
+        return NULL;
+    }
+    PyObject *current = PyObject_GetAttr(st->tls, st->s_current);
+    if (current == NULL)
+        return NULL;
+    if (!PyList_CheckExact(current) || PyList_Append(current, srcobj) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "the dispatch stack must be a list");
+        Py_DECREF(current);
+        return NULL;
+    }
+    return current;
+}
+
+/* The dispatch raised (the exception is pending).  SystemExit and KeyboardInterrupt
+ * escape: *escaped is set and the exception returned, to be raised again after the
+ * cleanup.  Any other is reported through MainContext._report (GLib has no exceptions;
+ * this is aioqloop's rule), and what _report itself raises is returned.  NULL: reported,
+ * nothing to raise. */
+static PyObject *
+dispatch_error(ContextObject *self, SourceObject *src, int *escaped)
+{
+    ModState *st = self->st;
+    *escaped = PyErr_ExceptionMatches(PyExc_SystemExit)
+               || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+    PyObject *exc = PyErr_GetRaisedException();
+    if (*escaped)
+        return exc;
+    PyObject *kwnames = PyTuple_Pack(1, st->s_callback);
+    /* the callback as it is now (the failed one may have replaced itself) */
+    PyObject *now_cb = src->callback ? src->callback : Py_None;
+    Py_INCREF(now_cb);  /* _report may destroy and finalize the source */
+    PyObject *fnargs[5] = {(PyObject *)self, exc ? exc : Py_None, (PyObject *)src,
+                           st->s_phase_dispatch, now_cb};
+    PyObject *r = NULL;
+    if (kwnames != NULL) {
+        r = PyObject_VectorcallMethod(st->s_report, fnargs, 4, kwnames);
+        Py_DECREF(kwnames);
+    }
+    Py_DECREF(now_cb);
+    Py_XDECREF(exc);
+    if (r == NULL)
+        return PyErr_GetRaisedException();
+    Py_DECREF(r);
+    return NULL;
+}
+
+/* Dispatcher._dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
+static int
+dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
+{
+    ModState *st = self->st;
+    PyObject *srcobj = (PyObject *)src;
+    int blocked, premarked, leaf;
+    if (begin_dispatch(self, src, &blocked, &premarked, &leaf) < 0)
+        return -1;
+    PyObject *current = push_current(st, srcobj);
+    if (current == NULL)
+        return -1;
+    self->in_iteration++;
+    src->dispatching++;
+    int keep = 0, escaped = 0;
+    PyObject *cb = src->callback ? src->callback : Py_None;
+    PyObject *args = src->args;
+    Py_INCREF(cb);
+    Py_XINCREF(args);
+    Py_INCREF(srcobj);
+    PyObject *res = args ? run_dispatch(src, cb, args) : NULL;
+    if (args == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_AttributeError, "_args");
+    if (res != NULL) {
+        /* The result's truth is part of the dispatch: a __bool__ that raises is reported
+         * and destroys the source, like any other exception of the dispatch. */
+        keep = PyObject_IsTrue(res);
+        Py_DECREF(res);
+    }
+    PyObject *exc = NULL;  /* raised again after the cleanup */
+    if (res == NULL || keep < 0) {
+        keep = 0;
+        exc = dispatch_error(self, src, &escaped);
+    }
+    /* finally: */
+    double t1 = perf_now();
+    self->in_iteration--;
+    Py_ssize_t n = PyList_GET_SIZE(current);
+    int cleanup_rc = 0;
+    if (n > 0)
+        cleanup_rc = PyList_SetSlice(current, n - 1, n, NULL);
+    Py_DECREF(current);
+    if (cleanup_rc == 0)
+        cleanup_rc = end_dispatch(self, src, blocked, leaf, t1 - t0);
+    if (cleanup_rc == 0 && escaped)
+        cleanup_rc = rearm(self, src, src->c_survives, premarked);
+    int rc;
+    if (cleanup_rc < 0 || exc != NULL) {
+        /* an exception in the cleanup replaces the pending one, as in a finally block */
+        rc = finish_cleanup(exc, cleanup_rc);
+    }
+    else if (keep && src->c_idle && list_len(src->fds) == 0 && !src->destroyed) {
+        rc = mark_ready(self, srcobj);  /* a repeating idle, the common case of rearm */
+    }
+    else {
+        rc = rearm(self, src, keep, premarked);
+    }
+    Py_DECREF(cb);
+    Py_XDECREF(args);
+    Py_DECREF(srcobj);
+    *t_end = t1;
+    return rc;
+}
+
+/* The first key of a one-entry dict (borrowed). */
+static PyObject *
+only_key(PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    if (PyDict_Next(dict, &pos, &key, &value))
+        return key;
+    return NULL;
+}
+
+/* Dispatcher._dispatch_postponed(): a big lock handed over for a dispatch that does not
+ * happen now goes back at once, so the loop never polls holding it. */
+static PyObject *
+ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
+{
+    ModState *st = self->st;
+    PyObject *gate = self->gate;
+    if (gate != NULL && !IS_NONE(gate)) {
+        Py_INCREF(gate);
+        int rc = call_method_void(gate, st->s_give_back, NULL, NULL, NULL);
+        Py_DECREF(gate);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The ready sources of a bucket of several, in attach order (a dispatch tap may reorder
+ * them): a new list, or NULL with an exception. */
+static PyObject *
+ordered_batch(ContextObject *self, PyObject *priority, PyObject *bucket)
+{
+    ModState *st = self->st;
+    PyObject *pending = PySequence_List(bucket);
+    if (pending == NULL)
+        return NULL;
+    PyObject *kwnames = PyTuple_Pack(1, st->s_key);
+    PyObject *sargs[2] = {pending, st->order_key_fn ? st->order_key_fn : st->order_key};
+    PyObject *r = kwnames ? PyObject_VectorcallMethod(st->s_sort, sargs, 1, kwnames) : NULL;
+    Py_XDECREF(kwnames);
+    if (r == NULL || tap_order(self, priority, &pending) < 0) {
+        Py_XDECREF(r);
+        Py_DECREF(pending);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return pending;
+}
+
+/* The loop of g_main_dispatch over one batch (``single``, or the list ``pending``): each
+ * source still ready, in order, until a nested iteration takes over the rest, as in
+ * gmain.c.  With a big lock (*gate), QEMU's rule: the batch's first dispatch comes
+ * before any waiter gets the lock, waiters get it between two dispatches, and *gate is
+ * cleared when the rest must wait for it (see Dispatcher.dispatch).  0, or -1. */
+static int
+run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pending)
+{
+    ModState *st = self->st;
+    Py_ssize_t serial = self->serial;
+    double t = perf_now(), t_start = t;
+    int rc = 0, first = 1;
+    Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (self->serial != serial)
+            break;  /* a nested iteration took over the rest */
+        PyObject *o = single ? single : PyList_GET_ITEM(pending, i);
+        if (!Source_Check(st, o))
+            continue;
+        SourceObject *src = (SourceObject *)o;
+        if (!src->ready || src->destroyed)
+            continue;
+        if (first)
+            first = 0;
+        else if (*gate != NULL) {
+            int ok = call_truth(*gate, st->s_between);
+            if (ok < 0) {
+                rc = -1;
+                break;
+            }
+            if (!ok) {
+                Py_CLEAR(*gate);  /* deferred: the rest waits for the lock */
+                break;
+            }
+        }
+        double t_end;
+        if (dispatch_one(self, src, t, &t_end) < 0) {
+            rc = -1;
+            break;
+        }
+        t = t_end;
+    }
+    self->dispatch_time += t - t_start;
+    return rc;
+}
+
+/* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
+static PyObject *
+ctx_dispatch(ContextObject *self, PyObject *priority)
+{
+    ModState *st = self->st;
+    if (!ready_ok(self))
+        return NULL;
+    PyObject *bucket = PyDict_GetItemWithError(self->ready, priority);
+    if (bucket == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError))
+                return NULL;
+            PyErr_Clear();  /* an unhashable priority: nothing is ready there */
+        }
+        return ctx_dispatch_postponed(self, NULL);  /* gone since the check */
+    }
+    if (!PyDict_Check(bucket) || PyDict_GET_SIZE(bucket) == 0)
+        return ctx_dispatch_postponed(self, NULL);
+    self->iterations++;
+    PyObject *single = NULL, *pending = NULL, *gate = NULL;
+    if (PyDict_GET_SIZE(bucket) == 1) {
+        single = only_key(bucket);
+        Py_INCREF(single);
+    }
+    else if ((pending = ordered_batch(self, priority, bucket)) == NULL) {
+        return NULL;
+    }
+    int rc = 0;
+    if (PyDict_GET_SIZE(self->ready) > 1)
+        rc = call_method_void((PyObject *)self, st->s_count_waited, priority, NULL, NULL);
+    if (rc == 0 && !IS_NONE(self->gate)) {
+        gate = self->gate;
+        Py_INCREF(gate);
+        int ok = call_truth(gate, st->s_enter);
+        if (ok <= 0) {
+            rc = ok;  /* -1: an error; 0: the lock is not ours, nothing runs now */
+            Py_CLEAR(gate);
+            goto done;
+        }
+    }
+    if (rc == 0)
+        rc = run_batch(self, &gate, single, pending);
+    if (gate != NULL) {
+        PyObject *saved = PyErr_GetRaisedException();
+        rc = finish_cleanup(saved, call_method_void(gate, st->s_leave, NULL, NULL, NULL));
+        Py_DECREF(gate);
+    }
+done:
+    Py_XDECREF(single);
+    Py_XDECREF(pending);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}

@@ -1,0 +1,630 @@
+/* aioqloop._cengine, part hook.h: HookCore: the stock base's selector hook -- one g_main_context_iterate around asyncio's
+ * select (GLib's poll function replaced by the selector's), and the placement of the
+ * dispatch against asyncio's ready queue.
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+/* ---------------------------------------------------------------------- HookCore */
+/* The stock base's selector hook (aioqloop.loop._SelectorHook): one context iteration
+ * around asyncio's select, and the placement of its dispatch against asyncio's ready
+ * queue.  The rare paths (strict priorities, wake-ups of an empty context, a virtual
+ * clock, a wrapped select) stay in Python on the subclass. */
+struct HookObject {
+    PyObject_HEAD
+    ModState *st;  /* the module state (common.h), kept for the hot paths */
+    PyObject *loop, *ctx, *clock, *select, *timeout, *events, *dispatch_handle, *preset;
+    PyObject *direct, *polls;
+    char queued;
+};
+
+
+#define HOOK_FIELDS(X) \
+    X(loop) X(ctx) X(clock) X(select) X(timeout) X(events) X(dispatch_handle) \
+    X(preset) X(direct) X(polls)
+GC_FUNCTIONS(hook, HookObject, HOOK_FIELDS)
+
+static PyObject *
+hook_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
+    HookObject *self = (HookObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->st = st;
+    Py_INCREF(st->empty_tuple);
+    self->events = st->empty_tuple;
+    return (PyObject *)self;
+}
+/* MainContext.is_empty: no source attached and nothing posted by other threads. */
+static int
+context_is_empty(ModState *st, PyObject *ctx)
+{
+    PyObject *sources = PyObject_GetAttr(ctx, st->s_sources);
+    if (sources == NULL)
+        return -1;
+    int has = PyObject_IsTrue(sources);
+    Py_DECREF(sources);
+    if (has)
+        return has < 0 ? -1 : 0;
+    PyObject *waker = is_context(st, ctx) ? ((ContextObject *)ctx)->waker : NULL;
+    if (waker == NULL)
+        return 1;
+    int ops = nonempty_attr(waker, st->s_ops);
+    return ops < 0 ? -1 : !ops;
+}
+
+static int
+call_iterate(ModState *st, PyObject *ctx, PyObject *driver, int block)
+{
+    if (is_context(st, ctx))
+        return iterate_impl((ContextObject *)ctx, driver, block, 1);
+    PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
+    return -1;
+}
+
+/* Does the loop have a timer due (QSelectorEventLoop._timer_due)?  -1 on error. */
+static int
+timer_due(ModState *st, PyObject *loop)
+{
+    PyObject *scheduled = PyObject_GetAttr(loop, st->s_scheduled);
+    if (scheduled == NULL)
+        return -1;
+    int any = PyObject_IsTrue(scheduled);
+    Py_DECREF(scheduled);
+    if (any <= 0)
+        return any;
+    return call_truth(loop, st->s_timer_due);
+}
+
+/* SelectorFds.select (aioqloop._selectorfds), for the hook's own select: one epoll_wait
+ * for asyncio and the context.  Returns asyncio's (key, events) list; the raw results
+ * accumulate in direct.raw when one of the context's fds is among them. */
+
+/* asyncio's SelectorKey of a polled fd: 1 and *key (new), 0 if asyncio has none, -1. */
+static int
+selector_key(PyObject *fd_to_key, PyObject *fd_o, PyObject **key)
+{
+    if (PyDict_CheckExact(fd_to_key)) {
+        *key = PyDict_GetItemWithError(fd_to_key, fd_o);
+        if (*key == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_INCREF(*key);
+        return 1;
+    }
+    *key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping: owned */
+    if (*key == NULL)
+        return -1;
+    if (*key == Py_None) {
+        Py_CLEAR(*key);
+        return 0;
+    }
+    return 1;
+}
+
+/* Append (key, events) to asyncio's ready list for a raw epoll result ``ev`` of its fd:
+ * only what asyncio's own registration could have reported.  0, or -1. */
+static int
+report_key(ModState *st, PyObject *ready, PyObject *key, long ev)
+{
+    long kevents;
+    if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
+        /* selectors.SelectorKey: (fileobj, fd, events, data) */
+        kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
+    }
+    else {
+        PyObject *kev = PyObject_GetAttr(key, st->s_events_attr);
+        kevents = kev ? PyLong_AsLong(kev) : -1;
+        Py_XDECREF(kev);
+    }
+    if (kevents == -1 && PyErr_Occurred())
+        return -1;
+    long mine = ev & st->reportable[kevents & 3];
+    if (!mine)
+        return 0;
+    long events = 0;
+    if (mine & ~(long)EPOLLIN_BIT)
+        events |= 2;  /* selectors.EVENT_WRITE */
+    if (mine & ~(long)EPOLLOUT_BIT)
+        events |= 1;  /* selectors.EVENT_READ */
+    PyObject *pair = Py_BuildValue("(Ol)", key, events & kevents);
+    int rc = pair == NULL ? -1 : PyList_Append(ready, pair);
+    Py_XDECREF(pair);
+    return rc;
+}
+
+/* Keep the raw epoll results for the context (SelectorFds.raw), after any not taken yet. */
+static int
+keep_raw(ModState *st, PyObject *direct, PyObject *raw)
+{
+    PyObject *prev = PyObject_GetAttr(direct, st->s_raw);
+    if (prev == NULL)
+        return -1;
+    int nonempty = PyObject_IsTrue(prev);
+    int rc;
+    if (nonempty > 0) {
+        PyObject *r = PyObject_CallMethod(prev, "extend", "O", raw);
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    else {
+        rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, st->s_raw, raw);
+    }
+    Py_DECREF(prev);
+    return rc;
+}
+
+static PyObject *
+shared_select(ModState *st, PyObject *direct, PyObject *timeout)
+{
+    int stale = attr_truth(direct, st->s_stale);
+    if (stale < 0 || (stale && call_method_void(direct, st->s_rebuild, NULL, NULL, NULL) < 0))
+        return NULL;
+    double wait;
+    if (timeout == Py_None)
+        wait = -1.0;
+    else {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        wait = t <= 0 ? 0.0 : ceil(t * 1e3) * 1e-3;  /* epoll's milliseconds, rounded up */
+    }
+    PyObject *ep = PyObject_GetAttr(direct, st->s_ep);
+    if (ep == NULL)
+        return NULL;
+    PyObject *w = PyFloat_FromDouble(wait);
+    PyObject *raw = w ? PyObject_CallMethodOneArg(ep, st->s_poll, w) : NULL;
+    Py_XDECREF(w);
+    Py_DECREF(ep);
+    if (raw == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            return PyList_New(0);
+        }
+        return NULL;
+    }
+    PyObject *ready = PyList_New(0);
+    if (ready == NULL || !PyList_Check(raw) || PyList_GET_SIZE(raw) == 0) {
+        if (ready != NULL && !PyList_Check(raw)) {
+            PyErr_SetString(PyExc_TypeError, "epoll.poll() must return a list");
+            Py_CLEAR(ready);
+        }
+        Py_DECREF(raw);
+        return ready;
+    }
+    PyObject *fd_to_key = PyObject_GetAttr(direct, st->s_fd_to_key);
+    PyObject *ctx_mask = fd_to_key ? PyObject_GetAttr(direct, st->s_ctx_mask) : NULL;
+    if (ctx_mask == NULL || !PyDict_Check(ctx_mask)) {
+        if (ctx_mask != NULL)
+            PyErr_SetString(PyExc_TypeError, "SelectorFds._ctx_mask must be a dict");
+        goto fail;
+    }
+    int hit = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(raw); i++) {
+        PyObject *item = PyList_GET_ITEM(raw, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
+            continue;
+        PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
+        long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+        if (ev == -1 && PyErr_Occurred())
+            goto fail;
+        int mine_ctx = PyDict_Contains(ctx_mask, fd_o);
+        if (mine_ctx < 0)
+            goto fail;
+        hit |= mine_ctx;
+        PyObject *key;
+        int known = selector_key(fd_to_key, fd_o, &key);
+        if (known < 0)
+            goto fail;
+        if (known == 0)
+            continue;
+        int rc = report_key(st, ready, key, ev);
+        Py_DECREF(key);
+        if (rc < 0)
+            goto fail;
+    }
+    /* the raw list matters to the context only if one of its fds is in it */
+    if (hit && keep_raw(st, direct, raw) < 0)
+        goto fail;
+    Py_DECREF(fd_to_key);
+    Py_DECREF(ctx_mask);
+    Py_DECREF(raw);
+    return ready;
+fail:
+    Py_XDECREF(fd_to_key);
+    Py_XDECREF(ctx_mask);
+    Py_DECREF(raw);
+    Py_XDECREF(ready);
+    return NULL;
+}
+
+/* The hook's select function: SelectorFds.select runs here in C. */
+static PyObject *
+hook_call_select(HookObject *self, PyObject *timeout)
+{
+    ModState *st = self->st;
+    PyObject *fn = REQUIRED(self, select, "_select");
+    if (fn == NULL)
+        return NULL;
+    if (st->shared_select_fn != NULL && PyMethod_Check(fn)
+            && PyMethod_GET_FUNCTION(fn) == st->shared_select_fn
+            && PyMethod_GET_SELF(fn) == self->direct)
+        return shared_select(st, self->direct, timeout);
+    return PyObject_CallOneArg(fn, timeout);
+}
+
+/* _SelectorHook.select(timeout=None): prepare, the real select, check, place. */
+static PyObject *
+hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    ModState *st = self->st;
+    PyObject *timeout = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 1) {
+        PyErr_SetString(PyExc_TypeError, "select() takes at most one argument (timeout)");
+        return NULL;
+    }
+    if (nargs == 1)
+        timeout = args[0];
+    else if (nkw == 1) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0) {
+            PyErr_SetString(PyExc_TypeError, "select() got an unexpected keyword argument");
+            return NULL;
+        }
+        timeout = args[0];
+    }
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx) || self->select == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
+        return NULL;
+    }
+    Py_INCREF(ctx);
+    PyObject *events = NULL;
+    if (IS_NONE(self->clock)) {
+        int empty = context_is_empty(st, ctx);
+        if (empty < 0)
+            goto fail;
+        if (empty) {
+            /* plain asyncio work: the real select, and a look for a wake-up */
+            events = hook_call_select(self, timeout);
+            if (events == NULL)
+                goto fail;
+            /* only raw results (shared epoll) or events (private epoll) can hold one */
+            int woken = IS_NONE(self->direct) ? PyObject_IsTrue(events)
+                                              : nonempty_attr(self->direct, st->s_raw);
+            if (woken > 0)
+                woken = call_truth_arg((PyObject *)self, st->s_woken, events);
+            if (woken < 0)
+                goto fail;
+            if (woken) {
+                /* a wake-up: run what other threads posted, on the events we have */
+                Py_INCREF(events);
+                Py_XSETREF(self->preset, events);
+                if (call_iterate(st, ctx, (PyObject *)self, 0) < 0)
+                    goto fail;
+            }
+            Py_DECREF(ctx);
+            return events;
+        }
+    }
+    Py_INCREF(timeout);
+    Py_XSETREF(self->timeout, timeout);
+    Py_INCREF(st->empty_tuple);
+    Py_XSETREF(self->events, st->empty_tuple);
+    if (call_iterate(st, ctx, (PyObject *)self, 1) < 0)
+        goto fail;
+    events = self->events;  /* the reference moves to the caller */
+    Py_INCREF(st->empty_tuple);
+    self->events = st->empty_tuple;
+    if (events == NULL) {  /* deleted during the iteration */
+        Py_INCREF(st->empty_tuple);
+        events = st->empty_tuple;
+    }
+    {
+        /* a tool wrapped this select (looptime does): keep the deadline visible */
+        PyObject *dict = PyObject_GenericGetDict((PyObject *)self, NULL);
+        int wrapped = dict ? PyDict_Contains(dict, st->s_select_name) : -1;
+        Py_XDECREF(dict);
+        if (wrapped < 0 || (wrapped && call_method_void((PyObject *)self, st->s_expose_deadline,
+                                                        ctx, NULL, NULL) < 0))
+            goto fail;
+    }
+    Py_DECREF(ctx);
+    return events;
+fail:
+    Py_XDECREF(events);
+    Py_DECREF(ctx);
+    return NULL;
+}
+
+static int
+ctx_call_poll_ready(ModState *st, PyObject *ctx)
+{
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return -1;
+    }
+    if (is_context(st, ctx)) {
+        PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+    }
+    return call_method_void(ctx, st->s_poll_ready_name, NULL, NULL, NULL);
+}
+
+/* The select's timeout: the shorter of asyncio's (self->timeout) and the context's wait,
+ * at most max_wait (a poll takes 32-bit milliseconds).  A new reference (None: no
+ * timeout); *zero says it is 0.  NULL with an exception. */
+static PyObject *
+poll_timeout(HookObject *self, PyObject *wait, int *zero)
+{
+    ModState *st = self->st;
+    PyObject *timeout = self->timeout ? self->timeout : Py_None;
+    *zero = 0;
+    if (wait != Py_None) {
+        double w = PyFloat_AsDouble(wait);
+        if (w == -1.0 && PyErr_Occurred())
+            return NULL;
+        int shorter = timeout == Py_None;
+        if (!shorter) {
+            double t = PyFloat_AsDouble(timeout);
+            if (t == -1.0 && PyErr_Occurred())
+                return NULL;
+            shorter = w < t;
+        }
+        if (shorter && w > st->max_wait) {
+            *zero = st->max_wait == 0.0;
+            return PyFloat_FromDouble(st->max_wait);
+        }
+        if (shorter)
+            timeout = wait;
+    }
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        *zero = t == 0.0;
+    }
+    Py_INCREF(timeout);
+    return timeout;
+}
+
+/* After the select: hand what it found of the context's fds to the context (the shared
+ * epoll set's raw results, or a look at the private set when its fd was ready). */
+static int
+take_context_events(HookObject *self, PyObject *ctx, PyObject *events)
+{
+    ModState *st = self->st;
+    if (IS_NONE(self->direct)) {
+        int any = PyObject_IsTrue(events);
+        if (any <= 0)
+            return any;
+        int hit = call_truth_arg((PyObject *)self, st->s_take_epfd, events);
+        if (hit <= 0)
+            return hit;
+        return ctx_call_poll_ready(st, ctx);
+    }
+    PyObject *direct = self->direct;
+    Py_INCREF(direct);
+    int rc = nonempty_attr(direct, st->s_raw);
+    if (rc > 0) {
+        PyObject *taken = PyObject_CallMethodNoArgs(direct, st->s_take_raw);
+        if (taken == NULL)
+            rc = -1;
+        else {
+            if (is_context(st, ctx))
+                rc = apply_events((ContextObject *)ctx, taken);
+            else
+                rc = call_method_void(ctx, st->s_apply_polled_name, taken, NULL, NULL);
+            Py_DECREF(taken);
+        }
+    }
+    Py_DECREF(direct);
+    return rc < 0 ? -1 : 0;
+}
+
+/* _SelectorHook.poll(wait): asyncio's own select, for the shorter of both timeouts. */
+static PyObject *
+hook_poll(HookObject *self, PyObject *wait)
+{
+    ModState *st = self->st;
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx)) {
+        PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
+        return NULL;
+    }
+    Py_INCREF(ctx);
+    PyObject *events = NULL;
+    if (!IS_NONE(self->preset)) {
+        /* a wake-up's iteration: the events the select already returned */
+        PyObject *preset = self->preset;
+        self->preset = NULL;
+        if (IS_NONE(self->direct) && ctx_call_poll_ready(st, ctx) < 0) {
+            Py_DECREF(preset);
+            goto fail;
+        }
+        Py_XSETREF(self->events, preset);
+        Py_DECREF(ctx);
+        Py_RETURN_NONE;
+    }
+    int zero;
+    PyObject *timeout = poll_timeout(self, wait, &zero);
+    if (timeout == NULL)
+        goto fail;
+    if (!IS_NONE(self->clock) && !zero)
+        events = PyObject_CallMethodOneArg((PyObject *)self, st->s_poll_clock, timeout);
+    else
+        events = hook_call_select(self, timeout);
+    Py_DECREF(timeout);
+    if (events == NULL || take_context_events(self, ctx, events) < 0)
+        goto fail;
+    Py_XSETREF(self->events, events);
+    Py_DECREF(ctx);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(events);
+    Py_DECREF(ctx);
+    return NULL;
+}
+
+/* _SelectorHook.source_ready(priority): queue the default-priority dispatch, FIFO. */
+static int
+hook_queue(HookObject *self)
+{
+    ModState *st = self->st;
+    if (self->queued || IS_NONE(self->dispatch_handle))
+        return 0;
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    PyObject *ready = loop ? PyObject_GetAttr(loop, st->s_ready_q) : NULL;
+    if (ready == NULL)
+        return -1;
+    int rc = call_method_void(ready, st->s_append, self->dispatch_handle, NULL, NULL);
+    Py_DECREF(ready);
+    if (rc == 0)
+        self->queued = 1;
+    return rc;
+}
+
+static PyObject *
+hook_source_ready(HookObject *self, PyObject *priority)
+{
+    long p = PyLong_AsLong(priority);
+    if (p == -1 && PyErr_Occurred())
+        return NULL;
+    if (p == 0 && hook_queue(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+ctx_call_dispatch(ModState *st, PyObject *ctx, PyObject *priority)
+{
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+        return -1;
+    }
+    PyObject *r = is_context(st, ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
+                                  : PyObject_CallMethodOneArg(ctx, st->s_ctx_dispatch, priority);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* _SelectorHook.place(priority): run the dispatch now or queue it, by GLib's rules with
+ * asyncio's handles counting as sources of PRIORITY_DEFAULT. */
+static PyObject *
+hook_place(HookObject *self, PyObject *priority)
+{
+    ModState *st = self->st;
+    double p = PyFloat_AsDouble(priority);
+    if (p == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *ctx = self->ctx;
+    if (IS_NONE(ctx)) {
+        PyErr_SetString(PyExc_RuntimeError, "the selector hook is not bound to a context");
+        return NULL;
+    }
+    if (p < 0) {
+        if (call_method_void((PyObject *)self, st->s_urgent, ctx, priority, NULL) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    if (loop == NULL)
+        return NULL;
+    Py_INCREF(ctx);
+    PyObject *ready = PyObject_GetAttr(loop, st->s_ready_q);
+    if (ready == NULL)
+        goto fail;
+    int events = PyObject_IsTrue(self->events ? self->events : Py_None);
+    Py_ssize_t nready = PyObject_Length(ready);
+    if (events < 0 || nready < 0)
+        goto fail_ready;
+    int quiet = !events;
+    if (quiet) {
+        int due = timer_due(st, loop);
+        if (due < 0)
+            goto fail_ready;
+        quiet = !due;
+    }
+    int rc = 0;
+    if (p == 0) {
+        if (quiet && nready == 0) {
+            rc = ctx_call_dispatch(st, ctx, priority);  /* nothing of asyncio's to keep FIFO */
+        }
+        else if (quiet && nready == 1) {
+            PyObject *first = PySequence_GetItem(ready, 0);
+            if (first == NULL)
+                goto fail_ready;
+            int ours = first == self->dispatch_handle;
+            Py_DECREF(first);
+            if (ours) {
+                /* only our own queued dispatch: run it here, in order */
+                rc = call_method_void(ready, st->s_clear, NULL, NULL, NULL);
+                if (rc == 0) {
+                    self->queued = 0;
+                    rc = ctx_call_dispatch(st, ctx, priority);
+                }
+            }
+            else {
+                rc = hook_queue(self);
+            }
+        }
+        else {
+            rc = hook_queue(self);
+        }
+    }
+    else if (quiet && nready == 0) {
+        rc = ctx_call_dispatch(st, ctx, priority);  /* idle-class: asyncio has nothing to run */
+    }
+    else {
+        /* asyncio's work first: no big lock held meanwhile */
+        rc = call_method_void(ctx, st->s_dispatch_postponed, NULL, NULL, NULL);
+    }
+    Py_DECREF(ready);
+    Py_DECREF(ctx);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+fail_ready:
+    Py_DECREF(ready);
+fail:
+    Py_DECREF(ctx);
+    return NULL;
+}
+
+static PyMethodDef hook_methods[] = {
+    {"select", (PyCFunction)(void (*)(void))hook_select, METH_FASTCALL | METH_KEYWORDS,
+     "select($self, /, timeout=None)\n--\n\n"
+     "prepare -> the real select -> check -> place the dispatch."},
+    {"poll", (PyCFunction)hook_poll, METH_O,
+     "poll($self, wait, /)\n--\n\n"
+     "The context's poll: asyncio's own select, for the shorter of both timeouts."},
+    {"place", (PyCFunction)hook_place, METH_O,
+     "place($self, priority, /)\n--\n\n"
+     "Run the dispatch of ``priority`` now or queue it against asyncio's ready queue."},
+    {"source_ready", (PyCFunction)hook_source_ready, METH_O,
+     "source_ready($self, priority, /)\n--\n\n"
+     "A source became ready: queue the default-priority dispatch, FIFO."},
+    {NULL}
+};
+
+#define HM(name, type, field) {name, type, offsetof(HookObject, field), 0, NULL}
+static PyMemberDef hook_members[] = {
+    HM("_loop", T_OBJECT, loop),
+    HM("_ctx", T_OBJECT, ctx),
+    HM("_clock", T_OBJECT, clock),
+    HM("_select", T_OBJECT_EX, select),
+    HM("_timeout", T_OBJECT, timeout),
+    HM("_events", T_OBJECT_EX, events),
+    HM("_dispatch_handle", T_OBJECT, dispatch_handle),
+    HM("_preset", T_OBJECT, preset),
+    HM("direct", T_OBJECT, direct),
+    HM("_polls", T_OBJECT, polls),
+    HM("_queued", T_BOOL, queued),
+    {NULL}
+};
+
+CORE_SPEC(hook, HookObject, "HookCore",
+    "The stock base's selector hook, as C (base of aioqloop.loop._SelectorHook).",
+    hook_new)

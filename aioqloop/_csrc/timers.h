@@ -1,0 +1,566 @@
+/* aioqloop._cengine, part timers.h: Timers: g_timeout_add_full / g_timeout_source_new, the ready-time heap's push and pop,
+ * the driver's deadline notification, the deadlines-only prepare and the loop clock.
+ *
+ * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
+
+/* ======================================================================== timers */
+/* The timer paths in C: timeout_add and TimeoutSource's __init__ (GLib's
+ * g_timeout_add_full / g_timeout_source_new), the ready-time heap's push and pop, the
+ * driver's deadline notification, the deadlines-only prepare (g_main_context_prepare
+ * when only ready times need a look), and the loop clock of the stock base.  Each one
+ * has its Python twin (sources.py, _deadlines.py, context.py, bridge.py) and falls back
+ * to it in any state it does not know, so that a timeout costs no Python frame but its
+ * callback. */
+
+/* BaseEventLoop.time() is ``time.monotonic()``: read that clock here, the same way
+ * (nanoseconds to seconds as CPython rounds them), while nobody replaced either. */
+static int
+timers_fast_clock(ModState *st, PyObject *clock, double *out)
+{
+    if (st->tm_loop_time == NULL || !PyMethod_Check(clock)
+            || PyMethod_GET_FUNCTION(clock) != st->tm_loop_time
+            || !PyFunction_Check(st->tm_loop_time))
+        return 0;
+    PyObject *g = PyFunction_GET_GLOBALS(st->tm_loop_time);
+    PyObject *mod = g ? PyDict_GetItemWithError(g, st->s_tm_time) : NULL;
+    if (mod == NULL || mod != st->tm_time_module || !PyModule_Check(mod)) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *fn = PyDict_GetItemWithError(PyModule_GetDict(mod), st->s_tm_monotonic);
+    if (fn == NULL || fn != st->tm_monotonic) {
+        PyErr_Clear();
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    if (PyTime_Monotonic(&t) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = PyTime_AsSecondsDouble(t);
+#else
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    volatile double d;
+    if (ns % 1000000000LL == 0) {
+        d = (double)(ns / 1000000000LL);
+    }
+    else {
+        d = (double)ns;
+        d /= 1e9;
+    }
+    *out = d;
+#endif
+    return 1;
+}
+
+/* One heap entry below another: (when, seq, source) compared as heapq compares them,
+ * floats and ints read in C; 1, 0, or -1 with an exception. */
+static int
+timers_less(PyObject *a, PyObject *b)
+{
+    if (PyTuple_CheckExact(a) && PyTuple_CheckExact(b) && PyTuple_GET_SIZE(a) >= 2
+            && PyTuple_GET_SIZE(b) >= 2) {
+        PyObject *wa = PyTuple_GET_ITEM(a, 0), *wb = PyTuple_GET_ITEM(b, 0);
+        if (PyFloat_CheckExact(wa) && PyFloat_CheckExact(wb)) {
+            double x = PyFloat_AS_DOUBLE(wa), y = PyFloat_AS_DOUBLE(wb);
+            if (x < y)
+                return 1;
+            if (x > y)
+                return 0;
+            PyObject *sa = PyTuple_GET_ITEM(a, 1), *sb = PyTuple_GET_ITEM(b, 1);
+            if (x == y && PyLong_CheckExact(sa) && PyLong_CheckExact(sb)) {
+                int ov1, ov2;
+                long long i = PyLong_AsLongLongAndOverflow(sa, &ov1);
+                long long j = PyLong_AsLongLongAndOverflow(sb, &ov2);
+                if (!ov1 && !ov2 && !PyErr_Occurred() && i != j)
+                    return i < j;
+                PyErr_Clear();
+            }
+        }
+    }
+    Py_INCREF(a);
+    Py_INCREF(b);
+    int r = PyObject_RichCompareBool(a, b, Py_LT);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return r;
+}
+
+/* heapq._siftdown on a list: move the item at pos up towards start. */
+static int
+timers_siftdown(PyObject *heap, Py_ssize_t start, Py_ssize_t pos)
+{
+    Py_ssize_t size = PyList_GET_SIZE(heap);
+    PyObject *item = PyList_GET_ITEM(heap, pos);
+    while (pos > start) {
+        Py_ssize_t parentpos = (pos - 1) >> 1;
+        PyObject *parent = PyList_GET_ITEM(heap, parentpos);
+        int lt = timers_less(item, parent);
+        if (lt < 0)
+            return -1;
+        if (size != PyList_GET_SIZE(heap) || PyList_GET_ITEM(heap, pos) != item) {
+            PyErr_SetString(PyExc_RuntimeError, "the deadline heap changed during a compare");
+            return -1;
+        }
+        if (!lt)
+            break;
+        parent = PyList_GET_ITEM(heap, parentpos);
+        PyList_SET_ITEM(heap, parentpos, item);
+        PyList_SET_ITEM(heap, pos, parent);
+        pos = parentpos;
+    }
+    return 0;
+}
+
+/* heapq._siftup: move the smaller child up until a leaf, then sift the item down. */
+static int
+timers_siftup(PyObject *heap, Py_ssize_t pos)
+{
+    Py_ssize_t end = PyList_GET_SIZE(heap), start = pos;
+    Py_ssize_t limit = end >> 1;
+    while (pos < limit) {
+        Py_ssize_t child = 2 * pos + 1;
+        if (child + 1 < end) {
+            int lt = timers_less(PyList_GET_ITEM(heap, child), PyList_GET_ITEM(heap, child + 1));
+            if (lt < 0)
+                return -1;
+            if (end != PyList_GET_SIZE(heap)) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                "the deadline heap changed during a compare");
+                return -1;
+            }
+            child += !lt;
+        }
+        PyObject *tmp = PyList_GET_ITEM(heap, child);
+        PyList_SET_ITEM(heap, child, PyList_GET_ITEM(heap, pos));
+        PyList_SET_ITEM(heap, pos, tmp);
+        pos = child;
+    }
+    return timers_siftdown(heap, start, pos);
+}
+
+/* heapq.heappush / heappop on the heap's list (the same layout heapq keeps). */
+static int
+timers_heappush(PyObject *heap, PyObject *entry)
+{
+    if (PyList_Append(heap, entry) < 0)
+        return -1;
+    return timers_siftdown(heap, 0, PyList_GET_SIZE(heap) - 1);
+}
+
+static PyObject *
+timers_heappop(PyObject *heap)
+{
+    Py_ssize_t n = PyList_GET_SIZE(heap);
+    if (n == 0) {
+        PyErr_SetString(PyExc_IndexError, "index out of range");
+        return NULL;
+    }
+    PyObject *last = PyList_GET_ITEM(heap, n - 1);
+    Py_INCREF(last);
+    if (PyList_SetSlice(heap, n - 1, n, NULL) < 0) {
+        Py_DECREF(last);
+        return NULL;
+    }
+    if (n == 1)
+        return last;
+    PyObject *top = PyList_GET_ITEM(heap, 0);
+    PyList_SET_ITEM(heap, 0, last);  /* the list's reference to top is now ours */
+    if (timers_siftup(heap, 0) < 0) {
+        Py_DECREF(top);
+        return NULL;
+    }
+    return top;
+}
+
+/* Deadlines.next_deadline: the earliest live ready time (inf if none); prunes stale
+ * heads.  The Python method for a heap that is not a list. */
+static int
+timers_next_deadline(ModState *st, PyObject *deadlines, double *out)
+{
+    PyObject *heap = PyObject_GetAttr(deadlines, st->s_entries);
+    if (heap == NULL)
+        return -1;
+    if (!PyList_CheckExact(heap)) {
+        Py_DECREF(heap);
+        PyObject *r = PyObject_CallMethodNoArgs(deadlines, st->s_next_deadline);
+        if (r == NULL)
+            return -1;
+        *out = PyFloat_AsDouble(r);
+        Py_DECREF(r);
+        return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    }
+    int rc = 0;
+    *out = INFINITY;
+    while (PyList_GET_SIZE(heap) > 0) {
+        PyObject *e = PyList_GET_ITEM(heap, 0);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 3
+                || !Source_Check(st, PyTuple_GET_ITEM(e, 2))) {
+            PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
+            rc = -1;
+            break;
+        }
+        SourceObject *src = (SourceObject *)PyTuple_GET_ITEM(e, 2);
+        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 1));
+        if (seq == -1 && PyErr_Occurred()) {
+            rc = -1;
+            break;
+        }
+        if (src->in_heap && src->heap_seq == seq) {
+            *out = PyFloat_AsDouble(PyTuple_GET_ITEM(e, 0));
+            rc = (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+            break;
+        }
+        PyObject *gone = timers_heappop(heap);
+        if (gone == NULL) {
+            rc = -1;
+            break;
+        }
+        Py_DECREF(gone);
+        if (deadlines_forget_stale(st, deadlines, 1) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    Py_DECREF(heap);
+    return rc;
+}
+
+/* The earliest ready time changed to ``when``: tell the driver, unless its method is the
+ * base's (does nothing) or the plain driver's that would return at once (a timer is
+ * armed as early already, or the driver is closed). */
+static int
+timers_deadline_changed(ContextObject *self, double when)
+{
+    ModState *st = self->st;
+    PyObject *ctx = (PyObject *)self;
+    PyObject *driver = PyObject_GetAttr(ctx, st->s_driver);
+    if (driver == NULL)
+        return -1;
+    PyObject *fn = _PyType_Lookup(Py_TYPE(driver), st->s_deadline_changed);
+    int skip = fn != NULL && fn == st->tm_noop_deadline;
+    if (!skip && fn != NULL && fn == st->tm_plain_deadline && PyObject_TypeCheck(driver, st->PlainType)) {
+        PlainObject *p = (PlainObject *)driver;
+        skip = !(when < p->timer_when) || p->closed;
+    }
+    int rc = 0;
+    if (!skip) {
+        PyObject *w = PyFloat_FromDouble(when);
+        rc = w ? call_method_void(driver, st->s_deadline_changed, w, NULL, NULL) : -1;
+        Py_XDECREF(w);
+    }
+    Py_DECREF(driver);
+    return rc;
+}
+
+/* MainContext._prepare_slow when only ready times need a look (no prepare hooks, no fd
+ * watches, nothing queued): collect, then the wait until the earliest ready time.
+ * NotImplemented (a new reference) when that is not the case: the Python method. */
+static PyObject *
+timers_prepare(ContextObject *self, int deferred)
+{
+    ModState *st = self->st;
+    int other = nonempty_attr(self->fds, st->s_always);
+    if (other == 0)
+        other = nonempty_attr(self->fds, st->s_masks);
+    if (other < 0)
+        return NULL;
+    if (other)
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *t = ctx_collect(self, NULL);
+    if (t == NULL)
+        return NULL;
+    Py_DECREF(t);
+    /* an operation posted by another thread may have attached a hooked source or an fd
+     * watch: the Python method then does the rest (collecting again changes nothing) */
+    other = nonempty_attr(self->prepare_hooks, st->s_prios);
+    if (other == 0)
+        other = nonempty_attr(self->fds, st->s_always);
+    if (other == 0)
+        other = nonempty_attr(self->fds, st->s_masks);
+    if (other < 0)
+        return NULL;
+    if (other)
+        Py_RETURN_NOTIMPLEMENTED;
+    if (!ready_ok(self))
+        return NULL;
+    if (PyDict_GET_SIZE(self->ready) && !deferred) {
+        Py_INCREF(st->float_zero);
+        return st->float_zero;
+    }
+    double deadline;
+    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
+    if (deadlines == NULL || timers_next_deadline(st, deadlines, &deadline) < 0)
+        return NULL;
+    if (isinf(deadline))
+        Py_RETURN_NONE;
+    double wait = deadline - self->now;
+    return PyFloat_FromDouble(wait > 0.0 ? wait : 0.0);
+}
+
+
+/* Waker.notify() (QEMU's aio_notify): nothing to do unless the loop may sleep and no
+ * wake-up is outstanding, which is the common case here.  The flags are read without
+ * taking the lock when no thread holds it: the GIL is not released between that look
+ * and the reads, so no thread can be inside the lock meanwhile.  Else the method. */
+static int
+timers_notify(ModState *st, PyObject *waker)
+{
+    if (st->tm_waker_notify == NULL || _PyType_Lookup(Py_TYPE(waker), st->s_notify) != st->tm_waker_notify)
+        return call_method_void(waker, st->s_notify, NULL, NULL, NULL);
+    /* The loop is not about to sleep: nothing to wake.  (The loop writes this flag
+     * without the lock on GIL builds, the only ones the core runs on, so looking
+     * at it under the lock would tell nothing more.) */
+    int waiting = attr_truth(waker, st->s_poll_waiting);
+    if (waiting <= 0)
+        return waiting;
+    PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
+    if (lock == NULL)
+        return -1;
+    int held = call_truth(lock, st->s_tm_locked);
+    Py_DECREF(lock);
+    if (held < 0)
+        return -1;
+    if (!held) {
+        int quiet = attr_truth(waker, st->s_tm_closed);
+        if (quiet == 0)
+            quiet = attr_truth(waker, st->s_tm_notified);
+        if (quiet < 0)
+            return -1;
+        if (quiet)
+            return 0;
+    }
+    return call_method_void(waker, st->s_notify, NULL, NULL, NULL);
+}
+
+/* Call a Python check that raises (or returns the value to use): new reference. */
+static PyObject *
+timers_check(PyObject *check, PyObject *value)
+{
+    if (check == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine timers are not configured");
+        return NULL;
+    }
+    return PyObject_CallOneArg(check, value);
+}
+
+/* TimeoutSource.__init__ + Source.__init__ on a fresh source: 0, or -1 with the
+ * exception the Python code raises, in the same order (interval, name, priority). */
+static int
+timers_fill(SourceObject *src, PyObject *interval, PyObject *priority, PyObject *name)
+{
+    ModState *st = src->st;
+    double iv = -1.0;
+    if (PyFloat_CheckExact(interval)) {
+        iv = PyFloat_AS_DOUBLE(interval);
+    }
+    else if (PyLong_CheckExact(interval)) {
+        iv = PyLong_AsDouble(interval);
+        if (iv == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            iv = -1.0;
+        }
+    }
+    if (!(iv >= 0.0 && iv < INFINITY)) {
+        PyObject *v = timers_check(st->tm_check_interval, interval);
+        if (v == NULL)
+            return -1;
+        iv = PyFloat_AsDouble(v);
+        Py_DECREF(v);
+        if (iv == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    if (name != Py_None && !PyUnicode_Check(name)) {
+        PyObject *v = timers_check(st->tm_check_name, name);
+        if (v == NULL)
+            return -1;
+        Py_DECREF(v);
+    }
+    Py_INCREF(priority);
+    if (!PyLong_CheckExact(priority)) {
+        Py_SETREF(priority, timers_check(st->tm_check_priority, priority));
+        if (priority == NULL)
+            return -1;
+    }
+    else {
+        int overflow;
+        long long p = PyLong_AsLongLongAndOverflow(priority, &overflow);
+        if (overflow || p < -0x80000000LL || p > 0x7FFFFFFFLL) {
+            Py_SETREF(priority, timers_check(st->tm_check_priority, priority));
+            if (priority == NULL)
+                return -1;
+        }
+    }
+    src->interval = iv;
+    Py_XSETREF(src->priority, priority);
+    Py_INCREF(name);
+    Py_XSETREF(src->name, name);
+    return 0;
+}
+
+/* Is ``type``'s __init__ chain after TimeoutSource the plain Source one? */
+static int
+timers_plain_init(ModState *st, PyTypeObject *type)
+{
+    PyObject *mro = type->tp_mro;
+    if (st->tm_timeout_class == NULL || st->tm_source_class == NULL || mro == NULL
+            || !PyTuple_Check(mro))
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(mro);
+    for (Py_ssize_t i = 0; i + 1 < n; i++) {
+        if (PyTuple_GET_ITEM(mro, i) == st->tm_timeout_class)
+            return PyTuple_GET_ITEM(mro, i + 1) == st->tm_source_class;
+    }
+    return 0;
+}
+
+/* timeout_init(src, interval, priority, name): TimeoutSource.__init__ in C; False when
+ * the class's __init__ chain is not the plain one (the Python code runs then). */
+static PyObject *
+timers_timeout_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    ModState *st = module_state(module);
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "timeout_init() takes 4 arguments");
+        return NULL;
+    }
+    if (!Source_Check(st, args[0]) || !timers_plain_init(st, Py_TYPE(args[0])))
+        Py_RETURN_FALSE;
+    if (timers_fill((SourceObject *)args[0], args[1], args[2], args[3]) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* timeout_add(interval, callback, args, priority, context): sources.timeout_add in C. */
+static PyObject *
+timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    ModState *st = module_state(module);
+    if (nargs != 5 || !PyTuple_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "timeout_add() takes 5 arguments, args a tuple");
+        return NULL;
+    }
+    if (st->tm_timeout_class == NULL || !PyType_Check(st->tm_timeout_class) || st->tm_registry == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine timers are not configured");
+        return NULL;
+    }
+    PyObject *interval = args[0], *callback = args[1], *context = args[4];
+    PyTypeObject *type = (PyTypeObject *)st->tm_timeout_class;
+    PyObject *srcobj = type->tp_new(type, st->empty_tuple, NULL);
+    if (srcobj == NULL)
+        return NULL;
+    if (!Source_Check(st, srcobj)) {
+        Py_DECREF(srcobj);
+        PyErr_SetString(PyExc_TypeError, "TimeoutSource is not a source");
+        return NULL;
+    }
+    SourceObject *src = (SourceObject *)srcobj;
+    if (timers_fill(src, interval, args[3], Py_None) < 0) {
+        Py_DECREF(srcobj);
+        return NULL;  /* as TimeoutSource(...) raising: no source was made */
+    }
+    PyObject *result = NULL, *ctx = NULL;
+    /* sources._attach: any failure from here on destroys the source */
+    if (!PyCallable_Check(callback)) {
+        PyObject *r = timers_check(st->tm_check_callback, callback);
+        Py_XDECREF(r);
+        if (r != NULL)
+            PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        goto fail;
+    }
+    Py_INCREF(callback);
+    Py_XSETREF(src->callback, callback);
+    Py_INCREF(args[2]);
+    Py_XSETREF(src->args, args[2]);
+    if (context == Py_None) {
+        ctx = PyObject_CallMethodNoArgs(st->tm_registry, st->s_tm_default_context);
+        if (ctx == NULL)
+            goto fail;
+    }
+    else {
+        PyObject *cls = PyObject_GetAttr(st->tm_registry, st->s_tm_context_class);
+        int ok = cls == NULL ? -1 : (cls == Py_None ? 0 : PyObject_IsInstance(context, cls));
+        Py_XDECREF(cls);
+        if (ok < 0)
+            goto fail;
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "context must be a MainContext, not %.200s",
+                         _PyType_Name(Py_TYPE(context)));
+            goto fail;
+        }
+        Py_INCREF(context);
+        ctx = context;
+    }
+    if (PyObject_TypeCheck(ctx, st->ContextType)
+            && _PyType_Lookup(Py_TYPE(ctx), st->s_tm_attach) == st->attach_descr)
+        result = ctx_attach((ContextObject *)ctx, srcobj);
+    else
+        result = PyObject_CallMethodOneArg(ctx, st->s_tm_attach, srcobj);
+    if (result == NULL)
+        goto fail;
+    Py_DECREF(ctx);
+    Py_DECREF(srcobj);
+    return result;
+fail:
+    Py_XDECREF(ctx);
+    {
+        /* the destroy's own error replaces the pending one, as in Python */
+        PyObject *saved = PyErr_GetRaisedException();
+        (void)finish_cleanup(saved, call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL));
+    }
+    Py_DECREF(srcobj);
+    return NULL;
+}
+
+/* The sort key of a ready batch (Dispatcher's _order_key): the source's attach order. */
+static PyObject *
+timers_order_key_fn(PyObject *module, PyObject *src)
+{
+    ModState *st = module_state(module);
+    if (!Source_Check(st, src)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Source");
+        return NULL;
+    }
+    PyObject *order = ((SourceObject *)src)->order;
+    if (order == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_order");
+        return NULL;
+    }
+    Py_INCREF(order);
+    return order;
+}
+
+/* configure_timers(**refs): the Python objects the timer paths compare against. */
+static PyObject *
+timers_configure(PyObject *module, PyObject *args, PyObject *kw)
+{
+    ModState *st = module_state(module);
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "configure_timers() takes keyword arguments only");
+        return NULL;
+    }
+    if (kw == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t used = 0;
+    int r;
+#define SET_TIMER_REF(field, keyword)                  \
+    if ((r = set_ref(&st->field, kw, keyword)) < 0)    \
+        return NULL;                                   \
+    used += r;
+    CORE_TIMER_CONFIG(SET_TIMER_REF)
+#undef SET_TIMER_REF
+    if (used != PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "configure_timers() got an unknown keyword argument");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef timers_order_key_def = {
+    "order_key", (PyCFunction)timers_order_key_fn, METH_O,
+    "order_key($module, src, /)\n--\n\nA ready source's attach order (the dispatch sort key)."};
+/* ==================================================================== end timers */
