@@ -32,8 +32,9 @@ HASHED: Final = (
     "_deadlines.py",
     # a source's attach order, (seq, 1), made by the core's attach (attach.h)
     "_sourceset.py",
-    # source ids: 32 bits, 0 never used, the core's attach allocates them (attach.h)
-    "context.py",
+    # source ids: 32 bits, 0 never used, allocated by the Python twin of the context's
+    # core (_PyCore) and by the core's attach alike (attach.h)
+    "_contextcore.py",
     # BATCH, the iterations of one loop callback, and the 0.01 s retry of an unowned
     # context, which the plain driver's core repeats (plain.h)
     "bridge.py",

@@ -5,7 +5,7 @@
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* ---------------------------------------------------------------------- HookCore */
-/* The stock base's selector hook (aioqloop.loop._SelectorHook): one context iteration
+/* The stock base's selector hook (aioqloop._stock._SelectorHook): one context iteration
  * around asyncio's select, and the placement of its dispatch against asyncio's ready
  * queue.  The rare paths (strict priorities, wake-ups of an empty context, a virtual
  * clock, a wrapped select) stay in Python on the subclass. */
@@ -626,5 +626,5 @@ static PyMemberDef hook_members[] = {
 };
 
 CORE_SPEC(hook, HookObject, "HookCore",
-    "The stock base's selector hook, as C (base of aioqloop.loop._SelectorHook).",
+    "The stock base's selector hook, as C (base of aioqloop._stock._SelectorHook).",
     hook_new)
