@@ -214,8 +214,13 @@ class _PyCore(Dispatcher):
         if src._ready_by_time and src._ready and not src._dispatching and (
             when == -1 or when > self._clock()
         ):
-            # READY came only from the old ready time; GLib would not see it ready now.
-            self._unmark_ready(src)
+            # READY came from the old ready time; GLib re-derives READY at the next
+            # prepare: still ready through a ready child (every ancestor of a ready source
+            # is), else not ready at all.
+            if any(child._ready for child in src._children):
+                src._ready_by_time, src._ready_by_child = False, True
+            else:
+                self._unmark_ready(src)
         if when in (-1, _INF):
             self._deadlines.drop(src)
         elif self._deadlines.push(src, when):

@@ -640,23 +640,16 @@ def _parent_with_a_late_ready_time(engine: str, *, change_priority: bool) -> lis
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.xfail(strict=True, reason="bug: a parent with a ready child loses READY when "
-                   "set_ready_time() moves its own ready time later (both engines)")
 def test_a_parent_with_a_ready_child_stays_ready_when_its_ready_time_moves(engine: str) -> None:
     # gmain.c: prepare marks every ancestor of a ready source READY, whatever the
-    # ancestor's own ready time; g_source_set_ready_time never clears READY.  Both engines
-    # unmark the parent (it was ready "by its ready time only"), so only the child runs.
+    # ancestor's own ready time.  Both engines used to unmark the parent (ready "by its
+    # ready time only"), so only the child ran.
     assert _parent_with_a_late_ready_time(engine, change_priority=False) == ["child", "t"]
 
 
-@pytest.mark.parametrize("engine", [
-    "c",
-    pytest.param("python", marks=pytest.mark.xfail(
-        strict=True, reason="bug: after a priority change the pure engine unmarks a "
-        "parent with a ready child when its ready time moves later")),
-])
-def test_the_engines_disagreed_on_a_parent_whose_priority_changed(engine: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_engines_agree_on_a_parent_whose_priority_changed(engine: str) -> None:
     # The parity machine's disagreement (the per-source "waited" statistic first): the
-    # same program as above with a priority change on the way; the compiled core keeps
-    # the parent ready through its child, as gmain.c does, the pure engine does not.
+    # same program as above with a priority change on the way; the compiled core kept
+    # the parent ready through its child, as gmain.c does, the pure engine did not.
     assert _parent_with_a_late_ready_time(engine, change_priority=True) == ["child", "t"]

@@ -76,9 +76,25 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
                 return -1;
             passed = when > now;
         }
-        /* READY came only from the old ready time; GLib would not see it ready now */
-        if (passed && unmark_ready(self, src) < 0)
-            return -1;
+        /* READY came from the old ready time; GLib re-derives READY at the next
+         * prepare: still ready through a ready child, else not ready at all */
+        if (passed) {
+            int child_ready = 0;
+            PyObject *children = src->children;
+            if (children != NULL && (PyList_Check(children) || PyTuple_Check(children))) {
+                Py_ssize_t n = PySequence_Fast_GET_SIZE(children);
+                PyObject **items = PySequence_Fast_ITEMS(children);
+                for (Py_ssize_t i = 0; i < n && !child_ready; i++)
+                    child_ready = Source_Check(st, items[i])
+                                  && ((SourceObject *)items[i])->ready;
+            }
+            if (child_ready) {
+                src->ready_by_time = 0;
+                src->ready_by_child = 1;
+            }
+            else if (unmark_ready(self, src) < 0)
+                return -1;
+        }
     }
     PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
     if (deadlines == NULL)
