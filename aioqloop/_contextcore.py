@@ -68,6 +68,7 @@ class _PyCore(Dispatcher):
         def _post_insert(self, src: Source) -> None: ...
         def _remove(self, src: Source) -> None: ...
         def _check_loop_open(self) -> None: ...
+        def _new_id(self) -> int: ...
 
     def _iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
         """One iteration (``g_main_context_iterate``); True if a source was ready.
@@ -257,11 +258,7 @@ class _PyCore(Dispatcher):
             if self._closed or self._closing:
                 raise RuntimeError("the MainContext is closed")
             self._check_loop_open()
-            sid = self._next_id
-            while sid == 0 or sid in self._sources:
-                sid = (sid + 1) & 0xFFFFFFFF
-            self._next_id = (sid + 1) & 0xFFFFFFFF
-            src._id = sid
+            src._id = sid = self._new_id()
             src._context = cast("MainContext", self)
             self._sources[sid] = src
         # _local_or_post, inlined without a closure: attach is hot (100k timers).

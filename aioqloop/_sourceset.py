@@ -76,7 +76,30 @@ class SourceSet:
 
     def _attach_child(self, parent: Source, child: Source) -> None:
         child._context = cast("MainContext", self)
+        self._give_ids(child)
         self._local_or_post(lambda: self._insert_child(parent, child))
+
+    def _new_id(self) -> int:
+        """The next free source id, 32 bits, never 0 (the caller holds the waker lock)."""
+        sid = self._next_id
+        while sid == 0 or sid in self._sources:
+            sid = (sid + 1) & 0xFFFFFFFF
+        self._next_id = (sid + 1) & 0xFFFFFFFF
+        return sid
+
+    def _give_ids(self, root: Source) -> None:
+        """Ids for ``root`` (a child) or, for an attached parent, its descendants:
+        g_source_attach attaches a source's children too, so each has an id of its own
+        that ``find_source_by_id``/``source_remove`` know (any thread)."""
+        stack = [root] if root._parent is not None else list(root._children)
+        with self._waker.lock:
+            while stack:
+                src = stack.pop(0)
+                if src._destroyed or src._id:
+                    continue
+                src._id = sid = self._new_id()
+                self._sources[sid] = src
+                stack[:0] = src._children
 
     def _insert_child(self, parent: Source, child: Source) -> None:
         if parent._destroyed:

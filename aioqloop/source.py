@@ -261,7 +261,10 @@ class Source(_SourceBase):
             raise RuntimeError(f"{self!r} is already attached to a context")
         if self._parent is not None:
             raise RuntimeError("a child source is attached through its parent")
-        return context._attach(self)
+        sid = context._attach(self)
+        if self._children:
+            context._give_ids(self)  # GLib attaches the children with their parent
+        return sid
 
     def destroy(self) -> None:
         """Remove the source from its context; idempotent (``g_source_destroy``).

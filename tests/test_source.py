@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import recorder
 
+import aioqloop
 from aioqloop import (
     PRIORITY_DEFAULT,
     PRIORITY_HIGH,
@@ -222,12 +223,33 @@ def test_child_source_rules(ctx: MainContext) -> None:
         parent.add_child_source(attached)
     parent.attach(ctx)
     assert child.context is ctx
-    assert child.id == 0  # children have no id of their own, like GLib
+    assert child.id == parent.id + 1  # attached with its parent, as GLib does
+    assert ctx.find_source_by_id(child.id) is child
     with pytest.raises(ValueError):
         parent.remove_child_source(Source())
     parent.remove_child_source(child)
     assert child.is_destroyed
     assert not parent.is_destroyed
+
+
+def test_children_get_ids_as_in_glib(ctx: MainContext) -> None:
+    # What GLib 2.74 (python3-gi) answers for the same calls: ids in depth-first order
+    # at the parent's attach, the next free id for a child added later, and a destroyed
+    # child gone from the id table with its own children.
+    parent, child, grandchild = Source(), Source(), Source()
+    child.add_child_source(grandchild)
+    parent.add_child_source(child)
+    assert [parent.attach(ctx), child.id, grandchild.id] == [1, 2, 3]
+    child.destroy()
+    assert grandchild.is_destroyed
+    assert ctx.find_source_by_id(2) is None and ctx.find_source_by_id(3) is None
+    later = Source()
+    parent.add_child_source(later)
+    assert later.id == 4
+    assert ctx.find_source_by_id(4) is later
+    assert aioqloop.source_remove(4, context=ctx)
+    assert later.is_destroyed and not parent.is_destroyed
+    assert ctx.find_source_by_id(1) is parent
 
 
 def test_child_added_after_attach_is_attached(ctx: MainContext) -> None:

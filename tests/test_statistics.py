@@ -109,6 +109,7 @@ def test_fd_round_trips_cost_one_iteration_per_readiness_and_no_timer(base: str)
     async def main() -> tuple[ContextStatistics, ContextStatistics]:
         loop = asyncio.get_running_loop()
         ctx = aioqloop.get_main_context() if base == "uvloop" else MainContext()
+        audit = ctx.fd_audit_interval
         ctx.fd_audit_interval = 3600.0  # no fd audit falls due while the test runs
         a, b = socket.socketpair()
         a.setblocking(False)
@@ -155,6 +156,8 @@ def test_fd_round_trips_cost_one_iteration_per_readiness_and_no_timer(base: str)
                 aioqloop.source_remove(sid, context=ctx)
             a.close()
             b.close()
+            # the uvloop base's is the global default context: leave it as found
+            ctx.fd_audit_interval = audit
             if base == "asyncio":
                 ctx.close()
         return before, after
