@@ -292,6 +292,74 @@ async def test_x():
     assert holder is None or holder.is_closed() or core_loop._default_on_demand
 
 
+# ------------------------------------------- no false positives (seen on test_asyncio)
+def test_a_new_await_at_the_same_line_is_progress() -> None:
+    """A task that awaits one future after another at the same line moves each time,
+    though the freed coroutine's address is often reused for the next one (CPython's
+    ``test_read_stdout_after_process_exit`` polls ``await asyncio.sleep(0.3)`` and was
+    reported as making no progress for 1 s)."""
+    import asyncio
+
+    import aioqloop
+
+    async def inner(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    async def worker(futs: list[asyncio.Future[None]]) -> None:
+        for fut in futs:
+            await inner(fut)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in range(50)]
+        task = asyncio.create_task(worker(futs))
+        await asyncio.sleep(0)
+        same = 0
+        last = _hang._fingerprint(loop)
+        for fut in futs:
+            fut.set_result(None)
+            await asyncio.sleep(0)  # the worker resumes and awaits the next inner()
+            await asyncio.sleep(0)
+            mark = _hang._fingerprint(loop)
+            same += mark == last
+            last = mark
+        await task
+        return same
+
+    assert aioqloop.run(main()) == 0
+
+
+def test_time_the_loop_does_not_run_is_not_a_hang() -> None:
+    """Between two ``run_until_complete`` calls the loop is not running: however long
+    the test works without it, the watch does not count that time (CPython's tests
+    run a loop in short bursts from synchronous code)."""
+    import asyncio
+
+    import aioqloop
+
+    clock = aioqloop.VirtualClock()
+    loop = aioqloop.new_event_loop(clock=clock)
+    fired: list[float] = []
+    try:
+        watch = _hang.ProgressWatch(loop, 1.0, lambda: fired.append(loop.time()))
+
+        def burst() -> None:
+            fut = loop.create_future()
+            loop.call_later(0.3, fut.set_result, None)  # one sample (at 0.25 s) in it
+            loop.run_until_complete(fut)
+
+        burst()
+        clock.advance(5.0)  # the loop is not running: time moves at once
+        burst()
+        assert fired == []
+        # The watch still works once the loop waits again: nothing moves for 1 s.
+        loop.run_until_complete(asyncio.sleep(2.0))
+        assert len(fired) == 1
+        watch.stop()
+    finally:
+        loop.close()
+
+
 # ---------------------------------------------------------------- the helpers
 def test_roots_and_description() -> None:
     import asyncio
