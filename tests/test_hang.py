@@ -435,3 +435,64 @@ async def test_stubborn():
     result.assert_outcomes(failed=1, errors=1)
     result.stdout.fnmatch_lines(["*the test's event loop is stuck*",
                                  "*test_inner.py:7 in test_stubborn*"])
+
+
+# ------------------------------------------------- CPython's test_asyncio, armed
+#: Two of CPython's test_asyncio modules that run on aioqloop loops (through
+#: IsolatedAsyncioTestCase): task groups, one of which polls ``await asyncio.sleep(0.1)``
+#: for 2 s, and ``to_thread`` (executor threads, which a virtual clock waits for); on the
+#: stock base with a real clock also the subprocess test that polls a pipe with
+#: ``await asyncio.sleep(0.3)`` (on a virtual clock it times out at once; through
+#: CPython's harness it does not fit uvloop).  Each passes unarmed on its configuration.
+#: The whole package, on both bases and engines: .ci/asyncio-hang-check.sh.
+ASYNCIO_MODULES = ("test.test_asyncio.test_taskgroups", "test.test_asyncio.test_threads")
+ASYNCIO_SUBPROCESS = ("test.test_asyncio.test_subprocess::SubprocessThreadedWatcherTests"
+                      "::test_read_stdout_after_process_exit")
+#: A test that is stuck for real, run with them: the harness does arm the loops.
+ASYNCIO_CONTROL = """
+import asyncio, unittest
+
+class Control(unittest.IsolatedAsyncioTestCase):
+    async def test_stuck(self):
+        await asyncio.get_running_loop().create_future()
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("config", ["asyncio", "uvloop", "virtual"])
+def test_cpython_test_asyncio_armed_has_no_false_positive(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, config: str) -> None:
+    """Classes of CPython's test_asyncio on aioqloop loops with the detectors armed (a
+    1 s hang timeout on a real clock; the stuck detector on a `VirtualClock`): each
+    passes and no detector fires, while a stuck control test next to them is reported."""
+    import json
+    import os
+
+    pytest.importorskip("test.test_asyncio.utils", reason="CPython's test package is not "
+                        "installed")
+    if config == "uvloop":
+        pytest.importorskip("uvloop")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.setenv("PYTHONPATH", root)  # tests.peer.asyncio_armed, the harness
+    pytester.makepyfile(test_control=ASYNCIO_CONTROL)
+    results = pytester.path / "results.jsonl"
+    armed = (["--asyncio-armed-base=asyncio", "--asyncio-armed-virtual-clock"]
+             if config == "virtual" else
+             [f"--asyncio-armed-base={config}", "--aioqloop-hang-timeout=1"])
+    outcome = pytester.runpytest_subprocess(
+        "-c", os.path.join(root, "tests", "peer", "asyncio_armed.ini"),
+        "--rootdir", str(pytester.path), "--timeout=60", "--pyargs", *ASYNCIO_MODULES,
+        *([ASYNCIO_SUBPROCESS] if config == "asyncio" else []),
+        "test_control.py", *armed, f"--asyncio-armed-results={results}", timeout=280)
+    entries = {}
+    for line in results.read_text().splitlines():
+        entry = json.loads(line)
+        entries[entry.pop("test")] = entry
+    control = entries.pop("test_control::Control::test_stuck")
+    assert control["outcome"] == "failed" and control["hang"], outcome.stdout.str()
+    assert "Control.test_stuck" in control["reports"][0]
+    assert len(entries) > 30  # the modules were collected and run
+    bad = {test: e for test, e in entries.items()
+           if e["hang"] or e["outcome"] not in ("passed", "skipped")}
+    assert not bad, outcome.stdout.str()
+    assert sum(1 for e in entries.values() if e["loops"]) > 30  # on aioqloop loops

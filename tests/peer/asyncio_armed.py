@@ -1,0 +1,295 @@
+"""CPython's ``test.test_asyncio`` on aioqloop loops, under the pytest plugin's hang detectors.
+
+A pytest plugin (``-p tests.peer.asyncio_armed``) for running the ``test.test_asyncio``
+package that CPython installs (``--pyargs test.test_asyncio...``) with every loop those
+tests make being an aioqloop loop from the plugin's own `aioqloop.pytest_plugin.loop_factory`,
+so the plugin's stuck-loop tools arm it exactly as they arm a user's test loop:
+
+* ``--aioqloop-hang-timeout=S`` puts a `ProgressWatch` on each real-clock loop;
+* ``--asyncio-armed-virtual-clock`` puts each loop on a fresh `VirtualClock`, whose stuck
+  detector the plugin arms with ``--aioqloop-stuck-grace`` (default 1 s; 0 turns it off).
+
+The loops test_asyncio makes: through the event loop policy (``asyncio.new_event_loop``,
+``asyncio.run``, ``IsolatedAsyncioTestCase``, the subprocess tests' ``policy.new_event_loop``)
+and through the methods of the test classes that make a selector loop of their own
+(`OWN_LOOP_METHODS`: the epoll classes of ``test_events``, ``test_sock_lowlevel`` and
+``test_sendfile``, the selector classes of ``test_server``, ``test_buffered_proto`` and
+``test_sslproto``).  The poll and select variants of the epoll classes are deselected (the
+same tests on a selector aioqloop replaces).  Tests that make their loops otherwise
+(``TestLoop``, ``BaseEventLoop`` with mocks) still run: their results say how many
+aioqloop loops each made.  The plugin sets an exception handler on its loops (errors fail
+a user's test); here it is removed again, since test_asyncio checks what asyncio's default
+handler does.  On the uvloop base, test_asyncio's ``TestCase.close_loop`` is given a form
+that does not read ``loop._default_executor`` (uvloop hides it).
+
+``--asyncio-armed-results=FILE`` writes one JSON line per test: its node id, its outcome
+(``passed``, ``failed``, ``skipped``), how many aioqloop loops it made, and whether a
+detector fired during it (``hang``, with its ``reports``).  ``.ci/asyncio-hang-check.sh``
+runs the same tests with and without the detectors and compares the files (`compare`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+#: Test classes that make a selector loop of their own, by (module, class): the method
+#: that makes it, which here returns an aioqloop loop.
+OWN_LOOP_METHODS = {
+    ("test_events", "EPollEventLoopTests"): "create_event_loop",
+    ("test_sock_lowlevel", "EPollEventLoopTests"): "create_event_loop",
+    ("test_sendfile", "EPollEventLoopTests"): "create_event_loop",
+    ("test_server", "SelectorStartServerTests"): "new_loop",
+    ("test_buffered_proto", "BufferedProtocolSelectorTests"): "new_loop",
+    ("test_sslproto", "SelectorStartTLSTests"): "new_loop",
+}
+EPOLL_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile")
+#: Tests skipped on a virtual clock, by (module, test): they run the loop until a
+#: ``call_later`` that a VirtualClock reaches at once, while a real-time SIGALRM
+#: (``signal.setitimer``) is still on its way; it then arrives after the test removed its
+#: handler and kills the whole run.
+VIRTUAL_CLOCK_SKIPS = {
+    ("test_events", "test_signal_handling_args"): "real-time SIGALRM (setitimer)",
+    ("test_events", "test_signal_handling_while_selecting"): "real-time SIGALRM (setitimer)",
+}
+#: Their variants on other selectors: the same tests, deselected.
+OTHER_SELECTORS = ("PollEventLoopTests", "SelectEventLoopTests", "KqueueEventLoopTests")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("asyncio-armed", "test_asyncio on aioqloop loops")
+    group.addoption("--asyncio-armed-base", default="asyncio", choices=("asyncio", "uvloop"),
+                    help="base of the aioqloop loops test_asyncio gets")
+    group.addoption("--asyncio-armed-virtual-clock", action="store_true",
+                    help="put each loop on a fresh VirtualClock (stock base)")
+    group.addoption("--asyncio-armed-results", default=None, metavar="FILE",
+                    help="write one JSON line per test (outcome, hang report) to FILE")
+
+
+class _Factory:
+    """The policy's loop factory: an aioqloop loop from the pytest plugin."""
+
+    def __init__(self, base: str, virtual_clock: bool) -> None:
+        from aioqloop.pytest_plugin import loop_factory
+
+        self._make = loop_factory(base, virtual_clock=virtual_clock)
+
+        #: Loops made so far (a test that made none ran on no aioqloop loop).
+        self.made = 0
+
+    def __call__(self, *_selector: Any) -> asyncio.AbstractEventLoop:
+        loop = self._make()
+        self.made += 1
+        # test_asyncio asserts on asyncio's own default handler (logging, mocks).
+        loop.set_exception_handler(None)
+        return loop
+
+
+class _Armed:
+    """Registered by `pytest_configure`: the patches, the deselection, the results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.base = config.getoption("asyncio_armed_base")
+        self.virtual = bool(config.getoption("asyncio_armed_virtual_clock"))
+        self.factory = _Factory(self.base, self.virtual)
+        path = config.getoption("asyncio_armed_results")
+        self.results = open(path, "w", encoding="utf-8") if path else None
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.reports: list[str] = []
+        self._patch_policy()
+        self._count_reports()
+
+    def _patch_policy(self) -> None:
+        # Every policy test_asyncio makes (set_event_loop_policy(None) in tearDownModule
+        # makes a new DefaultEventLoopPolicy) builds its loops with the class's factory.
+        policy_class: Any = asyncio.DefaultEventLoopPolicy
+        self._saved = policy_class.__dict__.get("_loop_factory")
+        factory = self.factory
+        policy_class._loop_factory = staticmethod(lambda: factory())
+
+    def _count_reports(self) -> None:
+        # Every time a detector fires, the plugin builds its report with _hang.hang_report.
+        # Counted here, not read from the failure: a unittest test's failure shows the
+        # CancelledError the plugin used to unwind it, not the report.
+        from aioqloop import _hang
+
+        self._hang_report = original = _hang.hang_report
+        reports = self.reports
+
+        def counted(loop: asyncio.AbstractEventLoop, why: str) -> str:
+            text = original(loop, why)
+            reports.append(text)
+            return text
+
+        _hang.hang_report = counted
+
+    def unpatch(self) -> None:
+        from aioqloop import _hang
+
+        policy_class: Any = asyncio.DefaultEventLoopPolicy
+        policy_class._loop_factory = self._saved
+        _hang.hang_report = self._hang_report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        factory = self.factory
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            cls = getattr(item, "cls", None)
+            module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+            if cls is not None and cls.__name__ in OTHER_SELECTORS \
+                    and module in EPOLL_MODULES:
+                dropped.append(item)
+                continue
+            method = OWN_LOOP_METHODS.get((module, getattr(cls, "__name__", "")))
+            if method is not None:
+                setattr(cls, method, lambda self: factory())
+            skip = _uvloop_skip(module, item.name) if self.base == "uvloop" else None
+            if self.virtual:
+                skip = VIRTUAL_CLOCK_SKIPS.get((module, item.name), skip)
+            if skip is not None:
+                item.add_marker(pytest.mark.skip(reason=skip))
+            kept.append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None
+                                ) -> Iterator[None]:
+        self.outcomes[item.nodeid] = {"outcome": "passed", "hang": False}
+        made = self.factory.made
+        self.reports.clear()
+        result = yield
+        entry = {"test": _test_id(item), **self.outcomes.pop(item.nodeid),
+                 "loops": self.factory.made - made}
+        if self.reports:
+            entry["hang"] = True
+            entry["reports"] = list(self.reports)
+        if self.results is not None:
+            self.results.write(json.dumps(entry) + "\n")
+            self.results.flush()
+        return result
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.outcomes.get(report.nodeid)
+        if entry is None:
+            return
+        if report.skipped and report.when in ("setup", "call") \
+                and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+        if report.failed:
+            entry["outcome"] = "failed"
+
+    def pytest_unconfigure(self) -> None:
+        self.unpatch()
+        if self.results is not None:
+            self.results.close()
+
+
+def _test_id(item: pytest.Item) -> str:
+    """``module::Class::test`` (``--pyargs`` node ids of files outside the rootdir lose
+    the module)."""
+    module = getattr(getattr(item, "module", None), "__name__", "?")
+    cls = getattr(item, "cls", None)
+    return "::".join([module, *([cls.__name__] if cls is not None else []), item.name])
+
+
+def _uvloop_skip(module: str, name: str) -> str | None:
+    """On the uvloop base: the tests plain uvloop itself fails or hangs in (the
+    conformance suite's measured list), skipped with its reason."""
+    limits: dict[str, str] = {}
+    try:
+        from tests import test_conformance as conf
+    except Exception:  # run from elsewhere: nothing skipped
+        return None
+    if module == "test_events":
+        limits = conf.UVLOOP_EVENTS_LIMITS
+    elif module == "test_subprocess":
+        limits = conf.UVLOOP_SUBPROCESS_LIMITS
+    return limits.get(name.split("[", 1)[0])
+
+
+def _close_loop(loop: Any) -> None:
+    """``test_utils.TestCase.close_loop`` without ``loop._default_executor``, which
+    uvloop hides (as tests/test_conformance.py's ``_CloseLoop``)."""
+    executor = getattr(loop, "_default_executor", None)
+    if executor is not None:
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_default_executor())
+        else:
+            executor.shutdown(wait=True)
+    loop.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if sys.platform == "win32":  # pragma: no cover - aioqloop is Unix-only
+        raise pytest.UsageError("test_asyncio on aioqloop needs a Unix platform")
+    if config.getoption("asyncio_armed_base") == "uvloop":
+        from test.test_asyncio import utils
+
+        utils.TestCase.close_loop = staticmethod(_close_loop)  # type: ignore[assignment]
+    config.pluginmanager.register(_Armed(config), "asyncio-armed")
+
+
+# ------------------------------------------------------------------ comparison
+def load(path: str) -> dict[str, dict[str, Any]]:
+    """A results file as {node id: {"outcome": ..., "hang": ...}}."""
+    out: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                entry = json.loads(line)
+                out[entry.pop("test")] = entry
+    return out
+
+
+def compare(unarmed: dict[str, dict[str, Any]], armed: dict[str, dict[str, Any]]
+            ) -> tuple[list[str], dict[str, int]]:
+    """The false positives of an armed run against the same tests unarmed: each test that
+    passed unarmed and did not pass armed, and each armed hang report; and counts."""
+    problems: list[str] = []
+    for test, entry in sorted(armed.items()):
+        before = unarmed.get(test)
+        if entry["hang"]:
+            was = before["outcome"] if before else "not run"
+            problems.append(f"{test}: hang report when armed (unarmed: {was})")
+        elif before is not None and before["outcome"] == "passed" \
+                and entry["outcome"] != "passed":
+            problems.append(f"{test}: passed unarmed, {entry['outcome']} armed")
+    missing = sorted(set(unarmed) - set(armed))
+    problems.extend(f"{test}: ran unarmed, not armed" for test in missing)
+    both = set(unarmed) & set(armed)
+    counts = {
+        "tests": len(both),
+        "passed both": sum(1 for t in both if unarmed[t]["outcome"] == "passed"
+                           and armed[t]["outcome"] == "passed"),
+        "on aioqloop loops": sum(1 for t in both if armed[t].get("loops")),
+        "failed unarmed": sum(1 for t in both if unarmed[t]["outcome"] == "failed"),
+        "skipped unarmed": sum(1 for t in both if unarmed[t]["outcome"] == "skipped"),
+    }
+    return problems, counts
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.peer.asyncio_armed UNARMED.jsonl ARMED.jsonl [LABEL]``."""
+    unarmed, armed = load(argv[0]), load(argv[1])
+    label = argv[2] if len(argv) > 2 else argv[1]
+    problems, counts = compare(unarmed, armed)
+    print(f"{label}: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+          + f"; {len(problems)} false positive(s)")
+    for line in problems:
+        print(f"  !! {line}")
+    return 1 if problems or counts["tests"] == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
