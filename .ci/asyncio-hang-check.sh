@@ -4,8 +4,10 @@
 # Runs the test.test_asyncio package that CPython installs with its interpreter on aioqloop
 # loops (tests/peer/asyncio_armed.py makes every loop those tests create an aioqloop loop
 # from the plugin's loop_factory), each configuration twice: unarmed, then armed, and fails
-# if any test that passed unarmed does not pass armed, or if an armed run reports a hang,
-# unless that test then passes three armed reruns (a test racing its own timers, listed).
+# if any test that passed unarmed fails armed, or if an armed run reports a hang, unless
+# that test, run alone, is not reported again and either passes three armed reruns (it raced
+# its own timers) or fails unarmed as well: `judge` in tests/peer/asyncio_armed.py; those
+# are listed as flaky.
 # Configurations (each on both engines unless ENGINES says otherwise):
 #   real clock, stock base:   armed = --aioqloop-hang-timeout=$HANG_TIMEOUT (ProgressWatch)
 #   real clock, uvloop base:  the same (skipped, with a note, if uvloop is not installed)
@@ -117,7 +119,7 @@ for engine in $ENGINES; do
                 status=1
             fi
         done
-        # Suspects are run again armed (with the armed run's options) to tell a detector's
+        # Suspects are run again alone (with the armed run's options) to tell a detector's
         # misjudgement from a test that races its own timers.
         if line=$(AIOQLOOP_ENGINE=$engine "$PYTHON" -m tests.peer.asyncio_armed \
                   "$OUT/$engine-$config-unarmed.jsonl" "$OUT/$engine-$config-armed.jsonl" \

@@ -259,8 +259,8 @@ def load(path: str) -> dict[str, dict[str, Any]]:
 def compare(unarmed: dict[str, dict[str, Any]], armed: dict[str, dict[str, Any]]
             ) -> tuple[dict[str, str], dict[str, int]]:
     """The suspects of an armed run against the same tests unarmed, {test: why}: each
-    test that passed unarmed and did not pass armed, and each armed hang report; and
-    counts."""
+    test that passed unarmed and failed armed, each armed hang report, and each test the
+    armed run did not get to; and counts."""
     suspects: dict[str, str] = {}
     for test, entry in sorted(armed.items()):
         before = unarmed.get(test)
@@ -268,7 +268,7 @@ def compare(unarmed: dict[str, dict[str, Any]], armed: dict[str, dict[str, Any]]
             was = before["outcome"] if before else "not run"
             suspects[test] = f"hang report when armed (unarmed: {was})"
         elif before is not None and before["outcome"] == "passed" \
-                and entry["outcome"] != "passed":
+                and entry["outcome"] == "failed":
             suspects[test] = f"passed unarmed, {entry['outcome']} armed"
     for test in sorted(set(unarmed) - set(armed)):
         suspects[test] = "ran unarmed, not armed"
@@ -284,62 +284,83 @@ def compare(unarmed: dict[str, dict[str, Any]], armed: dict[str, dict[str, Any]]
     return suspects, counts
 
 
-#: Armed reruns of a suspect: a test whose own timing races (CPython's
+#: Armed reruns of a suspect (`judge`): a test whose own timing races (CPython's
 #: ``test_blocking_put_wait`` arms a 10 ms timer that must run after a task's first step;
 #: under load it runs first and the test deadlocks for real) is reported once, and then
 #: passes each rerun; a detector that misjudges fires again.
 RERUNS = 3
 
 
-def _rerun(test: str, pytest_args: list[str]) -> tuple[int, list[str]]:
-    """Run ``test`` armed ``RERUNS`` times: how many times it passed, and the reports."""
+#: Options after the armed ones that turn both detectors off again (the last one wins).
+UNARMED = ("--aioqloop-hang-timeout=0", "--aioqloop-stuck-grace=0")
+
+
+def _rerun(test: str, pytest_args: list[str], times: int) -> tuple[int, list[str]]:
+    """Run ``test`` alone ``times`` times: how many times it did not fail (passed or
+    skipped itself) with no report, and the reports."""
     import os
     import subprocess
     import tempfile
 
     passed = 0
     reports: list[str] = []
-    for _ in range(RERUNS):
+    for _ in range(times):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "rerun.jsonl")
             subprocess.run([sys.executable, "-m", "pytest", *pytest_args, "-q",
                             f"--asyncio-armed-results={path}", "--pyargs", test],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
             entry = load(path).get(test) if os.path.exists(path) else None
-        if entry is not None and entry["outcome"] == "passed" and not entry["hang"]:
+        if entry is not None and entry["outcome"] != "failed" and not entry["hang"]:
             passed += 1
         elif entry is not None:
             reports.extend(entry.get("reports", []))
     return passed, reports
 
 
+def judge(test: str, why: str, pytest_args: list[str]) -> tuple[bool, str]:
+    """Is a suspect the detector's false positive?  Run alone, armed `RERUNS` times: a
+    detector that fires again is; a test that passes every time raced its own timing in
+    the full run.  One that fails armed without a report is run alone unarmed too: if it
+    fails that way as well, the failure is the test's, not the detector's."""
+    passed, reports = _rerun(test, pytest_args, RERUNS)
+    said = f"{test}: {why}; alone, armed: {passed} of {RERUNS} passed"
+    if reports:
+        return True, said + "".join(f"\n      {line}" for report in reports
+                                    for line in report.splitlines())
+    if passed == RERUNS:
+        return False, said
+    unarmed_passed, _ = _rerun(test, [*pytest_args, *UNARMED], 1)
+    said += f", unarmed: {unarmed_passed} of 1 passed"
+    return unarmed_passed > 0, said
+
+
 def main(argv: list[str]) -> int:
     """``python -m tests.peer.asyncio_armed UNARMED.jsonl ARMED.jsonl LABEL [PYTEST_ARGS]``:
-    compare; each suspect is run again armed with ``PYTEST_ARGS`` (the armed run's own
-    options) `RERUNS` times.  A suspect that fails or is reported again is a false
-    positive (exit 1); one that passes every rerun is listed as the test's own flake,
-    with its first report."""
+    compare; with ``PYTEST_ARGS`` (the armed run's own options) each suspect is `judge`d.
+    Exit 1 on a false positive (every suspect is one without ``PYTEST_ARGS``)."""
     unarmed, armed = load(argv[0]), load(argv[1])
     label = argv[2] if len(argv) > 2 else argv[1]
     pytest_args = argv[3:]
     suspects, counts = compare(unarmed, armed)
     false_positives: list[str] = []
-    flakes: list[str] = []
+    not_ours: list[str] = []
     for test, why in suspects.items():
-        passed, reports = _rerun(test, pytest_args) if pytest_args else (0, [])
-        if passed == RERUNS:
-            first = armed.get(test, {}).get("reports", [""])[0]
-            flakes.append(f"{test}: {why}; passed armed in {passed} of {RERUNS} reruns"
-                          + "".join(f"\n      {line}" for line in first.splitlines()))
+        if pytest_args:
+            bad, said = judge(test, why, pytest_args)
         else:
-            false_positives.append(f"{test}: {why}; passed armed in {passed} of {RERUNS} "
-                                   "reruns" + "".join(f"\n      {line}" for report in reports
-                                                      for line in report.splitlines()))
+            bad, said = True, f"{test}: {why}"
+        if bad:
+            false_positives.append(said)
+        else:
+            first = armed.get(test, {}).get("reports", [])
+            not_ours.append(said + "".join(f"\n      {line}" for report in first[:1]
+                                           for line in report.splitlines()))
     print(f"{label}: " + ", ".join(f"{n} {what}" for what, n in counts.items())
-          + f"; {len(false_positives)} false positive(s), {len(flakes)} flaky test(s)")
+          + f"; {len(false_positives)} false positive(s), {len(not_ours)} flaky test(s)")
     for line in false_positives:
         print(f"  !! {line}")
-    for line in flakes:
+    for line in not_ours:
         print(f"  ~~ flaky, not the detector's: {line}")
     return 1 if false_positives or counts["tests"] == 0 else 0
 
