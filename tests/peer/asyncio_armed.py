@@ -51,13 +51,18 @@ OWN_LOOP_METHODS = {
     ("test_sslproto", "SelectorStartTLSTests"): "new_loop",
 }
 EPOLL_MODULES = ("test_events", "test_sock_lowlevel", "test_sendfile")
-#: Tests skipped on a virtual clock, by (module, test): they run the loop until a
-#: ``call_later`` that a VirtualClock reaches at once, while a real-time SIGALRM
-#: (``signal.setitimer``) is still on its way; it then arrives after the test removed its
-#: handler and kills the whole run.
+#: Tests skipped on a virtual clock, by (module, test or class), with the reason.
 VIRTUAL_CLOCK_SKIPS = {
+    # They run the loop until a call_later that a VirtualClock reaches at once, while a
+    # real-time SIGALRM (signal.setitimer) is still on its way; it then arrives after the
+    # test removed its handler and kills the whole run.
     ("test_events", "test_signal_handling_args"): "real-time SIGALRM (setitimer)",
     ("test_events", "test_signal_handling_while_selecting"): "real-time SIGALRM (setitimer)",
+    # The loop waits on run_in_executor(target) while target waits on a coroutine that
+    # sleeps: a VirtualClock does not move while an executor call is out, so each test
+    # waits for pytest-timeout, armed or not.
+    ("test_tasks", "RunCoroutineThreadsafeTests"): (
+        "a VirtualClock does not move while the executor call waits for a sleeping task"),
 }
 #: Their variants on other selectors: the same tests, deselected.
 OTHER_SELECTORS = ("PollEventLoopTests", "SelectEventLoopTests", "KqueueEventLoopTests")
@@ -156,7 +161,9 @@ class _Armed:
                 setattr(cls, method, lambda self: factory())
             skip = _uvloop_skip(module, item.name) if self.base == "uvloop" else None
             if self.virtual:
-                skip = VIRTUAL_CLOCK_SKIPS.get((module, item.name), skip)
+                skip = VIRTUAL_CLOCK_SKIPS.get(
+                    (module, item.name),
+                    VIRTUAL_CLOCK_SKIPS.get((module, getattr(cls, "__name__", "")), skip))
             if skip is not None:
                 item.add_marker(pytest.mark.skip(reason=skip))
             kept.append(item)
