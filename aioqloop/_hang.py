@@ -26,6 +26,7 @@ import asyncio
 import os
 import sys
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -234,22 +235,36 @@ def foreign_fds(loop: Any) -> list[int]:
     return sorted(found)
 
 
+def _identity(obj: Any) -> Any:
+    """A key equal to another only for the same live object: a weak reference where the
+    type has them, else the id.  An id alone is not enough: once a coroutine or future is
+    freed its address is reused, often by the next one awaited at the same line (a task
+    polling ``await asyncio.sleep(0.3)`` in a loop would look as if it never moved).  A
+    weak reference to a dead object equals only itself, and holding it keeps nothing
+    alive."""
+    try:
+        ref = weakref.ref(obj)
+        hash(ref)  # now, while alive (a dead reference cannot hash); unhashable: the id
+    except TypeError:
+        return id(obj)
+    return ref
+
+
 def _fingerprint(loop: asyncio.AbstractEventLoop) -> tuple[Any, ...]:
-    """What changes when a loop makes progress: each task's await point, and how many
+    """What changes when a loop makes progress: each task's await point (each object of
+    its await chain, by identity, and the line each frame is suspended at), and how many
     source dispatches its context made."""
     points = []
     for task in asyncio.all_tasks(loop):
-        frame = None
         obj: Any = task.get_coro()
-        here: list[tuple[int, int]] = []
+        here: list[tuple[Any, int]] = []
         for _ in range(200):
             frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
-            if frame is not None:
-                here.append((id(frame), frame.f_lasti))
+            here.append((_identity(obj), frame.f_lasti if frame is not None else -1))
             obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
             if obj is None:
                 break
-        points.append((id(task), tuple(here)))
+        points.append((_identity(task), tuple(here)))
     ctx: Any = getattr(loop, "_aioqloop_context", None)
     dispatches = 0
     if ctx is not None:
@@ -266,7 +281,9 @@ class ProgressWatch:
     A loop timer every quarter of ``seconds`` compares the loop's fingerprint (each
     task's await point, the context's dispatching iterations) with the last one; when it
     has not changed for ``seconds``, ``on_stuck()`` runs (in the loop thread) and the
-    watch starts over.  `stop` cancels the timer.
+    watch starts over.  Only time the loop spends waiting counts: a sample that comes
+    late (the loop was not running, or a callback held it) starts the count again, since
+    a loop that does not poll cannot be the one that hangs.  `stop` cancels the timer.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float,
@@ -275,7 +292,7 @@ class ProgressWatch:
         self.seconds = seconds
         self._on_stuck = on_stuck
         self._last: tuple[Any, ...] | None = None
-        self._since = loop.time()
+        self._since = self._sampled = loop.time()
         self._handle: asyncio.TimerHandle | None = None
         self._schedule()
 
@@ -286,7 +303,12 @@ class ProgressWatch:
     def _sample(self) -> None:
         now = self._loop.time()
         mark = _fingerprint(self._loop)
-        if mark != self._last:
+        # Due a quarter of ``seconds`` after the last one; later than half means the
+        # loop was not polling in between (run_until_complete returned and the test
+        # went on without it, or a callback blocked): that time is not a hang.
+        late = now - self._sampled > self.seconds / 2
+        self._sampled = now
+        if mark != self._last or late:
             self._last, self._since = mark, now
         elif now - self._since >= self.seconds:
             self._last, self._since = None, now

@@ -292,6 +292,74 @@ async def test_x():
     assert holder is None or holder.is_closed() or core_loop._default_on_demand
 
 
+# ------------------------------------------- no false positives (seen on test_asyncio)
+def test_a_new_await_at_the_same_line_is_progress() -> None:
+    """A task that awaits one future after another at the same line moves each time,
+    though the freed coroutine's address is often reused for the next one (CPython's
+    ``test_read_stdout_after_process_exit`` polls ``await asyncio.sleep(0.3)`` and was
+    reported as making no progress for 1 s)."""
+    import asyncio
+
+    import aioqloop
+
+    async def inner(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    async def worker(futs: list[asyncio.Future[None]]) -> None:
+        for fut in futs:
+            await inner(fut)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in range(50)]
+        task = asyncio.create_task(worker(futs))
+        await asyncio.sleep(0)
+        same = 0
+        last = _hang._fingerprint(loop)
+        for fut in futs:
+            fut.set_result(None)
+            await asyncio.sleep(0)  # the worker resumes and awaits the next inner()
+            await asyncio.sleep(0)
+            mark = _hang._fingerprint(loop)
+            same += mark == last
+            last = mark
+        await task
+        return same
+
+    assert aioqloop.run(main()) == 0
+
+
+def test_time_the_loop_does_not_run_is_not_a_hang() -> None:
+    """Between two ``run_until_complete`` calls the loop is not running: however long
+    the test works without it, the watch does not count that time (CPython's tests
+    run a loop in short bursts from synchronous code)."""
+    import asyncio
+
+    import aioqloop
+
+    clock = aioqloop.VirtualClock()
+    loop = aioqloop.new_event_loop(clock=clock)
+    fired: list[float] = []
+    try:
+        watch = _hang.ProgressWatch(loop, 1.0, lambda: fired.append(loop.time()))
+
+        def burst() -> None:
+            fut = loop.create_future()
+            loop.call_later(0.3, fut.set_result, None)  # one sample (at 0.25 s) in it
+            loop.run_until_complete(fut)
+
+        burst()
+        clock.advance(5.0)  # the loop is not running: time moves at once
+        burst()
+        assert fired == []
+        # The watch still works once the loop waits again: nothing moves for 1 s.
+        loop.run_until_complete(asyncio.sleep(2.0))
+        assert len(fired) == 1
+        watch.stop()
+    finally:
+        loop.close()
+
+
 # ---------------------------------------------------------------- the helpers
 def test_roots_and_description() -> None:
     import asyncio
@@ -367,3 +435,64 @@ async def test_stubborn():
     result.assert_outcomes(failed=1, errors=1)
     result.stdout.fnmatch_lines(["*the test's event loop is stuck*",
                                  "*test_inner.py:7 in test_stubborn*"])
+
+
+# ------------------------------------------------- CPython's test_asyncio, armed
+#: Two of CPython's test_asyncio modules that run on aioqloop loops (through
+#: IsolatedAsyncioTestCase): task groups, one of which polls ``await asyncio.sleep(0.1)``
+#: for 2 s, and ``to_thread`` (executor threads, which a virtual clock waits for); on the
+#: stock base with a real clock also the subprocess test that polls a pipe with
+#: ``await asyncio.sleep(0.3)`` (on a virtual clock it times out at once; through
+#: CPython's harness it does not fit uvloop).  Each passes unarmed on its configuration.
+#: The whole package, on both bases and engines: .ci/asyncio-hang-check.sh.
+ASYNCIO_MODULES = ("test.test_asyncio.test_taskgroups", "test.test_asyncio.test_threads")
+ASYNCIO_SUBPROCESS = ("test.test_asyncio.test_subprocess::SubprocessThreadedWatcherTests"
+                      "::test_read_stdout_after_process_exit")
+#: A test that is stuck for real, run with them: the harness does arm the loops.
+ASYNCIO_CONTROL = """
+import asyncio, unittest
+
+class Control(unittest.IsolatedAsyncioTestCase):
+    async def test_stuck(self):
+        await asyncio.get_running_loop().create_future()
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("config", ["asyncio", "uvloop", "virtual"])
+def test_cpython_test_asyncio_armed_has_no_false_positive(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, config: str) -> None:
+    """Classes of CPython's test_asyncio on aioqloop loops with the detectors armed (a
+    1 s hang timeout on a real clock; the stuck detector on a `VirtualClock`): each
+    passes and no detector fires, while a stuck control test next to them is reported."""
+    import json
+    import os
+
+    pytest.importorskip("test.test_asyncio.utils", reason="CPython's test package is not "
+                        "installed")
+    if config == "uvloop":
+        pytest.importorskip("uvloop")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.setenv("PYTHONPATH", root)  # tests.peer.asyncio_armed, the harness
+    pytester.makepyfile(test_control=ASYNCIO_CONTROL)
+    results = pytester.path / "results.jsonl"
+    armed = (["--asyncio-armed-base=asyncio", "--asyncio-armed-virtual-clock"]
+             if config == "virtual" else
+             [f"--asyncio-armed-base={config}", "--aioqloop-hang-timeout=1"])
+    outcome = pytester.runpytest_subprocess(
+        "-c", os.path.join(root, "tests", "peer", "asyncio_armed.ini"),
+        "--rootdir", str(pytester.path), "--timeout=60", "--pyargs", *ASYNCIO_MODULES,
+        *([ASYNCIO_SUBPROCESS] if config == "asyncio" else []),
+        "test_control.py", *armed, f"--asyncio-armed-results={results}", timeout=280)
+    entries = {}
+    for line in results.read_text().splitlines():
+        entry = json.loads(line)
+        entries[entry.pop("test")] = entry
+    control = entries.pop("test_control::Control::test_stuck")
+    assert control["outcome"] == "failed" and control["hang"], outcome.stdout.str()
+    assert "Control.test_stuck" in control["reports"][0]
+    assert len(entries) > 30  # the modules were collected and run
+    bad = {test: e for test, e in entries.items()
+           if e["hang"] or e["outcome"] not in ("passed", "skipped")}
+    assert not bad, outcome.stdout.str()
+    assert sum(1 for e in entries.values() if e["loops"]) > 30  # on aioqloop loops
