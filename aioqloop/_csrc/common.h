@@ -113,8 +113,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_phase_dispatch, "dispatch") \
     X(s_set_ready_time, "set_ready_time") \
     X(s_revents, "revents") \
-    X(s_key, "key") \
-    X(s_sort, "sort") \
     X(s_unpolled, "unpolled") \
     X(s_records, "records") \
     X(s_wake_fd, "_wake_fd") \
@@ -202,7 +200,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(conditions)             /* tuple of 64 IOCondition values */ \
     X(tls)                    /* aioqloop._registry._tls */ \
     X(warn_slow)              /* callable(src, elapsed) */ \
-    X(order_key)              /* callable(src) -> src._order */ \
     X(default_attached)       /* Source._attached */ \
     X(timeout_attached)       /* TimeoutSource._attached */ \
     X(default_finalize)       /* Source.finalize */ \
@@ -236,7 +233,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
-    X(order_key_fn)      /* the dispatch sort key in C (a function of this module) */ \
     X(attach_descr)      /* ContextCore._attach, to spot a class that overrides it */ \
     X(hook_poll_descr) X(hook_place_descr) X(plain_poll_descr) X(plain_place_descr)
 
