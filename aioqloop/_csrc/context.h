@@ -288,8 +288,10 @@ rq_get(ContextObject *self, long prio)
     return found ? &self->rq[i] : NULL;
 }
 
+static PyObject *hook_source_ready(HookObject *self, PyObject *priority);
+
 /* A source just became READY: tell the driver (its source_ready(priority)).  0, or -1
- * with an exception. */
+ * with an exception.  The stock base's hook (hook.h) is called without a bound call. */
 static int
 notify_ready(ContextObject *self, SourceObject *src)
 {
@@ -299,7 +301,13 @@ notify_ready(ContextObject *self, SourceObject *src)
     PyObject *p = src->priority ? src->priority : Py_None;
     Py_INCREF(notify);
     Py_INCREF(p);
-    PyObject *r = PyObject_CallOneArg(notify, p);
+    PyObject *r;
+    if (PyCFunction_Check(notify)
+            && PyCFunction_GET_FUNCTION(notify) == (PyCFunction)hook_source_ready
+            && PyObject_TypeCheck(PyCFunction_GET_SELF(notify), self->st->HookType))
+        r = hook_source_ready((HookObject *)PyCFunction_GET_SELF(notify), p);
+    else
+        r = PyObject_CallOneArg(notify, p);
     Py_DECREF(p);
     Py_DECREF(notify);
     if (r == NULL)

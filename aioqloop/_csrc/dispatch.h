@@ -121,8 +121,7 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             Py_ssize_t n;
             if (stack != NULL && PyList_CheckExact(stack) && (n = PyList_GET_SIZE(stack)) > 0
                     && PyList_GET_ITEM(stack, n - 1) == (PyObject *)src) {
-                if (PyList_SetSlice(stack, n - 1, n, NULL) < 0)
-                    return -1;
+                list_drop_last(stack);  /* src is held by the dispatch */
             }
             else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
                                       NULL) < 0) {
@@ -467,7 +466,7 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     if (res != NULL) {
         /* The result's truth is part of the dispatch: a __bool__ that raises is reported
          * and destroys the source, like any other exception of the dispatch. */
-        keep = PyObject_IsTrue(res);
+        keep = truth(res);
         Py_DECREF(res);
     }
     PyObject *exc = NULL;  /* raised again after the cleanup */
@@ -481,7 +480,7 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     Py_ssize_t n = PyList_GET_SIZE(current);
     int cleanup_rc = 0;
     if (n > 0)
-        cleanup_rc = PyList_SetSlice(current, n - 1, n, NULL);
+        list_drop_last(current);  /* an exact list (push_current): may run a __del__ */
     Py_DECREF(current);
     if (cleanup_rc == 0)
         cleanup_rc = end_dispatch(self, src, blocked, leaf, t1 - t0);
