@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from ._deadlines import Deadlines
 from ._dispatch import Dispatcher
 from ._index import PriorityIndex
+from ._readyq import ReadyQueues
 from ._waker import FREE_THREADED, Waker
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class _PyCore(Dispatcher):
     first in `MainContext`'s MRO and these are not used.
     """
 
+    _readyq: ReadyQueues
     _deadlines: Deadlines
     _waker: Waker
     _bh: _BHCarrier | None
@@ -118,10 +120,7 @@ class _PyCore(Dispatcher):
                 # goes before the next check (GLib re-derives it every iteration).
                 src._ready_by_child = via_child
                 prio = src._priority
-                bucket = self._ready.get(prio)
-                if bucket is None:
-                    bucket = self._ready[prio] = {}
-                bucket[src] = None
+                self._readyq.push(src, prio)
                 notify = self._source_ready
                 if notify is not None:
                     notify(prio)
@@ -134,11 +133,20 @@ class _PyCore(Dispatcher):
         src._ready_by_time = src._ready_by_child = False
         if src._ready:
             src._ready = False
-            bucket = self._ready.get(src._priority)
-            if bucket is not None:
-                bucket.pop(src, None)
-                if not bucket:
-                    del self._ready[src._priority]
+            self._readyq.remove(src)
+
+    def _ready_sources(self, priority: float) -> list[Source]:
+        """The ready sources of ``priority`` in dispatch order (a new list)."""
+        queue = self._readyq.get(priority)
+        return list(queue) if queue else []
+
+    def _best_ready(self) -> float:
+        """The most urgent priority with ready sources (``inf`` if none)."""
+        return self._readyq.best()
+
+    def _ready_priorities(self) -> list[int]:
+        """The priorities that have ready sources, ascending (a new list)."""
+        return list(self._readyq.prios)
 
     def _prepare(self) -> float | None:
         """GLib's prepare (+ query): the poll timeout in seconds (None = forever)."""
@@ -147,9 +155,9 @@ class _PyCore(Dispatcher):
         deferred = gate is not None and gate.deferred
         bh = self._bh
         queued = self._waker.ops or (bh is not None and bh.pending)
-        if self._ready and not deferred and not self._prepare_hooks.prios and not queued:
+        if self._readyq and not deferred and not self._prepare_hooks.prios and not queued:
             return 0.0  # something is ready and no hook needs calling
-        if not (self._ready or self._deadlines.entries or self._prepare_hooks.prios or queued
+        if not (self._readyq or self._deadlines.entries or self._prepare_hooks.prios or queued
                 or self._fds.masks):
             return None  # nothing attached that could need a wait or a dispatch
         return self._prepare_slow(deferred)
@@ -162,16 +170,16 @@ class _PyCore(Dispatcher):
             self._collect()
             if self._check_hooks.prios:
                 self._run_check_hooks()
-        elif self._ready:
+        elif self._readyq:
             self._now = self._clock()  # only ready sources: just the cached time
         gate = self._gate
-        ready = self._ready
+        ready = self._readyq
         if gate is not None:
             if gate.deferred:
                 return _INF
             if not ready:
                 gate.give_back()  # handed over for a dispatch that has nothing to run
-        return min(ready) if ready else _INF
+        return ready.best()
 
     def _apply_polled(self, events: list[tuple[int, int]]) -> None:
         """Record raw epoll results ``(fd, revents)`` polled by a driver that shares the
@@ -193,7 +201,7 @@ class _PyCore(Dispatcher):
         if gate is not None and gate.deferred:
             return False
         bh = self._bh
-        if self._ready or (bh is not None and bh.pending) or self._waker.ops:
+        if self._readyq or (bh is not None and bh.pending) or self._waker.ops:
             return True
         if self._fds.always and self._fds.always_ready_pending():
             return True

@@ -30,7 +30,8 @@ HASHED: Final = (
     # the ready-time heap's entries, (when, seq, source), and its _seq and _stale
     # counters, pushed and popped by the core itself (attach.h, timers.h)
     "_deadlines.py",
-    # a source's attach order, (seq, 1), made by the core's attach (attach.h)
+    # a source's attach order, (seq, 1), made by the core's attach (attach.h), and the
+    # order rule of the ready queues, whose C twin compares these tuples (context.h)
     "_sourceset.py",
     # source ids: 32 bits, 0 never used, allocated by the Python twin of the context's
     # core (_PyCore) and by the core's attach alike (attach.h)

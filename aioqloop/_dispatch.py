@@ -23,6 +23,7 @@ from .statistics import SourceStatistics
 if TYPE_CHECKING:
     from ._fdpoll import FdPoller
     from ._gate import LockGate
+    from ._readyq import ReadyQueues
     from .bridge import StandalonePort
     from .source import Source
 
@@ -35,22 +36,18 @@ _perf = time.perf_counter
 _SLOW_FLOOR = 0.001
 
 
-def _order_key(src: Source) -> tuple[int, ...]:
-    return src._order
-
-
 def _warn_slow(src: Source, elapsed: float) -> None:
     logger.warning("Executing %r took %.3f seconds", src, elapsed)
 
 
 if _engine.core is not None:
-    _engine.core.configure(order_key=_order_key, warn_slow=_warn_slow, slow_floor=_SLOW_FLOOR)
+    _engine.core.configure(warn_slow=_warn_slow, slow_floor=_SLOW_FLOOR)
 
 
 class Dispatcher:
     """The dispatch phase of a `MainContext` (see the module docstring)."""
 
-    _ready: dict[int, dict[Source, None]]
+    _readyq: ReadyQueues
     _blocked: list[Source]
     _blocked_due: list[Source]
     _now: float
@@ -69,6 +66,8 @@ class Dispatcher:
         def _mark_ready(self, src: Source) -> None: ...
         def _unmark_ready(self, src: Source) -> None: ...
         def _schedule_ready_time(self, src: Source) -> None: ...
+        def _ready_sources(self, priority: float) -> list[Source]: ...
+        def _ready_priorities(self) -> list[int]: ...
         def _report(self, exc: BaseException, src: Source, phase: str, *,
                     destroy: bool = True, callback: Any = None) -> None: ...
 
@@ -77,13 +76,14 @@ class Dispatcher:
 
         This is the only place where source callbacks are called.
         """
-        ready = self._ready
-        bucket = ready.get(priority)  # type: ignore[call-overload]
-        if not bucket:
+        ready = self._readyq
+        queue = ready.get(priority)
+        if not queue:
             self._dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
         self._iterations += 1
-        pending = list(bucket) if len(bucket) == 1 else sorted(bucket, key=_order_key)
+        # g_main_dispatch's pending dispatches: the queue as it is now, already in order
+        pending = list(queue)
         if self._tap is not None and len(pending) > 1:
             pending = self._tap.order(priority, pending)
         if len(ready) > 1:
@@ -128,9 +128,9 @@ class Dispatcher:
             gate.give_back()
 
     def _count_waited(self, priority: float) -> None:
-        for p, waiting in self._ready.items():
+        for p in self._ready_priorities():
             if p > priority:
-                for src in waiting:
+                for src in self._ready_sources(p):
                     st = src._stats
                     if st is None:
                         st = src._stats = SourceStatistics()
@@ -143,10 +143,7 @@ class Dispatcher:
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
         if src._ready:  # _unmark_ready, inlined on the hot path
             src._ready = src._ready_by_time = src._ready_by_child = False
-            bucket = self._ready[src._priority]
-            del bucket[src]
-            if not bucket:
-                del self._ready[src._priority]
+            self._readyq.remove(src)
         blocked = not src._can_recurse
         premarked = not blocked and (
             src._idle or (0 <= src._ready_time <= self._now and not src._in_heap))

@@ -68,6 +68,7 @@ from ._deadlines import Deadlines
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
+from ._readyq import ReadyQueues
 from ._registry import current_source, main_depth
 from ._sourceset import SourceSet
 from ._waker import Waker
@@ -206,7 +207,8 @@ class MainContext(SourceSet, _Core):
         self._sources: dict[int, Source] = {}
         self._next_id = 1
         self._seq = 0
-        self._ready: dict[int, dict[Source, None]] = {}
+        if _engine.core is None:
+            self._readyq = ReadyQueues()  # the compiled core keeps its own, in C
         self._prepare_hooks = PriorityIndex()
         self._check_hooks = PriorityIndex()
         self._deadlines = Deadlines()
@@ -661,7 +663,7 @@ class MainContext(SourceSet, _Core):
         if self._fds.always:
             self._fds.report_always_ready(self._mark_ready)
         timeout = self._run_prepare_hooks() if self._prepare_hooks.prios else _INF
-        if self._ready and not deferred:
+        if self._best_ready() != _INF and not deferred:
             return 0.0
         deadline = self._deadlines.next_deadline()
         if deadline != _INF:
@@ -671,13 +673,12 @@ class MainContext(SourceSet, _Core):
             # look for NVAL at most every fd_audit_interval, and never sleep past that.
             timeout = min(timeout, self._fds.audit_wait(now, self.fd_audit_interval,
                                                         self._mark_ready))
-            if self._ready and not deferred:
+            if self._best_ready() != _INF and not deferred:
                 return 0.0
         return None if timeout == _INF else timeout
 
     def _run_prepare_hooks(self) -> float:
-        ready = self._ready
-        best = min(ready) if ready else _INF
+        best = self._best_ready()
         timeout = _INF
         self._in_hook = True
         try:
@@ -704,8 +705,7 @@ class MainContext(SourceSet, _Core):
         return timeout
 
     def _run_check_hooks(self) -> None:
-        ready = self._ready
-        best = min(ready) if ready else _INF
+        best = self._best_ready()
         self._in_hook = True
         try:
             for prio in tuple(self._check_hooks.prios):  # a hook may re-prioritise

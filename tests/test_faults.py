@@ -1340,22 +1340,32 @@ ctx._source_ready = shrink  # the driver's hook, run when a source becomes ready
 ctx._apply_polled(events)
 """,
     # Marking a child ready marks its parent too; the hook run for the child took the
-    # ready set away before the parent's turn.
-    "ready set deleted": """
+    # child out of its ready queue again and gave the parent an order the queues cannot
+    # compare, before the parent's turn.
+    "ready queue changed": """
 import aioqloop
 ctx = aioqloop.MainContext(_driver="standalone")
 parent = aioqloop.Source()
 parent.set_callback(lambda: True)
 parent.attach(ctx)
+other = aioqloop.Source()
+other.attach(ctx)
+ctx._mark_ready(other)
 child = aioqloop.Source()
 parent.add_child_source(child)
 def drop(priority):
-    del ctx._ready
+    ctx._unmark_ready(child)
+    parent._order = None
 ctx._source_ready = drop
 try:
     ctx._mark_ready(child)
 except Exception:  # any exception is a clean answer (TypeError, AttributeError)
     pass
+ctx._source_ready = None
+parent._order = (99, 1)
+ctx._mark_ready(child)  # the queues are intact: both still go in and out
+ctx._unmark_ready(parent)
+ctx._unmark_ready(other)
 """,
 }
 

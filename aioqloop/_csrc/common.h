@@ -113,8 +113,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_phase_dispatch, "dispatch") \
     X(s_set_ready_time, "set_ready_time") \
     X(s_revents, "revents") \
-    X(s_key, "key") \
-    X(s_sort, "sort") \
     X(s_unpolled, "unpolled") \
     X(s_records, "records") \
     X(s_wake_fd, "_wake_fd") \
@@ -202,7 +200,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(conditions)             /* tuple of 64 IOCondition values */ \
     X(tls)                    /* aioqloop._registry._tls */ \
     X(warn_slow)              /* callable(src, elapsed) */ \
-    X(order_key)              /* callable(src) -> src._order */ \
     X(default_attached)       /* Source._attached */ \
     X(timeout_attached)       /* TimeoutSource._attached */ \
     X(default_finalize)       /* Source.finalize */ \
@@ -236,7 +233,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
-    X(order_key_fn)      /* the dispatch sort key in C (a function of this module) */ \
     X(attach_descr)      /* ContextCore._attach, to spot a class that overrides it */ \
     X(hook_poll_descr) X(hook_place_descr) X(plain_poll_descr) X(plain_place_descr)
 
@@ -422,6 +418,33 @@ call_method_void(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObje
     return 0;
 }
 
+/* PyObject_IsTrue, with the answers of the types the core reads most (bools, None,
+ * exact lists and dicts, ints) taken without a slot call; -1 on error. */
+static inline int
+truth(PyObject *o)
+{
+    if (o == Py_True)
+        return 1;
+    if (o == Py_False || o == Py_None)
+        return 0;
+    if (PyList_CheckExact(o))
+        return PyList_GET_SIZE(o) != 0;
+    if (PyDict_CheckExact(o))
+        return PyDict_GET_SIZE(o) != 0;
+    return PyObject_IsTrue(o);
+}
+
+/* Drop the last item of an exact, non-empty list (list.pop() without the result). */
+static inline void
+list_drop_last(PyObject *list)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    PyObject *last = PyList_GET_ITEM(list, n - 1);
+    PyList_SET_ITEM(list, n - 1, NULL);
+    Py_SET_SIZE(list, n - 1);  /* the capacity stays: the next push reuses it */
+    Py_DECREF(last);
+}
+
 /* Truth of obj.<name>(); -1 on error. */
 static int
 call_truth(PyObject *obj, PyObject *name)
@@ -429,7 +452,7 @@ call_truth(PyObject *obj, PyObject *name)
     PyObject *r = PyObject_CallMethodNoArgs(obj, name);
     if (r == NULL)
         return -1;
-    int t = PyObject_IsTrue(r);
+    int t = truth(r);
     Py_DECREF(r);
     return t;
 }
@@ -453,7 +476,7 @@ attr_truth(PyObject *obj, PyObject *name)
     PyObject *r = PyObject_GetAttr(obj, name);
     if (r == NULL)
         return -1;
-    int t = PyObject_IsTrue(r);
+    int t = truth(r);
     Py_DECREF(r);
     return t;
 }

@@ -4,14 +4,34 @@
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* ------------------------------------------------------------------- ContextCore */
+/* The ready sources of one priority, in GLib's dispatch order (the order of the context's
+ * source list: attach order, children just before their parent, a source whose priority
+ * changed at the tail): an intrusive list through the sources' rq_prev/rq_next. */
+typedef struct {
+    long prio;
+    PyObject *key;  /* the priority as an int object (what check returns) */
+    SourceObject *head, *tail;
+    Py_ssize_t count;
+} ReadyQueue;
+
 struct ContextObject {
     PyObject_HEAD
     ModState *st;  /* the module state (common.h), kept for the hot paths */
-    PyObject *ready;           /* dict: priority -> dict[Source, None] */
+    /* The ready queues that have sources, by ascending priority (few: a small array
+     * kept sorted, never shrunk, so marking and dispatching allocate nothing). */
+    ReadyQueue *rq;
+    Py_ssize_t nrq, rq_cap;
+    /* g_main_dispatch's pending dispatches: the batches of the dispatches running on
+     * this context (a nested one stacked on the outer), strong references, reused. */
+    PyObject **pend;
+    Py_ssize_t npend, pend_cap;
+    /* The dispatch stack of the owner thread (aioqloop._registry._tls.current), cached
+     * with the thread it belongs to: one thread-local read per thread, not per dispatch. */
+    PyObject *current;
+    uint64_t current_thread;
     PyObject *blocked, *blocked_due;
     PyObject *gate, *port, *fds, *source_ready, *deadlines, *waker, *bh;
     PyObject *prepare_hooks, *check_hooks, *clock;
-    PyObject *spare_bucket;    /* an empty ready bucket kept for reuse */
     PyObject *tap;             /* None, or the dispatch tap (aioqloop._trace) */
     double now, dispatch_time;
     Py_ssize_t in_iteration, serial, iterations;
@@ -20,10 +40,69 @@ struct ContextObject {
 
 
 #define CTX_FIELDS(X) \
-    X(ready) X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
+    X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
     X(deadlines) X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
-    X(spare_bucket) X(tap)
-GC_FUNCTIONS(ctx, ContextObject, CTX_FIELDS)
+    X(tap) X(current)
+
+static int
+ctx_traverse(ContextObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    CTX_FIELDS(VISIT_FIELD)
+    for (Py_ssize_t i = 0; i < self->nrq; i++)
+        for (SourceObject *s = self->rq[i].head; s != NULL; s = s->rq_next)
+            Py_VISIT((PyObject *)s);
+    for (Py_ssize_t i = 0; i < self->npend; i++)
+        Py_VISIT(self->pend[i]);
+    return 0;
+}
+
+/* Empty every ready queue (the context is cleared or freed). */
+static void
+rq_clear_all(ContextObject *self)
+{
+    while (self->nrq > 0) {
+        ReadyQueue *q = &self->rq[--self->nrq];
+        SourceObject *s = q->head;
+        Py_CLEAR(q->key);
+        q->head = q->tail = NULL;
+        q->count = 0;
+        while (s != NULL) {
+            SourceObject *next = s->rq_next;
+            s->rq_prev = s->rq_next = NULL;
+            s->rq_queued = 0;
+            s->rq_owner = NULL;
+            s->ready = 0;
+            Py_DECREF(s);
+            s = next;
+        }
+    }
+}
+
+static int
+ctx_clear(ContextObject *self)
+{
+    rq_clear_all(self);
+    while (self->npend > 0) {
+        PyObject *o = self->pend[--self->npend];
+        self->pend[self->npend] = NULL;
+        Py_DECREF(o);
+    }
+    CTX_FIELDS(CLEAR_FIELD)
+    return 0;
+}
+
+static void
+ctx_dealloc(ContextObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ctx_clear(self);
+    PyMem_Free(self->rq);
+    PyMem_Free(self->pend);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
 
 static PyObject *
 ctx_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -35,60 +114,201 @@ ctx_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (self == NULL)
         return NULL;
     self->st = st;
-    self->ready = PyDict_New();
     self->blocked = PyList_New(0);
     self->blocked_due = PyList_New(0);
-    if (!self->ready || !self->blocked || !self->blocked_due) {
+    if (!self->blocked || !self->blocked_due) {
         Py_DECREF(self);
         return NULL;
     }
     return (PyObject *)self;
 }
 
-/* The ready dict must be a dict of dicts (it always is; checked where it is read). */
-static inline int
-ready_ok(ContextObject *self)
+/* A source's _order (its place in the context's source list): a tuple of ints made by
+ * the source set (aioqloop/_sourceset.py).  Compared here without running Python code, so
+ * nothing can change a queue while it is walked.  -1, 0 or 1 as a < b, a == b, a > b;
+ * -2 with an exception. */
+static int
+order_cmp(PyObject *a, PyObject *b)
 {
-    if (self->ready == NULL || !PyDict_CheckExact(self->ready)) {
-        PyErr_SetString(PyExc_TypeError, "MainContext._ready must be a dict");
-        return 0;
+    if (a == NULL || b == NULL || !PyTuple_CheckExact(a) || !PyTuple_CheckExact(b)) {
+        PyErr_SetString(PyExc_TypeError, "a source's _order must be a tuple of ints");
+        return -2;
     }
-    return 1;
+    Py_ssize_t na = PyTuple_GET_SIZE(a), nb = PyTuple_GET_SIZE(b);
+    for (Py_ssize_t i = 0; i < na && i < nb; i++) {
+        PyObject *x = PyTuple_GET_ITEM(a, i), *y = PyTuple_GET_ITEM(b, i);
+        if (x == y)
+            continue;
+        if (!PyLong_CheckExact(x) || !PyLong_CheckExact(y)) {
+            PyErr_SetString(PyExc_TypeError, "a source's _order must be a tuple of ints");
+            return -2;
+        }
+        long long u = PyLong_AsLongLong(x), v = PyLong_AsLongLong(y);
+        if ((u == -1 || v == -1) && PyErr_Occurred())
+            return -2;
+        if (u != v)
+            return u < v ? -1 : 1;
+    }
+    return na == nb ? 0 : (na < nb ? -1 : 1);
 }
 
-/* Enter a source that just became READY in the ready bucket of its priority, and tell
- * the driver (its source_ready).  0, or -1 with an exception. */
-static int
-enter_ready(ContextObject *self, PyObject *srcobj, PyObject *prio)
+static void rq_remove(SourceObject *src);
+
+/* The index of the queue of priority prio, or where it would go (*found says which). */
+static Py_ssize_t
+rq_find(ContextObject *self, long prio, int *found)
 {
-    PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
-    if (bucket == NULL) {
-        if (PyErr_Occurred())
-            return -1;
-        /* the bucket emptied by the last dispatch, kept for this: no allocation per
-         * dispatch of a source that re-arms itself */
-        bucket = self->spare_bucket;
-        self->spare_bucket = NULL;
-        if (bucket == NULL && (bucket = PyDict_New()) == NULL)
-            return -1;
-        if (PyDict_SetItem(self->ready, prio, bucket) < 0) {
-            Py_DECREF(bucket);
-            return -1;
+    Py_ssize_t lo = 0, hi = self->nrq;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (self->rq[mid].prio < prio)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < self->nrq && self->rq[lo].prio == prio;
+    return lo;
+}
+
+/* A source's priority as a C long (GLib's gint), or -1 with an exception. */
+static int
+priority_of(SourceObject *src, long *prio)
+{
+    PyObject *p = src->priority;
+    if (p == NULL || !PyLong_Check(p)) {
+        PyErr_SetString(PyExc_TypeError, "a source's _priority must be an int");
+        return -1;
+    }
+    *prio = PyLong_AsLong(p);
+    return (*prio == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* Queue src (not queued) at its place in the ready queue of prio, searched from the
+ * tail: a source re-armed by its dispatch, or made ready in attach order, goes there at
+ * once.  The queue takes a reference.  0, or -1 with an exception (nothing changed). */
+static int
+rq_push(ContextObject *self, SourceObject *src, long prio)
+{
+    if (src->rq_queued) {
+        /* READY was cleared behind the queue's back (a write to _ready): requeue */
+        Py_INCREF(src);
+        rq_remove(src);
+        int rc = rq_push(self, src, prio);
+        Py_DECREF(src);
+        return rc;
+    }
+    int found;
+    Py_ssize_t i = rq_find(self, prio, &found);
+    SourceObject *after = NULL;
+    if (found) {
+        after = self->rq[i].tail;
+        while (after != NULL) {
+            int c = order_cmp(after->order, src->order);
+            if (c == -2)
+                return -1;
+            if (c < 0)
+                break;
+            after = after->rq_prev;
         }
     }
     else {
-        Py_INCREF(bucket);
+        if (self->nrq == self->rq_cap) {
+            Py_ssize_t cap = self->rq_cap ? self->rq_cap * 2 : 4;
+            ReadyQueue *rq = PyMem_Realloc(self->rq, (size_t)cap * sizeof(ReadyQueue));
+            if (rq == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->rq = rq;
+            self->rq_cap = cap;
+        }
+        memmove(&self->rq[i + 1], &self->rq[i], (size_t)(self->nrq - i) * sizeof(ReadyQueue));
+        self->nrq++;
+        PyObject *key = src->priority;
+        Py_INCREF(key);
+        self->rq[i] = (ReadyQueue){prio, key, NULL, NULL, 0};
     }
-    /* held: a source class's own __hash__ or __eq__ runs Python code here */
-    int set = PyDict_SetItem(bucket, srcobj, Py_None);
-    Py_DECREF(bucket);
-    if (set < 0)
-        return -1;
+    ReadyQueue *q = &self->rq[i];
+    src->rq_prev = after;
+    src->rq_next = after ? after->rq_next : q->head;
+    if (src->rq_next)
+        src->rq_next->rq_prev = src;
+    else
+        q->tail = src;
+    if (after)
+        after->rq_next = src;
+    else
+        q->head = src;
+    q->count++;
+    src->rq_prio = prio;
+    src->rq_owner = self;
+    src->rq_queued = 1;
+    Py_INCREF(src);
+    return 0;
+}
+
+/* Take src out of its ready queue, if queued (never fails; drops the queue's
+ * reference, so the caller must hold its own). */
+static void
+rq_remove(SourceObject *src)
+{
+    if (!src->rq_queued)
+        return;
+    ContextObject *self = src->rq_owner;  /* alive: it empties its queues when cleared */
+    int found;
+    Py_ssize_t i = rq_find(self, src->rq_prio, &found);
+    if (!found)
+        return;  /* cannot happen: a queued source's queue exists */
+    ReadyQueue *q = &self->rq[i];
+    if (src->rq_prev)
+        src->rq_prev->rq_next = src->rq_next;
+    else
+        q->head = src->rq_next;
+    if (src->rq_next)
+        src->rq_next->rq_prev = src->rq_prev;
+    else
+        q->tail = src->rq_prev;
+    src->rq_prev = src->rq_next = NULL;
+    src->rq_queued = 0;
+    src->rq_owner = NULL;
+    if (--q->count == 0) {
+        Py_DECREF(q->key);  /* an int: runs no code */
+        self->nrq--;
+        memmove(&self->rq[i], &self->rq[i + 1], (size_t)(self->nrq - i) * sizeof(ReadyQueue));
+    }
+    Py_DECREF(src);
+}
+
+/* The ready queue of prio, or NULL if none of its sources is ready. */
+static ReadyQueue *
+rq_get(ContextObject *self, long prio)
+{
+    int found;
+    Py_ssize_t i = rq_find(self, prio, &found);
+    return found ? &self->rq[i] : NULL;
+}
+
+static PyObject *hook_source_ready(HookObject *self, PyObject *priority);
+
+/* A source just became READY: tell the driver (its source_ready(priority)).  0, or -1
+ * with an exception.  The stock base's hook (hook.h) is called without a bound call. */
+static int
+notify_ready(ContextObject *self, SourceObject *src)
+{
     PyObject *notify = self->source_ready;
     if (IS_NONE(notify))
         return 0;
+    PyObject *p = src->priority ? src->priority : Py_None;
     Py_INCREF(notify);
-    PyObject *r = PyObject_CallOneArg(notify, prio);
+    Py_INCREF(p);
+    PyObject *r;
+    if (PyCFunction_Check(notify)
+            && PyCFunction_GET_FUNCTION(notify) == (PyCFunction)hook_source_ready
+            && PyObject_TypeCheck(PyCFunction_GET_SELF(notify), self->st->HookType))
+        r = hook_source_ready((HookObject *)PyCFunction_GET_SELF(notify), p);
+    else
+        r = PyObject_CallOneArg(notify, p);
+    Py_DECREF(p);
     Py_DECREF(notify);
     if (r == NULL)
         return -1;
@@ -104,11 +324,6 @@ mark_ready(ContextObject *self, PyObject *srcobj)
     int via_child = 0;
     Py_INCREF(srcobj);
     while (!IS_NONE(srcobj)) {
-        /* each time: the driver's source_ready, run for a child, may replace _ready */
-        if (!ready_ok(self)) {
-            Py_DECREF(srcobj);
-            return -1;
-        }
         if (!Source_Check(st, srcobj)) {
             PyErr_Format(PyExc_TypeError, "expected a Source, not %.100s",
                          Py_TYPE(srcobj)->tp_name);
@@ -123,18 +338,14 @@ mark_ready(ContextObject *self, PyObject *srcobj)
             break;
         }
         if (!src->ready) {
-            src->ready = 1;
-            src->ready_by_child = (char)via_child;
-            PyObject *prio = src->priority;
-            if (prio == NULL) {
-                PyErr_SetString(PyExc_AttributeError, "_priority");
+            long prio;
+            if (priority_of(src, &prio) < 0 || rq_push(self, src, prio) < 0) {
                 Py_DECREF(srcobj);
                 return -1;
             }
-            Py_INCREF(prio);
-            int rc = enter_ready(self, srcobj, prio);
-            Py_DECREF(prio);
-            if (rc < 0) {
+            src->ready = 1;
+            src->ready_by_child = (char)via_child;
+            if (notify_ready(self, src) < 0) {
                 Py_DECREF(srcobj);
                 return -1;
             }
@@ -154,54 +365,13 @@ mark_ready(ContextObject *self, PyObject *srcobj)
     return 0;
 }
 
-/* Remove src from the ready bucket of its priority (KeyError if absent and strict). */
-static int
-drop_ready(ContextObject *self, SourceObject *src, int strict)
-{
-    PyObject *prio = src->priority;
-    if (prio == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_priority");
-        return -1;
-    }
-    if (!ready_ok(self))
-        return -1;
-    Py_INCREF(prio);
-    PyObject *bucket = PyDict_GetItemWithError(self->ready, prio);
-    if (bucket == NULL) {
-        if (!PyErr_Occurred() && strict)
-            PyErr_SetObject(PyExc_KeyError, prio);
-        Py_DECREF(prio);
-        return (strict || PyErr_Occurred()) ? -1 : 0;
-    }
-    Py_INCREF(bucket);
-    int rc = 0;
-    if (PyDict_DelItem(bucket, (PyObject *)src) < 0) {
-        if (strict || !PyErr_ExceptionMatches(PyExc_KeyError))
-            rc = -1;
-        else
-            PyErr_Clear();
-    }
-    if (rc == 0 && PyDict_GET_SIZE(bucket) == 0) {
-        rc = PyDict_DelItem(self->ready, prio);
-        /* kept only if nothing else holds it (our reference is the last one) */
-        if (rc == 0 && self->spare_bucket == NULL && PyDict_CheckExact(bucket)
-                && Py_REFCNT(bucket) == 1) {
-            Py_INCREF(bucket);
-            self->spare_bucket = bucket;  /* reused by the next mark_ready */
-        }
-    }
-    Py_DECREF(bucket);
-    Py_DECREF(prio);
-    return rc;
-}
-
 static int
 unmark_ready(ContextObject *self, SourceObject *src)
 {
     src->ready_by_time = src->ready_by_child = 0;
-    if (src->ready) {
+    if (src->ready || src->rq_queued) {
         src->ready = 0;
-        return drop_ready(self, src, 0);
+        rq_remove(src);
     }
     return 0;
 }

@@ -10,6 +10,7 @@ static PyObject *ctx_insert(ContextObject *self, PyObject *src);
 static PyObject *ctx_remove_source(ContextObject *self, PyObject *src);
 static PyObject *ctx_next_deadline(ContextObject *self, PyObject *unused);
 static PyObject *ctx_time(ContextObject *self, PyObject *unused);
+static PyObject *ctx_best_ready(ContextObject *self, PyObject *unused);
 
 static PyMethodDef ctx_methods[] = {
     {"_schedule_ready_time", (PyCFunction)ctx_schedule_ready_time, METH_O,
@@ -43,6 +44,15 @@ static PyMethodDef ctx_methods[] = {
     {"_dispatch", (PyCFunction)ctx_dispatch, METH_O,
      "_dispatch($self, priority, /)\n--\n\n"
      "Dispatch the ready sources of ``priority`` in attach order.  Owner thread."},
+    {"_ready_sources", (PyCFunction)ctx_ready_sources, METH_O,
+     "_ready_sources($self, priority, /)\n--\n\n"
+     "The ready sources of ``priority`` in dispatch order (a new list)."},
+    {"_best_ready", (PyCFunction)ctx_best_ready, METH_NOARGS,
+     "_best_ready($self, /)\n--\n\n"
+     "The most urgent priority with ready sources (inf if none)."},
+    {"_ready_priorities", (PyCFunction)ctx_ready_priorities, METH_NOARGS,
+     "_ready_priorities($self, /)\n--\n\n"
+     "The priorities that have ready sources, ascending (a new list)."},
     {"_mark_ready", (PyCFunction)ctx_mark_ready, METH_O,
      "_mark_ready($self, src, /)\n--\n\n"
      "Set GLib's READY flag on a source and its ancestors.  Owner thread only."},
@@ -70,7 +80,6 @@ static PyMethodDef ctx_methods[] = {
 
 #define CM(name, type, field) {name, type, offsetof(ContextObject, field), 0, NULL}
 static PyMemberDef ctx_members[] = {
-    CM("_ready", T_OBJECT_EX, ready),
     CM("_blocked", T_OBJECT_EX, blocked),
     CM("_blocked_due", T_OBJECT_EX, blocked_due),
     CM("_gate", T_OBJECT, gate),

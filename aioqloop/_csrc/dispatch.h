@@ -121,8 +121,7 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             Py_ssize_t n;
             if (stack != NULL && PyList_CheckExact(stack) && (n = PyList_GET_SIZE(stack)) > 0
                     && PyList_GET_ITEM(stack, n - 1) == (PyObject *)src) {
-                if (PyList_SetSlice(stack, n - 1, n, NULL) < 0)
-                    return -1;
+                list_drop_last(stack);  /* src is held by the dispatch */
             }
             else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
                                       NULL) < 0) {
@@ -349,8 +348,7 @@ begin_dispatch(ContextObject *self, SourceObject *src, int *blocked, int *premar
         return -1;
     if (src->ready) {
         src->ready = src->ready_by_time = src->ready_by_child = 0;
-        if (drop_ready(self, src, 1) < 0)
-            return -1;
+        rq_remove(src);  /* the batch holds a reference */
     }
     *blocked = !src->can_recurse;
     double rt = src->ready_time;
@@ -376,20 +374,34 @@ begin_dispatch(ContextObject *self, SourceObject *src, int *blocked, int *premar
 }
 
 /* Push src on the thread's dispatch stack (g_main_current_source's): the stack (a new
- * reference), or NULL with an exception. */
+ * reference), or NULL with an exception.  The stack of the thread that ran the last
+ * dispatch is cached with its thread state's id: a context is dispatched by its owner
+ * thread, so the thread-local lookup happens once per thread, not once per dispatch. */
 static PyObject *
-push_current(ModState *st, PyObject *srcobj)
+push_current(ContextObject *self, PyObject *srcobj)
 {
-    if (st->tls == NULL || st->order_key == NULL || st->warn_slow == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
-        return NULL;
-    }
-    PyObject *current = PyObject_GetAttr(st->tls, st->s_current);
-    if (current == NULL)
-        return NULL;
-    if (!PyList_CheckExact(current) || PyList_Append(current, srcobj) < 0) {
-        if (!PyErr_Occurred())
+    ModState *st = self->st;
+    /* a thread state's id is never reused (thread idents are, after a thread ends) */
+    uint64_t me = PyThreadState_GetID(PyThreadState_Get());
+    PyObject *current = self->current;
+    if (current == NULL || self->current_thread != me) {
+        if (st->tls == NULL || st->warn_slow == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
+            return NULL;
+        }
+        current = PyObject_GetAttr(st->tls, st->s_current);
+        if (current == NULL)
+            return NULL;
+        if (!PyList_CheckExact(current)) {
+            Py_DECREF(current);
             PyErr_SetString(PyExc_TypeError, "the dispatch stack must be a list");
+            return NULL;
+        }
+        Py_XSETREF(self->current, current);
+        self->current_thread = me;
+    }
+    Py_INCREF(current);
+    if (PyList_Append(current, srcobj) < 0) {
         Py_DECREF(current);
         return NULL;
     }
@@ -433,12 +445,11 @@ dispatch_error(ContextObject *self, SourceObject *src, int *escaped)
 static int
 dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
 {
-    ModState *st = self->st;
     PyObject *srcobj = (PyObject *)src;
     int blocked, premarked, leaf;
     if (begin_dispatch(self, src, &blocked, &premarked, &leaf) < 0)
         return -1;
-    PyObject *current = push_current(st, srcobj);
+    PyObject *current = push_current(self, srcobj);
     if (current == NULL)
         return -1;
     self->in_iteration++;
@@ -455,7 +466,7 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     if (res != NULL) {
         /* The result's truth is part of the dispatch: a __bool__ that raises is reported
          * and destroys the source, like any other exception of the dispatch. */
-        keep = PyObject_IsTrue(res);
+        keep = truth(res);
         Py_DECREF(res);
     }
     PyObject *exc = NULL;  /* raised again after the cleanup */
@@ -469,7 +480,7 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     Py_ssize_t n = PyList_GET_SIZE(current);
     int cleanup_rc = 0;
     if (n > 0)
-        cleanup_rc = PyList_SetSlice(current, n - 1, n, NULL);
+        list_drop_last(current);  /* an exact list (push_current): may run a __del__ */
     Py_DECREF(current);
     if (cleanup_rc == 0)
         cleanup_rc = end_dispatch(self, src, blocked, leaf, t1 - t0);
@@ -493,17 +504,6 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     return rc;
 }
 
-/* The first key of a one-entry dict (borrowed). */
-static PyObject *
-only_key(PyObject *dict)
-{
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    if (PyDict_Next(dict, &pos, &key, &value))
-        return key;
-    return NULL;
-}
-
 /* Dispatcher._dispatch_postponed(): a big lock handed over for a dispatch that does not
  * happen now goes back at once, so the loop never polls holding it. */
 static PyObject *
@@ -521,45 +521,84 @@ ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* The ready sources of a bucket of several, in attach order (a dispatch tap may reorder
- * them): a new list, or NULL with an exception. */
+/* The ready sources of a queue, in order: a new list (the accessor's answer, and the
+ * batch a dispatch tap reorders), or NULL with an exception. */
 static PyObject *
-ordered_batch(ContextObject *self, PyObject *priority, PyObject *bucket)
+queue_list(ReadyQueue *q)
 {
-    ModState *st = self->st;
-    PyObject *pending = PySequence_List(bucket);
-    if (pending == NULL)
+    PyObject *list = PyList_New(q->count);
+    if (list == NULL)
         return NULL;
-    PyObject *kwnames = PyTuple_Pack(1, st->s_key);
-    PyObject *sargs[2] = {pending, st->order_key_fn ? st->order_key_fn : st->order_key};
-    PyObject *r = kwnames ? PyObject_VectorcallMethod(st->s_sort, sargs, 1, kwnames) : NULL;
-    Py_XDECREF(kwnames);
-    if (r == NULL || tap_order(self, priority, &pending) < 0) {
-        Py_XDECREF(r);
-        Py_DECREF(pending);
-        return NULL;
+    Py_ssize_t i = 0;
+    for (SourceObject *s = q->head; s != NULL && i < q->count; s = s->rq_next, i++) {
+        Py_INCREF(s);
+        PyList_SET_ITEM(list, i, (PyObject *)s);
     }
-    Py_DECREF(r);
-    return pending;
+    return list;
 }
 
-/* The loop of g_main_dispatch over one batch (``single``, or the list ``pending``): each
+/* Stack the sources of q on the pending dispatches (g_main_dispatch's batch): references
+ * in a reused array, so a dispatch allocates nothing.  0, or -1 with an exception. */
+static int
+pend_push_queue(ContextObject *self, ReadyQueue *q)
+{
+    Py_ssize_t need = self->npend + q->count;
+    if (need > self->pend_cap) {
+        Py_ssize_t cap = self->pend_cap ? self->pend_cap : 8;
+        while (cap < need)
+            cap *= 2;
+        PyObject **pend = PyMem_Realloc(self->pend, (size_t)cap * sizeof(PyObject *));
+        if (pend == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pend = pend;
+        self->pend_cap = cap;
+    }
+    for (SourceObject *s = q->head; s != NULL; s = s->rq_next) {
+        Py_INCREF(s);
+        self->pend[self->npend++] = (PyObject *)s;
+    }
+    return 0;
+}
+
+/* Drop the pending dispatches stacked from base on. */
+static void
+pend_pop(ContextObject *self, Py_ssize_t base)
+{
+    while (self->npend > base) {
+        PyObject *o = self->pend[--self->npend];
+        self->pend[self->npend] = NULL;
+        Py_DECREF(o);
+    }
+}
+
+/* The loop of g_main_dispatch over one batch (``single``, the list ``pending``, or the
+ * ``count`` pending dispatches stacked from ``base``): each
  * source still ready, in order, until a nested iteration takes over the rest, as in
  * gmain.c.  With a big lock (*gate), QEMU's rule: the batch's first dispatch comes
  * before any waiter gets the lock, waiters get it between two dispatches, and *gate is
  * cleared when the rest must wait for it (see Dispatcher.dispatch).  0, or -1. */
 static int
-run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pending)
+run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pending,
+          Py_ssize_t base, Py_ssize_t count)
 {
     ModState *st = self->st;
     Py_ssize_t serial = self->serial;
     double t = perf_now(), t_start = t;
     int rc = 0, first = 1;
-    Py_ssize_t count = single ? 1 : PyList_GET_SIZE(pending);
+    if (single)
+        count = 1;
+    else if (pending)
+        count = PyList_GET_SIZE(pending);
     for (Py_ssize_t i = 0; i < count; i++) {
         if (self->serial != serial)
             break;  /* a nested iteration took over the rest */
-        PyObject *o = single ? single : PyList_GET_ITEM(pending, i);
+        if (!single && !pending && base + i >= self->npend)
+            break;  /* the context was cleared meanwhile */
+        /* re-read each time: a nested dispatch may have moved the array */
+        PyObject *o = single ? single : pending ? PyList_GET_ITEM(pending, i)
+                                                : self->pend[base + i];
         if (!Source_Check(st, o))
             continue;
         SourceObject *src = (SourceObject *)o;
@@ -594,30 +633,37 @@ static PyObject *
 ctx_dispatch(ContextObject *self, PyObject *priority)
 {
     ModState *st = self->st;
-    if (!ready_ok(self))
-        return NULL;
-    PyObject *bucket = PyDict_GetItemWithError(self->ready, priority);
-    if (bucket == NULL) {
-        if (PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_TypeError))
-                return NULL;
-            PyErr_Clear();  /* an unhashable priority: nothing is ready there */
-        }
-        return ctx_dispatch_postponed(self, NULL);  /* gone since the check */
+    ReadyQueue *q = NULL;
+    if (PyLong_Check(priority)) {
+        int overflow;
+        long prio = PyLong_AsLongAndOverflow(priority, &overflow);
+        if (prio == -1 && PyErr_Occurred())
+            return NULL;
+        if (!overflow)
+            q = rq_get(self, prio);
     }
-    if (!PyDict_Check(bucket) || PyDict_GET_SIZE(bucket) == 0)
+    if (q == NULL)  /* gone since the check (or never a priority): nothing to run */
         return ctx_dispatch_postponed(self, NULL);
     self->iterations++;
     PyObject *single = NULL, *pending = NULL, *gate = NULL;
-    if (PyDict_GET_SIZE(bucket) == 1) {
-        single = only_key(bucket);
+    Py_ssize_t base = self->npend, count = q->count;
+    if (count == 1) {
+        single = (PyObject *)q->head;
         Py_INCREF(single);
     }
-    else if ((pending = ordered_batch(self, priority, bucket)) == NULL) {
+    else if (self->tap != NULL && !IS_NONE(self->tap)) {
+        /* the seeded order of the test tools (aioqloop._trace): a list it reorders */
+        pending = queue_list(q);
+        if (pending == NULL || tap_order(self, priority, &pending) < 0) {
+            Py_XDECREF(pending);
+            return NULL;
+        }
+    }
+    else if (pend_push_queue(self, q) < 0) {
         return NULL;
     }
     int rc = 0;
-    if (PyDict_GET_SIZE(self->ready) > 1)
+    if (self->nrq > 1)
         rc = call_method_void((PyObject *)self, st->s_count_waited, priority, NULL, NULL);
     if (rc == 0 && !IS_NONE(self->gate)) {
         gate = self->gate;
@@ -630,7 +676,7 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
         }
     }
     if (rc == 0)
-        rc = run_batch(self, &gate, single, pending);
+        rc = run_batch(self, &gate, single, pending, base, count);
     if (gate != NULL) {
         PyObject *saved = PyErr_GetRaisedException();
         rc = finish_cleanup(saved, call_method_void(gate, st->s_leave, NULL, NULL, NULL));
@@ -639,7 +685,37 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
 done:
     Py_XDECREF(single);
     Py_XDECREF(pending);
+    pend_pop(self, base);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* MainContext._ready_sources(priority): the ready sources of a priority in dispatch
+ * order (a new list; empty if none). */
+static PyObject *
+ctx_ready_sources(ContextObject *self, PyObject *priority)
+{
+    ReadyQueue *q = NULL;
+    if (PyLong_Check(priority)) {
+        int overflow;
+        long prio = PyLong_AsLongAndOverflow(priority, &overflow);
+        if (prio == -1 && PyErr_Occurred())
+            return NULL;
+        if (!overflow)
+            q = rq_get(self, prio);
+    }
+    return q ? queue_list(q) : PyList_New(0);
+}
+
+/* MainContext._ready_priorities(): the priorities that have ready sources, ascending. */
+static PyObject *
+ctx_ready_priorities(ContextObject *self, PyObject *unused)
+{
+    PyObject *list = PyList_New(self->nrq);
+    for (Py_ssize_t i = 0; list != NULL && i < self->nrq; i++) {
+        Py_INCREF(self->rq[i].key);
+        PyList_SET_ITEM(list, i, self->rq[i].key);
+    }
+    return list;
 }

@@ -516,7 +516,9 @@ static PyObject *
 hook_place(HookObject *self, PyObject *priority)
 {
     ModState *st = self->st;
-    double p = PyFloat_AsDouble(priority);
+    /* an int priority (what check returns) without a float conversion */
+    double p = PyLong_CheckExact(priority) ? (double)PyLong_AsLong(priority)
+                                           : PyFloat_AsDouble(priority);
     if (p == -1.0 && PyErr_Occurred())
         return NULL;
     PyObject *ctx = self->ctx;

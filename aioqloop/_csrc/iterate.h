@@ -8,25 +8,16 @@
 static PyObject *
 best_priority(ContextObject *self)
 {
-    ModState *st = self->st;
-    Py_ssize_t pos = 0;
-    PyObject *key, *value, *best = NULL;
-    long bestv = 0;
-    while (PyDict_Next(self->ready, &pos, &key, &value)) {
-        long v = PyLong_AsLong(key);
-        if (v == -1 && PyErr_Occurred())
-            return NULL;
-        if (best == NULL || v < bestv) {
-            best = key;
-            bestv = v;
-        }
-    }
-    if (best == NULL) {
-        Py_INCREF(st->float_inf);
-        return st->float_inf;
-    }
+    PyObject *best = self->nrq ? self->rq[0].key : self->st->float_inf;
     Py_INCREF(best);
     return best;
+}
+
+/* MainContext._best_ready(): the most urgent priority with ready sources (inf if none). */
+static PyObject *
+ctx_best_ready(ContextObject *self, PyObject *unused)
+{
+    return best_priority(self);
 }
 
 
@@ -78,8 +69,6 @@ check(ContextObject *self)
     int bh = ops < 0 ? -1 : bh_pending(self);
     if (bh < 0)
         return NULL;
-    if (!ready_ok(self))
-        return NULL;
     if (entries || hooks || ops || bh) {
         PyObject *t = ctx_collect(self, NULL);
         if (t == NULL)
@@ -91,7 +80,7 @@ check(ContextObject *self)
                                                     NULL, NULL, NULL) < 0))
             return NULL;
     }
-    else if (PyDict_GET_SIZE(self->ready)) {
+    else if (self->nrq) {
         if (read_clock(self) < 0)
             return NULL;
     }
@@ -99,7 +88,7 @@ check(ContextObject *self)
         PyObject *gate = self->gate;
         Py_INCREF(gate);
         int deferred = attr_truth(gate, st->s_deferred);
-        if (deferred < 0 || (deferred == 0 && PyDict_GET_SIZE(self->ready) == 0
+        if (deferred < 0 || (deferred == 0 && self->nrq == 0
                              && call_method_void(gate, st->s_give_back, NULL, NULL, NULL) < 0)) {
             Py_DECREF(gate);
             return NULL;
@@ -160,7 +149,7 @@ prepare_fds_only(ContextObject *self, int deferred)
     double wait = last + interval - now;
     if (wait < 0)
         wait = 0.0;
-    if (PyDict_GET_SIZE(self->ready) && !deferred) {
+    if (self->nrq && !deferred) {
         Py_INCREF(st->float_zero);
         return st->float_zero;
     }
@@ -187,9 +176,9 @@ prepare(ContextObject *self)
     if (queued < 0)
         return NULL;
     int hooks = nonempty_attr(self->prepare_hooks, st->s_prios);
-    if (hooks < 0 || !ready_ok(self))
+    if (hooks < 0)
         return NULL;
-    Py_ssize_t nready = PyDict_GET_SIZE(self->ready);
+    Py_ssize_t nready = self->nrq;
     if (nready && !deferred && !hooks && !queued) {
         Py_INCREF(st->float_zero);
         return st->float_zero;
@@ -371,9 +360,7 @@ has_work(ContextObject *self)
         if (deferred != 0)
             return deferred < 0 ? -1 : 0;
     }
-    if (!ready_ok(self))
-        return -1;
-    if (PyDict_GET_SIZE(self->ready))
+    if (self->nrq)
         return 1;
     int r = bh_pending(self);
     if (r == 0)

@@ -155,9 +155,6 @@ module_exec(PyObject *module)
             || own_method(&st->hook_place_descr, st->HookType, st->s_place) < 0
             || own_method(&st->attach_descr, st->ContextType, st->s_tm_attach) < 0)
         return -1;
-    st->order_key_fn = PyCFunction_NewEx(&timers_order_key_def, module, NULL);
-    if (st->order_key_fn == NULL)
-        return -1;
     if (PyModule_AddStringConstant(module, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
             || PyModule_AddIntConstant(module, "INPLACE", AIOQLOOP_INPLACE) < 0)
         return -1;

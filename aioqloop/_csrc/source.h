@@ -16,6 +16,13 @@ struct SourceObject {
     char can_recurse, destroyed, finalized, ready, ready_by_time, ready_by_child;
     char blocked, ready_while_blocked, in_heap;
     char c_idle, c_survives;   /* class flags _idle / _survives_escape, read at creation */
+    /* The ready queue of its priority (context.h): an intrusive list owned by the context,
+     * which holds a reference while the source is queued.  rq_prio is the queue's
+     * priority, kept so that leaving it never depends on _priority or _order. */
+    SourceObject *rq_prev, *rq_next;
+    ContextObject *rq_owner;  /* the context whose queue it is in (borrowed) */
+    long rq_prio;
+    char rq_queued;
 };
 
 /* A class-level flag (_idle, _survives_escape), read once per source from its type. */

@@ -286,9 +286,7 @@ timers_prepare(ContextObject *self, int deferred)
         return NULL;
     if (other)
         Py_RETURN_NOTIMPLEMENTED;
-    if (!ready_ok(self))
-        return NULL;
-    if (PyDict_GET_SIZE(self->ready) && !deferred) {
+    if (self->nrq && !deferred) {
         Py_INCREF(st->float_zero);
         return st->float_zero;
     }
@@ -516,24 +514,6 @@ fail:
     return NULL;
 }
 
-/* The sort key of a ready batch (Dispatcher's _order_key): the source's attach order. */
-static PyObject *
-timers_order_key_fn(PyObject *module, PyObject *src)
-{
-    ModState *st = module_state(module);
-    if (!Source_Check(st, src)) {
-        PyErr_SetString(PyExc_TypeError, "expected a Source");
-        return NULL;
-    }
-    PyObject *order = ((SourceObject *)src)->order;
-    if (order == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_order");
-        return NULL;
-    }
-    Py_INCREF(order);
-    return order;
-}
-
 /* configure_timers(**refs): the Python objects the timer paths compare against. */
 static PyObject *
 timers_configure(PyObject *module, PyObject *args, PyObject *kw)
@@ -560,7 +540,4 @@ timers_configure(PyObject *module, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
-static PyMethodDef timers_order_key_def = {
-    "order_key", (PyCFunction)timers_order_key_fn, METH_O,
-    "order_key($module, src, /)\n--\n\nA ready source's attach order (the dispatch sort key)."};
 /* ==================================================================== end timers */
