@@ -549,6 +549,7 @@ class MainContext(SourceSet, _Core):
         self._driver.close()  # withdraws fds, timers and queued iterations; releases
         self._driver = bridge.Driver()
         self._source_ready = None
+        self._tap = None  # a DispatchTrace traces its loop, not the next one
         self._fds.mirror = None
         self._waker.fallback = None
         if self._gate is not None:

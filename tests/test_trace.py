@@ -221,3 +221,20 @@ def test_prioritized_task_steps_are_seeded_and_traced() -> None:
     orders = {tuple(_prioritized_steps(seed)[0]) for seed in range(8)}
     assert len(orders) > 1
     assert _prioritized_steps(3) == _prioritized_steps(3)
+
+
+def test_a_trace_stays_with_its_loop_when_the_default_context_moves(base: str) -> None:
+    # A seeded trace left attached to a closed main-thread loop must not reorder the
+    # next loop's dispatches: the global default context moves on without the trace.
+    first = aioqloop.new_event_loop(base=base)
+    ctx = aioqloop.get_main_context(first)
+    DispatchTrace(5).attach(first)
+    assert ctx._tap is not None
+    first.close()
+    second = aioqloop.new_event_loop(base=base)
+    try:
+        assert aioqloop.get_main_context(second) is ctx  # the default context moved
+        assert ctx._tap is None
+    finally:
+        second.close()
+    assert _sources_run(base, None)[0] == ["urgent"] + [f"idle{i}" for i in range(6)]
