@@ -103,7 +103,8 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_readme_has_python_examples_and_few_unrun() -> None:
-    assert len(BLOCKS) >= 5
+    # the quick start, core concepts, the big lock and the pytest examples at least
+    assert len(BLOCKS) >= 4
     not_run = [b for b in BLOCKS if b.not_run is not None]
     assert len(not_run) <= MAX_NOT_RUN, [(b.line, b.not_run) for b in not_run]
 
