@@ -243,11 +243,28 @@ def begin(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop]
     return pending
 
 
-def failed(exc: BaseException | None) -> None:
+def failed(exc: BaseException | None, item: pytest.Item | None = None,
+           phase: str = "call") -> None:
     """Raise the stuck-loop failure of this phase, if there is one (from ``exc``)."""
     reports, _tools.reports = _tools.reports, []
     if reports:
-        raise pytest.fail.Exception("\n\n".join(reports), pytrace=False) from None
+        text = "\n\n".join(reports)
+        if item is not None and _records_its_own_outcome(item):
+            # A unittest case reports the error it recorded itself (the CancelledError
+            # that stopped the stuck task), whatever this phase raises: the report goes
+            # beside it, so it is never lost.
+            item.add_report_section(phase, "aioqloop stuck loop", text)
+        raise pytest.fail.Exception(text, pytrace=False) from None
+
+
+def _records_its_own_outcome(item: pytest.Item) -> bool:
+    """Whether pytest reports ``item``'s outcome from what the test recorded rather than
+    from what its call phase raised (unittest.TestCase methods)."""
+    try:
+        from _pytest.unittest import TestCaseFunction
+    except ImportError:  # pragma: no cover - a pytest without it: assume so
+        return True
+    return isinstance(item, TestCaseFunction)
 
 
 def end(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop],
@@ -255,7 +272,7 @@ def end(item: pytest.Item, phase: str, loops: list[asyncio.AbstractEventLoop],
     """A phase ended (``exc``: with that exception): fail it with the report if a loop
     got stuck; after a call that passed, warn about the tasks the test left pending."""
     try:
-        failed(exc)
+        failed(exc, item, phase)
     finally:
         if phase == "teardown":
             _disarm()

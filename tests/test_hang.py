@@ -496,3 +496,26 @@ def test_cpython_test_asyncio_armed_has_no_false_positive(
            if e["hang"] or e["outcome"] not in ("passed", "skipped")}
     assert not bad, outcome.stdout.str()
     assert sum(1 for e in entries.values() if e["loops"]) > 30  # on aioqloop loops
+
+
+def test_a_stuck_unittest_case_keeps_its_report(pytester: pytest.Pytester) -> None:
+    # pytest reports a unittest case's own recorded error (the CancelledError that
+    # stopped its stuck task), not what the phase raised: the report goes beside it.
+    result = run(pytester, """
+import asyncio, unittest
+import aioqloop.pytest_plugin as plugin
+
+class Policy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        return plugin.loop_factory(virtual_clock=True)()
+
+asyncio.set_event_loop_policy(Policy())
+
+class Case(unittest.IsolatedAsyncioTestCase):
+    async def test_stuck(self):
+        await asyncio.get_running_loop().create_future()
+""", "-W", "ignore::DeprecationWarning", subprocess=True)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Captured aioqloop stuck loop call*",
+                                 "*the test's event loop is stuck*",
+                                 "*test_inner.py:*in test_stuck"])
