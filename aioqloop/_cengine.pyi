@@ -134,3 +134,19 @@ class BHCore:
     _deleted: bool
     _oneshot: bool
     def schedule(self, /) -> None: ...
+
+class FdTagCore:
+    source: Any
+    fd: int
+    events: int
+    ident: tuple[int, int] | None
+    revents: int
+
+class FdPollerCore:
+    epoll: Any
+    records: dict[int, list[Any]]
+    masks: dict[int, int]
+    always: set[int]
+    unpolled: set[int]
+    _wake_fd: int
+    last_audit: float

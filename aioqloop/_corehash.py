@@ -15,7 +15,7 @@ __all__ = ("HASHED", "source_hash")
 
 #: The parts of the compiled core, included by ``_cengine.c`` (package-relative).
 _C_PARTS: Final = tuple(f"_csrc/{part}.h" for part in (
-    "common", "stats", "source", "context", "dispatch", "fdresults", "iterate", "attach",
+    "common", "stats", "source", "context", "dispatch", "fdpoll", "fdresults", "iterate", "attach",
     "context_type", "hook", "plain", "bh", "timers", "module"))
 
 #: The files a build of the compiled core depends on (package-relative).  The build is
@@ -43,6 +43,10 @@ HASHED: Final = (
     # the range of a priority and of an interval that the core's timeout_add accepts
     # without asking the Python checks (timers.h)
     "sources.py",
+    # the fd poller's fields (records, masks, always, unpolled, _wake_fd, last_audit,
+    # epoll), which the core keeps as C fields, and apply's rule for a record's revents
+    # (its events plus ERR, HUP and NVAL), which the core's poll repeats (fdpoll.h)
+    "_fdpoll.py",
 )
 _HERE = Path(__file__).resolve().parent
 

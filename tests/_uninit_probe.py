@@ -233,8 +233,21 @@ def _bh() -> tuple[Any, Callable[[], None]]:
     return aioqloop.BottomHalf(lambda: None, context=ctx), close
 
 
+#: The context of the fd poller `_fds` made last (the poller has no reference to it).
+_POLLER_CONTEXT: list[Any] = []
+
+
+def _fds() -> tuple[Any, Callable[[], None]]:
+    """The fd poller of a stand-alone context watching a readable pipe (the probe then
+    drives the context)."""
+    ctx, close = _context()
+    _POLLER_CONTEXT[:] = [ctx]
+    return ctx._fds, close
+
+
 FACTORIES: dict[str, Callable[[], tuple[Any, Callable[[], None]]]] = {
     "context": _context, "source": _source, "plain": _plain, "hook": _hook, "bh": _bh,
+    "fds": _fds,
 }
 
 
@@ -256,6 +269,18 @@ def _source_actions(core: type) -> Iterator[tuple[str, Callable[[Any], object]]]
     yield "src.destroy()", lambda src: src.destroy()
 
 
+def _poller_actions() -> Iterator[tuple[str, Callable[[Any], object]]]:
+    """A poller is used by its context: every context method, and iterations."""
+    ctx_core = resolve("aioqloop._cengine:ContextCore")
+    def on_context(call: Callable[[Any], object]) -> Callable[[Any], object]:
+        return lambda _fds: call(_POLLER_CONTEXT[0])
+
+    for label, call in method_calls(ctx_core):
+        yield f"ctx: {label}", on_context(call)
+    yield "ctx.iteration(False)", lambda _fds: _POLLER_CONTEXT[0].iteration(False)
+    yield "ctx.close()", lambda _fds: _POLLER_CONTEXT[0].close()
+
+
 def broken_probes(what: str) -> Iterator[Probe]:
     factory = FACTORIES[what]
     sample, close = factory()
@@ -264,6 +289,8 @@ def broken_probes(what: str) -> Iterator[Probe]:
     fields = [n for n in names(core) if is_data_descriptor(core, n)]
     if what == "source":
         actions = list(_source_actions(core))
+    elif what == "fds":
+        actions = list(_poller_actions())
     else:
         actions = [*method_calls(core), ("repr", repr)]
     for field in fields:

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <errno.h>
 #define EPOLLIN_BIT EPOLLIN
 #define EPOLLOUT_BIT EPOLLOUT
 #include <string.h>
@@ -233,7 +234,8 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
  * the module's GC functions.  The interned names and constants cannot, and stay until
  * the module is freed. */
 #define CORE_TYPES(X) \
-    X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType)
+    X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType) \
+    X(FdTagType) X(FdPollerType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
     X(order_key_fn)      /* the dispatch sort key in C (a function of this module) */ \
@@ -299,6 +301,8 @@ typedef struct ContextObject ContextObject;
 typedef struct HookObject HookObject;
 typedef struct PlainObject PlainObject;
 typedef struct BHObject BHObject;
+typedef struct FdTagObject FdTagObject;
+typedef struct FdPollerObject FdPollerObject;
 
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 #define Source_Check(st, o) PyObject_TypeCheck((o), (st)->SourceType)

@@ -137,10 +137,8 @@ prepare_fds_only(ContextObject *self, int deferred)
     if (fds == NULL)
         return NULL;
     Py_INCREF(fds);
-    PyObject *la = PyObject_GetAttr(fds, st->s_last_audit);
-    double last = la ? PyFloat_AsDouble(la) : -1.0;
-    Py_XDECREF(la);
-    if (last == -1.0 && PyErr_Occurred())
+    double last;
+    if (fds_last_audit(self, &last) < 0)
         goto fail;
     if (now - last >= interval) {
         PyObject *mark = PyObject_GetAttr((PyObject *)self, st->s_mark_ready);
@@ -150,10 +148,7 @@ prepare_fds_only(ContextObject *self, int deferred)
         Py_XDECREF(mark);
         if (rc < 0)
             goto fail;
-        la = PyObject_GetAttr(fds, st->s_last_audit);
-        last = la ? PyFloat_AsDouble(la) : -1.0;
-        Py_XDECREF(la);
-        if (last == -1.0 && PyErr_Occurred())
+        if (fds_last_audit(self, &last) < 0)
             goto fail;
     }
     Py_DECREF(fds);
@@ -196,13 +191,13 @@ prepare(ContextObject *self)
     }
     if (!(nready || hooks || queued)) {
         int entries = nonempty_attr(self->deadlines, st->s_entries);
-        int masks = entries ? entries : nonempty_attr(self->fds, st->s_masks);
+        int masks = entries ? entries : FDS_MASKS(self);
         if (masks < 0)
             return NULL;
         if (!masks)
             Py_RETURN_NONE;
         if (!entries) {
-            int always = nonempty_attr(self->fds, st->s_always);
+            int always = FDS_ALWAYS(self);
             if (always < 0)
                 return NULL;
             if (!always)
@@ -380,7 +375,7 @@ has_work(ContextObject *self)
         r = nonempty_attr(self->waker, st->s_ops);
     if (r != 0)
         return r;
-    r = nonempty_attr(self->fds, st->s_always);
+    r = FDS_ALWAYS(self);
     if (r > 0)
         r = call_truth(self->fds, st->s_always_ready_pending);
     if (r != 0)

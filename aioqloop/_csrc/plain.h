@@ -156,7 +156,7 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
          * (MainContext._wait_needs_prepare). */
         int needs = nonempty_attr(ctx->prepare_hooks, st->s_prios);
         if (needs == 0 && isinf(self->timer_when))
-            needs = nonempty_attr(ctx->fds, st->s_masks);
+            needs = FDS_MASKS(ctx);
         if (needs < 0)
             return -1;
         if (needs == 0)
@@ -207,13 +207,20 @@ plain_run(PlainObject *self, PyObject *unused)
         if (i > 0) {
             /* GLib polls in every iteration: fd events and wake-ups that came meanwhile
              * compete with the sources that stayed ready. */
-            PyObject *epoll = PyObject_GetAttr(ctx->fds, st->s_epoll);
-            if (epoll == NULL) {
-                more = -1;
-                break;
+            FdPollerObject *fp = ctx_fdpoller(ctx);
+            int open;
+            if (fp != NULL) {
+                open = !IS_NONE(fp->epoll);
             }
-            int open = epoll != Py_None;
-            Py_DECREF(epoll);
+            else {
+                PyObject *epoll = PyObject_GetAttr(ctx->fds, st->s_epoll);
+                if (epoll == NULL) {
+                    more = -1;
+                    break;
+                }
+                open = epoll != Py_None;
+                Py_DECREF(epoll);
+            }
             if (open && ctx_call_poll_ready(st, ctxo) < 0) {
                 more = -1;
                 break;
