@@ -150,3 +150,11 @@ class FdPollerCore:
     unpolled: set[int]
     _wake_fd: int
     last_audit: float
+
+class SharedFdsCore:
+    _ep: Any
+    _fd_to_key: Any
+    _ctx_mask: dict[int, int]
+    raw: list[tuple[int, int]]
+    stale: bool
+    closed: bool

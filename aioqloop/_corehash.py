@@ -47,6 +47,9 @@ HASHED: Final = (
     # epoll), which the core keeps as C fields, and apply's rule for a record's revents
     # (its events plus ERR, HUP and NVAL), which the core's poll repeats (fdpoll.h)
     "_fdpoll.py",
+    # the shared epoll set's fields (_ep, _fd_to_key, _ctx_mask, raw, stale, closed),
+    # C fields of the core, and its select, which the core repeats (fdpoll.h, hook.h)
+    "_selectorfds.py",
 )
 _HERE = Path(__file__).resolve().parent
 

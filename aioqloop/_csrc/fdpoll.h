@@ -321,6 +321,29 @@ fds_records(ContextObject *self, PyObject **records, long *wake)
     return 0;
 }
 
+/* epoll_wait on ``epfd`` for ``ms`` milliseconds (-1: forever) into ``evs``: a look
+ * without a wait first, with the GIL held (what is ready now costs no release and
+ * retake of the GIL); a wait only when nothing is, with the GIL released.  The count,
+ * 0 when interrupted by a signal (after its handler ran), -1 with an exception. */
+static int
+epoll_wait_c(int epfd, struct epoll_event *evs, int max, int ms)
+{
+    int n = epoll_wait(epfd, evs, max, 0);
+    if (n == 0 && ms != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, evs, max, ms);
+        Py_END_ALLOW_THREADS
+    }
+    if (n < 0) {
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        return PyErr_CheckSignals() < 0 ? -1 : 0;
+    }
+    return n;
+}
+
 /* The most results one epoll_wait returns here (what select.epoll.poll takes by default). */
 #define FD_POLL_MAX 1023
 
@@ -350,19 +373,11 @@ fds_poll_now(ContextObject *self, FdPollerObject *fp)
         return -1;
     }
     struct epoll_event evs[FD_POLL_MAX];
-    /* zero timeout: it never sleeps, so the GIL stays held */
-    int n = epoll_wait(epfd, evs, FD_POLL_MAX, 0);
-    if (n < 0) {
-        if (errno != EINTR) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        if (PyErr_CheckSignals() < 0)
-            return -1;
-        n = 0;  /* interrupted: nothing reported (FdPoller.poll's InterruptedError) */
-    }
-    if (n == 0)
-        return 1;
+    /* zero timeout: it never sleeps, so the GIL stays held; interrupted: nothing
+     * reported (FdPoller.poll's InterruptedError) */
+    int n = epoll_wait_c(epfd, evs, FD_POLL_MAX, 0);
+    if (n <= 0)
+        return n < 0 ? -1 : 1;
     PyObject *records;
     long wake;
     if (fds_records(self, &records, &wake) < 0)
@@ -381,3 +396,36 @@ fds_poll_now(ContextObject *self, FdPollerObject *fp)
         return -1;
     return 1;
 }
+
+/* ------------------------------------------------------------- SharedFdsCore */
+/* The hot state of aioqloop._selectorfds.SelectorFds (its base): the stock base's one
+ * epoll object shared by asyncio's selector and the context.  hook.h's shared_select
+ * reads these fields directly and polls the object in C. */
+struct SharedFdsObject {
+    PyObject_HEAD
+    PyObject *ep;          /* _ep: the selector's select.epoll */
+    PyObject *fd_to_key;   /* _fd_to_key: asyncio's fd -> SelectorKey */
+    PyObject *ctx_mask;    /* _ctx_mask: fd -> the context's merged epoll mask */
+    PyObject *raw;         /* raw: (fd, revents) polled and not taken yet */
+    char stale, closed;
+};
+
+#define SHAREDFDS_FIELDS(X) X(ep) X(fd_to_key) X(ctx_mask) X(raw)
+GC_FUNCTIONS(sharedfds, SharedFdsObject, SHAREDFDS_FIELDS)
+
+#define SFM(name, type, field) {name, type, offsetof(SharedFdsObject, field), 0, NULL}
+static PyMemberDef sharedfds_members[] = {
+    SFM("_ep", T_OBJECT_EX, ep),
+    SFM("_fd_to_key", T_OBJECT_EX, fd_to_key),
+    SFM("_ctx_mask", T_OBJECT_EX, ctx_mask),
+    SFM("raw", T_OBJECT_EX, raw),
+    SFM("stale", T_BOOL, stale),
+    SFM("closed", T_BOOL, closed),
+    {NULL}
+};
+static PyMethodDef sharedfds_methods[] = {{NULL}};
+
+CORE_SPEC(sharedfds, SharedFdsObject, "SharedFdsCore",
+    "The hot state of the epoll object shared with asyncio's selector (base of SelectorFds).",
+    PyType_GenericNew)
+
