@@ -158,3 +158,8 @@ class SharedFdsCore:
     raw: list[tuple[int, int]]
     stale: bool
     closed: bool
+
+class WakerCore:
+    ops: Any
+    poll_waiting: bool
+    notified: bool

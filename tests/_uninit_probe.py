@@ -245,6 +245,13 @@ def _fds() -> tuple[Any, Callable[[], None]]:
     return ctx._fds, close
 
 
+def _waker() -> tuple[Any, Callable[[], None]]:
+    """The waker of a stand-alone context (the probe then drives the context)."""
+    ctx, close = _context()
+    _POLLER_CONTEXT[:] = [ctx]
+    return ctx._waker, close
+
+
 def _shared() -> tuple[Any, Callable[[], None]]:
     """The epoll set a stock-base loop's selector shares with its context, which watches
     a readable pipe (the probe then drives the selector hook)."""
@@ -268,7 +275,7 @@ def _shared() -> tuple[Any, Callable[[], None]]:
 
 FACTORIES: dict[str, Callable[[], tuple[Any, Callable[[], None]]]] = {
     "context": _context, "source": _source, "plain": _plain, "hook": _hook, "bh": _bh,
-    "fds": _fds, "shared": _shared,
+    "fds": _fds, "shared": _shared, "waker": _waker,
 }
 
 
@@ -291,7 +298,7 @@ def _source_actions(core: type) -> Iterator[tuple[str, Callable[[Any], object]]]
 
 
 def _poller_actions() -> Iterator[tuple[str, Callable[[Any], object]]]:
-    """A poller is used by its context: every context method, and iterations."""
+    """A poller or waker is used by its context: every context method, and iterations."""
     ctx_core = resolve("aioqloop._cengine:ContextCore")
     def on_context(call: Callable[[Any], object]) -> Callable[[Any], object]:
         return lambda _fds: call(_POLLER_CONTEXT[0])
@@ -323,7 +330,7 @@ def broken_probes(what: str) -> Iterator[Probe]:
     fields = [n for n in names(core) if is_data_descriptor(core, n)]
     if what == "source":
         actions = list(_source_actions(core))
-    elif what == "fds":
+    elif what in ("fds", "waker"):
         actions = list(_poller_actions())
     elif what == "shared":
         actions = list(_shared_actions())

@@ -235,7 +235,7 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
  * the module is freed. */
 #define CORE_TYPES(X) \
     X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType) \
-    X(FdTagType) X(FdPollerType) X(SharedFdsType)
+    X(FdTagType) X(FdPollerType) X(SharedFdsType) X(WakerType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
     X(order_key_fn)      /* the dispatch sort key in C (a function of this module) */ \
@@ -304,6 +304,7 @@ typedef struct BHObject BHObject;
 typedef struct FdTagObject FdTagObject;
 typedef struct FdPollerObject FdPollerObject;
 typedef struct SharedFdsObject SharedFdsObject;
+typedef struct WakerObject WakerObject;
 
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 #define Source_Check(st, o) PyObject_TypeCheck((o), (st)->SourceType)

@@ -74,7 +74,7 @@ check(ContextObject *self)
     ModState *st = self->st;
     int entries = nonempty_attr(self->deadlines, st->s_entries);
     int hooks = entries < 0 ? -1 : nonempty_attr(self->check_hooks, st->s_prios);
-    int ops = hooks < 0 ? -1 : nonempty_attr(self->waker, st->s_ops);
+    int ops = hooks < 0 ? -1 : waker_ops_pending(self);
     int bh = ops < 0 ? -1 : bh_pending(self);
     if (bh < 0)
         return NULL;
@@ -176,7 +176,7 @@ prepare(ContextObject *self)
     int deferred = 0;
     if (!IS_NONE(self->gate) && (deferred = attr_truth(self->gate, st->s_deferred)) < 0)
         return NULL;
-    int queued = nonempty_attr(self->waker, st->s_ops);
+    int queued = waker_ops_pending(self);
     if (queued == 0)
         queued = bh_pending(self);
     if (queued < 0)
@@ -258,7 +258,9 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         return -1;
     }
     Py_INCREF(waker);
-    PyObject *was_waiting = PyObject_GetAttr(waker, st->s_poll_waiting);
+    WakerObject *cw = ctx_waker(self);  /* its flag is a C field: no lookups */
+    PyObject *was_waiting = cw ? PyBool_FromLong(cw->poll_waiting)
+                               : PyObject_GetAttr(waker, st->s_poll_waiting);
     if (was_waiting == NULL) {
         Py_DECREF(waker);
         return -1;
@@ -267,7 +269,9 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         goto fail;
     /* "May sleep" is published before the last look at the queues (the GIL orders a
      * plain store; free-threaded builds use the pure engine). */
-    if (PyObject_SetAttr(waker, st->s_poll_waiting, Py_True) < 0)
+    if (cw != NULL)
+        cw->poll_waiting = 1;
+    else if (PyObject_SetAttr(waker, st->s_poll_waiting, Py_True) < 0)
         goto fail;
     PyObject *timeout = prepare(self);
     PyObject *r = NULL;
@@ -278,7 +282,11 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
     {
         /* finally: the flag goes back, whatever prepare and the poll did */
         PyObject *saved = PyErr_GetRaisedException();
-        int restored = PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting);
+        int restored = 0;
+        if (cw != NULL)
+            cw->poll_waiting = (char)(was_waiting == Py_True);
+        else
+            restored = PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting);
         if (finish_cleanup(saved, restored) < 0) {
             Py_XDECREF(r);
             goto fail;
@@ -372,7 +380,7 @@ has_work(ContextObject *self)
         return 1;
     int r = bh_pending(self);
     if (r == 0)
-        r = nonempty_attr(self->waker, st->s_ops);
+        r = waker_ops_pending(self);
     if (r != 0)
         return r;
     r = FDS_ALWAYS(self);
