@@ -17,7 +17,10 @@
  *   HookCore          the stock base's selector hook (select -> iterate -> place, and
  *                     the select of the epoll set shared with asyncio);
  *   PlainCore         the plain driver's iteration (the uvloop base, any asyncio loop);
- *   BHCore            a bottom half's state and qemu_bh_schedule.
+ *   BHCore            a bottom half's state and qemu_bh_schedule;
+ *   FdTagCore, FdPollerCore  the fd records (GPollRec) and the hot state of the
+ *                     context's epoll set, polled and applied in C;
+ *   WakerCore         the Waker's notify flags and posted-operation queue.
  *
  * The pure-Python engine (aioqloop/_dispatch.py, aioqloop/context.py, aioqloop/source.py)
  * is the reference: every method here has a Python twin with the same name and the same
@@ -48,6 +51,8 @@
 #include "_csrc/source.h"
 #include "_csrc/context.h"
 #include "_csrc/dispatch.h"
+#include "_csrc/waker.h"
+#include "_csrc/fdpoll.h"
 #include "_csrc/fdresults.h"
 #include "_csrc/iterate.h"
 #include "_csrc/attach.h"

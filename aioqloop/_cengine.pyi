@@ -136,3 +136,32 @@ class BHCore:
     _deleted: bool
     _oneshot: bool
     def schedule(self, /) -> None: ...
+
+class FdTagCore:
+    source: Any
+    fd: int
+    events: int
+    ident: tuple[int, int] | None
+    revents: int
+
+class FdPollerCore:
+    epoll: Any
+    records: dict[int, list[Any]]
+    masks: dict[int, int]
+    always: set[int]
+    unpolled: set[int]
+    _wake_fd: int
+    last_audit: float
+
+class SharedFdsCore:
+    _ep: Any
+    _fd_to_key: Any
+    _ctx_mask: dict[int, int]
+    raw: list[tuple[int, int]]
+    stale: bool
+    closed: bool
+
+class WakerCore:
+    ops: Any
+    poll_waiting: bool
+    notified: bool

@@ -15,8 +15,8 @@ __all__ = ("HASHED", "source_hash")
 
 #: The parts of the compiled core, included by ``_cengine.c`` (package-relative).
 _C_PARTS: Final = tuple(f"_csrc/{part}.h" for part in (
-    "common", "stats", "source", "context", "dispatch", "fdresults", "iterate", "attach",
-    "context_type", "hook", "plain", "bh", "timers", "module"))
+    "common", "stats", "source", "context", "dispatch", "waker", "fdpoll", "fdresults",
+    "iterate", "attach", "context_type", "hook", "plain", "bh", "timers", "module"))
 
 #: The files a build of the compiled core depends on (package-relative).  The build is
 #: made from the C sources alone.  Python files count only where the C repeats their
@@ -44,6 +44,15 @@ HASHED: Final = (
     # the range of a priority and of an interval that the core's timeout_add accepts
     # without asking the Python checks (timers.h)
     "sources.py",
+    # the fd poller's fields (records, masks, always, unpolled, _wake_fd, last_audit,
+    # epoll), which the core keeps as C fields, and apply's rule for a record's revents
+    # (its events plus ERR, HUP and NVAL), which the core's poll repeats (fdpoll.h)
+    "_fdpoll.py",
+    # the shared epoll set's fields (_ep, _fd_to_key, _ctx_mask, raw, stale, closed),
+    # C fields of the core, and its select, which the core repeats (fdpoll.h, hook.h)
+    "_selectorfds.py",
+    # the Waker's poll_waiting, notified and ops, C fields of the core (waker.h)
+    "_waker.py",
 )
 _HERE = Path(__file__).resolve().parent
 

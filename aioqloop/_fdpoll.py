@@ -49,6 +49,7 @@ import select
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import _engine
 from .constants import IOCondition
 
 if TYPE_CHECKING:
@@ -77,12 +78,23 @@ def clamp_wait(timeout: float | None) -> float | None:
     return 0.0
 
 
-class FdPoller:
+_SLOTS = ("_audit_poll", "_closed", "_ident", "_opener", "_wake_fd", "always", "epoll",
+          "generation", "last_audit", "masks", "mirror", "opened", "rebuilds", "records",
+          "unpolled")
+
+if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
+    _PollerBase = object
+else:
+    # The compiled core keeps the fields its poll reads as C fields of the same names
+    # (aioqloop/_csrc/fdpoll.h) and polls the set and applies the results in C.
+    _PollerBase = _engine.core.FdPollerCore
+    _SLOTS = tuple(name for name in _SLOTS if not hasattr(_PollerBase, name))
+
+
+class FdPoller(_PollerBase):
     """The private epoll set of a context (see the module docstring)."""
 
-    __slots__ = ("_audit_poll", "_closed", "_ident", "_opener", "_wake_fd", "always", "epoll",
-                 "generation", "last_audit", "masks", "mirror", "opened", "rebuilds",
-                 "records", "unpolled")
+    __slots__ = _SLOTS
 
     def __init__(
         self, wake_fd: int | None = None, *, opener: Callable[[], int] | None = None

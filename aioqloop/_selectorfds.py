@@ -40,7 +40,7 @@ import os
 import select
 import selectors
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _engine
 
@@ -76,11 +76,21 @@ def _fd_of(fileobj: Any) -> int:
     return fileobj if isinstance(fileobj, int) else int(fileobj.fileno())
 
 
-class SelectorFds:
+_SLOTS = ("_ctx_mask", "_ep", "_fd_to_key", "_real", "closed", "raw", "rebuilds", "stale")
+
+if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
+    _SharedBase = object
+else:
+    # The compiled core keeps the fields its select reads as C fields of the same
+    # names (aioqloop/_csrc/fdpoll.h) and polls the shared set in C (hook.h).
+    _SharedBase = _engine.core.SharedFdsCore
+    _SLOTS = tuple(name for name in _SLOTS if not hasattr(_SharedBase, name))
+
+
+class SelectorFds(_SharedBase):
     """The loop selector's epoll object shared by asyncio and one context (module doc)."""
 
-    __slots__ = ("_ctx_mask", "_ep", "_fd_to_key", "_real", "closed", "raw", "rebuilds",
-                 "stale")
+    __slots__ = _SLOTS
 
     def __init__(self, selector: selectors.EpollSelector) -> None:
         self._real = selector

@@ -28,6 +28,9 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import _engine
 
 __all__ = ("FREE_THREADED", "Waker")
 
@@ -35,11 +38,22 @@ __all__ = ("FREE_THREADED", "Waker")
 FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
-class Waker:
+_SLOTS = ("_closed", "_fd", "fallback", "lock", "notified", "opened", "ops", "poll_waiting",
+          "writes")
+
+if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
+    _WakerBase = object
+else:
+    # The compiled core keeps the flags and the queue the iteration reads as C fields of
+    # the same names (aioqloop/_csrc/waker.h).
+    _WakerBase = _engine.core.WakerCore
+    _SLOTS = tuple(name for name in _SLOTS if not hasattr(_WakerBase, name))
+
+
+class Waker(_WakerBase):
     """An eventfd with QEMU's notify handshake and a queue of foreign operations."""
 
-    __slots__ = ("_closed", "_fd", "fallback", "lock", "notified", "opened", "ops",
-                 "poll_waiting", "writes")
+    __slots__ = _SLOTS
 
     def __init__(self, lazy: bool = False) -> None:
         self._fd = -1

@@ -258,13 +258,18 @@ class _PyPlain:
     def _on_readable(self) -> None:
         # Dispatch right here, as an add_reader callback would, instead of one more loop
         # iteration later (unless an iteration is already queued: keep FIFO order).
-        queued = self._handle is not None
-        self._ctx._poll_ready()
-        if queued:
+        if self._handle is not None or self._batch:
+            self._ctx._poll_ready()  # the queued iteration (or this batch) looks next
             return
-        handle = self._handle
-        if handle is not None:  # queued by the readiness just recorded: run it now
-            handle.cancel()
+        # The batch flag is up while the poll records readiness: the iteration runs
+        # right below, so no call_soon is queued for it (nor cancelled again).
+        self._batch = 1
+        try:
+            self._ctx._poll_ready()
+        except BaseException:
+            self._batch = 0
+            self._kick()  # what the poll recorded before it failed still gets its turn
+            raise
         self._run()
 
     def poll(self, timeout: float | None) -> None:

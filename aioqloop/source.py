@@ -44,10 +44,20 @@ _check_priority = check_priority
 _CONDITIONS = tuple(IOCondition(bits) for bits in range(64))
 
 
-class _FdRecord:
+if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
+    _FdRecordBase = object
+    _FD_SLOTS: tuple[str, ...] = ("events", "fd", "ident", "revents", "source")
+else:
+    # The compiled core reads and writes the tag's fields directly when it applies poll
+    # results (aioqloop/_csrc/fdpoll.h): the same names, as C fields.
+    _FdRecordBase = _engine.core.FdTagCore
+    _FD_SLOTS = ()
+
+
+class _FdRecord(_FdRecordBase):
     """One ``add_unix_fd`` registration; the opaque tag handed to the user."""
 
-    __slots__ = ("events", "fd", "ident", "revents", "source")
+    __slots__ = _FD_SLOTS
 
     def __init__(
         self, source: Source, fd: int, events: IOCondition,

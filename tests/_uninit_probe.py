@@ -233,8 +233,49 @@ def _bh() -> tuple[Any, Callable[[], None]]:
     return aioqloop.BottomHalf(lambda: None, context=ctx), close
 
 
+#: The context of the fd poller `_fds` made last (the poller has no reference to it).
+_POLLER_CONTEXT: list[Any] = []
+
+
+def _fds() -> tuple[Any, Callable[[], None]]:
+    """The fd poller of a stand-alone context watching a readable pipe (the probe then
+    drives the context)."""
+    ctx, close = _context()
+    _POLLER_CONTEXT[:] = [ctx]
+    return ctx._fds, close
+
+
+def _waker() -> tuple[Any, Callable[[], None]]:
+    """The waker of a stand-alone context (the probe then drives the context)."""
+    ctx, close = _context()
+    _POLLER_CONTEXT[:] = [ctx]
+    return ctx._waker, close
+
+
+def _shared() -> tuple[Any, Callable[[], None]]:
+    """The epoll set a stock-base loop's selector shares with its context, which watches
+    a readable pipe (the probe then drives the selector hook)."""
+    import aioqloop
+
+    hook, close = _hook()
+    r, w = os.pipe()
+    os.write(w, b"x")
+    aioqloop.fd_add(r, aioqloop.IOCondition.IN, lambda *a: True, context=hook._ctx)
+    _POLLER_CONTEXT[:] = [hook]
+
+    def close_all() -> None:
+        try:
+            close()
+        finally:
+            os.close(r)
+            os.close(w)
+
+    return hook.direct, close_all
+
+
 FACTORIES: dict[str, Callable[[], tuple[Any, Callable[[], None]]]] = {
     "context": _context, "source": _source, "plain": _plain, "hook": _hook, "bh": _bh,
+    "fds": _fds, "shared": _shared, "waker": _waker,
 }
 
 
@@ -256,6 +297,31 @@ def _source_actions(core: type) -> Iterator[tuple[str, Callable[[Any], object]]]
     yield "src.destroy()", lambda src: src.destroy()
 
 
+def _poller_actions() -> Iterator[tuple[str, Callable[[Any], object]]]:
+    """A poller or waker is used by its context: every context method, and iterations."""
+    ctx_core = resolve("aioqloop._cengine:ContextCore")
+    def on_context(call: Callable[[Any], object]) -> Callable[[Any], object]:
+        return lambda _fds: call(_POLLER_CONTEXT[0])
+
+    for label, call in method_calls(ctx_core):
+        yield f"ctx: {label}", on_context(call)
+    yield "ctx.iteration(False)", lambda _fds: _POLLER_CONTEXT[0].iteration(False)
+    yield "ctx.close()", lambda _fds: _POLLER_CONTEXT[0].close()
+
+
+def _shared_actions() -> Iterator[tuple[str, Callable[[Any], object]]]:
+    """The shared set is used by the selector hook: every hook method, and selects."""
+    hook_core = resolve("aioqloop._cengine:HookCore")
+
+    def on_hook(call: Callable[[Any], object]) -> Callable[[Any], object]:
+        return lambda _shared: call(_POLLER_CONTEXT[0])
+
+    for label, call in method_calls(hook_core):
+        yield f"hook: {label}", on_hook(call)
+    yield "hook.select(0)", lambda _shared: _POLLER_CONTEXT[0].select(0)
+    yield "shared.select(0)", lambda shared: shared.select(0)
+
+
 def broken_probes(what: str) -> Iterator[Probe]:
     factory = FACTORIES[what]
     sample, close = factory()
@@ -264,6 +330,10 @@ def broken_probes(what: str) -> Iterator[Probe]:
     fields = [n for n in names(core) if is_data_descriptor(core, n)]
     if what == "source":
         actions = list(_source_actions(core))
+    elif what in ("fds", "waker"):
+        actions = list(_poller_actions())
+    elif what == "shared":
+        actions = list(_shared_actions())
     else:
         actions = [*method_calls(core), ("repr", repr)]
     for field in fields:

@@ -127,6 +127,51 @@ def test_fd_source_under_plain_loop() -> None:
     asyncio.run(main())
 
 
+def test_an_fd_wakeup_runs_its_iteration_without_queueing_one() -> None:
+    # The context's epoll fd became readable: _on_readable polls and iterates right
+    # there.  Before, the poll made the fd source ready, whose source_ready queued a
+    # call_soon of _run that _on_readable cancelled again: one handle per wake-up.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = MainContext()
+        driver = cast(Any, ctx._driver)
+        r, w = os.pipe()
+        rounds = 0
+        done = asyncio.Event()
+
+        def cb(fd: int, cond: IOCondition) -> bool:
+            nonlocal rounds
+            os.read(fd, 10)
+            rounds += 1
+            if rounds < 5:
+                loop.call_soon(os.write, w, b"x")  # the next wake-up, from asyncio
+            else:
+                done.set()
+            return True
+
+        fd_add(r, IOCondition.IN, cb, context=ctx)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the attach's own iteration runs first
+        queued: list[Any] = []
+        real_call_soon = loop.call_soon
+
+        def spy(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+            queued.append(callback)
+            return real_call_soon(callback, *args, **kwargs)
+
+        loop.call_soon = spy  # type: ignore[method-assign,assignment]
+        os.write(w, b"x")
+        await asyncio.wait_for(done.wait(), DEADLINE)
+        loop.call_soon = real_call_soon  # type: ignore[method-assign]
+        assert rounds == 5
+        assert [cb for cb in queued if cb == driver._run] == []
+        os.close(r)
+        os.close(w)
+        ctx.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.timeout(20)
 def test_wakeups_from_threads_reach_plain_loop() -> None:
     async def main() -> None:

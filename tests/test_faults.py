@@ -1209,7 +1209,11 @@ CORE = "aioqloop._cengine:"
 #: Every type of the compiled core, and every class built on one or on the public API.
 UNINIT_TARGETS = (
     *(CORE + name for name in ("SourceStatistics", "SourceCore", "ContextCore", "HookCore",
-                               "PlainCore", "BHCore")),
+                               "PlainCore", "BHCore", "FdTagCore", "FdPollerCore",
+                               "SharedFdsCore", "WakerCore")),
+    "aioqloop._waker:Waker",
+    "aioqloop._selectorfds:SelectorFds",
+    "aioqloop._fdpoll:FdPoller", "aioqloop.source:_FdRecord",
     "aioqloop.context:MainContext", "aioqloop.context:_QueueSource",
     "aioqloop.source:Source", "aioqloop.sources:IdleSource", "aioqloop.sources:TimeoutSource",
     "aioqloop.sources:FdSource", "aioqloop.unix:SignalSource",
@@ -1225,7 +1229,7 @@ UNINIT_TARGETS = (
     "aioqloop._demo_machine:VirtualTimer",
 )
 #: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
-BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh")
+BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh", "fds", "shared", "waker")
 
 
 def probe_for_crashes(kind: str, what: str) -> list[str]:

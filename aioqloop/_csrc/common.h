@@ -11,6 +11,7 @@
 #include <math.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <errno.h>
 #define EPOLLIN_BIT EPOLLIN
 #define EPOLLOUT_BIT EPOLLOUT
 #include <string.h>
@@ -230,7 +231,8 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
  * the module's GC functions.  The interned names and constants cannot, and stay until
  * the module is freed. */
 #define CORE_TYPES(X) \
-    X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType)
+    X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType) \
+    X(FdTagType) X(FdPollerType) X(SharedFdsType) X(WakerType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
     X(attach_descr)      /* ContextCore._attach, to spot a class that overrides it */ \
@@ -295,6 +297,10 @@ typedef struct ContextObject ContextObject;
 typedef struct HookObject HookObject;
 typedef struct PlainObject PlainObject;
 typedef struct BHObject BHObject;
+typedef struct FdTagObject FdTagObject;
+typedef struct FdPollerObject FdPollerObject;
+typedef struct SharedFdsObject SharedFdsObject;
+typedef struct WakerObject WakerObject;
 
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 #define Source_Check(st, o) PyObject_TypeCheck((o), (st)->SourceType)

@@ -156,7 +156,7 @@ keep_raw(ModState *st, PyObject *direct, PyObject *raw)
 }
 
 static PyObject *
-shared_select(ModState *st, PyObject *direct, PyObject *timeout)
+shared_select_py(ModState *st, PyObject *direct, PyObject *timeout)
 {
     int stale = attr_truth(direct, st->s_stale);
     if (stale < 0 || (stale && call_method_void(direct, st->s_rebuild, NULL, NULL, NULL) < 0))
@@ -239,6 +239,142 @@ fail:
     return NULL;
 }
 
+/* Is raw (the results not taken yet) non-empty?  Read directly from the C base. */
+static int
+shared_raw_nonempty(ModState *st, PyObject *direct)
+{
+    if (!PyObject_TypeCheck(direct, st->SharedFdsType))
+        return nonempty_attr(direct, st->s_raw);
+    PyObject *raw = ((SharedFdsObject *)direct)->raw;
+    if (raw == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "raw");
+        return -1;
+    }
+    return PyList_CheckExact(raw) ? PyList_GET_SIZE(raw) != 0 : PyObject_IsTrue(raw);
+}
+
+/* SelectorFds.take_raw of the C base: the raw results, replaced by a new empty list. */
+static PyObject *
+shared_take_raw(ModState *st, PyObject *direct)
+{
+    if (!PyObject_TypeCheck(direct, st->SharedFdsType))
+        return PyObject_CallMethodNoArgs(direct, st->s_take_raw);
+    SharedFdsObject *d = (SharedFdsObject *)direct;
+    if (d->raw == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "raw");
+        return NULL;
+    }
+    PyObject *fresh = PyList_New(0);
+    if (fresh == NULL)
+        return NULL;
+    PyObject *raw = d->raw;
+    d->raw = fresh;
+    return raw;
+}
+
+/* SelectorFds.select with the C base: one epoll_wait of the shared set straight into a
+ * C array (the GIL released only for a wait, see epoll_wait_c), asyncio's (key, events)
+ * list built from it, and the raw results kept for the context when one of its fds is
+ * among them.  Same rules as the Python method; an object that is not an exact
+ * select.epoll goes through it. */
+static PyObject *
+shared_select(ModState *st, PyObject *direct, PyObject *timeout)
+{
+    if (!PyObject_TypeCheck(direct, st->SharedFdsType))
+        return shared_select_py(st, direct, timeout);
+    SharedFdsObject *d = (SharedFdsObject *)direct;
+    if (d->stale && call_method_void(direct, st->s_rebuild, NULL, NULL, NULL) < 0)
+        return NULL;
+    int ms = -1;
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        /* epoll's milliseconds, rounded up (EpollSelector.select's rule) */
+        double m = t <= 0 ? 0.0 : ceil(t * 1e3);
+        ms = m >= (double)INT_MAX ? INT_MAX : (int)m;
+    }
+    if (d->ep == NULL || d->fd_to_key == NULL || d->ctx_mask == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "SelectorFds is not initialised");
+        return NULL;
+    }
+    int epfd = epoll_fileno(d->ep);
+    if (epfd == -2)
+        return shared_select_py(st, direct, timeout);
+    if (epfd < 0) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed epoll object");
+        return NULL;
+    }
+    if (!PyDict_Check(d->ctx_mask)) {
+        PyErr_SetString(PyExc_TypeError, "SelectorFds._ctx_mask must be a dict");
+        return NULL;
+    }
+    struct epoll_event evs[FD_POLL_MAX];
+    int n = epoll_wait_c(epfd, evs, FD_POLL_MAX, ms);
+    if (n < 0)
+        return NULL;
+    PyObject *ready = PyList_New(0);
+    if (ready == NULL || n == 0)
+        return ready;
+    /* held: a Mapping's get() runs Python code that may replace the fields */
+    PyObject *fd_to_key = d->fd_to_key, *ctx_mask = d->ctx_mask;
+    Py_INCREF(fd_to_key);
+    Py_INCREF(ctx_mask);
+    int hit = 0;
+    for (int i = 0; i < n; i++) {
+        PyObject *fd_o = PyLong_FromLong((long)evs[i].data.fd);
+        if (fd_o == NULL)
+            goto fail;
+        int mine_ctx = PyDict_Contains(ctx_mask, fd_o);
+        PyObject *key = NULL;
+        int known = mine_ctx < 0 ? -1 : selector_key(fd_to_key, fd_o, &key);
+        Py_DECREF(fd_o);
+        if (known < 0)
+            goto fail;
+        hit |= mine_ctx;
+        if (known == 0)
+            continue;
+        int rc = report_key(st, ready, key, (long)evs[i].events);
+        Py_DECREF(key);
+        if (rc < 0)
+            goto fail;
+    }
+    if (hit) {
+        /* the raw list matters to the context only if one of its fds is in it */
+        PyObject *raw = PyList_New(n);
+        if (raw == NULL)
+            goto fail;
+        for (int i = 0; i < n; i++) {
+            PyObject *pair = Py_BuildValue("(iI)", evs[i].data.fd, (unsigned int)evs[i].events);
+            if (pair == NULL) {
+                Py_DECREF(raw);
+                goto fail;
+            }
+            PyList_SET_ITEM(raw, i, pair);
+        }
+        int rc;
+        PyObject *prev = d->raw;
+        if (prev != NULL && PyList_CheckExact(prev) && PyList_GET_SIZE(prev)) {
+            rc = PyList_SetSlice(prev, PyList_GET_SIZE(prev), PyList_GET_SIZE(prev), raw);
+            Py_DECREF(raw);
+        }
+        else {
+            Py_XSETREF(d->raw, raw);
+            rc = 0;
+        }
+        if (rc < 0)
+            goto fail;
+    }
+    Py_DECREF(fd_to_key);
+    Py_DECREF(ctx_mask);
+    return ready;
+fail:
+    Py_DECREF(fd_to_key);
+    Py_DECREF(ctx_mask);
+    Py_DECREF(ready);
+    return NULL;
+}
+
 /* The hook's select function: SelectorFds.select runs here in C. */
 static PyObject *
 hook_call_select(HookObject *self, PyObject *timeout)
@@ -292,7 +428,7 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
                 goto fail;
             /* only raw results (shared epoll) or events (private epoll) can hold one */
             int woken = IS_NONE(self->direct) ? PyObject_IsTrue(events)
-                                              : nonempty_attr(self->direct, st->s_raw);
+                                              : shared_raw_nonempty(st, self->direct);
             if (woken > 0)
                 woken = call_truth_arg((PyObject *)self, st->s_woken, events);
             if (woken < 0)
@@ -407,9 +543,9 @@ take_context_events(HookObject *self, PyObject *ctx, PyObject *events)
     }
     PyObject *direct = self->direct;
     Py_INCREF(direct);
-    int rc = nonempty_attr(direct, st->s_raw);
+    int rc = shared_raw_nonempty(st, direct);
     if (rc > 0) {
-        PyObject *taken = PyObject_CallMethodNoArgs(direct, st->s_take_raw);
+        PyObject *taken = shared_take_raw(st, direct);
         if (taken == NULL)
             rc = -1;
         else {

@@ -65,7 +65,7 @@ check(ContextObject *self)
     ModState *st = self->st;
     int entries = nonempty_attr(self->deadlines, st->s_entries);
     int hooks = entries < 0 ? -1 : nonempty_attr(self->check_hooks, st->s_prios);
-    int ops = hooks < 0 ? -1 : nonempty_attr(self->waker, st->s_ops);
+    int ops = hooks < 0 ? -1 : waker_ops_pending(self);
     int bh = ops < 0 ? -1 : bh_pending(self);
     if (bh < 0)
         return NULL;
@@ -126,10 +126,8 @@ prepare_fds_only(ContextObject *self, int deferred)
     if (fds == NULL)
         return NULL;
     Py_INCREF(fds);
-    PyObject *la = PyObject_GetAttr(fds, st->s_last_audit);
-    double last = la ? PyFloat_AsDouble(la) : -1.0;
-    Py_XDECREF(la);
-    if (last == -1.0 && PyErr_Occurred())
+    double last;
+    if (fds_last_audit(self, &last) < 0)
         goto fail;
     if (now - last >= interval) {
         PyObject *mark = PyObject_GetAttr((PyObject *)self, st->s_mark_ready);
@@ -139,10 +137,7 @@ prepare_fds_only(ContextObject *self, int deferred)
         Py_XDECREF(mark);
         if (rc < 0)
             goto fail;
-        la = PyObject_GetAttr(fds, st->s_last_audit);
-        last = la ? PyFloat_AsDouble(la) : -1.0;
-        Py_XDECREF(la);
-        if (last == -1.0 && PyErr_Occurred())
+        if (fds_last_audit(self, &last) < 0)
             goto fail;
     }
     Py_DECREF(fds);
@@ -170,7 +165,7 @@ prepare(ContextObject *self)
     int deferred = 0;
     if (!IS_NONE(self->gate) && (deferred = attr_truth(self->gate, st->s_deferred)) < 0)
         return NULL;
-    int queued = nonempty_attr(self->waker, st->s_ops);
+    int queued = waker_ops_pending(self);
     if (queued == 0)
         queued = bh_pending(self);
     if (queued < 0)
@@ -185,13 +180,13 @@ prepare(ContextObject *self)
     }
     if (!(nready || hooks || queued)) {
         int entries = nonempty_attr(self->deadlines, st->s_entries);
-        int masks = entries ? entries : nonempty_attr(self->fds, st->s_masks);
+        int masks = entries ? entries : FDS_MASKS(self);
         if (masks < 0)
             return NULL;
         if (!masks)
             Py_RETURN_NONE;
         if (!entries) {
-            int always = nonempty_attr(self->fds, st->s_always);
+            int always = FDS_ALWAYS(self);
             if (always < 0)
                 return NULL;
             if (!always)
@@ -252,7 +247,9 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         return -1;
     }
     Py_INCREF(waker);
-    PyObject *was_waiting = PyObject_GetAttr(waker, st->s_poll_waiting);
+    WakerObject *cw = ctx_waker(self);  /* its flag is a C field: no lookups */
+    PyObject *was_waiting = cw ? PyBool_FromLong(cw->poll_waiting)
+                               : PyObject_GetAttr(waker, st->s_poll_waiting);
     if (was_waiting == NULL) {
         Py_DECREF(waker);
         return -1;
@@ -261,7 +258,9 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         goto fail;
     /* "May sleep" is published before the last look at the queues (the GIL orders a
      * plain store; free-threaded builds use the pure engine). */
-    if (PyObject_SetAttr(waker, st->s_poll_waiting, Py_True) < 0)
+    if (cw != NULL)
+        cw->poll_waiting = 1;
+    else if (PyObject_SetAttr(waker, st->s_poll_waiting, Py_True) < 0)
         goto fail;
     PyObject *timeout = prepare(self);
     PyObject *r = NULL;
@@ -272,7 +271,11 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
     {
         /* finally: the flag goes back, whatever prepare and the poll did */
         PyObject *saved = PyErr_GetRaisedException();
-        int restored = PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting);
+        int restored = 0;
+        if (cw != NULL)
+            cw->poll_waiting = (char)(was_waiting == Py_True);
+        else
+            restored = PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting);
         if (finish_cleanup(saved, restored) < 0) {
             Py_XDECREF(r);
             goto fail;
@@ -364,10 +367,10 @@ has_work(ContextObject *self)
         return 1;
     int r = bh_pending(self);
     if (r == 0)
-        r = nonempty_attr(self->waker, st->s_ops);
+        r = waker_ops_pending(self);
     if (r != 0)
         return r;
-    r = nonempty_attr(self->fds, st->s_always);
+    r = FDS_ALWAYS(self);
     if (r > 0)
         r = call_truth(self->fds, st->s_always_ready_pending);
     if (r != 0)

@@ -147,7 +147,11 @@ module_exec(PyObject *module)
             || add_type(module, &st->ContextType, &ctx_spec) < 0
             || add_type(module, &st->HookType, &hook_spec) < 0
             || add_type(module, &st->PlainType, &plain_spec) < 0
-            || add_type(module, &st->BHType, &bh_spec) < 0)
+            || add_type(module, &st->BHType, &bh_spec) < 0
+            || add_type(module, &st->FdTagType, &fdtag_spec) < 0
+            || add_type(module, &st->FdPollerType, &fdpoller_spec) < 0
+            || add_type(module, &st->SharedFdsType, &sharedfds_spec) < 0
+            || add_type(module, &st->WakerType, &waker_spec) < 0)
         return -1;
     if (own_method(&st->plain_poll_descr, st->PlainType, st->s_poll) < 0
             || own_method(&st->plain_place_descr, st->PlainType, st->s_place) < 0

@@ -156,7 +156,7 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
          * (MainContext._wait_needs_prepare). */
         int needs = nonempty_attr(ctx->prepare_hooks, st->s_prios);
         if (needs == 0 && isinf(self->timer_when))
-            needs = nonempty_attr(ctx->fds, st->s_masks);
+            needs = FDS_MASKS(ctx);
         if (needs < 0)
             return -1;
         if (needs == 0)
@@ -207,13 +207,20 @@ plain_run(PlainObject *self, PyObject *unused)
         if (i > 0) {
             /* GLib polls in every iteration: fd events and wake-ups that came meanwhile
              * compete with the sources that stayed ready. */
-            PyObject *epoll = PyObject_GetAttr(ctx->fds, st->s_epoll);
-            if (epoll == NULL) {
-                more = -1;
-                break;
+            FdPollerObject *fp = ctx_fdpoller(ctx);
+            int open;
+            if (fp != NULL) {
+                open = !IS_NONE(fp->epoll);
             }
-            int open = epoll != Py_None;
-            Py_DECREF(epoll);
+            else {
+                PyObject *epoll = PyObject_GetAttr(ctx->fds, st->s_epoll);
+                if (epoll == NULL) {
+                    more = -1;
+                    break;
+                }
+                open = epoll != Py_None;
+                Py_DECREF(epoll);
+            }
             if (open && ctx_call_poll_ready(st, ctxo) < 0) {
                 more = -1;
                 break;
@@ -243,20 +250,29 @@ static PyObject *
 plain_on_readable(PlainObject *self, PyObject *unused)
 {
     ModState *st = self->st;
-    int queued = !IS_NONE(self->handle);
     PyObject *ctx = self->ctx;
     if (IS_NONE(ctx)) {
         PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
         return NULL;
     }
-    if (ctx_call_poll_ready(st, ctx) < 0)
-        return NULL;
-    if (queued)  /* an iteration is already queued: keep FIFO order */
-        Py_RETURN_NONE;
-    if (!IS_NONE(self->handle)) {
-        /* queued by the readiness just recorded: run it now */
-        if (call_method_void(self->handle, st->s_cancel, NULL, NULL, NULL) < 0)
+    if (!IS_NONE(self->handle) || self->batch) {
+        /* the queued iteration (or this batch) looks next: keep FIFO order */
+        if (ctx_call_poll_ready(st, ctx) < 0)
             return NULL;
+        Py_RETURN_NONE;
+    }
+    /* The batch flag is up while the poll records readiness: the iteration runs right
+     * below, so no call_soon is queued for it (nor cancelled again). */
+    self->batch = 1;
+    Py_INCREF(ctx);  /* the poll runs Python code that may replace self->ctx */
+    int rc = ctx_call_poll_ready(st, ctx);
+    Py_DECREF(ctx);
+    if (rc < 0) {
+        self->batch = 0;
+        /* what the poll recorded before it failed still gets its turn */
+        PyObject *saved = PyErr_GetRaisedException();
+        finish_cleanup(saved, plain_kick(self));
+        return NULL;
     }
     return plain_run(self, NULL);
 }

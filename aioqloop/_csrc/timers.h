@@ -264,9 +264,9 @@ static PyObject *
 timers_prepare(ContextObject *self, int deferred)
 {
     ModState *st = self->st;
-    int other = nonempty_attr(self->fds, st->s_always);
+    int other = FDS_ALWAYS(self);
     if (other == 0)
-        other = nonempty_attr(self->fds, st->s_masks);
+        other = FDS_MASKS(self);
     if (other < 0)
         return NULL;
     if (other)
@@ -279,9 +279,9 @@ timers_prepare(ContextObject *self, int deferred)
      * watch: the Python method then does the rest (collecting again changes nothing) */
     other = nonempty_attr(self->prepare_hooks, st->s_prios);
     if (other == 0)
-        other = nonempty_attr(self->fds, st->s_always);
+        other = FDS_ALWAYS(self);
     if (other == 0)
-        other = nonempty_attr(self->fds, st->s_masks);
+        other = FDS_MASKS(self);
     if (other < 0)
         return NULL;
     if (other)
