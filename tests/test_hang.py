@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import re
 
 import pytest
 
@@ -445,7 +447,15 @@ async def test_stubborn():
 #: ``await asyncio.sleep(0.3)`` (on a virtual clock it times out at once; through
 #: CPython's harness it does not fit uvloop).  Each passes unarmed on its configuration.
 #: The whole package, on both bases and engines: .ci/asyncio-hang-check.sh.
-ASYNCIO_MODULES = ("test.test_asyncio.test_taskgroups", "test.test_asyncio.test_threads")
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # CPython's test package itself is missing
+        return False
+
+
+ASYNCIO_MODULES = tuple(m for m in ("test.test_asyncio.test_taskgroups",  # 3.11+
+                                     "test.test_asyncio.test_threads") if _installed(m))
 ASYNCIO_SUBPROCESS = ("test.test_asyncio.test_subprocess::SubprocessThreadedWatcherTests"
                       "::test_read_stdout_after_process_exit")
 #: A test that is stuck for real, run with them: the harness does arm the loops.
@@ -490,12 +500,13 @@ def test_cpython_test_asyncio_armed_has_no_false_positive(
         entries[entry.pop("test")] = entry
     control = entries.pop("test_control::Control::test_stuck")
     assert control["outcome"] == "failed" and control["hang"], outcome.stdout.str()
-    assert "Control.test_stuck" in control["reports"][0]
-    assert len(entries) > 30  # the modules were collected and run
+    # the stuck frame is named (3.10 runs the method inside unittest's runner task)
+    assert re.search(r"test_control\.py:\d+ in test_stuck", control["reports"][0])
+    assert len(entries) >= 5  # the modules were collected and run (6 on 3.10, 40+ after)
     bad = {test: e for test, e in entries.items()
            if e["hang"] or e["outcome"] not in ("passed", "skipped")}
     assert not bad, outcome.stdout.str()
-    assert sum(1 for e in entries.values() if e["loops"]) > 30  # on aioqloop loops
+    assert sum(1 for e in entries.values() if e["loops"]) >= 5  # on aioqloop loops
 
 
 def test_a_stuck_unittest_case_keeps_its_report(pytester: pytest.Pytester) -> None:
