@@ -555,8 +555,12 @@ def test_timeout_add_and_one_shot_firing_run_no_python_frame_but_the_callback(
     assert len(callbacks) == n  # the first n fired during main(), before profiling
     if aioqloop.ENGINE != "c":
         return
-    assert made_outside == [("sources.py", "timeout_add")] * n
-    assert made_inside == [("sources.py", "timeout_add")] * n
+    # At most one timeout becomes the heap's new head and tells the driver (a frame per
+    # wake-up, not per timeout): which one depends on what fired meanwhile, i.e. on time.
+    notify = ("bridge.py", "deadline_changed")
+    for made in (made_outside, made_inside):
+        assert made.count(notify) <= 1, made
+        assert [c for c in made if c != notify] == [("sources.py", "timeout_add")] * n
     # The plain driver's loop-timer callback is the loop's entry into the context (one
     # per wake-up of the uvloop base), not a frame of a timeout.
     assert [c for c in ours(calls) if c != ("bridge.py", "_on_timer")] == []
