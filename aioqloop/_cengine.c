@@ -47,6 +47,7 @@
 #include "_csrc/stats.h"
 #include "_csrc/source.h"
 #include "_csrc/context.h"
+#include "_csrc/deadlines.h"
 #include "_csrc/dispatch.h"
 #include "_csrc/fdresults.h"
 #include "_csrc/iterate.h"
