@@ -68,6 +68,12 @@ class ContextCore:
     _serial: int
     _iterations: int
     _in_hook: bool
+    _sources: dict[int, Any]
+    _next_id: int
+    _seq: int
+    _closed: bool
+    _closing: bool
+    _owned_by_loop: bool
     def _dispatch_postponed(self, /) -> None: ...
     def _dispatch(self, priority: float, /) -> None: ...
     def _iterate(self, driver: Any, /, *, block: bool, dispatch: bool) -> bool: ...

@@ -109,22 +109,14 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
         return PyObject_CallMethodOneArg((PyObject *)self, st->s_insert_tree, srcobj);
     /* no attach order yet (an empty tuple, or none at all after a del) */
     if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
-        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, st->s_seq_attr);
-        Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
-        Py_XDECREF(seq_o);
-        if (seq == -1 && PyErr_Occurred())
-            return NULL;
-        PyObject *nseq = PyLong_FromSsize_t(seq + 1);
-        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, st->s_seq_attr, nseq) < 0) {
-            Py_XDECREF(nseq);
-            return NULL;
-        }
-        PyObject *one = PyLong_FromLong(1);
+        PyObject *nseq = PyLong_FromSsize_t(self->order_seq + 1);
+        PyObject *one = nseq ? PyLong_FromLong(1) : NULL;
         PyObject *order = one ? PyTuple_Pack(2, nseq, one) : NULL;  /* (seq, 1) */
         Py_XDECREF(one);
-        Py_DECREF(nseq);
+        Py_XDECREF(nseq);
         if (order == NULL)
             return NULL;
+        self->order_seq++;
         Py_XSETREF(src->order, order);
     }
     if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
@@ -321,22 +313,13 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
     ModState *st = self->st;
     PyObject *me = (PyObject *)self;
     *sid = -1;
-    int closed = attr_truth(me, st->s_closed_attr);
-    int closing = closed == 0 ? attr_truth(me, st->s_closing_attr) : 0;
-    if (closed > 0 || closing > 0)
+    if (self->closed || self->closing) {
         PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
-    if (closed != 0 || closing != 0)
         return -1;
-    int own = attr_truth(me, st->s_owned_by_loop);
-    if (own < 0 || (!own && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0))
+    }
+    if (!self->owned_by_loop && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0)
         return -1;
-    PyObject *next = PyObject_GetAttr(me, st->s_next_id);
-    if (next == NULL)
-        return -1;
-    long id = PyLong_AsLong(next);
-    Py_DECREF(next);
-    if (id == -1 && PyErr_Occurred())
-        return -1;
+    long id = (long)(self->next_id & 0xFFFFFFFFL);
     for (; id >= 0; id = (id + 1) & 0xFFFFFFFFL) {
         PyObject *key = PyLong_FromLong(id);
         if (key == NULL)
@@ -348,11 +331,9 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
                 return -1;
             continue;
         }
-        PyObject *nxt = PyLong_FromLong((id + 1) & 0xFFFFFFFFL);
-        int rc = nxt ? PyObject_SetAttr(me, st->s_next_id, nxt) : -1;
-        Py_XDECREF(nxt);
+        int rc = PyDict_SetItem(sources, key, (PyObject *)src);
         if (rc == 0)
-            rc = PyDict_SetItem(sources, key, (PyObject *)src);
+            self->next_id = (id + 1) & 0xFFFFFFFFL;
         Py_DECREF(key);
         if (rc < 0)
             return -1;
@@ -381,7 +362,8 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     }
     Py_INCREF(waker);
     PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
-    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, st->s_sources) : NULL;
+    PyObject *sources = lock ? REQUIRED(self, sources, "_sources") : NULL;
+    Py_XINCREF(sources);
     PyObject *result = NULL;
     if (sources == NULL || !PyDict_Check(sources)) {
         if (sources != NULL)

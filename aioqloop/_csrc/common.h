@@ -150,8 +150,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_pending_attr, "pending") \
     X(s_notify_locked, "notify_locked") \
     X(s_waker_attr, "_waker") \
-    X(s_closing_attr, "_closing") \
-    X(s_next_id, "_next_id") \
     X(s_post_insert, "_post_insert") \
     X(s_lock, "lock") \
     X(s_owner, "_owner") \
@@ -167,7 +165,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_finalize, "finalize") \
     X(s_insert_tree, "_insert_tree") \
     X(s_remove, "_remove") \
-    X(s_seq_attr, "_seq") \
     X(s_driver, "_driver") \
     X(s_run, "_run") \
     X(s_cancel, "cancel") \

@@ -52,13 +52,20 @@ struct ContextObject {
     DeadlineEntry *dl;
     Py_ssize_t ndl, dl_cap, dl_stale;
     uint64_t dl_seq;
+    /* g_source_attach's bookkeeping, read by every attach: the source table (id ->
+     * source), the next id to try, the last attach order given (_sourceset.py's
+     * _seq), and the closed/closing/owned-by-loop flags (plain attributes of the pure
+     * engine's MainContext). */
+    PyObject *sources;
+    Py_ssize_t next_id, order_seq;
+    char closed, closing, owned_by_loop;
 };
 
 
 #define CTX_FIELDS(X) \
     X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
     X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
-    X(tap) X(current)
+    X(tap) X(current) X(sources)
 
 static int
 ctx_traverse(ContextObject *self, visitproc visit, void *arg)

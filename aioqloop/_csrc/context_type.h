@@ -107,6 +107,12 @@ static PyMemberDef ctx_members[] = {
     CM("_serial", T_PYSSIZET, serial),
     CM("_iterations", T_PYSSIZET, iterations),
     CM("_in_hook", T_BOOL, in_hook),
+    CM("_sources", T_OBJECT_EX, sources),
+    CM("_next_id", T_PYSSIZET, next_id),
+    CM("_seq", T_PYSSIZET, order_seq),
+    CM("_closed", T_BOOL, closed),
+    CM("_closing", T_BOOL, closing),
+    CM("_owned_by_loop", T_BOOL, owned_by_loop),
     {NULL}
 };
 
