@@ -50,6 +50,7 @@
 #include "_csrc/stats.h"
 #include "_csrc/source.h"
 #include "_csrc/context.h"
+#include "_csrc/deadlines.h"
 #include "_csrc/dispatch.h"
 #include "_csrc/waker.h"
 #include "_csrc/fdpoll.h"

@@ -212,6 +212,20 @@ class _PyCore(Dispatcher):
         """The earliest ready time in loop seconds (``inf`` if none)."""
         return self._deadlines.next_deadline()
 
+    def _drop_ready_time(self, src: Source) -> None:
+        """Forget ``src``'s entry in the ready-time heap (it goes stale).  Owner thread."""
+        self._deadlines.drop(src)
+
+    def _shift_deadlines(self, offset: float) -> None:
+        """Move every ready time by ``offset`` seconds (a new loop clock).  Owner thread."""
+        if not math.isfinite(offset):
+            raise ValueError("the offset must be finite")
+        self._deadlines.shift(offset)
+
+    def _deadline_count(self) -> int:
+        """Entries in the ready-time heap, stale ones included."""
+        return len(self._deadlines)
+
     def _time(self) -> float:
         """The context's time in seconds: cached during an iteration, else the loop's now."""
         return self._now if (self._in_iteration or self._in_hook) else self._clock()

@@ -15,8 +15,9 @@ __all__ = ("HASHED", "source_hash")
 
 #: The parts of the compiled core, included by ``_cengine.c`` (package-relative).
 _C_PARTS: Final = tuple(f"_csrc/{part}.h" for part in (
-    "common", "stats", "source", "context", "dispatch", "waker", "fdpoll", "fdresults",
-    "iterate", "attach", "context_type", "hook", "plain", "bh", "timers", "module"))
+    "common", "stats", "source", "context", "deadlines", "dispatch", "waker", "fdpoll",
+    "fdresults", "iterate", "attach", "context_type", "hook", "plain", "bh", "timers",
+    "module"))
 
 #: The files a build of the compiled core depends on (package-relative).  The build is
 #: made from the C sources alone.  Python files count only where the C repeats their
@@ -27,8 +28,9 @@ _C_PARTS: Final = tuple(f"_csrc/{part}.h" for part in (
 #: still follow their Python references (``_dispatch.py``, ``context.py``...).
 HASHED: Final = (
     "_cengine.c", *_C_PARTS,
-    # the ready-time heap's entries, (when, seq, source), and its _seq and _stale
-    # counters, pushed and popped by the core itself (attach.h, timers.h)
+    # the ready-time heap's rules: entries ordered by (when, seq), liveness through a
+    # source's _in_heap/_heap_seq, lazy drop and the rebuild thresholds, which the
+    # core's own C heap repeats (deadlines.h; it no longer shares the Python layout)
     "_deadlines.py",
     # a source's attach order, (seq, 1), made by the core's attach (attach.h), and the
     # order rule of the ready queues, whose C twin compares these tuples (context.h)

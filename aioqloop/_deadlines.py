@@ -7,7 +7,11 @@ destroyed only flips its intrusive ``_in_heap`` flag (its old entry goes stale),
 is rebuilt once stale entries outnumber live ones (amortised O(1), bounded memory).
 
 The heap keeps two fields on each source, ``_in_heap`` and ``_heap_seq``; nothing else here
-knows what a source is.
+knows what a source is.  The pure engine's reference: the compiled core keeps the same heap
+as a C array in its context (``_csrc/deadlines.h``), with the same entries, order, liveness
+rule and rebuild thresholds; code outside the context reaches either one only through the
+context's ``_next_deadline``, ``_drop_ready_time``, ``_shift_deadlines`` and
+``_deadline_count``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class Deadlines:
     __slots__ = ("_seq", "_stale", "entries")
 
     def __init__(self) -> None:
-        #: The heap itself (read-only outside this class; truthy while not empty).
+        #: The heap itself (read only by this class and the pure engine's context core).
         self.entries: list[tuple[float, int, Source]] = []
         self._seq = 0
         self._stale = 0

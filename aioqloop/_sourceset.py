@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from ._deadlines import Deadlines
     from ._fdpoll import FdPoller
     from ._index import PriorityIndex
     from ._waker import Waker
@@ -38,7 +37,6 @@ class SourceSet:
     _seq: int
     _prepare_hooks: PriorityIndex
     _check_hooks: PriorityIndex
-    _deadlines: Deadlines
     _waker: Waker
     _fds: FdPoller
     _fd_generation: int
@@ -58,6 +56,7 @@ class SourceSet:
         def _block(self, src: Source) -> None: ...
         def _insert(self, src: Source) -> None: ...
         def _remove_source(self, src: Source) -> None: ...
+        def _drop_ready_time(self, src: Source) -> None: ...
         def _time(self) -> float: ...
 
     def _post_insert(self, src: Source) -> None:
@@ -183,7 +182,7 @@ class SourceSet:
             for rec in src._fds:
                 self._fd_remove_local(rec)
         if src._in_heap:
-            self._deadlines.drop(src)
+            self._drop_ready_time(src)
         src._maybe_finalize()
 
     def _change_priority(self, src: Source, prio: int) -> None:

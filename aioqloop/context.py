@@ -208,10 +208,11 @@ class MainContext(SourceSet, _Core):
         self._next_id = 1
         self._seq = 0
         if _engine.core is None:
-            self._readyq = ReadyQueues()  # the compiled core keeps its own, in C
+            # the compiled core keeps its own, in C (ContextCore)
+            self._readyq = ReadyQueues()
+            self._deadlines = Deadlines()
         self._prepare_hooks = PriorityIndex()
         self._check_hooks = PriorityIndex()
-        self._deadlines = Deadlines()
         self._blocked: list[Source] = []
         self._blocked_due: list[Source] = []
         self._now = self._clock()
@@ -572,7 +573,7 @@ class MainContext(SourceSet, _Core):
         if old.virtual_clock is not None or port.virtual_clock is not None:
             offset = now - old_now
             if offset:
-                self._deadlines.shift(offset)
+                self._shift_deadlines(offset)
                 for src in self._sources.values():
                     when = src._ready_time
                     if when not in (-1, _INF):
@@ -666,7 +667,7 @@ class MainContext(SourceSet, _Core):
         timeout = self._run_prepare_hooks() if self._prepare_hooks.prios else _INF
         if self._best_ready() != _INF and not deferred:
             return 0.0
-        deadline = self._deadlines.next_deadline()
+        deadline = self._next_deadline()
         if deadline != _INF:
             timeout = min(timeout, max(0.0, deadline - now))
         if self._fds.masks and timeout != 0.0:

@@ -459,11 +459,8 @@ class Source(_SourceBase):
 
 if _engine.core is not None:
     # The core runs a source whose class keeps this dispatch without a Python frame.
-    import heapq
-
     _engine.core.configure(default_dispatch=Source.dispatch, conditions=_CONDITIONS,
                            default_attached=Source._attached, default_finalize=Source.finalize,
                            default_maybe_finalize=Source._maybe_finalize,
-                           heappush=heapq.heappush, heappop=heapq.heappop,
                            default_destroy=Source.destroy,
                            default_set_ready_time=Source.set_ready_time)

@@ -1293,7 +1293,7 @@ def test_ready_time_heap_stays_bounded(ctx: MainContext) -> None:
         debounce.set_ready_time(far + i)
     for _ in range(5000):
         source_remove(aioqloop.timeout_add(3600.0, lambda: True, context=ctx), ctx)
-    assert len(ctx._deadlines) <= 2 * 64 + 2
+    assert ctx._deadline_count() <= 2 * 64 + 2
     assert ctx._next_deadline() == far + 4999
     debounce.set_ready_time(0)
     assert ctx.iteration(False) is True

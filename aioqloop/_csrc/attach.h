@@ -8,57 +8,8 @@
 /* ------------------------------------------------ attach and destroy, fast paths */
 /* SourceSet._insert_tree / _remove for the common source: no prepare/check hooks, no
  * fds, no children, no parent, a built-in _attached.  Anything else goes to the Python
- * methods (the reference).  Deadlines.push is inlined; drop and rebuild stay Python. */
+ * methods (the reference).  The ready-time heap is the context's own (deadlines.h). */
 
-
-/* Deadlines.push: 1 if src is the new head, 0 if not, -1 on error. */
-static int
-deadlines_push(PyObject *deadlines, SourceObject *src, double when)
-{
-    ModState *st = src->st;
-    if (src->in_heap && call_method_void(deadlines, st->s_drop, (PyObject *)src, NULL, NULL) < 0)
-        return -1;
-    PyObject *seq_o = PyObject_GetAttr(deadlines, st->s_seq_attr);
-    Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
-    Py_XDECREF(seq_o);
-    if (seq == -1 && PyErr_Occurred())
-        return -1;
-    seq++;
-    PyObject *nseq = PyLong_FromSsize_t(seq);
-    if (nseq == NULL || PyObject_SetAttr(deadlines, st->s_seq_attr, nseq) < 0) {
-        Py_XDECREF(nseq);
-        return -1;
-    }
-    src->heap_seq = seq;
-    src->in_heap = 1;
-    PyObject *entries = PyObject_GetAttr(deadlines, st->s_entries);
-    PyObject *w = entries ? PyFloat_FromDouble(when) : NULL;
-    PyObject *entry = w ? PyTuple_Pack(3, w, nseq, (PyObject *)src) : NULL;
-    Py_XDECREF(w);
-    Py_DECREF(nseq);
-    int pushed = -1;
-    if (entry != NULL && PyList_CheckExact(entries))
-        pushed = timers_heappush(entries, entry);  /* heapq's push, compared in C */
-    else if (entry != NULL) {
-        PyObject *r = PyObject_CallFunctionObjArgs(st->heappush, entries, entry, NULL);
-        pushed = r ? 0 : -1;
-        Py_XDECREF(r);
-    }
-    Py_XDECREF(entry);
-    if (pushed < 0) {
-        Py_XDECREF(entries);
-        return -1;
-    }
-    int head = 0;
-    if (PyList_Check(entries) && PyList_GET_SIZE(entries) > 0) {
-        PyObject *first = PyList_GET_ITEM(entries, 0);
-        if (PyTuple_Check(first) && PyTuple_GET_SIZE(first) == 3)
-            head = PyTuple_GET_ITEM(first, 2) == (PyObject *)src
-                   && ((SourceObject *)src)->heap_seq == seq;
-    }
-    Py_DECREF(entries);
-    return head;
-}
 
 /* MainContext._schedule_ready_time: (re)enter src's ready time in the heap. */
 static int
@@ -96,12 +47,11 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
                 return -1;
         }
     }
-    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-    if (deadlines == NULL)
-        return -1;
-    if (when == -1 || isinf(when))
-        return call_method_void(deadlines, st->s_drop, (PyObject *)src, NULL, NULL);
-    int head = deadlines_push(deadlines, src, when);
+    if (when == -1 || isinf(when)) {
+        dl_drop(self, src);
+        return 0;
+    }
+    int head = dl_push(self, src, when);
     if (head <= 0)
         return head;
     return timers_deadline_changed(self, when);
@@ -159,22 +109,14 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
         return PyObject_CallMethodOneArg((PyObject *)self, st->s_insert_tree, srcobj);
     /* no attach order yet (an empty tuple, or none at all after a del) */
     if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
-        PyObject *seq_o = PyObject_GetAttr((PyObject *)self, st->s_seq_attr);
-        Py_ssize_t seq = seq_o ? PyLong_AsSsize_t(seq_o) : -1;
-        Py_XDECREF(seq_o);
-        if (seq == -1 && PyErr_Occurred())
-            return NULL;
-        PyObject *nseq = PyLong_FromSsize_t(seq + 1);
-        if (nseq == NULL || PyObject_SetAttr((PyObject *)self, st->s_seq_attr, nseq) < 0) {
-            Py_XDECREF(nseq);
-            return NULL;
-        }
-        PyObject *one = PyLong_FromLong(1);
+        PyObject *nseq = PyLong_FromSsize_t(self->order_seq + 1);
+        PyObject *one = nseq ? PyLong_FromLong(1) : NULL;
         PyObject *order = one ? PyTuple_Pack(2, nseq, one) : NULL;  /* (seq, 1) */
         Py_XDECREF(one);
-        Py_DECREF(nseq);
+        Py_XDECREF(nseq);
         if (order == NULL)
             return NULL;
+        self->order_seq++;
         Py_XSETREF(src->order, order);
     }
     if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
@@ -210,11 +152,7 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
         return PyObject_CallMethodOneArg((PyObject *)self, st->s_remove, srcobj);
     if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
         return NULL;
-    if (src->in_heap) {
-        PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-        if (deadlines == NULL || call_method_void(deadlines, st->s_drop, srcobj, NULL, NULL) < 0)
-            return NULL;
-    }
+    dl_drop(self, src);
     /* Source._maybe_finalize */
     if (src->finalized || src->dispatching)
         Py_RETURN_NONE;
@@ -244,92 +182,35 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
 
 /* ----------------------------------------------------- collect and destroy, in C */
 
-/* Deadlines._stale -= n: n entries of sources dropped lazily were popped. */
-static int
-deadlines_forget_stale(ModState *st, PyObject *deadlines, Py_ssize_t n)
-{
-    PyObject *stale = PyObject_GetAttr(deadlines, st->s_stale_attr);
-    Py_ssize_t v = stale ? PyLong_AsSsize_t(stale) : -1;
-    Py_XDECREF(stale);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *nv = PyLong_FromSsize_t(v - n);
-    int rc = nv == NULL ? -1 : PyObject_SetAttr(deadlines, st->s_stale_attr, nv);
-    Py_XDECREF(nv);
-    return rc;
-}
-
-/* Deadlines.pop_due(now) without the list: each due live source goes to on_due. */
+/* Deadlines.pop_due(now) without the list: each due live source is marked ready (or
+ * queued as due while blocked), earliest first.  A failure leaves the sources not yet
+ * popped in the heap. */
 static int
 pop_due_into(ContextObject *self, double now)
 {
-    ModState *st = self->st;
-    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-    if (deadlines == NULL)
-        return -1;
-    Py_INCREF(deadlines);
-    PyObject *heap = PyObject_GetAttr(deadlines, st->s_entries);
-    int rc = heap != NULL && PyList_Check(heap) ? 0 : -1;
-    if (rc < 0 && heap != NULL)
-        PyErr_SetString(PyExc_TypeError, "Deadlines.entries must be a list");
-    Py_ssize_t stale_popped = 0;
-    while (rc == 0 && PyList_GET_SIZE(heap) > 0) {
-        PyObject *first = PyList_GET_ITEM(heap, 0);
-        if (!PyTuple_Check(first) || PyTuple_GET_SIZE(first) != 3) {
-            PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
-            rc = -1;
-            break;
-        }
-        double when = PyFloat_AsDouble(PyTuple_GET_ITEM(first, 0));
-        if (when == -1.0 && PyErr_Occurred()) {
-            rc = -1;
-            break;
-        }
-        if (when > now)
-            break;
-        PyObject *entry = PyList_CheckExact(heap) ? timers_heappop(heap)
-                                                  : PyObject_CallOneArg(st->heappop, heap);
-        if (entry == NULL) {
-            rc = -1;
-            break;
-        }
-        PyObject *srcobj = PyTuple_GET_ITEM(entry, 2);
-        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
-        if (!Source_Check(st, srcobj) || (seq == -1 && PyErr_Occurred())) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
-            Py_DECREF(entry);
-            rc = -1;
-            break;
-        }
-        SourceObject *src = (SourceObject *)srcobj;
-        if (!(src->in_heap && src->heap_seq == seq)) {
-            stale_popped++;  /* dropped lazily earlier */
-            Py_DECREF(entry);
+    while (self->ndl > 0 && self->dl[0].when <= now) {
+        int live = dl_live(&self->dl[0]);
+        SourceObject *src = dl_pop_head(self);  /* the heap's reference is ours now */
+        if (!live) {
+            self->dl_stale--;  /* dropped lazily earlier */
+            Py_DECREF(src);
             continue;
         }
         src->in_heap = 0;
+        int rc = 0;
         if (src->blocked) {
             PyObject *due = REQUIRED(self, blocked_due, "_blocked_due");
-            rc = due == NULL ? -1 : PyList_Append(due, srcobj);
+            rc = due == NULL ? -1 : PyList_Append(due, (PyObject *)src);
         }
         else if (!src->ready) {
-            rc = mark_ready(self, srcobj);
+            rc = mark_ready(self, (PyObject *)src);
             src->ready_by_time = src->ready;
         }
-        Py_DECREF(entry);
+        Py_DECREF(src);
+        if (rc < 0)
+            return -1;
     }
-    Py_XDECREF(heap);
-    if (stale_popped) {
-        /* counted even after an error of the loop above (which stays the one raised,
-         * unless the count fails too) */
-        PyObject *saved = PyErr_GetRaisedException();
-        int counted = deadlines_forget_stale(st, deadlines, stale_popped);
-        if (finish_cleanup(saved, counted) < 0)
-            rc = -1;
-    }
-    Py_DECREF(deadlines);
-    return rc;
+    return 0;
 }
 
 /* MainContext._collect: foreign ops, the cached time, bottom halves, due ready times. */
@@ -353,7 +234,7 @@ ctx_collect(ContextObject *self, PyObject *unused)
         if (rc < 0)
             return NULL;
     }
-    if (st->heappop != NULL && pop_due_into(self, now) < 0)
+    if (dl_head(self) <= now && pop_due_into(self, now) < 0)
         return NULL;
     return PyFloat_FromDouble(now);
 }
@@ -432,22 +313,13 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
     ModState *st = self->st;
     PyObject *me = (PyObject *)self;
     *sid = -1;
-    int closed = attr_truth(me, st->s_closed_attr);
-    int closing = closed == 0 ? attr_truth(me, st->s_closing_attr) : 0;
-    if (closed > 0 || closing > 0)
+    if (self->closed || self->closing) {
         PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
-    if (closed != 0 || closing != 0)
         return -1;
-    int own = attr_truth(me, st->s_owned_by_loop);
-    if (own < 0 || (!own && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0))
+    }
+    if (!self->owned_by_loop && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0)
         return -1;
-    PyObject *next = PyObject_GetAttr(me, st->s_next_id);
-    if (next == NULL)
-        return -1;
-    long id = PyLong_AsLong(next);
-    Py_DECREF(next);
-    if (id == -1 && PyErr_Occurred())
-        return -1;
+    long id = (long)(self->next_id & 0xFFFFFFFFL);
     for (; id >= 0; id = (id + 1) & 0xFFFFFFFFL) {
         PyObject *key = PyLong_FromLong(id);
         if (key == NULL)
@@ -459,11 +331,9 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
                 return -1;
             continue;
         }
-        PyObject *nxt = PyLong_FromLong((id + 1) & 0xFFFFFFFFL);
-        int rc = nxt ? PyObject_SetAttr(me, st->s_next_id, nxt) : -1;
-        Py_XDECREF(nxt);
+        int rc = PyDict_SetItem(sources, key, (PyObject *)src);
         if (rc == 0)
-            rc = PyDict_SetItem(sources, key, (PyObject *)src);
+            self->next_id = (id + 1) & 0xFFFFFFFFL;
         Py_DECREF(key);
         if (rc < 0)
             return -1;
@@ -492,7 +362,8 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     }
     Py_INCREF(waker);
     PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
-    PyObject *sources = lock ? PyObject_GetAttr((PyObject *)self, st->s_sources) : NULL;
+    PyObject *sources = lock ? REQUIRED(self, sources, "_sources") : NULL;
+    Py_XINCREF(sources);
     PyObject *result = NULL;
     if (sources == NULL || !PyDict_Check(sources)) {
         if (sources != NULL)

@@ -97,7 +97,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_run_check_hooks, "_run_check_hooks") \
     X(s_deferred, "deferred") \
     X(s_give_back, "give_back") \
-    X(s_entries, "entries") \
     X(s_prios, "prios") \
     X(s_ops, "ops") \
     X(s_pending, "pending") \
@@ -152,8 +151,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_pending_attr, "pending") \
     X(s_notify_locked, "notify_locked") \
     X(s_waker_attr, "_waker") \
-    X(s_closing_attr, "_closing") \
-    X(s_next_id, "_next_id") \
     X(s_post_insert, "_post_insert") \
     X(s_lock, "lock") \
     X(s_owner, "_owner") \
@@ -163,22 +160,18 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_owned_by_loop, "_owned_by_loop") \
     X(s_notify, "notify") \
     X(s_bh_source, "source") \
-    X(s_stale_attr, "_stale") \
     X(s_release, "release") \
     X(s_has_check, "_has_check") \
     X(s_attached, "_attached") \
     X(s_finalize, "finalize") \
     X(s_insert_tree, "_insert_tree") \
     X(s_remove, "_remove") \
-    X(s_seq_attr, "_seq") \
-    X(s_drop, "drop") \
     X(s_driver, "_driver") \
     X(s_run, "_run") \
     X(s_cancel, "cancel") \
     X(s_acquire, "acquire") \
     X(s_deadline_changed, "deadline_changed") \
     X(s_always_ready_pending, "always_ready_pending") \
-    X(s_next_deadline, "next_deadline") \
     X(s_rebuild, "rebuild") \
     X(s_ep, "_ep") \
     X(s_fd_to_key, "_fd_to_key") \
@@ -205,8 +198,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(timeout_attached)       /* TimeoutSource._attached */ \
     X(default_finalize)       /* Source.finalize */ \
     X(default_maybe_finalize) /* Source._maybe_finalize */ \
-    X(heappush)               /* heapq.heappush */ \
-    X(heappop)                /* heapq.heappop */ \
     X(default_destroy)        /* Source.destroy */ \
     X(default_set_ready_time) /* Source.set_ready_time */
 
@@ -309,10 +300,8 @@ typedef struct WakerObject WakerObject;
 static int timers_fast_clock(ModState *st, PyObject *clock, double *out);
 static int timers_deadline_changed(ContextObject *self, double when);
 static PyObject *timers_prepare(ContextObject *self, int deferred);
-static int timers_next_deadline(ModState *st, PyObject *deadlines, double *out);
 static int timers_notify(ModState *st, PyObject *waker);
-static int timers_heappush(PyObject *heap, PyObject *entry);
-static PyObject *timers_heappop(PyObject *heap);
+static void dl_clear(ContextObject *self);
 static int set_ref(PyObject **slot, PyObject *kw, const char *name);
 static int schedule_ready_time_c(ContextObject *self, SourceObject *src);
 static int destroy_source(SourceObject *src);

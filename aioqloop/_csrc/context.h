@@ -14,6 +14,17 @@ typedef struct {
     Py_ssize_t count;
 } ReadyQueue;
 
+/* One entry of the ready-time heap (GLib's per-source ready_time, kept here in one binary
+ * heap so an iteration touches only what is due): ordered by (when, seq); a strong
+ * reference to the source.  The entry is live while the source is in_heap with this
+ * heap_seq; a re-armed or destroyed source leaves its old entry stale (lazy deletion,
+ * the rules of aioqloop/_deadlines.py, the pure engine's twin). */
+typedef struct {
+    double when;
+    uint64_t seq;
+    SourceObject *src;
+} DeadlineEntry;
+
 struct ContextObject {
     PyObject_HEAD
     ModState *st;  /* the module state (common.h), kept for the hot paths */
@@ -30,19 +41,31 @@ struct ContextObject {
     PyObject *current;
     uint64_t current_thread;
     PyObject *blocked, *blocked_due;
-    PyObject *gate, *port, *fds, *source_ready, *deadlines, *waker, *bh;
+    PyObject *gate, *port, *fds, *source_ready, *waker, *bh;
     PyObject *prepare_hooks, *check_hooks, *clock;
     PyObject *tap;             /* None, or the dispatch tap (aioqloop._trace) */
     double now, dispatch_time;
     Py_ssize_t in_iteration, serial, iterations;
     char in_hook;
+    /* The ready-time heap (deadlines.h): a C array, its stale entries and the last
+     * sequence number given (Deadlines.entries, _stale and _seq in the pure engine). */
+    DeadlineEntry *dl;
+    Py_ssize_t ndl, dl_cap, dl_stale;
+    uint64_t dl_seq;
+    /* g_source_attach's bookkeeping, read by every attach: the source table (id ->
+     * source), the next id to try, the last attach order given (_sourceset.py's
+     * _seq), and the closed/closing/owned-by-loop flags (plain attributes of the pure
+     * engine's MainContext). */
+    PyObject *sources;
+    Py_ssize_t next_id, order_seq;
+    char closed, closing, owned_by_loop;
 };
 
 
 #define CTX_FIELDS(X) \
     X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
-    X(deadlines) X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
-    X(tap) X(current)
+    X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
+    X(tap) X(current) X(sources)
 
 static int
 ctx_traverse(ContextObject *self, visitproc visit, void *arg)
@@ -54,6 +77,8 @@ ctx_traverse(ContextObject *self, visitproc visit, void *arg)
             Py_VISIT((PyObject *)s);
     for (Py_ssize_t i = 0; i < self->npend; i++)
         Py_VISIT(self->pend[i]);
+    for (Py_ssize_t i = 0; i < self->ndl; i++)
+        Py_VISIT((PyObject *)self->dl[i].src);
     return 0;
 }
 
@@ -88,6 +113,7 @@ ctx_clear(ContextObject *self)
         self->pend[self->npend] = NULL;
         Py_DECREF(o);
     }
+    dl_clear(self);
     CTX_FIELDS(CLEAR_FIELD)
     return 0;
 }
@@ -100,6 +126,7 @@ ctx_dealloc(ContextObject *self)
     ctx_clear(self);
     PyMem_Free(self->rq);
     PyMem_Free(self->pend);
+    PyMem_Free(self->dl);
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }

@@ -35,6 +35,15 @@ static PyMethodDef ctx_methods[] = {
     {"_next_deadline", (PyCFunction)ctx_next_deadline, METH_NOARGS,
      "_next_deadline($self, /)\n--\n\n"
      "The earliest ready time in loop seconds (inf if none)."},
+    {"_drop_ready_time", (PyCFunction)ctx_drop_ready_time, METH_O,
+     "_drop_ready_time($self, src, /)\n--\n\n"
+     "Forget a source's entry in the ready-time heap (it goes stale).  Owner thread."},
+    {"_shift_deadlines", (PyCFunction)ctx_shift_deadlines, METH_O,
+     "_shift_deadlines($self, offset, /)\n--\n\n"
+     "Move every ready time by ``offset`` seconds (a new loop clock).  Owner thread."},
+    {"_deadline_count", (PyCFunction)ctx_deadline_count, METH_NOARGS,
+     "_deadline_count($self, /)\n--\n\n"
+     "Entries in the ready-time heap, stale ones included."},
     {"_time", (PyCFunction)ctx_time, METH_NOARGS,
      "_time($self, /)\n--\n\n"
      "The context's time in seconds: cached during an iteration, else the loop's now."},
@@ -86,7 +95,6 @@ static PyMemberDef ctx_members[] = {
     CM("_port", T_OBJECT_EX, port),
     CM("_fds", T_OBJECT_EX, fds),
     CM("_source_ready", T_OBJECT, source_ready),
-    CM("_deadlines", T_OBJECT_EX, deadlines),
     CM("_waker", T_OBJECT_EX, waker),
     CM("_bh", T_OBJECT, bh),
     CM("_prepare_hooks", T_OBJECT_EX, prepare_hooks),
@@ -99,6 +107,12 @@ static PyMemberDef ctx_members[] = {
     CM("_serial", T_PYSSIZET, serial),
     CM("_iterations", T_PYSSIZET, iterations),
     CM("_in_hook", T_BOOL, in_hook),
+    CM("_sources", T_OBJECT_EX, sources),
+    CM("_next_id", T_PYSSIZET, next_id),
+    CM("_seq", T_PYSSIZET, order_seq),
+    CM("_closed", T_BOOL, closed),
+    CM("_closing", T_BOOL, closing),
+    CM("_owned_by_loop", T_BOOL, owned_by_loop),
     {NULL}
 };
 

@@ -63,8 +63,8 @@ static PyObject *
 check(ContextObject *self)
 {
     ModState *st = self->st;
-    int entries = nonempty_attr(self->deadlines, st->s_entries);
-    int hooks = entries < 0 ? -1 : nonempty_attr(self->check_hooks, st->s_prios);
+    int entries = self->ndl > 0;
+    int hooks = nonempty_attr(self->check_hooks, st->s_prios);
     int ops = hooks < 0 ? -1 : waker_ops_pending(self);
     int bh = ops < 0 ? -1 : bh_pending(self);
     if (bh < 0)
@@ -179,7 +179,7 @@ prepare(ContextObject *self)
         return st->float_zero;
     }
     if (!(nready || hooks || queued)) {
-        int entries = nonempty_attr(self->deadlines, st->s_entries);
+        int entries = self->ndl > 0;
         int masks = entries ? entries : FDS_MASKS(self);
         if (masks < 0)
             return NULL;
@@ -365,6 +365,10 @@ has_work(ContextObject *self)
     }
     if (self->nrq)
         return 1;
+    /* the Python method reads the waker's queue unconditionally: a half-made context
+     * says so rather than "nothing to do" */
+    if (REQUIRED(self, waker, "_waker") == NULL)
+        return -1;
     int r = bh_pending(self);
     if (r == 0)
         r = waker_ops_pending(self);
@@ -375,22 +379,12 @@ has_work(ContextObject *self)
         r = call_truth(self->fds, st->s_always_ready_pending);
     if (r != 0)
         return r;
-    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-    PyObject *entries = deadlines ? PyObject_GetAttr(deadlines, st->s_entries) : NULL;
-    if (entries == NULL)
-        return -1;
-    if (!PyList_Check(entries) || PyList_GET_SIZE(entries) == 0) {
-        Py_DECREF(entries);
+    if (self->ndl == 0)
         return 0;
-    }
-    PyObject *head = PyList_GET_ITEM(entries, 0);
-    double when = PyTuple_Check(head) && PyTuple_GET_SIZE(head) > 0
-                  ? PyFloat_AsDouble(PyTuple_GET_ITEM(head, 0)) : -1.0;
-    Py_DECREF(entries);
     double now;
-    if ((when == -1.0 && PyErr_Occurred()) || clock_now(self, &now) < 0)
+    if (clock_now(self, &now) < 0)
         return -1;
-    return when <= now;
+    return dl_head(self) <= now;  /* possibly stale: a cheap "maybe due", as in Python */
 }
 
 static PyObject *
@@ -404,13 +398,8 @@ ctx_has_work(ContextObject *self, PyObject *unused)
 static int
 next_deadline(ContextObject *self, double *out)
 {
-    ModState *st = self->st;
-    int any = nonempty_attr(self->deadlines, st->s_entries);
-    if (any <= 0) {
-        *out = INFINITY;
-        return any;
-    }
-    return timers_next_deadline(st, self->deadlines, out);
+    *out = dl_next_deadline(self);
+    return 0;
 }
 
 static PyObject *

@@ -1,14 +1,15 @@
-/* aioqloop._cengine, part timers.h: Timers: g_timeout_add_full / g_timeout_source_new, the ready-time heap's push and pop,
- * the driver's deadline notification, the deadlines-only prepare and the loop clock.
+/* aioqloop._cengine, part timers.h: Timers: g_timeout_add_full / g_timeout_source_new,
+ * the driver's deadline notification, the deadlines-only prepare and the loop clock
+ * (the ready-time heap itself is deadlines.h).
  *
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* ======================================================================== timers */
 /* The timer paths in C: timeout_add and TimeoutSource's __init__ (GLib's
- * g_timeout_add_full / g_timeout_source_new), the ready-time heap's push and pop, the
- * driver's deadline notification, the deadlines-only prepare (g_main_context_prepare
- * when only ready times need a look), and the loop clock of the stock base.  Each one
- * has its Python twin (sources.py, _deadlines.py, context.py, bridge.py) and falls back
+ * g_timeout_add_full / g_timeout_source_new), the driver's deadline notification, the
+ * deadlines-only prepare (g_main_context_prepare when only ready times need a look), and
+ * the loop clock of the stock base.  Each one has its Python twin (sources.py,
+ * context.py, bridge.py) and falls back
  * to it in any state it does not know, so that a timeout costs no Python frame but its
  * callback. */
 
@@ -55,179 +56,6 @@ timers_fast_clock(ModState *st, PyObject *clock, double *out)
     *out = d;
 #endif
     return 1;
-}
-
-/* One heap entry below another: (when, seq, source) compared as heapq compares them,
- * floats and ints read in C; 1, 0, or -1 with an exception. */
-static int
-timers_less(PyObject *a, PyObject *b)
-{
-    if (PyTuple_CheckExact(a) && PyTuple_CheckExact(b) && PyTuple_GET_SIZE(a) >= 2
-            && PyTuple_GET_SIZE(b) >= 2) {
-        PyObject *wa = PyTuple_GET_ITEM(a, 0), *wb = PyTuple_GET_ITEM(b, 0);
-        if (PyFloat_CheckExact(wa) && PyFloat_CheckExact(wb)) {
-            double x = PyFloat_AS_DOUBLE(wa), y = PyFloat_AS_DOUBLE(wb);
-            if (x < y)
-                return 1;
-            if (x > y)
-                return 0;
-            PyObject *sa = PyTuple_GET_ITEM(a, 1), *sb = PyTuple_GET_ITEM(b, 1);
-            if (x == y && PyLong_CheckExact(sa) && PyLong_CheckExact(sb)) {
-                int ov1, ov2;
-                long long i = PyLong_AsLongLongAndOverflow(sa, &ov1);
-                long long j = PyLong_AsLongLongAndOverflow(sb, &ov2);
-                if (!ov1 && !ov2 && !PyErr_Occurred() && i != j)
-                    return i < j;
-                PyErr_Clear();
-            }
-        }
-    }
-    Py_INCREF(a);
-    Py_INCREF(b);
-    int r = PyObject_RichCompareBool(a, b, Py_LT);
-    Py_DECREF(a);
-    Py_DECREF(b);
-    return r;
-}
-
-/* heapq._siftdown on a list: move the item at pos up towards start. */
-static int
-timers_siftdown(PyObject *heap, Py_ssize_t start, Py_ssize_t pos)
-{
-    Py_ssize_t size = PyList_GET_SIZE(heap);
-    PyObject *item = PyList_GET_ITEM(heap, pos);
-    while (pos > start) {
-        Py_ssize_t parentpos = (pos - 1) >> 1;
-        PyObject *parent = PyList_GET_ITEM(heap, parentpos);
-        int lt = timers_less(item, parent);
-        if (lt < 0)
-            return -1;
-        if (size != PyList_GET_SIZE(heap) || PyList_GET_ITEM(heap, pos) != item) {
-            PyErr_SetString(PyExc_RuntimeError, "the deadline heap changed during a compare");
-            return -1;
-        }
-        if (!lt)
-            break;
-        parent = PyList_GET_ITEM(heap, parentpos);
-        PyList_SET_ITEM(heap, parentpos, item);
-        PyList_SET_ITEM(heap, pos, parent);
-        pos = parentpos;
-    }
-    return 0;
-}
-
-/* heapq._siftup: move the smaller child up until a leaf, then sift the item down. */
-static int
-timers_siftup(PyObject *heap, Py_ssize_t pos)
-{
-    Py_ssize_t end = PyList_GET_SIZE(heap), start = pos;
-    Py_ssize_t limit = end >> 1;
-    while (pos < limit) {
-        Py_ssize_t child = 2 * pos + 1;
-        if (child + 1 < end) {
-            int lt = timers_less(PyList_GET_ITEM(heap, child), PyList_GET_ITEM(heap, child + 1));
-            if (lt < 0)
-                return -1;
-            if (end != PyList_GET_SIZE(heap)) {
-                PyErr_SetString(PyExc_RuntimeError,
-                                "the deadline heap changed during a compare");
-                return -1;
-            }
-            child += !lt;
-        }
-        PyObject *tmp = PyList_GET_ITEM(heap, child);
-        PyList_SET_ITEM(heap, child, PyList_GET_ITEM(heap, pos));
-        PyList_SET_ITEM(heap, pos, tmp);
-        pos = child;
-    }
-    return timers_siftdown(heap, start, pos);
-}
-
-/* heapq.heappush / heappop on the heap's list (the same layout heapq keeps). */
-static int
-timers_heappush(PyObject *heap, PyObject *entry)
-{
-    if (PyList_Append(heap, entry) < 0)
-        return -1;
-    return timers_siftdown(heap, 0, PyList_GET_SIZE(heap) - 1);
-}
-
-static PyObject *
-timers_heappop(PyObject *heap)
-{
-    Py_ssize_t n = PyList_GET_SIZE(heap);
-    if (n == 0) {
-        PyErr_SetString(PyExc_IndexError, "index out of range");
-        return NULL;
-    }
-    PyObject *last = PyList_GET_ITEM(heap, n - 1);
-    Py_INCREF(last);
-    if (PyList_SetSlice(heap, n - 1, n, NULL) < 0) {
-        Py_DECREF(last);
-        return NULL;
-    }
-    if (n == 1)
-        return last;
-    PyObject *top = PyList_GET_ITEM(heap, 0);
-    PyList_SET_ITEM(heap, 0, last);  /* the list's reference to top is now ours */
-    if (timers_siftup(heap, 0) < 0) {
-        Py_DECREF(top);
-        return NULL;
-    }
-    return top;
-}
-
-/* Deadlines.next_deadline: the earliest live ready time (inf if none); prunes stale
- * heads.  The Python method for a heap that is not a list. */
-static int
-timers_next_deadline(ModState *st, PyObject *deadlines, double *out)
-{
-    PyObject *heap = PyObject_GetAttr(deadlines, st->s_entries);
-    if (heap == NULL)
-        return -1;
-    if (!PyList_CheckExact(heap)) {
-        Py_DECREF(heap);
-        PyObject *r = PyObject_CallMethodNoArgs(deadlines, st->s_next_deadline);
-        if (r == NULL)
-            return -1;
-        *out = PyFloat_AsDouble(r);
-        Py_DECREF(r);
-        return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
-    }
-    int rc = 0;
-    *out = INFINITY;
-    while (PyList_GET_SIZE(heap) > 0) {
-        PyObject *e = PyList_GET_ITEM(heap, 0);
-        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 3
-                || !Source_Check(st, PyTuple_GET_ITEM(e, 2))) {
-            PyErr_SetString(PyExc_TypeError, "bad Deadlines entry");
-            rc = -1;
-            break;
-        }
-        SourceObject *src = (SourceObject *)PyTuple_GET_ITEM(e, 2);
-        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 1));
-        if (seq == -1 && PyErr_Occurred()) {
-            rc = -1;
-            break;
-        }
-        if (src->in_heap && src->heap_seq == seq) {
-            *out = PyFloat_AsDouble(PyTuple_GET_ITEM(e, 0));
-            rc = (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
-            break;
-        }
-        PyObject *gone = timers_heappop(heap);
-        if (gone == NULL) {
-            rc = -1;
-            break;
-        }
-        Py_DECREF(gone);
-        if (deadlines_forget_stale(st, deadlines, 1) < 0) {
-            rc = -1;
-            break;
-        }
-    }
-    Py_DECREF(heap);
-    return rc;
 }
 
 /* The earliest ready time changed to ``when``: tell the driver, unless its method is the
@@ -290,10 +118,7 @@ timers_prepare(ContextObject *self, int deferred)
         Py_INCREF(st->float_zero);
         return st->float_zero;
     }
-    double deadline;
-    PyObject *deadlines = REQUIRED(self, deadlines, "_deadlines");
-    if (deadlines == NULL || timers_next_deadline(st, deadlines, &deadline) < 0)
-        return NULL;
+    double deadline = dl_next_deadline(self);
     if (isinf(deadline))
         Py_RETURN_NONE;
     double wait = deadline - self->now;
