@@ -75,6 +75,21 @@ class DefaultHooks:
     bound: Callable[[MainContext], None]
     release: Callable[[Any, MainContext], None]
 
+    def bind_new_loop(self, loop: Any, make: Callable[[], MainContext],
+                      bind: Callable[[MainContext], None]) -> None:
+        """A loop being built takes its context: the global default one when it may
+        (``claim``), else a new one from ``make``; ``bind`` makes the loop drive it."""
+        ctx = self.claim(loop)
+        if ctx is None:
+            ctx = make()
+            bind(ctx)
+            self.became(loop, ctx)
+            return
+        try:
+            bind(ctx)
+        finally:
+            self.bound(ctx)  # held by this thread until bound, even if binding failed
+
 
 default_hooks = DefaultHooks()
 

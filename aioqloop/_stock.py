@@ -447,16 +447,8 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
             self.__dict__["call_at"] = self._aioq_call_at_fifo
         self._aioq_real_selector = self._selector
         self._aioq_bql = bql
-        ctx = _registry.default_hooks.claim(self)
-        if ctx is None:
-            ctx = MainContext(self, _driver="loop")
-            self._aioq_bind(ctx)
-            _registry.default_hooks.became(self, ctx)
-        else:
-            try:
-                self._aioq_bind(ctx)
-            finally:
-                _registry.default_hooks.bound(ctx)
+        _registry.default_hooks.bind_new_loop(
+            self, lambda: MainContext(self, _driver="loop"), self._aioq_bind)
 
     def _aioq_bind(self, ctx: MainContext) -> None:
         """Drive ``ctx`` from this loop's selector (a new context, or the global default

@@ -58,16 +58,8 @@ def uvloop_class() -> type[EventLoop]:
         def __init__(self, *, bql: BigLock | None = None) -> None:
             super().__init__()  # libuv's loop and fds exist already (__cinit__)
             self._aioq_bql = bql
-            ctx = _registry.default_hooks.claim(self)
-            if ctx is None:
-                ctx = MainContext(self, _driver="loop")
-                self._aioq_bind(ctx)
-                _registry.default_hooks.became(self, ctx)
-            else:
-                try:
-                    self._aioq_bind(ctx)
-                finally:
-                    _registry.default_hooks.bound(ctx)
+            _registry.default_hooks.bind_new_loop(
+                self, lambda: MainContext(self, _driver="loop"), self._aioq_bind)
 
         def _aioq_bind(self, ctx: MainContext) -> None:
             """Drive ``ctx`` from this loop (a new context, or the global default

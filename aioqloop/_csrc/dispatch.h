@@ -628,20 +628,31 @@ run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pend
     return rc;
 }
 
+/* The ready queue of ``priority`` (an int) in *q, or NULL if there is none (or the
+ * priority is no int of C's range); -1 with an exception if reading it failed. */
+static int
+queue_of(ContextObject *self, PyObject *priority, ReadyQueue **q)
+{
+    *q = NULL;
+    if (PyLong_Check(priority)) {
+        int overflow;
+        long prio = PyLong_AsLongAndOverflow(priority, &overflow);
+        if (prio == -1 && PyErr_Occurred())
+            return -1;
+        if (!overflow)
+            *q = rq_get(self, prio);
+    }
+    return 0;
+}
+
 /* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
 static PyObject *
 ctx_dispatch(ContextObject *self, PyObject *priority)
 {
     ModState *st = self->st;
     ReadyQueue *q = NULL;
-    if (PyLong_Check(priority)) {
-        int overflow;
-        long prio = PyLong_AsLongAndOverflow(priority, &overflow);
-        if (prio == -1 && PyErr_Occurred())
-            return NULL;
-        if (!overflow)
-            q = rq_get(self, prio);
-    }
+    if (queue_of(self, priority, &q) < 0)
+        return NULL;
     if (q == NULL)  /* gone since the check (or never a priority): nothing to run */
         return ctx_dispatch_postponed(self, NULL);
     self->iterations++;
@@ -697,14 +708,8 @@ static PyObject *
 ctx_ready_sources(ContextObject *self, PyObject *priority)
 {
     ReadyQueue *q = NULL;
-    if (PyLong_Check(priority)) {
-        int overflow;
-        long prio = PyLong_AsLongAndOverflow(priority, &overflow);
-        if (prio == -1 && PyErr_Occurred())
-            return NULL;
-        if (!overflow)
-            q = rq_get(self, prio);
-    }
+    if (queue_of(self, priority, &q) < 0)
+        return NULL;
     return q ? queue_list(q) : PyList_New(0);
 }
 
