@@ -39,16 +39,25 @@ def _check_kwargs(kwargs: dict[str, Any]) -> int | None:
     return _priority(kwargs["priority"])
 
 
+def _add(make: Callable[[int], _CoreSource], default: int, function: Callable[..., Any],
+         user_data: tuple[Any, ...], kwargs: dict[str, Any], *,
+         wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> int:
+    """What the ``*_add`` functions share: check the keywords and the callback, then
+    attach ``make(priority)`` to the default context, calling ``wrap(function)``."""
+    prio = _check_kwargs(kwargs)
+    fn = _callable(function)
+    src = make(default if prio is None else prio)
+    src.set_callback(wrap(fn), *user_data)
+    return src.attach(_default_core())
+
+
 def idle_add(function: Callable[..., Any], *user_data: Any, **kwargs: Any) -> int:
     """Call ``function(*user_data)`` when idle, while it returns True; return the id.
 
     Keyword ``priority`` (default `PRIORITY_DEFAULT_IDLE`).  Any thread.
     """
-    prio = _check_kwargs(kwargs)
-    fn = _callable(function)
-    src = _IdleSource(priority=PRIORITY_DEFAULT_IDLE if prio is None else prio)
-    src.set_callback(_guard(fn), *user_data)
-    return src.attach(_default_core())
+    return _add(lambda prio: _IdleSource(priority=prio), PRIORITY_DEFAULT_IDLE,
+                function, user_data, kwargs, wrap=_guard)
 
 
 def timeout_add(interval: int, function: Callable[..., Any], *user_data: Any, **kwargs: Any) -> int:
@@ -57,11 +66,8 @@ def timeout_add(interval: int, function: Callable[..., Any], *user_data: Any, **
     Keyword ``priority`` (default `PRIORITY_DEFAULT`); returns the source id.
     """
     ms = _uint(interval, "interval")
-    prio = _check_kwargs(kwargs)
-    fn = _callable(function)
-    src = _TimeoutSource(ms / 1000.0, priority=PRIORITY_DEFAULT if prio is None else prio)
-    src.set_callback(_guard(fn), *user_data)
-    return src.attach(_default_core())
+    return _add(lambda prio: _TimeoutSource(ms / 1000.0, priority=prio), PRIORITY_DEFAULT,
+                function, user_data, kwargs, wrap=_guard)
 
 
 def timeout_add_seconds(
@@ -74,11 +80,8 @@ def timeout_add_seconds(
     interval + 0.75 s).
     """
     secs = _uint(interval, "interval")
-    prio = _check_kwargs(kwargs)
-    fn = _callable(function)
-    src = _SecondsTimeout(float(secs), priority=PRIORITY_DEFAULT if prio is None else prio)
-    src.set_callback(_guard(fn), *user_data)
-    return src.attach(_default_core())
+    return _add(lambda prio: _SecondsTimeout(float(secs), priority=prio), PRIORITY_DEFAULT,
+                function, user_data, kwargs, wrap=_guard)
 
 
 def _once(fn: Callable[..., Any]) -> Callable[..., bool]:
@@ -100,11 +103,8 @@ def idle_add_once(function: Callable[..., Any], *user_data: Any, **kwargs: Any) 
     Its return value is ignored and the source is removed after the call; returns the
     source id.  Keyword ``priority`` (default `PRIORITY_DEFAULT_IDLE`, GLib's only one).
     """
-    prio = _check_kwargs(kwargs)
-    fn = _callable(function)
-    src = _IdleSource(priority=PRIORITY_DEFAULT_IDLE if prio is None else prio)
-    src.set_callback(_once(fn), *user_data)
-    return src.attach(_default_core())
+    return _add(lambda prio: _IdleSource(priority=prio), PRIORITY_DEFAULT_IDLE,
+                function, user_data, kwargs, wrap=_once)
 
 
 def timeout_add_once(
@@ -116,11 +116,8 @@ def timeout_add_once(
     Keyword ``priority`` (default `PRIORITY_DEFAULT`, GLib's only one).
     """
     ms = _uint(interval, "interval")
-    prio = _check_kwargs(kwargs)
-    fn = _callable(function)
-    src = _TimeoutSource(ms / 1000.0, priority=PRIORITY_DEFAULT if prio is None else prio)
-    src.set_callback(_once(fn), *user_data)
-    return src.attach(_default_core())
+    return _add(lambda prio: _TimeoutSource(ms / 1000.0, priority=prio), PRIORITY_DEFAULT,
+                function, user_data, kwargs, wrap=_once)
 
 
 def timeout_add_seconds_once(
@@ -132,11 +129,8 @@ def timeout_add_seconds_once(
     `PRIORITY_DEFAULT`, GLib's only one).
     """
     secs = _uint(interval, "interval")
-    prio = _check_kwargs(kwargs)
-    fn = _callable(function)
-    src = _SecondsTimeout(float(secs), priority=PRIORITY_DEFAULT if prio is None else prio)
-    src.set_callback(_once(fn), *user_data)
-    return src.attach(_default_core())
+    return _add(lambda prio: _SecondsTimeout(float(secs), priority=prio), PRIORITY_DEFAULT,
+                function, user_data, kwargs, wrap=_once)
 
 
 def unix_fd_add_full(
