@@ -576,6 +576,8 @@ class MainContext(SourceSet, _Core):
         old_now = self._clock()
         port = self._port = bridge.make_port(loop)
         self._clock = port.time
+        self._clock_loop = port.loop
+        self._clock_class = port.loop_class
         now = self._now = self._clock()
         if old.virtual_clock is not None or port.virtual_clock is not None:
             offset = now - old_now

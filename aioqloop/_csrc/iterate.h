@@ -328,7 +328,6 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
 static PyObject *
 ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    ModState *st = self->st;
     int block = 0, dispatch = 0;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs != 1) {
