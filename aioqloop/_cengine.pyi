@@ -74,6 +74,13 @@ class ContextCore:
     _closed: bool
     _closing: bool
     _owned_by_loop: bool
+    # iteration and dispatch
+    _prepare_prios: list[int] | None
+    _check_prios: list[int] | None
+    _clock_loop: Any
+    _clock_class: Any
+    _owner: int | None
+    fd_audit_interval: float
     def _dispatch_postponed(self, /) -> None: ...
     def _dispatch(self, priority: float, /) -> None: ...
     def _iterate(self, driver: Any, /, *, block: bool, dispatch: bool) -> bool: ...
@@ -168,6 +175,11 @@ class SharedFdsCore:
     raw: list[tuple[int, int]]
     stale: bool
     closed: bool
+
+# iteration and dispatch
+class GateCore:
+    deferred: bool
+    handed: bool
 
 class WakerCore:
     ops: Any

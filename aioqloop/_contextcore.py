@@ -16,8 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
+from . import _engine
 from ._deadlines import Deadlines
 from ._dispatch import Dispatcher
+from ._fdpoll import FdPoller
 from ._index import PriorityIndex
 from ._readyq import ReadyQueues
 from ._waker import FREE_THREADED, Waker
@@ -40,6 +42,19 @@ class IterationDriver(Protocol):
     def place(self, priority: float) -> None: ...
 
 
+def _rebind_clock(ctx: _PyCore) -> None:
+    """The class of the context's loop changed (looptime swaps it): bind the clock to
+    the loop's ``time()`` as the new class has it, and remember that class."""
+    port = ctx._port
+    ctx._clock = port.rebind()
+    ctx._clock_class = port.loop_class
+
+
+def _audit_fds(ctx: _PyCore, now: float) -> None:
+    """The NVAL audit of the watched fds, due at loop time ``now``."""
+    ctx._fds.audit(now, ctx._mark_ready)
+
+
 class _PyCore(Dispatcher):
     """The hot methods the compiled core (`aioqloop._cengine.ContextCore`) replaces.
 
@@ -54,7 +69,14 @@ class _PyCore(Dispatcher):
     _bh: _BHCarrier | None
     _prepare_hooks: PriorityIndex
     _check_hooks: PriorityIndex
+    #: The hook indexes' ``prios`` lists (held from construction: never replaced).
+    _prepare_prios: list[int]
+    _check_prios: list[int]
     _clock: Callable[[], float]
+    #: The loop (None if stand-alone) and the class of it that `_clock` was bound for.
+    _clock_loop: object
+    _clock_class: type
+    fd_audit_interval: float
     _in_hook: bool
     _source_ready: Callable[[int], None] | None
     _closed: bool
@@ -81,9 +103,8 @@ class _PyCore(Dispatcher):
         """
         waker = self._waker
         was_waiting = waker.poll_waiting
-        port = self._port
-        if type(port.loop) is not port.loop_class:
-            self._clock = port.rebind()  # the loop's class was swapped (e.g. looptime)
+        if type(self._clock_loop) is not self._clock_class:
+            _rebind_clock(self)  # the loop's class was swapped (e.g. looptime)
         # "May sleep" is published before the last look at the queues (the GIL orders
         # a plain store; a free-threaded build needs the lock's barrier).
         if FREE_THREADED:
@@ -155,9 +176,9 @@ class _PyCore(Dispatcher):
         deferred = gate is not None and gate.deferred
         bh = self._bh
         queued = self._waker.ops or (bh is not None and bh.pending)
-        if self._readyq and not deferred and not self._prepare_hooks.prios and not queued:
+        if self._readyq and not deferred and not self._prepare_prios and not queued:
             return 0.0  # something is ready and no hook needs calling
-        if not (self._readyq or self._deadlines.entries or self._prepare_hooks.prios or queued
+        if not (self._readyq or self._deadlines.entries or self._prepare_prios or queued
                 or self._fds.masks):
             return None  # nothing attached that could need a wait or a dispatch
         return self._prepare_slow(deferred)
@@ -165,10 +186,10 @@ class _PyCore(Dispatcher):
     def _check(self) -> float:
         """GLib's check: the priority to dispatch (``inf`` if none).  Owner thread."""
         bh = self._bh
-        if (self._deadlines.entries or self._check_hooks.prios or self._waker.ops
+        if (self._deadlines.entries or self._check_prios or self._waker.ops
                 or (bh is not None and bh.pending)):
             self._collect()
-            if self._check_hooks.prios:
+            if self._check_prios:
                 self._run_check_hooks()
         elif self._readyq:
             self._now = self._clock()  # only ready sources: just the cached time
@@ -292,3 +313,9 @@ class _PyCore(Dispatcher):
             if owner is None:
                 self._waker.notify()  # unowned: a thread may be starting to block
         return sid
+
+
+if _engine.core is not None:
+    # The core's upcalls of the iteration, called without a name lookup.
+    _engine.core.configure(rebind_clock=_rebind_clock, audit_fds=_audit_fds,
+                           always_ready=FdPoller.always_ready_pending)

@@ -40,8 +40,24 @@ def _warn_slow(src: Source, elapsed: float) -> None:
     logger.warning("Executing %r took %.3f seconds", src, elapsed)
 
 
-if _engine.core is not None:
-    _engine.core.configure(warn_slow=_warn_slow, slow_floor=_SLOW_FLOOR)
+def _slow_dispatch(ctx: Dispatcher, src: Source, elapsed: float) -> None:
+    """A dispatch took ``elapsed`` seconds, at least `_SLOW_FLOOR`: warn if the port
+    says it is slow (debug mode, ``loop.slow_callback_duration``)."""
+    threshold = ctx._port.slow_threshold()
+    if threshold is not None and elapsed >= threshold:
+        _warn_slow(src, elapsed)
+
+
+def _report_dispatch(ctx: Dispatcher, exc: BaseException, src: Source, callback: Any) -> None:
+    """A dispatch raised ``exc`` (not SystemExit or KeyboardInterrupt): report it and
+    destroy ``src`` (`MainContext._report`, which a context class may extend)."""
+    ctx._report(exc, src, "dispatch", callback=callback)
+
+
+def _dispatch_stack() -> list[Source]:
+    """The calling thread's stack of dispatching sources (``g_main_current_source``)."""
+    stack: list[Source] = _tls.current
+    return stack
 
 
 class Dispatcher:
@@ -174,7 +190,7 @@ class Dispatcher:
             escaped = True
             raise
         except BaseException as exc:
-            self._report(exc, src, "dispatch", callback=src._callback)
+            _report_dispatch(self, exc, src, src._callback)
         finally:
             t1 = _perf()
             self._in_iteration -= 1
@@ -212,9 +228,7 @@ class Dispatcher:
             # if KeyboardInterrupt or SystemExit escapes it.
             src._maybe_finalize()
         if elapsed >= _SLOW_FLOOR:
-            threshold = self._port.slow_threshold()
-            if threshold is not None and elapsed >= threshold:
-                _warn_slow(src, elapsed)
+            _slow_dispatch(self, src, elapsed)
 
     def _rearm(self, src: Source, keep: object, premarked: bool) -> None:
         """After a dispatch: clear revents, and re-arm, keep or destroy ``src``."""
@@ -265,3 +279,12 @@ class Dispatcher:
         if src._ready_while_blocked:
             src._ready_while_blocked = False
             self._mark_ready(src)
+
+
+if _engine.core is not None:
+    # The core's upcalls of the dispatch phase, called without a name lookup: private
+    # methods no context class overrides (see common.h's configuration table).
+    _engine.core.configure(
+        slow_floor=_SLOW_FLOOR, slow_dispatch=_slow_dispatch, report_dispatch=_report_dispatch,
+        dispatch_stack=_dispatch_stack, block=Dispatcher._block, unblock=Dispatcher._unblock,
+        count_waited=Dispatcher._count_waited)

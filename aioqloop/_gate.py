@@ -18,6 +18,10 @@ dispatches.  A context created with ``bql=`` does the same through this gate:
   priority while asyncio has work): the loop never polls holding it;
 * `close` withdraws a queued callback waiter (a closed loop must not be handed the lock,
   or no thread could take it again).
+
+With the compiled core, the two flags every iteration reads (``deferred``, ``handed``)
+are C fields of its base (``aioqloop._cengine.GateCore``), and the core calls `enter`,
+`between`, `leave` and `give_back` as the plain functions handed to it at import.
 """
 
 from __future__ import annotations
@@ -25,16 +29,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _engine
+
 if TYPE_CHECKING:
     from .biglock import BigLock
 
 __all__ = ("LockGate",)
 
+_SLOTS: tuple[str, ...] = ("_loop", "_wake", "deferred", "handed", "lock")
 
-class LockGate:
+if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
+    _GateBase = object
+else:
+    # The compiled core keeps the flags as C fields of the same names (dispatch.h).
+    _GateBase = _engine.core.GateCore
+    _SLOTS = tuple(name for name in _SLOTS if not hasattr(_GateBase, name))
+
+
+class LockGate(_GateBase):
     """The big-lock rule of one context's dispatch (see the module docstring)."""
 
-    __slots__ = ("_loop", "_wake", "deferred", "handed", "lock")
+    __slots__ = _SLOTS
 
     def __init__(self, lock: BigLock, loop: Any, wake: Callable[[], None]) -> None:
         self.lock = lock
@@ -85,3 +100,9 @@ class LockGate:
             self.handed = False
             self.lock.release()
         self.deferred = False
+
+
+if _engine.core is not None:
+    # The core calls the rule without a name lookup: no subclass overrides it.
+    _engine.core.configure(gate_enter=LockGate.enter, gate_between=LockGate.between,
+                           gate_leave=LockGate.leave, gate_give_back=LockGate.give_back)

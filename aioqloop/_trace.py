@@ -32,6 +32,7 @@ import random
 from collections import deque
 from typing import Any
 
+from . import _engine
 from .constants import PRIORITY_DEFAULT
 
 __all__ = ("DispatchTrace", "first_difference", "format_entries")
@@ -182,3 +183,9 @@ def first_difference(a: list[str], b: list[str]) -> str | None:
     if len(a) != len(b):
         return f"lengths differ: {len(a)} != {len(b)} dispatches"
     return None
+
+
+if _engine.core is not None:
+    # The compiled core calls the tap without a name lookup (dispatch.h).
+    _engine.core.configure(tap_dispatched=DispatchTrace.dispatched,
+                           tap_order=DispatchTrace.order)

@@ -63,7 +63,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _engine, _registry, bridge
-from ._contextcore import _PyCore
+from ._contextcore import _PyCore, _rebind_clock
 from ._deadlines import Deadlines
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
@@ -190,8 +190,10 @@ class MainContext(SourceSet, _Core):
     ``loop.time()`` (``time.monotonic()`` for a stand-alone context).
     """
 
-    #: Seconds between two audits of watched fds for ones closed behind the context's back.
-    fd_audit_interval: float = 1.0
+    if _engine.core is None:
+        #: Seconds between two audits of watched fds for ones closed behind the context's
+        #: back.  (The compiled core keeps it as a C field of ContextCore, same default.)
+        fd_audit_interval: float = 1.0
 
     def __init__(
         self, loop: Any = None, *, _driver: str = "auto", _port: Any = None
@@ -213,6 +215,12 @@ class MainContext(SourceSet, _Core):
             self._deadlines = Deadlines()
         self._prepare_hooks = PriorityIndex()
         self._check_hooks = PriorityIndex()
+        # What each iteration reads of them: their lists of priorities (never replaced)
+        self._prepare_prios = self._prepare_hooks.prios
+        self._check_prios = self._check_hooks.prios
+        # The loop and the class the clock was bound for: a swapped class rebinds it
+        self._clock_loop = port.loop
+        self._clock_class = port.loop_class
         self._blocked: list[Source] = []
         self._blocked_due: list[Source] = []
         self._now = self._clock()
@@ -512,9 +520,8 @@ class MainContext(SourceSet, _Core):
 
     def _follow_clock(self) -> None:
         """Re-bind the clock if the loop's class was swapped (looptime does it)."""
-        port = self._port
-        if type(port.loop) is not port.loop_class:
-            self._clock = port.rebind()
+        if type(self._clock_loop) is not self._clock_class:
+            _rebind_clock(self)
 
     def _wake(self) -> None:
         self._waker.notify(force=True)
@@ -569,6 +576,8 @@ class MainContext(SourceSet, _Core):
         old_now = self._clock()
         port = self._port = bridge.make_port(loop)
         self._clock = port.time
+        self._clock_loop = port.loop
+        self._clock_class = port.loop_class
         now = self._now = self._clock()
         if old.virtual_clock is not None or port.virtual_clock is not None:
             offset = now - old_now
@@ -778,3 +787,9 @@ def _close_fds(epolls: list[select.epoll], efds: list[int]) -> None:
 
 
 _registry.register_context_class(MainContext)
+
+if _engine.core is not None:
+    # The core's upcalls into prepare's and check's slow paths, called without a name
+    # lookup: private methods no context class overrides.
+    _engine.core.configure(prepare_slow=MainContext._prepare_slow,
+                           run_check_hooks=MainContext._run_check_hooks)

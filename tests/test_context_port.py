@@ -116,3 +116,38 @@ def test_slow_dispatch_is_logged_through_the_port_threshold(
     s.attach(fctx)
     fctx.iteration(False)
     assert any("sleepy" in r.getMessage() and "took" in r.getMessage() for r in caplog.records)
+
+
+def test_a_swapped_loop_class_rebinds_the_clock_once() -> None:
+    # looptime swaps the loop's class after the context was made: the next iteration
+    # asks the port to bind its clock again, once, and then follows the new clock.
+    class Loop:
+        pass
+
+    class Swapped(Loop):
+        pass
+
+    class SwapPort(FakePort):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop: Any = Loop()
+            self.loop_class: type = Loop
+            self.rebinds = 0
+
+        def rebind(self) -> Any:
+            self.rebinds += 1
+            self.loop_class = type(self.loop)
+            self.time = lambda: 500.0  # type: ignore[method-assign]
+            return self.time
+
+    port = SwapPort()
+    ctx = MainContext(_driver="none", _port=port)
+    try:
+        assert ctx.iteration(False) is False
+        assert port.rebinds == 0 and ctx._time() == 100.0
+        port.loop.__class__ = Swapped
+        assert ctx.iteration(False) is False
+        assert ctx.iteration(False) is False
+        assert port.rebinds == 1 and ctx._time() == 500.0
+    finally:
+        ctx.close()

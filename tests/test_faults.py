@@ -1211,6 +1211,7 @@ UNINIT_TARGETS = (
     *(CORE + name for name in ("SourceStatistics", "SourceCore", "ContextCore", "HookCore",
                                "PlainCore", "BHCore", "FdTagCore", "FdPollerCore",
                                "SharedFdsCore", "WakerCore")),
+    CORE + "GateCore", "aioqloop._gate:LockGate",  # iteration and dispatch
     "aioqloop._waker:Waker",
     "aioqloop._selectorfds:SelectorFds",
     "aioqloop._fdpoll:FdPoller", "aioqloop.source:_FdRecord",

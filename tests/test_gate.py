@@ -86,3 +86,28 @@ def test_deferred_behind_own_coroutine_then_handed_over_and_close_withdraws() ->
         assert got.is_set(), "a closed gate's waiter kept the lock from a worker"
 
     asyncio.run(main())
+
+
+def test_a_deferred_gate_hides_ready_sources_until_it_clears() -> None:
+    # The context reads the gate's flag each iteration (a C field of the compiled core's
+    # GateCore, a slot of the pure engine's LockGate): while it is set nothing counts as
+    # ready and nothing runs; once it clears, the ready source runs under the lock.
+    from aioqloop import IdleSource, MainContext
+
+    ctx = MainContext(_driver="none")
+    lock = BigLock()
+    ctx._set_bql(lock)
+    gate = ctx._gate
+    assert gate is not None
+    held: list[bool] = []
+    src = IdleSource()
+    src.set_callback(lambda: held.append(lock.held()) or False)
+    src.attach(ctx)
+    try:
+        gate.deferred = True
+        assert ctx.iteration(False) is False and held == []
+        gate.deferred = False
+        assert ctx.iteration(False) is True and held == [True]
+        assert not lock.locked()  # left after the dispatch
+    finally:
+        ctx.close()

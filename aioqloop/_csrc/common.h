@@ -76,44 +76,22 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
 
 /* Interned attribute and method names: X(field, "text"). */
 #define CORE_NAMES(X) \
-    X(s_current, "current") \
     X(s_idle, "_idle") \
     X(s_survives, "_survives_escape") \
     X(s_dispatch, "dispatch") \
     X(s_ctx_dispatch, "_dispatch") \
-    X(s_tap_order, "order") \
-    X(s_tap_dispatched, "dispatched") \
-    X(s_count_waited, "_count_waited") \
-    X(s_enter, "enter") \
-    X(s_between, "between") \
-    X(s_leave, "leave") \
-    X(s_block, "_block") \
-    X(s_unblock, "_unblock") \
     X(s_report, "_report") \
-    X(s_callback, "callback") \
     X(s_maybe_finalize, "_maybe_finalize") \
-    X(s_slow_threshold, "slow_threshold") \
     X(s_destroy, "destroy") \
-    X(s_run_check_hooks, "_run_check_hooks") \
-    X(s_deferred, "deferred") \
-    X(s_give_back, "give_back") \
     X(s_prios, "prios") \
     X(s_ops, "ops") \
     X(s_pending, "pending") \
-    X(s_prepare_slow, "_prepare_slow") \
     X(s_masks, "masks") \
     X(s_poll_waiting, "poll_waiting") \
-    X(s_loop, "loop") \
-    X(s_loop_class, "loop_class") \
-    X(s_rebind, "rebind") \
     X(s_poll, "poll") \
     X(s_place, "place") \
-    X(s_block_kw, "block") \
-    X(s_dispatch_kw, "dispatch") \
-    X(s_phase_dispatch, "dispatch") \
     X(s_set_ready_time, "set_ready_time") \
     X(s_revents, "revents") \
-    X(s_unpolled, "unpolled") \
     X(s_records, "records") \
     X(s_wake_fd, "_wake_fd") \
     X(s_events, "events") \
@@ -121,8 +99,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_drain, "drain") \
     X(s_epoll, "epoll") \
     X(s_last_audit, "last_audit") \
-    X(s_audit, "audit") \
-    X(s_audit_interval, "fd_audit_interval") \
     X(s_always, "always") \
     X(s_mark_ready, "_mark_ready") \
     X(s_poll_ready_name, "_poll_ready") \
@@ -153,7 +129,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_waker_attr, "_waker") \
     X(s_post_insert, "_post_insert") \
     X(s_lock, "lock") \
-    X(s_owner, "_owner") \
     X(s_closed_attr, "_closed") \
     X(s_check_loop_open, "_check_loop_open") \
     X(s_is_closed, "is_closed") \
@@ -171,7 +146,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_cancel, "cancel") \
     X(s_acquire, "acquire") \
     X(s_deadline_changed, "deadline_changed") \
-    X(s_always_ready_pending, "always_ready_pending") \
     X(s_rebuild, "rebuild") \
     X(s_ep, "_ep") \
     X(s_fd_to_key, "_fd_to_key") \
@@ -193,13 +167,31 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(fd_dispatch)            /* FdSource.dispatch */ \
     X(conditions)             /* tuple of 64 IOCondition values */ \
     X(tls)                    /* aioqloop._registry._tls */ \
-    X(warn_slow)              /* callable(src, elapsed) */ \
     X(default_attached)       /* Source._attached */ \
     X(timeout_attached)       /* TimeoutSource._attached */ \
     X(default_finalize)       /* Source.finalize */ \
     X(default_maybe_finalize) /* Source._maybe_finalize */ \
     X(default_destroy)        /* Source.destroy */ \
-    X(default_set_ready_time) /* Source.set_ready_time */
+    X(default_set_ready_time) /* Source.set_ready_time */ \
+    /* iteration and dispatch: upcalls into the project's own Python code, each called \
+     * with vectorcall, the object first (no name lookup) */ \
+    X(prepare_slow)     /* MainContext._prepare_slow(ctx, deferred): prepare's slow path */ \
+    X(run_check_hooks)  /* MainContext._run_check_hooks(ctx): check's hooked sources */ \
+    X(rebind_clock)     /* _contextcore._rebind_clock(ctx): the loop's class changed */ \
+    X(audit_fds)        /* _contextcore._audit_fds(ctx, now): the NVAL audit, when due */ \
+    X(always_ready)     /* FdPoller.always_ready_pending(fds): has_work, regular files */ \
+    X(block)            /* Dispatcher._block(ctx, src): block a source with children */ \
+    X(unblock)          /* Dispatcher._unblock(ctx, src): unblock after its dispatch */ \
+    X(count_waited)     /* Dispatcher._count_waited(ctx, priority): statistics */ \
+    X(report_dispatch)  /* _dispatch._report_dispatch(ctx, exc, src, callback) */ \
+    X(slow_dispatch)    /* _dispatch._slow_dispatch(ctx, src, elapsed): over the floor */ \
+    X(dispatch_stack)   /* _dispatch._dispatch_stack(): this thread's current sources */ \
+    X(tap_dispatched)   /* DispatchTrace.dispatched(tap, src): the test tools' tap */ \
+    X(tap_order)        /* DispatchTrace.order(tap, priority, pending) -> list */ \
+    X(gate_enter)       /* LockGate.enter(gate) -> bool: before a dispatch phase */ \
+    X(gate_between)     /* LockGate.between(gate) -> bool: between two dispatches */ \
+    X(gate_leave)       /* LockGate.leave(gate): after the phase */ \
+    X(gate_give_back)   /* LockGate.give_back(gate): nothing to dispatch after all */
 
 /* What configure_timers() sets: X(field, "keyword"). */
 #define CORE_TIMER_CONFIG(X) \
@@ -223,7 +215,9 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
  * the module is freed. */
 #define CORE_TYPES(X) \
     X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType) \
-    X(FdTagType) X(FdPollerType) X(SharedFdsType) X(WakerType)
+    X(FdTagType) X(FdPollerType) X(SharedFdsType) X(WakerType) \
+    /* iteration and dispatch */ \
+    X(GateType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
     X(attach_descr)      /* ContextCore._attach, to spot a class that overrides it */ \
@@ -292,6 +286,8 @@ typedef struct FdTagObject FdTagObject;
 typedef struct FdPollerObject FdPollerObject;
 typedef struct SharedFdsObject SharedFdsObject;
 typedef struct WakerObject WakerObject;
+/* iteration and dispatch */
+typedef struct GateObject GateObject;
 
 #define IS_NONE(o) ((o) == NULL || (o) == Py_None)
 #define Source_Check(st, o) PyObject_TypeCheck((o), (st)->SourceType)

@@ -59,13 +59,21 @@ struct ContextObject {
     PyObject *sources;
     Py_ssize_t next_id, order_seq;
     char closed, closing, owned_by_loop;
+    /* iteration and dispatch: what each iteration reads, as fields rather than by name.
+     * The priorities of the prepare and check hook indexes (their PriorityIndex.prios,
+     * lists never replaced); the loop and the class the clock was bound for (a new
+     * class: rebind); the owner thread's id or None (g_main_context_acquire's owner);
+     * the seconds between two NVAL audits of watched fds (fd_audit_interval). */
+    PyObject *prepare_prios, *check_prios, *clock_loop, *clock_class, *owner;
+    double audit_interval;
 };
 
 
 #define CTX_FIELDS(X) \
     X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
     X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
-    X(tap) X(current) X(sources)
+    X(tap) X(current) X(sources) \
+    X(prepare_prios) X(check_prios) X(clock_loop) X(clock_class) X(owner)
 
 static int
 ctx_traverse(ContextObject *self, visitproc visit, void *arg)
@@ -141,6 +149,9 @@ ctx_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (self == NULL)
         return NULL;
     self->st = st;
+    self->audit_interval = 1.0;  /* MainContext.fd_audit_interval's default */
+    self->owner = Py_None;
+    Py_INCREF(Py_None);
     self->blocked = PyList_New(0);
     self->blocked_due = PyList_New(0);
     if (!self->blocked || !self->blocked_due) {
@@ -424,6 +435,13 @@ ctx_unmark_ready(ContextObject *self, PyObject *src)
     Py_RETURN_NONE;
 }
 
+/* Is o a ContextCore (MainContext)? */
+static inline int
+is_context(ModState *st, PyObject *o)
+{
+    return o != NULL && PyObject_TypeCheck(o, st->ContextType);
+}
+
 /* Which thread owns a context (g_main_context_acquire's owner, MainContext._owner). */
 enum { OWNER_NONE, OWNER_THIS, OWNER_OTHER };
 
@@ -431,9 +449,14 @@ enum { OWNER_NONE, OWNER_THIS, OWNER_OTHER };
 static int
 context_owner(ModState *st, PyObject *ctx)
 {
-    PyObject *owner = PyObject_GetAttr(ctx, st->s_owner);
+    if (!is_context(st, ctx)) {
+        PyErr_SetString(PyExc_TypeError, "expected a MainContext");
+        return -1;
+    }
+    PyObject *owner = REQUIRED((ContextObject *)ctx, owner, "_owner");
     if (owner == NULL)
         return -1;
+    Py_INCREF(owner);
     int who = OWNER_NONE;
     if (owner != Py_None) {
         unsigned long id = PyLong_AsUnsignedLong(owner);
@@ -446,9 +469,3 @@ context_owner(ModState *st, PyObject *ctx)
     return who;
 }
 
-/* Is o a ContextCore (MainContext)? */
-static inline int
-is_context(ModState *st, PyObject *o)
-{
-    return o != NULL && PyObject_TypeCheck(o, st->ContextType);
-}

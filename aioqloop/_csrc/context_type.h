@@ -113,6 +113,14 @@ static PyMemberDef ctx_members[] = {
     CM("_closed", T_BOOL, closed),
     CM("_closing", T_BOOL, closing),
     CM("_owned_by_loop", T_BOOL, owned_by_loop),
+    /* iteration and dispatch */
+    CM("_prepare_prios", T_OBJECT, prepare_prios),
+    CM("_check_prios", T_OBJECT, check_prios),
+    CM("_clock_loop", T_OBJECT_EX, clock_loop),
+    CM("_clock_class", T_OBJECT, clock_class),
+    CM("_owner", T_OBJECT_EX, owner),
+    {"fd_audit_interval", T_DOUBLE, offsetof(ContextObject, audit_interval), 0,
+     "Seconds between two audits of watched fds for ones closed behind the context's back."},
     {NULL}
 };
 

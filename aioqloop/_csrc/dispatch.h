@@ -4,36 +4,127 @@
  *
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
+/* ---------------------------------------------------------------------- GateCore */
+/* The flags of QEMU's big-lock rule that every iteration reads (base of
+ * aioqloop._gate.LockGate): ``deferred``, a dispatch waits for the lock to be handed over
+ * (nothing counts as ready), and ``handed``, the lock was handed over to the loop
+ * thread.  The rule itself (enter, between, leave, give_back) stays in Python and is
+ * called through configure()'s functions. */
+struct GateObject {
+    PyObject_HEAD
+    char deferred, handed;
+};
+
+#define GATE_FIELDS(X)
+GC_FUNCTIONS(gate, GateObject, GATE_FIELDS)
+
+static PyMemberDef gate_members[] = {
+    {"deferred", T_BOOL, offsetof(GateObject, deferred), 0,
+     "A dispatch waits for the lock to be handed over (nothing counts as ready)."},
+    {"handed", T_BOOL, offsetof(GateObject, handed), 0,
+     "The lock was handed over to the loop thread and is held for a dispatch."},
+    {NULL}
+};
+static PyMethodDef gate_methods[] = {{NULL}};
+
+CORE_SPEC(gate, GateObject, "GateCore",
+    "The flags of a context's big-lock rule as C fields (base of LockGate).",
+    PyType_GenericNew)
+
+/* The context's gate (a GateCore), or NULL if it has none; NULL with a TypeError if it
+ * is something else. */
+static inline GateObject *
+ctx_gate(ContextObject *self, int *bad)
+{
+    PyObject *g = self->gate;
+    *bad = 0;
+    if (IS_NONE(g))
+        return NULL;
+    if (!PyObject_TypeCheck(g, self->st->GateType)) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._gate must be a LockGate or None");
+        *bad = 1;
+        return NULL;
+    }
+    return (GateObject *)g;
+}
+
+/* Truth of gate.deferred; 0 without a gate, -1 with an exception. */
+static inline int
+gate_deferred(ContextObject *self)
+{
+    int bad;
+    GateObject *g = ctx_gate(self, &bad);
+    return bad ? -1 : (g != NULL && g->deferred);
+}
+
+/* Call a configured function with 1 to 3 arguments; a new reference, or NULL with an
+ * exception (a RuntimeError if the module that hands it over was never imported). */
+static PyObject *
+upcall(PyObject *fn, const char *what, PyObject *a, PyObject *b, PyObject *c)
+{
+    if (fn == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "aioqloop._cengine is not configured (%s)", what);
+        return NULL;
+    }
+    PyObject *argv[3] = {a, b, c};
+    size_t n = c ? 3 : b ? 2 : a ? 1 : 0;
+    return PyObject_Vectorcall(fn, argv, n, NULL);
+}
+#define UPCALL(st, field, a, b, c) upcall((st)->field, #field, (a), (b), (c))
+
+/* The same, the result discarded: 0, or -1 with an exception. */
+static int
+upcall_void(PyObject *fn, const char *what, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *r = upcall(fn, what, a, b, c);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+#define UPCALL_VOID(st, field, a, b, c) upcall_void((st)->field, #field, (a), (b), (c))
+
+/* The same, the result's truth: 0 or 1, or -1 with an exception. */
+static int
+upcall_truth(PyObject *fn, const char *what, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *r = upcall(fn, what, a, b, c);
+    if (r == NULL)
+        return -1;
+    int t = truth(r);
+    Py_DECREF(r);
+    return t;
+}
+#define UPCALL_TRUTH(st, field, a, b, c) upcall_truth((st)->field, #field, (a), (b), (c))
+
+/* The fd records and the poller are defined later (fdpoll.h): read in iterate.h. */
+static FdTagObject *fd_record(ModState *st, PyObject *rec);
+static void fd_record_clear(FdTagObject *rec);
+static long fd_record_revents(FdTagObject *rec);
+static int fds_unpolled(ContextObject *self);
+
 /* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
 static int
 rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
 {
     ModState *st = self->st;
-    Py_ssize_t nfds = list_len(src->fds);
-    if (nfds < 0)
-        return -1;
-    if (nfds) {
-        PyObject *fds = src->fds;
+    PyObject *fds = src->fds;
+    if (fds != NULL && (PyList_CheckExact(fds) || PyTuple_CheckExact(fds))) {
         Py_INCREF(fds);
-        PyObject *it = PyObject_GetIter(fds);
-        Py_DECREF(fds);
-        if (it == NULL)
-            return -1;
-        PyObject *rec;
-        PyObject *zero = PyLong_FromLong(0);
-        while ((rec = PyIter_Next(it)) != NULL) {
-            int rc = PyObject_SetAttr(rec, st->s_revents, zero);
-            Py_DECREF(rec);
-            if (rc < 0) {
-                Py_DECREF(zero);
-                Py_DECREF(it);
+        /* setting revents runs no code: the sequence cannot change meanwhile */
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fds); i++) {
+            FdTagObject *rec = fd_record(st, PySequence_Fast_GET_ITEM(fds, i));
+            if (rec == NULL) {
+                Py_DECREF(fds);
                 return -1;
             }
+            fd_record_clear(rec);
         }
-        Py_DECREF(zero);
-        Py_DECREF(it);
-        if (PyErr_Occurred())
-            return -1;
+        Py_DECREF(fds);
+    }
+    else if (!IS_NONE(fds)) {
+        PyErr_SetString(PyExc_TypeError, "a source's _fds must be a list or a tuple");
+        return -1;
     }
     double now = self->now, rt = src->ready_time;
     if (premarked && src->ready && !src->c_idle && !(0 <= rt && rt <= now)) {
@@ -62,43 +153,6 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
     return 0;
 }
 
-/* Dispatch counters on a statistics object that is not the core's own record. */
-static int
-stats_generic(PyObject *rec, double elapsed)
-{
-    PyObject *d = PyObject_GetAttrString(rec, "dispatches");
-    PyObject *one = PyLong_FromLong(1);
-    PyObject *nd = d && one ? PyNumber_Add(d, one) : NULL;
-    Py_XDECREF(d);
-    Py_XDECREF(one);
-    if (nd == NULL || PyObject_SetAttrString(rec, "dispatches", nd) < 0) {
-        Py_XDECREF(nd);
-        return -1;
-    }
-    Py_DECREF(nd);
-    PyObject *t = PyObject_GetAttrString(rec, "dispatch_time");
-    double total = t ? PyFloat_AsDouble(t) : -1.0;
-    Py_XDECREF(t);
-    if (total == -1.0 && PyErr_Occurred())
-        return -1;
-    PyObject *nt = PyFloat_FromDouble(total + elapsed);
-    int rc = nt ? PyObject_SetAttrString(rec, "dispatch_time", nt) : -1;
-    Py_XDECREF(nt);
-    if (rc < 0)
-        return -1;
-    PyObject *m = PyObject_GetAttrString(rec, "max_dispatch_time");
-    double mx = m ? PyFloat_AsDouble(m) : -1.0;
-    Py_XDECREF(m);
-    if (mx == -1.0 && PyErr_Occurred())
-        return -1;
-    if (elapsed > mx) {
-        PyObject *ne = PyFloat_FromDouble(elapsed);
-        rc = ne ? PyObject_SetAttrString(rec, "max_dispatch_time", ne) : -1;
-        Py_XDECREF(ne);
-    }
-    return rc;
-}
-
 /* Dispatcher._end_dispatch. */
 static int
 end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, double elapsed)
@@ -111,7 +165,8 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             return -1;
         int unpolled = 0;
         if (leaf && list_len(src->fds) > 0) {
-            unpolled = nonempty_attr(self->fds, st->s_unpolled);
+            /* its fds are unpolled while a nested iteration polled without it */
+            unpolled = fds_unpolled(self);
             if (unpolled < 0)
                 return -1;
         }
@@ -123,13 +178,11 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
                     && PyList_GET_ITEM(stack, n - 1) == (PyObject *)src) {
                 list_drop_last(stack);  /* src is held by the dispatch */
             }
-            else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
-                                      NULL) < 0) {
+            else if (UPCALL_VOID(st, unblock, (PyObject *)self, (PyObject *)src, NULL) < 0) {
                 return -1;
             }
         }
-        else if (call_method_void((PyObject *)self, st->s_unblock, (PyObject *)src, NULL,
-                                  NULL) < 0) {
+        else if (UPCALL_VOID(st, unblock, (PyObject *)self, (PyObject *)src, NULL) < 0) {
             return -1;
         }
     }
@@ -141,54 +194,36 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             return -1;
         Py_XSETREF(src->stats, rec);
     }
-    if (Py_IS_TYPE(rec, st->StatsType)) {
-        StatsObject *s = (StatsObject *)rec;
-        s->dispatches++;
-        s->dispatch_time += elapsed;
-        if (elapsed > s->max_dispatch_time)
-            s->max_dispatch_time = elapsed;
+    if (!Py_IS_TYPE(rec, st->StatsType)) {
+        PyErr_SetString(PyExc_TypeError, "a source's _stats must be a SourceStatistics or None");
+        return -1;
     }
-    else if (stats_generic(rec, elapsed) < 0) {
-        return -1;  /* some other record object: updated through its attributes */
-    }
-    if (src->destroyed) {
-        if (call_method_void((PyObject *)src, st->s_maybe_finalize, NULL, NULL, NULL) < 0)
-            return -1;
-    }
+    StatsObject *s = (StatsObject *)rec;
+    s->dispatches++;
+    s->dispatch_time += elapsed;
+    if (elapsed > s->max_dispatch_time)
+        s->max_dispatch_time = elapsed;
+    /* Source._maybe_finalize (a private method no class overrides) */
+    if (src->destroyed && UPCALL_VOID(st, default_maybe_finalize, (PyObject *)src, NULL, NULL) < 0)
+        return -1;
     if (elapsed >= st->slow_floor) {
-        PyObject *port = REQUIRED(self, port, "_port");
-        PyObject *th = port ? PyObject_CallMethodNoArgs(port, st->s_slow_threshold) : NULL;
-        if (th == NULL)
+        /* debug mode's "Executing ... took": the port's threshold, looked at in Python */
+        PyObject *e = PyFloat_FromDouble(elapsed);
+        int rc = e ? UPCALL_VOID(st, slow_dispatch, (PyObject *)self, (PyObject *)src, e) : -1;
+        Py_XDECREF(e);
+        if (rc < 0)
             return -1;
-        if (th != Py_None) {
-            double t = PyFloat_AsDouble(th);
-            Py_DECREF(th);
-            if (t == -1.0 && PyErr_Occurred())
-                return -1;
-            if (elapsed >= t) {
-                PyObject *e = PyFloat_FromDouble(elapsed);
-                if (e == NULL)
-                    return -1;
-                PyObject *r = PyObject_CallFunctionObjArgs(st->warn_slow, (PyObject *)src, e,
-                                                           NULL);
-                Py_DECREF(e);
-                if (r == NULL)
-                    return -1;
-                Py_DECREF(r);
-            }
-        }
-        else {
-            Py_DECREF(th);
-        }
     }
     return 0;
 }
 
-/* Look a function up on the type (no instance attributes: those are not hooks). */
+/* The source's class's set_ready_time (borrowed, NULL if none): the one lookup of the
+ * GSourceFuncs-like method users override.  Looked up on the type: instance attributes
+ * are not hooks. */
 static inline PyObject *
-type_attr(PyObject *obj, PyObject *name)
+set_ready_time_of(SourceObject *src)
 {
-    return _PyType_Lookup(Py_TYPE(obj), name);  /* borrowed, no exception set */
+    return _PyType_Lookup(Py_TYPE(src), src->st->s_set_ready_time);
 }
 
 /* FdSource.dispatch: callback(fileobj, condition, *args), the condition being the
@@ -202,16 +237,11 @@ dispatch_fd(SourceObject *src, PyObject *cb, PyObject *args)
         PyErr_SetString(PyExc_AttributeError, "FdSource without a watch");
         return NULL;
     }
-    Py_INCREF(fileobj);
-    Py_INCREF(tag);
-    PyObject *rev = PyObject_GetAttr(tag, st->s_revents);
-    Py_DECREF(tag);
-    long bits = rev ? PyLong_AsLong(rev) : -1;
-    Py_XDECREF(rev);
-    if (bits == -1 && PyErr_Occurred()) {
-        Py_DECREF(fileobj);
+    FdTagObject *rec = fd_record(st, tag);
+    if (rec == NULL)
         return NULL;
-    }
+    long bits = fd_record_revents(rec);
+    Py_INCREF(fileobj);
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     PyObject *small[8];
     PyObject **argv = small;
@@ -260,7 +290,8 @@ dispatch_timeout(SourceObject *src, ContextObject *ctx, PyObject *cb, PyObject *
     PyObject *w = PyFloat_FromDouble(when);
     if (w == NULL)
         return NULL;
-    PyObject *x = PyObject_CallMethodOneArg((PyObject *)src, st->s_set_ready_time, w);
+    /* Source.set_ready_time, which run_dispatch found to be the class's */
+    PyObject *x = UPCALL(st, default_set_ready_time, (PyObject *)src, w, NULL);
     Py_DECREF(w);
     if (x == NULL)
         return NULL;
@@ -268,14 +299,15 @@ dispatch_timeout(SourceObject *src, ContextObject *ctx, PyObject *cb, PyObject *
     return PyBool_FromLong(keep);
 }
 
-/* Run the source's dispatch; new reference to its result, NULL on error.  Built-in
- * sources run no Python frame but the user's callback. */
+/* Run the source's dispatch (GSourceFuncs.dispatch, which users override: the one
+ * lookup of it by name); new reference to its result, NULL on error.  Built-in sources
+ * run no Python frame but the user's callback. */
 static PyObject *
 run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
 {
     ModState *st = src->st;
-    PyObject *self = (PyObject *)src;
-    PyObject *fn = type_attr(self, st->s_dispatch);
+    PyObject *self = (PyObject *)src, *name = st->s_dispatch;
+    PyObject *fn = _PyType_Lookup(Py_TYPE(self), name);  /* borrowed: the class's */
     if (fn != NULL && !IS_NONE(cb) && PyTuple_CheckExact(args)) {
         if (fn == st->default_dispatch)
             return PyObject_Call(cb, args, NULL);
@@ -283,14 +315,13 @@ run_dispatch(SourceObject *src, PyObject *cb, PyObject *args)
             return dispatch_fd(src, cb, args);
         ContextObject *ctx = (ContextObject *)src->context;
         if (fn == st->timeout_dispatch && ctx != NULL && st->default_set_ready_time != NULL
-                && type_attr(self, st->s_set_ready_time) == st->default_set_ready_time
+                && set_ready_time_of(src) == st->default_set_ready_time
                 && PyObject_TypeCheck((PyObject *)ctx, st->ContextType)
                 && (ctx->in_iteration || ctx->in_hook))
             return dispatch_timeout(src, ctx, cb, args);
     }
     /* the class's own dispatch(): dispatch_one takes its result's truth */
-    return PyObject_CallMethodObjArgs(self, st->s_dispatch, IS_NONE(cb) ? Py_None : cb, args,
-                                      NULL);
+    return PyObject_CallMethodObjArgs(self, name, IS_NONE(cb) ? Py_None : cb, args, NULL);
 }
 
 /* The dispatch tap (Dispatcher's ``_tap``, aioqloop._trace): a test tool that records
@@ -305,12 +336,9 @@ tap_dispatched(ContextObject *self, PyObject *srcobj)
     if (tap == NULL || IS_NONE(tap))
         return 0;
     Py_INCREF(tap);
-    PyObject *r = PyObject_CallMethodOneArg(tap, st->s_tap_dispatched, srcobj);
+    int rc = UPCALL_VOID(st, tap_dispatched, tap, srcobj, NULL);
     Py_DECREF(tap);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    return rc;
 }
 
 /* Replace *pending (a new list reference) by the tap's order of it. */
@@ -322,7 +350,7 @@ tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
     if (tap == NULL || IS_NONE(tap))
         return 0;
     Py_INCREF(tap);
-    PyObject *r = PyObject_CallMethodObjArgs(tap, st->s_tap_order, priority, *pending, NULL);
+    PyObject *r = UPCALL(st, tap_order, tap, priority, *pending);
     Py_DECREF(tap);
     if (r == NULL)
         return -1;
@@ -364,7 +392,7 @@ begin_dispatch(ContextObject *self, SourceObject *src, int *blocked, int *premar
     if (!*blocked)
         return 0;
     if (!*leaf)
-        return call_method_void((PyObject *)self, st->s_block, srcobj, NULL, NULL);
+        return UPCALL_VOID(st, block, (PyObject *)self, srcobj, NULL);
     src->blocked = 1;
     if (self->blocked == NULL || !PyList_CheckExact(self->blocked)) {
         PyErr_SetString(PyExc_TypeError, "MainContext._blocked must be a list");
@@ -385,11 +413,7 @@ push_current(ContextObject *self, PyObject *srcobj)
     uint64_t me = PyThreadState_GetID(PyThreadState_Get());
     PyObject *current = self->current;
     if (current == NULL || self->current_thread != me) {
-        if (st->tls == NULL || st->warn_slow == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
-            return NULL;
-        }
-        current = PyObject_GetAttr(st->tls, st->s_current);
+        current = UPCALL(st, dispatch_stack, NULL, NULL, NULL);
         if (current == NULL)
             return NULL;
         if (!PyList_CheckExact(current)) {
@@ -422,17 +446,12 @@ dispatch_error(ContextObject *self, SourceObject *src, int *escaped)
     PyObject *exc = PyErr_GetRaisedException();
     if (*escaped)
         return exc;
-    PyObject *kwnames = PyTuple_Pack(1, st->s_callback);
     /* the callback as it is now (the failed one may have replaced itself) */
     PyObject *now_cb = src->callback ? src->callback : Py_None;
     Py_INCREF(now_cb);  /* _report may destroy and finalize the source */
-    PyObject *fnargs[5] = {(PyObject *)self, exc ? exc : Py_None, (PyObject *)src,
-                           st->s_phase_dispatch, now_cb};
-    PyObject *r = NULL;
-    if (kwnames != NULL) {
-        r = PyObject_VectorcallMethod(st->s_report, fnargs, 4, kwnames);
-        Py_DECREF(kwnames);
-    }
+    PyObject *fnargs[4] = {(PyObject *)self, exc ? exc : Py_None, (PyObject *)src, now_cb};
+    PyObject *r = st->report_dispatch ? PyObject_Vectorcall(st->report_dispatch, fnargs, 4, NULL)
+                                      : UPCALL(st, report_dispatch, NULL, NULL, NULL);
     Py_DECREF(now_cb);
     Py_XDECREF(exc);
     if (r == NULL)
@@ -509,11 +528,13 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
 static PyObject *
 ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
 {
-    ModState *st = self->st;
-    PyObject *gate = self->gate;
-    if (gate != NULL && !IS_NONE(gate)) {
+    int bad;
+    PyObject *gate = (PyObject *)ctx_gate(self, &bad);
+    if (bad)
+        return NULL;
+    if (gate != NULL) {
         Py_INCREF(gate);
-        int rc = call_method_void(gate, st->s_give_back, NULL, NULL, NULL);
+        int rc = UPCALL_VOID(self->st, gate_give_back, gate, NULL, NULL);
         Py_DECREF(gate);
         if (rc < 0)
             return NULL;
@@ -607,7 +628,7 @@ run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pend
         if (first)
             first = 0;
         else if (*gate != NULL) {
-            int ok = call_truth(*gate, st->s_between);
+            int ok = UPCALL_TRUTH(st, gate_between, *gate, NULL, NULL);
             if (ok < 0) {
                 rc = -1;
                 break;
@@ -675,22 +696,24 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     }
     int rc = 0;
     if (self->nrq > 1)
-        rc = call_method_void((PyObject *)self, st->s_count_waited, priority, NULL, NULL);
-    if (rc == 0 && !IS_NONE(self->gate)) {
-        gate = self->gate;
+        rc = UPCALL_VOID(st, count_waited, (PyObject *)self, priority, NULL);
+    int bad = 0;
+    if (rc == 0 && (gate = (PyObject *)ctx_gate(self, &bad)) != NULL) {
         Py_INCREF(gate);
-        int ok = call_truth(gate, st->s_enter);
+        int ok = UPCALL_TRUTH(st, gate_enter, gate, NULL, NULL);
         if (ok <= 0) {
             rc = ok;  /* -1: an error; 0: the lock is not ours, nothing runs now */
             Py_CLEAR(gate);
             goto done;
         }
     }
+    if (bad)
+        rc = -1;
     if (rc == 0)
         rc = run_batch(self, &gate, single, pending, base, count);
     if (gate != NULL) {
         PyObject *saved = PyErr_GetRaisedException();
-        rc = finish_cleanup(saved, call_method_void(gate, st->s_leave, NULL, NULL, NULL));
+        rc = finish_cleanup(saved, UPCALL_VOID(st, gate_leave, gate, NULL, NULL));
         Py_DECREF(gate);
     }
 done:

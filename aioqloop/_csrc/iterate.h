@@ -21,6 +21,43 @@ ctx_best_ready(ContextObject *self, PyObject *unused)
 }
 
 
+/* An fd record of a source (an FdTagCore: add_unix_fd's tag), or NULL with a TypeError. */
+static FdTagObject *
+fd_record(ModState *st, PyObject *rec)
+{
+    if (!PyObject_TypeCheck(rec, st->FdTagType)) {
+        PyErr_Format(PyExc_TypeError, "expected an fd record, not %.100s",
+                     Py_TYPE(rec)->tp_name);
+        return NULL;
+    }
+    return (FdTagObject *)rec;
+}
+
+static void
+fd_record_clear(FdTagObject *rec)
+{
+    rec->revents = 0;
+}
+
+static long
+fd_record_revents(FdTagObject *rec)
+{
+    return rec->revents;
+}
+
+/* Truth of the poller's unpolled fds (FdPoller.unpolled); -1 with an exception. */
+static int
+fds_unpolled(ContextObject *self)
+{
+    FdPollerObject *fp = ctx_fdpoller(self);
+    PyObject *set = fp != NULL ? fp->unpolled : NULL;
+    if (set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._fds must be an initialised FdPoller");
+        return -1;
+    }
+    return PyAnySet_CheckExact(set) ? PySet_GET_SIZE(set) != 0 : truth(set);
+}
+
 static int
 bh_pending(ContextObject *self)
 {
@@ -58,13 +95,21 @@ read_clock(ContextObject *self)
     return clock_now(self, &self->now);
 }
 
+/* Truth of a hook index's priorities (PriorityIndex.prios, the list the context holds
+ * from its construction: never replaced); 0 if unset. */
+static inline int
+hooks_pending(PyObject *prios)
+{
+    return IS_NONE(prios) ? 0 : truth(prios);
+}
+
 /* MainContext._check: GLib's check; the priority to dispatch (inf if none). */
 static PyObject *
 check(ContextObject *self)
 {
     ModState *st = self->st;
     int entries = self->ndl > 0;
-    int hooks = nonempty_attr(self->check_hooks, st->s_prios);
+    int hooks = hooks_pending(self->check_prios);
     int ops = hooks < 0 ? -1 : waker_ops_pending(self);
     int bh = ops < 0 ? -1 : bh_pending(self);
     if (bh < 0)
@@ -75,21 +120,25 @@ check(ContextObject *self)
             return NULL;
         Py_DECREF(t);
         /* again: an operation posted by another thread may have attached a hooked source */
-        hooks = nonempty_attr(self->check_hooks, st->s_prios);
-        if (hooks < 0 || (hooks && call_method_void((PyObject *)self, st->s_run_check_hooks,
-                                                    NULL, NULL, NULL) < 0))
+        hooks = hooks_pending(self->check_prios);
+        if (hooks < 0 || (hooks && UPCALL_VOID(st, run_check_hooks, (PyObject *)self,
+                                               NULL, NULL) < 0))
             return NULL;
     }
     else if (self->nrq) {
         if (read_clock(self) < 0)
             return NULL;
     }
-    if (!IS_NONE(self->gate)) {
-        PyObject *gate = self->gate;
+    int bad;
+    GateObject *g = ctx_gate(self, &bad);
+    if (bad)
+        return NULL;
+    if (g != NULL) {
+        PyObject *gate = (PyObject *)g;
         Py_INCREF(gate);
-        int deferred = attr_truth(gate, st->s_deferred);
-        if (deferred < 0 || (deferred == 0 && self->nrq == 0
-                             && call_method_void(gate, st->s_give_back, NULL, NULL, NULL) < 0)) {
+        int deferred = g->deferred;
+        if (deferred == 0 && self->nrq == 0
+                && UPCALL_VOID(st, gate_give_back, gate, NULL, NULL) < 0) {
             Py_DECREF(gate);
             return NULL;
         }
@@ -117,11 +166,7 @@ prepare_fds_only(ContextObject *self, int deferred)
     if (read_clock(self) < 0)
         return NULL;
     double now = self->now;
-    PyObject *iv = PyObject_GetAttr((PyObject *)self, st->s_audit_interval);
-    double interval = iv ? PyFloat_AsDouble(iv) : -1.0;
-    Py_XDECREF(iv);
-    if (interval == -1.0 && PyErr_Occurred())
-        return NULL;
+    double interval = self->audit_interval;
     PyObject *fds = REQUIRED(self, fds, "_fds");
     if (fds == NULL)
         return NULL;
@@ -130,11 +175,9 @@ prepare_fds_only(ContextObject *self, int deferred)
     if (fds_last_audit(self, &last) < 0)
         goto fail;
     if (now - last >= interval) {
-        PyObject *mark = PyObject_GetAttr((PyObject *)self, st->s_mark_ready);
-        PyObject *t = mark ? PyFloat_FromDouble(now) : NULL;
-        int rc = t ? call_method_void(fds, st->s_audit, t, mark, NULL) : -1;
+        PyObject *t = PyFloat_FromDouble(now);
+        int rc = t ? UPCALL_VOID(st, audit_fds, (PyObject *)self, t, NULL) : -1;
         Py_XDECREF(t);
-        Py_XDECREF(mark);
         if (rc < 0)
             goto fail;
         if (fds_last_audit(self, &last) < 0)
@@ -162,15 +205,15 @@ prepare(ContextObject *self)
 {
     ModState *st = self->st;
     self->serial++;
-    int deferred = 0;
-    if (!IS_NONE(self->gate) && (deferred = attr_truth(self->gate, st->s_deferred)) < 0)
+    int deferred = gate_deferred(self);
+    if (deferred < 0)
         return NULL;
     int queued = waker_ops_pending(self);
     if (queued == 0)
         queued = bh_pending(self);
     if (queued < 0)
         return NULL;
-    int hooks = nonempty_attr(self->prepare_hooks, st->s_prios);
+    int hooks = hooks_pending(self->prepare_prios);
     if (hooks < 0)
         return NULL;
     Py_ssize_t nready = self->nrq;
@@ -199,8 +242,7 @@ prepare(ContextObject *self)
             return r;
         Py_DECREF(r);
     }
-    return PyObject_CallMethodOneArg((PyObject *)self, st->s_prepare_slow,
-                                     deferred ? Py_True : Py_False);
+    return UPCALL(st, prepare_slow, (PyObject *)self, deferred ? Py_True : Py_False, NULL);
 }
 
 static PyObject *
@@ -209,30 +251,18 @@ ctx_prepare(ContextObject *self, PyObject *unused)
     return prepare(self);
 }
 
-/* Re-bind the clock if the loop's class was swapped (looptime does it). */
+/* Re-bind the clock if the loop's class was swapped (looptime does it): the context
+ * keeps the loop and the class its clock was bound for (_clock_loop, _clock_class),
+ * and calls into Python only when they differ. */
 static int
 follow_clock(ContextObject *self)
 {
-    ModState *st = self->st;
-    PyObject *port = REQUIRED(self, port, "_port");
-    if (port == NULL)
+    PyObject *loop = REQUIRED(self, clock_loop, "_clock_loop");
+    if (loop == NULL)
         return -1;
-    Py_INCREF(port);
-    PyObject *loop = PyObject_GetAttr(port, st->s_loop);
-    PyObject *loop_class = loop ? PyObject_GetAttr(port, st->s_loop_class) : NULL;
-    int swapped = loop_class != NULL && (PyObject *)Py_TYPE(loop) != loop_class;
-    Py_XDECREF(loop);
-    Py_XDECREF(loop_class);
-    int rc = loop_class == NULL ? -1 : 0;
-    if (rc == 0 && swapped) {
-        PyObject *clock = PyObject_CallMethodNoArgs(port, st->s_rebind);
-        if (clock == NULL)
-            rc = -1;
-        else
-            Py_XSETREF(self->clock, clock);
-    }
-    Py_DECREF(port);
-    return rc;
+    if ((PyObject *)Py_TYPE(loop) == self->clock_class)
+        return 0;
+    return UPCALL_VOID(self->st, rebind_clock, (PyObject *)self, NULL, NULL);
 }
 
 
@@ -246,42 +276,29 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         PyErr_SetString(PyExc_RuntimeError, "the MainContext has no waker");
         return -1;
     }
-    Py_INCREF(waker);
     WakerObject *cw = ctx_waker(self);  /* its flag is a C field: no lookups */
-    PyObject *was_waiting = cw ? PyBool_FromLong(cw->poll_waiting)
-                               : PyObject_GetAttr(waker, st->s_poll_waiting);
-    if (was_waiting == NULL) {
+    if (cw == NULL) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._waker must be a Waker");
+        return -1;
+    }
+    Py_INCREF(waker);
+    char was_waiting = cw->poll_waiting;
+    if (follow_clock(self) < 0) {  /* the loop's class was swapped (e.g. looptime) */
         Py_DECREF(waker);
         return -1;
     }
-    if (follow_clock(self) < 0)  /* the loop's class was swapped (e.g. looptime) */
-        goto fail;
     /* "May sleep" is published before the last look at the queues (the GIL orders a
      * plain store; free-threaded builds use the pure engine). */
-    if (cw != NULL)
-        cw->poll_waiting = 1;
-    else if (PyObject_SetAttr(waker, st->s_poll_waiting, Py_True) < 0)
-        goto fail;
+    cw->poll_waiting = 1;
     PyObject *timeout = prepare(self);
     PyObject *r = NULL;
     if (timeout != NULL) {
         r = driver_poll(st, driver, block ? timeout : st->float_zero);
         Py_DECREF(timeout);
     }
-    {
-        /* finally: the flag goes back, whatever prepare and the poll did */
-        PyObject *saved = PyErr_GetRaisedException();
-        int restored = 0;
-        if (cw != NULL)
-            cw->poll_waiting = (char)(was_waiting == Py_True);
-        else
-            restored = PyObject_SetAttr(waker, st->s_poll_waiting, was_waiting);
-        if (finish_cleanup(saved, restored) < 0) {
-            Py_XDECREF(r);
-            goto fail;
-        }
-    }
-    Py_DECREF(was_waiting);
+    /* finally: the flag goes back, whatever prepare and the poll did (a plain store:
+     * no code runs, the pending exception stays) */
+    cw->poll_waiting = was_waiting;
     Py_DECREF(waker);
     if (r == NULL)
         return -1;
@@ -304,10 +321,6 @@ iterate_impl(ContextObject *self, PyObject *driver, int block, int dispatch)
         Py_DECREF(prio);
     }
     return 1;
-fail:
-    Py_DECREF(was_waiting);
-    Py_DECREF(waker);
-    return -1;
 }
 
 
@@ -315,7 +328,6 @@ fail:
 static PyObject *
 ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    ModState *st = self->st;
     int block = 0, dispatch = 0;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs != 1) {
@@ -328,11 +340,12 @@ ctx_iterate(ContextObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
         int v = PyObject_IsTrue(args[nargs + i]);
         if (v < 0)
             return NULL;
-        if (k == st->s_block_kw || PyUnicode_Compare(k, st->s_block_kw) == 0) {
+        /* keyword names are compared as text: no attribute is looked up */
+        if (PyUnicode_CompareWithASCIIString(k, "block") == 0) {
             block = v;
             seen_block = 1;
         }
-        else if (k == st->s_dispatch_kw || PyUnicode_Compare(k, st->s_dispatch_kw) == 0) {
+        else if (PyUnicode_CompareWithASCIIString(k, "dispatch") == 0) {
             dispatch = v;
             seen_dispatch = 1;
         }
@@ -358,11 +371,9 @@ static int
 has_work(ContextObject *self)
 {
     ModState *st = self->st;
-    if (!IS_NONE(self->gate)) {
-        int deferred = attr_truth(self->gate, st->s_deferred);
-        if (deferred != 0)
-            return deferred < 0 ? -1 : 0;
-    }
+    int deferred = gate_deferred(self);
+    if (deferred != 0)
+        return deferred < 0 ? -1 : 0;
     if (self->nrq)
         return 1;
     /* the Python method reads the waker's queue unconditionally: a half-made context
@@ -376,7 +387,7 @@ has_work(ContextObject *self)
         return r;
     r = FDS_ALWAYS(self);
     if (r > 0)
-        r = call_truth(self->fds, st->s_always_ready_pending);
+        r = UPCALL_TRUTH(st, always_ready, self->fds, NULL, NULL);
     if (r != 0)
         return r;
     if (self->ndl == 0)

@@ -153,6 +153,9 @@ module_exec(PyObject *module)
             || add_type(module, &st->SharedFdsType, &sharedfds_spec) < 0
             || add_type(module, &st->WakerType, &waker_spec) < 0)
         return -1;
+    /* iteration and dispatch */
+    if (add_type(module, &st->GateType, &gate_spec) < 0)
+        return -1;
     if (own_method(&st->plain_poll_descr, st->PlainType, st->s_poll) < 0
             || own_method(&st->plain_place_descr, st->PlainType, st->s_place) < 0
             || own_method(&st->hook_poll_descr, st->HookType, st->s_poll) < 0
