@@ -173,3 +173,12 @@ class WakerCore:
     ops: Any
     poll_waiting: bool
     notified: bool
+    # attach, waker, bottom halves, timers
+    lock: Any
+    _closed: bool
+
+# attach, waker, bottom halves, timers
+class BHCarrierCore:
+    source: Any
+    queue: Any
+    pending: int

@@ -105,6 +105,15 @@ def register_context_class(cls: type[Any]) -> None:
     """Called once by `aioqloop.context`: the class `is_context` checks against."""
     global _context_class
     _context_class = cls
+    from . import _engine
+
+    if _engine.core is not None:
+        # What the core checks a context against, and the context's methods it calls
+        # back without a name lookup (an attach or a bottom half refused by a closed
+        # loop; a finalize that raised).
+        _engine.core.configure_timers(context_class=cls)
+        _engine.core.configure(ctx_check_loop_open=cls._check_loop_open,
+                               ctx_report=cls._report)
 
 
 def register_default_lookup(lookup: Callable[[], MainContext]) -> None:

@@ -22,6 +22,7 @@ keeps a loop that ran alive until it is closed, and everything it holds with it)
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sys
@@ -44,8 +45,8 @@ _SLOTS = ("_closed", "_fd", "fallback", "lock", "notified", "opened", "ops", "po
 if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
     _WakerBase = object
 else:
-    # The compiled core keeps the flags and the queue the iteration reads as C fields of
-    # the same names (aioqloop/_csrc/waker.h).
+    # The compiled core keeps the flags, the lock and the queue the iteration reads as C
+    # fields of the same names (aioqloop/_csrc/waker.h).
     _WakerBase = _engine.core.WakerCore
     _SLOTS = tuple(name for name in _SLOTS if not hasattr(_WakerBase, name))
 
@@ -174,3 +175,13 @@ class Waker(_WakerBase):
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
                 self._fd = -1
+
+
+if _engine.core is not None:
+    # The core takes the lock and calls these without a name lookup (collect runs the
+    # posted operations; a bottom half's schedule wakes the loop under the lock).
+    _engine.core.configure(lock_acquire=_thread.LockType.acquire,
+                           lock_release=_thread.LockType.release,
+                           lock_locked=_thread.LockType.locked,
+                           waker_run_ops=Waker.run_ops,
+                           waker_notify_locked=Waker.notify_locked)

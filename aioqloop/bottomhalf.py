@@ -33,14 +33,24 @@ __all__ = ("BottomHalf",)
 _get_ident = threading.get_ident
 
 
-class _BHCarrier:
+if TYPE_CHECKING or _engine.core is None:
+    _CarrierBase = object
+    _CARRIER_SLOTS: tuple[str, ...] = ("pending", "queue", "source")
+else:
+    # The compiled core reads and updates the three fields as C fields of the same names
+    # (aioqloop/_csrc/bh.h).
+    _CarrierBase = _engine.core.BHCarrierCore
+    _CARRIER_SLOTS = ()
+
+
+class _BHCarrier(_CarrierBase):
     """A context's bottom-half state: the queue, the pending count and the carrying source.
 
     ``pending`` and ``queue`` are guarded by the context's wake-up lock (any thread
     schedules); the context marks ``source`` ready while ``pending`` is non-zero.
     """
 
-    __slots__ = ("pending", "queue", "source")
+    __slots__ = _CARRIER_SLOTS
 
     def __init__(self, source: _BHSource) -> None:
         self.source = source
@@ -245,3 +255,8 @@ class _BHSource(Source):
         except BaseException as exc:
             ctx._report(exc, self, f"bottom half {bh._name!r}", destroy=False,
                         callback=bh._callback)
+
+
+if _engine.core is not None:
+    # BHCore.schedule queues on the carrier's deque without a name lookup.
+    _engine.core.configure(deque_append=deque.append, deque_clear=deque.clear)

@@ -137,11 +137,17 @@ class Source(_SourceBase):
     # An internal carrier (bottom halves, task steps) stays attached when a callback it
     # runs lets KeyboardInterrupt/SystemExit out; it keeps the rest of its queue.
     _survives_escape = False
+    # The flags above as one number, which the compiled core reads once per class
+    # (aioqloop/_csrc/source.h, VT_*): 1 _idle, 2 _survives_escape, 4 a prepare or a
+    # check hook.
+    _core_flags = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._has_prepare = cls.prepare is not Source.prepare
         cls._has_check = cls.check is not Source.check
+        cls._core_flags = ((1 if cls._idle else 0) | (2 if cls._survives_escape else 0)
+                           | (4 if cls._has_prepare or cls._has_check else 0))
 
     def __init__(self, *, priority: int = PRIORITY_DEFAULT, name: str | None = None) -> None:
         if name is not None:

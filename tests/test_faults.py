@@ -1210,8 +1210,8 @@ CORE = "aioqloop._cengine:"
 UNINIT_TARGETS = (
     *(CORE + name for name in ("SourceStatistics", "SourceCore", "ContextCore", "HookCore",
                                "PlainCore", "BHCore", "FdTagCore", "FdPollerCore",
-                               "SharedFdsCore", "WakerCore")),
-    "aioqloop._waker:Waker",
+                               "SharedFdsCore", "WakerCore", "BHCarrierCore")),
+    "aioqloop._waker:Waker", "aioqloop.bottomhalf:_BHCarrier",
     "aioqloop._selectorfds:SelectorFds",
     "aioqloop._fdpoll:FdPoller", "aioqloop.source:_FdRecord",
     "aioqloop.context:MainContext", "aioqloop.context:_QueueSource",
@@ -1229,7 +1229,8 @@ UNINIT_TARGETS = (
     "aioqloop._demo_machine:VirtualTimer",
 )
 #: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
-BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh", "fds", "shared", "waker")
+BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh", "fds", "shared", "waker",
+                  "carrier")
 
 
 def probe_for_crashes(kind: str, what: str) -> list[str]:
