@@ -8,6 +8,10 @@ SOURCE_HASH: str
 INPLACE: int
 
 def configure(**refs: Any) -> None: ...
+# attach, waker, bottom halves, timers
+CLASS_IDLE: int
+CLASS_SURVIVES: int
+CLASS_HOOKS: int
 def configure_timers(**refs: Any) -> None: ...
 def timeout_init(src: SourceCore, interval: float, priority: int, name: str | None, /) -> bool: ...
 def timeout_add(interval: float, callback: Callable[..., Any], args: tuple[Any, ...],

@@ -161,6 +161,11 @@ module_exec(PyObject *module)
             || own_method(&st->hook_poll_descr, st->HookType, st->s_poll) < 0
             || own_method(&st->hook_place_descr, st->HookType, st->s_place) < 0)
         return -1;
+    /* attach, waker, bottom halves, timers: the bits of Source._core_flags */
+    if (PyModule_AddIntConstant(module, "CLASS_IDLE", VT_IDLE) < 0
+            || PyModule_AddIntConstant(module, "CLASS_SURVIVES", VT_SURVIVES) < 0
+            || PyModule_AddIntConstant(module, "CLASS_HOOKS", VT_HOOKS) < 0)
+        return -1;
     if (PyModule_AddStringConstant(module, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
             || PyModule_AddIntConstant(module, "INPLACE", AIOQLOOP_INPLACE) < 0)
         return -1;
