@@ -186,3 +186,4 @@ class BHCarrierCore:
     source: Any
     queue: Any
     pending: int
+    def _run_one(self, ctx: Any, src: Any, bh: Any, /) -> None: ...

@@ -37,6 +37,7 @@ bh_new(PyTypeObject *type, PyObject *args, PyObject *kw)
  * Waker lock (any thread schedules). */
 typedef struct {
     PyObject_HEAD
+    ModState *st;         /* the module state (common.h), kept for the hot paths */
     PyObject *source;     /* the carrying _BHSource */
     PyObject *queue;      /* deque of BottomHalf, scheduled or cancelled */
     Py_ssize_t pending;   /* scheduled and not yet run or cancelled */
@@ -45,19 +46,24 @@ typedef struct {
 #define BHCARRIER_FIELDS(X) X(source) X(queue)
 GC_FUNCTIONS(bhcarrier, BHCarrierObject, BHCARRIER_FIELDS)
 
+static PyObject *
+bhcarrier_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
+    BHCarrierObject *self = (BHCarrierObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->st = st;
+    return (PyObject *)self;
+}
+
 static PyMemberDef bhcarrier_members[] = {
     {"source", T_OBJECT_EX, offsetof(BHCarrierObject, source), 0, NULL},
     {"queue", T_OBJECT_EX, offsetof(BHCarrierObject, queue), 0, NULL},
     {"pending", T_PYSSIZET, offsetof(BHCarrierObject, pending), 0, NULL},
     {NULL}
 };
-
-static PyMethodDef bhcarrier_methods[] = {{NULL}};
-
-CORE_SPEC(bhcarrier, BHCarrierObject, "BHCarrierCore",
-    "A context's bottom-half queue, count and carrying source, as C fields (base of "
-    "_BHCarrier).",
-    PyType_GenericNew)
 
 /* A context's carrier as the C type; NULL with an exception if it has none. */
 static BHCarrierObject *
@@ -142,8 +148,11 @@ bh_enqueue_locked(BHObject *self, ContextObject *ctx, PyObject *carrierobj, Wake
     int owner = context_owner(st, (PyObject *)ctx);
     if (owner < 0 || owner == OWNER_THIS)
         return owner < 0 ? -1 : 1;
-    /* another thread (or an unowned context): wake the loop, once per burst */
+    /* another thread (or an unowned context): wake the loop, once per burst --
+     * Waker.notify_locked, whose early return is taken here without a call */
     Py_CLEAR(*source);
+    if (waker->closed || waker->notified || !waker->poll_waiting)
+        return 0;
     return upcall(st->waker_notify_locked, (PyObject *)waker, NULL);
 }
 
@@ -192,6 +201,100 @@ bh_schedule(BHObject *self, PyObject *unused)
         return NULL;
     Py_RETURN_NONE;
 }
+
+/* _BHCarrier._run_one(ctx, src, bh): run one bottom half of a batch (QEMU's
+ * aio_bh_call), on the context's thread: unless it was cancelled meanwhile, it leaves
+ * the scheduled set under the lock and its callback runs; an exception other than
+ * KeyboardInterrupt or SystemExit is reported through the context, naming it. */
+static PyObject *
+bhcarrier_run_one(BHCarrierObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ModState *st = self->st;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_run_one() takes 3 arguments (ctx, src, bh)");
+        return NULL;
+    }
+    PyObject *ctxobj = args[0], *src = args[1];
+    if (!is_context(st, ctxobj) || !PyObject_TypeCheck(args[2], st->BHType)) {
+        PyErr_SetString(PyExc_TypeError, "_run_one() takes a MainContext, a source and a "
+                        "BottomHalf");
+        return NULL;
+    }
+    BHObject *bh = (BHObject *)args[2];
+    WakerObject *waker = waker_of(st, ((ContextObject *)ctxobj)->waker);
+    if (waker == NULL)
+        return NULL;
+    Py_INCREF(waker);
+    int rc = waker_acquire(st, waker);
+    int run = 0;
+    if (rc == 0) {
+        if (bh->scheduled) {
+            bh->scheduled = 0;
+            self->pending--;
+            run = 1;
+        }
+        rc = waker_release(st, waker, 0);
+    }
+    Py_DECREF(waker);
+    if (rc < 0)
+        return NULL;
+    if (!run || bh->deleted)
+        Py_RETURN_NONE;
+    if (bh->oneshot)
+        bh->deleted = 1;
+    PyObject *callback = REQUIRED(bh, callback, "_callback");
+    PyObject *cargs = callback ? REQUIRED(bh, args, "_args") : NULL;
+    if (cargs != NULL && !PyTuple_Check(cargs)) {
+        PyErr_SetString(PyExc_TypeError, "BottomHalf._args must be a tuple");
+        cargs = NULL;
+    }
+    if (cargs == NULL)
+        return NULL;
+    Py_INCREF(callback);
+    Py_INCREF(cargs);
+    PyObject *r = PyObject_Call(callback, cargs, NULL);
+    Py_DECREF(cargs);
+    if (r != NULL || PyErr_ExceptionMatches(PyExc_SystemExit)
+            || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        Py_DECREF(callback);
+        Py_XDECREF(r);
+        return r == NULL ? NULL : Py_NewRef(Py_None);
+    }
+    /* ctx._report(exc, src, f"bottom half {name!r}", destroy=False, callback=callback) */
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *what = PyUnicode_FromFormat("bottom half %R", bh->name ? bh->name : Py_None);
+    PyObject *kw_destroy = what ? PyUnicode_InternFromString("destroy") : NULL;
+    PyObject *kw_callback = kw_destroy ? PyUnicode_InternFromString("callback") : NULL;
+    PyObject *kwnames = kw_callback ? PyTuple_Pack(2, kw_destroy, kw_callback) : NULL;
+    if (kwnames != NULL && st->ctx_report == NULL)
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
+    else if (kwnames != NULL) {
+        PyObject *argv[6] = {ctxobj, exc ? exc : Py_None, src, what, Py_False, callback};
+        r = PyObject_Vectorcall(st->ctx_report, argv, 4, kwnames);
+    }
+    Py_XDECREF(kwnames);
+    Py_XDECREF(kw_callback);
+    Py_XDECREF(kw_destroy);
+    Py_XDECREF(what);
+    Py_XDECREF(exc);
+    Py_DECREF(callback);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bhcarrier_methods[] = {
+    {"_run_one", (PyCFunction)(void (*)(void))bhcarrier_run_one, METH_FASTCALL,
+     "_run_one($self, ctx, src, bh, /)\n--\n\n"
+     "Run one bottom half of a batch unless it was cancelled (context's thread)."},
+    {NULL}
+};
+
+CORE_SPEC(bhcarrier, BHCarrierObject, "BHCarrierCore",
+    "A context's bottom-half queue, count and carrying source, as C fields (base of "
+    "_BHCarrier).",
+    bhcarrier_new)
 
 static PyMethodDef bh_methods[] = {
     {"schedule", (PyCFunction)bh_schedule, METH_NOARGS,
