@@ -178,8 +178,18 @@ class WakerCore:
     poll_waiting: bool
     notified: bool
     # attach, waker, bottom halves, timers
-    lock: Any
+    @property
+    def lock(self) -> WakerLock: ...
     _closed: bool
+
+# attach, waker, bottom halves, timers
+@final
+class WakerLock:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self, /) -> None: ...
+    def locked(self, /) -> bool: ...
+    def __enter__(self, /) -> bool: ...
+    def __exit__(self, /, *exc_info: object) -> None: ...
 
 # attach, waker, bottom halves, timers
 class BHCarrierCore:

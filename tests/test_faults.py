@@ -1210,7 +1210,8 @@ CORE = "aioqloop._cengine:"
 UNINIT_TARGETS = (
     *(CORE + name for name in ("SourceStatistics", "SourceCore", "ContextCore", "HookCore",
                                "PlainCore", "BHCore", "FdTagCore", "FdPollerCore",
-                               "SharedFdsCore", "WakerCore", "BHCarrierCore")),
+                               "SharedFdsCore", "WakerCore", "BHCarrierCore",
+                               "WakerLock")),
     "aioqloop._waker:Waker", "aioqloop.bottomhalf:_BHCarrier",
     "aioqloop._selectorfds:SelectorFds",
     "aioqloop._fdpoll:FdPoller", "aioqloop.source:_FdRecord",

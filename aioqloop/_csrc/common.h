@@ -177,9 +177,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(default_destroy)        /* Source.destroy */ \
     X(default_set_ready_time) /* Source.set_ready_time */ \
     /* attach, waker, bottom halves, timers */ \
-    X(lock_acquire)           /* _thread.LockType.acquire: takes a Waker's lock */ \
-    X(lock_release)           /* _thread.LockType.release */ \
-    X(lock_locked)            /* _thread.LockType.locked: Waker.notify's quick look */ \
     X(waker_run_ops)          /* Waker.run_ops: collect runs the posted operations */ \
     X(waker_notify_locked)    /* Waker.notify_locked: schedule wakes the loop */ \
     X(deque_append)           /* collections.deque.append: the bottom-half queue */ \
@@ -216,7 +213,7 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType) \
     X(FdTagType) X(FdPollerType) X(SharedFdsType) X(WakerType) \
     /* attach, waker, bottom halves, timers */ \
-    X(BHCarrierType)
+    X(BHCarrierType) X(WakerLockType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
     X(hook_poll_descr) X(hook_place_descr) X(plain_poll_descr) X(plain_place_descr)

@@ -152,8 +152,9 @@ module_exec(PyObject *module)
             || add_type(module, &st->FdTagType, &fdtag_spec) < 0
             || add_type(module, &st->FdPollerType, &fdpoller_spec) < 0
             || add_type(module, &st->SharedFdsType, &sharedfds_spec) < 0
-            || add_type(module, &st->WakerType, &waker_spec) < 0
             /* attach, waker, bottom halves, timers */
+            || add_type(module, &st->WakerLockType, &wlock_spec) < 0
+            || add_type(module, &st->WakerType, &waker_spec) < 0
             || add_type(module, &st->BHCarrierType, &bhcarrier_spec) < 0)
         return -1;
     if (own_method(&st->plain_poll_descr, st->PlainType, st->s_poll) < 0

@@ -151,11 +151,10 @@ timers_notify(ModState *st, PyObject *wakerobj)
      * at it under the lock would tell nothing more.) */
     if (!w->poll_waiting)
         return 0;
-    PyObject *r = waker_lock_call(w, st->lock_locked);
-    int held = r == NULL ? -1 : truth(r);
-    Py_XDECREF(r);
-    if (held < 0)
+    WakerLockObject *lock = waker_lock(w);
+    if (lock == NULL)
         return -1;
+    int held = lock->held;
     if (!held && (w->closed || w->notified))
         return 0;
     return upcall(st->tm_waker_notify, wakerobj, NULL);
