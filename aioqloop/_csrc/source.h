@@ -38,13 +38,18 @@ enum {
     VT_DESTROY_DEFAULT = 128,
 };
 
-/* Is the class's version tag current?  (3.10 and 3.11 keep a stale tag after a change
- * and clear only the flag.) */
+/* Is the class's version tag current?  A change to a class or a base zeroes it on
+ * 3.12+; 3.10 and 3.11 may keep a stale tag and clear only the flag (which 3.13 no
+ * longer sets). */
 static inline int
 vt_tag_valid(PyTypeObject *type)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    return type->tp_version_tag != 0;
+#else
     return type->tp_version_tag != 0
            && PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG);
+#endif
 }
 
 /* The VT_* bits of a source class: the one place the core looks up a source's vtable
