@@ -8,6 +8,10 @@ SOURCE_HASH: str
 INPLACE: int
 
 def configure(**refs: Any) -> None: ...
+# attach, waker, bottom halves, timers
+CLASS_IDLE: int
+CLASS_SURVIVES: int
+CLASS_HOOKS: int
 def configure_timers(**refs: Any) -> None: ...
 def timeout_init(src: SourceCore, interval: float, priority: int, name: str | None, /) -> bool: ...
 def timeout_add(interval: float, callback: Callable[..., Any], args: tuple[Any, ...],
@@ -185,3 +189,23 @@ class WakerCore:
     ops: Any
     poll_waiting: bool
     notified: bool
+    # attach, waker, bottom halves, timers
+    @property
+    def lock(self) -> WakerLock: ...
+    _closed: bool
+
+# attach, waker, bottom halves, timers
+@final
+class WakerLock:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self, /) -> None: ...
+    def locked(self, /) -> bool: ...
+    def __enter__(self, /) -> bool: ...
+    def __exit__(self, /, *exc_info: object) -> None: ...
+
+# attach, waker, bottom halves, timers
+class BHCarrierCore:
+    source: Any
+    queue: Any
+    pending: int
+    def _run_one(self, ctx: Any, src: Any, bh: Any, /) -> None: ...

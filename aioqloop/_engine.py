@@ -96,6 +96,18 @@ if core is not None:
 
     core.configure(tls=_registry._tls)
 
+    def _configure_context_class(cls: type[Any]) -> None:
+        """What the core checks a context against, and the context's methods it calls
+        back without a name lookup (an attach or a bottom half refused by a closed
+        loop; a finalize that raised)."""
+        assert core is not None
+        core.configure_timers(context_class=cls)
+        core.configure(ctx_check_loop_open=cls._check_loop_open, ctx_report=cls._report)
+
+    _registry._context_class_hook = _configure_context_class
+    if _registry._context_class is not None:
+        _configure_context_class(_registry._context_class)
+
 
 def engine_info() -> str:
     """One line for reports: which engine runs and why."""

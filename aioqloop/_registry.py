@@ -50,6 +50,10 @@ def dispatch_stack() -> list[Source]:
 
 # Set by aioqloop.context when it is imported; looked up at call time.
 _context_class: type[Any] | None = None
+#: Told the context class once it is registered: set by aioqloop._engine when the
+#: compiled core is in use (the core checks against the class and calls some of its
+#: methods).
+_context_class_hook: Callable[[type[Any]], None] | None = None
 # Set by aioqloop.loop: the default context of the running loop, else the global one.
 _default_lookup: Callable[[], MainContext] | None = None
 
@@ -105,6 +109,9 @@ def register_context_class(cls: type[Any]) -> None:
     """Called once by `aioqloop.context`: the class `is_context` checks against."""
     global _context_class
     _context_class = cls
+    hook = _context_class_hook
+    if hook is not None:
+        hook(cls)
 
 
 def register_default_lookup(lookup: Callable[[], MainContext]) -> None:

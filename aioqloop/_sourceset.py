@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _engine
+
 if TYPE_CHECKING:
     from ._fdpoll import FdPoller
     from ._index import PriorityIndex
@@ -247,3 +249,11 @@ class SourceSet:
         if self._fds.generation != self._fd_generation:
             self._fd_generation = self._fds.generation
             self._driver.epoll_changed()
+
+
+if _engine.core is not None:
+    # The core's attach and destroy call these for a source it has no fast path for
+    # (hooks, fds, a tree), and post an attach from another thread, without a lookup.
+    _engine.core.configure(ctx_insert_tree=SourceSet._insert_tree,
+                           ctx_remove=SourceSet._remove,
+                           ctx_post_insert=SourceSet._post_insert)

@@ -44,8 +44,8 @@ _SLOTS = ("_closed", "_fd", "fallback", "lock", "notified", "opened", "ops", "po
 if TYPE_CHECKING or _engine.core is None:  # the branch mypy sees
     _WakerBase = object
 else:
-    # The compiled core keeps the flags and the queue the iteration reads as C fields of
-    # the same names (aioqloop/_csrc/waker.h).
+    # The compiled core keeps the flags, the lock and the queue the iteration reads as C
+    # fields of the same names (aioqloop/_csrc/waker.h); it makes the lock itself.
     _WakerBase = _engine.core.WakerCore
     _SLOTS = tuple(name for name in _SLOTS if not hasattr(_WakerBase, name))
 
@@ -62,7 +62,10 @@ class Waker(_WakerBase):
         self.fallback: Callable[[], None] | None = None
         #: The eventfd once opened (a list, for a finalizer that must not hold the waker).
         self.opened: list[int] = []
-        self.lock = threading.Lock()
+        if _engine.core is None:
+            # The core's WakerCore makes its own lock (a WakerLock, with threading.Lock's
+            # interface) that its C paths take without a call.
+            self.lock = threading.Lock()
         #: The loop may be sleeping: a producer must write (QEMU's ``notify_me``).
         self.poll_waiting = False
         #: A write is outstanding and not yet drained (QEMU's ``notified``).
@@ -174,3 +177,10 @@ class Waker(_WakerBase):
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
                 self._fd = -1
+
+
+if _engine.core is not None:
+    # The core calls these without a name lookup (collect runs the posted operations; a
+    # bottom half's schedule wakes the loop under the lock).
+    _engine.core.configure(waker_run_ops=Waker.run_ops,
+                           waker_notify_locked=Waker.notify_locked)

@@ -33,19 +33,65 @@ __all__ = ("BottomHalf",)
 _get_ident = threading.get_ident
 
 
-class _BHCarrier:
+class _CarrierMethods:
+    """`_BHCarrier._run_one`, the method the compiled core (`BHCarrierCore`) replaces;
+    the pure-Python engine's reference."""
+
+    __slots__ = ()
+
+    def _run_one(self, ctx: MainContext, src: _BHSource, bh: BottomHalf) -> None:
+        """Run one bottom half of a batch unless it was cancelled (QEMU's
+        ``aio_bh_call``); an exception other than KeyboardInterrupt or SystemExit is
+        reported naming it (context's thread)."""
+        carrier = cast("_BHCarrier", self)
+        with ctx._waker.lock:
+            if not bh._scheduled:
+                return
+            bh._scheduled = False
+            carrier.pending -= 1
+        if bh._deleted:
+            return
+        if bh._oneshot:
+            bh._deleted = True
+        try:
+            bh._callback(*bh._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            ctx._report(exc, src, f"bottom half {bh._name!r}", destroy=False,
+                        callback=bh._callback)
+
+
+if TYPE_CHECKING or _engine.core is None:
+    class _CarrierBase(_CarrierMethods):
+        """A context's bottom-half state (pure-Python engine)."""
+
+        __slots__ = ("pending", "queue", "source")
+else:
+    class _CarrierBase(_engine.core.BHCarrierCore, _CarrierMethods):
+        """The three fields and _run_one as C (aioqloop/_csrc/bh.h)."""
+
+        __slots__ = ()
+
+
+class _BHCarrier(_CarrierBase):
     """A context's bottom-half state: the queue, the pending count and the carrying source.
 
     ``pending`` and ``queue`` are guarded by the context's wake-up lock (any thread
     schedules); the context marks ``source`` ready while ``pending`` is non-zero.
     """
 
-    __slots__ = ("pending", "queue", "source")
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        source: _BHSource
+        pending: int
+        queue: deque[BottomHalf]
 
     def __init__(self, source: _BHSource) -> None:
         self.source = source
         self.pending = 0
-        self.queue: deque[BottomHalf] = deque()
+        self.queue = deque()
 
 
 class _BHMethods:
@@ -218,7 +264,7 @@ class _BHSource(Source):
         try:
             for current in slices:  # outer slices first, as QEMU chains nested slices
                 while current:
-                    self._run_one(ctx, carrier, current.popleft())
+                    carrier._run_one(ctx, self, current.popleft())
         finally:
             slices.remove(batch)
             if batch:
@@ -228,20 +274,7 @@ class _BHSource(Source):
                     carrier.queue = batch
         return True
 
-    def _run_one(self, ctx: MainContext, carrier: _BHCarrier, bh: BottomHalf) -> None:
-        with ctx._waker.lock:
-            if not bh._scheduled:
-                return
-            bh._scheduled = False
-            carrier.pending -= 1
-        if bh._deleted:
-            return
-        if bh._oneshot:
-            bh._deleted = True
-        try:
-            bh._callback(*bh._args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            ctx._report(exc, self, f"bottom half {bh._name!r}", destroy=False,
-                        callback=bh._callback)
+
+if _engine.core is not None:
+    # BHCore.schedule queues on the carrier's deque without a name lookup.
+    _engine.core.configure(deque_append=deque.append, deque_clear=deque.clear)

@@ -74,6 +74,12 @@ class _FdRecord(_FdRecordBase):
         return f"<fd tag fd={self.fd} events={self.events!r} revents={IOCondition(self.revents)!r}>"
 
 
+#: The bits of `Source._core_flags`, as the compiled core defines them.
+_CLASS_IDLE, _CLASS_SURVIVES, _CLASS_HOOKS = (
+    (1, 2, 4) if _engine.core is None
+    else (_engine.core.CLASS_IDLE, _engine.core.CLASS_SURVIVES, _engine.core.CLASS_HOOKS))
+
+
 class _SourceState:
     """The per-source state of the pure-Python engine, as class defaults.
 
@@ -137,11 +143,17 @@ class Source(_SourceBase):
     # An internal carrier (bottom halves, task steps) stays attached when a callback it
     # runs lets KeyboardInterrupt/SystemExit out; it keeps the rest of its queue.
     _survives_escape = False
+    # The flags above as one number, which the compiled core reads once per class
+    # (aioqloop/_csrc/source.h); its bits are the core's (unused by the pure engine).
+    _core_flags = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._has_prepare = cls.prepare is not Source.prepare
         cls._has_check = cls.check is not Source.check
+        cls._core_flags = ((_CLASS_IDLE if cls._idle else 0)
+                           | (_CLASS_SURVIVES if cls._survives_escape else 0)
+                           | (_CLASS_HOOKS if cls._has_prepare or cls._has_check else 0))
 
     def __init__(self, *, priority: int = PRIORITY_DEFAULT, name: str | None = None) -> None:
         if name is not None:

@@ -138,7 +138,8 @@ if _engine.core is not None:
     # timeout_add and TimeoutSource() in C: what the Python code below does, the checks
     # that raise called back only for the values they refuse or convert.
     _engine.core.configure_timers(timeout_class=TimeoutSource, source_class=Source,
-                                  registry=_registry, check_interval=_check_interval,
+                                  default_context=_registry.default_context,
+                                  check_interval=_check_interval,
                                   check_priority=_check_priority, check_name=_check_name,
                                   check_callback=_check_callback,
                                   waker_notify=_waker.Waker.notify)

@@ -252,6 +252,20 @@ def _waker() -> tuple[Any, Callable[[], None]]:
     return ctx._waker, close
 
 
+#: The bottom half `_carrier` scheduled last (the carrier holds it only while queued).
+_CARRIER_BH: list[Any] = []
+
+
+def _carrier() -> tuple[Any, Callable[[], None]]:
+    """The bottom-half carrier of a stand-alone context with one bottom half scheduled
+    (the probe then schedules again and drives the context)."""
+    bh, close = _bh()
+    bh.schedule()
+    _POLLER_CONTEXT[:] = [bh.context]
+    _CARRIER_BH[:] = [bh]
+    return bh.context._bh, close
+
+
 def _shared() -> tuple[Any, Callable[[], None]]:
     """The epoll set a stock-base loop's selector shares with its context, which watches
     a readable pipe (the probe then drives the selector hook)."""
@@ -275,7 +289,7 @@ def _shared() -> tuple[Any, Callable[[], None]]:
 
 FACTORIES: dict[str, Callable[[], tuple[Any, Callable[[], None]]]] = {
     "context": _context, "source": _source, "plain": _plain, "hook": _hook, "bh": _bh,
-    "fds": _fds, "shared": _shared, "waker": _waker,
+    "fds": _fds, "shared": _shared, "waker": _waker, "carrier": _carrier,
 }
 
 
@@ -332,6 +346,9 @@ def broken_probes(what: str) -> Iterator[Probe]:
         actions = list(_source_actions(core))
     elif what in ("fds", "waker"):
         actions = list(_poller_actions())
+    elif what == "carrier":
+        actions = [*_poller_actions(), ("bh.schedule()", lambda _c: _CARRIER_BH[0].schedule()),
+                   ("bh.cancel()", lambda _c: _CARRIER_BH[0].cancel())]
     elif what == "shared":
         actions = list(_shared_actions())
     else:

@@ -340,3 +340,20 @@ def test_schedule_on_a_closed_context_raises_and_writes_to_no_fd(pipe: tuple[int
     with pytest.raises(BlockingIOError):
         os.read(r, 64)
     assert not bh.scheduled
+
+
+@pytest.mark.skipif(__import__("aioqloop").ENGINE != "c",
+                    reason="the compiled core's type checks")
+def test_compiled_schedule_refuses_a_context_of_another_kind(ctx: MainContext) -> None:
+    # The core reads the context's waker and carrier as C fields: anything else is
+    # refused with a TypeError, and nothing changes.
+    ran: list[int] = []
+    bh = BottomHalf(lambda: ran.append(1), context=ctx)
+    bh._ctx = object()  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        bh.schedule()
+    assert not bh.scheduled
+    bh._ctx = ctx
+    bh.schedule()
+    ctx.iteration(False)
+    assert ran == [1]

@@ -1210,9 +1210,10 @@ CORE = "aioqloop._cengine:"
 UNINIT_TARGETS = (
     *(CORE + name for name in ("SourceStatistics", "SourceCore", "ContextCore", "HookCore",
                                "PlainCore", "BHCore", "FdTagCore", "FdPollerCore",
-                               "SharedFdsCore", "WakerCore")),
+                               "SharedFdsCore", "WakerCore", "BHCarrierCore",
+                               "WakerLock")),
     CORE + "GateCore", "aioqloop._gate:LockGate",  # iteration and dispatch
-    "aioqloop._waker:Waker",
+    "aioqloop._waker:Waker", "aioqloop.bottomhalf:_BHCarrier",
     "aioqloop._selectorfds:SelectorFds",
     "aioqloop._fdpoll:FdPoller", "aioqloop.source:_FdRecord",
     "aioqloop.context:MainContext", "aioqloop.context:_QueueSource",
@@ -1230,7 +1231,8 @@ UNINIT_TARGETS = (
     "aioqloop._demo_machine:VirtualTimer",
 )
 #: Working objects of the core whose C fields the probe deletes or sets to a wrong type.
-BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh", "fds", "shared", "waker")
+BROKEN_TARGETS = ("context", "source", "plain", "hook", "bh", "fds", "shared", "waker",
+                  "carrier")
 
 
 def probe_for_crashes(kind: str, what: str) -> list[str]:
@@ -1313,7 +1315,7 @@ def test_pass2_item_3_every_core_type_and_class_built_on_one_is_probed() -> None
     # The aioqloop.context._Core, _stock._HookBase, bridge._PlainBase and bottomhalf._BHBase
     # glue classes only order the bases of the classes above.
     glue = {"aioqloop.context:_Core", "aioqloop._stock:_HookBase", "aioqloop.bridge:_PlainBase",
-            "aioqloop.bottomhalf:_BHBase"}
+            "aioqloop.bottomhalf:_BHBase", "aioqloop.bottomhalf:_CarrierBase"}
     assert ours - glue <= set(UNINIT_TARGETS)
 
 

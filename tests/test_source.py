@@ -148,6 +148,45 @@ def test_finalize_runs_once(ctx: MainContext) -> None:
     assert fin == [1, 1]
 
 
+def test_methods_changed_on_the_class_after_use_are_the_ones_called(ctx: MainContext) -> None:
+    # The compiled core looks a class's finalize/destroy/_attached up once and keeps the
+    # answer while the class stays the same: a change to the class must be seen.
+    fin: list[str] = []
+
+    class F(Source):
+        pass
+
+    first = F()
+    first.attach(ctx)
+    first.destroy()  # the built-in finalize: nothing to call
+    F.finalize = lambda self: fin.append("finalize")  # type: ignore[method-assign]
+    second = F()
+    second.attach(ctx)
+    second.destroy()
+    assert fin == ["finalize"]
+    F.destroy = lambda self: fin.append("destroy")  # type: ignore[method-assign]
+    third = F()
+    third.set_callback(lambda: False)
+    third.attach(ctx)
+    third.set_ready_time(0)
+    ctx.iteration(False)  # the dispatch returns False: the context calls destroy()
+    assert fin == ["finalize", "destroy"]
+    assert not third.is_destroyed
+    Source.destroy(third)
+    assert fin == ["finalize", "destroy", "finalize"]
+
+
+def test_class_flags_set_in_the_class_body_make_an_idle_ready_at_attach(
+        ctx: MainContext) -> None:
+    class Ready(Source):
+        _idle = True
+
+    assert Ready._core_flags != Source._core_flags
+    src = Ready()
+    src.attach(ctx)
+    assert src._ready
+
+
 def test_destroy_from_other_thread(ctx: MainContext) -> None:
     log: list[str] = []
     src = IdleSource()

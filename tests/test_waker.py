@@ -169,3 +169,45 @@ def test_threads_hammering_a_lazy_waker_lose_no_wakeup() -> None:
         assert not w.has_fd
     finally:
         w.close()
+
+
+def test_the_lock_has_threading_locks_interface() -> None:
+    # The compiled core makes the lock itself (a WakerLock its C paths take without a
+    # call); the pure engine's is a threading.Lock.  Both behave the same.
+    w = Waker(lazy=True)
+    lock = w.lock
+    assert not lock.locked()
+    with lock:
+        assert lock.locked()
+        assert lock.acquire(blocking=False) is False
+        assert lock.acquire(timeout=0.001) is False
+    assert not lock.locked()
+    assert lock.acquire() is True
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    with pytest.raises(ValueError):
+        lock.acquire(blocking=False, timeout=1)
+    w.close()
+
+
+def test_a_thread_waiting_for_the_lock_gets_it_when_released() -> None:
+    # A waiter must not hold the GIL while it blocks, or the holder could never release.
+    w = Waker(lazy=True)
+    took = threading.Event()
+    waiting = threading.Event()
+
+    def take() -> None:
+        waiting.set()
+        with w.lock:
+            took.set()
+
+    with w.lock:
+        t = threading.Thread(target=take)
+        t.start()
+        assert waiting.wait(10)
+        assert not took.is_set()
+    assert took.wait(10)
+    t.join(10)
+    assert not w.lock.locked()
+    w.close()

@@ -11,6 +11,8 @@
  * methods (the reference).  The ready-time heap is the context's own (deadlines.h). */
 
 
+static PyObject *bh_carrier_source(ModState *st, PyObject *carrier);
+
 /* MainContext._schedule_ready_time: (re)enter src's ready time in the heap. */
 static int
 schedule_ready_time_c(ContextObject *self, SourceObject *src)
@@ -70,23 +72,20 @@ ctx_schedule_ready_time(ContextObject *self, PyObject *src)
     Py_RETURN_NONE;
 }
 
+/* Is src a plain source (no hooks, no fds, no children, no parent, a built-in
+ * _attached)?  *vt: its class's VT_* bits.  -1 with an exception. */
 static int
-plain_source(SourceObject *src, PyObject **attached)
+plain_source(SourceObject *src, int *vt)
 {
     ModState *st = src->st;
-    PyTypeObject *type = Py_TYPE(src);
-    if (class_flag(type, st->s_has_prepare) || class_flag(type, st->s_has_check))
+    *vt = source_vtable(st, Py_TYPE(src));
+    if (*vt & VT_HOOKS)
         return 0;
     if (list_len(src->fds) != 0 || list_len(src->children) != 0 || !IS_NONE(src->parent))
         return 0;
     if (PyErr_Occurred())
         return -1;
-    if (attached != NULL) {
-        *attached = _PyType_Lookup(type, st->s_attached);
-        if (*attached != st->default_attached && *attached != st->timeout_attached)
-            return 0;
-    }
-    return 1;
+    return (*vt & (VT_ATTACHED_DEFAULT | VT_ATTACHED_TIMEOUT)) != 0;
 }
 
 /* _insert(src): insert an attached source (owner thread). */
@@ -101,12 +100,12 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     SourceObject *src = (SourceObject *)srcobj;
     if (src->destroyed)
         Py_RETURN_NONE;
-    PyObject *attached = NULL;
-    int plain = st->default_attached != NULL ? plain_source(src, &attached) : 0;
+    int vt;
+    int plain = plain_source(src, &vt);
     if (plain < 0)
         return NULL;
     if (!plain)
-        return PyObject_CallMethodOneArg((PyObject *)self, st->s_insert_tree, srcobj);
+        return upcall_obj(st->ctx_insert_tree, (PyObject *)self, srcobj) < 0 ? NULL : Py_NewRef(Py_None);
     /* no attach order yet (an empty tuple, or none at all after a del) */
     if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
         PyObject *nseq = PyLong_FromSsize_t(self->order_seq + 1);
@@ -121,7 +120,7 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     }
     if (follow_clock(self) < 0)  /* a timeout's first expiry is computed from it */
         return NULL;
-    if (attached == st->timeout_attached && src->ready_time == -1) {
+    if ((vt & VT_ATTACHED_TIMEOUT) && src->ready_time == -1) {
         double now;
         if (clock_now(self, &now) < 0)
             return NULL;
@@ -144,12 +143,12 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
         return NULL;
     }
     SourceObject *src = (SourceObject *)srcobj;
-    int plain = st->default_attached != NULL ? plain_source(src, NULL) : 0;
+    int vt;
+    int plain = plain_source(src, &vt);
     if (plain < 0)
         return NULL;
-    PyTypeObject *type = Py_TYPE(src);
-    if (!plain || _PyType_Lookup(type, st->s_maybe_finalize) != st->default_maybe_finalize)
-        return PyObject_CallMethodOneArg((PyObject *)self, st->s_remove, srcobj);
+    if (!plain || !(vt & VT_MAYBE_FINALIZE_DEFAULT))
+        return upcall_obj(st->ctx_remove, (PyObject *)self, srcobj) < 0 ? NULL : Py_NewRef(Py_None);
     if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
         return NULL;
     dl_drop(self, src);
@@ -159,9 +158,9 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
     src->finalized = 1;
     Py_CLEAR(src->callback);
     Py_XSETREF(src->args, PyTuple_New(0));
-    if (_PyType_Lookup(type, st->s_finalize) == st->default_finalize)
+    if (vt & VT_FINALIZE_DEFAULT)
         Py_RETURN_NONE;  /* the default finalize does nothing */
-    PyObject *r = PyObject_CallMethodNoArgs(srcobj, st->s_finalize);
+    PyObject *r = source_call(st, srcobj, 0);
     if (r != NULL) {
         Py_DECREF(r);
         Py_RETURN_NONE;
@@ -170,13 +169,20 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
         return NULL;
     PyObject *exc = PyErr_GetRaisedException();
     PyObject *phase = PyUnicode_FromString("finalize");
-    r = phase ? PyObject_CallMethodObjArgs((PyObject *)self, st->s_report, exc ? exc : Py_None,
-                                           srcobj, phase, NULL) : NULL;
+    int rc = -1;
+    if (phase != NULL && st->ctx_report == NULL)
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
+    else if (phase != NULL) {
+        /* MainContext._report(exc, src, "finalize") */
+        PyObject *argv[4] = {(PyObject *)self, exc ? exc : Py_None, srcobj, phase};
+        r = PyObject_Vectorcall(st->ctx_report, argv, 4, NULL);
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+    }
     Py_XDECREF(phase);
     Py_XDECREF(exc);
-    if (r == NULL)
+    if (rc < 0)
         return NULL;
-    Py_DECREF(r);
     Py_RETURN_NONE;
 }
 
@@ -218,8 +224,8 @@ static PyObject *
 ctx_collect(ContextObject *self, PyObject *unused)
 {
     ModState *st = self->st;
-    int ops = nonempty_attr(self->waker, st->s_ops);
-    if (ops < 0 || (ops && call_method_void(self->waker, st->s_run_ops, NULL, NULL, NULL) < 0))
+    int ops = waker_ops_pending(self);
+    if (ops < 0 || (ops && upcall_obj(st->waker_run_ops, self->waker, NULL) < 0))
         return NULL;
     if (read_clock(self) < 0)
         return NULL;
@@ -228,7 +234,7 @@ ctx_collect(ContextObject *self, PyObject *unused)
     if (bh < 0)
         return NULL;
     if (bh) {
-        PyObject *bsrc = PyObject_GetAttr(self->bh, st->s_bh_source);
+        PyObject *bsrc = bh_carrier_source(st, self->bh);
         int rc = bsrc ? mark_ready(self, bsrc) : -1;
         Py_XDECREF(bsrc);
         if (rc < 0)
@@ -245,35 +251,30 @@ destroy_source(SourceObject *src)
 {
     ModState *st = src->st;
     PyObject *srcobj = (PyObject *)src;
-    if (st->default_destroy == NULL || _PyType_Lookup(Py_TYPE(src), st->s_destroy) != st->default_destroy
-            || !is_context(st, src->context))
-        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
+    if (!(source_vtable(st, Py_TYPE(src)) & VT_DESTROY_DEFAULT) || !is_context(st, src->context))
+        return source_call_destroy(st, srcobj);
     if (src->destroyed)
         return 0;
-    PyObject *ctx = src->context;
+    ContextObject *ctx = (ContextObject *)src->context;
     /* another thread owns the context: the Python method posts the removal */
-    int owner = context_owner(st, ctx);
+    int owner = context_owner(st, (PyObject *)ctx);
     if (owner < 0)
         return -1;
     int unowned = owner == OWNER_NONE;
-    if (owner == OWNER_OTHER)
-        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
-    PyObject *waker = ((ContextObject *)ctx)->waker;
-    PyObject *lock = IS_NONE(waker) ? NULL : PyObject_GetAttr(waker, st->s_lock);
-    PyObject *sources = lock ? PyObject_GetAttr(ctx, st->s_sources) : NULL;
-    if (sources == NULL || !PyDict_CheckExact(sources)) {
-        /* not the plain state this path knows: the Python method (the reference) */
-        Py_XDECREF(sources);
-        Py_XDECREF(lock);
-        if (PyErr_Occurred())
-            return -1;
-        return call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL);
-    }
+    if (owner == OWNER_OTHER || IS_NONE(ctx->waker) || ctx->sources == NULL
+            || !PyDict_CheckExact(ctx->sources))
+        return source_call_destroy(st, srcobj);  /* the reference, in states it knows */
+    WakerObject *waker = waker_of(st, ctx->waker);
+    if (waker == NULL)
+        return -1;
+    PyObject *sources = ctx->sources;
     src->destroyed = 1;
     Py_INCREF(ctx);
     Py_INCREF(srcobj);
+    Py_INCREF(waker);
+    Py_INCREF(sources);
     int rc = -1;
-    if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
+    if (waker_acquire(st, waker) < 0)
         goto out;
     PyObject *key = PyLong_FromSsize_t(src->id);
     int drc = -1;
@@ -282,21 +283,19 @@ destroy_source(SourceObject *src)
         drc = cur == srcobj ? PyDict_DelItem(sources, key) : (PyErr_Occurred() ? -1 : 0);
         Py_DECREF(key);
     }
-    if (call_method_void(lock, st->s_release, NULL, NULL, NULL) < 0 || drc < 0)
+    if (waker_release(st, waker, drc) < 0)
         goto out;
-    int is_closed = attr_truth(ctx, st->s_closed_attr);
-    if (is_closed < 0)
-        goto out;
-    PyObject *r = ctx_remove_source((ContextObject *)ctx, srcobj);
+    int is_closed = ctx->closed;
+    PyObject *r = ctx_remove_source(ctx, srcobj);
     if (r == NULL)
         goto out;
     Py_DECREF(r);
     rc = 0;
     if (!is_closed && unowned)
-        rc = timers_notify(st, waker);
+        rc = timers_notify(st, (PyObject *)waker);
 out:
-    Py_XDECREF(sources);
-    Py_XDECREF(lock);
+    Py_DECREF(sources);
+    Py_DECREF(waker);
     Py_DECREF(srcobj);
     Py_DECREF(ctx);
     return rc;
@@ -317,7 +316,7 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
         PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
         return -1;
     }
-    if (!self->owned_by_loop && call_method_void(me, st->s_check_loop_open, NULL, NULL, NULL) < 0)
+    if (!self->owned_by_loop && upcall_obj(st->ctx_check_loop_open, me, NULL) < 0)
         return -1;
     long id = (long)(self->next_id & 0xFFFFFFFFL);
     for (; id >= 0; id = (id + 1) & 0xFFFFFFFFL) {
@@ -355,48 +354,43 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
         PyErr_SetString(PyExc_TypeError, "expected a Source");
         return NULL;
     }
-    PyObject *waker = self->waker;
-    if (IS_NONE(waker)) {
-        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
+    WakerObject *waker = waker_of(st, self->waker);
+    if (waker == NULL)
+        return NULL;
+    PyObject *sources = REQUIRED(self, sources, "_sources");
+    if (sources == NULL)
+        return NULL;
+    if (!PyDict_Check(sources)) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._sources must be a dict");
         return NULL;
     }
     Py_INCREF(waker);
-    PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
-    PyObject *sources = lock ? REQUIRED(self, sources, "_sources") : NULL;
-    Py_XINCREF(sources);
+    Py_INCREF(sources);
     PyObject *result = NULL;
-    if (sources == NULL || !PyDict_Check(sources)) {
-        if (sources != NULL)
-            PyErr_SetString(PyExc_TypeError, "MainContext._sources must be a dict");
-        goto out;
-    }
-    if (call_method_void(lock, st->s_acquire, NULL, NULL, NULL) < 0)
+    if (waker_acquire(st, waker) < 0)
         goto out;
     long sid;
     int rc = attach_take_id(self, (SourceObject *)srcobj, sources, &sid);
-    PyObject *saved = PyErr_GetRaisedException();
-    if (finish_cleanup(saved, call_method_void(lock, st->s_release, NULL, NULL, NULL)) < 0
-            || rc < 0)
+    if (waker_release(st, waker, rc) < 0)
         goto out;
     /* _local_or_post, without a closure: insert here, or post it to the owner */
     int owner = context_owner(st, (PyObject *)self);
     if (owner < 0)
         goto out;
     if (owner == OWNER_OTHER) {
-        rc = call_method_void((PyObject *)self, st->s_post_insert, srcobj, NULL, NULL);
+        rc = upcall_obj(st->ctx_post_insert, (PyObject *)self, srcobj);
     }
     else {
         PyObject *r = ctx_insert(self, srcobj);
         rc = r ? 0 : -1;
         Py_XDECREF(r);
         if (rc == 0 && owner == OWNER_NONE)  /* a thread may be starting to block */
-            rc = timers_notify(st, waker);
+            rc = timers_notify(st, (PyObject *)waker);
     }
     if (rc == 0)
         result = PyLong_FromLong(sid);
 out:
-    Py_XDECREF(sources);
-    Py_XDECREF(lock);
+    Py_DECREF(sources);
     Py_DECREF(waker);
     return result;
 }

@@ -30,61 +30,130 @@ bh_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
+/* ----------------------------------------------------------------- BHCarrierCore */
+/* A context's bottom-half state (aioqloop.bottomhalf._BHCarrier, QEMU's per-AioContext
+ * bh_list): the FIFO of scheduled bottom halves, how many of them are still scheduled,
+ * and the source that runs them.  ``pending`` and ``queue`` are guarded by the context's
+ * Waker lock (any thread schedules). */
+typedef struct {
+    PyObject_HEAD
+    ModState *st;         /* the module state (common.h), kept for the hot paths */
+    PyObject *source;     /* the carrying _BHSource */
+    PyObject *queue;      /* deque of BottomHalf, scheduled or cancelled */
+    Py_ssize_t pending;   /* scheduled and not yet run or cancelled */
+} BHCarrierObject;
+
+#define BHCARRIER_FIELDS(X) X(source) X(queue)
+GC_FUNCTIONS(bhcarrier, BHCarrierObject, BHCARRIER_FIELDS)
+
+static PyObject *
+bhcarrier_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    ModState *st = state_of_type(type);
+    if (st == NULL)
+        return NULL;
+    BHCarrierObject *self = (BHCarrierObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->st = st;
+    return (PyObject *)self;
+}
+
+static PyMemberDef bhcarrier_members[] = {
+    {"source", T_OBJECT_EX, offsetof(BHCarrierObject, source), 0, NULL},
+    {"queue", T_OBJECT_EX, offsetof(BHCarrierObject, queue), 0, NULL},
+    {"pending", T_PYSSIZET, offsetof(BHCarrierObject, pending), 0, NULL},
+    {NULL}
+};
+
+/* A context's carrier as the C type; NULL with an exception if it has none. */
+static BHCarrierObject *
+carrier_of(ModState *st, PyObject *carrier)
+{
+    if (IS_NONE(carrier)) {
+        PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(carrier, st->BHCarrierType)) {
+        PyErr_Format(PyExc_TypeError, "expected a bottom-half carrier, not %.100s",
+                     Py_TYPE(carrier)->tp_name);
+        return NULL;
+    }
+    return (BHCarrierObject *)carrier;
+}
+
+/* The carrier's source (a new reference), or NULL with an exception. */
+static PyObject *
+bh_carrier_source(ModState *st, PyObject *carrierobj)
+{
+    BHCarrierObject *carrier = carrier_of(st, carrierobj);
+    PyObject *src = carrier == NULL ? NULL
+                    : required_field(carrier->source, carrierobj, "source");
+    Py_XINCREF(src);
+    return src;
+}
+
+/* Call a configured deque method (append, clear) on the carrier's queue. */
+static int
+carrier_queue_call(BHCarrierObject *c, PyObject *fn, PyObject *arg)
+{
+    PyObject *queue = required_field(c->queue, (PyObject *)c, "queue");
+    if (queue == NULL)
+        return -1;
+    Py_INCREF(queue);
+    int rc = upcall_obj(fn, queue, arg);
+    Py_DECREF(queue);
+    return rc;
+}
+
 /* The part of qemu_bh_schedule under the context's lock: refuse a closed context, queue
  * the bottom half once on the carrier, wake the loop from another thread.  1: on the
  * context's own thread, *source (new) is the carrier's source to mark ready after the
  * lock; 0: done; -1 with an exception. */
 static int
-bh_enqueue_locked(BHObject *self, PyObject *ctx, PyObject *carrier, PyObject *waker,
+bh_enqueue_locked(BHObject *self, ContextObject *ctx, PyObject *carrierobj, WakerObject *waker,
                   PyObject **source)
 {
     ModState *st = self->st;
-    int closed = attr_truth(waker, st->s_closed_attr);
-    if (closed > 0)
+    if (waker->closed) {
         PyErr_Format(PyExc_RuntimeError, "schedule() of %R: its MainContext is closed",
                      (PyObject *)self);
-    if (closed != 0)
         return -1;
+    }
     if (self->scheduled)
         return 0;
-    if (IS_NONE(carrier)) {
-        PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
+    BHCarrierObject *carrier = carrier_of(st, carrierobj);
+    if (carrier == NULL)
         return -1;
-    }
     /* refused before anything changes: work nothing would ever run (a loop's own
      * context is closed with its loop, and the waker with it) */
-    int own = attr_truth(ctx, st->s_owned_by_loop);
-    if (own < 0 || (!own && call_method_void(ctx, st->s_check_loop_open,
-                                             NULL, NULL, NULL) < 0))
+    if (!ctx->owned_by_loop && upcall_obj(st->ctx_check_loop_open, (PyObject *)ctx, NULL) < 0)
         return -1;
-    self->scheduled = 1;
-    PyObject *pending = PyObject_GetAttr(carrier, st->s_pending_attr);
-    long n = pending ? PyLong_AsLong(pending) : -1;
-    Py_XDECREF(pending);
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *queue = PyObject_GetAttr(carrier, st->s_queue);
-    if (queue == NULL)
-        return -1;
+    Py_INCREF(carrier);  /* the upcall above may have replaced the context's */
     int rc = 0;
-    if (n == 0)  /* only cancelled entries can be left */
-        rc = call_method_void(queue, st->s_clear, NULL, NULL, NULL);
-    PyObject *np = rc == 0 ? PyLong_FromLong(n + 1) : NULL;
-    rc = np == NULL || PyObject_SetAttr(carrier, st->s_pending_attr, np) < 0
-         || call_method_void(queue, st->s_append, (PyObject *)self, NULL, NULL) < 0 ? -1 : 0;
-    Py_XDECREF(np);
-    Py_DECREF(queue);
+    if (carrier->pending == 0)  /* only cancelled entries can be left */
+        rc = carrier_queue_call(carrier, st->deque_clear, NULL);
+    if (rc == 0)
+        rc = carrier_queue_call(carrier, st->deque_append, (PyObject *)self);
+    if (rc == 0) {
+        self->scheduled = 1;
+        carrier->pending++;
+        *source = required_field(carrier->source, (PyObject *)carrier, "source");
+        Py_XINCREF(*source);
+        if (*source == NULL)
+            rc = -1;
+    }
+    Py_DECREF(carrier);
     if (rc < 0)
         return -1;
-    int owner = context_owner(st, ctx);
-    if (owner < 0)
-        return -1;
-    if (owner != OWNER_THIS) {
-        /* another thread (or an unowned context): wake the loop, once per burst */
-        return call_method_void(waker, st->s_notify_locked, NULL, NULL, NULL);
-    }
-    *source = PyObject_GetAttr(carrier, st->s_bh_source);
-    return *source == NULL ? -1 : 1;
+    int owner = context_owner(st, (PyObject *)ctx);
+    if (owner < 0 || owner == OWNER_THIS)
+        return owner < 0 ? -1 : 1;
+    /* another thread (or an unowned context): wake the loop, once per burst --
+     * Waker.notify_locked, whose early return is taken here without a call */
+    Py_CLEAR(*source);
+    if (waker->closed || waker->notified || !waker->poll_waiting)
+        return 0;
+    return upcall_obj(st->waker_notify_locked, (PyObject *)waker, NULL);
 }
 
 /* BottomHalf.schedule (qemu_bh_schedule), from any thread. */
@@ -96,37 +165,136 @@ bh_schedule(BHObject *self, PyObject *unused)
         PyErr_Format(PyExc_RuntimeError, "schedule() on deleted %R", (PyObject *)self);
         return NULL;
     }
-    PyObject *ctx = self->ctx;
-    if (ctx == NULL) {
+    PyObject *ctxobj = self->ctx;
+    if (ctxobj == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the bottom half has no context");
         return NULL;
     }
+    if (!is_context(st, ctxobj)) {
+        PyErr_Format(PyExc_TypeError, "the bottom half's context is a %.100s, not a "
+                     "MainContext", Py_TYPE(ctxobj)->tp_name);
+        return NULL;
+    }
+    ContextObject *ctx = (ContextObject *)ctxobj;
+    WakerObject *waker = waker_of(st, ctx->waker);
+    if (waker == NULL)
+        return NULL;
+    PyObject *carrier = ctx->bh;
     Py_INCREF(ctx);
-    PyObject *carrier = PyObject_GetAttr(ctx, st->s_bh);
-    PyObject *waker = carrier ? PyObject_GetAttr(ctx, st->s_waker_attr) : NULL;
-    PyObject *lock = waker ? PyObject_GetAttr(waker, st->s_lock) : NULL;
+    Py_XINCREF(carrier);
+    Py_INCREF(waker);
     PyObject *source = NULL;
-    int rc = -1;
-    if (lock != NULL && call_method_void(lock, st->s_acquire, NULL, NULL, NULL) == 0) {
+    int rc = waker_acquire(st, waker);
+    if (rc == 0) {
         rc = bh_enqueue_locked(self, ctx, carrier, waker, &source);
-        PyObject *saved = PyErr_GetRaisedException();
-        if (finish_cleanup(saved, call_method_void(lock, st->s_release, NULL, NULL, NULL)) < 0)
+        if (waker_release(st, waker, rc) < 0)
             rc = -1;
     }
-    if (rc > 0) {
-        /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
-        rc = is_context(st, ctx) ? mark_ready((ContextObject *)ctx, source)
-                                 : call_method_void(ctx, st->s_mark_ready, source, NULL, NULL);
-    }
+    /* on the context's own thread the carrier is ready at once (FIFO with asyncio) */
+    if (rc > 0)
+        rc = mark_ready(ctx, source);
     Py_XDECREF(source);
-    Py_XDECREF(lock);
-    Py_XDECREF(waker);
+    Py_DECREF(waker);
     Py_XDECREF(carrier);
     Py_DECREF(ctx);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
 }
+
+/* _BHCarrier._run_one(ctx, src, bh): run one bottom half of a batch (QEMU's
+ * aio_bh_call), on the context's thread: unless it was cancelled meanwhile, it leaves
+ * the scheduled set under the lock and its callback runs; an exception other than
+ * KeyboardInterrupt or SystemExit is reported through the context, naming it. */
+static PyObject *
+bhcarrier_run_one(BHCarrierObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ModState *st = self->st;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_run_one() takes 3 arguments (ctx, src, bh)");
+        return NULL;
+    }
+    PyObject *ctxobj = args[0], *src = args[1];
+    if (!is_context(st, ctxobj) || !PyObject_TypeCheck(args[2], st->BHType)) {
+        PyErr_SetString(PyExc_TypeError, "_run_one() takes a MainContext, a source and a "
+                        "BottomHalf");
+        return NULL;
+    }
+    BHObject *bh = (BHObject *)args[2];
+    WakerObject *waker = waker_of(st, ((ContextObject *)ctxobj)->waker);
+    if (waker == NULL)
+        return NULL;
+    Py_INCREF(waker);
+    int rc = waker_acquire(st, waker);
+    int run = 0;
+    if (rc == 0) {
+        if (bh->scheduled) {
+            bh->scheduled = 0;
+            self->pending--;
+            run = 1;
+        }
+        rc = waker_release(st, waker, 0);
+    }
+    Py_DECREF(waker);
+    if (rc < 0)
+        return NULL;
+    if (!run || bh->deleted)
+        Py_RETURN_NONE;
+    if (bh->oneshot)
+        bh->deleted = 1;
+    PyObject *callback = REQUIRED(bh, callback, "_callback");
+    PyObject *cargs = callback ? REQUIRED(bh, args, "_args") : NULL;
+    if (cargs != NULL && !PyTuple_Check(cargs)) {
+        PyErr_SetString(PyExc_TypeError, "BottomHalf._args must be a tuple");
+        cargs = NULL;
+    }
+    if (cargs == NULL)
+        return NULL;
+    Py_INCREF(callback);
+    Py_INCREF(cargs);
+    PyObject *r = PyObject_Call(callback, cargs, NULL);
+    Py_DECREF(cargs);
+    if (r != NULL || PyErr_ExceptionMatches(PyExc_SystemExit)
+            || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        Py_DECREF(callback);
+        Py_XDECREF(r);
+        return r == NULL ? NULL : Py_NewRef(Py_None);
+    }
+    /* ctx._report(exc, src, f"bottom half {name!r}", destroy=False, callback=callback) */
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *what = PyUnicode_FromFormat("bottom half %R", bh->name ? bh->name : Py_None);
+    PyObject *kw_destroy = what ? PyUnicode_InternFromString("destroy") : NULL;
+    PyObject *kw_callback = kw_destroy ? PyUnicode_InternFromString("callback") : NULL;
+    PyObject *kwnames = kw_callback ? PyTuple_Pack(2, kw_destroy, kw_callback) : NULL;
+    if (kwnames != NULL && st->ctx_report == NULL)
+        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
+    else if (kwnames != NULL) {
+        PyObject *argv[6] = {ctxobj, exc ? exc : Py_None, src, what, Py_False, callback};
+        r = PyObject_Vectorcall(st->ctx_report, argv, 4, kwnames);
+    }
+    Py_XDECREF(kwnames);
+    Py_XDECREF(kw_callback);
+    Py_XDECREF(kw_destroy);
+    Py_XDECREF(what);
+    Py_XDECREF(exc);
+    Py_DECREF(callback);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bhcarrier_methods[] = {
+    {"_run_one", (PyCFunction)(void (*)(void))bhcarrier_run_one, METH_FASTCALL,
+     "_run_one($self, ctx, src, bh, /)\n--\n\n"
+     "Run one bottom half of a batch unless it was cancelled (context's thread)."},
+    {NULL}
+};
+
+CORE_SPEC(bhcarrier, BHCarrierObject, "BHCarrierCore",
+    "A context's bottom-half queue, count and carrying source, as C fields (base of "
+    "_BHCarrier).",
+    bhcarrier_new)
 
 static PyMethodDef bh_methods[] = {
     {"schedule", (PyCFunction)bh_schedule, METH_NOARGS,

@@ -76,18 +76,14 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
 
 /* Interned attribute and method names: X(field, "text"). */
 #define CORE_NAMES(X) \
-    X(s_idle, "_idle") \
-    X(s_survives, "_survives_escape") \
     X(s_dispatch, "dispatch") \
     X(s_ctx_dispatch, "_dispatch") \
-    X(s_report, "_report") \
     X(s_maybe_finalize, "_maybe_finalize") \
     X(s_destroy, "destroy") \
     X(s_prios, "prios") \
     X(s_ops, "ops") \
     X(s_pending, "pending") \
     X(s_masks, "masks") \
-    X(s_poll_waiting, "poll_waiting") \
     X(s_poll, "poll") \
     X(s_place, "place") \
     X(s_set_ready_time, "set_ready_time") \
@@ -100,7 +96,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_epoll, "epoll") \
     X(s_last_audit, "last_audit") \
     X(s_always, "always") \
-    X(s_mark_ready, "_mark_ready") \
     X(s_poll_ready_name, "_poll_ready") \
     X(s_apply_polled_name, "_apply_polled") \
     X(s_ready_q, "_ready") \
@@ -120,30 +115,11 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_select_name, "select") \
     X(s_stale, "stale") \
     X(s_call_soon, "call_soon") \
-    X(s_has_prepare, "_has_prepare") \
-    X(s_run_ops, "run_ops") \
-    X(s_bh, "_bh") \
-    X(s_queue, "queue") \
-    X(s_pending_attr, "pending") \
-    X(s_notify_locked, "notify_locked") \
-    X(s_waker_attr, "_waker") \
-    X(s_post_insert, "_post_insert") \
-    X(s_lock, "lock") \
-    X(s_closed_attr, "_closed") \
-    X(s_check_loop_open, "_check_loop_open") \
     X(s_is_closed, "is_closed") \
-    X(s_owned_by_loop, "_owned_by_loop") \
-    X(s_notify, "notify") \
-    X(s_bh_source, "source") \
-    X(s_release, "release") \
-    X(s_has_check, "_has_check") \
     X(s_attached, "_attached") \
     X(s_finalize, "finalize") \
-    X(s_insert_tree, "_insert_tree") \
-    X(s_remove, "_remove") \
     X(s_driver, "_driver") \
     X(s_run, "_run") \
-    X(s_cancel, "cancel") \
     X(s_acquire, "acquire") \
     X(s_deadline_changed, "deadline_changed") \
     X(s_rebuild, "rebuild") \
@@ -151,14 +127,10 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_fd_to_key, "_fd_to_key") \
     X(s_ctx_mask, "_ctx_mask") \
     X(s_events_attr, "events") \
-    X(s_tm_attach, "_attach") \
     X(s_tm_time, "time") \
     X(s_tm_monotonic, "monotonic") \
-    X(s_tm_context_class, "_context_class") \
-    X(s_tm_default_context, "default_context") \
-    X(s_tm_locked, "locked") \
-    X(s_tm_closed, "_closed") \
-    X(s_tm_notified, "notified")
+    /* attach, waker, bottom halves, timers */ \
+    X(s_core_flags, "_core_flags")
 
 /* What configure() sets, by keyword: X(field) (the keyword is the field's name). */
 #define CORE_CONFIG(X) \
@@ -191,13 +163,25 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(gate_enter)       /* LockGate.enter(gate) -> bool: before a dispatch phase */ \
     X(gate_between)     /* LockGate.between(gate) -> bool: between two dispatches */ \
     X(gate_leave)       /* LockGate.leave(gate): after the phase */ \
-    X(gate_give_back)   /* LockGate.give_back(gate): nothing to dispatch after all */
+    X(gate_give_back)   /* LockGate.give_back(gate): nothing to dispatch after all */ \
+    /* attach, waker, bottom halves, timers */ \
+    X(waker_run_ops)          /* Waker.run_ops: collect runs the posted operations */ \
+    X(waker_notify_locked)    /* Waker.notify_locked: schedule wakes the loop */ \
+    X(deque_append)           /* collections.deque.append: the bottom-half queue */ \
+    X(deque_clear)            /* collections.deque.clear */ \
+    X(ctx_insert_tree)        /* SourceSet._insert_tree: attach, a source with hooks */ \
+    X(ctx_remove)             /* SourceSet._remove: destroy, a source with hooks */ \
+    X(ctx_post_insert)        /* SourceSet._post_insert: attach from another thread */ \
+    X(ctx_check_loop_open)    /* MainContext._check_loop_open: attach, schedule */ \
+    X(ctx_report)             /* MainContext._report: a finalize that raised */
 
 /* What configure_timers() sets: X(field, "keyword"). */
 #define CORE_TIMER_CONFIG(X) \
     X(tm_timeout_class, "timeout_class")     /* TimeoutSource */ \
     X(tm_source_class, "source_class")       /* Source */ \
-    X(tm_registry, "registry")               /* aioqloop._registry */ \
+    /* attach, waker, bottom halves, timers */ \
+    X(tm_default_context, "default_context") /* _registry.default_context */ \
+    X(tm_context_class, "context_class")     /* MainContext, from _registry */ \
     X(tm_check_interval, "check_interval")   /* the argument checks that raise */ \
     X(tm_check_priority, "check_priority") \
     X(tm_check_name, "check_name") \
@@ -217,10 +201,11 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(StatsType) X(SourceType) X(ContextType) X(HookType) X(PlainType) X(BHType) \
     X(FdTagType) X(FdPollerType) X(SharedFdsType) X(WakerType) \
     /* iteration and dispatch */ \
-    X(GateType)
+    X(GateType) \
+    /* attach, waker, bottom halves, timers */ \
+    X(BHCarrierType) X(WakerLockType)
 #define CORE_OWNED(X) \
     X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
-    X(attach_descr)      /* ContextCore._attach, to spot a class that overrides it */ \
     X(hook_poll_descr) X(hook_place_descr) X(plain_poll_descr) X(plain_place_descr)
 
 #define DECLARE_NAME(field, text) PyObject *field;
@@ -238,6 +223,11 @@ typedef struct ModState {
     double slow_floor;     /* configure(slow_floor=): dispatches shorter are never slow */
     double max_wait;       /* configure(max_wait=): the longest poll, seconds */
     long reportable[4];    /* configure(reportable=): epoll bits asyncio's masks report */
+    /* attach, waker, bottom halves, timers */
+    PyTypeObject *vt_type; /* source_vtable()'s cache: the last source class looked at */
+    unsigned int vt_tag;   /* its tp_version_tag then (a changed class gets a new one) */
+    int vt_bits;           /* and what its vtable is (VT_* in source.h) */
+    PyObject *vt_finalize, *vt_destroy;  /* the last class's methods (borrowed) */
 } ModState;
 
 static struct PyModuleDef moduledef;

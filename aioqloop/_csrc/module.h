@@ -47,6 +47,7 @@ configure(PyObject *module, PyObject *args, PyObject *kw)
     used += r;
     CORE_CONFIG(SET_REF)
 #undef SET_REF
+    st->vt_type = NULL;  /* source_vtable() compares against what was just set */
     PyObject *sf = PyDict_GetItemString(kw, "shared_select");
     if (sf != NULL) {
         Py_INCREF(sf);
@@ -151,7 +152,10 @@ module_exec(PyObject *module)
             || add_type(module, &st->FdTagType, &fdtag_spec) < 0
             || add_type(module, &st->FdPollerType, &fdpoller_spec) < 0
             || add_type(module, &st->SharedFdsType, &sharedfds_spec) < 0
-            || add_type(module, &st->WakerType, &waker_spec) < 0)
+            /* attach, waker, bottom halves, timers */
+            || add_type(module, &st->WakerLockType, &wlock_spec) < 0
+            || add_type(module, &st->WakerType, &waker_spec) < 0
+            || add_type(module, &st->BHCarrierType, &bhcarrier_spec) < 0)
         return -1;
     /* iteration and dispatch */
     if (add_type(module, &st->GateType, &gate_spec) < 0)
@@ -159,8 +163,12 @@ module_exec(PyObject *module)
     if (own_method(&st->plain_poll_descr, st->PlainType, st->s_poll) < 0
             || own_method(&st->plain_place_descr, st->PlainType, st->s_place) < 0
             || own_method(&st->hook_poll_descr, st->HookType, st->s_poll) < 0
-            || own_method(&st->hook_place_descr, st->HookType, st->s_place) < 0
-            || own_method(&st->attach_descr, st->ContextType, st->s_tm_attach) < 0)
+            || own_method(&st->hook_place_descr, st->HookType, st->s_place) < 0)
+        return -1;
+    /* attach, waker, bottom halves, timers: the bits of Source._core_flags */
+    if (PyModule_AddIntConstant(module, "CLASS_IDLE", VT_IDLE) < 0
+            || PyModule_AddIntConstant(module, "CLASS_SURVIVES", VT_SURVIVES) < 0
+            || PyModule_AddIntConstant(module, "CLASS_HOOKS", VT_HOOKS) < 0)
         return -1;
     if (PyModule_AddStringConstant(module, "SOURCE_HASH", AIOQLOOP_SOURCE_HASH) < 0
             || PyModule_AddIntConstant(module, "INPLACE", AIOQLOOP_INPLACE) < 0)

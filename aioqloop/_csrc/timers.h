@@ -69,6 +69,7 @@ timers_deadline_changed(ContextObject *self, double when)
     PyObject *driver = PyObject_GetAttr(ctx, st->s_driver);
     if (driver == NULL)
         return -1;
+    /* a driver's method (its class's: drivers are the project's own classes) */
     PyObject *fn = _PyType_Lookup(Py_TYPE(driver), st->s_deadline_changed);
     int skip = fn != NULL && fn == st->tm_noop_deadline;
     if (!skip && fn != NULL && fn == st->tm_plain_deadline && PyObject_TypeCheck(driver, st->PlainType)) {
@@ -76,10 +77,19 @@ timers_deadline_changed(ContextObject *self, double when)
         skip = !(when < p->timer_when) || p->closed;
     }
     int rc = 0;
-    if (!skip) {
+    if (!skip && fn == NULL) {
+        PyErr_Format(PyExc_AttributeError, "%.100s has no deadline_changed",
+                     Py_TYPE(driver)->tp_name);
+        rc = -1;
+    }
+    else if (!skip) {
         PyObject *w = PyFloat_FromDouble(when);
-        rc = w ? call_method_void(driver, st->s_deadline_changed, w, NULL, NULL) : -1;
+        Py_INCREF(fn);
+        PyObject *r = w ? call_class_attr(fn, driver, w) : NULL;
+        Py_DECREF(fn);
         Py_XDECREF(w);
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
     }
     Py_DECREF(driver);
     return rc;
@@ -131,33 +141,23 @@ timers_prepare(ContextObject *self, int deferred)
  * taking the lock when no thread holds it: the GIL is not released between that look
  * and the reads, so no thread can be inside the lock meanwhile.  Else the method. */
 static int
-timers_notify(ModState *st, PyObject *waker)
+timers_notify(ModState *st, PyObject *wakerobj)
 {
-    if (st->tm_waker_notify == NULL || _PyType_Lookup(Py_TYPE(waker), st->s_notify) != st->tm_waker_notify)
-        return call_method_void(waker, st->s_notify, NULL, NULL, NULL);
+    WakerObject *w = waker_of(st, wakerobj);
+    if (w == NULL)
+        return -1;
     /* The loop is not about to sleep: nothing to wake.  (The loop writes this flag
      * without the lock on GIL builds, the only ones the core runs on, so looking
      * at it under the lock would tell nothing more.) */
-    int waiting = attr_truth(waker, st->s_poll_waiting);
-    if (waiting <= 0)
-        return waiting;
-    PyObject *lock = PyObject_GetAttr(waker, st->s_lock);
+    if (!w->poll_waiting)
+        return 0;
+    WakerLockObject *lock = waker_lock(w);
     if (lock == NULL)
         return -1;
-    int held = call_truth(lock, st->s_tm_locked);
-    Py_DECREF(lock);
-    if (held < 0)
-        return -1;
-    if (!held) {
-        int quiet = attr_truth(waker, st->s_tm_closed);
-        if (quiet == 0)
-            quiet = attr_truth(waker, st->s_tm_notified);
-        if (quiet < 0)
-            return -1;
-        if (quiet)
-            return 0;
-    }
-    return call_method_void(waker, st->s_notify, NULL, NULL, NULL);
+    int held = lock->held;
+    if (!held && (w->closed || w->notified))
+        return 0;
+    return upcall_obj(st->tm_waker_notify, wakerobj, NULL);
 }
 
 /* Call a Python check that raises (or returns the value to use): new reference. */
@@ -267,7 +267,8 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "timeout_add() takes 5 arguments, args a tuple");
         return NULL;
     }
-    if (st->tm_timeout_class == NULL || !PyType_Check(st->tm_timeout_class) || st->tm_registry == NULL) {
+    if (st->tm_timeout_class == NULL || !PyType_Check(st->tm_timeout_class)
+            || st->tm_default_context == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine timers are not configured");
         return NULL;
     }
@@ -300,14 +301,13 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(args[2]);
     Py_XSETREF(src->args, args[2]);
     if (context == Py_None) {
-        ctx = PyObject_CallMethodNoArgs(st->tm_registry, st->s_tm_default_context);
+        ctx = PyObject_CallNoArgs(st->tm_default_context);
         if (ctx == NULL)
             goto fail;
     }
     else {
-        PyObject *cls = PyObject_GetAttr(st->tm_registry, st->s_tm_context_class);
-        int ok = cls == NULL ? -1 : (cls == Py_None ? 0 : PyObject_IsInstance(context, cls));
-        Py_XDECREF(cls);
+        PyObject *cls = st->tm_context_class;  /* unset until aioqloop.context is imported */
+        int ok = IS_NONE(cls) ? 0 : PyObject_IsInstance(context, cls);
         if (ok < 0)
             goto fail;
         if (!ok) {
@@ -318,11 +318,12 @@ timers_timeout_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(context);
         ctx = context;
     }
-    if (PyObject_TypeCheck(ctx, st->ContextType)
-            && _PyType_Lookup(Py_TYPE(ctx), st->s_tm_attach) == st->attach_descr)
-        result = ctx_attach((ContextObject *)ctx, srcobj);
+    /* a MainContext is a ContextCore, whose _attach no class overrides */
+    if (!is_context(st, ctx))
+        PyErr_Format(PyExc_TypeError, "context must be a MainContext, not %.200s",
+                     _PyType_Name(Py_TYPE(ctx)));
     else
-        result = PyObject_CallMethodOneArg(ctx, st->s_tm_attach, srcobj);
+        result = ctx_attach((ContextObject *)ctx, srcobj);
     if (result == NULL)
         goto fail;
     Py_DECREF(ctx);
@@ -333,7 +334,7 @@ fail:
     {
         /* the destroy's own error replaces the pending one, as in Python */
         PyObject *saved = PyErr_GetRaisedException();
-        (void)finish_cleanup(saved, call_method_void(srcobj, st->s_destroy, NULL, NULL, NULL));
+        (void)finish_cleanup(saved, source_call_destroy(st, srcobj));
     }
     Py_DECREF(srcobj);
     return NULL;
