@@ -31,17 +31,7 @@ bh_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 }
 
 /* ----------------------------------------------------------------- BHCarrierCore */
-/* A context's bottom-half state (aioqloop.bottomhalf._BHCarrier, QEMU's per-AioContext
- * bh_list): the FIFO of scheduled bottom halves, how many of them are still scheduled,
- * and the source that runs them.  ``pending`` and ``queue`` are guarded by the context's
- * Waker lock (any thread schedules). */
-typedef struct {
-    PyObject_HEAD
-    ModState *st;         /* the module state (common.h), kept for the hot paths */
-    PyObject *source;     /* the carrying _BHSource */
-    PyObject *queue;      /* deque of BottomHalf, scheduled or cancelled */
-    Py_ssize_t pending;   /* scheduled and not yet run or cancelled */
-} BHCarrierObject;
+/* BHCarrierObject: see context.h (the iteration reads its count). */
 
 #define BHCARRIER_FIELDS(X) X(source) X(queue)
 GC_FUNCTIONS(bhcarrier, BHCarrierObject, BHCARRIER_FIELDS)

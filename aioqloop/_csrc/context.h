@@ -65,15 +65,30 @@ struct ContextObject {
      * class: rebind); the owner thread's id or None (g_main_context_acquire's owner);
      * the seconds between two NVAL audits of watched fds (fd_audit_interval). */
     PyObject *prepare_prios, *check_prios, *clock_loop, *clock_class, *owner;
+    /* the driver (MainContext._driver: a bridge.Driver), told of a new earliest ready
+     * time by timers_deadline_changed */
+    PyObject *driver;
     double audit_interval;
 };
 
+
+/* A context's bottom-half state (aioqloop.bottomhalf._BHCarrier, QEMU's per-AioContext
+ * bh_list): the FIFO of scheduled bottom halves, how many of them are still scheduled,
+ * and the source that runs them.  ``pending`` and ``queue`` are guarded by the context's
+ * Waker lock (any thread schedules). */
+typedef struct {
+    PyObject_HEAD
+    ModState *st;         /* the module state (common.h), kept for the hot paths */
+    PyObject *source;     /* the carrying _BHSource */
+    PyObject *queue;      /* deque of BottomHalf, scheduled or cancelled */
+    Py_ssize_t pending;   /* scheduled and not yet run or cancelled */
+} BHCarrierObject;
 
 #define CTX_FIELDS(X) \
     X(blocked) X(blocked_due) X(gate) X(port) X(fds) X(source_ready) \
     X(waker) X(bh) X(prepare_hooks) X(check_hooks) X(clock) \
     X(tap) X(current) X(sources) \
-    X(prepare_prios) X(check_prios) X(clock_loop) X(clock_class) X(owner)
+    X(prepare_prios) X(check_prios) X(clock_loop) X(clock_class) X(owner) X(driver)
 
 static int
 ctx_traverse(ContextObject *self, visitproc visit, void *arg)

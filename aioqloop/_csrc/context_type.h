@@ -119,6 +119,7 @@ static PyMemberDef ctx_members[] = {
     CM("_clock_loop", T_OBJECT_EX, clock_loop),
     CM("_clock_class", T_OBJECT, clock_class),
     CM("_owner", T_OBJECT_EX, owner),
+    CM("_driver", T_OBJECT_EX, driver),
     {"fd_audit_interval", T_DOUBLE, offsetof(ContextObject, audit_interval), 0,
      "Seconds between two audits of watched fds for ones closed behind the context's back."},
     {NULL}

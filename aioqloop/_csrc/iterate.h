@@ -61,8 +61,14 @@ fds_unpolled(ContextObject *self)
 static int
 bh_pending(ContextObject *self)
 {
-    ModState *st = self->st;
-    return nonempty_attr(self->bh, st->s_pending);
+    PyObject *bh = self->bh;
+    if (bh == NULL || bh == Py_None)
+        return 0;
+    if (!PyObject_TypeCheck(bh, self->st->BHCarrierType)) {
+        PyErr_SetString(PyExc_TypeError, "MainContext._bh must be a BHCarrierCore or None");
+        return -1;
+    }
+    return ((BHCarrierObject *)bh)->pending != 0;
 }
 
 /* The loop's time in seconds through the context's clock (not cached); -1 on error. */

@@ -66,9 +66,10 @@ timers_deadline_changed(ContextObject *self, double when)
 {
     ModState *st = self->st;
     PyObject *ctx = (PyObject *)self;
-    PyObject *driver = PyObject_GetAttr(ctx, st->s_driver);
+    PyObject *driver = REQUIRED(self, driver, "_driver");
     if (driver == NULL)
         return -1;
+    Py_INCREF(driver);
     /* a driver's method (its class's: drivers are the project's own classes) */
     PyObject *fn = _PyType_Lookup(Py_TYPE(driver), st->s_deadline_changed);
     int skip = fn != NULL && fn == st->tm_noop_deadline;
@@ -115,7 +116,7 @@ timers_prepare(ContextObject *self, int deferred)
     Py_DECREF(t);
     /* an operation posted by another thread may have attached a hooked source or an fd
      * watch: the Python method then does the rest (collecting again changes nothing) */
-    other = nonempty_attr(self->prepare_hooks, st->s_prios);
+    other = hooks_pending(self->prepare_prios);
     if (other == 0)
         other = FDS_ALWAYS(self);
     if (other == 0)
