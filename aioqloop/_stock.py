@@ -133,6 +133,9 @@ class _PyHook:
     _preset: list[tuple[selectors.SelectorKey, int]] | None
     direct: SelectorFds | None
     _polls: Any
+    #: The loop's ready queue (asyncio's ``_ready``): one deque for the loop's life, which
+    #: asyncio never replaces and the hook changes only in place (`_urgent`).
+    _ready_q: deque[Any]
 
     if TYPE_CHECKING:
         def _woken(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool: ...
@@ -147,7 +150,7 @@ class _PyHook:
         """A source became ready: queue the default-priority dispatch, FIFO."""
         if priority == PRIORITY_DEFAULT and not self._queued:
             self._queued = True
-            self._loop._ready.append(self._dispatch_handle)
+            self._ready_q.append(self._dispatch_handle)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         """prepare → the real select → check → place the dispatch (module docstring)."""
@@ -200,7 +203,7 @@ class _PyHook:
             self._urgent(ctx, priority)
         elif priority == PRIORITY_DEFAULT:
             loop = self._loop
-            ready = loop._ready
+            ready = self._ready_q
             quiet = not self._events and not (loop._scheduled and loop._timer_due())
             if quiet and not ready:
                 ctx._dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
@@ -210,7 +213,7 @@ class _PyHook:
                 ctx._dispatch(priority)
             else:
                 self.source_ready(PRIORITY_DEFAULT)
-        elif not (self._events or self._loop._ready
+        elif not (self._events or self._ready_q
                   or (self._loop._scheduled and self._loop._timer_due())):
             ctx._dispatch(priority)  # idle-class: only when asyncio has nothing to run
         else:
@@ -223,8 +226,6 @@ else:
     class _HookBase(_engine.core.HookCore, _PyHook):
         """The compiled core's hook methods first, the Python slow paths behind them."""
 
-    _engine.core.configure(max_wait=MAX_WAIT)
-
 
 class _SelectorHook(_HookBase):
     """The loop's selector with a context iteration around ``select`` (module docstring).
@@ -236,6 +237,7 @@ class _SelectorHook(_HookBase):
 
     def __init__(self, loop: QSelectorEventLoop, selector: selectors.BaseSelector) -> None:
         self._loop: Any = loop
+        self._ready_q = loop._ready  # type: ignore[attr-defined]
         self._real = selector
         self._select = selector.select
         self._clock: VirtualClock | None = None
@@ -362,36 +364,46 @@ class _SelectorHook(_HookBase):
             ctx._dispatch(PRIORITY_DEFAULT)
 
     # -- strict priorities: asyncio's work waits while something urgent runs --------
+    # The ready queue is set aside and put back in place (the same deque object, which the
+    # hook holds as `_ready_q`); the timer heap is swapped, as asyncio itself does.
     def _urgent(self, ctx: Any, priority: float) -> None:
         loop = self._loop
-        ready, scheduled = loop._ready, loop._scheduled
-        loop._ready, loop._scheduled = deque(), []
+        queue = self._ready_q
+        ready, scheduled = deque(queue), loop._scheduled
+        queue.clear()
+        loop._scheduled = []
         try:
             ctx._dispatch(priority)
         except BaseException:
-            self._merge(ready, scheduled, loop._ready, loop._scheduled)
+            self._merge(ready, scheduled, deque(queue), loop._scheduled)
             raise
         # fd events wait too: the selector is level-triggered and reports them again.
         self._events = []
-        self._stash = (ready, scheduled, loop._ready, loop._scheduled)
-        loop._ready, loop._scheduled = deque([self._restore_handle]), []
+        self._stash = (ready, scheduled, deque(queue), loop._scheduled)
+        queue.clear()
+        queue.append(self._restore_handle)
+        loop._scheduled = []
 
     def _restore(self) -> None:
         stash, self._stash = self._stash, None
         if stash is not None:
             ready, scheduled, new_ready, new_scheduled = stash
             loop = self._loop
-            new_ready.extend(loop._ready)
+            new_ready.extend(self._ready_q)
             new_scheduled.extend(loop._scheduled)
             self._merge(ready, scheduled, new_ready, new_scheduled)
 
     def _merge(self, ready: deque[Any], scheduled: list[Any], new_ready: deque[Any],
                new_scheduled: list[Any]) -> None:
-        ready.extend(new_ready)
+        """The loop's queue becomes ``ready`` then ``new_ready`` (in place), its heap
+        ``scheduled`` with ``new_scheduled`` pushed in."""
+        queue = self._ready_q
+        queue.clear()
+        queue.extend(ready)
+        queue.extend(new_ready)
         for timer in new_scheduled:
             heapq.heappush(scheduled, timer)
-        loop = self._loop
-        loop._ready, loop._scheduled = ready, scheduled
+        self._loop._scheduled = scheduled
 
 
 class _HookDriver(Driver):
@@ -538,6 +550,22 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
 
 def _noop() -> None:
     pass
+
+
+if _engine.core is not None:
+    # The core's upcalls into the hook (HookCore, aioqloop/_csrc/hook.h), each called with
+    # its object first; no subclass overrides them.
+    _engine.core.configure(
+        max_wait=MAX_WAIT,
+        hook_woken=_SelectorHook._woken,
+        hook_take_epfd=_SelectorHook._take_epfd,
+        hook_poll_clock=_SelectorHook._poll_clock,
+        hook_expose_deadline=_SelectorHook._expose_deadline,
+        hook_urgent=_SelectorHook._urgent,
+        hook_timer_due=QSelectorEventLoop._timer_due,
+        deque_append=deque.append,
+        deque_clear=deque.clear,
+    )
 
 
 def _never_called() -> None:  # pragma: no cover - filtered out by the hook

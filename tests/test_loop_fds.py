@@ -7,6 +7,7 @@ import os
 import selectors
 import socket
 import tempfile
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -357,3 +358,48 @@ def test_fd_closed_behind_the_watch_is_reported_nval(
         b.close()
     finally:
         os.close(w)
+
+
+def test_a_key_map_that_is_not_a_dict_still_serves_both(loop: asyncio.AbstractEventLoop) -> None:
+    # A selector whose key map is some other Mapping: the hook's select takes the general
+    # path (SelectorFds.select), with the same results for asyncio and the context.
+    direct = hook(loop).direct
+    direct._fd_to_key = types.MappingProxyType(direct._real._fd_to_key)
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    try:
+        loop.add_reader(a.fileno(), lambda: got.append(a.recv(16)))
+        b.send(b"y")
+        run_until(loop, lambda: got)
+        assert got == [b"y"]
+        _roundtrip_with_source(loop)
+    finally:
+        loop.remove_reader(a.fileno())
+        a.close()
+        b.close()
+
+
+def test_the_ready_queue_stays_one_deque_through_an_urgent_dispatch(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # The hook holds the loop's ready queue; an urgent dispatch sets asyncio's work aside
+    # and puts it back in place, so what the hook holds stays the queue asyncio runs.
+    queue = loop._ready  # type: ignore[attr-defined]
+    log: list[str] = []
+
+    def urgent() -> bool:
+        log.append("urgent")
+        return False
+
+    async def main() -> None:
+        aioqloop.idle_add(urgent, priority=aioqloop.PRIORITY_HIGH)
+        loop.call_soon(log.append, "soon")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        loop.call_soon(log.append, "after")
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    assert log == ["urgent", "soon", "after"]
+    assert loop._ready is queue  # type: ignore[attr-defined]
+    assert hook(loop)._ready_q is queue

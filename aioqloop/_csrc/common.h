@@ -80,7 +80,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_idle, "_idle") \
     X(s_survives, "_survives_escape") \
     X(s_dispatch, "dispatch") \
-    X(s_ctx_dispatch, "_dispatch") \
     X(s_tap_order, "order") \
     X(s_tap_dispatched, "dispatched") \
     X(s_count_waited, "_count_waited") \
@@ -101,7 +100,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_ops, "ops") \
     X(s_pending, "pending") \
     X(s_prepare_slow, "_prepare_slow") \
-    X(s_masks, "masks") \
     X(s_poll_waiting, "poll_waiting") \
     X(s_loop, "loop") \
     X(s_loop_class, "loop_class") \
@@ -114,35 +112,15 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_set_ready_time, "set_ready_time") \
     X(s_revents, "revents") \
     X(s_unpolled, "unpolled") \
-    X(s_records, "records") \
-    X(s_wake_fd, "_wake_fd") \
-    X(s_events, "events") \
-    X(s_source, "source") \
     X(s_drain, "drain") \
-    X(s_epoll, "epoll") \
-    X(s_last_audit, "last_audit") \
     X(s_audit, "audit") \
     X(s_audit_interval, "fd_audit_interval") \
-    X(s_always, "always") \
     X(s_mark_ready, "_mark_ready") \
-    X(s_poll_ready_name, "_poll_ready") \
-    X(s_apply_polled_name, "_apply_polled") \
-    X(s_ready_q, "_ready") \
     X(s_scheduled, "_scheduled") \
-    X(s_timer_due, "_timer_due") \
-    X(s_urgent, "_urgent") \
-    X(s_dispatch_postponed, "_dispatch_postponed") \
-    X(s_woken, "_woken") \
-    X(s_raw, "raw") \
-    X(s_take_raw, "take_raw") \
-    X(s_take_epfd, "_take_epfd") \
-    X(s_poll_clock, "_poll_clock") \
-    X(s_expose_deadline, "_expose_deadline") \
     X(s_sources, "_sources") \
     X(s_append, "append") \
     X(s_clear, "clear") \
     X(s_select_name, "select") \
-    X(s_stale, "stale") \
     X(s_call_soon, "call_soon") \
     X(s_has_prepare, "_has_prepare") \
     X(s_run_ops, "run_ops") \
@@ -156,7 +134,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_owner, "_owner") \
     X(s_closed_attr, "_closed") \
     X(s_check_loop_open, "_check_loop_open") \
-    X(s_is_closed, "is_closed") \
     X(s_owned_by_loop, "_owned_by_loop") \
     X(s_notify, "notify") \
     X(s_bh_source, "source") \
@@ -167,16 +144,10 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_insert_tree, "_insert_tree") \
     X(s_remove, "_remove") \
     X(s_driver, "_driver") \
-    X(s_run, "_run") \
     X(s_cancel, "cancel") \
     X(s_acquire, "acquire") \
     X(s_deadline_changed, "deadline_changed") \
     X(s_always_ready_pending, "always_ready_pending") \
-    X(s_rebuild, "rebuild") \
-    X(s_ep, "_ep") \
-    X(s_fd_to_key, "_fd_to_key") \
-    X(s_ctx_mask, "_ctx_mask") \
-    X(s_events_attr, "events") \
     X(s_tm_attach, "_attach") \
     X(s_tm_time, "time") \
     X(s_tm_monotonic, "monotonic") \
@@ -188,6 +159,19 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
 
 /* What configure() sets, by keyword: X(field) (the keyword is the field's name). */
 #define CORE_CONFIG(X) \
+    /* fd poll, selector hook, plain driver: each called with its object first */ \
+    X(hook_woken)             /* _SelectorHook._woken: hook.h, select of an empty context */ \
+    X(hook_take_epfd)         /* _SelectorHook._take_epfd: hook.h, private-epoll path */ \
+    X(hook_poll_clock)        /* _SelectorHook._poll_clock: hook.h, poll with a VirtualClock */ \
+    X(hook_expose_deadline)   /* _SelectorHook._expose_deadline: hook.h, wrapped select */ \
+    X(hook_urgent)            /* _SelectorHook._urgent: hook.h, place() more urgent than default */ \
+    X(hook_timer_due)         /* QSelectorEventLoop._timer_due: hook.h place(), with timers */ \
+    X(deque_append)           /* collections.deque.append: hook.h, the loop's ready queue */ \
+    X(deque_clear)            /* collections.deque.clear: hook.h place() */ \
+    X(shared_rebuild)         /* SelectorFds.rebuild: hook.h, a stale shared set */ \
+    X(plain_deadline_changed) /* PlainDriver.deadline_changed: plain.h, arm the timer */ \
+    X(plain_acquire)          /* PlainDriver._acquire: plain.h, the first iteration */ \
+    X(plain_soon_refused)     /* PlainDriver._soon_refused: plain.h, call_soon raised */ \
     X(default_dispatch)       /* Source.dispatch (the plain function) */ \
     X(timeout_dispatch)       /* TimeoutSource.dispatch */ \
     X(fd_dispatch)            /* FdSource.dispatch */ \
