@@ -109,7 +109,6 @@ class HookCore:
     _preset: Any
     direct: Any
     _polls: Any
-    _ready_q: Any
     _queued: bool
     def select(self, /, timeout: float | None = None) -> Any: ...
     def poll(self, wait: float | None, /) -> None: ...
@@ -123,6 +122,7 @@ class PlainCore:
     _timer: Any
     _timeout: float | None
     _run_cb: Any
+    _prepare_prios: Any
     _timer_when: float
     _slack: float
     _closed: bool

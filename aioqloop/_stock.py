@@ -133,9 +133,6 @@ class _PyHook:
     _preset: list[tuple[selectors.SelectorKey, int]] | None
     direct: SelectorFds | None
     _polls: Any
-    #: The loop's ready queue (asyncio's ``_ready``): one deque for the loop's life, which
-    #: asyncio never replaces and the hook changes only in place (`_urgent`).
-    _ready_q: deque[Any]
 
     if TYPE_CHECKING:
         def _woken(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool: ...
@@ -150,7 +147,7 @@ class _PyHook:
         """A source became ready: queue the default-priority dispatch, FIFO."""
         if priority == PRIORITY_DEFAULT and not self._queued:
             self._queued = True
-            self._ready_q.append(self._dispatch_handle)
+            self._loop._ready.append(self._dispatch_handle)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         """prepare → the real select → check → place the dispatch (module docstring)."""
@@ -203,7 +200,7 @@ class _PyHook:
             self._urgent(ctx, priority)
         elif priority == PRIORITY_DEFAULT:
             loop = self._loop
-            ready = self._ready_q
+            ready = loop._ready
             quiet = not self._events and not (loop._scheduled and loop._timer_due())
             if quiet and not ready:
                 ctx._dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
@@ -213,7 +210,7 @@ class _PyHook:
                 ctx._dispatch(priority)
             else:
                 self.source_ready(PRIORITY_DEFAULT)
-        elif not (self._events or self._ready_q
+        elif not (self._events or self._loop._ready
                   or (self._loop._scheduled and self._loop._timer_due())):
             ctx._dispatch(priority)  # idle-class: only when asyncio has nothing to run
         else:
@@ -237,7 +234,6 @@ class _SelectorHook(_HookBase):
 
     def __init__(self, loop: QSelectorEventLoop, selector: selectors.BaseSelector) -> None:
         self._loop: Any = loop
-        self._ready_q = loop._ready  # type: ignore[attr-defined]
         self._real = selector
         self._select = selector.select
         self._clock: VirtualClock | None = None
@@ -364,46 +360,36 @@ class _SelectorHook(_HookBase):
             ctx._dispatch(PRIORITY_DEFAULT)
 
     # -- strict priorities: asyncio's work waits while something urgent runs --------
-    # The ready queue is set aside and put back in place (the same deque object, which the
-    # hook holds as `_ready_q`); the timer heap is swapped, as asyncio itself does.
     def _urgent(self, ctx: Any, priority: float) -> None:
         loop = self._loop
-        queue = self._ready_q
-        ready, scheduled = deque(queue), loop._scheduled
-        queue.clear()
-        loop._scheduled = []
+        ready, scheduled = loop._ready, loop._scheduled
+        loop._ready, loop._scheduled = deque(), []
         try:
             ctx._dispatch(priority)
         except BaseException:
-            self._merge(ready, scheduled, deque(queue), loop._scheduled)
+            self._merge(ready, scheduled, loop._ready, loop._scheduled)
             raise
         # fd events wait too: the selector is level-triggered and reports them again.
         self._events = []
-        self._stash = (ready, scheduled, deque(queue), loop._scheduled)
-        queue.clear()
-        queue.append(self._restore_handle)
-        loop._scheduled = []
+        self._stash = (ready, scheduled, loop._ready, loop._scheduled)
+        loop._ready, loop._scheduled = deque([self._restore_handle]), []
 
     def _restore(self) -> None:
         stash, self._stash = self._stash, None
         if stash is not None:
             ready, scheduled, new_ready, new_scheduled = stash
             loop = self._loop
-            new_ready.extend(self._ready_q)
+            new_ready.extend(loop._ready)
             new_scheduled.extend(loop._scheduled)
             self._merge(ready, scheduled, new_ready, new_scheduled)
 
     def _merge(self, ready: deque[Any], scheduled: list[Any], new_ready: deque[Any],
                new_scheduled: list[Any]) -> None:
-        """The loop's queue becomes ``ready`` then ``new_ready`` (in place), its heap
-        ``scheduled`` with ``new_scheduled`` pushed in."""
-        queue = self._ready_q
-        queue.clear()
-        queue.extend(ready)
-        queue.extend(new_ready)
+        ready.extend(new_ready)
         for timer in new_scheduled:
             heapq.heappush(scheduled, timer)
-        self._loop._scheduled = scheduled
+        loop = self._loop
+        loop._ready, loop._scheduled = ready, scheduled
 
 
 class _HookDriver(Driver):
@@ -554,7 +540,8 @@ def _noop() -> None:
 
 if _engine.core is not None:
     # The core's upcalls into the hook (HookCore, aioqloop/_csrc/hook.h), each called with
-    # its object first; no subclass overrides them.
+    # its object first; no subclass overrides them.  The loop's ready queue is a deque (a
+    # subclass with a trace): deque's own append and clear serve it.
     _engine.core.configure(
         max_wait=MAX_WAIT,
         hook_woken=_SelectorHook._woken,

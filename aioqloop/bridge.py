@@ -231,6 +231,7 @@ class _PyPlain:
     _batch: int
     _fd: int | None
     _run_cb: Callable[[], None]
+    _prepare_prios: list[int]
 
     if TYPE_CHECKING:
         def deadline_changed(self, when: float) -> None: ...
@@ -386,6 +387,9 @@ class PlainDriver(_PlainBase, Driver):
         self.source_ready: Callable[[int], None] | None = self._kick
         #: The bound `_run` that iterations are queued with (one, made here).
         self._run_cb = self._run
+        #: The priorities of the context's prepare hooks: one list for the context's
+        #: life, changed in place (`MainContext._wait_needs_prepare` reads it too).
+        self._prepare_prios = ctx._prepare_hooks.prios
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
         self._fd: int | None = None

@@ -378,28 +378,3 @@ def test_a_key_map_that_is_not_a_dict_still_serves_both(loop: asyncio.AbstractEv
         a.close()
         b.close()
 
-
-def test_the_ready_queue_stays_one_deque_through_an_urgent_dispatch(
-    loop: asyncio.AbstractEventLoop,
-) -> None:
-    # The hook holds the loop's ready queue; an urgent dispatch sets asyncio's work aside
-    # and puts it back in place, so what the hook holds stays the queue asyncio runs.
-    queue = loop._ready  # type: ignore[attr-defined]
-    log: list[str] = []
-
-    def urgent() -> bool:
-        log.append("urgent")
-        return False
-
-    async def main() -> None:
-        aioqloop.idle_add(urgent, priority=aioqloop.PRIORITY_HIGH)
-        loop.call_soon(log.append, "soon")
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        loop.call_soon(log.append, "after")
-        await asyncio.sleep(0)
-
-    loop.run_until_complete(main())
-    assert log == ["urgent", "soon", "after"]
-    assert loop._ready is queue  # type: ignore[attr-defined]
-    assert hook(loop)._ready_q is queue

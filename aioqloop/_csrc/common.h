@@ -116,6 +116,7 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(s_audit, "audit") \
     X(s_audit_interval, "fd_audit_interval") \
     X(s_mark_ready, "_mark_ready") \
+    X(s_ready_q, "_ready") \
     X(s_scheduled, "_scheduled") \
     X(s_sources, "_sources") \
     X(s_append, "append") \

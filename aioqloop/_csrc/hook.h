@@ -14,14 +14,13 @@ struct HookObject {
     ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *loop, *ctx, *clock, *select, *timeout, *events, *dispatch_handle, *preset;
     PyObject *direct, *polls;
-    PyObject *ready;  /* _ready_q: the loop's ready deque (asyncio's _ready, never replaced) */
     char queued;
 };
 
 
 #define HOOK_FIELDS(X) \
     X(loop) X(ctx) X(clock) X(select) X(timeout) X(events) X(dispatch_handle) \
-    X(preset) X(direct) X(polls) X(ready)
+    X(preset) X(direct) X(polls)
 GC_FUNCTIONS(hook, HookObject, HOOK_FIELDS)
 
 static PyObject *
@@ -518,6 +517,15 @@ fail:
     return NULL;
 }
 
+/* The loop's ready queue (asyncio's loop._ready, a deque), a new reference.  Read each
+ * time: a dispatch trace (aioqloop._trace) and the strict-priority path (_urgent)
+ * replace it. */
+static PyObject *
+hook_ready_queue(HookObject *self, PyObject *loop)
+{
+    return PyObject_GetAttr(loop, self->st->s_ready_q);
+}
+
 /* _SelectorHook.source_ready(priority): queue the default-priority dispatch, FIFO. */
 static int
 hook_queue(HookObject *self)
@@ -525,10 +533,11 @@ hook_queue(HookObject *self)
     ModState *st = self->st;
     if (self->queued || IS_NONE(self->dispatch_handle))
         return 0;
-    PyObject *ready = REQUIRED(self, ready, "_ready_q");
+    PyObject *loop = REQUIRED(self, loop, "_loop");
+    PyObject *ready = loop ? hook_ready_queue(self, loop) : NULL;
     if (ready == NULL)
         return -1;
-    Py_INCREF(ready);
+    /* deque's own append: asyncio's queue and its subclasses (the trace's) keep it */
     int rc = upcall_void(st->deque_append, "deque_append", ready, self->dispatch_handle, NULL);
     Py_DECREF(ready);
     if (rc == 0)
@@ -585,8 +594,7 @@ hook_place(HookObject *self, PyObject *priority)
         Py_RETURN_NONE;
     }
     PyObject *loop = REQUIRED(self, loop, "_loop");
-    PyObject *ready = loop ? REQUIRED(self, ready, "_ready_q") : NULL;
-    if (ready == NULL)
+    if (loop == NULL)
         return NULL;
     if (!is_context(st, ctx)) {
         PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
@@ -594,7 +602,12 @@ hook_place(HookObject *self, PyObject *priority)
     }
     Py_INCREF(ctx);
     Py_INCREF(loop);
-    Py_INCREF(ready);
+    PyObject *ready = hook_ready_queue(self, loop);
+    if (ready == NULL) {
+        Py_DECREF(loop);
+        Py_DECREF(ctx);
+        return NULL;
+    }
     int events = PyObject_IsTrue(self->events ? self->events : Py_None);
     Py_ssize_t nready = PyObject_Length(ready);
     if (events < 0 || nready < 0)
@@ -683,7 +696,6 @@ static PyMemberDef hook_members[] = {
     HM("_preset", T_OBJECT, preset),
     HM("direct", T_OBJECT, direct),
     HM("_polls", T_OBJECT, polls),
-    HM("_ready_q", T_OBJECT, ready),
     HM("_queued", T_BOOL, queued),
     {NULL}
 };

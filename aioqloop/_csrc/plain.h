@@ -11,6 +11,9 @@ struct PlainObject {
     PyObject_HEAD
     ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *ctx, *loop, *handle, *timer, *timeout, *run_cb;
+    /* _prepare_prios: the priorities of the context's prepare hooks (PriorityIndex.prios,
+     * one list for the context's life, changed in place) */
+    PyObject *prepare_prios;
     double timer_when, slack;
     Py_ssize_t iterations_run, empty_iterations;  /* figures for statistics() */
     char closed, owned;
@@ -22,7 +25,7 @@ struct PlainObject {
 
 
 #define PLAIN_FIELDS(X) \
-    X(ctx) X(loop) X(handle) X(timer) X(timeout) X(run_cb)
+    X(ctx) X(loop) X(handle) X(timer) X(timeout) X(run_cb) X(prepare_prios)
 GC_FUNCTIONS(plain, PlainObject, PLAIN_FIELDS)
 
 static PyObject *
@@ -138,7 +141,6 @@ plain_rearm_meth(PlainObject *self, PyObject *timeout)
 static int
 plain_iterate_once(PlainObject *self, ContextObject *ctx)
 {
-    ModState *st = self->st;
     Py_CLEAR(self->timeout);
     self->iterations_run++;
     int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
@@ -158,7 +160,10 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
          * it would fire an empty iteration right away.  Only a new prepare knows the
          * wait of prepare hooks, or of the fd audit when no timer is armed for it
          * (MainContext._wait_needs_prepare). */
-        int needs = nonempty_attr(ctx->prepare_hooks, st->s_prios);
+        PyObject *prios = REQUIRED(self, prepare_prios, "_prepare_prios");
+        if (prios == NULL)
+            return -1;
+        int needs = truth(prios);
         if (needs == 0 && isinf(self->timer_when))
             needs = FDS_MASKS(ctx);
         if (needs < 0)
@@ -320,6 +325,7 @@ static PyMemberDef plain_members[] = {
     PM("_timer", T_OBJECT, timer),
     PM("_timeout", T_OBJECT, timeout),
     PM("_run_cb", T_OBJECT, run_cb),
+    PM("_prepare_prios", T_OBJECT, prepare_prios),
     PM("_timer_when", T_DOUBLE, timer_when),
     PM("_slack", T_DOUBLE, slack),
     PM("_closed", T_BOOL, closed),
