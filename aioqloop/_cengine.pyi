@@ -132,6 +132,8 @@ class PlainCore:
     _handle: Any
     _timer: Any
     _timeout: float | None
+    _run_cb: Any
+    _prepare_prios: Any
     _timer_when: float
     _slack: float
     _closed: bool

@@ -94,8 +94,6 @@ ENGINE: Final[str] = "python" if core is None else "c"
 if core is not None:
     from . import _registry
 
-    core.configure(tls=_registry._tls)
-
     def _configure_context_class(cls: type[Any]) -> None:
         """What the core checks a context against, and the context's methods it calls
         back without a name lookup (an attach or a bottom half refused by a closed

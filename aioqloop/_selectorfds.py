@@ -264,4 +264,5 @@ class SelectorFds(_SharedBase):
 
 if _engine.core is not None:
     # The stock base's hook runs this select in C (same rules, see _cengine.c).
-    _engine.core.configure(shared_select=SelectorFds.select, reportable=_REPORTABLE)
+    _engine.core.configure(shared_select=SelectorFds.select, shared_rebuild=SelectorFds.rebuild,
+                           reportable=_REPORTABLE)

@@ -223,8 +223,6 @@ else:
     class _HookBase(_engine.core.HookCore, _PyHook):
         """The compiled core's hook methods first, the Python slow paths behind them."""
 
-    _engine.core.configure(max_wait=MAX_WAIT)
-
 
 class _SelectorHook(_HookBase):
     """The loop's selector with a context iteration around ``select`` (module docstring).
@@ -538,6 +536,23 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
 
 def _noop() -> None:
     pass
+
+
+if _engine.core is not None:
+    # The core's upcalls into the hook (HookCore, aioqloop/_csrc/hook.h), each called with
+    # its object first; no subclass overrides them.  The loop's ready queue is a deque (a
+    # subclass with a trace): deque's own append and clear serve it.
+    _engine.core.configure(
+        max_wait=MAX_WAIT,
+        hook_woken=_SelectorHook._woken,
+        hook_take_epfd=_SelectorHook._take_epfd,
+        hook_poll_clock=_SelectorHook._poll_clock,
+        hook_expose_deadline=_SelectorHook._expose_deadline,
+        hook_urgent=_SelectorHook._urgent,
+        hook_timer_due=QSelectorEventLoop._timer_due,
+        deque_append=deque.append,
+        deque_clear=deque.clear,
+    )
 
 
 def _never_called() -> None:  # pragma: no cover - filtered out by the hook

@@ -230,6 +230,8 @@ class _PyPlain:
     _empty_iterations: int
     _batch: int
     _fd: int | None
+    _run_cb: Callable[[], None]
+    _prepare_prios: list[int]
 
     if TYPE_CHECKING:
         def deadline_changed(self, when: float) -> None: ...
@@ -239,13 +241,22 @@ class _PyPlain:
         # source made ready.
         if self._handle is None and not self._closed and not self._batch:
             try:
-                self._handle = self._loop.call_soon(self._run)
+                self._handle = self._loop.call_soon(self._run_cb)
             except RuntimeError:
                 # A closed loop has nothing to run (the context's entry points refuse
                 # new work up front, see MainContext._check_loop_open); what is left
                 # here is a notification in the middle of a change, which must finish.
-                if not self._loop.is_closed():
+                if not self._soon_refused():
                     raise
+
+    def _soon_refused(self) -> bool:
+        """``call_soon`` raised RuntimeError: True if the loop is closed (nothing to
+        run, nothing to report)."""
+        return self._loop.is_closed()
+
+    def _acquire(self) -> bool:
+        """Own the context from the loop's thread (`MainContext.acquire`)."""
+        return self._ctx.acquire()
 
     def _again(self) -> None:
         """Another iteration is needed even if nothing is ready (prepare hooks to call,
@@ -289,7 +300,7 @@ class _PyPlain:
         if not self._owned:
             # The loop's thread owns the context from its first iteration on (GLib's
             # acquire, held while the loop drives it; released when the driver closes).
-            if not ctx.acquire():
+            if not self._acquire():
                 self._rearm(0.01)  # another thread iterates it by hand: look again soon
                 return
             self._owned = True
@@ -374,6 +385,11 @@ class PlainDriver(_PlainBase, Driver):
         #: 0 outside `_run`; 1 inside its batch of iterations; 2: one more was asked for.
         self._batch = 0
         self.source_ready: Callable[[int], None] | None = self._kick
+        #: The bound `_run` that iterations are queued with (one, made here).
+        self._run_cb = self._run
+        #: The priorities of the context's prepare hooks: one list for the context's
+        #: life, changed in place (`MainContext._wait_needs_prepare` reads it too).
+        self._prepare_prios = ctx._prepare_hooks.prios
         # No fd of the context's until it needs one (a watched fd, a hand-run iteration):
         # other threads wake the loop through its own call_soon_threadsafe meanwhile.
         self._fd: int | None = None
@@ -441,6 +457,11 @@ if _engine.core is not None:
     # nothing; the plain driver's returns while a timer is armed as early), and reads the
     # stock loop's clock (BaseEventLoop.time is time.monotonic()) itself while neither
     # was replaced.
+    # The plain driver's upcalls (PlainCore, aioqloop/_csrc/plain.h), each called with the
+    # driver first; no subclass overrides them.
+    _engine.core.configure(plain_deadline_changed=PlainDriver.deadline_changed,
+                           plain_acquire=PlainDriver._acquire,
+                           plain_soon_refused=PlainDriver._soon_refused)
     _engine.core.configure_timers(noop_deadline=Driver.deadline_changed,
                                   plain_deadline=PlainDriver.deadline_changed,
                                   loop_time=asyncio.BaseEventLoop.time, time_module=time,

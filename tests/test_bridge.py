@@ -408,3 +408,33 @@ def test_sources_made_ready_in_a_batch_queue_no_loop_callback_each(base: str) ->
     queued, iterations, count = _run_on_plain(base, main)
     assert (iterations, count) == (n, n)
     assert queued <= n // bridge.BATCH + 2, queued
+
+
+@pytest.mark.parametrize("base", ["uvloop", "asyncio"])
+def test_prepare_hooks_are_asked_again_after_a_dispatch_that_zeroed_the_wait(
+    base: str,
+) -> None:
+    # Prepare said "something is ready" (a zero wait) and the dispatch ran it: only a new
+    # prepare knows what the prepare hooks want now, so the driver iterates again instead
+    # of sleeping until the next ready time (here: none).
+    class SecondLook(aioqloop.Source):
+        def __init__(self) -> None:
+            super().__init__()
+            self.looks = 0
+
+        def prepare(self) -> tuple[bool, float | None]:
+            self.looks += 1
+            return (self.looks >= 2, None)
+
+    async def main() -> int:
+        ctx = _plain_context(base)
+        fired = asyncio.get_running_loop().create_future()
+        once = IdleSource()
+        once.set_callback(lambda: False)
+        once.attach(ctx)
+        hooked = SecondLook()
+        hooked.set_callback(lambda: fired.set_result(hooked.looks) and False)
+        hooked.attach(ctx)
+        return cast(int, await asyncio.wait_for(fired, 5))
+
+    assert _run_on_plain(base, main) == 2

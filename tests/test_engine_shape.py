@@ -12,8 +12,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 CSRC = Path(__file__).resolve().parent.parent / "aioqloop" / "_csrc"
 
 #: The most by-name uses of the interned names of the module state (``CORE_NAMES``)
@@ -60,7 +58,6 @@ def string_lookups() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(reason="the core is being narrowed (#22)", strict=False)
 def test_by_name_calls_are_few() -> None:
     uses = by_name_uses()
     total = sum(uses.values())
@@ -70,7 +67,6 @@ def test_by_name_calls_are_few() -> None:
     )
 
 
-@pytest.mark.xfail(reason="the core is being narrowed (#22)", strict=False)
 def test_no_attribute_is_reached_by_a_c_string() -> None:
     assert string_lookups() == []
 

@@ -7,6 +7,7 @@ import os
 import selectors
 import socket
 import tempfile
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -357,3 +358,23 @@ def test_fd_closed_behind_the_watch_is_reported_nval(
         b.close()
     finally:
         os.close(w)
+
+
+def test_a_key_map_that_is_not_a_dict_still_serves_both(loop: asyncio.AbstractEventLoop) -> None:
+    # A selector whose key map is some other Mapping: the hook's select takes the general
+    # path (SelectorFds.select), with the same results for asyncio and the context.
+    direct = hook(loop).direct
+    direct._fd_to_key = types.MappingProxyType(direct._real._fd_to_key)
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    try:
+        loop.add_reader(a.fileno(), lambda: got.append(a.recv(16)))
+        b.send(b"y")
+        run_until(loop, lambda: got)
+        assert got == [b"y"]
+        _roundtrip_with_source(loop)
+    finally:
+        loop.remove_reader(a.fileno())
+        a.close()
+        b.close()
+

@@ -105,7 +105,7 @@ ctx_insert(ContextObject *self, PyObject *srcobj)
     if (plain < 0)
         return NULL;
     if (!plain)
-        return upcall_obj(st->ctx_insert_tree, (PyObject *)self, srcobj) < 0 ? NULL : Py_NewRef(Py_None);
+        return upcall_void(st->ctx_insert_tree, "ctx_insert_tree", (PyObject *)self, srcobj, NULL) < 0 ? NULL : Py_NewRef(Py_None);
     /* no attach order yet (an empty tuple, or none at all after a del) */
     if (src->order == NULL || (PyTuple_Check(src->order) && PyTuple_GET_SIZE(src->order) == 0)) {
         PyObject *nseq = PyLong_FromSsize_t(self->order_seq + 1);
@@ -148,7 +148,7 @@ ctx_remove_source(ContextObject *self, PyObject *srcobj)
     if (plain < 0)
         return NULL;
     if (!plain || !(vt & VT_MAYBE_FINALIZE_DEFAULT))
-        return upcall_obj(st->ctx_remove, (PyObject *)self, srcobj) < 0 ? NULL : Py_NewRef(Py_None);
+        return upcall_void(st->ctx_remove, "ctx_remove", (PyObject *)self, srcobj, NULL) < 0 ? NULL : Py_NewRef(Py_None);
     if ((src->ready || src->ready_by_time || src->ready_by_child) && unmark_ready(self, src) < 0)
         return NULL;
     dl_drop(self, src);
@@ -225,7 +225,7 @@ ctx_collect(ContextObject *self, PyObject *unused)
 {
     ModState *st = self->st;
     int ops = waker_ops_pending(self);
-    if (ops < 0 || (ops && upcall_obj(st->waker_run_ops, self->waker, NULL) < 0))
+    if (ops < 0 || (ops && upcall_void(st->waker_run_ops, "waker_run_ops", self->waker, NULL, NULL) < 0))
         return NULL;
     if (read_clock(self) < 0)
         return NULL;
@@ -316,7 +316,7 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
         PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
         return -1;
     }
-    if (!self->owned_by_loop && upcall_obj(st->ctx_check_loop_open, me, NULL) < 0)
+    if (!self->owned_by_loop && upcall_void(st->ctx_check_loop_open, "ctx_check_loop_open", me, NULL, NULL) < 0)
         return -1;
     long id = (long)(self->next_id & 0xFFFFFFFFL);
     for (; id >= 0; id = (id + 1) & 0xFFFFFFFFL) {
@@ -378,7 +378,7 @@ ctx_attach(ContextObject *self, PyObject *srcobj)
     if (owner < 0)
         goto out;
     if (owner == OWNER_OTHER) {
-        rc = upcall_obj(st->ctx_post_insert, (PyObject *)self, srcobj);
+        rc = upcall_void(st->ctx_post_insert, "ctx_post_insert", (PyObject *)self, srcobj, NULL);
     }
     else {
         PyObject *r = ctx_insert(self, srcobj);

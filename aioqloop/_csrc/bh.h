@@ -90,7 +90,7 @@ carrier_queue_call(BHCarrierObject *c, PyObject *fn, PyObject *arg)
     if (queue == NULL)
         return -1;
     Py_INCREF(queue);
-    int rc = upcall_obj(fn, queue, arg);
+    int rc = upcall_void(fn, "fn", queue, arg, NULL);
     Py_DECREF(queue);
     return rc;
 }
@@ -116,7 +116,7 @@ bh_enqueue_locked(BHObject *self, ContextObject *ctx, PyObject *carrierobj, Wake
         return -1;
     /* refused before anything changes: work nothing would ever run (a loop's own
      * context is closed with its loop, and the waker with it) */
-    if (!ctx->owned_by_loop && upcall_obj(st->ctx_check_loop_open, (PyObject *)ctx, NULL) < 0)
+    if (!ctx->owned_by_loop && upcall_void(st->ctx_check_loop_open, "ctx_check_loop_open", (PyObject *)ctx, NULL, NULL) < 0)
         return -1;
     Py_INCREF(carrier);  /* the upcall above may have replaced the context's */
     int rc = 0;
@@ -143,7 +143,7 @@ bh_enqueue_locked(BHObject *self, ContextObject *ctx, PyObject *carrierobj, Wake
     Py_CLEAR(*source);
     if (waker->closed || waker->notified || !waker->poll_waiting)
         return 0;
-    return upcall_obj(st->waker_notify_locked, (PyObject *)waker, NULL);
+    return upcall_void(st->waker_notify_locked, "waker_notify_locked", (PyObject *)waker, NULL, NULL);
 }
 
 /* BottomHalf.schedule (qemu_bh_schedule), from any thread. */

@@ -77,56 +77,19 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
 /* Interned attribute and method names: X(field, "text"). */
 #define CORE_NAMES(X) \
     X(s_dispatch, "dispatch") \
-    X(s_ctx_dispatch, "_dispatch") \
     X(s_maybe_finalize, "_maybe_finalize") \
     X(s_destroy, "destroy") \
-    X(s_prios, "prios") \
-    X(s_ops, "ops") \
-    X(s_pending, "pending") \
-    X(s_masks, "masks") \
     X(s_poll, "poll") \
     X(s_place, "place") \
     X(s_set_ready_time, "set_ready_time") \
-    X(s_revents, "revents") \
-    X(s_records, "records") \
-    X(s_wake_fd, "_wake_fd") \
-    X(s_events, "events") \
-    X(s_source, "source") \
     X(s_drain, "drain") \
-    X(s_epoll, "epoll") \
-    X(s_last_audit, "last_audit") \
-    X(s_always, "always") \
-    X(s_poll_ready_name, "_poll_ready") \
-    X(s_apply_polled_name, "_apply_polled") \
     X(s_ready_q, "_ready") \
     X(s_scheduled, "_scheduled") \
-    X(s_timer_due, "_timer_due") \
-    X(s_urgent, "_urgent") \
-    X(s_dispatch_postponed, "_dispatch_postponed") \
-    X(s_woken, "_woken") \
-    X(s_raw, "raw") \
-    X(s_take_raw, "take_raw") \
-    X(s_take_epfd, "_take_epfd") \
-    X(s_poll_clock, "_poll_clock") \
-    X(s_expose_deadline, "_expose_deadline") \
-    X(s_sources, "_sources") \
-    X(s_append, "append") \
-    X(s_clear, "clear") \
     X(s_select_name, "select") \
-    X(s_stale, "stale") \
     X(s_call_soon, "call_soon") \
-    X(s_is_closed, "is_closed") \
     X(s_attached, "_attached") \
     X(s_finalize, "finalize") \
-    X(s_driver, "_driver") \
-    X(s_run, "_run") \
-    X(s_acquire, "acquire") \
     X(s_deadline_changed, "deadline_changed") \
-    X(s_rebuild, "rebuild") \
-    X(s_ep, "_ep") \
-    X(s_fd_to_key, "_fd_to_key") \
-    X(s_ctx_mask, "_ctx_mask") \
-    X(s_events_attr, "events") \
     X(s_tm_time, "time") \
     X(s_tm_monotonic, "monotonic") \
     /* attach, waker, bottom halves, timers */ \
@@ -134,11 +97,23 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
 
 /* What configure() sets, by keyword: X(field) (the keyword is the field's name). */
 #define CORE_CONFIG(X) \
+    /* fd poll, selector hook, plain driver: each called with its object first */ \
+    X(hook_woken)             /* _SelectorHook._woken: hook.h, select of an empty context */ \
+    X(hook_take_epfd)         /* _SelectorHook._take_epfd: hook.h, private-epoll path */ \
+    X(hook_poll_clock)        /* _SelectorHook._poll_clock: hook.h, poll with a VirtualClock */ \
+    X(hook_expose_deadline)   /* _SelectorHook._expose_deadline: hook.h, wrapped select */ \
+    X(hook_urgent)            /* _SelectorHook._urgent: hook.h, place() more urgent than default */ \
+    X(hook_timer_due)         /* QSelectorEventLoop._timer_due: hook.h place(), with timers */ \
+    X(deque_append)           /* collections.deque.append: the loop's ready queue (hook.h), a bottom-half queue (bh.h) */ \
+    X(deque_clear)            /* collections.deque.clear: hook.h place(), bh.h */ \
+    X(shared_rebuild)         /* SelectorFds.rebuild: hook.h, a stale shared set */ \
+    X(plain_deadline_changed) /* PlainDriver.deadline_changed: plain.h, arm the timer */ \
+    X(plain_acquire)          /* PlainDriver._acquire: plain.h, the first iteration */ \
+    X(plain_soon_refused)     /* PlainDriver._soon_refused: plain.h, call_soon raised */ \
     X(default_dispatch)       /* Source.dispatch (the plain function) */ \
     X(timeout_dispatch)       /* TimeoutSource.dispatch */ \
     X(fd_dispatch)            /* FdSource.dispatch */ \
     X(conditions)             /* tuple of 64 IOCondition values */ \
-    X(tls)                    /* aioqloop._registry._tls */ \
     X(default_attached)       /* Source._attached */ \
     X(timeout_attached)       /* TimeoutSource._attached */ \
     X(default_finalize)       /* Source.finalize */ \
@@ -167,8 +142,6 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     /* attach, waker, bottom halves, timers */ \
     X(waker_run_ops)          /* Waker.run_ops: collect runs the posted operations */ \
     X(waker_notify_locked)    /* Waker.notify_locked: schedule wakes the loop */ \
-    X(deque_append)           /* collections.deque.append: the bottom-half queue */ \
-    X(deque_clear)            /* collections.deque.clear */ \
     X(ctx_insert_tree)        /* SourceSet._insert_tree: attach, a source with hooks */ \
     X(ctx_remove)             /* SourceSet._remove: destroy, a source with hooks */ \
     X(ctx_post_insert)        /* SourceSet._post_insert: attach from another thread */ \
@@ -205,8 +178,7 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     /* attach, waker, bottom halves, timers */ \
     X(BHCarrierType) X(WakerLockType)
 #define CORE_OWNED(X) \
-    X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */ \
-    X(hook_poll_descr) X(hook_place_descr) X(plain_poll_descr) X(plain_place_descr)
+    X(shared_select_fn)  /* SelectorFds.select (the plain function), from configure() */
 
 #define DECLARE_NAME(field, text) PyObject *field;
 #define DECLARE_FIELD(field) PyObject *field;
@@ -424,49 +396,5 @@ list_drop_last(PyObject *list)
     PyList_SET_ITEM(list, n - 1, NULL);
     Py_SET_SIZE(list, n - 1);  /* the capacity stays: the next push reuses it */
     Py_DECREF(last);
-}
-
-/* Truth of obj.<name>(); -1 on error. */
-static int
-call_truth(PyObject *obj, PyObject *name)
-{
-    PyObject *r = PyObject_CallMethodNoArgs(obj, name);
-    if (r == NULL)
-        return -1;
-    int t = truth(r);
-    Py_DECREF(r);
-    return t;
-}
-
-/* Truth of obj.<name>(arg); -1 on error. */
-static int
-call_truth_arg(PyObject *obj, PyObject *name, PyObject *arg)
-{
-    PyObject *r = PyObject_CallMethodOneArg(obj, name, arg);
-    if (r == NULL)
-        return -1;
-    int t = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return t;
-}
-
-/* Truth of obj.<name>; -1 on error. */
-static int
-attr_truth(PyObject *obj, PyObject *name)
-{
-    PyObject *r = PyObject_GetAttr(obj, name);
-    if (r == NULL)
-        return -1;
-    int t = truth(r);
-    Py_DECREF(r);
-    return t;
-}
-
-static inline int
-nonempty_attr(PyObject *obj, PyObject *name)
-{
-    if (IS_NONE(obj))
-        return 0;
-    return attr_truth(obj, name);
 }
 

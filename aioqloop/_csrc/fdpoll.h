@@ -16,6 +16,8 @@
  *
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
+/* Configured upcalls (upcall, upcall_void, upcall_truth): dispatch.h. */
+
 /* ------------------------------------------------------------------- FdTagCore */
 struct FdTagObject {
     PyObject_HEAD
@@ -153,17 +155,34 @@ ctx_fdpoller(ContextObject *self)
     return (FdPollerObject *)f;
 }
 
-/* Truth of one of the poller's containers (masks, always): read directly from the C
- * poller, by name otherwise.  -1 on error. */
-static int
-fds_truth(ContextObject *self, size_t offset, PyObject *name)
+/* The context's poller as the C type; NULL with an exception if it is not one (the
+ * context's FdPoller always is: the core reads its fields, never its attributes). */
+static FdPollerObject *
+ctx_fdpoller_required(ContextObject *self)
 {
     FdPollerObject *fp = ctx_fdpoller(self);
+    if (fp == NULL) {
+        if (IS_NONE(self->fds))
+            PyErr_SetString(PyExc_RuntimeError, "the MainContext has no fd poller");
+        else
+            PyErr_SetString(PyExc_TypeError, "the MainContext's fd poller is not an FdPoller");
+    }
+    return fp;
+}
+
+/* Truth of one of the poller's containers (masks, always), read from the C poller.
+ * No poller (a half-made context) has none.  -1 on error. */
+static int
+fds_truth(ContextObject *self, size_t offset, const char *name)
+{
+    if (IS_NONE(self->fds))
+        return 0;
+    FdPollerObject *fp = ctx_fdpoller_required(self);
     if (fp == NULL)
-        return nonempty_attr(self->fds, name);
+        return -1;
     PyObject *o = *(PyObject **)((char *)fp + offset);
     if (o == NULL) {
-        PyErr_Format(PyExc_AttributeError, "%U", name);
+        PyErr_SetString(PyExc_AttributeError, name);
         return -1;
     }
     if (PyDict_CheckExact(o))
@@ -172,24 +191,17 @@ fds_truth(ContextObject *self, size_t offset, PyObject *name)
         return PySet_GET_SIZE(o) != 0;
     return PyObject_IsTrue(o);
 }
-#define FDS_MASKS(ctx) fds_truth((ctx), offsetof(FdPollerObject, masks), (ctx)->st->s_masks)
-#define FDS_ALWAYS(ctx) fds_truth((ctx), offsetof(FdPollerObject, always), (ctx)->st->s_always)
+#define FDS_MASKS(ctx) fds_truth((ctx), offsetof(FdPollerObject, masks), "masks")
+#define FDS_ALWAYS(ctx) fds_truth((ctx), offsetof(FdPollerObject, always), "always")
 
 /* FdPoller.last_audit: the loop time of the last NVAL audit.  -1 on error. */
 static int
 fds_last_audit(ContextObject *self, double *out)
 {
-    FdPollerObject *fp = ctx_fdpoller(self);
-    if (fp != NULL) {
-        *out = fp->last_audit;
-        return 0;
-    }
-    PyObject *la = PyObject_GetAttr(self->fds, self->st->s_last_audit);
-    double last = la ? PyFloat_AsDouble(la) : -1.0;
-    Py_XDECREF(la);
-    if (last == -1.0 && PyErr_Occurred())
+    FdPollerObject *fp = ctx_fdpoller_required(self);
+    if (fp == NULL)
         return -1;
-    *out = last;
+    *out = fp->last_audit;
     return 0;
 }
 
@@ -209,46 +221,32 @@ apply_records(ContextObject *self, PyObject *recs, long ev)
         PyObject *rec = PyList_GET_ITEM(recs, j);
         Py_INCREF(rec);
         PyObject *source = NULL;
-        long revents;
-        if (PyObject_TypeCheck(rec, st->FdTagType)) {
-            FdTagObject *tag = (FdTagObject *)rec;
-            PyObject *events = tag->events;
-            long mask = events ? PyLong_AsLong(events) : -1;
-            if (events == NULL)
-                PyErr_SetString(PyExc_AttributeError, "events");
-            if (mask == -1 && PyErr_Occurred()) {
-                Py_DECREF(rec);
-                rc = -1;
-                break;
-            }
-            revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
-            tag->revents = revents;
-            if (revents) {
-                source = tag->source;
-                if (source == NULL) {
-                    PyErr_SetString(PyExc_AttributeError, "source");
-                    rc = -1;
-                }
-                Py_XINCREF(source);
-            }
+        if (!PyObject_TypeCheck(rec, st->FdTagType)) {
+            /* the records are the tags add_unix_fd made: the core reads their fields */
+            PyErr_SetString(PyExc_TypeError, "an fd record is not an add_unix_fd tag");
+            Py_DECREF(rec);
+            rc = -1;
+            break;
         }
-        else {
-            /* a record of another type: the same, by attribute name */
-            PyObject *mask_o = PyObject_GetAttr(rec, st->s_events);
-            long mask = mask_o ? PyLong_AsLong(mask_o) : -1;
-            Py_XDECREF(mask_o);
-            if (mask == -1 && PyErr_Occurred()) {
-                Py_DECREF(rec);
+        FdTagObject *tag = (FdTagObject *)rec;
+        PyObject *events = tag->events;
+        long mask = events ? PyLong_AsLong(events) : -1;
+        if (events == NULL)
+            PyErr_SetString(PyExc_AttributeError, "events");
+        if (mask == -1 && PyErr_Occurred()) {
+            Py_DECREF(rec);
+            rc = -1;
+            break;
+        }
+        long revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
+        tag->revents = revents;
+        if (revents) {
+            source = tag->source;
+            if (source == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "source");
                 rc = -1;
-                break;
             }
-            revents = ev & (mask | POLLERR | POLLHUP | POLLNVAL);
-            PyObject *rv = PyLong_FromLong(revents);
-            if (rv == NULL || PyObject_SetAttr(rec, st->s_revents, rv) < 0)
-                rc = -1;
-            Py_XDECREF(rv);
-            if (rc == 0 && revents && (source = PyObject_GetAttr(rec, st->s_source)) == NULL)
-                rc = -1;
+            Py_XINCREF(source);
         }
         if (rc == 0 && source != NULL && Source_Check(st, source)
                 && !((SourceObject *)source)->blocked)
@@ -276,43 +274,21 @@ apply_fd(ContextObject *self, PyObject *records, long fd, long ev, long wake)
     return apply_records(self, recs, ev) < 0 ? -1 : 0;
 }
 
-/* The poller's records dict and wake-up fd, read directly from the C poller or by name.
- * *records is a new reference.  -1 on error. */
+/* The poller's records dict and wake-up fd, read from the C poller.  *records is a new
+ * reference.  -1 on error. */
 static int
 fds_records(ContextObject *self, PyObject **records, long *wake)
 {
-    ModState *st = self->st;
-    PyObject *fds = self->fds;
-    if (IS_NONE(fds)) {
-        PyErr_SetString(PyExc_RuntimeError, "the MainContext has no fd poller");
+    FdPollerObject *fp = ctx_fdpoller_required(self);
+    if (fp == NULL)
+        return -1;
+    if (fp->records == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the fd poller is not initialised");
         return -1;
     }
-    FdPollerObject *fp = ctx_fdpoller(self);
-    if (fp != NULL) {
-        if (fp->records == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "the fd poller is not initialised");
-            return -1;
-        }
-        *records = fp->records;
-        Py_INCREF(*records);
-        *wake = fp->wake_fd;
-    }
-    else {
-        Py_INCREF(fds);
-        *records = PyObject_GetAttr(fds, st->s_records);
-        PyObject *wake_o = *records ? PyObject_GetAttr(fds, st->s_wake_fd) : NULL;
-        Py_DECREF(fds);
-        if (wake_o == NULL) {
-            Py_CLEAR(*records);
-            return -1;
-        }
-        *wake = PyLong_AsLong(wake_o);
-        Py_DECREF(wake_o);
-        if (*wake == -1 && PyErr_Occurred()) {
-            Py_CLEAR(*records);
-            return -1;
-        }
-    }
+    *records = fp->records;
+    Py_INCREF(*records);
+    *wake = fp->wake_fd;
     if (!PyDict_Check(*records)) {
         PyErr_SetString(PyExc_TypeError, "FdPoller.records must be a dict");
         Py_CLEAR(*records);
@@ -344,16 +320,29 @@ epoll_wait_c(int epfd, struct epoll_event *evs, int max, int ms)
     return n;
 }
 
+/* Waker.drain() of the context's waker, if it has one: a wake-up was seen.  Looked up by
+ * name, the one place the fd poll does so: Waker.drain holds the handshake's rules and a
+ * test replaces it on the class.  0, or -1 with an exception. */
+static int
+ctx_drain_waker(ContextObject *self)
+{
+    PyObject *waker = self->waker;
+    if (IS_NONE(waker))
+        return 0;
+    Py_INCREF(waker);
+    int rc = call_method_void(waker, self->st->s_drain, NULL, NULL, NULL);
+    Py_DECREF(waker);
+    return rc;
+}
+
 /* The most results one epoll_wait returns here (what select.epoll.poll takes by default). */
 #define FD_POLL_MAX 1023
 
 /* FdPoller.poll(0) of the C poller: epoll_wait with no wait, straight into a C array,
- * and the results applied.  1 if done, 0 if this poller needs the Python path (no C
- * epoll object), -1 on error.  A wake-up is drained. */
+ * and the results applied.  1 if done, -1 on error.  A wake-up is drained. */
 static int
 fds_poll_now(ContextObject *self, FdPollerObject *fp)
 {
-    ModState *st = self->st;
     if (fp->epoll == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the fd poller is not initialised");
         return -1;
@@ -361,13 +350,13 @@ fds_poll_now(ContextObject *self, FdPollerObject *fp)
     if (fp->epoll == Py_None) {
         /* No epoll set yet (opened on first need): a wake-up came through the driver's
          * own wake callback; consume it. */
-        if (!IS_NONE(self->waker) && call_method_void(self->waker, st->s_drain, NULL, NULL, NULL) < 0)
-            return -1;
-        return 1;
+        return ctx_drain_waker(self) < 0 ? -1 : 1;
     }
     int epfd = epoll_fileno(fp->epoll);
-    if (epfd == -2)
-        return 0;
+    if (epfd == -2) {
+        PyErr_SetString(PyExc_TypeError, "FdPoller.epoll must be a select.epoll");
+        return -1;
+    }
     if (epfd < 0) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed epoll object");
         return -1;
@@ -391,8 +380,7 @@ fds_poll_now(ContextObject *self, FdPollerObject *fp)
     Py_DECREF(records);
     if (rc < 0)
         return -1;
-    if (woken && !IS_NONE(self->waker)
-            && call_method_void(self->waker, st->s_drain, NULL, NULL, NULL) < 0)
+    if (woken && ctx_drain_waker(self) < 0)
         return -1;
     return 1;
 }

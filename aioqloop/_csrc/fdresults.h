@@ -8,7 +8,6 @@
 static int
 apply_events(ContextObject *self, PyObject *events)
 {
-    ModState *st = self->st;
     PyObject *records;
     long wake;
     if (fds_records(self, &records, &wake) < 0)
@@ -44,8 +43,8 @@ apply_events(ContextObject *self, PyObject *events)
     }
     Py_DECREF(seq);
     Py_DECREF(records);
-    if (rc == 0 && woken && !IS_NONE(self->waker))
-        rc = call_method_void(self->waker, st->s_drain, NULL, NULL, NULL);
+    if (rc == 0 && woken)
+        rc = ctx_drain_waker(self);
     return rc;
 }
 
@@ -57,39 +56,15 @@ ctx_apply_polled(ContextObject *self, PyObject *events)
     Py_RETURN_NONE;
 }
 
+/* MainContext._poll_ready: a look at the context's fds without a wait, the results
+ * recorded (FdPoller.poll(0) with _apply_polled). */
 static PyObject *
 ctx_poll_ready(ContextObject *self, PyObject *unused)
 {
-    ModState *st = self->st;
-    PyObject *fds = REQUIRED(self, fds, "_fds");
-    if (fds == NULL)
+    if (REQUIRED(self, fds, "_fds") == NULL)
         return NULL;
-    FdPollerObject *fp = ctx_fdpoller(self);
-    if (fp != NULL) {
-        int done = fds_poll_now(self, fp);
-        if (done < 0)
-            return NULL;
-        if (done)
-            Py_RETURN_NONE;
-    }
-    PyObject *epoll = PyObject_GetAttr(fds, st->s_epoll);
-    if (epoll == NULL)
-        return NULL;
-    if (epoll == Py_None) {
-        /* No epoll set yet (opened on first need): a wake-up came through the driver's
-         * own wake callback; consume it. */
-        Py_DECREF(epoll);
-        if (!IS_NONE(self->waker) && call_method_void(self->waker, st->s_drain, NULL, NULL, NULL) < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    PyObject *events = PyObject_CallMethodOneArg(epoll, st->s_poll, st->float_zero);
-    Py_DECREF(epoll);
-    if (events == NULL)
-        return NULL;
-    int rc = apply_events(self, events);
-    Py_DECREF(events);
-    if (rc < 0)
+    FdPollerObject *fp = ctx_fdpoller_required(self);
+    if (fp == NULL || fds_poll_now(self, fp) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

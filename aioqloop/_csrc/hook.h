@@ -37,22 +37,30 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->events = st->empty_tuple;
     return (PyObject *)self;
 }
-/* MainContext.is_empty: no source attached and nothing posted by other threads. */
+/* MainContext._is_empty: no source attached and nothing posted by other threads, read
+ * from the context's and its waker's C fields.  -1 with an exception. */
 static int
 context_is_empty(ModState *st, PyObject *ctx)
 {
-    PyObject *sources = PyObject_GetAttr(ctx, st->s_sources);
-    if (sources == NULL)
+    if (!is_context(st, ctx)) {
+        PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
         return -1;
-    int has = PyObject_IsTrue(sources);
-    Py_DECREF(sources);
+    }
+    ContextObject *c = (ContextObject *)ctx;
+    PyObject *sources = REQUIRED(c, sources, "_sources");
+    int has = sources == NULL ? -1 : truth(sources);
     if (has)
         return has < 0 ? -1 : 0;
-    PyObject *waker = is_context(st, ctx) ? ((ContextObject *)ctx)->waker : NULL;
-    if (waker == NULL)
+    if (IS_NONE(c->waker))
         return 1;
-    int ops = nonempty_attr(waker, st->s_ops);
-    return ops < 0 ? -1 : !ops;
+    WakerObject *w = ctx_waker(c);
+    if (w == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the context's waker is not a Waker");
+        return -1;
+    }
+    PyObject *ops = REQUIRED(w, ops, "ops");
+    int any = ops == NULL ? -1 : truth(ops);
+    return any < 0 ? -1 : !any;
 }
 
 static int
@@ -68,38 +76,26 @@ call_iterate(ModState *st, PyObject *ctx, PyObject *driver, int block)
 static int
 timer_due(ModState *st, PyObject *loop)
 {
+    /* asyncio replaces the list when it purges cancelled timers: read it each time */
     PyObject *scheduled = PyObject_GetAttr(loop, st->s_scheduled);
     if (scheduled == NULL)
         return -1;
-    int any = PyObject_IsTrue(scheduled);
+    int any = truth(scheduled);
     Py_DECREF(scheduled);
     if (any <= 0)
         return any;
-    return call_truth(loop, st->s_timer_due);
+    return upcall_truth(st->hook_timer_due, "hook_timer_due", loop, NULL, NULL);
 }
 
-/* SelectorFds.select (aioqloop._selectorfds), for the hook's own select: one epoll_wait
- * for asyncio and the context.  Returns asyncio's (key, events) list; the raw results
- * accumulate in direct.raw when one of the context's fds is among them. */
-
-/* asyncio's SelectorKey of a polled fd: 1 and *key (new), 0 if asyncio has none, -1. */
+/* asyncio's SelectorKey of a polled fd in the selector's own dict: 1 and *key (new), 0
+ * if asyncio has none, -1. */
 static int
 selector_key(PyObject *fd_to_key, PyObject *fd_o, PyObject **key)
 {
-    if (PyDict_CheckExact(fd_to_key)) {
-        *key = PyDict_GetItemWithError(fd_to_key, fd_o);
-        if (*key == NULL)
-            return PyErr_Occurred() ? -1 : 0;
-        Py_INCREF(*key);
-        return 1;
-    }
-    *key = PyObject_CallMethod(fd_to_key, "get", "O", fd_o);  /* a Mapping: owned */
+    *key = PyDict_GetItemWithError(fd_to_key, fd_o);
     if (*key == NULL)
-        return -1;
-    if (*key == Py_None) {
-        Py_CLEAR(*key);
-        return 0;
-    }
+        return PyErr_Occurred() ? -1 : 0;
+    Py_INCREF(*key);
     return 1;
 }
 
@@ -108,16 +104,12 @@ selector_key(PyObject *fd_to_key, PyObject *fd_o, PyObject **key)
 static int
 report_key(ModState *st, PyObject *ready, PyObject *key, long ev)
 {
-    long kevents;
-    if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
-        /* selectors.SelectorKey: (fileobj, fd, events, data) */
-        kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
+    /* selectors.SelectorKey, a named tuple: (fileobj, fd, events, data) */
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 4) {
+        PyErr_SetString(PyExc_TypeError, "the selector's keys must be selectors.SelectorKey");
+        return -1;
     }
-    else {
-        PyObject *kev = PyObject_GetAttr(key, st->s_events_attr);
-        kevents = kev ? PyLong_AsLong(kev) : -1;
-        Py_XDECREF(kev);
-    }
+    long kevents = PyLong_AsLong(PyTuple_GET_ITEM(key, 2));
     if (kevents == -1 && PyErr_Occurred())
         return -1;
     long mine = ev & st->reportable[kevents & 3];
@@ -134,118 +126,33 @@ report_key(ModState *st, PyObject *ready, PyObject *key, long ev)
     return rc;
 }
 
-/* Keep the raw epoll results for the context (SelectorFds.raw), after any not taken yet. */
-static int
-keep_raw(ModState *st, PyObject *direct, PyObject *raw)
+/* SelectorFds.select in Python (the configured plain function): for a selector whose
+ * epoll object or key dict is not the stock one. */
+static PyObject *
+shared_select_upcall(ModState *st, PyObject *direct, PyObject *timeout)
 {
-    PyObject *prev = PyObject_GetAttr(direct, st->s_raw);
-    if (prev == NULL)
-        return -1;
-    int nonempty = PyObject_IsTrue(prev);
-    int rc;
-    if (nonempty > 0) {
-        PyObject *r = PyObject_CallMethod(prev, "extend", "O", raw);
-        rc = r ? 0 : -1;
-        Py_XDECREF(r);
-    }
-    else {
-        rc = nonempty < 0 ? -1 : PyObject_SetAttr(direct, st->s_raw, raw);
-    }
-    Py_DECREF(prev);
-    return rc;
+    return upcall(st->shared_select_fn, "shared_select", direct, timeout, NULL);
 }
 
-static PyObject *
-shared_select_py(ModState *st, PyObject *direct, PyObject *timeout)
+/* The hook's shared set as the C type; NULL with a TypeError for anything else. */
+static SharedFdsObject *
+shared_fds(ModState *st, PyObject *direct)
 {
-    int stale = attr_truth(direct, st->s_stale);
-    if (stale < 0 || (stale && call_method_void(direct, st->s_rebuild, NULL, NULL, NULL) < 0))
-        return NULL;
-    double wait;
-    if (timeout == Py_None)
-        wait = -1.0;
-    else {
-        double t = PyFloat_AsDouble(timeout);
-        if (t == -1.0 && PyErr_Occurred())
-            return NULL;
-        wait = t <= 0 ? 0.0 : ceil(t * 1e3) * 1e-3;  /* epoll's milliseconds, rounded up */
-    }
-    PyObject *ep = PyObject_GetAttr(direct, st->s_ep);
-    if (ep == NULL)
-        return NULL;
-    PyObject *w = PyFloat_FromDouble(wait);
-    PyObject *raw = w ? PyObject_CallMethodOneArg(ep, st->s_poll, w) : NULL;
-    Py_XDECREF(w);
-    Py_DECREF(ep);
-    if (raw == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_InterruptedError)) {
-            PyErr_Clear();
-            return PyList_New(0);
-        }
+    if (!PyObject_TypeCheck(direct, st->SharedFdsType)) {
+        PyErr_SetString(PyExc_TypeError, "the hook's shared set is not a SelectorFds");
         return NULL;
     }
-    PyObject *ready = PyList_New(0);
-    if (ready == NULL || !PyList_Check(raw) || PyList_GET_SIZE(raw) == 0) {
-        if (ready != NULL && !PyList_Check(raw)) {
-            PyErr_SetString(PyExc_TypeError, "epoll.poll() must return a list");
-            Py_CLEAR(ready);
-        }
-        Py_DECREF(raw);
-        return ready;
-    }
-    PyObject *fd_to_key = PyObject_GetAttr(direct, st->s_fd_to_key);
-    PyObject *ctx_mask = fd_to_key ? PyObject_GetAttr(direct, st->s_ctx_mask) : NULL;
-    if (ctx_mask == NULL || !PyDict_Check(ctx_mask)) {
-        if (ctx_mask != NULL)
-            PyErr_SetString(PyExc_TypeError, "SelectorFds._ctx_mask must be a dict");
-        goto fail;
-    }
-    int hit = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(raw); i++) {
-        PyObject *item = PyList_GET_ITEM(raw, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
-            continue;
-        PyObject *fd_o = PyTuple_GET_ITEM(item, 0);
-        long ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
-        if (ev == -1 && PyErr_Occurred())
-            goto fail;
-        int mine_ctx = PyDict_Contains(ctx_mask, fd_o);
-        if (mine_ctx < 0)
-            goto fail;
-        hit |= mine_ctx;
-        PyObject *key;
-        int known = selector_key(fd_to_key, fd_o, &key);
-        if (known < 0)
-            goto fail;
-        if (known == 0)
-            continue;
-        int rc = report_key(st, ready, key, ev);
-        Py_DECREF(key);
-        if (rc < 0)
-            goto fail;
-    }
-    /* the raw list matters to the context only if one of its fds is in it */
-    if (hit && keep_raw(st, direct, raw) < 0)
-        goto fail;
-    Py_DECREF(fd_to_key);
-    Py_DECREF(ctx_mask);
-    Py_DECREF(raw);
-    return ready;
-fail:
-    Py_XDECREF(fd_to_key);
-    Py_XDECREF(ctx_mask);
-    Py_DECREF(raw);
-    Py_XDECREF(ready);
-    return NULL;
+    return (SharedFdsObject *)direct;
 }
 
 /* Is raw (the results not taken yet) non-empty?  Read directly from the C base. */
 static int
 shared_raw_nonempty(ModState *st, PyObject *direct)
 {
-    if (!PyObject_TypeCheck(direct, st->SharedFdsType))
-        return nonempty_attr(direct, st->s_raw);
-    PyObject *raw = ((SharedFdsObject *)direct)->raw;
+    SharedFdsObject *d = shared_fds(st, direct);
+    if (d == NULL)
+        return -1;
+    PyObject *raw = d->raw;
     if (raw == NULL) {
         PyErr_SetString(PyExc_AttributeError, "raw");
         return -1;
@@ -257,9 +164,9 @@ shared_raw_nonempty(ModState *st, PyObject *direct)
 static PyObject *
 shared_take_raw(ModState *st, PyObject *direct)
 {
-    if (!PyObject_TypeCheck(direct, st->SharedFdsType))
-        return PyObject_CallMethodNoArgs(direct, st->s_take_raw);
-    SharedFdsObject *d = (SharedFdsObject *)direct;
+    SharedFdsObject *d = shared_fds(st, direct);
+    if (d == NULL)
+        return NULL;
     if (d->raw == NULL) {
         PyErr_SetString(PyExc_AttributeError, "raw");
         return NULL;
@@ -275,15 +182,15 @@ shared_take_raw(ModState *st, PyObject *direct)
 /* SelectorFds.select with the C base: one epoll_wait of the shared set straight into a
  * C array (the GIL released only for a wait, see epoll_wait_c), asyncio's (key, events)
  * list built from it, and the raw results kept for the context when one of its fds is
- * among them.  Same rules as the Python method; an object that is not an exact
- * select.epoll goes through it. */
+ * among them.  Same rules as the Python method; an epoll object that is not an exact
+ * select.epoll, or a key map that is not an exact dict, goes through it. */
 static PyObject *
 shared_select(ModState *st, PyObject *direct, PyObject *timeout)
 {
-    if (!PyObject_TypeCheck(direct, st->SharedFdsType))
-        return shared_select_py(st, direct, timeout);
-    SharedFdsObject *d = (SharedFdsObject *)direct;
-    if (d->stale && call_method_void(direct, st->s_rebuild, NULL, NULL, NULL) < 0)
+    SharedFdsObject *d = shared_fds(st, direct);
+    if (d == NULL)
+        return NULL;
+    if (d->stale && upcall_void(st->shared_rebuild, "shared_rebuild", direct, NULL, NULL) < 0)
         return NULL;
     int ms = -1;
     if (timeout != Py_None) {
@@ -299,8 +206,8 @@ shared_select(ModState *st, PyObject *direct, PyObject *timeout)
         return NULL;
     }
     int epfd = epoll_fileno(d->ep);
-    if (epfd == -2)
-        return shared_select_py(st, direct, timeout);
+    if (epfd == -2 || !PyDict_CheckExact(d->fd_to_key))
+        return shared_select_upcall(st, direct, timeout);
     if (epfd < 0) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed epoll object");
         return NULL;
@@ -316,7 +223,7 @@ shared_select(ModState *st, PyObject *direct, PyObject *timeout)
     PyObject *ready = PyList_New(0);
     if (ready == NULL || n == 0)
         return ready;
-    /* held: a Mapping's get() runs Python code that may replace the fields */
+    /* held: a key's hash or comparison may run Python code that replaces the fields */
     PyObject *fd_to_key = d->fd_to_key, *ctx_mask = d->ctx_mask;
     Py_INCREF(fd_to_key);
     Py_INCREF(ctx_mask);
@@ -430,7 +337,8 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
             int woken = IS_NONE(self->direct) ? PyObject_IsTrue(events)
                                               : shared_raw_nonempty(st, self->direct);
             if (woken > 0)
-                woken = call_truth_arg((PyObject *)self, st->s_woken, events);
+                woken = upcall_truth(st->hook_woken, "hook_woken", (PyObject *)self,
+                                     events, NULL);
             if (woken < 0)
                 goto fail;
             if (woken) {
@@ -462,8 +370,9 @@ hook_select(HookObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         PyObject *dict = PyObject_GenericGetDict((PyObject *)self, NULL);
         int wrapped = dict ? PyDict_Contains(dict, st->s_select_name) : -1;
         Py_XDECREF(dict);
-        if (wrapped < 0 || (wrapped && call_method_void((PyObject *)self, st->s_expose_deadline,
-                                                        ctx, NULL, NULL) < 0))
+        if (wrapped < 0 || (wrapped && upcall_void(st->hook_expose_deadline,
+                                                   "hook_expose_deadline", (PyObject *)self,
+                                                   ctx, NULL) < 0))
             goto fail;
     }
     Py_DECREF(ctx);
@@ -481,12 +390,13 @@ ctx_call_poll_ready(ModState *st, PyObject *ctx)
         PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
         return -1;
     }
-    if (is_context(st, ctx)) {
-        PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
-        Py_XDECREF(r);
-        return r ? 0 : -1;
+    if (!is_context(st, ctx)) {
+        PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
+        return -1;
     }
-    return call_method_void(ctx, st->s_poll_ready_name, NULL, NULL, NULL);
+    PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
 }
 
 /* The select's timeout: the shorter of asyncio's (self->timeout) and the context's wait,
@@ -536,7 +446,8 @@ take_context_events(HookObject *self, PyObject *ctx, PyObject *events)
         int any = PyObject_IsTrue(events);
         if (any <= 0)
             return any;
-        int hit = call_truth_arg((PyObject *)self, st->s_take_epfd, events);
+        int hit = upcall_truth(st->hook_take_epfd, "hook_take_epfd", (PyObject *)self,
+                               events, NULL);
         if (hit <= 0)
             return hit;
         return ctx_call_poll_ready(st, ctx);
@@ -551,8 +462,10 @@ take_context_events(HookObject *self, PyObject *ctx, PyObject *events)
         else {
             if (is_context(st, ctx))
                 rc = apply_events((ContextObject *)ctx, taken);
-            else
-                rc = call_method_void(ctx, st->s_apply_polled_name, taken, NULL, NULL);
+            else {
+                PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
+                rc = -1;
+            }
             Py_DECREF(taken);
         }
     }
@@ -589,7 +502,7 @@ hook_poll(HookObject *self, PyObject *wait)
     if (timeout == NULL)
         goto fail;
     if (!IS_NONE(self->clock) && !zero)
-        events = PyObject_CallMethodOneArg((PyObject *)self, st->s_poll_clock, timeout);
+        events = upcall(st->hook_poll_clock, "hook_poll_clock", (PyObject *)self, timeout, NULL);
     else
         events = hook_call_select(self, timeout);
     Py_DECREF(timeout);
@@ -604,6 +517,15 @@ fail:
     return NULL;
 }
 
+/* The loop's ready queue (asyncio's loop._ready, a deque), a new reference.  Read each
+ * time: a dispatch trace (aioqloop._trace) and the strict-priority path (_urgent)
+ * replace it. */
+static PyObject *
+hook_ready_queue(HookObject *self, PyObject *loop)
+{
+    return PyObject_GetAttr(loop, self->st->s_ready_q);
+}
+
 /* _SelectorHook.source_ready(priority): queue the default-priority dispatch, FIFO. */
 static int
 hook_queue(HookObject *self)
@@ -612,10 +534,11 @@ hook_queue(HookObject *self)
     if (self->queued || IS_NONE(self->dispatch_handle))
         return 0;
     PyObject *loop = REQUIRED(self, loop, "_loop");
-    PyObject *ready = loop ? PyObject_GetAttr(loop, st->s_ready_q) : NULL;
+    PyObject *ready = loop ? hook_ready_queue(self, loop) : NULL;
     if (ready == NULL)
         return -1;
-    int rc = call_method_void(ready, st->s_append, self->dispatch_handle, NULL, NULL);
+    /* deque's own append: asyncio's queue and its subclasses (the trace's) keep it */
+    int rc = upcall_void(st->deque_append, "deque_append", ready, self->dispatch_handle, NULL);
     Py_DECREF(ready);
     if (rc == 0)
         self->queued = 1;
@@ -640,8 +563,11 @@ ctx_call_dispatch(ModState *st, PyObject *ctx, PyObject *priority)
         PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
         return -1;
     }
-    PyObject *r = is_context(st, ctx) ? ctx_dispatch((ContextObject *)ctx, priority)
-                                  : PyObject_CallMethodOneArg(ctx, st->s_ctx_dispatch, priority);
+    if (!is_context(st, ctx)) {
+        PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
+        return -1;
+    }
+    PyObject *r = ctx_dispatch((ContextObject *)ctx, priority);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -663,17 +589,25 @@ hook_place(HookObject *self, PyObject *priority)
         return NULL;
     }
     if (p < 0) {
-        if (call_method_void((PyObject *)self, st->s_urgent, ctx, priority, NULL) < 0)
+        if (upcall_void(st->hook_urgent, "hook_urgent", (PyObject *)self, ctx, priority) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
     PyObject *loop = REQUIRED(self, loop, "_loop");
     if (loop == NULL)
         return NULL;
+    if (!is_context(st, ctx)) {
+        PyErr_SetString(PyExc_TypeError, "the hook's context is not a MainContext");
+        return NULL;
+    }
     Py_INCREF(ctx);
-    PyObject *ready = PyObject_GetAttr(loop, st->s_ready_q);
-    if (ready == NULL)
-        goto fail;
+    Py_INCREF(loop);
+    PyObject *ready = hook_ready_queue(self, loop);
+    if (ready == NULL) {
+        Py_DECREF(loop);
+        Py_DECREF(ctx);
+        return NULL;
+    }
     int events = PyObject_IsTrue(self->events ? self->events : Py_None);
     Py_ssize_t nready = PyObject_Length(ready);
     if (events < 0 || nready < 0)
@@ -698,7 +632,7 @@ hook_place(HookObject *self, PyObject *priority)
             Py_DECREF(first);
             if (ours) {
                 /* only our own queued dispatch: run it here, in order */
-                rc = call_method_void(ready, st->s_clear, NULL, NULL, NULL);
+                rc = upcall_void(st->deque_clear, "deque_clear", ready, NULL, NULL);
                 if (rc == 0) {
                     self->queued = 0;
                     rc = ctx_call_dispatch(st, ctx, priority);
@@ -717,16 +651,19 @@ hook_place(HookObject *self, PyObject *priority)
     }
     else {
         /* asyncio's work first: no big lock held meanwhile */
-        rc = call_method_void(ctx, st->s_dispatch_postponed, NULL, NULL, NULL);
+        PyObject *r = ctx_dispatch_postponed((ContextObject *)ctx, NULL);
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
     }
     Py_DECREF(ready);
+    Py_DECREF(loop);
     Py_DECREF(ctx);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
 fail_ready:
     Py_DECREF(ready);
-fail:
+    Py_DECREF(loop);
     Py_DECREF(ctx);
     return NULL;
 }

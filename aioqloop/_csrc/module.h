@@ -119,14 +119,6 @@ add_type(PyObject *module, PyTypeObject **slot, PyType_Spec *spec)
     return PyModule_AddType(module, *slot);
 }
 
-/* A method descriptor of a core type, to tell a subclass's override from it. */
-static int
-own_method(PyObject **slot, PyTypeObject *type, PyObject *name)
-{
-    *slot = PyObject_GetAttr((PyObject *)type, name);
-    return *slot == NULL ? -1 : 0;
-}
-
 /* Py_mod_exec: fill the module state and add the types (PEP 489). */
 static int
 module_exec(PyObject *module)
@@ -159,11 +151,6 @@ module_exec(PyObject *module)
         return -1;
     /* iteration and dispatch */
     if (add_type(module, &st->GateType, &gate_spec) < 0)
-        return -1;
-    if (own_method(&st->plain_poll_descr, st->PlainType, st->s_poll) < 0
-            || own_method(&st->plain_place_descr, st->PlainType, st->s_place) < 0
-            || own_method(&st->hook_poll_descr, st->HookType, st->s_poll) < 0
-            || own_method(&st->hook_place_descr, st->HookType, st->s_place) < 0)
         return -1;
     /* attach, waker, bottom halves, timers: the bits of Source._core_flags */
     if (PyModule_AddIntConstant(module, "CLASS_IDLE", VT_IDLE) < 0

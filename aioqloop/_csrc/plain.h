@@ -11,6 +11,9 @@ struct PlainObject {
     PyObject_HEAD
     ModState *st;  /* the module state (common.h), kept for the hot paths */
     PyObject *ctx, *loop, *handle, *timer, *timeout, *run_cb;
+    /* _prepare_prios: the priorities of the context's prepare hooks (PriorityIndex.prios,
+     * one list for the context's life, changed in place) */
+    PyObject *prepare_prios;
     double timer_when, slack;
     Py_ssize_t iterations_run, empty_iterations;  /* figures for statistics() */
     char closed, owned;
@@ -22,7 +25,7 @@ struct PlainObject {
 
 
 #define PLAIN_FIELDS(X) \
-    X(ctx) X(loop) X(handle) X(timer) X(timeout) X(run_cb)
+    X(ctx) X(loop) X(handle) X(timer) X(timeout) X(run_cb) X(prepare_prios)
 GC_FUNCTIONS(plain, PlainObject, PLAIN_FIELDS)
 
 static PyObject *
@@ -47,13 +50,17 @@ plain_kick(PlainObject *self)
     /* inside a batch the batch itself looks again: no call_soon per source made ready */
     if (!IS_NONE(self->handle) || self->closed || self->batch)
         return 0;
-    if (self->run_cb == NULL && (self->run_cb = PyObject_GetAttr((PyObject *)self, st->s_run)) == NULL)
-        return -1;
-    PyObject *loop = REQUIRED(self, loop, "_loop");
+    /* _run_cb: the bound _run, made by PlainDriver.__init__ */
+    PyObject *run_cb = REQUIRED(self, run_cb, "_run_cb");
+    PyObject *loop = run_cb ? REQUIRED(self, loop, "_loop") : NULL;
     if (loop == NULL)
         return -1;
-    Py_INCREF(loop);  /* call_soon runs Python code that may replace self->loop */
-    PyObject *h = PyObject_CallMethodOneArg(loop, st->s_call_soon, self->run_cb);
+    /* held: call_soon runs Python code that may replace the fields */
+    Py_INCREF(loop);
+    Py_INCREF(run_cb);
+    /* any asyncio loop (uvloop's too), whose class a tool may swap: looked up by name */
+    PyObject *h = PyObject_CallMethodOneArg(loop, st->s_call_soon, run_cb);
+    Py_DECREF(run_cb);
     if (h == NULL) {
         /* A closed loop has nothing to run (new work is refused up front, see
          * MainContext._check_loop_open): a notification in the middle of a change
@@ -61,9 +68,8 @@ plain_kick(PlainObject *self)
         int is_closed = -1;
         if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
             PyObject *exc = PyErr_GetRaisedException();
-            PyObject *closed = PyObject_CallMethodNoArgs(loop, st->s_is_closed);
-            is_closed = closed ? PyObject_IsTrue(closed) : -1;
-            Py_XDECREF(closed);
+            is_closed = upcall_truth(st->plain_soon_refused, "plain_soon_refused",
+                                     (PyObject *)self, NULL, NULL);
             if (is_closed == 0)
                 PyErr_SetRaisedException(exc);  /* open loop: the original error goes on */
             else  /* closed: nothing to report; is_closed() failed: that error goes on */
@@ -114,7 +120,8 @@ plain_rearm(PlainObject *self, PyObject *timeout)
     }
     if (deadline < self->timer_when) {
         PyObject *d = PyFloat_FromDouble(deadline);
-        int rc = d ? call_method_void((PyObject *)self, st->s_deadline_changed, d, NULL, NULL) : -1;
+        int rc = d ? upcall_void(st->plain_deadline_changed, "plain_deadline_changed",
+                                 (PyObject *)self, d, NULL) : -1;
         Py_XDECREF(d);
         return rc;
     }
@@ -134,7 +141,6 @@ plain_rearm_meth(PlainObject *self, PyObject *timeout)
 static int
 plain_iterate_once(PlainObject *self, ContextObject *ctx)
 {
-    ModState *st = self->st;
     Py_CLEAR(self->timeout);
     self->iterations_run++;
     int r = iterate_impl(ctx, (PyObject *)self, 1, 1);
@@ -154,7 +160,10 @@ plain_iterate_once(PlainObject *self, ContextObject *ctx)
          * it would fire an empty iteration right away.  Only a new prepare knows the
          * wait of prepare hooks, or of the fd audit when no timer is armed for it
          * (MainContext._wait_needs_prepare). */
-        int needs = nonempty_attr(ctx->prepare_hooks, st->s_prios);
+        PyObject *prios = REQUIRED(self, prepare_prios, "_prepare_prios");
+        if (prios == NULL)
+            return -1;
+        int needs = truth(prios);
         if (needs == 0 && isinf(self->timer_when))
             needs = FDS_MASKS(ctx);
         if (needs < 0)
@@ -186,7 +195,7 @@ plain_run(PlainObject *self, PyObject *unused)
     ContextObject *ctx = (ContextObject *)ctxo;
     if (!self->owned) {
         /* the loop's thread owns the context from its first iteration on */
-        int ok = call_truth(ctxo, st->s_acquire);
+        int ok = upcall_truth(st->plain_acquire, "plain_acquire", (PyObject *)self, NULL, NULL);
         if (ok <= 0) {
             int rc = -1;
             if (ok == 0) {
@@ -207,21 +216,12 @@ plain_run(PlainObject *self, PyObject *unused)
         if (i > 0) {
             /* GLib polls in every iteration: fd events and wake-ups that came meanwhile
              * compete with the sources that stayed ready. */
-            FdPollerObject *fp = ctx_fdpoller(ctx);
-            int open;
-            if (fp != NULL) {
-                open = !IS_NONE(fp->epoll);
+            FdPollerObject *fp = ctx_fdpoller_required(ctx);
+            if (fp == NULL) {
+                more = -1;
+                break;
             }
-            else {
-                PyObject *epoll = PyObject_GetAttr(ctx->fds, st->s_epoll);
-                if (epoll == NULL) {
-                    more = -1;
-                    break;
-                }
-                open = epoll != Py_None;
-                Py_DECREF(epoll);
-            }
-            if (open && ctx_call_poll_ready(st, ctxo) < 0) {
+            if (!IS_NONE(fp->epoll) && ctx_call_poll_ready(st, ctxo) < 0) {
                 more = -1;
                 break;
             }
@@ -324,6 +324,8 @@ static PyMemberDef plain_members[] = {
     PM("_handle", T_OBJECT, handle),
     PM("_timer", T_OBJECT, timer),
     PM("_timeout", T_OBJECT, timeout),
+    PM("_run_cb", T_OBJECT, run_cb),
+    PM("_prepare_prios", T_OBJECT, prepare_prios),
     PM("_timer_when", T_DOUBLE, timer_when),
     PM("_slack", T_DOUBLE, slack),
     PM("_closed", T_BOOL, closed),
@@ -338,14 +340,15 @@ CORE_SPEC(plain, PlainObject, "PlainCore",
     "The plain driver's per-iteration methods, as C (base of PlainDriver).",
     plain_new)
 
+/* The driver's poll and place (MainContext._iterate's driver): the hook's and the plain
+ * driver's in C (no subclass overrides them); another driver (the context's own, for
+ * iteration() and pending()) by name. */
 static PyObject *
 driver_poll(ModState *st, PyObject *driver, PyObject *timeout)
 {
-    if (PyObject_TypeCheck(driver, st->HookType)
-            && _PyType_Lookup(Py_TYPE(driver), st->s_poll) == st->hook_poll_descr)
+    if (PyObject_TypeCheck(driver, st->HookType))
         return hook_poll((HookObject *)driver, timeout);
-    if (PyObject_TypeCheck(driver, st->PlainType)
-            && _PyType_Lookup(Py_TYPE(driver), st->s_poll) == st->plain_poll_descr)
+    if (PyObject_TypeCheck(driver, st->PlainType))
         return plain_poll((PlainObject *)driver, timeout);
     return PyObject_CallMethodOneArg(driver, st->s_poll, timeout);
 }
@@ -353,11 +356,9 @@ driver_poll(ModState *st, PyObject *driver, PyObject *timeout)
 static PyObject *
 driver_place(ModState *st, PyObject *driver, PyObject *prio)
 {
-    if (PyObject_TypeCheck(driver, st->HookType)
-            && _PyType_Lookup(Py_TYPE(driver), st->s_place) == st->hook_place_descr)
+    if (PyObject_TypeCheck(driver, st->HookType))
         return hook_place((HookObject *)driver, prio);
-    if (PyObject_TypeCheck(driver, st->PlainType)
-            && _PyType_Lookup(Py_TYPE(driver), st->s_place) == st->plain_place_descr)
+    if (PyObject_TypeCheck(driver, st->PlainType))
         return plain_place((PlainObject *)driver, prio);
     return PyObject_CallMethodOneArg(driver, st->s_place, prio);
 }

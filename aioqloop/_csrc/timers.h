@@ -65,7 +65,6 @@ static int
 timers_deadline_changed(ContextObject *self, double when)
 {
     ModState *st = self->st;
-    PyObject *ctx = (PyObject *)self;
     PyObject *driver = REQUIRED(self, driver, "_driver");
     if (driver == NULL)
         return -1;
@@ -158,7 +157,7 @@ timers_notify(ModState *st, PyObject *wakerobj)
     int held = lock->held;
     if (!held && (w->closed || w->notified))
         return 0;
-    return upcall_obj(st->tm_waker_notify, wakerobj, NULL);
+    return upcall_void(st->tm_waker_notify, "tm_waker_notify", wakerobj, NULL, NULL);
 }
 
 /* Call a Python check that raises (or returns the value to use): new reference. */

@@ -312,22 +312,6 @@ waker_release(ModState *st, WakerObject *w, int rc)
     return finish_cleanup(saved, r) < 0 || rc < 0 ? -1 : 0;
 }
 
-/* An upcall through a function configure() handed the core (a plain function of the
- * project's own Python code: a Waker or context method, a deque method), called as
- * fn(obj) or fn(obj, arg) without a name lookup: 0, or -1 with an exception. */
-static int
-upcall_obj(PyObject *fn, PyObject *obj, PyObject *arg)
-{
-    if (fn == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "aioqloop._cengine is not configured");
-        return -1;
-    }
-    PyObject *argv[2] = {obj, arg};
-    PyObject *r = PyObject_Vectorcall(fn, argv, arg == NULL ? 1 : 2, NULL);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 /* The context's waker as the C type, or NULL (no exception) if it is something else. */
 static inline WakerObject *
 ctx_waker(ContextObject *self)
