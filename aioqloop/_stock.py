@@ -224,20 +224,24 @@ else:
         """The compiled core's hook methods first, the Python slow paths behind them."""
 
 
-class _SelectorHook(_HookBase):
+# Driver's ``source_ready`` is an optional callable; the hook's is always its method.
+class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
     """The loop's selector with a context iteration around ``select`` (module docstring).
 
-    It is also the context's driver: ``poll``/``place`` for `MainContext._iterate`, and
-    ``source_ready`` to queue the default-priority dispatch in FIFO order.  Everything but
-    ``select`` is the real selector's bound method (no per-call cost).
+    It is also the context's one driver (`aioqloop.bridge.Driver`): ``poll``/``place``
+    for `MainContext._iterate`, ``source_ready`` to queue the default-priority dispatch
+    in FIFO order, ``epoll_changed`` and ``detach``.  Everything but ``select`` is the
+    real selector's bound method (no per-call cost).  Made whole by the loop and attached
+    to ``ctx`` by its constructor; nothing sets its fields from outside.
     """
 
-    def __init__(self, loop: QSelectorEventLoop, selector: selectors.BaseSelector) -> None:
+    def __init__(self, loop: QSelectorEventLoop, selector: selectors.BaseSelector,
+                 ctx: MainContext, clock: VirtualClock | None) -> None:
         self._loop: Any = loop
         self._real = selector
         self._select = selector.select
-        self._clock: VirtualClock | None = None
-        self._ctx: MainContext | None = None
+        self._clock: VirtualClock | None = clock
+        self._ctx: MainContext | None = ctx
         self._epfd = -1
         self._timeout: float | None = None
         self._events: list[tuple[selectors.SelectorKey, int]] = []
@@ -260,8 +264,36 @@ class _SelectorHook(_HookBase):
         self.direct: SelectorFds | None = None
         self._polls: Any = selector
         self._wake_fd = -1
+        ctx._driver_attach(self, may_sleep=False)
+        epfd = ctx._driver_fileno()
+        assert epfd is not None  # attached without a wake callback: the fds are open
+        self._epfd = epfd
+        self._share_fds()
+        if self.direct is None:
+            self._loop._add_reader(epfd, _never_called)  # type: ignore[attr-defined]
 
-    def share_fds(self) -> None:
+    # -- the driver protocol (aioqloop.bridge.Driver) ------------------------------
+    def epoll_changed(self) -> None:
+        if self.direct is not None:
+            self.direct.rebuild()  # the same stale entries may sit in the loop's set
+            return
+        self._loop._remove_reader(self._epfd)
+        self._loop._add_reader(self._epfd, _never_called)
+
+    def detach(self) -> None:
+        """The context lets this hook go (it closes, or moves to another loop): take its
+        fds out of the loop's set; a dispatch queued earlier finds no context to run."""
+        direct = self.direct
+        if direct is not None:
+            if not self._loop.is_closed():
+                direct.withdraw()
+            direct.closed = True
+        elif not self._loop.is_closed() and self._epfd >= 0:
+            self._loop._remove_reader(self._epfd)
+        self._epfd = -1
+        self._ctx = None
+
+    def _share_fds(self) -> None:
         """Take the context's fds into the selector's own epoll set (if eligible)."""
         real: Any = self._real
         if not eligible(real):
@@ -392,32 +424,6 @@ class _SelectorHook(_HookBase):
         loop._ready, loop._scheduled = ready, scheduled
 
 
-class _HookDriver(Driver):
-    """The context's `Driver` on the stock base (the hook itself does the work)."""
-
-    def __init__(self, hook: _SelectorHook) -> None:
-        self._hook = hook
-        self.source_ready = hook.source_ready
-
-    def epoll_changed(self) -> None:
-        hook = self._hook
-        if hook.direct is not None:
-            hook.direct.rebuild()  # the same stale entries may sit in the loop's set
-            return
-        hook._loop._remove_reader(hook._epfd)
-        hook._loop._add_reader(hook._epfd, _never_called)
-
-    def close(self) -> None:
-        hook = self._hook
-        if hook.direct is not None:
-            if not hook._loop.is_closed():
-                hook.direct.withdraw()
-            hook.direct.closed = True
-        elif not hook._loop.is_closed() and hook._epfd >= 0:
-            hook._loop._remove_reader(hook._epfd)
-        hook._epfd = -1
-
-
 class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
     """aioqloop on the stock selector loop (see the module docstring)."""
 
@@ -451,27 +457,16 @@ class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
     def _aioq_bind(self, ctx: MainContext) -> None:
         """Drive ``ctx`` from this loop's selector (a new context, or the global default
         context moving here: `aioqloop.loop.claim_default`)."""
-        hook = _SelectorHook(self, self._aioq_real_selector)
-        self._selector: Any = hook
+        self._selector: Any = _SelectorHook(self, self._aioq_real_selector, ctx,
+                                            self._aioq_clock)
         self._aioqloop_context = ctx
-        hook._ctx = ctx
-        hook._clock = self._aioq_clock
-        ctx._driver_attach(_HookDriver(hook), may_sleep=False)
-        epfd = ctx._driver_fileno()
-        assert epfd is not None  # attached without a wake callback: the fds are open
-        hook._epfd = epfd
         ctx._set_bql(self._aioq_bql)
-        hook.share_fds()
-        if hook.direct is None:
-            self._add_reader(hook._epfd, _never_called)  # type: ignore[attr-defined]
 
     def _aioq_swap(self, ctx: MainContext | None) -> MainContext:
         """Let the context go (`MainContext._driver_detach`) and drive ``ctx`` instead
         (detached; None: a new one); returns the context let go (not running)."""
         old = self._aioqloop_context
-        old._driver_detach()
-        hook: Any = self._selector
-        hook._ctx = None  # a dispatch it queued earlier finds no context to run
+        old._driver_detach()  # the hook's detach: a dispatch it queued finds no context
         if ctx is None:
             ctx = MainContext(self, _driver="loop")
         else:

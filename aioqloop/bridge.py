@@ -104,6 +104,9 @@ class StandalonePort:
     def is_running(self) -> bool:
         return False
 
+    def drive(self, ctx: MainContext) -> None:
+        """Nothing drives a stand-alone context: it is iterated by hand."""
+
 
 class LoopPort(StandalonePort):
     """The port of a context bound to the asyncio loop ``loop``."""
@@ -161,6 +164,13 @@ class LoopPort(StandalonePort):
         assert loop is not None
         return loop.is_running()
 
+    def drive(self, ctx: MainContext) -> None:
+        """Drive ``ctx`` from this loop's callbacks: a `PlainDriver`, which attaches
+        itself (a context bound to a loop that is not an aioqloop loop)."""
+        loop = self.loop
+        assert loop is not None
+        PlainDriver(ctx, loop)
+
 
 def _uvloop_time(loop: object) -> object:
     """uvloop's own ``Loop.time`` (a subclass may override it, e.g. looptime)."""
@@ -205,14 +215,19 @@ class Driver:
     def iterated_by_hand(self) -> None:
         """`MainContext.iteration` or `pending` ran outside the driver."""
 
-    def close(self) -> None:
-        """The context closes: withdraw everything registered with the loop."""
+    def detach(self) -> None:
+        """The context lets this driver go (it closes, or moves to another loop):
+        withdraw everything registered with the loop."""
 
     def figures(self) -> tuple[int, int, int, int]:
         """For `MainContext.statistics`: iterations run from loop callbacks, how many
         of them dispatched nothing, deadline timers armed, timers fired (zeros for a
         driver that keeps no such figures)."""
         return (0, 0, 0, 0)
+
+
+#: The driver of a context that nothing drives yet, or any more (stateless: shared).
+DETACHED = Driver()
 
 
 class _PyPlain:
@@ -419,7 +434,7 @@ class PlainDriver(_PlainBase, Driver):
     def iterated_by_hand(self) -> None:
         self._again()
 
-    def close(self) -> None:
+    def detach(self) -> None:
         if self._closed:
             return
         self._closed = True

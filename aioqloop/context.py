@@ -243,7 +243,7 @@ class MainContext(SourceSet, _Core):
         self._queues: dict[int, _QueueSource] = {}
         self._bh: _BHCarrier | None = None
         self._gate: LockGate | None = None
-        self._driver: bridge.Driver = bridge.Driver()
+        self._driver: bridge.Driver = bridge.DETACHED
         self._source_ready: Callable[[int], None] | None = None
         self._hand = _HandDriver(self)
         self._finalizer = weakref.finalize(self, _close_fds, self._fds.opened, self._waker.opened)
@@ -251,7 +251,7 @@ class MainContext(SourceSet, _Core):
             self._owner = _get_ident()
             self._owner_count = 1
         if loop is not None and _driver == "auto":
-            bridge.PlainDriver(self, loop)
+            port.drive(self)  # the loop layer makes the driver, which attaches itself
 
     # ------------------------------------------------------------ public API
     @classmethod
@@ -554,8 +554,8 @@ class MainContext(SourceSet, _Core):
         Only the global default context moves: GLib's ``g_main_context_default`` is one
         context that whichever main loop runs next iterates (`aioqloop.loop`).
         """
-        self._driver.close()  # withdraws fds, timers and queued iterations; releases
-        self._driver = bridge.Driver()
+        self._driver.detach()  # withdraws fds, timers and queued iterations; releases
+        self._driver = bridge.DETACHED
         self._source_ready = None
         self._tap = None  # a DispatchTrace traces its loop, not the next one
         self._fds.mirror = None
@@ -605,8 +605,8 @@ class MainContext(SourceSet, _Core):
         for src in list(self._sources.values()):
             src.destroy()
         self._closed = True
-        self._driver.close()
-        self._driver = bridge.Driver()
+        self._driver.detach()
+        self._driver = bridge.DETACHED
         self._source_ready = None
         if self._gate is not None:
             self._gate.close()
