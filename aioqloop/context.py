@@ -16,7 +16,7 @@ it is parametrised by a driver that knows how to wait and where to put the dispa
 ready queue.
 
 Why it stays cheap (GLib walks every source twice per iteration; we do not): ready sources
-sit in a dict per priority; ready times in one heap (`aioqloop._deadlines`); fds in one
+sit in a FIFO per priority (`aioqloop._readyq`; intrusive lists in C); ready times in one heap (`aioqloop._deadlines`); fds in one
 private epoll set (`aioqloop._fdpoll`); only sources whose class overrides ``prepare`` or
 ``check`` are called (`aioqloop._index`).  Other threads reach the context through its
 `aioqloop._waker`; the big-lock rule is `aioqloop._gate`.  The context never calls asyncio:
@@ -29,8 +29,18 @@ Driver contract (what a driver may call, and when)
 These are underscore names: they are for the loop layer (`aioqloop._stock`,
 `aioqloop._uvloop`, `aioqloop.bridge`, `aioqloop.loop`), not part of the public surface.
 
+One driver drives a context, and it is one object made by the loop layer: the stock
+base's selector hook (`aioqloop._stock`), or the plain driver (`aioqloop.bridge`) that the
+uvloop base makes, or that the port of a foreign asyncio loop makes for
+``MainContext(loop)`` (``port.drive``).  Its constructor takes everything it needs and
+calls `_driver_attach`; nobody sets its fields afterwards.  The context never makes one:
+until a driver attaches, and after one detaches, it holds `bridge.DETACHED`.  The driver's
+side of the contract is `bridge.Driver` (``source_ready``, ``prepare_needed``,
+``deadline_changed``, ``epoll_changed``, ``iterated_by_hand``, ``detach``, ``figures``)
+plus ``poll``/``place`` for `_iterate`.
+
 * `acquire` / `release` / `is_owner` — GLib's context ownership; any thread (public).
-* `_driver_attach(driver, may_sleep)` — once, when a driver takes over the context.
+* `_driver_attach(driver, may_sleep)` — once, from the driver's constructor.
 * `_driver_fileno()` — the fd that is readable when the context has fd events or a
   wake-up.
 * `_driver_share_fds(mirror)` / `_apply_polled(events)` — instead of polling
