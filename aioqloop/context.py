@@ -16,13 +16,13 @@ it is parametrised by a driver that knows how to wait and where to put the dispa
 ready queue.
 
 Why it stays cheap (GLib walks every source twice per iteration; we do not): ready sources
-sit in a FIFO per priority (`aioqloop._readyq`; intrusive lists in C); ready times in one heap (`aioqloop._deadlines`); fds in one
-private epoll set (`aioqloop._fdpoll`); only sources whose class overrides ``prepare`` or
-``check`` are called (`aioqloop._index`).  Other threads reach the context through its
-`aioqloop._waker`; the big-lock rule is `aioqloop._gate`.  The context never calls asyncio:
-its port (`aioqloop.bridge`) does.  The hot methods live in `_PyCore`
-(`aioqloop._contextcore`); with the compiled core (`aioqloop._engine`) their C twins
-(`aioqloop._cengine.ContextCore`) come first.
+sit in a FIFO per priority (`aioqloop._readyq`; intrusive lists in C); ready times in one
+heap (`aioqloop._deadlines`); fds in one private epoll set (`aioqloop._fdpoll`); only
+sources whose class overrides ``prepare`` or ``check`` are called (`aioqloop._index`).
+Other threads reach the context through its `aioqloop._waker`; the big-lock rule is
+`aioqloop._gate`.  The context never calls asyncio: its port (`aioqloop.bridge`) does.
+The hot methods live in `_PyCore` (`aioqloop._contextcore`); with the compiled core
+(`aioqloop._engine`) their C twins (`aioqloop._cengine.ContextCore`) come first.
 
 Driver contract (what a driver may call, and when)
 --------------------------------------------------
