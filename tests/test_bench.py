@@ -431,3 +431,29 @@ def test_pingpong_figures_come_from_the_fixed_allocator_child() -> None:
     assert {"asyncio", "aioqloop/asyncio"} <= rec["values"].keys()
     targets = [r for r in lines if r["kind"] == "target"]
     assert [t["goal"] for t in targets] == ["≥ 1.15x"]
+
+
+def test_a_thread_hand_off_figure_is_the_median_of_its_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``bh`` is measured ``REPEATS["bh"]`` times and the median kept (one run's count
+    moves with whether the loop was asleep); other workloads once."""
+    path = BENCH_DIR / "instructions.py"
+    spec = importlib.util.spec_from_file_location("_instructions_under_test", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.REPEATS["bh"] == 3
+    # per run: n1 then n2 -> per-op figures 100, 300, 200 for bh; 50 for idle
+    counts = iter([0, 100 * 10, 0, 300 * 10, 0, 200 * 10, 0, 50 * 10])
+    calls: list[list[str]] = []
+
+    def fake_count(cmd: list[str]) -> int:
+        calls.append(cmd)
+        return next(counts)
+
+    monkeypatch.setattr(mod, "_count", fake_count)
+    monkeypatch.setattr(mod, "valgrind_missing", lambda: None)
+    got = mod.measure(("bh", "idle"), ("asyncio",), sizes=(10, 20), progress=lambda _: None)
+    assert got == {"bh": {"asyncio": 200.0}, "idle": {"asyncio": 50.0}}
+    assert len(calls) == 8
