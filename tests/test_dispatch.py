@@ -51,6 +51,39 @@ def test_a_batch_runs_in_attach_order_not_in_the_order_it_became_ready(
     assert log == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("count", [3, 9, 200])
+def test_a_burst_made_ready_out_of_order_dispatches_in_attach_order(
+    ctx: MainContext, count: int
+) -> None:
+    """Sources made ready far from attach order (a burst of timeouts due in deadline
+    order): the queue appends them and sorts once when read (the compiled core walks at
+    most 8 places back), and one destroyed or re-prioritised meanwhile is neither run
+    nor lost."""
+    import random
+
+    log: list[int] = []
+    sources = []
+    for i in range(count):
+        src = Source(priority=PRIORITY_HIGH)
+        src.set_callback(recorder(log, i, False))
+        src.attach(ctx)
+        sources.append(src)
+    shuffled = list(range(count))
+    random.Random(count).shuffle(shuffled)
+    for i in shuffled:
+        sources[i].set_ready_time(0)
+    gone = shuffled[0]  # destroyed while queued, before the queue is read
+    sources[gone].destroy()
+    moved = shuffled[-1]  # to a less urgent priority: runs in a later iteration
+    sources[moved].priority = PRIORITY_DEFAULT
+    assert ctx.iteration(False) is True
+    expected = [i for i in range(count) if i not in (gone, moved)]
+    assert log == expected
+    assert ctx.iteration(False) is True
+    assert log == [*expected, moved]
+    assert ctx.iteration(False) is False
+
+
 # --------------------------------------------------------- destroy and dispatch
 
 

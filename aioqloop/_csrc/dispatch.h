@@ -663,7 +663,7 @@ queue_of(ContextObject *self, PyObject *priority, ReadyQueue **q)
         if (!overflow)
             *q = rq_get(self, prio);
     }
-    return 0;
+    return *q != NULL && rq_sort(*q) < 0 ? -1 : 0;
 }
 
 /* Dispatcher.dispatch(priority): the ready sources of one priority, in attach order. */
