@@ -21,7 +21,7 @@ typedef struct {
     char unsorted;  /* appended out of order: sort before reading in order */
 } ReadyQueue;
 
-#define RQ_WALK 8
+#define RQ_WALK 32
 
 /* One entry of the ready-time heap (GLib's per-source ready_time, kept here in one binary
  * heap so an iteration touches only what is due): ordered by (when, seq); a strong
