@@ -59,16 +59,9 @@ static PyMemberDef bhcarrier_members[] = {
 static BHCarrierObject *
 carrier_of(ModState *st, PyObject *carrier)
 {
-    if (IS_NONE(carrier)) {
-        PyErr_SetString(PyExc_RuntimeError, "the context has no bottom-half carrier");
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(carrier, st->BHCarrierType)) {
-        PyErr_Format(PyExc_TypeError, "expected a bottom-half carrier, not %.100s",
-                     Py_TYPE(carrier)->tp_name);
-        return NULL;
-    }
-    return (BHCarrierObject *)carrier;
+    return (BHCarrierObject *)core_part(carrier, st->BHCarrierType,
+                                        "the context has no bottom-half carrier",
+                                        "a bottom-half carrier");
 }
 
 /* The carrier's source (a new reference), or NULL with an exception. */

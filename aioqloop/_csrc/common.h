@@ -343,6 +343,23 @@ required_field(PyObject *field, PyObject *owner, const char *name)
 }
 #define REQUIRED(obj, field, name) required_field((obj)->field, (PyObject *)(obj), (name))
 
+/* o as an instance of the core type ``type``: o itself (borrowed), or NULL with a
+ * RuntimeError saying ``if_none`` when o is None (the part is gone: a closed context), or a
+ * TypeError naming ``what`` when o is something else. */
+static PyObject *
+core_part(PyObject *o, PyTypeObject *type, const char *if_none, const char *what)
+{
+    if (IS_NONE(o)) {
+        PyErr_SetString(PyExc_RuntimeError, if_none);
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(o, type)) {
+        PyErr_Format(PyExc_TypeError, "expected %s, not %.100s", what, Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    return o;
+}
+
 static inline Py_ssize_t
 list_len(PyObject *o)
 {

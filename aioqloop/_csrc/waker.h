@@ -269,16 +269,8 @@ static PyType_Spec waker_spec = {
 static WakerObject *
 waker_of(ModState *st, PyObject *w)
 {
-    if (IS_NONE(w)) {
-        PyErr_SetString(PyExc_RuntimeError, "the MainContext is closed");
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(w, st->WakerType)) {
-        PyErr_Format(PyExc_TypeError, "expected an aioqloop Waker, not %.100s",
-                     Py_TYPE(w)->tp_name);
-        return NULL;
-    }
-    return (WakerObject *)w;
+    return (WakerObject *)core_part(w, st->WakerType, "the MainContext is closed",
+                                    "an aioqloop Waker");
 }
 
 /* The waker's lock, or NULL with an exception (a waker whose fields were cleared). */
