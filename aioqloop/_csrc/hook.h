@@ -383,18 +383,21 @@ fail:
     return NULL;
 }
 
+/* A driver's context as the core type, or NULL with an exception. */
+static ContextObject *
+driver_context(ModState *st, PyObject *ctx)
+{
+    return (ContextObject *)core_part(ctx, st->ContextType, "the driver has no context",
+                                      "a MainContext as the driver's context");
+}
+
 static int
 ctx_call_poll_ready(ModState *st, PyObject *ctx)
 {
-    if (ctx == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+    ContextObject *c = driver_context(st, ctx);
+    if (c == NULL)
         return -1;
-    }
-    if (!is_context(st, ctx)) {
-        PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
-        return -1;
-    }
-    PyObject *r = ctx_poll_ready((ContextObject *)ctx, NULL);
+    PyObject *r = ctx_poll_ready(c, NULL);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -559,15 +562,10 @@ hook_source_ready(HookObject *self, PyObject *priority)
 static int
 ctx_call_dispatch(ModState *st, PyObject *ctx, PyObject *priority)
 {
-    if (ctx == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "the driver has no context");
+    ContextObject *c = driver_context(st, ctx);
+    if (c == NULL)
         return -1;
-    }
-    if (!is_context(st, ctx)) {
-        PyErr_SetString(PyExc_TypeError, "the driver's context is not a MainContext");
-        return -1;
-    }
-    PyObject *r = ctx_dispatch((ContextObject *)ctx, priority);
+    PyObject *r = ctx_dispatch(c, priority);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
