@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -194,7 +195,7 @@ def _run_file(
         args = [python, "-m", "pytest", "-q", "--continue-on-collection-errors", path]
         for nodeid in deselect:
             args += ["--deselect", nodeid]
-        subprocess.run(args, cwd=tmp, env=env, capture_output=True, timeout=900)
+        _run_in_own_group(args, path, tmp, env)
         if not results.is_file():
             raise RuntimeError(f"running {path} on {env['AIOQLOOP_PEER_IMPL']} wrote no results")
         state = json.loads(results.read_text())
@@ -208,6 +209,42 @@ def _run_file(
             outcomes[state["running"]] = "crashed"
         deselect = [k for k in outcomes if "<collection>" not in k]
     return outcomes
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes still in process group ``pgid`` (from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after it
+        if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _run_in_own_group(args: list[str], path: str, cwd: Path, env: dict[str, str]) -> None:
+    """Run one pytest process in a process group of its own, and end whatever it leaves
+    running there: CPython's subprocess tests (through PyGObject's test_events.py) start
+    hour-long ``time.sleep`` children, and a test that fails before killing its child
+    would leave it behind.  The count is written to stderr."""
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(timeout=900)
+    finally:
+        left = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
+        if left:
+            print(f"{path}: {len(left)} process(es) left behind, killed", file=sys.stderr)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def by_file(outcomes: dict[str, str]) -> dict[str, Counter[str]]:
