@@ -25,6 +25,7 @@ from test.test_asyncio import test_events, test_subprocess
 from test.test_asyncio import utils as test_utils
 
 import aioqloop
+from tests.peer.asyncio_armed import close_loop
 
 pytestmark = pytest.mark.skipif(
     not hasattr(test_events, "UnixEventLoopTestsMixin"), reason="Unix only"
@@ -34,15 +35,7 @@ pytestmark = pytest.mark.skipif(
 class _CloseLoop:
     """``TestCase.close_loop`` reads ``loop._default_executor``, which uvloop hides."""
 
-    @staticmethod
-    def close_loop(loop: Any) -> None:
-        executor = getattr(loop, "_default_executor", None)
-        if executor is not None:
-            if not loop.is_closed():
-                loop.run_until_complete(loop.shutdown_default_executor())
-            else:
-                executor.shutdown(wait=True)
-        loop.close()
+    close_loop = staticmethod(close_loop)
 
 
 def _skip(tests: dict[str, str]) -> dict[str, Any]:

@@ -229,9 +229,9 @@ def _uvloop_skip(module: str, name: str) -> str | None:
     return limits.get(name.split("[", 1)[0])
 
 
-def _close_loop(loop: Any) -> None:
+def close_loop(loop: Any) -> None:
     """``test_utils.TestCase.close_loop`` without ``loop._default_executor``, which
-    uvloop hides (as tests/test_conformance.py's ``_CloseLoop``)."""
+    uvloop hides (also tests/test_conformance.py's, on both bases)."""
     executor = getattr(loop, "_default_executor", None)
     if executor is not None:
         if not loop.is_closed():
@@ -247,7 +247,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("asyncio_armed_base") == "uvloop":
         from test.test_asyncio import utils
 
-        utils.TestCase.close_loop = staticmethod(_close_loop)  # type: ignore[assignment]
+        utils.TestCase.close_loop = staticmethod(close_loop)  # type: ignore[assignment]
     config.pluginmanager.register(_Armed(config), "asyncio-armed")
 
 
