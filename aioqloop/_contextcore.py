@@ -1,12 +1,12 @@
-"""`_PyCore`: the hot methods of `MainContext`'s iteration, in Python (``GMainContext``).
+"""`_PyCore`: the core of a `MainContext`, in Python (``GMainContext``).
 
 The pure-Python engine's reference for the compiled core's ``ContextCore``
 (`aioqloop._cengine`): GLib's READY flag (`_mark_ready`), the fast part of prepare and
-check, the iteration itself (``g_main_context_iterate``), the ready-time schedule and
-attach.  `aioqloop.context` builds `MainContext` on it; with the compiled core the C
-methods of the same names come first in the MRO and these are not used.  The slow paths
-they fall back to (prepare and check hooks, the hand-run poll) stay methods of
-`MainContext`.
+check, the iteration itself (``g_main_context_iterate``), the ready-time schedule, attach
+and the entry to dispatch.  `aioqloop.context` builds `MainContext` on one of the two;
+the context's parts (its source set, dispatcher, fd poller, waker) act on the core's
+data.  The slow paths the core falls back to (prepare and check hooks, the hand-run poll)
+stay methods of `MainContext`.
 """
 
 from __future__ import annotations
@@ -14,18 +14,21 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _engine
 from ._deadlines import Deadlines
-from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller
 from ._index import PriorityIndex
 from ._readyq import ReadyQueues
 from ._waker import FREE_THREADED, Waker
 
 if TYPE_CHECKING:
+    from ._dispatch import Dispatcher
+    from ._gate import LockGate
+    from ._sourceset import SourceSet
     from .bottomhalf import _BHCarrier
+    from .bridge import StandalonePort
     from .context import MainContext
     from .source import Source
 
@@ -55,12 +58,12 @@ def _audit_fds(ctx: _PyCore, now: float) -> None:
     ctx._fds.audit(now, ctx._mark_ready)
 
 
-class _PyCore(Dispatcher):
-    """The hot methods the compiled core (`aioqloop._cengine.ContextCore`) replaces.
+class _PyCore:
+    """The core the compiled one (`aioqloop._cengine.ContextCore`) replaces.
 
-    The pure-Python engine's reference: readiness, the fast part of prepare, check and
-    the iteration itself.  With the compiled core, its C methods of the same names come
-    first in `MainContext`'s MRO and these are not used.
+    The pure-Python engine's reference: readiness, the fast part of prepare, check,
+    the iteration itself and the entry to dispatch.  `MainContext` is built on this
+    class or on the compiled one, never on both.
     """
 
     _readyq: ReadyQueues
@@ -84,15 +87,27 @@ class _PyCore(Dispatcher):
     _next_id: int
     _sources: dict[int, Source]
     _owner: int | None
+    _blocked: list[Source]
+    _blocked_due: list[Source]
+    _now: float
+    _in_iteration: int
+    _serial: int
+    _gate: LockGate | None
+    _port: StandalonePort
+    _fds: FdPoller
+    _iterations: int
+    _dispatch_time: float
+    #: None, or the dispatch tap (`aioqloop._trace`): ``dispatched(src)`` before each
+    #: dispatch, ``order(priority, pending)`` -> the ready list of one priority, reordered.
+    _tap: Any
+    #: The context's parts that act on this data (made by `MainContext.__init__`).
+    _set: SourceSet
+    _dispatcher: Dispatcher
 
     if TYPE_CHECKING:
         def _run_check_hooks(self) -> None: ...
         def _prepare_slow(self, deferred: bool) -> float | None: ...
-        def _insert_tree(self, src: Source) -> None: ...
-        def _post_insert(self, src: Source) -> None: ...
-        def _remove(self, src: Source) -> None: ...
         def _check_loop_open(self) -> None: ...
-        def _new_id(self) -> int: ...
 
     def _iterate(self, driver: IterationDriver, *, block: bool, dispatch: bool) -> bool:
         """One iteration (``g_main_context_iterate``); True if a source was ready.
@@ -272,11 +287,19 @@ class _PyCore(Dispatcher):
 
     def _insert(self, src: Source) -> None:
         """Insert an attached source (owner thread); the core's fast path, else this."""
-        self._insert_tree(src)
+        self._set.insert_tree(src)
 
     def _remove_source(self, src: Source) -> None:
         """Take a destroyed source out (owner thread); the core's fast path, else this."""
-        self._remove(src)
+        self._set.remove(src)
+
+    def _dispatch(self, priority: float) -> None:
+        """Dispatch the ready sources of ``priority`` (`Dispatcher.dispatch`)."""
+        self._dispatcher.dispatch(priority)
+
+    def _dispatch_postponed(self) -> None:
+        """The check's ready sources are not dispatched now (`Dispatcher.dispatch_postponed`)."""
+        self._dispatcher.dispatch_postponed()
 
     def _collect(self) -> float:
         """Start of prepare and check: foreign ops, the cached time, BHs, due ready times."""
@@ -301,13 +324,13 @@ class _PyCore(Dispatcher):
             if self._closed or self._closing:
                 raise RuntimeError("the MainContext is closed")
             self._check_loop_open()
-            src._id = sid = self._new_id()
+            src._id = sid = self._set.new_id()
             src._context = cast("MainContext", self)
             self._sources[sid] = src
         # _local_or_post, inlined without a closure: attach is hot (100k timers).
         owner = self._owner
         if owner is not None and owner != _get_ident():
-            self._post_insert(src)
+            self._set.post_insert(src)
         else:
             self._insert(src)
             if owner is None:

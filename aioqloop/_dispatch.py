@@ -7,7 +7,12 @@ nor polls it; a destroyed source is finalized once its dispatch has returned; a 
 iteration that starts a new prepare takes over the rest of the outer batch.  A
 KeyboardInterrupt or SystemExit from a callback leaves the loop; the source is destroyed,
 as for any exception, and nothing else is lost (carriers keep their queues).
-Mixed into `MainContext`, whose ``__init__`` creates the state declared here.
+
+A part of `MainContext` (``ctx._dispatcher``), made by its ``__init__``.  The ready
+queues, blocked lists and counters it works on are the context core's, as in
+``GMainContext``: the compiled core dispatches in C from the same fields and calls only
+`Dispatcher.block`, `Dispatcher.unblock` and `Dispatcher.count_waited` here; the pure
+engine's core runs `Dispatcher.dispatch` itself.
 """
 
 from __future__ import annotations
@@ -21,10 +26,7 @@ from ._registry import _tls
 from .statistics import SourceStatistics
 
 if TYPE_CHECKING:
-    from ._fdpoll import FdPoller
-    from ._gate import LockGate
-    from ._readyq import ReadyQueues
-    from .bridge import StandalonePort
+    from .context import MainContext
     from .source import Source
 
 __all__ = ("Dispatcher",)
@@ -40,7 +42,7 @@ def _warn_slow(src: Source, elapsed: float) -> None:
     logger.warning("Executing %r took %.3f seconds", src, elapsed)
 
 
-def _slow_dispatch(ctx: Dispatcher, src: Source, elapsed: float) -> None:
+def _slow_dispatch(ctx: MainContext, src: Source, elapsed: float) -> None:
     """A dispatch took ``elapsed`` seconds, at least `_SLOW_FLOOR`: warn if the port
     says it is slow (debug mode, ``loop.slow_callback_duration``)."""
     threshold = ctx._port.slow_threshold()
@@ -48,7 +50,7 @@ def _slow_dispatch(ctx: Dispatcher, src: Source, elapsed: float) -> None:
         _warn_slow(src, elapsed)
 
 
-def _report_dispatch(ctx: Dispatcher, exc: BaseException, src: Source, callback: Any) -> None:
+def _report_dispatch(ctx: MainContext, exc: BaseException, src: Source, callback: Any) -> None:
     """A dispatch raised ``exc`` (not SystemExit or KeyboardInterrupt): report it and
     destroy ``src`` (`MainContext._report`, which a context class may extend)."""
     ctx._report(exc, src, "dispatch", callback=callback)
@@ -61,53 +63,36 @@ def _dispatch_stack() -> list[Source]:
 
 
 class Dispatcher:
-    """The dispatch phase of a `MainContext` (see the module docstring)."""
+    """The dispatch phase of one `MainContext` (see the module docstring)."""
 
-    _readyq: ReadyQueues
-    _blocked: list[Source]
-    _blocked_due: list[Source]
-    _now: float
-    _in_iteration: int
-    _serial: int
-    _iterations: int
-    _dispatch_time: float
-    _gate: LockGate | None
-    _port: StandalonePort
-    _fds: FdPoller
-    #: None, or the dispatch tap (`aioqloop._trace`): ``dispatched(src)`` before each
-    #: dispatch, ``order(priority, pending)`` -> the ready list of one priority, reordered.
-    _tap: Any
+    __slots__ = ("_ctx",)
 
-    if TYPE_CHECKING:
-        def _mark_ready(self, src: Source) -> None: ...
-        def _unmark_ready(self, src: Source) -> None: ...
-        def _schedule_ready_time(self, src: Source) -> None: ...
-        def _ready_sources(self, priority: float) -> list[Source]: ...
-        def _ready_priorities(self) -> list[int]: ...
-        def _report(self, exc: BaseException, src: Source, phase: str, *,
-                    destroy: bool = True, callback: Any = None) -> None: ...
+    def __init__(self, ctx: MainContext) -> None:
+        self._ctx = ctx
 
-    def _dispatch(self, priority: float) -> None:
+    def dispatch(self, priority: float) -> None:
         """Dispatch the ready sources of ``priority`` in attach order.  Owner thread.
 
         This is the only place where source callbacks are called.
         """
-        ready = self._readyq
+        ctx = self._ctx
+        ready = ctx._readyq
         queue = ready.get(priority)
         if not queue:
-            self._dispatch_postponed()  # gone since the check: nothing to hold the lock for
+            self.dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
-        self._iterations += 1
+        ctx._iterations += 1
         # g_main_dispatch's pending dispatches: the queue as it is now, already in order
         pending = list(queue)
-        if self._tap is not None and len(pending) > 1:
-            pending = self._tap.order(priority, pending)
+        tap = ctx._tap
+        if tap is not None and len(pending) > 1:
+            pending = tap.order(priority, pending)
         if len(ready) > 1:
-            self._count_waited(priority)
-        gate = self._gate
+            self.count_waited(priority)
+        gate = ctx._gate
         if gate is not None and not gate.enter():
             return
-        serial = self._serial
+        serial = ctx._serial
         # QEMU's rule: the loop that took the lock (or was handed it) for this batch
         # dispatches first; waiters get the lock between two dispatches, never before
         # the first, or a loop handed the lock while others queue would hand it straight
@@ -117,7 +102,7 @@ class Dispatcher:
         t = t_start = _perf()
         try:
             for src in pending:
-                if self._serial != serial:
+                if ctx._serial != serial:
                     break  # a nested iteration took over the rest, as in gmain.c
                 if not src._ready or src._destroyed:
                     continue
@@ -126,57 +111,60 @@ class Dispatcher:
                 elif gate is not None and not gate.between():
                     gate = None  # deferred: the rest waits for the lock
                     break
-                t = self._dispatch_one(src, t)
+                t = self.dispatch_one(src, t)
         finally:
-            self._dispatch_time += t - t_start
+            ctx._dispatch_time += t - t_start
             if gate is not None:
                 gate.leave()
 
-    def _dispatch_postponed(self) -> None:
+    def dispatch_postponed(self) -> None:
         """The driver does not dispatch what the check found ready, not now (owner thread).
 
         A big lock handed over to the loop for that dispatch goes back at once: kept, it
         would be held through the next poll, and QEMU's loop never polls holding it.  The
         next dispatch takes it again.
         """
-        gate = self._gate
+        gate = self._ctx._gate
         if gate is not None:
             gate.give_back()
 
-    def _count_waited(self, priority: float) -> None:
-        for p in self._ready_priorities():
+    def count_waited(self, priority: float) -> None:
+        """Statistics: each source ready at a less urgent priority waited once more."""
+        ctx = self._ctx
+        for p in ctx._ready_priorities():
             if p > priority:
-                for src in self._ready_sources(p):
+                for src in ctx._ready_sources(p):
                     st = src._stats
                     if st is None:
                         st = src._stats = SourceStatistics()
                     st.waited += 1
 
-    def _dispatch_one(self, src: Source, t0: float) -> float:
+    def dispatch_one(self, src: Source, t0: float) -> float:
         """Dispatch ``src``; ``t0`` is when the dispatch started, the result when it ended."""
-        if self._tap is not None:
-            self._tap.dispatched(src)
+        ctx = self._ctx
+        if ctx._tap is not None:
+            ctx._tap.dispatched(src)
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
         if src._ready:  # _unmark_ready, inlined on the hot path
             src._ready = src._ready_by_time = src._ready_by_child = False
-            self._readyq.remove(src)
+            ctx._readyq.remove(src)
         blocked = not src._can_recurse
         premarked = not blocked and (
-            src._idle or (0 <= src._ready_time <= self._now and not src._in_heap))
+            src._idle or (0 <= src._ready_time <= ctx._now and not src._in_heap))
         if premarked:
             # GLib prepares a recursive source again in a nested iteration, and an idle
             # or a passed ready time makes it ready there.
-            self._mark_ready(src)
+            ctx._mark_ready(src)
         leaf = not (src._children or src._fds)
         if blocked:
             if leaf:  # the common case, inlined: a leaf source blocked for its dispatch
                 src._blocked = True
-                self._blocked.append(src)
+                ctx._blocked.append(src)
             else:
-                self._block(src)
+                self.block(src)
         current = _tls.current
         current.append(src)
-        self._in_iteration += 1
+        ctx._in_iteration += 1
         src._dispatching += 1
         keep = escaped = False
         try:
@@ -190,32 +178,32 @@ class Dispatcher:
             escaped = True
             raise
         except BaseException as exc:
-            _report_dispatch(self, exc, src, src._callback)
+            _report_dispatch(ctx, exc, src, src._callback)
         finally:
             t1 = _perf()
-            self._in_iteration -= 1
+            ctx._in_iteration -= 1
             current.pop()
-            self._end_dispatch(src, blocked, leaf, t1 - t0)
+            self.end_dispatch(src, blocked, leaf, t1 - t0)
             if escaped:
-                self._rearm(src, src._survives_escape, premarked)
+                self.rearm(src, src._survives_escape, premarked)
         if keep and src._idle and not src._fds and not src._destroyed:
-            self._mark_ready(src)  # a repeating idle, the common case of _rearm
+            ctx._mark_ready(src)  # a repeating idle, the common case of rearm
         else:
-            self._rearm(src, keep, premarked)
+            self.rearm(src, keep, premarked)
         return t1
 
-    def _end_dispatch(self, src: Source, blocked: bool, leaf: bool, elapsed: float) -> None:
+    def end_dispatch(self, src: Source, blocked: bool, leaf: bool, elapsed: float) -> None:
         src._dispatching -= 1
         if blocked:
-            if leaf and not src._ready_while_blocked and not self._blocked_due:
+            stack = self._ctx._blocked
+            if leaf and not src._ready_while_blocked and not self._ctx._blocked_due:
                 src._blocked = False
-                stack = self._blocked
                 if stack and stack[-1] is src:
                     stack.pop()
                 else:
-                    self._unblock(src)
+                    self.unblock(src)
             else:
-                self._unblock(src)
+                self.unblock(src)
         st = src._stats
         if st is None:
             st = src._stats = SourceStatistics()
@@ -228,63 +216,80 @@ class Dispatcher:
             # if KeyboardInterrupt or SystemExit escapes it.
             src._maybe_finalize()
         if elapsed >= _SLOW_FLOOR:
-            _slow_dispatch(self, src, elapsed)
+            _slow_dispatch(self._ctx, src, elapsed)
 
-    def _rearm(self, src: Source, keep: object, premarked: bool) -> None:
+    def rearm(self, src: Source, keep: object, premarked: bool) -> None:
         """After a dispatch: clear revents, and re-arm, keep or destroy ``src``."""
         if src._fds:
             for rec in src._fds:
                 rec.revents = 0
-        now = self._now
+        ctx = self._ctx
+        now = ctx._now
         if premarked and src._ready and not src._idle and not 0 <= src._ready_time <= now:
-            self._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
+            ctx._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
         if src._destroyed:
             return
         if not keep:
             src.destroy()
         elif src._idle:
-            self._mark_ready(src)
+            ctx._mark_ready(src)
         elif src._ready_time != -1 and not src._in_heap:
             if src._ready_time <= now:
                 if not src._ready:
-                    self._mark_ready(src)
+                    ctx._mark_ready(src)
                     src._ready_by_time = src._ready
             else:
-                self._schedule_ready_time(src)
+                ctx._schedule_ready_time(src)
 
     # ------------------------------------------------------------- blocking
-    def _block(self, src: Source) -> None:
+    def block(self, src: Source) -> None:
+        """Block ``src`` and its children while it dispatches (non-recursive sources)."""
+        ctx = self._ctx
         src._blocked = True
         if src._ready:
-            self._unmark_ready(src)
+            ctx._unmark_ready(src)
             src._ready_while_blocked = True
-        self._blocked.append(src)
+        ctx._blocked.append(src)
         for child in src._children:
-            self._block(child)
+            self.block(child)
 
-    def _unblock(self, src: Source) -> None:
+    def unblock(self, src: Source) -> None:
+        """Unblock ``src`` and its children; what became ready or due meanwhile is so now."""
+        ctx = self._ctx
         src._blocked = False
-        blocked = self._blocked
+        blocked = ctx._blocked
         if blocked and blocked[-1] is src:
             blocked.pop()
         elif src in blocked:
             blocked.remove(src)
         for child in src._children:
-            self._unblock(child)
-        if src._fds and self._fds.unpolled:
-            self._fds.repoll(src)
-        if self._blocked_due and src in self._blocked_due:
-            self._blocked_due = [s for s in self._blocked_due if s is not src]
-            self._schedule_ready_time(src)
+            self.unblock(child)
+        if src._fds and ctx._fds.unpolled:
+            ctx._fds.repoll(src)
+        if ctx._blocked_due and src in ctx._blocked_due:
+            ctx._blocked_due = [s for s in ctx._blocked_due if s is not src]
+            ctx._schedule_ready_time(src)
         if src._ready_while_blocked:
             src._ready_while_blocked = False
-            self._mark_ready(src)
+            ctx._mark_ready(src)
+
+
+# The core's upcalls of the dispatch phase, called without a name lookup (see common.h's
+# configuration table): they take the context, whose dispatcher does the work.
+def _block(ctx: MainContext, src: Source) -> None:
+    ctx._dispatcher.block(src)
+
+
+def _unblock(ctx: MainContext, src: Source) -> None:
+    ctx._dispatcher.unblock(src)
+
+
+def _count_waited(ctx: MainContext, priority: float) -> None:
+    ctx._dispatcher.count_waited(priority)
 
 
 if _engine.core is not None:
-    # The core's upcalls of the dispatch phase, called without a name lookup: private
-    # methods no context class overrides (see common.h's configuration table).
     _engine.core.configure(
         slow_floor=_SLOW_FLOOR, slow_dispatch=_slow_dispatch, report_dispatch=_report_dispatch,
-        dispatch_stack=_dispatch_stack, block=Dispatcher._block, unblock=Dispatcher._unblock,
-        count_waited=Dispatcher._count_waited)
+        dispatch_stack=_dispatch_stack, block=_block, unblock=_unblock,
+        count_waited=_count_waited)

@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any
 from . import _engine, _registry, bridge
 from ._contextcore import _PyCore, _rebind_clock
 from ._deadlines import Deadlines
+from ._dispatch import Dispatcher
 from ._fdpoll import FdPoller, clamp_wait
 from ._gate import LockGate
 from ._index import PriorityIndex
@@ -184,20 +185,27 @@ class _HandDriver:
         self._ctx._dispatch(priority)
 
 
-if TYPE_CHECKING or _engine.core is None:
+# The context's one base: its core, the data every phase reads (``GMainContext``'s
+# struct) and the hot methods, compiled or in Python.  Everything else is a part.
+if TYPE_CHECKING:
     _Core = _PyCore
 else:
-    class _Core(_engine.core.ContextCore, _PyCore):
-        """The compiled core's methods first, the Python slow paths behind them."""
+    _Core = _PyCore if _engine.core is None else _engine.core.ContextCore
 
 
-class MainContext(SourceSet, _Core):
+class MainContext(_Core):
     """A set of sources bound to one asyncio loop, like GLib's ``GMainContext``.
 
     ``MainContext(loop)`` binds a new context to ``loop``; with no argument it binds to
     the running loop, or makes a stand-alone context iterated by hand with `iteration`
     when no loop runs.  `default` gives the default context.  Times are seconds on
     ``loop.time()`` (``time.monotonic()`` for a stand-alone context).
+
+    Built by composition: a core (`aioqloop._contextcore`, or its compiled twin) holds
+    the data, and the context owns its parts, each made here: the source set
+    (`aioqloop._sourceset`), the dispatcher (`aioqloop._dispatch`), the ready-time heap
+    (`aioqloop._deadlines`; in C, the core's own), the fd poller (`aioqloop._fdpoll`) and
+    the waker (`aioqloop._waker`).
     """
 
     if _engine.core is None:
@@ -246,7 +254,6 @@ class MainContext(SourceSet, _Core):
         # watched or the context is iterated by hand.
         self._waker = Waker(lazy=True)
         self._fds = FdPoller(opener=self._waker.open)
-        self._fd_generation = 0
         self._owner: int | None = None
         self._owner_count = 0
         self._home = _get_ident()  # the thread an unowned context belongs to
@@ -256,6 +263,8 @@ class MainContext(SourceSet, _Core):
         self._driver: bridge.Driver = bridge.DETACHED
         self._source_ready: Callable[[int], None] | None = None
         self._hand = _HandDriver(self)
+        self._set = SourceSet(self)
+        self._dispatcher = Dispatcher(self)
         self._finalizer = weakref.finalize(self, _close_fds, self._fds.opened, self._waker.opened)
         if loop is not None and port.running_here():
             self._owner = _get_ident()
@@ -478,7 +487,7 @@ class MainContext(SourceSet, _Core):
         self._waker.poll_waiting = may_sleep
         if wake is None:
             self._fds.ensure_open()
-            self._fd_generation = self._fds.generation  # the driver asks for the fd next
+            self._set.fd_generation = self._fds.generation  # the driver asks for the fd next
         else:
             self._waker.fallback = wake
 
@@ -498,7 +507,7 @@ class MainContext(SourceSet, _Core):
         """Open the epoll set and the wake-up fd if they are not yet (owner thread)."""
         if self._fds.epoll is None:
             self._fds.ensure_open()
-            self._check_fd_generation()
+            self._set.check_fd_generation()
 
     def _driver_share_fds(self, mirror: Callable[[int, int], None]) -> int:
         """The driver polls the context's fds in its own epoll set (once, owner thread).

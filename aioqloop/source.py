@@ -213,7 +213,7 @@ class Source(_SourceBase):
     def _set_priority_tree(self, priority: int) -> None:
         ctx = self._context
         if ctx is not None and not self._destroyed:
-            ctx._change_priority(self, priority)
+            ctx._set.change_priority(self, priority)
         else:
             self._priority = priority
         for child in self._children:
@@ -285,7 +285,7 @@ class Source(_SourceBase):
             raise RuntimeError("a child source is attached through its parent")
         sid = context._attach(self)
         if self._children:
-            context._give_ids(self)  # GLib attaches the children with their parent
+            context._set.give_ids(self)  # GLib attaches the children with their parent
         return sid
 
     def destroy(self) -> None:
@@ -299,7 +299,7 @@ class Source(_SourceBase):
         self._destroyed = True
         ctx = self._context
         if ctx is not None:
-            ctx._destroy(self)
+            ctx._set.destroy(self)
         else:
             for child in list(self._children):
                 child.destroy()
@@ -337,7 +337,7 @@ class Source(_SourceBase):
             ctx._check_loop_open()  # before the change: a refused call changes nothing
         self._ready_time = when
         if ctx is not None:
-            ctx._ready_time_changed(self)
+            ctx._set.ready_time_changed(self)
 
     def add_unix_fd(
         self, fd_or_fileobj: int | _FileLike, events: IOCondition | int
@@ -362,7 +362,7 @@ class Source(_SourceBase):
             fds = self._fds = []
         fds.append(record)
         if self._context is not None:
-            self._context._fd_add(record)
+            self._context._set.fd_add(record)
         return record
 
     def modify_unix_fd(self, tag: _FdRecord, events: IOCondition | int) -> None:
@@ -370,14 +370,14 @@ class Source(_SourceBase):
         record = self._record(tag)
         record.events = check_events(events)
         if self._context is not None and not self._destroyed:
-            self._context._fd_changed(record.fd)
+            self._context._set.fd_changed(record.fd)
 
     def remove_unix_fd(self, tag: _FdRecord) -> None:
         """Stop watching the fd of ``tag`` (``g_source_remove_unix_fd``)."""
         record = self._record(tag)
         cast("list[_FdRecord]", self._fds).remove(record)  # _record found it: a list
         if self._context is not None and not self._destroyed:
-            self._context._fd_remove(record)
+            self._context._set.fd_remove(record)
 
     def query_unix_fd(self, tag: _FdRecord) -> IOCondition:
         """The events that were ready for ``tag`` at the last poll (``g_source_query_unix_fd``).
@@ -417,7 +417,7 @@ class Source(_SourceBase):
             children = self._children = []
         children.append(child)
         if self._context is not None:
-            self._context._attach_child(self, child)
+            self._context._set.attach_child(self, child)
 
     def _is_descendant_of(self, other: Source) -> bool:
         node = self._parent
@@ -439,7 +439,7 @@ class Source(_SourceBase):
             # Blocked with this (dispatching) parent: the parent's unblock walks its
             # children and no longer finds this one, so unblock it now or the context's
             # blocked list keeps it for good.
-            ctx._unblock(child)
+            ctx._dispatcher.unblock(child)
 
     def time(self) -> float:
         """The context's cached time for this iteration (``g_source_get_time``), in seconds."""

@@ -57,6 +57,79 @@ class ReadySource(Source):
         return self.go
 
 
+# --------------------------------------------------------------------- composition
+def test_a_context_is_its_core_and_owns_its_parts() -> None:
+    # One base, the core (compiled or the pure engine's twin); the source set and the
+    # dispatcher are objects the context makes and owns, not classes it derives from.
+    from aioqloop import _engine
+    from aioqloop._contextcore import _PyCore
+    from aioqloop._dispatch import Dispatcher
+    from aioqloop._fdpoll import FdPoller
+    from aioqloop._sourceset import SourceSet
+    from aioqloop._waker import Waker
+
+    core = _PyCore if _engine.core is None else _engine.core.ContextCore
+    assert MainContext.__bases__ == (core,)
+    assert SourceSet not in MainContext.__mro__ and Dispatcher not in MainContext.__mro__
+    # The parts declare what they hold: nothing is kept on them by accident.
+    assert SourceSet.__slots__ == ("_ctx", "fd_generation")
+    assert Dispatcher.__slots__ == ("_ctx",)
+    a, b = MainContext(_driver="standalone"), MainContext(_driver="standalone")
+    try:
+        for ctx in (a, b):
+            assert isinstance(ctx._set, SourceSet) and ctx._set._ctx is ctx
+            assert isinstance(ctx._dispatcher, Dispatcher) and ctx._dispatcher._ctx is ctx
+            assert isinstance(ctx._fds, FdPoller) and isinstance(ctx._waker, Waker)
+        for part in ("_set", "_dispatcher", "_fds", "_waker", "_hand"):
+            assert getattr(a, part) is not getattr(b, part), part
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_core_reaches_the_parts_the_context_holds(ctx: MainContext) -> None:
+    # Both engines go through ctx._set and ctx._dispatcher, so a part replaced on one
+    # context is the one used: inserting and removing a tree, and the blocking of a
+    # non-recursive parent with a child while it dispatches.
+    from aioqloop._dispatch import Dispatcher
+    from aioqloop._sourceset import SourceSet
+
+    calls: list[str] = []
+
+    class Set(SourceSet):
+        __slots__ = ()
+
+        def insert_tree(self, src: Source) -> None:
+            calls.append(f"insert {src.name}")
+            super().insert_tree(src)
+
+        def remove(self, src: Source) -> None:
+            calls.append(f"remove {src.name}")
+            super().remove(src)
+
+    class Disp(Dispatcher):
+        __slots__ = ()
+
+        def block(self, src: Source) -> None:
+            calls.append(f"block {src.name}")
+            super().block(src)
+
+    ctx._set = Set(ctx)
+    ctx._dispatcher = Disp(ctx)
+    parent, child = ReadySource(), ReadySource(go=False)
+    parent.name, child.name = "parent", "child"
+    parent.add_child_source(child)
+    seen: list[bool] = []
+    parent.set_callback(lambda: seen.append(child._blocked) or False)
+    parent.attach(ctx)
+    assert ctx.iteration(False)
+    assert seen == [True]  # the child was blocked with its dispatching parent
+    # the parent returned False: destroyed, its child with it (children go first)
+    assert calls == ["insert parent", "insert child", "block parent", "block child",
+                     "remove parent", "remove child"]
+    assert parent.is_destroyed and child.is_destroyed
+
+
 # --------------------------------------------------------------------------- basic
 
 

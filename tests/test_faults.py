@@ -1312,9 +1312,9 @@ def test_pass2_item_3_every_core_type_and_class_built_on_one_is_probed() -> None
     core_types = [v for v in vars(_cengine).values() if isinstance(v, type)]
     ours = {f"{c.__module__}:{c.__qualname__}" for t in core_types for c in built_on(t)
             if c.__module__.startswith("aioqloop.") and "<locals>" not in c.__qualname__}
-    # The aioqloop.context._Core, _stock._HookBase, bridge._PlainBase and bottomhalf._BHBase
+    # The _stock._HookBase, bridge._PlainBase and bottomhalf._BHBase
     # glue classes only order the bases of the classes above.
-    glue = {"aioqloop.context:_Core", "aioqloop._stock:_HookBase", "aioqloop.bridge:_PlainBase",
+    glue = {"aioqloop._stock:_HookBase", "aioqloop.bridge:_PlainBase",
             "aioqloop.bottomhalf:_BHBase", "aioqloop.bottomhalf:_CarrierBase"}
     assert ours - glue <= set(UNINIT_TARGETS)
 

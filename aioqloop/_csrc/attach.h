@@ -6,7 +6,7 @@
  * Included by aioqloop/_cengine.c (one compilation unit); not compiled on its own. */
 
 /* ------------------------------------------------ attach and destroy, fast paths */
-/* SourceSet._insert_tree / _remove for the common source: no prepare/check hooks, no
+/* SourceSet.insert_tree / remove for the common source: no prepare/check hooks, no
  * fds, no children, no parent, a built-in _attached.  Anything else goes to the Python
  * methods (the reference).  The ready-time heap is the context's own (deadlines.h). */
 
@@ -301,7 +301,7 @@ out:
     return rc;
 }
 
-/* The part of SourceSet._attach under the context's lock: the next free source id
+/* The part of _PyCore._attach under the context's lock: the next free source id
  * (GLib's: 32 bits, 0 never used) in *sid, src entered under it in _sources and bound to
  * the context.  A closed context, or a closed loop that refuses new work (see
  * MainContext._check_loop_open; a loop's own context is closed with it), refuses the
@@ -345,7 +345,7 @@ attach_take_id(ContextObject *self, SourceObject *src, PyObject *sources, long *
     return 0;
 }
 
-/* SourceSet._attach: give src an id in this context and insert it (any thread). */
+/* _PyCore._attach: give src an id in this context and insert it (any thread). */
 static PyObject *
 ctx_attach(ContextObject *self, PyObject *srcobj)
 {

@@ -127,9 +127,9 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(rebind_clock)     /* _contextcore._rebind_clock(ctx): the loop's class changed */ \
     X(audit_fds)        /* _contextcore._audit_fds(ctx, now): the NVAL audit, when due */ \
     X(always_ready)     /* FdPoller.always_ready_pending(fds): has_work, regular files */ \
-    X(block)            /* Dispatcher._block(ctx, src): block a source with children */ \
-    X(unblock)          /* Dispatcher._unblock(ctx, src): unblock after its dispatch */ \
-    X(count_waited)     /* Dispatcher._count_waited(ctx, priority): statistics */ \
+    X(block)            /* _dispatch._block(ctx, src): ctx._dispatcher blocks a tree */ \
+    X(unblock)          /* _dispatch._unblock(ctx, src): after its dispatch */ \
+    X(count_waited)     /* _dispatch._count_waited(ctx, priority): statistics */ \
     X(report_dispatch)  /* _dispatch._report_dispatch(ctx, exc, src, callback) */ \
     X(slow_dispatch)    /* _dispatch._slow_dispatch(ctx, src, elapsed): over the floor */ \
     X(dispatch_stack)   /* _dispatch._dispatch_stack(): this thread's current sources */ \
@@ -142,9 +142,9 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     /* attach, waker, bottom halves, timers */ \
     X(waker_run_ops)          /* Waker.run_ops: collect runs the posted operations */ \
     X(waker_notify_locked)    /* Waker.notify_locked: schedule wakes the loop */ \
-    X(ctx_insert_tree)        /* SourceSet._insert_tree: attach, a source with hooks */ \
-    X(ctx_remove)             /* SourceSet._remove: destroy, a source with hooks */ \
-    X(ctx_post_insert)        /* SourceSet._post_insert: attach from another thread */ \
+    X(ctx_insert_tree)        /* _sourceset._insert_tree(ctx, src): attach, with hooks */ \
+    X(ctx_remove)             /* _sourceset._remove(ctx, src): destroy, with hooks */ \
+    X(ctx_post_insert)        /* _sourceset._post_insert(ctx, src): from another thread */ \
     X(ctx_check_loop_open)    /* MainContext._check_loop_open: attach, schedule */ \
     X(ctx_report)             /* MainContext._report: a finalize that raised */
 

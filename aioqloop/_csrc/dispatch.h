@@ -103,7 +103,7 @@ static void fd_record_clear(FdTagObject *rec);
 static long fd_record_revents(FdTagObject *rec);
 static int fds_unpolled(ContextObject *self);
 
-/* Dispatcher._rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
+/* Dispatcher.rearm: after a dispatch, clear revents and re-arm, keep or destroy src. */
 static int
 rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
 {
@@ -153,7 +153,7 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
     return 0;
 }
 
-/* Dispatcher._end_dispatch. */
+/* Dispatcher.end_dispatch. */
 static int
 end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, double elapsed)
 {
@@ -363,7 +363,7 @@ tap_order(ContextObject *self, PyObject *priority, PyObject **pending)
     return 0;
 }
 
-/* The start of Dispatcher._dispatch_one: READY cleared (and set again at once for an
+/* The start of Dispatcher.dispatch_one: READY cleared (and set again at once for an
  * idle or a due ready time, as GLib keeps such a source ready), then GLib's block_source
  * unless the source may recurse.  0, or -1 with an exception. */
 static int
@@ -460,7 +460,7 @@ dispatch_error(ContextObject *self, SourceObject *src, int *escaped)
     return NULL;
 }
 
-/* Dispatcher._dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
+/* Dispatcher.dispatch_one.  Returns 0 and sets *t_end, or -1 with an exception. */
 static int
 dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
 {
@@ -523,7 +523,7 @@ dispatch_one(ContextObject *self, SourceObject *src, double t0, double *t_end)
     return rc;
 }
 
-/* Dispatcher._dispatch_postponed(): a big lock handed over for a dispatch that does not
+/* Dispatcher.dispatch_postponed(): a big lock handed over for a dispatch that does not
  * happen now goes back at once, so the loop never polls holding it. */
 static PyObject *
 ctx_dispatch_postponed(ContextObject *self, PyObject *unused)
