@@ -173,8 +173,7 @@ class _PyCore:
 
     def _ready_sources(self, priority: float) -> list[Source]:
         """The ready sources of ``priority`` in dispatch order (a new list)."""
-        queue = self._readyq.get(priority)
-        return list(queue) if queue else []
+        return self._readyq.ordered(priority)
 
     def _best_ready(self) -> float:
         """The most urgent priority with ready sources (``inf`` if none)."""

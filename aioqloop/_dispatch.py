@@ -77,13 +77,12 @@ class Dispatcher:
         """
         ctx = self._ctx
         ready = ctx._readyq
-        queue = ready.get(priority)
-        if not queue:
+        # g_main_dispatch's pending dispatches: the queue as it is now, in order
+        pending = ready.ordered(priority)
+        if not pending:
             self.dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
         ctx._iterations += 1
-        # g_main_dispatch's pending dispatches: the queue as it is now, already in order
-        pending = list(queue)
         tap = ctx._tap
         if tap is not None and len(pending) > 1:
             pending = tap.order(priority, pending)
