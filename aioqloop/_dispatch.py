@@ -103,7 +103,10 @@ class Dispatcher:
             for src in pending:
                 if ctx._serial != serial:
                     break  # a nested iteration took over the rest, as in gmain.c
-                if not src._ready or src._destroyed:
+                if src._destroyed:
+                    # g_main_dispatch skips only a destroyed source: one that is no
+                    # longer READY since the check (its ready time moved, its only
+                    # ready child went) still dispatches in this batch.
                     continue
                 if first:
                     first = False

@@ -659,6 +659,51 @@ def scenario_destroy_in_callback(GLib: Any) -> Any:
 
 
 @scenario
+def scenario_pending_sources_dispatch_unless_destroyed(GLib: Any) -> Any:
+    """g_main_dispatch runs every source the check found ready unless it was destroyed
+    since: not one whose ready time an earlier callback moved away, nor a parent whose
+    only ready child went, nor a parent due by its own ready time whose child went."""
+    ctx = GLib.MainContext()
+    Base: Any = _base(GLib)
+    log: list[str] = []
+    srcs: dict[str, Any] = {}
+
+    class S(Base):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+
+        def dispatch(self, callback: Any, args: Any) -> Any:
+            log.append(self.tag)
+            if self.tag == "a":
+                srcs["b"].set_ready_time(-1)  # b was found ready: it still runs now
+            return True
+
+    def gone(tag: str) -> bool:
+        log.append(tag)
+        return False
+
+    for tag in ("a", "b"):
+        srcs[tag] = S(tag)
+        srcs[tag].attach(ctx)
+        srcs[tag].set_ready_time(0)
+    rets = _iterate(ctx, 2)  # a, b; then a alone (b's ready time is -1 now)
+    for tag in ("a", "b"):
+        srcs[tag].destroy()
+    for tag, due in (("p", False), ("q", True)):
+        parent = srcs[tag] = S(tag)
+        child = GLib.Idle()
+        child.set_callback(gone, tag + "-child")
+        parent.add_child_source(child)
+        parent.attach(ctx)
+        if due:
+            parent.set_ready_time(0)
+        rets += _iterate(ctx, 2)
+        parent.destroy()
+    return log, rets
+
+
+@scenario
 def scenario_invoke_full(GLib: Any) -> Any:
     """invoke_full: queued on an unowned context, direct on the default or the owner."""
     ctx = GLib.MainContext()
@@ -981,6 +1026,10 @@ EXPECTED: dict[str, Any] = {
         ["a", "c", "a", "a"],
         [True, True, True],
         {"a": False, "b": True, "c": True},
+    ),
+    "pending_sources_dispatch_unless_destroyed": (
+        ["a", "b", "a", "p-child", "p", "q-child", "q", "q"],
+        [True, True, True, False, True, True],
     ),
     "invoke_full": (
         [

@@ -623,8 +623,8 @@ run_batch(ContextObject *self, PyObject **gate, PyObject *single, PyObject *pend
         if (!Source_Check(st, o))
             continue;
         SourceObject *src = (SourceObject *)o;
-        if (!src->ready || src->destroyed)
-            continue;
+        if (src->destroyed)
+            continue;  /* g_main_dispatch skips only a destroyed source (Dispatcher.dispatch) */
         if (first)
             first = 0;
         else if (*gate != NULL) {
