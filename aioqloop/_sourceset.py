@@ -184,7 +184,9 @@ class SourceSet:
         old = src._priority
         if old == prio:
             return
-        was_ready = src._ready
+        # Why it is ready (its ready time, a child, or itself) survives the move: a ready
+        # time moved away after this must still un-ready it (`_schedule_ready_time`).
+        was_ready, by_time, by_child = src._ready, src._ready_by_time, src._ready_by_child
         ctx._unmark_ready(src)
         if src._has_prepare:
             ctx._prepare_hooks.remove(old, src)
@@ -202,6 +204,8 @@ class SourceSet:
             src._order = (*parent._order[:-1], 0, self.next_seq(), 1)
         if was_ready:
             ctx._mark_ready(src)
+            if src._ready:
+                src._ready_by_time, src._ready_by_child = by_time, by_child
 
     def ready_time_changed(self, src: Source) -> None:
         # Hot (every timeout re-arm): the owner test of local_or_post, without a closure.

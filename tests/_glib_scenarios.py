@@ -704,6 +704,35 @@ def scenario_pending_sources_dispatch_unless_destroyed(GLib: Any) -> Any:
 
 
 @scenario
+def scenario_priority_change_keeps_why_ready(GLib: Any) -> Any:
+    """A source ready by its ready time, then moved to another priority, is no longer
+    ready once its ready time goes to -1 (a timeout of 0 ms and a custom source)."""
+    ctx = GLib.MainContext()
+    Base: Any = _base(GLib)
+    log: list[str] = []
+
+    class S(Base):
+        def dispatch(self, callback: Any, args: Any) -> Any:
+            log.append("custom")
+            return True
+
+    custom = S()
+    custom.attach(ctx)
+    custom.set_ready_time(0)  # stays ready: dispatch does not reset a ready time
+    timeout = GLib.Timeout(0)
+    timeout.set_callback(lambda tag: log.append(tag) or True, "timeout")
+    timeout.attach(ctx)
+    rets = _iterate(ctx, 1)
+    for src in (custom, timeout):
+        src.set_priority(GLib.PRIORITY_HIGH)
+        src.set_ready_time(-1)
+    rets += _iterate(ctx, 2)
+    custom.destroy()
+    timeout.destroy()
+    return log, rets
+
+
+@scenario
 def scenario_invoke_full(GLib: Any) -> Any:
     """invoke_full: queued on an unowned context, direct on the default or the owner."""
     ctx = GLib.MainContext()
@@ -1027,6 +1056,7 @@ EXPECTED: dict[str, Any] = {
         [True, True, True],
         {"a": False, "b": True, "c": True},
     ),
+    "priority_change_keeps_why_ready": (["custom", "timeout"], [True, False, False]),
     "pending_sources_dispatch_unless_destroyed": (
         ["a", "b", "a", "p-child", "p", "q-child", "q", "q"],
         [True, True, True, False, True, True],
