@@ -14,6 +14,26 @@ import pytest
 import aioqloop
 from aioqloop import MainContext, _engine
 
+
+def machine_settings(examples: int, steps: int = 40) -> Any:
+    """Settings of the suite's state machines (`test_model`, `test_engine_parity`).
+
+    By default ``examples`` programs of ``steps`` steps, derandomised so that every run
+    tries the same ones.  ``AIOQLOOP_FUZZ=N`` asks for N fresh random programs of 60 steps
+    instead: a longer hunt for a developer's machine, not for CI.
+    """
+    from hypothesis import HealthCheck, settings
+
+    fuzz = os.environ.get("AIOQLOOP_FUZZ", "").strip()
+    if fuzz:
+        if not fuzz.isdigit() or int(fuzz) < 1:
+            raise ValueError(f"AIOQLOOP_FUZZ must be a positive number of examples, not {fuzz!r}")
+        return settings(max_examples=int(fuzz), stateful_step_count=60, deadline=None,
+                        derandomize=False, suppress_health_check=list(HealthCheck))
+    return settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                    derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
 #: The two asyncio loops aioqloop runs on: the stock selector loop and uvloop.  Tests take
 #: them through the `base` fixture; this tuple is for what a fixture cannot reach
 #: (hypothesis strategies, loops inside one test).

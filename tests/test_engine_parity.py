@@ -31,7 +31,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -44,6 +43,7 @@ from hypothesis.stateful import (
 sys.path.insert(0, str(Path(__file__).parent))
 import _glib_scenarios as scenarios
 import _twins
+from conftest import machine_settings
 
 
 @functools.cache
@@ -538,13 +538,7 @@ class ParityMachine(RuleBasedStateMachine):
             w.close()
 
 
-ParityMachine.TestCase.settings = settings(
-    max_examples=200,
-    stateful_step_count=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+ParityMachine.TestCase.settings = machine_settings(200)
 TestParity = ParityMachine.TestCase
 
 

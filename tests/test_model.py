@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, settings
+import pytest
+from conftest import machine_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -131,11 +132,19 @@ class ContextMachine(RuleBasedStateMachine):
         self.ctx.close()
 
 
-ContextMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+ContextMachine.TestCase.settings = machine_settings(60)
 TestContextModel = ContextMachine.TestCase
+
+
+def test_the_machines_run_fixed_programs_unless_asked_to_hunt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AIOQLOOP_FUZZ", raising=False)
+    fixed = machine_settings(60)
+    assert (fixed.max_examples, fixed.derandomize, fixed.stateful_step_count) == (60, True, 40)
+    monkeypatch.setenv("AIOQLOOP_FUZZ", "5000")
+    hunt = machine_settings(60)
+    assert (hunt.max_examples, hunt.derandomize, hunt.stateful_step_count) == (5000, False, 60)
+    monkeypatch.setenv("AIOQLOOP_FUZZ", "lots")
+    with pytest.raises(ValueError, match="AIOQLOOP_FUZZ must be a positive number"):
+        machine_settings(60)
