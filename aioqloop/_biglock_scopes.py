@@ -102,6 +102,8 @@ class _Released:
                 break
             except (KeyboardInterrupt, SystemExit) as error:
                 interrupt = error
+                if self._lock.held():
+                    break  # taken back just before the interrupt came through
         if interrupt is not None:
             raise interrupt
 

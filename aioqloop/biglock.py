@@ -416,32 +416,53 @@ class BigLock:
     ) -> bool:
         """Slow path of :meth:`acquire_sync`."""
         thread = _current_thread()
-        while True:
-            with self._mutex:
-                owner = self._owner
-                if owner is None:
-                    self._owner = me
-                    self._owner_counters = counters
-                    counters.acquisitions += 1
-                    self._acquired_at = perf_counter()
-                    return True
-                if owner is me:
-                    raise RuntimeError(self._recursion_message(_owner_kind(me)))
-                if not self._owner_is_gone_locked(owner):
-                    if not blocking:
-                        self._failed_attempts += 1
-                        return False
-                    blocker = self._blocker_locked(loop, thread)
-                    if blocker is not None:
-                        raise RuntimeError(self._deadlock_message(blocker, thread))
-                    waiter = self._enqueue_thread_locked(me, counters)
-                    break
-                woken = self._reclaim_locked()
-            self._report_gone(owner, _gone_reason(owner))
-            self._wake(woken)
-        if not self._dogged:
-            _watchdog.watch(self)
-        return self._wait_thread(waiter, timeout)
+        queued = False
+        try:
+            while True:
+                with self._mutex:
+                    owner = self._owner
+                    if owner is None:
+                        self._owner = me
+                        self._owner_counters = counters
+                        counters.acquisitions += 1
+                        self._acquired_at = perf_counter()
+                        return True
+                    if owner is me:
+                        raise RuntimeError(self._recursion_message(_owner_kind(me)))
+                    if not self._owner_is_gone_locked(owner):
+                        if not blocking:
+                            self._failed_attempts += 1
+                            return False
+                        blocker = self._blocker_locked(loop, thread)
+                        if blocker is not None:
+                            raise RuntimeError(self._deadlock_message(blocker, thread))
+                        queued = True  # first: the interrupt may come as the call returns
+                        waiter = self._enqueue_thread_locked(me, counters)
+                        break
+                    woken = self._reclaim_locked()
+                self._report_gone(owner, _gone_reason(owner))
+                self._wake(woken)
+            if not self._dogged:
+                _watchdog.watch(self)
+            return self._wait_thread(waiter, timeout)
+        except BaseException:
+            if queued:
+                # A KeyboardInterrupt (or any signal handler's exception) between queueing
+                # and the wait's own guard: the waiter may be in the queue with nobody to
+                # wake, or granted already.  Nothing may stay behind either way.
+                self._abandon_thread_wait(me)
+            raise
+
+    def _abandon_thread_wait(self, me: object) -> None:
+        """Leave the queue, or pass on a lock handed over meanwhile, for the thread ``me``
+        whose wait was interrupted.  Mutex not held."""
+        with self._mutex:
+            mine = [w for w in self._waiters if w.kind == _THREAD and w.owner is me]
+            for waiter in mine:
+                self._waiters.remove(waiter)
+                waiter.state = _ABANDONED
+                self._cancelled_waits += 1
+        self._pass_on(me)  # only if the lock was handed to ``me`` meanwhile
 
     # ``with lock:`` calls acquire_sync() directly: one call fewer per use.
     __enter__ = acquire_sync

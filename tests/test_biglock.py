@@ -1633,6 +1633,42 @@ def test_interrupt_at_the_hand_off_passes_the_lock_on(
     assert stats.acquisitions == 3  # holder, us (handed over, then passed on), behind
 
 
+@pytest.mark.parametrize("handed_over", [False, True])
+def test_interrupt_between_queueing_and_waiting_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch, handed_over: bool
+) -> None:
+    # A signal handler's exception can come through at any call between queueing a
+    # thread's waiter and the wait that guards it (here: the watchdog registration).
+    # The waiter must leave the queue, or, if the lock was handed to it meanwhile, the
+    # lock must go on: before, a later acquire queued behind a waiter nobody woke.
+    import aioqloop.biglock as biglock
+
+    lock = BigLock()
+    holder = HolderThread(lock).start()
+    me = threading.current_thread()
+
+    class Interrupting:
+        def watch(self, _: BigLock) -> None:
+            assert lock._waiter_count() == 1  # queued, not yet waiting
+            if handed_over:
+                holder.go.set()
+                until_sync(lambda: lock.statistics().owner is me)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(biglock, "_watchdog", Interrupting())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire_sync()
+    finally:
+        monkeypatch.undo()
+        holder.go.set()
+        holder.thread.join(DEADLINE)
+    assert_idle(lock)
+    with lock:  # and the lock still works
+        assert lock.held()
+    assert_idle(lock)
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.usefixtures("default_sigint")
 def test_keyboard_interrupt_while_taking_back_after_released() -> None:
