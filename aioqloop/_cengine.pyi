@@ -52,6 +52,7 @@ class SourceCore:
     _blocked: bool
     _ready_while_blocked: bool
     _in_heap: bool
+    _latched: bool
 
 class ContextCore:
     _blocked: list[Any]

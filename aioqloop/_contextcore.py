@@ -53,6 +53,24 @@ def _rebind_clock(ctx: _PyCore) -> None:
     ctx._clock_class = port.loop_class
 
 
+def _unready_ancestors(ctx: _PyCore, src: Source) -> None:
+    """``src`` stopped being ready (destroyed, or its ready time moved away): an ancestor
+    that was ready only through it, and through no other child, is not ready either, as
+    GLib's next prepare would find; one in the running dispatch batch stays ready."""
+    parent = src._parent
+    while (parent is not None and parent._ready and parent._ready_by_child
+           and not parent._latched):
+        if any(c._ready for c in parent._children if c is not src):
+            break
+        ctx._unmark_ready(parent)
+        if parent._ready_time != -1 and not parent._in_heap:
+            # Its own ready time may have passed while it was ready (so it left the
+            # deadline heap): GLib derives READY from the ready time at every prepare,
+            # so put it back in the heap for the next one to look at.
+            ctx._schedule_ready_time(parent)
+        parent = parent._parent
+
+
 def _audit_fds(ctx: _PyCore, now: float) -> None:
     """The NVAL audit of the watched fds, due at loop time ``now``."""
     ctx._fds.audit(now, ctx._mark_ready)
@@ -269,7 +287,7 @@ class _PyCore:
         if src._destroyed or src._context is not self:
             return
         when = src._ready_time
-        if src._ready_by_time and src._ready and not src._dispatching and (
+        if src._ready_by_time and src._ready and not src._latched and (
             when == -1 or when > self._clock()
         ):
             # READY came from the old ready time; GLib re-derives READY at the next
@@ -279,6 +297,7 @@ class _PyCore:
                 src._ready_by_time, src._ready_by_child = False, True
             else:
                 self._unmark_ready(src)
+                _unready_ancestors(self, src)
         if when in (-1, _INF):
             self._deadlines.drop(src)
         elif self._deadlines.push(src, when):
@@ -316,6 +335,9 @@ class _PyCore:
                 elif not src._ready:
                     self._mark_ready(src)
                     src._ready_by_time = src._ready
+                elif src._ready_by_child:
+                    # due itself: ready in its own right now, not only through a child
+                    src._ready_by_time, src._ready_by_child = True, False
         return now
 
     def _attach(self, src: Source) -> int:

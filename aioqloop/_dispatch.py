@@ -83,6 +83,11 @@ class Dispatcher:
             self.dispatch_postponed()  # gone since the check: nothing to hold the lock for
             return
         ctx._iterations += 1
+        for src in pending:
+            # GLib's READY stays set on each until it is dispatched: a ready time moved
+            # away, or a ready child gone, does not take it back (nor in a nested
+            # iteration that takes over the rest of the batch).
+            src._latched = True
         tap = ctx._tap
         if tap is not None and len(pending) > 1:
             pending = tap.order(priority, pending)
@@ -147,6 +152,7 @@ class Dispatcher:
         if ctx._tap is not None:
             ctx._tap.dispatched(src)
         # READY is cleared before the callback runs (gmain.c), so it can re-arm itself.
+        src._latched = False
         if src._ready:  # _unmark_ready, inlined on the hot path
             src._ready = src._ready_by_time = src._ready_by_child = False
             ctx._readyq.remove(src)
@@ -198,7 +204,8 @@ class Dispatcher:
         src._dispatching -= 1
         if blocked:
             stack = self._ctx._blocked
-            if leaf and not src._ready_while_blocked and not self._ctx._blocked_due:
+            if (leaf and not src._ready_while_blocked and not self._ctx._blocked_due
+                    and not src._dispatching):
                 src._blocked = False
                 if stack and stack[-1] is src:
                     stack.pop()
@@ -227,7 +234,8 @@ class Dispatcher:
                 rec.revents = 0
         ctx = self._ctx
         now = ctx._now
-        if premarked and src._ready and not src._idle and not 0 <= src._ready_time <= now:
+        if ((premarked or src._ready_by_time) and src._ready and not src._idle
+                and not 0 <= src._ready_time <= now):
             ctx._unmark_ready(src)  # it re-armed itself for later (e.g. a timeout)
         if src._destroyed:
             return
@@ -240,6 +248,9 @@ class Dispatcher:
                 if not src._ready:
                     ctx._mark_ready(src)
                     src._ready_by_time = src._ready
+                elif src._ready_by_child:
+                    # due itself: ready in its own right, not only through a child
+                    src._ready_by_time, src._ready_by_child = True, False
             else:
                 ctx._schedule_ready_time(src)
 
@@ -249,8 +260,20 @@ class Dispatcher:
         ctx = self._ctx
         src._blocked = True
         if src._ready:
+            # Why it is ready decides what unblocking does.  Its ready time: that time
+            # decides again, as GLib's next prepare would (it may be -1 by then).  A
+            # child: the children, blocked with it, make it ready again if they still
+            # are.  Anything else (itself; GLib's READY from the running batch): it is.
+            latched = src._latched
+            by_time = src._ready_by_time and not latched
+            by_child = src._ready_by_child and not latched
             ctx._unmark_ready(src)
-            src._ready_while_blocked = True
+            if by_time:
+                due = ctx._blocked_due
+                if not any(s is src for s in due):
+                    due.append(src)
+            elif not by_child:
+                src._ready_while_blocked = True
         ctx._blocked.append(src)
         for child in src._children:
             self.block(child)
@@ -268,12 +291,30 @@ class Dispatcher:
             self.unblock(child)
         if src._fds and ctx._fds.unpolled:
             ctx._fds.repoll(src)
-        if ctx._blocked_due and src in ctx._blocked_due:
+        if ctx._blocked_due and any(s is src for s in ctx._blocked_due):
             ctx._blocked_due = [s for s in ctx._blocked_due if s is not src]
             ctx._schedule_ready_time(src)
         if src._ready_while_blocked:
             src._ready_while_blocked = False
             ctx._mark_ready(src)
+        elif src._dispatching and not src._ready and not src._destroyed:
+            # Unblocked while its own dispatch still runs: a parent's dispatch in a nested
+            # iteration ended (GLib's block is a flag, not a count).  GLib's next prepare
+            # looks at it like any other source, so an idle or a passed ready time makes
+            # it ready there, and it may dispatch again inside its own dispatch.
+            self.rearm_early(src)
+
+    def rearm_early(self, src: Source) -> None:
+        """`unblock` of a source whose dispatch still runs: ready as a prepare finds it."""
+        ctx = self._ctx
+        if src._idle:
+            ctx._mark_ready(src)
+        elif src._ready_time != -1 and not src._in_heap:
+            if src._ready_time <= ctx._now:
+                ctx._mark_ready(src)
+                src._ready_by_time = src._ready
+            else:
+                ctx._schedule_ready_time(src)
 
 
 # The core's upcalls of the dispatch phase, called without a name lookup (see common.h's

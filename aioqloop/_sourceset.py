@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _engine
+from ._contextcore import _unready_ancestors
 
 if TYPE_CHECKING:
     from .context import MainContext
@@ -74,7 +75,9 @@ class SourceSet:
         g_source_attach attaches a source's children too, so each has an id of its own
         that ``find_source_by_id``/``source_remove`` know (any thread)."""
         ctx = self._ctx
-        stack = [root] if root._parent is not None else list(root._children)
+        # Depth first, each source's children latest added first: gmain.c keeps a
+        # source's children in a list it prepends to and attaches them in its order.
+        stack = [root] if root._parent is not None else list(root._children[::-1])
         with ctx._waker.lock:
             while stack:
                 src = stack.pop(0)
@@ -82,7 +85,7 @@ class SourceSet:
                     continue
                 src._id = sid = self.new_id()
                 ctx._sources[sid] = src
-                stack[:0] = src._children
+                stack[:0] = src._children[::-1]
 
     def insert_child(self, parent: Source, child: Source) -> None:
         if parent._destroyed:
@@ -123,7 +126,8 @@ class SourceSet:
         if src._idle:
             ctx._mark_ready(src)
         if src._children:
-            for child in src._children:
+            # latest added first, each just before its parent (see give_ids)
+            for child in src._children[::-1]:
                 child._context = ctx
                 child._order = (*src._order[:-1], 0, self.next_seq(), 1)
                 self.insert_tree(child)
@@ -152,17 +156,7 @@ class SourceSet:
                 child.destroy()
         if src._ready or src._ready_by_time or src._ready_by_child:
             ctx._unmark_ready(src)
-        parent = src._parent
-        while parent is not None and parent._ready and parent._ready_by_child:
-            if any(c._ready for c in parent._children if c is not src):
-                break
-            ctx._unmark_ready(parent)
-            if parent._ready_time != -1 and not parent._in_heap:
-                # Its own ready time may have passed while it was ready (so it left the
-                # deadline heap): GLib derives READY from the ready time at every
-                # prepare, so put it back in the heap for the next one to look at.
-                ctx._schedule_ready_time(parent)
-            parent = parent._parent
+        _unready_ancestors(ctx, src)
         if src._has_prepare or src._has_check:
             prio = src._priority
             if src._has_prepare:
@@ -181,9 +175,9 @@ class SourceSet:
         ctx = self._ctx
         if ctx._foreign():
             raise RuntimeError("change a source's priority from the thread that runs its context")
+        # No shortcut for the same priority: g_source_set_priority always takes the
+        # source out and adds it back at the tail of its priority's list.
         old = src._priority
-        if old == prio:
-            return
         # Why it is ready (its ready time, a child, or itself) survives the move: a ready
         # time moved away after this must still un-ready it (`_schedule_ready_time`).
         was_ready, by_time, by_child = src._ready, src._ready_by_time, src._ready_by_child

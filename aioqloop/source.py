@@ -103,6 +103,8 @@ class _SourceState:
     _ready_by_child = False  # READY came from a ready child only
     _blocked = False
     _ready_while_blocked = False
+    # In a dispatch batch, not dispatched yet (GLib's READY as the check left it).
+    _latched = False
     _in_heap = False
     _heap_seq = 0
     _dispatching = 0
@@ -216,7 +218,9 @@ class Source(_SourceBase):
             ctx._set.change_priority(self, priority)
         else:
             self._priority = priority
-        for child in self._children:
+        # g_source_set_priority re-adds the children latest added first, each just
+        # before this source (gmain.c prepends to a source's list of children).
+        for child in self._children[::-1]:
             child._set_priority_tree(priority)
 
     @property

@@ -733,6 +733,55 @@ def scenario_priority_change_keeps_why_ready(GLib: Any) -> Any:
 
 
 @scenario
+def scenario_child_order_and_priority_moves(GLib: Any) -> Any:
+    """gmain.c keeps a source's children latest added first: children added before the
+    parent is attached are attached (ids, dispatch order) in that order, each just before
+    its parent; added to an attached parent, each goes just before it; a priority set,
+    even to the same value, moves a source (children latest added first) to the tail."""
+    ctx = GLib.MainContext()
+    Base: Any = _base(GLib)
+    log: list[str] = []
+
+    class S(Base):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+
+        def dispatch(self, callback: Any, args: Any) -> Any:
+            log.append(self.tag)
+            return True
+
+    def tree(prefix: str, attach_first: bool) -> tuple[Any, list[Any]]:
+        parent = S(prefix)
+        kids = [S(f"{prefix}{i}") for i in range(3)]
+        grandkids = [S(f"{prefix}0.{i}") for i in range(2)]
+        if attach_first:
+            parent.attach(ctx)
+        for kid in kids:
+            parent.add_child_source(kid)
+        for grandkid in grandkids:
+            kids[0].add_child_source(grandkid)
+        if not attach_first:
+            parent.attach(ctx)
+        everyone = [parent, *kids, *grandkids]
+        for src in everyone:
+            src.set_ready_time(0)
+        return parent, everyone
+
+    p, ps = tree("p", attach_first=False)
+    q, qs = tree("q", attach_first=True)
+    ids = [[src.get_id() - tree_[0].get_id() for src in tree_[1:]] for tree_ in (ps, qs)]
+    rets = _iterate(ctx, 1)
+    q.set_priority(GLib.PRIORITY_DEFAULT)  # the same priority: q's tree goes to the tail
+    rets += _iterate(ctx, 1)
+    p.set_priority(GLib.PRIORITY_DEFAULT)
+    rets += _iterate(ctx, 1)
+    p.destroy()
+    q.destroy()
+    return ids, log, rets
+
+
+@scenario
 def scenario_invoke_full(GLib: Any) -> Any:
     """invoke_full: queued on an unowned context, direct on the default or the owner."""
     ctx = GLib.MainContext()
@@ -1055,6 +1104,13 @@ EXPECTED: dict[str, Any] = {
         ["a", "c", "a", "a"],
         [True, True, True],
         {"a": False, "b": True, "c": True},
+    ),
+    "child_order_and_priority_moves": (
+        [[3, 2, 1, 5, 4], [1, 2, 3, 4, 5]],
+        ["p2", "p1", "p0.1", "p0.0", "p0", "p", "q0.0", "q0.1", "q0", "q1", "q2", "q",
+         "p2", "p1", "p0.1", "p0.0", "p0", "p", "q2", "q1", "q0.1", "q0.0", "q0", "q",
+         "q2", "q1", "q0.1", "q0.0", "q0", "q", "p2", "p1", "p0.1", "p0.0", "p0", "p"],
+        [True, True, True],
     ),
     "priority_change_keeps_why_ready": (["custom", "timeout"], [True, False, False]),
     "pending_sources_dispatch_unless_destroyed": (

@@ -25,6 +25,7 @@ from aioqloop.glib import _context as glib_context
 from aioqloop.glib import _sources as glib_sources
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _glib_programs as programs
 import _glib_scenarios as scenarios
 
 
@@ -46,6 +47,14 @@ def _capture_excepthook(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]
 @pytest.mark.parametrize("name", sorted(scenarios.EXPECTED))
 def test_scenario_matches_recorded_glib(name: str) -> None:
     assert scenarios.SCENARIOS[name](GLib) == scenarios.EXPECTED[name]
+
+
+def test_random_programs_observe_what_glib_does() -> None:
+    # 400 random programs (sources of four kinds, children, priority and ready-time
+    # changes, destroys, nested iterations from callbacks) observe exactly what real
+    # GLib observed when the digest was recorded.  On a mismatch, run
+    # .ci/glib-differential.sh: its test of the same name names the first program.
+    assert programs.digest(GLib) == programs.RECORDED
 
 
 def test_seconds_phase_scenario_is_coalesced() -> None:

@@ -34,6 +34,7 @@ except (ImportError, ValueError) as exc:  # pragma: no cover - depends on the ve
 from aioqloop import glib as AioGLib
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _glib_programs as programs
 import _glib_scenarios as scenarios
 
 # Seconds timeouts take their phase from a hash of one of these, read once per process by
@@ -71,3 +72,30 @@ def test_recorded_results_still_describe_glib(name: str) -> None:
 
 def test_there_are_enough_scenarios() -> None:
     assert len(scenarios.SCENARIOS) >= 12
+
+
+def _fuzz_seeds() -> range:
+    # AIOQLOOP_FUZZ=N: N more programs from a seed of this run (printed on failure).
+    extra = int(os.environ.get("AIOQLOOP_FUZZ", "0") or 0)
+    start = int.from_bytes(os.urandom(3), "big") * 1000 if extra else 0
+    return range(start, start + extra)
+
+
+def test_random_programs_observe_what_glib_does() -> None:
+    # The same random programs on real GLib and on aioqloop.glib: every dispatch, every
+    # iteration's result and the final states must be equal (`_glib_programs`).
+    seeds = [*programs.SEEDS, *_fuzz_seeds()]
+    for seed in seeds:
+        ops = programs.generate(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = programs.run(RealGLib, ops)
+        got = programs.run(AioGLib, ops)
+        assert got == expected, f"seed {seed}: {ops}"
+
+
+def test_recorded_program_digest_still_describes_glib() -> None:
+    # tests/test_glib.py checks aioqloop against this digest in the normal venv.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert programs.digest(RealGLib) == programs.RECORDED

@@ -13,6 +13,8 @@
 
 static PyObject *bh_carrier_source(ModState *st, PyObject *carrier);
 
+static int unready_ancestors(ContextObject *self, SourceObject *src);
+
 /* MainContext._schedule_ready_time: (re)enter src's ready time in the heap. */
 static int
 schedule_ready_time_c(ContextObject *self, SourceObject *src)
@@ -21,7 +23,7 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
     if (src->destroyed || src->context != (PyObject *)self)
         return 0;
     double when = src->ready_time;
-    if (src->ready_by_time && src->ready && !src->dispatching) {
+    if (src->ready_by_time && src->ready && !src->latched) {
         int passed = when == -1;
         if (!passed) {
             double now;
@@ -45,7 +47,7 @@ schedule_ready_time_c(ContextObject *self, SourceObject *src)
                 src->ready_by_time = 0;
                 src->ready_by_child = 1;
             }
-            else if (unmark_ready(self, src) < 0)
+            else if (unmark_ready(self, src) < 0 || unready_ancestors(self, src) < 0)
                 return -1;
         }
     }
@@ -86,6 +88,42 @@ plain_source(SourceObject *src, int *vt)
     if (PyErr_Occurred())
         return -1;
     return (*vt & (VT_ATTACHED_DEFAULT | VT_ATTACHED_TIMEOUT)) != 0;
+}
+
+/* _contextcore._unready_ancestors: src stopped being ready; an ancestor ready only
+ * through it (no other child ready), and not in the running dispatch batch, is not
+ * ready either, and its own ready time goes back in the heap.  0, or -1. */
+static int
+unready_ancestors(ContextObject *self, SourceObject *src)
+{
+    ModState *st = self->st;
+    PyObject *p = src->parent;
+    Py_XINCREF(p);
+    int rc = 0;
+    while (rc == 0 && p != NULL && Source_Check(st, p)) {
+        SourceObject *parent = (SourceObject *)p;
+        if (!parent->ready || !parent->ready_by_child || parent->latched)
+            break;
+        int other = 0;
+        PyObject *children = parent->children;
+        if (children != NULL && (PyList_Check(children) || PyTuple_Check(children))) {
+            Py_ssize_t n = PySequence_Fast_GET_SIZE(children);
+            PyObject **items = PySequence_Fast_ITEMS(children);
+            for (Py_ssize_t i = 0; i < n && !other; i++)
+                other = items[i] != (PyObject *)src && Source_Check(st, items[i])
+                        && ((SourceObject *)items[i])->ready;
+        }
+        if (other)
+            break;
+        rc = unmark_ready(self, parent);
+        if (rc == 0 && parent->ready_time != -1 && !parent->in_heap)
+            rc = schedule_ready_time_c(self, parent);
+        PyObject *next = parent->parent;  /* read after: the calls may have changed it */
+        Py_XINCREF(next);
+        Py_SETREF(p, next);
+    }
+    Py_XDECREF(p);
+    return rc;
 }
 
 /* _insert(src): insert an attached source (owner thread). */
@@ -211,6 +249,11 @@ pop_due_into(ContextObject *self, double now)
         else if (!src->ready) {
             rc = mark_ready(self, (PyObject *)src);
             src->ready_by_time = src->ready;
+        }
+        else if (src->ready_by_child) {
+            /* due itself: ready in its own right now, not only through a child */
+            src->ready_by_child = 0;
+            src->ready_by_time = 1;
         }
         Py_DECREF(src);
         if (rc < 0)

@@ -127,7 +127,10 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
         return -1;
     }
     double now = self->now, rt = src->ready_time;
-    if (premarked && src->ready && !src->c_idle && !(0 <= rt && rt <= now)) {
+    /* marked again early (premarked, or by its ready time while unblocked during its
+     * dispatch) but re-armed for later meanwhile: not ready after all */
+    if ((premarked || src->ready_by_time) && src->ready && !src->c_idle
+            && !(0 <= rt && rt <= now)) {
         if (unmark_ready(self, src) < 0)
             return -1;
     }
@@ -144,6 +147,11 @@ rearm(ContextObject *self, SourceObject *src, int keep, int premarked)
                 if (mark_ready(self, (PyObject *)src) < 0)
                     return -1;
                 src->ready_by_time = src->ready;
+            }
+            else if (src->ready_by_child) {
+                /* due itself: ready in its own right, not only through a child */
+                src->ready_by_child = 0;
+                src->ready_by_time = 1;
             }
         }
         else {
@@ -170,7 +178,8 @@ end_dispatch(ContextObject *self, SourceObject *src, int blocked, int leaf, doub
             if (unpolled < 0)
                 return -1;
         }
-        if (leaf && !src->ready_while_blocked && ndue == 0 && !unpolled) {
+        /* (still dispatching: a nested dispatch of it ends, Dispatcher.unblock decides) */
+        if (leaf && !src->ready_while_blocked && ndue == 0 && !unpolled && src->dispatching == 0) {
             src->blocked = 0;
             PyObject *stack = self->blocked;
             Py_ssize_t n;
@@ -378,6 +387,7 @@ begin_dispatch(ContextObject *self, SourceObject *src, int *blocked, int *premar
         src->ready = src->ready_by_time = src->ready_by_child = 0;
         rq_remove(src);  /* the batch holds a reference */
     }
+    src->latched = 0;
     *blocked = !src->can_recurse;
     double rt = src->ready_time;
     *premarked = !*blocked && (src->c_idle || (0 <= rt && rt <= self->now && !src->in_heap));
@@ -677,6 +687,9 @@ ctx_dispatch(ContextObject *self, PyObject *priority)
     if (q == NULL)  /* gone since the check (or never a priority): nothing to run */
         return ctx_dispatch_postponed(self, NULL);
     self->iterations++;
+    /* g_main_dispatch's batch: READY stays set on each until it is dispatched */
+    for (SourceObject *s = q->head; s != NULL; s = s->rq_next)
+        s->latched = 1;
     PyObject *single = NULL, *pending = NULL, *gate = NULL;
     Py_ssize_t base = self->npend, count = q->count;
     if (count == 1) {

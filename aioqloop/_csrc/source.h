@@ -15,6 +15,9 @@ struct SourceObject {
     double interval;                /* TimeoutSource's interval, seconds */
     char can_recurse, destroyed, finalized, ready, ready_by_time, ready_by_child;
     char blocked, ready_while_blocked, in_heap;
+    /* in a dispatch batch and not dispatched yet: GLib's READY as the check left it,
+     * which a ready time moved away or a ready child gone does not take back */
+    char latched;
     char c_idle, c_survives;   /* class flags _idle / _survives_escape, read at creation */
     /* The ready queue of its priority (context.h): an intrusive list owned by the context,
      * which holds a reference while the source is queued.  rq_prio is the queue's
@@ -204,6 +207,7 @@ static PyMemberDef source_members[] = {
     SM("_blocked", T_BOOL, blocked),
     SM("_ready_while_blocked", T_BOOL, ready_while_blocked),
     SM("_in_heap", T_BOOL, in_heap),
+    SM("_latched", T_BOOL, latched),
     {NULL}
 };
 
