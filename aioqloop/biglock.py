@@ -307,11 +307,7 @@ class BigLock:
             with self._mutex:
                 owner = self._owner
                 if owner is None:
-                    self._owner = task
-                    self._owner_counters = counters = self._task_counters
-                    counters.acquisitions += 1
-                    self._acquired_at = perf_counter()
-                    return True
+                    return self._take_locked(task, self._task_counters)
                 if owner is task:
                     raise RuntimeError(self._recursion_message("task"))
                 if not self._owner_is_gone_locked(owner):
@@ -324,10 +320,8 @@ class BigLock:
                     self._watch_owner_locked(owner, loop)
                     break
                 woken = self._reclaim_locked()
-            self._report_gone(owner, _gone_reason(owner))
-            self._wake(woken)
-        if not self._dogged:
-            _watchdog.watch(self)
+            self._hand_on_from_gone(owner, woken)
+        self._watch()
         try:
             await future
         except BaseException:
@@ -422,11 +416,7 @@ class BigLock:
                 with self._mutex:
                     owner = self._owner
                     if owner is None:
-                        self._owner = me
-                        self._owner_counters = counters
-                        counters.acquisitions += 1
-                        self._acquired_at = perf_counter()
-                        return True
+                        return self._take_locked(me, counters)
                     if owner is me:
                         raise RuntimeError(self._recursion_message(_owner_kind(me)))
                     if not self._owner_is_gone_locked(owner):
@@ -440,10 +430,8 @@ class BigLock:
                         waiter = self._enqueue_thread_locked(me, counters)
                         break
                     woken = self._reclaim_locked()
-                self._report_gone(owner, _gone_reason(owner))
-                self._wake(woken)
-            if not self._dogged:
-                _watchdog.watch(self)
+                self._hand_on_from_gone(owner, woken)
+            self._watch()
             return self._wait_thread(waiter, timeout)
         except BaseException:
             if queued:
@@ -452,6 +440,25 @@ class BigLock:
                 # wake, or granted already.  Nothing may stay behind either way.
                 self._abandon_thread_wait(me)
             raise
+
+    def _hand_on_from_gone(self, owner: object, woken: _Waiter | None) -> None:
+        """After `_reclaim_locked`: say who never released, and wake the next owner."""
+        self._report_gone(owner, _gone_reason(owner))
+        self._wake(woken)
+
+    def _watch(self) -> None:
+        """Have the watchdog look after this lock (once), before a waiter blocks."""
+        if not self._dogged:
+            _watchdog.watch(self)
+
+    def _take_locked(self, me: object, counters: _Counters) -> bool:
+        """The lock is free: ``me`` takes it (the slow paths; the fast ones inline this).
+        Holds ``_mutex``."""
+        self._owner = me
+        self._owner_counters = counters
+        counters.acquisitions += 1
+        self._acquired_at = perf_counter()
+        return True
 
     def _abandon_thread_wait(self, me: object) -> None:
         """Leave the queue, or pass on a lock handed over meanwhile, for the thread ``me``
@@ -602,11 +609,7 @@ class BigLock:
                 if owner is thread:
                     return True
                 if owner is None:
-                    self._owner = thread
-                    self._owner_counters = counters
-                    counters.acquisitions += 1
-                    self._acquired_at = perf_counter()
-                    return True
+                    return self._take_locked(thread, counters)
                 if thread in self._dispatch_waiters:
                     return False
                 if not self._owner_is_gone_locked(owner):
@@ -621,10 +624,8 @@ class BigLock:
                         deferred = False
                     break
                 woken = self._reclaim_locked()
-            self._report_gone(owner, _gone_reason(owner))
-            self._wake(woken)
-        if not self._dogged:
-            _watchdog.watch(self)
+            self._hand_on_from_gone(owner, woken)
+        self._watch()
         if deferred:
             return False
         return self._wait_thread(waiter, -1.0)

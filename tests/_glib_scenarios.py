@@ -44,6 +44,22 @@ def _base(GLib: Any) -> Any:
     return Base
 
 
+def _tagged(GLib: Any, log: list[Any]) -> Any:
+    """A custom source class whose sources log their tag on each dispatch and stay."""
+    Base: Any = _base(GLib)
+
+    class Tagged(Base):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+
+        def dispatch(self, callback: Any, args: Any) -> Any:
+            log.append(self.tag)
+            return True
+
+    return Tagged
+
+
 def _iterate(ctx: Any, n: int) -> list[bool]:
     return [bool(ctx.iteration(False)) for _ in range(n)]
 
@@ -415,17 +431,9 @@ def scenario_source_time(GLib: Any) -> Any:
 def scenario_child_sources(GLib: Any) -> Any:
     """Children take the parent's priority, dispatch first, ready it, die with it."""
     ctx = GLib.MainContext()
-    Base: Any = _base(GLib)
     log: list[str] = []
 
-    class S(Base):
-        def __init__(self, tag: str) -> None:
-            super().__init__()
-            self.tag = tag
-
-        def dispatch(self, callback: Any, args: Any) -> Any:
-            log.append(self.tag)
-            return True
+    S: Any = _tagged(GLib, log)
 
     parent = S("parent")
     parent.priority = 5
@@ -664,20 +672,14 @@ def scenario_pending_sources_dispatch_unless_destroyed(GLib: Any) -> Any:
     since: not one whose ready time an earlier callback moved away, nor a parent whose
     only ready child went, nor a parent due by its own ready time whose child went."""
     ctx = GLib.MainContext()
-    Base: Any = _base(GLib)
     log: list[str] = []
     srcs: dict[str, Any] = {}
 
-    class S(Base):
-        def __init__(self, tag: str) -> None:
-            super().__init__()
-            self.tag = tag
-
+    class S(_tagged(GLib, log)):  # type: ignore[misc]  # a class made at run time
         def dispatch(self, callback: Any, args: Any) -> Any:
-            log.append(self.tag)
             if self.tag == "a":
                 srcs["b"].set_ready_time(-1)  # b was found ready: it still runs now
-            return True
+            return super().dispatch(callback, args)
 
     def gone(tag: str) -> bool:
         log.append(tag)
@@ -739,17 +741,9 @@ def scenario_child_order_and_priority_moves(GLib: Any) -> Any:
     its parent; added to an attached parent, each goes just before it; a priority set,
     even to the same value, moves a source (children latest added first) to the tail."""
     ctx = GLib.MainContext()
-    Base: Any = _base(GLib)
     log: list[str] = []
 
-    class S(Base):
-        def __init__(self, tag: str) -> None:
-            super().__init__()
-            self.tag = tag
-
-        def dispatch(self, callback: Any, args: Any) -> Any:
-            log.append(self.tag)
-            return True
+    S: Any = _tagged(GLib, log)
 
     def tree(prefix: str, attach_first: bool) -> tuple[Any, list[Any]]:
         parent = S(prefix)
