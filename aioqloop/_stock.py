@@ -205,7 +205,10 @@ class _PyHook:
             if quiet and not ready:
                 ctx._dispatch(priority)  # nothing of asyncio's to keep FIFO with: now
             elif quiet and len(ready) == 1 and ready[0] is self._dispatch_handle:
-                ready.clear()  # only our own queued dispatch: run it here, in order
+                # Only our own queued dispatch: run it here, in order.  Take just that
+                # handle off the left: another thread may have appended a callback
+                # since (call_soon_threadsafe only appends), and it must stay queued.
+                deque.popleft(ready)  # deque's own: a traced queue records only asyncio's
                 self._queued = False
                 ctx._dispatch(priority)
             else:
@@ -251,7 +254,7 @@ class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
         # What a nested raw iteration leaves in asyncio's queue for each callback it ran.
         self._spent = asyncio.Handle(_noop, (), loop, None)
         self._spent.cancel()
-        self._stash: tuple[deque[Any], list[Any], deque[Any], list[Any]] | None = None
+        self._stash: tuple[list[Any], list[Any], list[Any]] | None = None
         self._preset: list[tuple[selectors.SelectorKey, int]] | None = None
         self._exposed: asyncio.TimerHandle | None = None
         self.register = selector.register
@@ -392,36 +395,57 @@ class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
             ctx._dispatch(PRIORITY_DEFAULT)
 
     # -- strict priorities: asyncio's work waits while something urgent runs --------
+    # Only the loop thread takes from the left of asyncio's ready queue; other threads
+    # only append to it (call_soon_threadsafe).  So the queue is never replaced: what
+    # must wait is taken off its left and put back there later, and a callback another
+    # thread appends meanwhile can neither be lost nor overtake what was queued before.
+    # deque's own methods: a traced queue (aioqloop._trace) records only asyncio's pops.
     def _urgent(self, ctx: Any, priority: float) -> None:
         loop = self._loop
-        ready, scheduled = loop._ready, loop._scheduled
-        loop._ready, loop._scheduled = deque(), []
+        restore = self._restore_handle
+        # A stash not put back yet (a nested iteration ran before the restore did): put
+        # it back first, so it is held again, in order, with the rest.
+        self._restore()
+        held = _take_all(loop._ready, restore)
+        scheduled = loop._scheduled  # timers: touched by the loop thread only
+        loop._scheduled = []
         try:
             ctx._dispatch(priority)
         except BaseException:
-            self._merge(ready, scheduled, loop._ready, loop._scheduled)
+            self._put_back(held, scheduled, [])
             raise
-        # fd events wait too: the selector is level-triggered and reports them again.
+        self._restore()  # one an iteration nested in the dispatch held back
+        # What the dispatch queued waits too; fd events as well: the selector is
+        # level-triggered and reports them again.
+        held.extend(_take_all(loop._ready, restore))
         self._events = []
-        self._stash = (ready, scheduled, loop._ready, loop._scheduled)
-        loop._ready, loop._scheduled = deque([self._restore_handle]), []
+        self._stash = (held, scheduled, loop._scheduled)
+        loop._scheduled = []
+        deque.appendleft(loop._ready, restore)
 
     def _restore(self) -> None:
         stash, self._stash = self._stash, None
         if stash is not None:
-            ready, scheduled, new_ready, new_scheduled = stash
-            loop = self._loop
-            new_ready.extend(loop._ready)
-            new_scheduled.extend(loop._scheduled)
-            self._merge(ready, scheduled, new_ready, new_scheduled)
+            self._put_back(*stash)
 
-    def _merge(self, ready: deque[Any], scheduled: list[Any], new_ready: deque[Any],
-               new_scheduled: list[Any]) -> None:
-        ready.extend(new_ready)
-        for timer in new_scheduled:
-            heapq.heappush(scheduled, timer)
+    def _put_back(self, held: list[Any], scheduled: list[Any], later: list[Any]) -> None:
+        """Return what `_urgent` held back: ``held`` handles in front of the ready queue,
+        the timers of ``later`` and of the current list into ``scheduled``."""
         loop = self._loop
-        loop._ready, loop._scheduled = ready, scheduled
+        deque.extendleft(loop._ready, reversed(held))
+        for timer in later:
+            heapq.heappush(scheduled, timer)
+        for timer in loop._scheduled:
+            heapq.heappush(scheduled, timer)
+        loop._scheduled = scheduled
+
+
+def _take_all(ready: deque[Any], skip: object) -> list[Any]:
+    """Take every handle queued now off the left of ``ready``, leaving out ``skip`` (the
+    restore handle, which puts them back: see `_SelectorHook._urgent`)."""
+    popleft = deque.popleft
+    taken = [popleft(ready) for _ in range(len(ready))]
+    return [handle for handle in taken if handle is not skip]
 
 
 class QSelectorEventLoop(EventLoop, asyncio.SelectorEventLoop):
@@ -536,7 +560,7 @@ def _noop() -> None:
 if _engine.core is not None:
     # The core's upcalls into the hook (HookCore, aioqloop/_csrc/hook.h), each called with
     # its object first; no subclass overrides them.  The loop's ready queue is a deque (a
-    # subclass with a trace): deque's own append and clear serve it.
+    # subclass with a trace): deque's own append and popleft serve it.
     _engine.core.configure(
         max_wait=MAX_WAIT,
         hook_woken=_SelectorHook._woken,
@@ -546,7 +570,7 @@ if _engine.core is not None:
         hook_urgent=_SelectorHook._urgent,
         hook_timer_due=QSelectorEventLoop._timer_due,
         deque_append=deque.append,
-        deque_clear=deque.clear,
+        deque_popleft=deque.popleft,
     )
 
 

@@ -87,6 +87,19 @@ class _TracedReady(deque):  # type: ignore[type-arg]
         return handle
 
 
+def _replace_ready(loop: Any, old: deque[Any], new: deque[Any]) -> None:
+    """Make ``new`` the loop's ready queue, with what ``old`` holds in front.
+
+    Other threads only ever append to the queue (``call_soon_threadsafe``), so ``new``
+    is put in place first and ``old``'s handles moved to its left after: a callback
+    posted meanwhile lands in one queue or the other, and keeps its place behind them.
+    """
+    loop._ready = new
+    popleft = deque.popleft
+    taken = [popleft(old) for _ in range(len(old))]
+    deque.extendleft(new, reversed(taken))
+
+
 class DispatchTrace:
     """Records a loop's dispatches; with ``seed``, orders same-priority ready work by it.
 
@@ -113,7 +126,7 @@ class DispatchTrace:
             ready.trace = self
             ready.left = 0
         elif isinstance(ready, deque):
-            loop._ready = _TracedReady(ready, self)  # type: ignore[attr-defined]
+            _replace_ready(loop, ready, _TracedReady((), self))
         return self
 
     def detach(self) -> None:
@@ -126,7 +139,7 @@ class DispatchTrace:
             ctx._tap = None
         ready = getattr(loop, "_ready", None)
         if isinstance(ready, _TracedReady) and ready.trace is self:
-            loop._ready = deque(ready)
+            _replace_ready(loop, ready, deque())
         self._loop = None
 
     # -- the context's dispatch tap (MainContext._tap) ---------------------------------

@@ -14,6 +14,7 @@ Marked ``stress`` (a few seconds per base).  They run by default, so plain ``pyt
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections import Counter
@@ -152,3 +153,88 @@ def test_cross_thread_operations_count_exactly(base: str) -> None:
     for w in range(WORKERS):
         assert hammer.bh_seen[w] == ROUNDS  # ran after its last schedule()
         assert 1 <= hammer.bh_calls[w] <= ROUNDS
+
+
+class EveryOther(Source):
+    """Ready in every other iteration: with an urgent priority, asyncio's queued
+    callbacks are held back in one iteration and run in the next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turn = False
+
+    def prepare(self) -> tuple[bool, float | None]:
+        self.turn = not self.turn
+        return self.turn, 0.0
+
+
+async def post_from_a_thread_beside_a_busy_source(posts: int, priority: int) -> tuple[int, int]:
+    """A thread posts ``posts`` callbacks with ``call_soon_threadsafe`` while a source of
+    ``priority`` is ready on every iteration (``PRIORITY_DEFAULT``) or every other one
+    (a more urgent priority, which holds asyncio's callbacks back meanwhile), and an
+    asyncio timer is pending (each iteration asks whether a timer is due).  Returns
+    (callbacks run, source dispatches)."""
+    loop = asyncio.get_running_loop()
+    ran = 0
+    all_ran = asyncio.Event()
+    dispatches = 0
+
+    def posted() -> None:
+        nonlocal ran
+        ran += 1
+        if ran == posts:
+            all_ran.set()
+
+    def busy() -> bool:
+        nonlocal dispatches
+        dispatches += 1
+        return True  # SOURCE_CONTINUE
+
+    def poster() -> None:
+        for _ in range(posts):
+            loop.call_soon_threadsafe(posted)
+            time.sleep(0.00001)  # land each post at another point of the loop's iteration
+
+    if priority == aioqloop.PRIORITY_DEFAULT:
+        src: Source = aioqloop.IdleSource()
+    else:
+        src = EveryOther()
+    src.priority = priority
+    src.set_callback(busy)
+    src.attach(aioqloop.get_main_context())
+    pending = loop.call_later(3600, lambda: None)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+    try:
+        thread = threading.Thread(target=poster, name="poster")
+        thread.start()
+        try:
+            # Bounded even if the executor's own threadsafe wake-up is the one lost.
+            await asyncio.wait_for(asyncio.to_thread(thread.join, DEADLINE), DEADLINE + 1)
+            await asyncio.wait_for(all_ran.wait(), DEADLINE)
+        except asyncio.TimeoutError:
+            pytest.fail(f"{posts - ran} of {posts} call_soon_threadsafe callbacks were lost")
+        assert not thread.is_alive(), "the poster did not finish"
+    finally:
+        sys.setswitchinterval(interval)
+        pending.cancel()
+        src.destroy()
+    return ran, dispatches
+
+
+@pytest.mark.parametrize("priority", [aioqloop.PRIORITY_DEFAULT, aioqloop.PRIORITY_HIGH],
+                         ids=["default", "urgent"])
+def test_threadsafe_callbacks_are_never_lost_beside_a_busy_source(base: str,
+                                                                   priority: int) -> None:
+    # default: the loop ran its own queued dispatch in place by emptying asyncio's ready
+    # queue once it had seen only that dispatch there; a callback another thread
+    # appended in between (while the loop asked whether a timer was due) was dropped.
+    # urgent: asyncio's queued callbacks are held back while an urgent source
+    # dispatches, and put back after; a callback appended meanwhile must survive that.
+    # Fewer on uvloop: its ready queue is its own (the races were the stock base's), and
+    # a loop thread always busy in compiled code hands the GIL to the poster less often.
+    posts = 1000 if base == "asyncio" else 200
+    ran, dispatches = aioqloop.run(post_from_a_thread_beside_a_busy_source(posts, priority),
+                                   base=base)
+    assert ran == posts  # each exactly once: a duplicate would overshoot
+    assert dispatches > 0

@@ -105,7 +105,8 @@ finish_cleanup(PyObject *saved, int cleanup_rc)
     X(hook_urgent)            /* _SelectorHook._urgent: hook.h, place() more urgent than default */ \
     X(hook_timer_due)         /* QSelectorEventLoop._timer_due: hook.h place(), with timers */ \
     X(deque_append)           /* collections.deque.append: the loop's ready queue (hook.h), a bottom-half queue (bh.h) */ \
-    X(deque_clear)            /* collections.deque.clear: hook.h place(), bh.h */ \
+    X(deque_clear)            /* collections.deque.clear: bh.h */ \
+    X(deque_popleft)          /* collections.deque.popleft: hook.h place(), its own dispatch */ \
     X(shared_rebuild)         /* SelectorFds.rebuild: hook.h, a stale shared set */ \
     X(plain_deadline_changed) /* PlainDriver.deadline_changed: plain.h, arm the timer */ \
     X(plain_acquire)          /* PlainDriver._acquire: plain.h, the first iteration */ \

@@ -607,16 +607,20 @@ hook_place(HookObject *self, PyObject *priority)
         return NULL;
     }
     int events = PyObject_IsTrue(self->events ? self->events : Py_None);
-    Py_ssize_t nready = PyObject_Length(ready);
-    if (events < 0 || nready < 0)
+    if (events < 0)
         goto fail_ready;
     int quiet = !events;
     if (quiet) {
+        /* Python code: another thread may append to the ready queue meanwhile, so the
+         * queue is looked at only after it */
         int due = timer_due(st, loop);
         if (due < 0)
             goto fail_ready;
         quiet = !due;
     }
+    Py_ssize_t nready = PyObject_Length(ready);
+    if (nready < 0)
+        goto fail_ready;
     int rc = 0;
     if (p == 0) {
         if (quiet && nready == 0) {
@@ -629,8 +633,10 @@ hook_place(HookObject *self, PyObject *priority)
             int ours = first == self->dispatch_handle;
             Py_DECREF(first);
             if (ours) {
-                /* only our own queued dispatch: run it here, in order */
-                rc = upcall_void(st->deque_clear, "deque_clear", ready, NULL, NULL);
+                /* only our own queued dispatch: run it here, in order.  Take just that
+                 * handle off the left: other threads only append (call_soon_threadsafe),
+                 * so whatever they added since stays queued */
+                rc = upcall_void(st->deque_popleft, "deque_popleft", ready, NULL, NULL);
                 if (rc == 0) {
                     self->queued = 0;
                     rc = ctx_call_dispatch(st, ctx, priority);
