@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -238,3 +241,48 @@ def test_a_trace_stays_with_its_loop_when_the_default_context_moves(base: str) -
     finally:
         second.close()
     assert _sources_run(base, None)[0] == ["urgent"] + [f"idle{i}" for i in range(6)]
+
+
+def test_a_trace_attached_and_detached_while_a_thread_posts_loses_nothing() -> None:
+    # Attaching or detaching a trace replaces the loop's ready queue; a callback another
+    # thread posts at that moment must land in one queue or the other, once, in order.
+    posts = 1000
+
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        ran: list[int] = []
+        all_ran = asyncio.Event()
+
+        def posted(i: int) -> None:
+            ran.append(i)
+            if len(ran) == posts:
+                all_ran.set()
+
+        def poster() -> None:
+            for i in range(posts):
+                loop.call_soon_threadsafe(posted, i)
+                time.sleep(0.00001)  # land each post at another point of the loop's turn
+
+        thread = threading.Thread(target=poster, name="poster")
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+        swaps = 0
+        try:
+            thread.start()
+            while thread.is_alive():
+                for _ in range(10):
+                    DispatchTrace(recording=False).attach(loop).detach()
+                    swaps += 1
+                await asyncio.sleep(0)
+            try:
+                await asyncio.wait_for(all_ran.wait(), 10)
+            except asyncio.TimeoutError:
+                pytest.fail(f"{posts - len(ran)} of {posts} posted callbacks were lost")
+        finally:
+            sys.setswitchinterval(interval)
+            thread.join(10)
+        return ran, swaps
+
+    ran, swaps = aioqloop.run(main(), base="asyncio")
+    assert ran == list(range(posts))  # each once, in the order posted
+    assert swaps > 0
