@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from .biglock import BigLock
     from .clock import VirtualClock
 
-__all__ = ("QSelectorEventLoop", "check_loop_args")
+__all__ = ("QSelectorEventLoop", "check_loop_args", "take_ready")
 
 _T = TypeVar("_T")
 
@@ -406,7 +406,7 @@ class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
         # A stash not put back yet (a nested iteration ran before the restore did): put
         # it back first, so it is held again, in order, with the rest.
         self._restore()
-        held = _take_all(loop._ready, restore)
+        held = take_ready(loop._ready, restore)
         scheduled = loop._scheduled  # timers: touched by the loop thread only
         loop._scheduled = []
         try:
@@ -417,7 +417,7 @@ class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
         self._restore()  # one an iteration nested in the dispatch held back
         # What the dispatch queued waits too; fd events as well: the selector is
         # level-triggered and reports them again.
-        held.extend(_take_all(loop._ready, restore))
+        held.extend(take_ready(loop._ready, restore))
         self._events = []
         self._stash = (held, scheduled, loop._scheduled)
         loop._scheduled = []
@@ -440,9 +440,14 @@ class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
         loop._scheduled = scheduled
 
 
-def _take_all(ready: deque[Any], skip: object) -> list[Any]:
-    """Take every handle queued now off the left of ``ready``, leaving out ``skip`` (the
-    restore handle, which puts them back: see `_SelectorHook._urgent`)."""
+def take_ready(ready: deque[Any], skip: object = None) -> list[Any]:
+    """Take every handle queued now off the left of asyncio's ready queue ``ready``,
+    leaving out ``skip``.
+
+    Safe while other threads post: they only append (``call_soon_threadsafe``), and
+    only the loop thread takes from the left.  deque's own ``popleft``: a traced queue
+    (`aioqloop._trace`) records only the pops of asyncio's ``_run_once``.
+    """
     popleft = deque.popleft
     taken = [popleft(ready) for _ in range(len(ready))]
     return [handle for handle in taken if handle is not skip]

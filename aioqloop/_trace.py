@@ -33,6 +33,7 @@ from collections import deque
 from typing import Any
 
 from . import _engine
+from ._stock import take_ready
 from .constants import PRIORITY_DEFAULT
 
 __all__ = ("DispatchTrace", "first_difference", "format_entries")
@@ -95,9 +96,7 @@ def _replace_ready(loop: Any, old: deque[Any], new: deque[Any]) -> None:
     posted meanwhile lands in one queue or the other, and keeps its place behind them.
     """
     loop._ready = new
-    popleft = deque.popleft
-    taken = [popleft(old) for _ in range(len(old))]
-    deque.extendleft(new, reversed(taken))
+    deque.extendleft(new, reversed(take_ready(old)))
 
 
 class DispatchTrace:
