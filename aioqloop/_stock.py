@@ -14,7 +14,9 @@ runs the ready handles; the selector is wrapped (`_SelectorHook`), and that call
 
    * more urgent than `PRIORITY_DEFAULT`: it dispatches at once, and asyncio's ready
      handles, due timers and fd events of this iteration wait for a later iteration (set
-     aside before asyncio counts them and put back, in order, by one internal handle);
+     aside before asyncio counts them and put back, in order, by one internal handle;
+     handles are taken off the left of asyncio's own queue, never swapped for another,
+     so a callback another thread posts meanwhile keeps its place: `take_ready`);
    * `PRIORITY_DEFAULT`: FIFO with asyncio's callbacks, by the order things became
      ready: the context's dispatch is one handle appended to asyncio's ready queue when a
      default-priority source becomes ready (so a bottom half scheduled before a task
