@@ -322,7 +322,11 @@ class _SelectorHook(_HookBase, Driver):  # type: ignore[misc]
 
     def ready_count(self) -> int:
         """How many of asyncio's queued callbacks `run_ready_once` would run now."""
-        return sum(1 for h in self._loop._ready if self._runnable(h))
+        # By index, not by iterating: another thread may append meanwhile (iterating a
+        # deque that grows raises RuntimeError); only the loop thread pops its left.
+        ready = self._loop._ready
+        runnable = self._runnable
+        return sum(1 for i in range(len(ready)) if runnable(ready[i]))
 
     def run_ready_once(self) -> int:
         """Run the asyncio callbacks queued now, once each, from a nested iteration.

@@ -192,6 +192,37 @@ def test_raw_pending_counts_queued_asyncio_callbacks() -> None:
     assert seen == [(False, True), (False, False)]
 
 
+def test_raw_pending_while_a_thread_posts_counts_without_failing() -> None:
+    # pending() counts asyncio's queued callbacks; another thread appending to that
+    # queue meanwhile (call_soon_threadsafe) made the count raise "deque mutated during
+    # iteration" in PyGObject code that polls pending().
+    loop = events.GLibEventLoop()
+    posts = 2000
+    ran: list[int] = []
+    seen: list[bool] = []
+
+    def poster() -> None:
+        for number in range(posts):
+            loop.call_soon_threadsafe(ran.append, number)
+
+    def inside() -> None:
+        thread = threading.Thread(target=poster)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+        try:
+            thread.start()
+            while thread.is_alive():
+                seen.append(super(GLib.MainContext, loop._context).pending())
+            thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        seen.append(super(GLib.MainContext, loop._context).pending())
+
+    run_inside(loop, inside)
+    assert seen[-1] is True  # the posts are queued and counted
+    assert ran == list(range(posts))  # then each runs once, in order
+
+
 # ------------------------------------------- gi.events 3.56+: no policy needed
 def _fresh(base: str, body: str) -> None:
     """Run ``body`` in a fresh process (GLib's default context and the policy's class
