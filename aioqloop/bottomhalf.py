@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ("BottomHalf",)
 
 _get_ident = threading.get_ident
+_ensure_lock = threading.Lock()  # `_BHSource.ensure`: one new carrier at a time
 
 
 class _CarrierMethods:
@@ -112,9 +113,9 @@ class _BHMethods:
         if bh._deleted:
             raise RuntimeError(f"schedule() on deleted {bh!r}")
         ctx = bh._ctx
-        carrier = ctx._bh
         waker = ctx._waker
         with waker.lock:
+            carrier = ctx._bh  # under the lock: `_BHSource.ensure` may replace it
             if waker.closed:
                 raise RuntimeError(f"schedule() of {bh!r}: its MainContext is closed")
             if bh._scheduled:
@@ -206,8 +207,8 @@ class BottomHalf(_BHBase):
     def cancel(self) -> None:
         """Unschedule it if it has not run yet (``qemu_bh_cancel``)."""
         ctx = self._ctx
-        carrier = ctx._bh
         with ctx._waker.lock:
+            carrier = ctx._bh
             if self._scheduled and carrier is not None:
                 self._scheduled = False
                 carrier.pending -= 1
@@ -241,14 +242,38 @@ class _BHSource(Source):
 
     @classmethod
     def ensure(cls, ctx: MainContext) -> None:
+        """Give ``ctx`` a live carrier (any thread; `BottomHalf` calls it)."""
         carrier = ctx._bh
-        if carrier is None or carrier.source._destroyed:
+        if carrier is not None and not carrier.source._destroyed:
+            return
+        # One at a time: two threads making a context's first bottom halves would each
+        # attach a carrier, and what was queued on the one replaced would never run.
+        with _ensure_lock:
+            carrier = ctx._bh
+            if carrier is not None and not carrier.source._destroyed:
+                return
             src = cls()
             new = _BHCarrier(src)
-            if carrier is not None:
-                new.pending, new.queue = carrier.pending, carrier.queue
             src.attach(ctx)  # first: a refused attach leaves the context as it was
-            ctx._bh = new
+            with ctx._waker.lock:  # schedule() reads the carrier under it
+                old = ctx._bh
+                if old is not None:  # its source was destroyed: carry its queue over
+                    new.pending, new.queue = old.pending, old.queue
+                ctx._bh = new
+
+    @staticmethod
+    def drop_scheduled(ctx: MainContext) -> None:
+        """Unschedule every bottom half queued on ``ctx``, keeping its carrier (the loop
+        that held the global default context closes: its work ends with it, and the
+        bottom halves stay usable on the next loop)."""
+        carrier = ctx._bh
+        if carrier is None:
+            return
+        with ctx._waker.lock:
+            for bh in carrier.queue:
+                bh._scheduled = False
+            carrier.queue = deque()
+            carrier.pending = 0
 
     def dispatch(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> bool:
         ctx = self._context

@@ -609,10 +609,14 @@ class MainContext(_Core):
         self._home = _get_ident()
 
     def _clear_sources(self) -> None:
-        """Destroy every attached source, keeping the context open (the loop that held
-        the global default context closes: its work ends with it, as asyncio's does)."""
+        """Destroy every attached source but the bottom halves' carrier, keeping the
+        context open (the loop that held the global default context closes: its work
+        ends with it, as asyncio's does; bottom halves, like the context, stay usable)."""
+        carrier = self._bh
+        keep = carrier.source if carrier is not None else None
         for src in list(self._sources.values()):
-            src.destroy()
+            if src is not keep:
+                src.destroy()
 
     def _close(self) -> None:
         if self._closed or self._closing:

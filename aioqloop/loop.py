@@ -170,7 +170,10 @@ def release_default(loop: asyncio.AbstractEventLoop, ctx: MainContext) -> None:
             return  # it left this loop already (closed before, now collected)
         _set_default(ctx, None, user=False)
         _default_adopted = _default_ran = False
+    from .bottomhalf import _BHSource
+
     ctx._clear_sources()
+    _BHSource.drop_scheduled(ctx)
     ctx._driver_detach()
 
 

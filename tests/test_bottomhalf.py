@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import LOOP_KINDS, HandlerLog, context_for, iterate, run_in
 
+import aioqloop
 from aioqloop import BottomHalf, MainContext
 from aioqloop._waker import Waker
 
@@ -269,6 +271,51 @@ def test_threaded_stress_every_bh_runs(kind: str) -> None:
         assert counts == [rounds] * len(counts)
 
     run_in(kind, main)
+
+
+@pytest.mark.timeout(60)
+def test_threads_making_a_contexts_first_bottom_halves_lose_none(base: str) -> None:
+    # Each thread's BottomHalf() gives the context its carrier if it has none yet; two
+    # threads doing so at once attached two carriers, and the bottom half queued on the
+    # one replaced never ran (nor could it be scheduled again: it stayed scheduled).
+    threads, rounds = 4, 30
+
+    async def main() -> None:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+        try:
+            for _ in range(rounds):
+                ctx = MainContext()  # a fresh context on this loop: no carrier yet
+                ran: list[int] = []
+                made: list[BottomHalf] = []
+                all_ran = asyncio.Event()
+                barrier = threading.Barrier(threads)
+
+                def note(k: int) -> None:
+                    ran.append(k)
+                    if len(ran) == threads:
+                        all_ran.set()
+
+                def worker(k: int) -> None:
+                    barrier.wait(DEADLINE)
+                    bh = BottomHalf(note, k, context=ctx)
+                    made.append(bh)
+                    bh.schedule()
+
+                loop = asyncio.get_running_loop()
+                await asyncio.gather(*(loop.run_in_executor(None, worker, k)
+                                       for k in range(threads)))
+                try:
+                    await asyncio.wait_for(all_ran.wait(), DEADLINE)
+                except asyncio.TimeoutError:
+                    stuck = [bh for bh in made if bh.scheduled]
+                    pytest.fail(f"ran {sorted(ran)} of {threads}; still scheduled: {stuck}")
+                assert sorted(ran) == list(range(threads))  # each once
+                ctx.close()
+        finally:
+            sys.setswitchinterval(interval)
+
+    aioqloop.run(main(), base=base)
 
 
 @pytest.mark.parametrize("kind", LOOP_KINDS)

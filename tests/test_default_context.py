@@ -230,11 +230,44 @@ def test_after_close_the_next_loop_takes_the_default_again(base: str, engine: st
         assert aioqloop.run(main(), base=BASE) == ["bh", "idle", "timeout"]
         ctx = MainContext.default()  # free again: a loop made on demand holds it now
         assert ctx is contexts[0] and not ctx.closed
-        assert ctx.statistics().sources == ()  # the first loop's work ended with it
+        # The first loop's work ended with it; the bottom halves' carrier is the
+        # context's own (a BottomHalf outlives the loop) and stays.
+        assert [s.name for s in ctx.statistics().sources] == ["bottom halves"]
         hit = []
         aioqloop.timeout_add(0.01, lambda: hit.append(1) or False)  # between the runs
         assert aioqloop.run(main(), base=BASE) == ["bh", "idle", "timeout"]
         assert contexts[1] is contexts[0] and hit == [1]
+    """, base, engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_bottom_half_outlives_the_loop_that_held_the_default(base: str, engine: str) -> None:
+    # The default context outlives its loop, and so do its bottom halves: one made under
+    # the first loop runs under the next.  What was scheduled and not run when the first
+    # loop closed ended with it (unscheduled), so it can be scheduled again.
+    ok("""
+        log = []
+        made = []
+
+        async def first():
+            made.append(aioqloop.BottomHalf(log.append, "a"))
+            made.append(aioqloop.BottomHalf(log.append, "b"))
+
+        loop = aioqloop.new_event_loop(base=BASE)
+        loop.run_until_complete(first())
+        a, b = made
+        b.schedule()  # still scheduled when the loop closes
+        loop.close()
+        assert not b.scheduled and log == []
+        a.schedule()  # between the loops: waits for the next one
+
+        async def second():
+            b.schedule()
+            while len(log) < 2:
+                await bounded(asyncio.sleep(0.001))
+            return list(log)
+
+        assert aioqloop.run(second(), base=BASE) == ["a", "b"]
     """, base, engine)
 
 

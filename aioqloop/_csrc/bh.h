@@ -162,13 +162,15 @@ bh_schedule(BHObject *self, PyObject *unused)
     WakerObject *waker = waker_of(st, ctx->waker);
     if (waker == NULL)
         return NULL;
-    PyObject *carrier = ctx->bh;
+    PyObject *carrier = NULL;
     Py_INCREF(ctx);
-    Py_XINCREF(carrier);
     Py_INCREF(waker);
     PyObject *source = NULL;
     int rc = waker_acquire(st, waker);
     if (rc == 0) {
+        /* read under the lock: _BHSource.ensure may replace the carrier */
+        carrier = ctx->bh;
+        Py_XINCREF(carrier);
         rc = bh_enqueue_locked(self, ctx, carrier, waker, &source);
         if (waker_release(st, waker, rc) < 0)
             rc = -1;
