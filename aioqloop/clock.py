@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import selectors
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,7 @@ class VirtualClock:
     ) -> None:
         self._now = _seconds(start, "start")
         self._target = self._now
+        self._advance_lock = threading.Lock()  # `advance` from several threads at once
         self.autojump: bool = bool(autojump)
         threshold = _seconds(autojump_threshold, "autojump_threshold")
         if threshold < 0:
@@ -88,11 +90,13 @@ class VirtualClock:
         step = _seconds(seconds, "seconds")
         if step < 0:
             raise ValueError(f"time can't go backwards: {seconds!r}")
-        self._target = max(self._target, self._now) + step
         loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            self._set(self._target)  # nothing runs timers: just move
-        elif asyncio._get_running_loop() is not loop:
+        with self._advance_lock:  # a read-modify-write: no step of another thread lost
+            self._target = max(self._target, self._now) + step
+            idle = loop is None or loop.is_closed() or not loop.is_running()
+            if idle:
+                self._set(self._target)  # nothing runs timers: just move
+        if loop is not None and not idle and asyncio._get_running_loop() is not loop:
             loop.call_soon_threadsafe(_noop)  # wake it from its poll so it can step
         # In the loop thread the loop is awake; it steps once the current callback returns.
 

@@ -67,6 +67,28 @@ def test_advance_without_loop_moves_at_once() -> None:
     assert clock.time() == 7.5
 
 
+def test_advance_from_several_threads_loses_no_step() -> None:
+    # advance() is documented for any thread; it reads and writes the target, and two
+    # threads at once lost steps.
+    clock = VirtualClock(autojump=False)
+    loop = aioqloop.new_event_loop(clock=clock)  # not running: each advance moves time
+    steps = 20_000
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+    try:
+        threads = [threading.Thread(target=lambda: [clock.advance(1) for _ in range(steps)])
+                   for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+        loop.close()
+    assert not any(thread.is_alive() for thread in threads)
+    assert clock.time() == 2 * steps
+
+
 def test_uvloop_base_refuses_clock() -> None:
     pytest.importorskip("uvloop")
     with pytest.raises(ValueError, match="base='asyncio'"):
