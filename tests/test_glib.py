@@ -22,6 +22,7 @@ import pytest
 import aioqloop
 from aioqloop import glib as GLib
 from aioqloop.glib import _context as glib_context
+from aioqloop.glib import _core as glib_core
 from aioqloop.glib import _sources as glib_sources
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -783,6 +784,45 @@ def test_invoke_full_on_unowned_default_from_a_thread_runs_there() -> None:
     t.start()
     t.join()
     assert seen == [True]  # GLib: the thread acquires the free default context
+
+
+@pytest.mark.timeout(20)
+def test_invoke_full_queues_when_another_thread_took_the_default_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The free default context is acquired for a direct call; when another thread took
+    # it between the owner check and the acquire, GLib queues an idle source instead of
+    # calling the function on a thread that does not own the context.
+    ctx = GLib.MainContext.default()
+    took, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        assert ctx.acquire()
+        took.set()
+        release.wait(10)
+        ctx.release()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert took.wait(10)
+    seen: list[bool] = []
+
+    def invoked() -> bool:
+        seen.append(ctx.is_owner())
+        return False
+
+    # The owner as read just before the other thread acquired the context.
+    monkeypatch.setattr(glib_core, "owner", lambda core: None)
+    try:
+        ctx.invoke_full(GLib.PRIORITY_DEFAULT, invoked)
+    finally:
+        monkeypatch.undo()
+        release.set()
+        thread.join(10)
+    assert seen == []  # not called by a thread that does not own the context
+    while ctx.iteration(False):  # queued: the owner (now this thread) runs it
+        pass
+    assert seen == [True]
 
 
 @pytest.mark.timeout(20)

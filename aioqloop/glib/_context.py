@@ -269,8 +269,10 @@ class MainContext(_GMainContext):
             loop = asyncio._get_running_loop()
             running = _get_main_context(loop) if loop is not None else None
             direct = ctx is running or ctx is g
-        if direct:
-            took = ctx.acquire()  # acquired for the call, as GLib's invoke does
+        # Acquired for the call, as GLib's invoke does.  Another thread may have taken
+        # the context since its owner was read: then, as GLib, queue an idle instead.
+        took = ctx.acquire() if direct else False
+        if took or owner == me:
             try:
                 while _truth(fn(*user_data)):
                     pass
