@@ -47,7 +47,8 @@ _T = TypeVar("_T")
 #   does not count as the user's and hands the context over to the next loop made
 #   (keeping a context of its own meanwhile), and takes it back once it is free again;
 # * when the loop holding it closes, its sources are destroyed (its work ends with it,
-#   as asyncio's callbacks do) and the context is free again for the next loop;
+#   as asyncio's callbacks do; the bottom halves' carrier stays, unscheduled, so a
+#   BottomHalf outlives the loop as the context does) and the context is free again;
 # * work that no loop ever runs is reported at interpreter exit (_report_unrun).
 _default_lock = threading.RLock()  # a loop made on demand below claims under it too
 # The context and the loop holding it, each the object itself, or a weak reference
