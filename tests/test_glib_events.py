@@ -243,6 +243,26 @@ def _fresh(base: str, body: str) -> None:
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
 
 
+def test_a_loop_takes_the_default_after_a_loop_that_made_a_bottom_half(base: str) -> None:
+    # The bottom halves' carrier stays with the default context when its loop closes
+    # (a BottomHalf outlives the loop); with nothing scheduled it is not work, so a
+    # GLibEventLoop still takes GLib's default context.
+    _fresh(base, """
+import aioqloop
+async def first():
+    aioqloop.BottomHalf(print)
+aioqloop.run(first())
+main_loop = GLib.MainLoop()  # GLib's default context, run by hand once
+GLib.timeout_add(1, lambda: main_loop.quit() or False)
+main_loop.run()
+loop = Loop()
+with loop:
+    assert hash(loop._context) == hash(GLib.MainContext.default())
+    assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+loop.close()
+""")
+
+
 def test_loop_without_a_context_takes_the_threads(base: str) -> None:
     _fresh(base, """
 # Main thread, no thread default: GLib's default context (made by this loop).

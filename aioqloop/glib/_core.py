@@ -146,8 +146,16 @@ def poll_fileno(ctx: MainContext) -> int | None:
 
 
 def has_sources(ctx: MainContext) -> bool:
-    """True if any source is attached to ``ctx`` (or posted by another thread)."""
-    return not ctx._is_empty()
+    """True if any source is attached to ``ctx`` (or posted by another thread), leaving
+    out the bottom halves' carrier while nothing is scheduled on it: it is the
+    context's own, not work (it stays when the loop holding the default context closes).
+    """
+    if ctx._is_empty():
+        return False
+    carrier = ctx._bh
+    if carrier is None or carrier.pending or ctx._waker.ops:
+        return True
+    return any(src is not carrier.source for src in list(ctx._sources.values()))
 
 
 def loop_class(base: str) -> type[asyncio.AbstractEventLoop]:
